@@ -1,0 +1,1 @@
+"""bench: a Hydra-configured PyTorch training benchmark."""

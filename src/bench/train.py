@@ -1,0 +1,305 @@
+"""The one training loop: ``run(cfg, run_dir) -> RunResult``, measured by DESIGN.md §4's rules.
+
+Whatever happens, the run leaves a metrics.json with a status: ``ok``, ``oom`` (out of memory),
+``diverged`` (non-finite loss), ``skipped`` (the device is not here) or ``failed`` (anything else; the
+traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from bench import measure
+from bench.data import BatchSource, build_source, epoch_seed, load_arrays
+from bench.errors import DatasetUnavailable, DeviceUnavailable, UsageError
+from bench.models import build_model, count_parameters
+from bench.results import EpochStats, RunResult, write_metrics
+from bench.step import Step, build_step
+
+log = logging.getLogger(__name__)
+
+WARMUP_EPOCH = -1  # the shuffle seed index of the warm-up pass, distinct from every timed epoch
+
+
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu (the lab's rule); ``cuda`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise DeviceUnavailable(
+            f"device=cuda but no CUDA GPU is usable here (torch {torch.__version__}, {built}); "
+            "use device=cpu or device=auto"
+        )
+    return torch.device(name)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
+    """A result that names its config, before (or instead of) any training."""
+    return RunResult(
+        model=cfg.model.name,
+        device=cfg.device.name,
+        precision=cfg.precision.name,
+        dataset=cfg.dataset.name,
+        loader=cfg.loader.name,
+        batch_size=cfg.batch_size,
+        workers=cfg.workers,
+        epochs=cfg.epochs,
+        seed=cfg.seed,
+        warmup_steps=cfg.warmup_steps,
+        **fields,
+    )
+
+
+def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> RunResult:
+    """Train once as configured and write ``run_dir/metrics.json``, also when the run fails.
+
+    With ``raise_usage_errors`` (a single run from the CLI), a missing device or dataset is re-raised after
+    metrics.json is written, so the user gets one line and exit code 2; in a sweep it stays a status.
+    """
+    result = result_for(cfg)
+    device: torch.device | None = None
+    usage_error: UsageError | None = None
+    try:
+        device = resolve_device(cfg.device.name)
+        result.device = device.type
+        result.device_name = (
+            torch.cuda.get_device_name(device) if device.type == "cuda" else measure.cpu_name()
+        )
+        _train(cfg, device, result)
+    except DeviceUnavailable as err:
+        result.status, result.error, usage_error = "skipped", str(err), err
+    except DatasetUnavailable as err:
+        result.status, result.error, usage_error = "failed", str(err), err
+    except Diverged as err:
+        result.status, result.error = "diverged", str(err)
+    except KeyboardInterrupt:
+        result.status, result.error = "failed", "interrupted"
+        raise
+    except Exception as err:
+        if is_out_of_memory(err):
+            result.status, result.error = "oom", _one_line(err)
+        else:
+            result.status, result.error = "failed", f"{type(err).__name__}: {_one_line(err)}"
+        log.error("Run %s: %s", result.status, result.error)
+        log.debug("Traceback of the %s run", result.status, exc_info=True)  # to the log file only
+    finally:
+        result.peak_rss_mb = measure.peak_rss_mb()
+        result.env = measure.environment(device or torch.device("cpu"))
+        write_metrics(run_dir, result)
+        if device is not None:
+            measure.reset_peak_memory(device)  # free what a failed run left behind, for the next job
+    if usage_error is not None:
+        if raise_usage_errors:
+            raise usage_error
+        log.warning("Run %s: %s", result.status, result.error)
+    return result
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(cfg.cudnn_benchmark)
+    measure.reset_peak_memory(device)
+
+    arrays = load_arrays(cfg)
+    result.train_samples, result.test_samples = len(arrays.train_y), len(arrays.test_y)
+
+    _seed_everything(cfg.seed)
+    model = build_model(cfg.model.name).to(device)
+    channels_last = bool(cfg.step.channels_last)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    result.params = count_parameters(model)
+    step = build_step(model, cfg, device)
+    result.step = step.settings
+
+    train = build_source(
+        cfg, arrays.train_x, arrays.train_y, device, shuffle=True, channels_last=channels_last
+    )
+    try:
+        if train.device_bytes:
+            result.dataset_memory_mb = train.device_bytes / measure.MIB
+        result.notes.extend(f"{key} is ignored by loader={cfg.loader.name}" for key in train.ignored)
+        log.info(
+            "Training %s (%s params) on %s (%s) | %s | batch %d | %s, %d train / %d test images | loader=%s",
+            cfg.model.name, f"{result.params:,}", device.type, result.device_name, cfg.precision.name,
+            cfg.batch_size, cfg.dataset.name, result.train_samples, result.test_samples, cfg.loader.name,
+        )  # fmt: skip
+
+        clock = measure.Stopwatch(device)
+        if cfg.warmup_steps > 0:
+            result.warmup_time = _warm_up(cfg, model, step, train, clock)
+            log.info("Warm-up: %d steps in %.2fs (rolled back)", cfg.warmup_steps, result.warmup_time)
+
+        for epoch in range(1, cfg.epochs + 1):
+            stats = _epoch(epoch, cfg, model, step, train, clock)
+            result.epochs_detail.append(stats)
+            log.info(
+                "Epoch %d/%d | Loss: %.3f | Time: %.2fs | %.0f samples/s",
+                epoch, cfg.epochs, stats.loss, stats.time_s, stats.samples_per_s,
+            )  # fmt: skip
+            if not math.isfinite(stats.loss):
+                raise Diverged(f"loss is {stats.loss} after epoch {epoch}")
+    finally:
+        train.close()
+
+    times = [e.time_s for e in result.epochs_detail]
+    result.total_time = sum(times)
+    result.avg_epoch_time = result.total_time / len(times)
+    result.samples_per_s = sum(e.samples for e in result.epochs_detail) / result.total_time
+    result.final_loss = result.epochs_detail[-1].loss
+    result.peak_memory_mb, result.peak_reserved_mb = measure.peak_memory_mb(device)
+
+    if cfg.evaluate:
+        start = time.perf_counter()
+        result.test_accuracy = _evaluate(cfg, model, arrays.test_x, arrays.test_y, device, channels_last)
+        measure.synchronize(device)
+        result.eval_time = time.perf_counter() - start
+
+    memory = (
+        f"peak memory {result.peak_memory_mb:.1f} MB allocated / {result.peak_reserved_mb:.1f} MB reserved"
+        if result.peak_memory_mb is not None
+        else f"peak RSS {measure.peak_rss_mb():.0f} MB"
+    )
+    accuracy = f", test accuracy {result.test_accuracy:.1%}" if result.test_accuracy is not None else ""
+    log.info(
+        "Done: avg epoch %.2fs, %.0f samples/s, %s%s",
+        result.avg_epoch_time, result.samples_per_s, memory, accuracy,
+    )  # fmt: skip
+
+
+def _epoch(
+    epoch: int,
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    step: Step,
+    train: BatchSource,
+    clock: measure.Stopwatch,
+) -> EpochStats:
+    model.train()
+    batches = train.batches(epoch_seed(cfg.seed, epoch))
+    loss_sum = torch.zeros((), device=clock.device)
+    n_batches, wait = 0, 0.0
+    with tqdm(
+        total=len(train), desc=f"Epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None
+    ) as bar:
+        clock.start()
+        while True:
+            t0 = time.perf_counter()
+            batch = next(batches, None)
+            wait += time.perf_counter() - t0
+            if batch is None:
+                break
+            loss_sum += step.fn(*batch)
+            n_batches += 1
+            bar.update()
+        interval = clock.stop()
+    # The epoch's one host read of the loss, after the clock has stopped.
+    loss = (loss_sum / max(n_batches, 1)).item()
+    return EpochStats(
+        epoch=epoch,
+        time_s=interval.wall_s,
+        samples=train.samples,
+        samples_per_s=train.samples / interval.wall_s,
+        loss=loss,
+        data_wait_s=wait,
+        cuda_time_s=interval.cuda_s,
+    )
+
+
+@contextmanager
+def _rolled_back(model: torch.nn.Module, step: Step) -> Iterator[None]:
+    """Undo every update made inside: weights, Adam's moments and step count, the loss scale, the RNG.
+
+    Restored in place (copy_/zero_), so tensors keep their storage; a captured CUDA graph stays valid.
+    """
+    if step.optimizer.state:
+        raise RuntimeError("warm-up must start from a fresh optimizer")
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    scaler_state = step.scaler.state_dict()
+    cpu_rng = torch.random.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                v.copy_(weights[k])
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad.zero_()
+            # A fresh Adam state is all zeros (step count included): zeroing equals starting afresh.
+            for state in step.optimizer.state.values():
+                for value in state.values():
+                    if isinstance(value, torch.Tensor):
+                        value.zero_()
+        if scaler_state:
+            step.scaler.load_state_dict(scaler_state)
+        torch.random.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _warm_up(
+    cfg: DictConfig, model: torch.nn.Module, step: Step, train: BatchSource, clock: measure.Stopwatch
+) -> float:
+    """Pay one-time costs (CUDA init, autotuning, worker start, compilation) outside the timed epochs."""
+    model.train()
+    with _rolled_back(model, step):
+        clock.start()
+        for i, (x, y) in enumerate(train.batches(epoch_seed(cfg.seed, WARMUP_EPOCH))):
+            step.fn(x, y)
+            if i + 1 >= cfg.warmup_steps:
+                break
+        return clock.stop().wall_s
+
+
+def _evaluate(
+    cfg: DictConfig, model: torch.nn.Module, x: Any, y: Any, device: torch.device, channels_last: bool
+) -> float:
+    """Top-1 accuracy on the test split, counted on the device and read once."""
+    source = build_source(cfg, x, y, device, shuffle=False, channels_last=channels_last)
+    dtype = getattr(torch, cfg.precision.autocast_dtype) if cfg.precision.autocast_dtype else None
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            for xb, yb in source.batches():
+                correct += (model(xb).argmax(1) == yb).sum()
+    finally:
+        source.close()
+    return correct.item() / source.samples

@@ -1,0 +1,59 @@
+"""Bad input: one line naming the problem, exit code 2, no traceback (DESIGN.md §6)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, only_run_dir, read_metrics, run_cli
+
+CASES = {
+    "unknown model": (["model=nope"], "unknown model 'nope'; choose one of: large, medium, small"),
+    "batch size zero": (["batch_size=0"], "batch_size=0 is out of range"),
+    "negative batch size": (["batch_size=-5"], "batch_size=-5 is out of range"),
+    "negative workers": (["workers=-1"], "workers=-1 is out of range"),
+    "zero epochs": (["epochs=0"], "epochs=0 is out of range"),
+    "unknown precision": (
+        ["precision=int8"],
+        "unknown precision 'int8'; choose one of: amp_bf16, amp_fp16, fp32",
+    ),
+    "not an integer": (["batch_size=abc"], "batch_size: Value 'abc'"),
+    "missing cifar10 offline": (
+        ["dataset=cifar10", "data_dir=empty"],
+        "put cifar-10-python.tar.gz in empty/ or use dataset=synthetic",
+    ),
+    "missing imagefolder": (
+        ["dataset=imagefolder", "dataset.root=/does/not/exist"],
+        "dataset.root=/does/not/exist needs train/<class>/ and test/<class>/ folders",
+    ),
+    "imagefolder without root": (["dataset=imagefolder"], "dataset.root is not set"),
+}
+if not torch.cuda.is_available():
+    CASES["cuda without a GPU"] = (["device=cuda"], "device=cuda but no CUDA GPU is usable here")
+
+
+def _tiny_without(args: list[str]) -> list[str]:
+    keys = {a.split("=", 1)[0] for a in args}
+    return [t for t in TINY if t.split("=", 1)[0] not in keys]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
+    args, expected = CASES[case]
+    proc = run_cli(tmp_path, *_tiny_without(args), *args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("bench: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_a_missing_device_is_still_recorded(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = run_cli(tmp_path, *TINY, "device=cuda")
+    assert proc.returncode == 2
+    metrics = read_metrics(only_run_dir(tmp_path))
+    assert metrics["status"] == "skipped"
+    assert "no CUDA GPU" in metrics["error"]

@@ -1,0 +1,75 @@
+"""The Hydra app's config: defaults, groups, overrides, help, and the installed config package."""
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import run_cli
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+GROUPS = ("model", "device", "precision", "dataset", "loader")
+
+
+def test_defaults_are_the_designs(cfg_for) -> None:
+    cfg = cfg_for(tiny=False)
+    assert cfg.model.name == "medium"
+    assert cfg.device.name == "auto"
+    assert cfg.precision.name == "fp32"
+    assert cfg.dataset.name == "synthetic"
+    assert cfg.loader.name == "dataloader"
+    assert (cfg.batch_size, cfg.workers, cfg.epochs, cfg.lr, cfg.seed) == (64, 2, 3, 0.001, 0)
+    assert cfg.data_dir == "data"
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_group_option_composes_and_names_itself(cfg_for, group: str) -> None:
+    for option in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
+        cfg = cfg_for(f"{group}={option}")
+        assert cfg[group].name == option
+
+
+def test_keys_are_overridable_and_typed(cfg_for) -> None:
+    cfg = cfg_for(
+        "batch_size=128", "workers=4", "epochs=2", "lr=0.01", "seed=7",
+        "dataset.train_size=1000", "dataset.test_size=100",
+        "loader.pin_memory=true", "loader.persistent_workers=true",
+    )  # fmt: skip
+    assert (cfg.batch_size, cfg.workers, cfg.epochs, cfg.lr, cfg.seed) == (128, 4, 2, 0.01, 7)
+    assert (cfg.dataset.train_size, cfg.dataset.test_size) == (1000, 100)
+    assert cfg.loader.pin_memory is True and cfg.loader.persistent_workers is True
+
+
+def test_amp_presets_select_the_lab_and_bf16_recipes(cfg_for) -> None:
+    fp16 = cfg_for("precision=amp_fp16").precision
+    bf16 = cfg_for("precision=amp_bf16").precision
+    assert (fp16.autocast_dtype, fp16.grad_scaler) == ("float16", True)
+    assert (bf16.autocast_dtype, bf16.grad_scaler) == ("bfloat16", False)
+
+
+def test_cfg_job_from_another_directory_finds_the_installed_configs(tmp_path: Path) -> None:
+    # tmp_path is not the repository: the configs must come from the installed package bench.conf.
+    proc = run_cli(tmp_path, "--cfg", "job", "model=large", "batch_size=256")
+    assert proc.returncode == 0, proc.stderr
+    cfg = OmegaConf.create(proc.stdout)
+    assert cfg.model.name == "large" and cfg.batch_size == 256
+    assert not (tmp_path / "outputs").exists()  # --cfg prints; it does not run
+
+
+def test_help_lists_groups_and_options(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "--help")
+    assert proc.returncode == 0, proc.stderr
+    for line in (
+        "model: large, medium, small",
+        "device: auto, cpu, cuda",
+        "precision: amp_bf16, amp_fp16, fp32",
+        "dataset: cifar10, imagefolder, synthetic",
+    ):
+        assert line in proc.stdout
+    assert "batch_size: 64" in proc.stdout
+
+
+def test_info_reports_the_config_search_path(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "--info")
+    assert proc.returncode == 0, proc.stderr
+    assert "pkg://bench.conf" in proc.stdout

@@ -1,0 +1,59 @@
+"""CUDA-only measurement rules; skipped cleanly without a GPU, run by `make gpu-check` on one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import train
+from conftest import needs_cuda
+
+pytestmark = [pytest.mark.cuda, needs_cuda]
+
+
+def _run(cfg_for, tmp_path: Path, *overrides: str) -> train.RunResult:
+    run_dir = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    result = train.run(cfg_for("device=cuda", "warmup_steps=3", *overrides), run_dir)
+    assert result.status == "ok", result.error
+    return result
+
+
+def test_peak_memory_is_reset_per_run_and_grows_with_batch_size(cfg_for, tmp_path: Path) -> None:
+    data = ("dataset.train_size=4096", "dataset.test_size=256", "epochs=1")
+    small = _run(cfg_for, tmp_path, *data, "batch_size=64")
+    big = _run(cfg_for, tmp_path, *data, "batch_size=1024")
+    small_again = _run(cfg_for, tmp_path, *data, "batch_size=64")
+    assert big.peak_memory_mb > 2 * small.peak_memory_mb
+    # Had the counters not been reset, the second small run would report the big run's peak.
+    assert small_again.peak_memory_mb == pytest.approx(small.peak_memory_mb, rel=0.10)
+    assert small.peak_reserved_mb >= small.peak_memory_mb
+
+
+def test_cuda_events_and_synchronized_wall_clock_agree(cfg_for, tmp_path: Path) -> None:
+    result = _run(
+        cfg_for, tmp_path, "dataset.train_size=16384", "dataset.test_size=256", "epochs=2", "batch_size=256"
+    )
+    for epoch in result.epochs_detail:
+        assert epoch.cuda_time_s is not None
+        assert epoch.cuda_time_s == pytest.approx(epoch.time_s, rel=0.05)
+
+
+def test_amp_fp16_lowers_largenets_peak_memory(cfg_for, tmp_path: Path) -> None:
+    data = ("model=large", "batch_size=512", "dataset.train_size=2048", "dataset.test_size=256", "epochs=1")
+    fp32 = _run(cfg_for, tmp_path, *data, "precision=fp32")
+    amp = _run(cfg_for, tmp_path, *data, "precision=amp_fp16")
+    assert amp.peak_memory_mb < 0.8 * fp32.peak_memory_mb
+
+
+def test_cuda_out_of_memory_is_a_status(cfg_for, tmp_path: Path) -> None:
+    # Far more activation memory than any GPU has: the run must end as `oom`, not as a crash.
+    free, _ = torch.cuda.mem_get_info()
+    images = int(free / (32 * 32 * 32 * 4)) + 1  # LargeNet's first conv output alone exceeds free memory
+    result = train.run(
+        cfg_for("device=cuda", "model=large", "loader=resident", f"batch_size={images}",
+                f"dataset.train_size={images}", "dataset.test_size=64", "warmup_steps=1"),
+        tmp_path / "oom",
+    )  # fmt: skip
+    assert result.status == "oom", result.error

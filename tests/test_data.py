@@ -1,0 +1,204 @@
+"""Datasets become uint8 arrays through one path: synthetic, CIFAR-10 (torchvision), imagefolder."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.datasets import CIFAR10
+
+from bench.data import build_source, epoch_seed, load_arrays
+from bench.errors import DatasetUnavailable
+
+
+def _check_arrays(arrays, n_train: int, n_test: int) -> None:
+    assert arrays.train_x.shape == (n_train, 32, 32, 3) and arrays.train_x.dtype == np.uint8
+    assert arrays.test_x.shape == (n_test, 32, 32, 3) and arrays.test_x.dtype == np.uint8
+    assert arrays.train_y.dtype == np.int64 and arrays.train_y.shape == (n_train,)
+    assert arrays.test_y.dtype == np.int64 and arrays.test_y.shape == (n_test,)
+
+
+# ------------------------------------------------------------------------------------------ synthetic
+
+
+def test_synthetic_is_sized_deterministic_and_seeded(cfg_for) -> None:
+    a = load_arrays(cfg_for("dataset.train_size=500", "dataset.test_size=100"))
+    b = load_arrays(cfg_for("dataset.train_size=500", "dataset.test_size=100"))
+    c = load_arrays(cfg_for("dataset.train_size=500", "dataset.test_size=100", "seed=1"))
+    _check_arrays(a, 500, 100)
+    assert np.array_equal(a.train_x, b.train_x) and np.array_equal(a.test_y, b.test_y)
+    assert not np.array_equal(a.train_x, c.train_x)
+    assert set(np.unique(a.train_y)) == set(range(10)) and len(a.classes) == 10
+
+
+def test_synthetic_default_size_is_cifar10s(cfg_for) -> None:
+    arrays = load_arrays(cfg_for(tiny=False))
+    _check_arrays(arrays, 50_000, 10_000)
+
+
+def test_synthetic_labels_are_learnable(cfg_for) -> None:
+    # A nearest-class-mean classifier on raw pixels, fitted on train, is far above chance on test.
+    arrays = load_arrays(cfg_for("dataset.train_size=5000", "dataset.test_size=1000"))
+    x = arrays.train_x.reshape(len(arrays.train_x), -1).astype(np.float32)
+    means = np.stack([x[arrays.train_y == k].mean(0) for k in range(10)])
+    t = arrays.test_x.reshape(len(arrays.test_x), -1).astype(np.float32)
+    pred = ((t[:, None, :] - means[None]) ** 2).sum(-1).argmin(1)
+    assert (pred == arrays.test_y).mean() > 0.3
+
+
+# ------------------------------------------------------------------------------------------- cifar10
+
+
+def _write_tiny_cifar(root: Path, n_per_batch: int = 6, n_test: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR-10 archive in the dataset's own format (pickled batches of CHW rows), just very small."""
+    rng = np.random.default_rng(0)
+    folder = root / "build" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rows: list[np.ndarray] = []
+
+    def batch(name: str, n: int) -> None:
+        data = rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, n)]
+        rows.append(data)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"batch_label": name, "data": data, "labels": labels, "filenames": [""] * n}, f)
+
+    for i in range(1, 6):
+        batch(f"data_batch_{i}", n_per_batch)
+    batch("test_batch", n_test)
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": names, "num_cases_per_batch": n_per_batch}, f)
+    with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname="cifar-10-batches-py")
+    train = np.concatenate(rows[:5]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    test = rows[5].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return train, test
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_cifar10_reads_an_archive_put_in_data_dir(cfg_for, tmp_path: Path, monkeypatch) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    train, test = _write_tiny_cifar(data_dir)
+    # torchvision checks the real archive's checksums; teach it the tiny archive's instead.
+    built = data_dir / "build" / "cifar-10-batches-py"
+    monkeypatch.setattr(CIFAR10, "tgz_md5", _md5(data_dir / "cifar-10-python.tar.gz"))
+    monkeypatch.setattr(
+        CIFAR10, "train_list", [[f"data_batch_{i}", _md5(built / f"data_batch_{i}")] for i in range(1, 6)]
+    )
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", _md5(built / "test_batch")]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": _md5(built / "batches.meta")})
+
+    arrays = load_arrays(
+        cfg_for(
+            "dataset=cifar10", f"data_dir={data_dir}", "dataset.train_size=null", "dataset.test_size=null"
+        )
+    )
+    _check_arrays(arrays, 30, 8)
+    assert np.array_equal(arrays.train_x, train) and np.array_equal(arrays.test_x, test)
+    assert arrays.classes[0] == "airplane"
+
+    sub = load_arrays(
+        cfg_for("dataset=cifar10", f"data_dir={data_dir}", "dataset.train_size=10", "dataset.test_size=4")
+    )
+    again = load_arrays(
+        cfg_for("dataset=cifar10", f"data_dir={data_dir}", "dataset.train_size=10", "dataset.test_size=4")
+    )
+    _check_arrays(sub, 10, 4)
+    assert np.array_equal(sub.train_x, again.train_x)  # subsets are deterministic
+
+
+def test_cifar10_without_archive_or_download_names_the_fix(cfg_for, tmp_path: Path) -> None:
+    with pytest.raises(DatasetUnavailable, match="put cifar-10-python.tar.gz in .* or use dataset=synthetic"):
+        load_arrays(cfg_for("dataset=cifar10", f"data_dir={tmp_path}", "dataset.download=false"))
+
+
+def test_a_subset_larger_than_the_dataset_is_an_error(cfg_for, tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "imgs")
+    with pytest.raises(DatasetUnavailable, match="train_size=99 is more than the 6 images"):
+        load_arrays(
+            cfg_for(
+                "dataset=imagefolder",
+                f"dataset.root={root}",
+                f"data_dir={tmp_path}",
+                "dataset.train_size=99",
+                "dataset.test_size=null",
+            )
+        )
+
+
+# --------------------------------------------------------------------------------------- imagefolder
+
+
+def _image_folder(root: Path) -> Path:
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("cats", "dogs"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                size = (40 + 8 * i, 24 + 4 * i)  # not 32x32, and not square: must be resized
+                img = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+                Image.fromarray(img).save(root / split / cls / f"{i}.png")
+    (root / "test" / "dogs" / "2.png").write_bytes((root / "test" / "dogs" / "0.png").read_bytes())
+    return root
+
+
+def test_imagefolder_is_decoded_once_and_cached(cfg_for, tmp_path: Path, caplog) -> None:
+    root = _image_folder(tmp_path / "imgs")
+    cfg = cfg_for(
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        f"data_dir={tmp_path / 'data'}",
+        "dataset.train_size=null",
+        "dataset.test_size=null",
+    )
+    with caplog.at_level(logging.INFO, logger="bench.data"):
+        first = load_arrays(cfg)
+        second = load_arrays(cfg)
+    decoded = [r for r in caplog.records if r.getMessage().startswith("Decoding")]
+    assert len(decoded) == 1
+    _check_arrays(first, 6, 5)
+    assert first.classes == ("cats", "dogs")
+    assert list(first.test_y) == [0, 0, 1, 1, 1]
+    assert np.array_equal(first.train_x, second.train_x)
+    assert len(list((tmp_path / "data" / "imagefolder-cache").glob("*.npz"))) == 1
+
+    # An added image changes the folder's content, so the cache key changes and it is decoded again.
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(root / "train" / "cats" / "new.png")
+    assert len(load_arrays(cfg).train_y) == 7
+    assert len(list((tmp_path / "data" / "imagefolder-cache").glob("*.npz"))) == 2
+
+
+# ------------------------------------------------------------------------------------------- loaders
+
+
+def test_dataloader_applies_the_labs_transform(cfg_for) -> None:
+    cfg = cfg_for("dataset.train_size=64", "batch_size=16")
+    arrays = load_arrays(cfg)
+    source = build_source(cfg, arrays.train_x, arrays.train_y, torch.device("cpu"), shuffle=False)
+    x, y = next(iter(source.batches()))
+    expected = (torch.from_numpy(arrays.train_x[:16]).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32
+    assert torch.allclose(x, expected, atol=1e-6)
+    assert torch.equal(y, torch.from_numpy(arrays.train_y[:16]))
+    assert len(source) == 4
+
+
+def test_shuffle_depends_on_the_epoch_seed_only(cfg_for) -> None:
+    cfg = cfg_for("dataset.train_size=64", "batch_size=64")
+    arrays = load_arrays(cfg)
+    source = build_source(cfg, arrays.train_x, arrays.train_y, torch.device("cpu"), shuffle=True)
+    first = [next(iter(source.batches(epoch_seed(0, e))))[1] for e in (1, 2, 1)]
+    assert torch.equal(first[0], first[2]) and not torch.equal(first[0], first[1])
+    assert sorted(first[0].tolist()) == sorted(arrays.train_y.tolist())

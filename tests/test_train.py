@@ -1,0 +1,179 @@
+"""The training loop and metrics.json: DESIGN.md §3 fields, §4 measurement rules, §6 statuses."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench import train
+from bench.results import MetricsError, load_metrics, write_metrics
+from conftest import TINY, only_run_dir, read_metrics, run_cli
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "bench"
+
+METRICS_FIELDS = {
+    "schema", "status", "error", "model", "device", "device_name", "precision", "dataset", "loader",
+    "batch_size", "workers", "epochs", "seed", "params", "epochs_detail", "avg_epoch_time", "total_time",
+    "warmup_time", "samples_per_s", "peak_memory_mb", "peak_reserved_mb", "peak_rss_mb", "dataset_memory_mb",
+    "final_loss", "test_accuracy", "env",
+}  # fmt: skip
+EPOCH_FIELDS = {"epoch", "time_s", "samples", "samples_per_s", "loss", "data_wait_s"}
+ENV_FIELDS = {
+    "python",
+    "torch",
+    "torchvision",
+    "cuda",
+    "cudnn",
+    "gpu",
+    "driver",
+    "cpu",
+    "hostname",
+    "git_commit",
+}
+
+
+def test_a_cli_run_writes_every_metric_and_logs_like_the_lab(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, *TINY, "epochs=2", "model=small")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = only_run_dir(tmp_path)
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / ".hydra" / "overrides.yaml").exists()
+    assert (run_dir / "bench.log").exists()
+    metrics = read_metrics(run_dir)
+    assert set(metrics) >= METRICS_FIELDS
+    assert set(metrics["env"]) >= ENV_FIELDS
+    assert metrics["schema"] == 1 and metrics["status"] == "ok" and metrics["error"] is None
+    assert (metrics["model"], metrics["device"], metrics["batch_size"], metrics["params"]) == (
+        "small",
+        "cpu",
+        32,
+        378_866,
+    )
+    assert [e["epoch"] for e in metrics["epochs_detail"]] == [1, 2]
+    for e in metrics["epochs_detail"]:
+        assert set(e) >= EPOCH_FIELDS
+        assert e["samples"] == 256 and e["samples_per_s"] == pytest.approx(256 / e["time_s"])
+        assert 0 <= e["data_wait_s"] <= e["time_s"]
+    times = [e["time_s"] for e in metrics["epochs_detail"]]
+    assert metrics["total_time"] == pytest.approx(sum(times))
+    assert metrics["avg_epoch_time"] == pytest.approx(sum(times) / 2)
+    assert metrics["samples_per_s"] == pytest.approx(512 / sum(times))
+    assert metrics["warmup_time"] > 0
+    assert metrics["peak_memory_mb"] is None and metrics["peak_rss_mb"] > 0  # CPU run
+    assert metrics["final_loss"] == metrics["epochs_detail"][-1]["loss"]
+    assert 0 <= metrics["test_accuracy"] <= 1
+    assert re.search(
+        r"^Epoch 1/2 \| Loss: \d+\.\d{3} \| Time: \d+\.\d{2}s \| \d+ samples/s$", proc.stdout, re.M
+    )
+    assert re.search(r"^Epoch 2/2 \| Loss: ", proc.stdout, re.M)
+
+
+def _losses(cfg_for, tmp_path: Path, *overrides: str) -> list[float]:
+    result = train.run(cfg_for("epochs=2", *overrides), tmp_path / f"run{len(list(tmp_path.iterdir()))}")
+    assert result.status == "ok", result.error
+    return [e.loss for e in result.epochs_detail]
+
+
+def test_same_seed_same_losses_on_cpu(cfg_for, tmp_path: Path) -> None:
+    first = _losses(cfg_for, tmp_path, "device=cpu")
+    second = _losses(cfg_for, tmp_path, "device=cpu")
+    assert first == second
+    assert first != _losses(cfg_for, tmp_path, "device=cpu", "seed=1")
+
+
+def test_warm_up_is_rolled_back(cfg_for, tmp_path: Path) -> None:
+    # Training after the warm-up must be exactly training without it.
+    assert _losses(cfg_for, tmp_path, "device=cpu", "warmup_steps=0") == _losses(
+        cfg_for, tmp_path, "device=cpu", "warmup_steps=4"
+    )
+
+
+@pytest.mark.parametrize("precision", ["fp32", "amp_bf16"])
+def test_the_loop_reads_the_loss_once_per_epoch_not_per_step(
+    cfg_for, tmp_path: Path, monkeypatch, precision: str
+) -> None:
+    # .item() on a CUDA tensor waits for the GPU. bench's own code may read once per epoch and once for
+    # the test accuracy, never once per step. (torch's Adam reads its CPU step counter, which is no sync.)
+    calls = 0
+    original = torch.Tensor.item
+
+    def counting_item(self: torch.Tensor):
+        nonlocal calls
+        if sys._getframe(1).f_globals.get("__name__", "").startswith("bench"):
+            calls += 1
+        return original(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    cfg = cfg_for("device=cpu", "epochs=2", "batch_size=8", f"precision={precision}")  # 32 steps an epoch
+    result = train.run(cfg, tmp_path / "run")
+    assert result.status == "ok", result.error
+    assert calls == cfg.epochs + 1
+
+
+def test_intervals_are_never_timed_with_time_time() -> None:
+    # time.time() jumps with NTP and has coarse resolution; intervals use perf_counter (DESIGN.md §4.1).
+    offenders = [p.name for p in SRC.glob("*.py") if re.search(r"\btime\.time\(\)", p.read_text())]
+    assert offenders == []
+
+
+def test_a_diverging_run_is_recorded_as_diverged(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, *TINY, "lr=1e6", "epochs=2")
+    assert proc.returncode == 1
+    assert "run diverged" in proc.stderr and "Traceback" not in proc.stderr
+    metrics = read_metrics(only_run_dir(tmp_path))
+    assert metrics["status"] == "diverged" and "loss is" in metrics["error"]
+
+
+def test_a_failing_run_still_writes_metrics(cfg_for, tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    for split in ("train", "test"):
+        (root / split / "a").mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(root / split / "a" / "ok.png")
+    (root / "train" / "a" / "broken.png").write_bytes(b"not a png")
+    cfg = cfg_for(
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        f"data_dir={tmp_path}",
+        "dataset.train_size=null",
+        "dataset.test_size=null",
+    )
+    result = train.run(cfg, tmp_path / "run")
+    assert result.status == "failed" and "broken.png" in result.error
+    assert load_metrics(tmp_path / "run")["status"] == "failed"
+
+
+def test_metrics_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
+    write_metrics(
+        tmp_path, train.RunResult(status="ok", model="small", device="cpu", precision="fp32", batch_size=8)
+    )
+
+    def broken_dump(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(json, "dump", broken_dump)
+    with pytest.raises(OSError):
+        write_metrics(tmp_path, train.RunResult(status="failed"))
+    assert load_metrics(tmp_path)["model"] == "small"  # the earlier file is whole
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # and no temp file is left
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"schema": 1}', "missing status"),
+    ],
+)
+def test_corrupt_metrics_are_reported_in_one_line(tmp_path: Path, content: str, reason: str) -> None:
+    (tmp_path / "metrics.json").write_text(content)
+    with pytest.raises(MetricsError, match=reason):
+        load_metrics(tmp_path)
+    with pytest.raises(MetricsError, match="no metrics.json"):
+        load_metrics(tmp_path / "elsewhere")
