@@ -44,9 +44,7 @@ def offline_env() -> dict[str, str]:
     return env
 
 
-def run_cli(
-    cwd: Path, *args: str, module: str = "bench", timeout: float = 600
-) -> subprocess.CompletedProcess:
+def run_cli(cwd: Path, *args: str, module: str = "bench", timeout: float = 600) -> subprocess.CompletedProcess:
     """`python -m <module> ARGS` from ``cwd`` (never the repository), as a user would type it."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],

@@ -32,9 +32,7 @@ def test_peak_memory_is_reset_per_run_and_grows_with_batch_size(cfg_for, tmp_pat
 
 
 def test_cuda_events_and_synchronized_wall_clock_agree(cfg_for, tmp_path: Path) -> None:
-    result = _run(
-        cfg_for, tmp_path, "dataset.train_size=16384", "dataset.test_size=256", "epochs=2", "batch_size=256"
-    )
+    result = _run(cfg_for, tmp_path, "dataset.train_size=16384", "dataset.test_size=256", "epochs=2", "batch_size=256")
     for epoch in result.epochs_detail:
         assert epoch.cuda_time_s is not None
         assert epoch.cuda_time_s == pytest.approx(epoch.time_s, rel=0.05)

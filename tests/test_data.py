@@ -101,9 +101,7 @@ def test_cifar10_reads_an_archive_put_in_data_dir(cfg_for, tmp_path: Path, monke
     monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": _md5(built / "batches.meta")})
 
     arrays = load_arrays(
-        cfg_for(
-            "dataset=cifar10", f"data_dir={data_dir}", "dataset.train_size=null", "dataset.test_size=null"
-        )
+        cfg_for("dataset=cifar10", f"data_dir={data_dir}", "dataset.train_size=null", "dataset.test_size=null")
     )
     _check_arrays(arrays, 30, 8)
     assert np.array_equal(arrays.train_x, train) and np.array_equal(arrays.test_x, test)

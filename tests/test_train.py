@@ -68,9 +68,7 @@ def test_a_cli_run_writes_every_metric_and_logs_like_the_lab(tmp_path: Path) -> 
     assert metrics["peak_memory_mb"] is None and metrics["peak_rss_mb"] > 0  # CPU run
     assert metrics["final_loss"] == metrics["epochs_detail"][-1]["loss"]
     assert 0 <= metrics["test_accuracy"] <= 1
-    assert re.search(
-        r"^Epoch 1/2 \| Loss: \d+\.\d{3} \| Time: \d+\.\d{2}s \| \d+ samples/s$", proc.stdout, re.M
-    )
+    assert re.search(r"^Epoch 1/2 \| Loss: \d+\.\d{3} \| Time: \d+\.\d{2}s \| \d+ samples/s$", proc.stdout, re.M)
     assert re.search(r"^Epoch 2/2 \| Loss: ", proc.stdout, re.M)
 
 
@@ -149,9 +147,7 @@ def test_a_failing_run_still_writes_metrics(cfg_for, tmp_path: Path) -> None:
 
 
 def test_metrics_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
-    write_metrics(
-        tmp_path, train.RunResult(status="ok", model="small", device="cpu", precision="fp32", batch_size=8)
-    )
+    write_metrics(tmp_path, train.RunResult(status="ok", model="small", device="cpu", precision="fp32", batch_size=8))
 
     def broken_dump(*args, **kwargs):
         raise OSError("disk full")

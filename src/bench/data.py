@@ -175,9 +175,7 @@ def _folder_key(root: Path, *folders: object) -> str:
     for folder in folders:
         for path, label in folder.samples:  # type: ignore[attr-defined]
             st = Path(path).stat()
-            digest.update(
-                json.dumps([str(Path(path).relative_to(root)), label, st.st_size, st.st_mtime_ns]).encode()
-            )
+            digest.update(json.dumps([str(Path(path).relative_to(root)), label, st.st_size, st.st_mtime_ns]).encode())
     return digest.hexdigest()[:16]
 
 
@@ -251,9 +249,7 @@ class LabTransform(Dataset):
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x, self.y = x, y
-        self.transform = transforms.Compose(
-            [transforms.ToTensor(), transforms.Normalize((MEAN,) * 3, (STD,) * 3)]
-        )
+        self.transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,) * 3, (STD,) * 3)])
 
     def __len__(self) -> int:
         return len(self.x)

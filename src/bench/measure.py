@@ -7,6 +7,7 @@ never ``time.time``; peak-memory counters are reset at the start of every run.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.metadata
 import os
@@ -73,6 +74,7 @@ def reset_peak_memory(device: torch.device) -> None:
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    _reset_peak_rss()
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float | None, float | None]:
@@ -85,9 +87,22 @@ def peak_memory_mb(device: torch.device) -> tuple[float | None, float | None]:
     )
 
 
+def _reset_peak_rss() -> None:
+    # Linux: writing 5 to clear_refs resets the high-water mark (VmHWM), so a sweep's jobs that share one
+    # process each report their own peak. Elsewhere the peak stays the process's lifetime peak.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Peak resident memory of this process since the last reset (Linux), else over its lifetime."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / MIB if sys.platform == "darwin" else peak / 1024
 
 

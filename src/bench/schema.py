@@ -139,6 +139,4 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.lr > 0:
         raise ConfigError(f"lr={cfg.lr} is out of range; it must be > 0")
     if cfg.dataset.name == "imagefolder" and not cfg.dataset.root:
-        raise ConfigError(
-            "dataset.root is not set; dataset=imagefolder needs dataset.root=/path/with/train+test"
-        )
+        raise ConfigError("dataset.root is not set; dataset=imagefolder needs dataset.root=/path/with/train+test")

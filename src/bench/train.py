@@ -59,9 +59,13 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
     """A result that names its config, before (or instead of) any training."""
+    try:
+        device = resolve_device(cfg.device.name).type  # `auto` is recorded as what it means here
+    except DeviceUnavailable:
+        device = cfg.device.name
     return RunResult(
         model=cfg.model.name,
-        device=cfg.device.name,
+        device=device,
         precision=cfg.precision.name,
         dataset=cfg.dataset.name,
         loader=cfg.loader.name,
@@ -86,9 +90,7 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
     try:
         device = resolve_device(cfg.device.name)
         result.device = device.type
-        result.device_name = (
-            torch.cuda.get_device_name(device) if device.type == "cuda" else measure.cpu_name()
-        )
+        result.device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else measure.cpu_name()
         _train(cfg, device, result)
     except DeviceUnavailable as err:
         result.status, result.error, usage_error = "skipped", str(err), err
@@ -147,9 +149,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
     step = build_step(model, cfg, device)
     result.step = step.settings
 
-    train = build_source(
-        cfg, arrays.train_x, arrays.train_y, device, shuffle=True, channels_last=channels_last
-    )
+    train = build_source(cfg, arrays.train_x, arrays.train_y, device, shuffle=True, channels_last=channels_last)
     try:
         if train.device_bytes:
             result.dataset_memory_mb = train.device_bytes / measure.MIB
@@ -214,9 +214,7 @@ def _epoch(
     batches = train.batches(epoch_seed(cfg.seed, epoch))
     loss_sum = torch.zeros((), device=clock.device)
     n_batches, wait = 0, 0.0
-    with tqdm(
-        total=len(train), desc=f"Epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None
-    ) as bar:
+    with tqdm(total=len(train), desc=f"Epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None) as bar:
         clock.start()
         while True:
             t0 = time.perf_counter()

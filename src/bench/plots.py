@@ -1,0 +1,147 @@
+"""One figure per experiment: the swept variable on x, one panel per measure, one line or bar group per
+value of a second swept variable. Runs that did not finish are marked with their status on the x axis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: a sweep on a headless node must not need a display
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.ticker import FixedLocator, NullLocator
+
+LABELS = {
+    "batch_size": "Batch size",
+    "workers": "DataLoader workers",
+    "model": "Model",
+    "device": "Device",
+    "precision": "Precision",
+    "loader": "Loader",
+    "dataset": "Dataset",
+    "epochs": "Epochs",
+    "seed": "Seed",
+}
+LAB_STYLE = dict(color="0.45", linestyle="--", marker="s", markerfacecolor="white", label="lab (Colab GPU)")
+
+
+def _panels(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    panels = [("avg_epoch_time", "Average epoch time (s)"), ("samples_per_s", "Throughput (samples/s)")]
+    if runs["peak_memory_mb"].notna().any():
+        panels.append(("peak_memory_mb", "Peak GPU memory, allocated (MB)"))
+    elif runs["peak_rss_mb"].notna().any():
+        panels.append(("peak_rss_mb", "Peak process RSS (MB), CPU run"))
+    return panels
+
+
+def _is_numeric(col: pd.Series) -> bool:
+    """True for batch sizes and worker counts, also when pandas 3 stores them as strings or objects."""
+    values = col.dropna()
+    return not values.empty and bool(pd.to_numeric(values, errors="coerce").notna().all())
+
+
+def _choose_axes(runs: pd.DataFrame, varied: list[str]) -> tuple[str, list[str]]:
+    """x: the first numeric swept variable, else the first swept one; the others group the lines/bars."""
+    numeric = [v for v in varied if _is_numeric(runs[v])]
+    x = numeric[0] if numeric else varied[0]
+    return x, [v for v in varied if v != x]
+
+
+def _series_label(key: Any, hue: list[str]) -> str:
+    keys = key if isinstance(key, tuple) else (key,)
+    return ", ".join(f"{h}={k}" for h, k in zip(hue, keys, strict=True))
+
+
+def plot_experiment(
+    runs: pd.DataFrame, varied: list[str], title: str, path: Path, lab: dict[str, Any] | None = None
+) -> bool:
+    """Save the experiment's figure to ``path``; False (and no file) when no run finished."""
+    ok = runs[runs["status"] == "ok"]
+    if ok.empty or not varied:
+        return False
+    x, hue = _choose_axes(runs, varied)
+    numeric = _is_numeric(runs[x])
+    panels = _panels(ok)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False, layout="constrained")
+    categories = list(dict.fromkeys(str(v) for v in runs[x].dropna()))
+    groups = list(ok.groupby(hue, sort=False)) if hue else [(None, ok)]
+    lab_df = pd.DataFrame((lab or {}).get("figures") or [])
+    for ax, (column, label) in zip(axes[0], panels, strict=True):
+        if numeric:
+            _lines(ax, groups, x, column, hue)
+            xs = sorted(pd.to_numeric(runs[x].dropna()).unique())
+            if len(xs) > 2 and xs[0] > 0 and xs[-1] / xs[0] >= 8:
+                ax.set_xscale("log", base=2)
+                ax.set_xlim(xs[0] / 1.25, xs[-1] * 1.25)
+            else:
+                pad = (xs[-1] - xs[0]) * 0.05 or 0.5
+                ax.set_xlim(xs[0] - pad, xs[-1] + pad)
+            ax.xaxis.set_major_locator(FixedLocator(xs))
+            ax.xaxis.set_minor_locator(NullLocator())
+            ax.set_xticklabels([f"{v:g}" for v in xs])
+        else:
+            _bars(ax, groups, x, column, hue, categories)
+        if not lab_df.empty and column in lab_df and x in lab_df:
+            _lab_overlay(ax, lab_df, x, column, numeric, categories)
+        _mark_unfinished(ax, runs, x, numeric, categories)
+        ax.set_xlabel(LABELS.get(x, x))
+        ax.set_ylabel(label)
+        ax.set_title(label.split(" (")[0])
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0] and (hue or not lab_df.empty):
+            ax.legend(fontsize="small")
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _lines(ax: Axes, groups: list, x: str, column: str, hue: list[str]) -> None:
+    for i, (key, group) in enumerate(groups):
+        if group[column].isna().all():  # e.g. CPU runs in the GPU-memory panel
+            continue
+        data = group.assign(_x=pd.to_numeric(group[x])).sort_values("_x")
+        label = _series_label(key, hue) if hue else "bench"
+        ax.plot(data["_x"], data[column], marker="o", color=f"C{i}", label=label)  # same colour in every panel
+
+
+def _bars(ax: Axes, groups: list, x: str, column: str, hue: list[str], categories: list[str]) -> None:
+    width = 0.8 / len(groups)
+    positions = np.arange(len(categories))
+    for i, (key, group) in enumerate(groups):
+        if group[column].isna().all():
+            continue
+        values = group.assign(_x=group[x].astype(str)).set_index("_x")[column]
+        values = values[~values.index.duplicated(keep="last")]
+        heights = [values.get(c, np.nan) for c in categories]
+        offset = (i - (len(groups) - 1) / 2) * width
+        label = _series_label(key, hue) if hue else "bench"
+        ax.bar(positions + offset, heights, width, color=f"C{i}", label=label)
+    ax.set_xticks(positions, categories)
+
+
+def _lab_overlay(ax: Axes, lab: pd.DataFrame, x: str, column: str, numeric: bool, categories: list[str]) -> None:
+    if numeric:
+        ax.plot(pd.to_numeric(lab[x]), lab[column], **LAB_STYLE)
+        return
+    where = {c: i for i, c in enumerate(categories)}
+    points = [(where[str(v)], y) for v, y in zip(lab[x], lab[column], strict=True) if str(v) in where]
+    if points:
+        ax.plot(*zip(*points, strict=True), **{**LAB_STYLE, "linestyle": "none"})
+
+
+def _mark_unfinished(ax: Axes, runs: pd.DataFrame, x: str, numeric: bool, categories: list[str]) -> None:
+    """Write 'oom', 'skipped', ... at the x position of every run that has no numbers to plot."""
+    for _, run in runs[runs["status"] != "ok"].iterrows():
+        if pd.isna(run[x]):
+            continue
+        pos = float(run[x]) if numeric else categories.index(str(run[x]))
+        ax.annotate(str(run["status"]), (pos, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
+                    textcoords="offset points", ha="center", va="bottom", color="tab:red", fontsize="small",
+                    rotation=90)  # fmt: skip

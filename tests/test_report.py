@@ -1,0 +1,186 @@
+"""Sweeps end in a report; `python -m bench.report` rebuilds one from any run or sweep folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra.types import RunMode
+from PIL import Image
+
+from bench.report import build_report, overall_speedup, speedup_table
+from bench.results import EpochStats, RunResult, write_metrics
+from conftest import TINY, run_cli
+
+SUMMARY_COLUMNS = [
+    "model", "device", "precision", "loader", "batch_size", "workers", "status", "avg_epoch_time",
+    "total_time", "samples_per_s", "peak_memory_mb", "test_accuracy", "run_dir",
+]  # fmt: skip
+
+
+def _sweep_dir(root: Path) -> Path:
+    sweeps = list((root / "outputs" / "sweeps").iterdir())
+    assert len(sweeps) == 1
+    return sweeps[0]
+
+
+def _assert_png(path: Path) -> None:
+    with Image.open(path) as img:
+        img.verify()
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 200
+
+
+@pytest.fixture(scope="module")
+def two_variable_sweep(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sweep")
+    proc = run_cli(root, "-m", *TINY, "model=small,medium", "batch_size=16,32")
+    assert proc.returncode == 0, proc.stderr
+    return _sweep_dir(root)
+
+
+def test_a_multirun_ends_in_summary_report_and_plots(two_variable_sweep: Path) -> None:
+    summary = pd.read_csv(two_variable_sweep / "summary.csv")
+    assert set(SUMMARY_COLUMNS) <= set(summary.columns)
+    assert list(summary["job"]) == [0, 1, 2, 3]
+    # Hydra's basic sweeper varies the first swept key fastest.
+    assert list(summary["model"]) == ["small", "medium", "small", "medium"]
+    assert list(summary["batch_size"]) == [16, 16, 32, 32]
+    assert (summary["status"] == "ok").all() and (summary["avg_epoch_time"] > 0).all()
+    report = (two_variable_sweep / "report.md").read_text()
+    assert "Swept: **model** = small, medium; **batch_size** = 16, 32" in report
+    assert "## Environment" in report and "## Status of every run" in report
+    pngs = list(two_variable_sweep.glob("*.png"))
+    assert len(pngs) == 1 and f"]({pngs[0].name})" in report
+    _assert_png(pngs[0])
+
+
+def test_report_survives_a_deleted_job_and_a_corrupt_metrics_file(two_variable_sweep: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    shutil.copytree(two_variable_sweep, sweep)
+    for name in ("summary.csv", "report.md"):
+        (sweep / name).unlink()
+    shutil.rmtree(sweep / "1")
+    (sweep / "2" / "metrics.json").write_text('{"status": "ok", "trunc')
+    proc = run_cli(tmp_path, str(sweep), module="bench.report")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary["job"]) == [0, 1, 2, 3]
+    assert list(summary["status"]) == ["ok", "missing", "unreadable", "ok"]
+    assert summary.loc[2, "model"] == "small" and summary.loc[2, "batch_size"] == 32  # from .hydra/config.yaml
+    assert "not valid JSON" in summary.loc[2, "error"]
+    assert "unreadable" in (sweep / "report.md").read_text()
+
+
+def test_failed_skipped_and_ok_jobs_share_one_sweep_and_report(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "-m", *TINY, "device=cpu,cuda", "batch_size=0,16")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(_sweep_dir(tmp_path) / "summary.csv")
+    by_config = {(r.device, r.batch_size): r.status for r in summary.itertuples()}
+    assert by_config[("cpu", 0)] == "failed" and by_config[("cpu", 16)] == "ok"
+    assert by_config[("cuda", 0)] == "failed"
+    import torch
+
+    assert by_config[("cuda", 16)] == ("ok" if torch.cuda.is_available() else "skipped")
+    assert "config error: batch_size=0" in summary.loc[summary["batch_size"] == 0, "error"].iloc[0]
+
+
+# -------------------------------------------------------------------- reports from crafted metrics
+
+
+def _fake_run(root: Path, job: int, device: str, batch_size: int, epoch_time: float, status: str = "ok") -> None:
+    """A run folder as a sweep job leaves it, with made-up timings (so CPU and GPU can pair up here)."""
+    run_dir = root / str(job)
+    epochs = [EpochStats(e, epoch_time, 1000, 1000 / epoch_time, 1.0, 0.1) for e in (1, 2)]
+    ok = status == "ok"
+    write_metrics(
+        run_dir,
+        RunResult(
+            status=status, model="medium", device=device, precision="fp32", dataset="synthetic",
+            loader="dataloader", batch_size=batch_size, workers=2, epochs=2, seed=0,
+            epochs_detail=epochs if ok else [], avg_epoch_time=epoch_time if ok else None,
+            total_time=2 * epoch_time if ok else None, samples_per_s=1000 / epoch_time if ok else None,
+            peak_memory_mb=50.0 * batch_size / 64 if device == "cuda" and ok else None,
+            env={"torch": "2.x", "gpu": "Test GPU" if device == "cuda" else None},
+        ),
+    )  # fmt: skip
+    (run_dir / ".hydra").mkdir()
+
+
+def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -> None:
+    cpu, gpu = tmp_path / "cpu_sweep", tmp_path / "gpu_sweep"
+    for job, (bs, t) in enumerate([(64, 25.0), (256, 20.0)]):
+        _fake_run(cpu, job, "cpu", bs, t)
+    for job, (bs, t) in enumerate([(64, 12.5), (256, 4.0), (1024, 3.0)]):
+        _fake_run(gpu, job, "cuda", bs, t)
+    report = build_report([cpu, gpu], tmp_path / "combined")
+    table = speedup_table(report.runs)
+    assert dict(zip(table["batch_size"], table["speedup"], strict=True)) == {64: 2.0, 256: 5.0}
+    assert overall_speedup(table) == pytest.approx((50 + 40) / (25 + 8))
+    text = (tmp_path / "combined" / "report.md").read_text()
+    assert "Overall GPU speedup: 2.73x" in text
+    assert "Swept: **device** = cpu, cuda; **batch_size** = 64, 256, 1024" in text
+    assert "allocated" in text  # the memory panel says which memory it shows
+    summary = pd.read_csv(tmp_path / "combined" / "summary.csv")
+    assert len(summary) == 5 and list(summary["device"]) == ["cpu", "cpu", "cuda", "cuda", "cuda"]
+    _assert_png(next((tmp_path / "combined").glob("*.png")))
+
+
+def test_without_cuda_the_report_says_gpu_runs_were_skipped(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "s", 0, "cpu", 64, 25.0)
+    _fake_run(tmp_path / "s", 1, "cuda", 64, 1.0, status="skipped")
+    build_report([tmp_path / "s"])
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "the GPU runs were **skipped**" in text
+
+
+def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, str(tmp_path), module="bench.report")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("bench: error:") and "holds no bench runs" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_report_cli_writes_to_out(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "s", 0, "cpu", 64, 25.0)
+    proc = run_cli(tmp_path, str(tmp_path / "s"), "--out", str(tmp_path / "r"), module="bench.report")
+    assert proc.returncode == 0, proc.stderr
+    assert {"summary.csv", "report.md"} <= {p.name for p in (tmp_path / "r").iterdir()}
+    assert json.loads((tmp_path / "s" / "0" / "metrics.json").read_text())["status"] == "ok"
+
+
+# -------------------------------------------------------------------------------- lab presets
+
+PRESETS = {
+    "cpu_vs_gpu": ({"device": "cpu,cuda"}, {"model.name": "medium", "batch_size": 64, "epochs": 5}),
+    "batch_size": ({"batch_size": "16,64,256,1024"}, {"model.name": "medium", "epochs": 3}),
+    "model_complexity": ({"model": "small,medium,large"}, {"batch_size": 128, "epochs": 3}),
+    "workers": ({"workers": "0,2,4,8"}, {"model.name": "medium", "batch_size": 256, "epochs": 3}),
+    "amp": ({"precision": "fp32,amp_fp16"}, {"model.name": "large", "batch_size": 512, "epochs": 3}),
+}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_each_preset_composes_the_labs_sweep(preset: str) -> None:
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    params, settings = PRESETS[preset]
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="bench.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
+        overridden = compose(
+            "config", overrides=[f"experiment={preset}", "epochs=1", "dataset.train_size=5000"],
+            return_hydra_config=True,
+        )  # fmt: skip
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.mode == RunMode.MULTIRUN
+    assert dict(cfg.hydra.sweeper.params) == params
+    for key, value in settings.items():
+        assert OmegaConf.select(cfg, key) == value
+    assert cfg.lab.part == list(PRESETS).index(preset) + 1 and cfg.lab.figures
+    assert overridden.epochs == 1 and overridden.dataset.train_size == 5000  # the command line still wins
