@@ -1,0 +1,192 @@
+"""`python -m bench.reproduce RUN_DIR`: a fresh run of the saved config, compared side by side with the old.
+
+On the CPU the same config gives the same losses (DESIGN.md §4.6), so a reproduction is checkable; the
+original folder is only read.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench import reproduce
+from conftest import TINY, read_metrics, run_cli
+
+CODE_FIELDS = ("git_commit", "git_dirty", "packages")
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ordinary two-epoch run; tests only read it (or copy it before changing anything)."""
+    root = tmp_path_factory.mktemp("original")
+    proc = run_cli(root, *TINY, "epochs=2")
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (root / "outputs" / "runs").iterdir()
+    return run_dir
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def reproduced(cwd: Path) -> Path:
+    (new_dir,) = (cwd / "outputs" / "runs").iterdir()
+    return new_dir
+
+
+def losses(run_dir: Path) -> list[float]:
+    return [e["loss"] for e in read_metrics(run_dir)["epochs_detail"]]
+
+
+def same_code(a: Path, b: Path) -> bool:
+    old, new = read_metrics(a)["env"], read_metrics(b)["env"]
+    return all(old.get(k) == new.get(k) for k in CODE_FIELDS)
+
+
+@pytest.mark.slow
+def test_a_reproduction_is_a_new_run_with_identical_losses(original: Path, tmp_path: Path) -> None:
+    before = snapshot(original)
+    proc = run_cli(tmp_path, str(original), module="bench.reproduce")
+    assert proc.returncode == 0, proc.stderr
+    new_dir = reproduced(tmp_path)
+    assert new_dir.name.endswith("_reproduce") and new_dir.resolve() != original.resolve()
+    assert snapshot(original) == before  # not a byte or a timestamp changed, nothing added
+
+    assert losses(new_dir) == losses(original) and len(losses(new_dir)) == 2
+    assert "Epoch 1/2 | Loss: " in proc.stdout  # the run's lines on the console, as `python -m bench`
+    assert "Epoch 2/2 | Loss: " in (new_dir / "bench.log").read_text()
+    saved, ran = (yaml.safe_load((d / ".hydra" / "config.yaml").read_text()) for d in (original, new_dir))
+    assert ran == saved
+    assert (new_dir / ".hydra" / "overrides.yaml").read_text() == (original / ".hydra/overrides.yaml").read_text()
+
+    md = (new_dir / "reproduce.md").read_text()
+    assert md in proc.stdout
+    assert f"reproduced_from: {original.resolve()}" in md
+    assert "None: the same config ran." in md
+    assert "All 2 compared epoch losses are identical." in md
+    assert "| avg epoch time (s) |" in md and "(new / original)" in md
+    assert "| peak CUDA memory allocated (MB) | n/a | n/a | n/a |" in md  # CPU: no CUDA memory
+    assert "| peak RSS (MB) |" in md and "| test accuracy |" in md
+    assert "| torch |" in md and "| git_commit |" in md and "| packages.torch |" in md
+    if same_code(original, new_dir):  # another commit may land while the suite runs
+        assert reproduce.CODE_CHANGED not in proc.stdout + md
+
+
+@pytest.mark.slow
+def test_overrides_go_on_top_and_a_changed_commit_is_warned_about(original: Path, tmp_path: Path) -> None:
+    copy, out = tmp_path / "copy", tmp_path / "again"
+    shutil.copytree(original, copy)
+    metrics = read_metrics(copy)
+    metrics["env"]["git_commit"] = "0" * 40  # as if the run had been made from another commit
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+
+    proc = run_cli(tmp_path, str(copy), "epochs=1", "--out", str(out), module="bench.reproduce")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "copy"]
+    warning = [line for line in proc.stdout.splitlines() if reproduce.CODE_CHANGED in line]
+    assert warning and "git commit 0000000000 → " in warning[0]
+    md = (out / "reproduce.md").read_text()
+    assert reproduce.CODE_CHANGED in md
+
+    assert losses(out) == losses(original)[:1]
+    assert "| epochs | 2 | 1 |" in md
+    assert "| 2 | 2." in md and "| n/a |" in md  # epoch 2 exists only in the original
+    assert yaml.safe_load((out / ".hydra" / "overrides.yaml").read_text())[-1] == "epochs=1"
+    # The new folder is reproducible in turn: its saved config is what ran, with no differences.
+    again = reproduce.plan(reproduce.load_source(out), [])
+    assert again.cfg.epochs == 1 and again.config_changes == []
+    # A group override changes the keys the group sets, on the saved config.
+    assert reproduce.plan(reproduce.load_source(original), ["model=small"]).config_changes == [
+        ("model.name", "medium", "small")
+    ]
+
+
+@pytest.mark.slow
+def test_one_job_of_a_sweep_can_be_reproduced(tmp_path: Path) -> None:
+    sweep = run_cli(tmp_path, "-m", *TINY, "batch_size=16,32")
+    assert sweep.returncode == 0, sweep.stderr
+    (sweep_dir,) = (tmp_path / "outputs" / "sweeps").iterdir()
+    job = sweep_dir / "1"
+    proc = run_cli(tmp_path, str(job), module="bench.reproduce")
+    assert proc.returncode == 0, proc.stderr
+    new_dir = reproduced(tmp_path)
+    assert read_metrics(new_dir)["batch_size"] == read_metrics(job)["batch_size"] == 32
+    assert losses(new_dir) == losses(job)
+    assert "None: the same config ran." in (new_dir / "reproduce.md").read_text()
+
+    with pytest.raises(SystemExit) as exit_info:  # the sweep's own folder is not a run: name a job
+        reproduce.main([str(sweep_dir)])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_a_failing_reproduction_exits_1_after_writing_the_comparison(original: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new"
+    proc = run_cli(tmp_path, str(original), "lr=1e6", "--out", str(out), module="bench.reproduce")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("bench: error: run diverged") and len(proc.stderr.splitlines()) == 1
+    assert "| lr | 0.001 | 1e+06 |" in (out / "reproduce.md").read_text()
+
+
+# case: (arguments, with {run} and {cwd} filled in; a .hydra file and its new text, None deletes it; message)
+BAD: dict[str, tuple[list[str], tuple[str, Callable[[str], str | None]] | None, str]] = {
+    "missing folder": (["{cwd}/nope"], None, "no such folder"),
+    "not a run": (["{cwd}"], None, "not a run folder"),
+    "corrupt config.yaml": (["{run}"], ("config.yaml", lambda _: "model: [unclosed"), "config.yaml: not valid YAML"),
+    "config.yaml not a config": (["{run}"], ("config.yaml", lambda _: "- a\n"), "not a saved bench config"),
+    "missing config.yaml": (["{run}"], ("config.yaml", lambda _: None), "config.yaml: missing"),
+    "config.yaml incomplete": (["{run}"], ("config.yaml", lambda _: "epochs: 1\n"), "model.name"),
+    "missing overrides.yaml": (["{run}"], ("overrides.yaml", lambda _: None), "overrides.yaml: missing"),
+    "overrides.yaml not a list": (["{run}"], ("overrides.yaml", lambda _: "a: 1\n"), "not a saved override list"),
+    "saved value out of range": (
+        ["{run}"],
+        ("config.yaml", lambda t: t.replace("epochs: 2", "epochs: 0")),
+        "epochs=0 is out of range",
+    ),
+    "unknown option": (["{run}", "model=nope"], None, "unknown model 'nope'; choose one of"),
+    "out of range": (["{run}", "epochs=0"], None, "epochs=0 is out of range"),
+    "wrong type": (["{run}", "batch_size=abc"], None, "batch_size: Value 'abc'"),
+    "not a key": (["{run}", "nokey=1"], None, "nokey"),
+    "a sweep": (["{run}", "batch_size=16,32"], None, "Ambiguous value"),
+    "hydra setting": (["{run}", "hydra.job.name=x"], None, "hydra settings do not apply"),
+    "out inside the run": (["{run}", "--out", "{run}/x"], None, "never writes there"),
+    "no run dir": ([], None, "RUN_DIR is missing"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_line_and_exit_2(original: Path, tmp_path: Path, monkeypatch, capsys, case: str) -> None:
+    args, broken, expected = BAD[case]
+    run_dir, cwd = tmp_path / "run", tmp_path / "cwd"
+    shutil.copytree(original, run_dir)
+    cwd.mkdir()
+    if broken is not None:
+        path, edit = run_dir / ".hydra" / broken[0], broken[1]
+        text = edit(path.read_text())
+        path.unlink()
+        if text is not None:
+            path.write_text(text)
+    monkeypatch.chdir(cwd)
+    with pytest.raises(SystemExit) as exit_info:
+        reproduce.main([a.format(run=run_dir, cwd=cwd) for a in args])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: error: ") and expected in lines[0], lines
+    assert list(cwd.iterdir()) == []  # nothing made
+
+
+def test_the_command_line_itself_answers_bad_input_and_help(tmp_path: Path) -> None:
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text("{{{")
+    proc = run_cli(tmp_path, "run", module="bench.reproduce")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "bench: error: run/.hydra/config.yaml: not valid YAML at line 1"
+    proc = run_cli(tmp_path, "--help", module="bench.reproduce")
+    assert proc.returncode == 0 and "RUN_DIR" in proc.stdout and "--out" in proc.stdout
