@@ -35,6 +35,10 @@ SUMMARY_COLUMNS = ["job", *CONFIG_COLUMNS, "status", *MEASURED_COLUMNS, "device_
 UNREADABLE = "unreadable"
 MISSING = "missing"
 DEFAULT_EXPERIMENT = "Runs"
+PIPELINES = {
+    "dataloader": "the lab's path: DataLoader workers, per-sample PIL → ToTensor → Normalize",
+    "resident": "the whole dataset on the device, shuffled and normalized there",
+}
 ENV_COLUMNS = ["env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_cpu", "env_hostname", "env_git_commit"]
 
 
@@ -225,13 +229,14 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _experiment_table(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
+    shown = [*varied, *(["loader"] if "loader" not in varied else [])]  # which pipeline made each row
     cols = [
-        *varied, "status", "avg_epoch_time", "samples_per_s", "data_wait_frac",
+        *shown, "status", "avg_epoch_time", "samples_per_s", "data_wait_frac",
         "peak_memory_mb", "peak_reserved_mb", "dataset_memory_mb", "test_accuracy",
     ]  # fmt: skip
     table = runs[[c for c in cols if c in runs]].copy()
     # Drop measurement columns no run has (e.g. GPU memory in a CPU sweep).
-    table = table[[c for c in table if c in varied or c == "status" or table[c].notna().any()]]
+    table = table[[c for c in table if c in shown or c == "status" or table[c].notna().any()]]
     return table.rename(
         columns={
             "avg_epoch_time": "s/epoch",
@@ -281,6 +286,9 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
         else:
             heading = f"Sweep over {', '.join(exp_varied)}" if title == DEFAULT_EXPERIMENT else str(title)
         lines += [f"## {heading}", ""]
+        loaders = _values(runs["loader"])
+        if len(loaders) == 1:
+            lines += [f"Pipeline: loader={loaders[0]} ({PIPELINES.get(loaders[0], 'see README')})", ""]
         lines += [_markdown(_experiment_table(runs, exp_varied)), ""]
         png = out / f"{_slug(str(title))}.png"
         if plots.plot_experiment(runs, exp_varied, heading, png, lab=lab):

@@ -3,6 +3,14 @@
 Every variant computes the same update (DESIGN.md §4.5): Adam is Adam whether it runs as a Python loop, as
 foreach kernels or fused; channels_last and compilation change memory layout and kernels, not the maths.
 A test compares their losses with the plain step's.
+
+``step.compile``:
+- ``none``: eager PyTorch, the lab's step.
+- ``default`` / ``reduce-overhead``: ``torch.compile`` of the model with that mode (reduce-overhead uses
+  CUDA graphs for forward and backward; CUDA only).
+- ``cudagraph``: the whole step (forward, backward, Adam) captured once as one CUDA graph and replayed
+  per batch, which removes nearly all per-step launch overhead for these small nets (CUDA only).
+Compilation and capture happen in the warm-up, never inside a timed epoch.
 """
 
 from __future__ import annotations
@@ -14,10 +22,13 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from bench.errors import ConfigError
+
 StepFn = Callable[[Tensor, Tensor], Tensor]
 
-# What `step.adam=auto` resolves to, per device type; chosen by benchmarks/step_options.py (README
-# "Performance"). On CUDA, fused Adam also lets GradScaler skip its per-step found-inf sync.
+# What `step.adam=auto` resolves to per device type, as measured by benchmarks/step_options.py (README
+# "Performance"). On CUDA, fused Adam is one kernel per step and lets GradScaler skip its per-step
+# found-inf host sync; it is also what a captured step needs.
 AUTO_ADAM = {"cuda": "fused", "cpu": "foreach"}
 _ADAM_KWARGS: dict[str, dict[str, bool]] = {
     "default": {},
@@ -25,6 +36,9 @@ _ADAM_KWARGS: dict[str, dict[str, bool]] = {
     "foreach": {"foreach": True},
     "fused": {"fused": True},
 }
+CUDA_ONLY_COMPILE = ("reduce-overhead", "cudagraph")
+#: eager steps a captured step runs on a side stream before capture, as PyTorch's CUDA-graph notes advise
+CAPTURE_WARMUP = 3
 
 
 @dataclass
@@ -35,6 +49,8 @@ class Step:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     settings: dict[str, object]
+    #: warm-up steps this step needs before it runs at full speed (compilation, capture)
+    min_warmup_steps: int = 0
 
 
 def resolve_adam(choice: str, device: torch.device) -> str:
@@ -43,17 +59,32 @@ def resolve_adam(choice: str, device: torch.device) -> str:
 
 def build_step(model: nn.Module, cfg: DictConfig, device: torch.device) -> Step:
     """Adam (lr from cfg) + cross-entropy, under the configured precision and step options."""
+    compile_mode = cfg.step.compile
+    if compile_mode in CUDA_ONLY_COMPILE and device.type != "cuda":
+        raise ConfigError(f"step.compile={compile_mode} needs CUDA; on {device.type} use none or default")
+    captured = compile_mode == "cudagraph"
+    if captured and cfg.precision.grad_scaler:
+        raise ConfigError("step.compile=cudagraph cannot capture GradScaler; use precision=fp32 or amp_bf16")
+
     adam = resolve_adam(cfg.step.adam, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, **_ADAM_KWARGS[adam])
+    kwargs = dict(_ADAM_KWARGS[adam])
+    if captured:
+        kwargs["capturable"] = True  # Adam's step count lives on the GPU, so a replay advances it
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, **kwargs)
     criterion = nn.CrossEntropyLoss()
     dtype = getattr(torch, cfg.precision.autocast_dtype) if cfg.precision.autocast_dtype else None
     scaler = torch.amp.GradScaler(device.type, enabled=bool(cfg.precision.grad_scaler))
-    set_to_none = bool(cfg.step.set_to_none)
+    # A captured graph owns the .grad tensors: they must be zeroed, never freed.
+    set_to_none = bool(cfg.step.set_to_none) and not captured
+    forward: nn.Module | Callable[[Tensor], Tensor] = model
+    if compile_mode in ("default", "reduce-overhead"):
+        forward = torch.compile(model, mode=compile_mode)
 
-    def step(x: Tensor, y: Tensor) -> Tensor:
+    def eager(x: Tensor, y: Tensor) -> Tensor:
         optimizer.zero_grad(set_to_none=set_to_none)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            loss = criterion(model(x), y)
+        # Autocast's weight-cast cache must be off while a graph is captured (PyTorch CUDA-graph notes).
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=not captured):
+            loss = criterion(forward(x), y)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -64,8 +95,52 @@ def build_step(model: nn.Module, cfg: DictConfig, device: torch.device) -> Step:
         "adam": adam,
         "set_to_none": set_to_none,
         "channels_last": bool(cfg.step.channels_last),
-        "compile": cfg.step.compile,
+        "compile": compile_mode,
         "autocast": cfg.precision.autocast_dtype,
         "grad_scaler": scaler.is_enabled(),
     }
-    return Step(step, optimizer, scaler, settings)
+    if not captured:
+        return Step(eager, optimizer, scaler, settings, min_warmup_steps=2 if compile_mode != "none" else 0)
+    return Step(_CapturedStep(eager), optimizer, scaler, settings, min_warmup_steps=CAPTURE_WARMUP + 1)
+
+
+class _CapturedStep:
+    """The eager step, captured as one CUDA graph on its first full-size batch and replayed after.
+
+    Batches of another shape (the last, partial batch of an epoch) run eagerly on the same parameters,
+    optimizer state and gradient tensors, so the maths is unchanged.
+    """
+
+    def __init__(self, eager: StepFn) -> None:
+        self.eager = eager
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static: tuple[Tensor, Tensor, Tensor] | None = None
+        self.shape: torch.Size | None = None
+        self.seen = 0
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        if self.shape is None:
+            self.shape = x.shape
+        if x.shape != self.shape:
+            return self.eager(x, y)
+        if self.graph is not None and self.static is not None:
+            static_x, static_y, static_loss = self.static
+            static_x.copy_(x)
+            static_y.copy_(y)
+            self.graph.replay()
+            return static_loss
+        self.seen += 1
+        if self.seen <= CAPTURE_WARMUP:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                loss = self.eager(x, y)
+            torch.cuda.current_stream().wait_stream(side)
+            return loss
+        static_x, static_y = x.clone(), y.clone()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_loss = self.eager(static_x, static_y)
+        self.graph, self.static = graph, (static_x, static_y, static_loss)
+        graph.replay()  # capture records the step without running it
+        return static_loss

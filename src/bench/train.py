@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from bench import measure
 from bench.data import BatchSource, build_source, epoch_seed, load_arrays
-from bench.errors import DatasetUnavailable, DeviceUnavailable, UsageError
+from bench.errors import DeviceUnavailable, UsageError
 from bench.models import build_model, count_parameters
 from bench.results import EpochStats, RunResult, write_metrics
 from bench.step import Step, build_step
@@ -94,7 +94,7 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
         _train(cfg, device, result)
     except DeviceUnavailable as err:
         result.status, result.error, usage_error = "skipped", str(err), err
-    except DatasetUnavailable as err:
+    except UsageError as err:  # a missing dataset, or a step option this device cannot run
         result.status, result.error, usage_error = "failed", str(err), err
     except Diverged as err:
         result.status, result.error = "diverged", str(err)
@@ -161,9 +161,13 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
         )  # fmt: skip
 
         clock = measure.Stopwatch(device)
-        if cfg.warmup_steps > 0:
-            result.warmup_time = _warm_up(cfg, model, step, train, clock)
-            log.info("Warm-up: %d steps in %.2fs (rolled back)", cfg.warmup_steps, result.warmup_time)
+        warmup_steps = max(cfg.warmup_steps, step.min_warmup_steps)
+        if warmup_steps > cfg.warmup_steps:
+            result.notes.append(f"warm-up raised to {warmup_steps} steps: step.compile={cfg.step.compile} needs them")
+        result.warmup_steps = warmup_steps
+        if warmup_steps > 0:
+            result.warmup_time = _warm_up(cfg, model, step, train, clock, warmup_steps)
+            log.info("Warm-up: %d steps in %.2fs (rolled back)", warmup_steps, result.warmup_time)
 
         for epoch in range(1, cfg.epochs + 1):
             stats = _epoch(epoch, cfg, model, step, train, clock)
@@ -273,16 +277,23 @@ def _rolled_back(model: torch.nn.Module, step: Step) -> Iterator[None]:
 
 
 def _warm_up(
-    cfg: DictConfig, model: torch.nn.Module, step: Step, train: BatchSource, clock: measure.Stopwatch
+    cfg: DictConfig, model: torch.nn.Module, step: Step, train: BatchSource, clock: measure.Stopwatch, steps: int
 ) -> float:
-    """Pay one-time costs (CUDA init, autotuning, worker start, compilation) outside the timed epochs."""
+    """Pay one-time costs (CUDA init, autotuning, worker start, compilation, capture) outside the timed epochs.
+
+    Besides ``steps`` full batches it also runs the shape of the epoch's last, partial batch, so that its
+    autotuning or compilation does not land in epoch 1 either.
+    """
     model.train()
+    remainder = train.samples % train.batch_size
     with _rolled_back(model, step):
         clock.start()
         for i, (x, y) in enumerate(train.batches(epoch_seed(cfg.seed, WARMUP_EPOCH))):
             step.fn(x, y)
-            if i + 1 >= cfg.warmup_steps:
+            if i + 1 >= steps:
                 break
+        if remainder and train.samples > train.batch_size:
+            step.fn(x[:remainder], y[:remainder])
         return clock.stop().wall_s
 
 

@@ -1,0 +1,136 @@
+"""The resident loader and the lean step compute the same model as the lab's path (DESIGN.md §4.5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from bench import train
+from conftest import TINY, needs_cuda, only_run_dir, read_metrics, run_cli
+
+# Three epochs of 8 steps, with a partial last batch (200 = 6 * 32 + 8): enough to compare trajectories.
+DATA = ("dataset.train_size=200", "dataset.test_size=64", "batch_size=32", "epochs=3", "device=cpu")
+
+
+def _losses(cfg_for, tmp_path: Path, *overrides: str) -> list[float]:
+    run_dir = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    result = train.run(cfg_for(*DATA, *overrides), run_dir)
+    assert result.status == "ok", result.error
+    return [e.loss for e in result.epochs_detail]
+
+
+def test_resident_loader_gives_the_labs_losses_exactly_on_cpu(cfg_for, tmp_path: Path) -> None:
+    # Same seeded order, same ToTensor + Normalize arithmetic, same step: bit-for-bit the same losses.
+    lab = _losses(cfg_for, tmp_path, "loader=dataloader", "workers=0")
+    assert _losses(cfg_for, tmp_path, "loader=resident") == lab
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["step.adam=forloop", "step.adam=foreach", "step.adam=fused", "step.channels_last=true", "step.set_to_none=false"],
+)
+def test_every_lean_step_option_trains_the_same_model(cfg_for, tmp_path: Path, option: str) -> None:
+    plain = _losses(cfg_for, tmp_path, "loader=resident", "step.adam=default")
+    assert _losses(cfg_for, tmp_path, "loader=resident", option) == pytest.approx(plain, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_step_trains_the_same_model(cfg_for, tmp_path: Path) -> None:
+    plain = _losses(cfg_for, tmp_path, "loader=resident", "model=small")
+    assert _losses(cfg_for, tmp_path, "loader=resident", "model=small", "step.compile=default") == pytest.approx(
+        plain, rel=1e-4
+    )
+
+
+def test_resident_records_its_memory_and_the_ignored_workers(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, *TINY, "loader=resident", "workers=2")
+    assert proc.returncode == 0, proc.stderr
+    metrics = read_metrics(only_run_dir(tmp_path))
+    assert metrics["loader"] == "resident" and metrics["workers"] == 2
+    assert "workers is ignored by loader=resident" in metrics["notes"]
+    # 256 images of 32x32x3 bytes plus 256 int64 labels, held on the training device.
+    assert metrics["dataset_memory_mb"] == pytest.approx((256 * 3072 + 256 * 8) / 2**20)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
+def test_a_captured_step_needs_cuda(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, *TINY, "device=cpu", "step.compile=cudagraph")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bench: error: step.compile=cudagraph needs CUDA; on cpu use none or default"
+
+
+def test_lab_presets_accept_the_resident_loader(tmp_path: Path) -> None:
+    # The command line's batch_size=16,32 replaces the preset's 16,64,256,1024 sweep.
+    tiny = [t for t in TINY if not t.startswith("batch_size=")]
+    proc = run_cli(tmp_path, *tiny, "experiment=batch_size", "loader=resident", "batch_size=16,32")
+    assert proc.returncode == 0, proc.stderr
+    sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary["batch_size"]) == [16, 32]
+    assert list(summary["loader"]) == ["resident", "resident"] and (summary["status"] == "ok").all()
+    assert "Pipeline: loader=resident" in (sweep / "report.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------------ CUDA
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("option", ["step.compile=cudagraph", "step.adam=fused", "step.channels_last=true"])
+def test_cuda_fast_path_trains_the_same_model(cfg_for, tmp_path: Path, option: str) -> None:
+    cuda = ("device=cuda", "loader=resident", "dataset.train_size=2000", "batch_size=128")
+    plain = _losses(cfg_for, tmp_path, *cuda, "step.adam=default")
+    assert _losses(cfg_for, tmp_path, *cuda, option) == pytest.approx(plain, rel=1e-3)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> None:
+    # CUDA's sync debug mode raises on any synchronizing call. Inside the timed epochs, fetching a resident
+    # batch and running a fused-Adam step must not sync; only the epoch's end may (clock and loss read).
+    from bench import data, step
+
+    timed = False
+
+    def guarded(call):
+        def run(*args, **kwargs):
+            torch.cuda.set_sync_debug_mode("error" if timed else "default")
+            try:
+                return call(*args, **kwargs)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+
+        return run
+
+    def guarded_build_step(*args, **kwargs):
+        built = step.build_step(*args, **kwargs)
+        built.fn = guarded(built.fn)
+        return built
+
+    original_batches = data.ResidentSource.batches
+
+    def guarded_batches(self, seed=None):
+        batches = original_batches(self, seed)
+        fetch = guarded(lambda: next(batches, None))
+        while (batch := fetch()) is not None:
+            yield batch
+
+    original_epoch = train._epoch
+
+    def epoch(*args, **kwargs):
+        nonlocal timed
+        timed = True
+        try:
+            return original_epoch(*args, **kwargs)
+        finally:
+            timed = False
+
+    monkeypatch.setattr(train, "build_step", guarded_build_step)
+    monkeypatch.setattr(data.ResidentSource, "batches", guarded_batches)
+    monkeypatch.setattr(train, "_epoch", epoch)
+    cfg = cfg_for("device=cuda", "loader=resident", "step.adam=fused", "dataset.train_size=2048", "batch_size=256")
+    result = train.run(cfg, tmp_path / "run")
+    assert result.status == "ok", result.error
