@@ -4,10 +4,13 @@ For each (model, batch size, precision) it trains the same model on the same dat
 
   (a) lab        the lab's pipeline: DataLoader, workers=2, per-sample PIL → ToTensor → Normalize, plain step
   (b) tuned      the same pipeline with persistent workers and pinned memory (non_blocking copies)
+  (r) resident   loader=resident with the plain step: the data path alone, through bench's loop
   (c) fast       loader=resident + the lean step (bench's defaults; a captured CUDA graph on a GPU)
   (d) bare       no harness at all: pre-normalized tensors on the device, plain step, no metrics — the floor
 
-(a)–(c) run through bench's own training loop, so (c) against (d) is what the harness costs. Each figure is
+(a)–(c) run through bench's own training loop: (r) against (d), the same step, is what the harness
+(per-batch normalization, clocks, progress, loss accumulation) costs; (c) against (r) is what the lean step
+buys. Each figure is
 the median epoch time over the timed epochs (warm-up excluded). Run: ``make bench`` or
 ``python benchmarks/pipelines.py --help``.
 """
@@ -36,10 +39,11 @@ DEFAULT_CONFIGS = {
     "cpu": ["small:128:fp32", "medium:64:fp32"],
     "cuda": ["medium:256:fp32", "medium:256:amp_bf16", "large:256:fp32"],
 }
-LAB = ["loader=dataloader", "workers=2", "step.adam=default"]
+LAB = ["loader=dataloader", "workers=2", "step.adam=default", "step.channels_last=false"]
 VARIANTS = {
     "a": ("lab", LAB),
     "b": ("tuned", [*LAB, "loader.persistent_workers=true", "loader.pin_memory=true"]),
+    "r": ("resident", ["loader=resident", "step.adam=default", "step.channels_last=false"]),
     "c": ("fast", ["loader=resident"]),
 }
 #: the fast path's extra options per device: what measured fastest (README "Performance")
@@ -157,12 +161,15 @@ def verdicts(spec: str, figures: list[Figure], device: torch.device) -> list[str
         return []
     speedup = by["c"].samples_per_s / by["a"].samples_per_s
     harness = by["c"].samples_per_s / by["d"].samples_per_s
-    return [
+    lines = [
         f"- {'PASS' if speedup >= 2 else 'FAIL'}: (c) is {speedup:.2f}× (a) (target ≥ 2×)",
         f"- {'PASS' if harness >= 0.9 else 'FAIL'}: (c) runs at {harness:.2f}× the bare loop's speed "
         "(target ≥ 0.90: the harness costs at most 10%)",
-        "",
     ]
+    if "r" in by:
+        same_step = by["r"].samples_per_s / by["d"].samples_per_s
+        lines.append(f"- same plain step through bench's loop, (r) ÷ (d): {same_step:.2f} (the harness alone)")
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per pipeline (median reported)")
     parser.add_argument("--warmup-steps", type=int, default=10)
     parser.add_argument("--train-size", type=int, help="images per epoch (default: all 50,000)")
-    parser.add_argument("--variants", default="abcd", help="which of a, b, c, d to run")
+    parser.add_argument("--variants", default="abrcd", help="which of a, b, r, c, d to run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write results.md and results.json here")
     args = parser.parse_args(argv)

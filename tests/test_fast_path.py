@@ -33,7 +33,7 @@ def test_resident_loader_gives_the_labs_losses_exactly_on_cpu(cfg_for, tmp_path:
     ["step.adam=forloop", "step.adam=foreach", "step.adam=fused", "step.channels_last=true", "step.set_to_none=false"],
 )
 def test_every_lean_step_option_trains_the_same_model(cfg_for, tmp_path: Path, option: str) -> None:
-    plain = _losses(cfg_for, tmp_path, "loader=resident", "step.adam=default")
+    plain = _losses(cfg_for, tmp_path, "loader=resident", "step.adam=default", "step.channels_last=false")
     assert _losses(cfg_for, tmp_path, "loader=resident", option) == pytest.approx(plain, rel=1e-4)
 
 
@@ -82,7 +82,7 @@ def test_lab_presets_accept_the_resident_loader(tmp_path: Path) -> None:
 @pytest.mark.parametrize("option", ["step.compile=cudagraph", "step.adam=fused", "step.channels_last=true"])
 def test_cuda_fast_path_trains_the_same_model(cfg_for, tmp_path: Path, option: str) -> None:
     cuda = ("device=cuda", "loader=resident", "dataset.train_size=2000", "batch_size=128")
-    plain = _losses(cfg_for, tmp_path, *cuda, "step.adam=default")
+    plain = _losses(cfg_for, tmp_path, *cuda, "step.adam=default", "step.channels_last=false")
     assert _losses(cfg_for, tmp_path, *cuda, option) == pytest.approx(plain, rel=1e-3)
 
 

@@ -61,7 +61,8 @@ class StepConfig:
     adam: str = "auto"
     set_to_none: bool = True
     non_blocking: bool = True
-    channels_last: bool = False
+    # null: per device, as measured (on for the CPU, off for CUDA); true/false force it.
+    channels_last: bool | None = None
     compile: str = "none"
 
 

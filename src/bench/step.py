@@ -26,10 +26,12 @@ from bench.errors import ConfigError
 
 StepFn = Callable[[Tensor, Tensor], Tensor]
 
-# What `step.adam=auto` resolves to per device type, as measured by benchmarks/step_options.py (README
-# "Performance"). On CUDA, fused Adam is one kernel per step and lets GradScaler skip its per-step
-# found-inf host sync; it is also what a captured step needs.
-AUTO_ADAM = {"cuda": "fused", "cpu": "foreach"}
+# What `step.adam=auto` and `step.channels_last=null` resolve to per device type. CPU: measured by
+# benchmarks/step_options.py (README "Performance": fused Adam 1.03x, channels_last 1.17-1.25x on 2 cores).
+# CUDA: fused Adam is one kernel per step and lets GradScaler skip its per-step found-inf host sync;
+# channels_last stays off there until measured on a GPU.
+AUTO_ADAM = {"cuda": "fused", "cpu": "fused"}
+AUTO_CHANNELS_LAST = {"cuda": False, "cpu": True}
 _ADAM_KWARGS: dict[str, dict[str, bool]] = {
     "default": {},
     "forloop": {"foreach": False},
@@ -54,7 +56,21 @@ class Step:
 
 
 def resolve_adam(choice: str, device: torch.device) -> str:
-    return AUTO_ADAM.get(device.type, "default") if choice == "auto" else choice
+    if choice != "auto":
+        return choice
+    adam = AUTO_ADAM.get(device.type, "default")
+    if adam == "fused" and device.type == "cpu" and _torch_version() < (2, 4):
+        return "foreach"  # fused Adam runs on the CPU from torch 2.4 on
+    return adam
+
+
+def resolve_channels_last(choice: bool | None, device: torch.device) -> bool:
+    return AUTO_CHANNELS_LAST.get(device.type, False) if choice is None else bool(choice)
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 def build_step(model: nn.Module, cfg: DictConfig, device: torch.device) -> Step:
@@ -94,7 +110,7 @@ def build_step(model: nn.Module, cfg: DictConfig, device: torch.device) -> Step:
     settings = {
         "adam": adam,
         "set_to_none": set_to_none,
-        "channels_last": bool(cfg.step.channels_last),
+        "channels_last": resolve_channels_last(cfg.step.channels_last, device),
         "compile": compile_mode,
         "autocast": cfg.precision.autocast_dtype,
         "grad_scaler": scaler.is_enabled(),

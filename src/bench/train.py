@@ -26,7 +26,7 @@ from bench.data import BatchSource, build_source, epoch_seed, load_arrays
 from bench.errors import DeviceUnavailable, UsageError
 from bench.models import build_model, count_parameters
 from bench.results import EpochStats, RunResult, write_metrics
-from bench.step import Step, build_step
+from bench.step import Step, build_step, resolve_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
 
     _seed_everything(cfg.seed)
     model = build_model(cfg.model.name).to(device)
-    channels_last = bool(cfg.step.channels_last)
+    channels_last = resolve_channels_last(cfg.step.channels_last, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     result.params = count_parameters(model)
