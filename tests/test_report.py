@@ -11,7 +11,7 @@ import pytest
 from hydra.types import RunMode
 from PIL import Image
 
-from bench.report import build_report, overall_speedup, speedup_table
+from bench.report import build_report, lab_comparison, overall_speedup, speedup_table
 from bench.results import EpochStats, RunResult, write_metrics
 from conftest import TINY, run_cli
 
@@ -135,6 +135,20 @@ def test_without_cuda_the_report_says_gpu_runs_were_skipped(tmp_path: Path) -> N
     build_report([tmp_path / "s"])
     text = (tmp_path / "s" / "report.md").read_text()
     assert "the GPU runs were **skipped**" in text
+
+
+def test_lab_figures_match_ours_even_when_a_job_is_missing(tmp_path: Path) -> None:
+    lab = {"part": 2, "title": "Batch size", "figures": [{"batch_size": 16, "avg_epoch_time": 20.4},
+                                                         {"batch_size": 64, "avg_epoch_time": 12.9}]}  # fmt: skip
+    for job, bs in ((0, 16), (2, 64)):  # job 1 is gone, so batch_size becomes a float column
+        _fake_run(tmp_path / "s", job, "cpu", bs, 2.0)
+        (tmp_path / "s" / str(job) / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": bs}))
+    report = build_report([tmp_path / "s"])
+    assert report.runs["batch_size"].dtype == "float64"  # the gap made it float
+    comparison = lab_comparison(report.runs, lab)
+    assert list(comparison["lab s/epoch"]) == [20.4, 12.9]
+    assert list(comparison["ours s/epoch"]) == [2.0, 2.0]
+    assert "Lab part 2: Batch size" in (tmp_path / "s" / "report.md").read_text()
 
 
 def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:

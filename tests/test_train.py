@@ -85,10 +85,11 @@ def test_same_seed_same_losses_on_cpu(cfg_for, tmp_path: Path) -> None:
     assert first != _losses(cfg_for, tmp_path, "device=cpu", "seed=1")
 
 
-def test_warm_up_is_rolled_back(cfg_for, tmp_path: Path) -> None:
+@pytest.mark.parametrize("warmup_steps", [4, 20])  # 20 > the 8 batches of an epoch: it passes over the data again
+def test_warm_up_is_rolled_back(cfg_for, tmp_path: Path, warmup_steps: int) -> None:
     # Training after the warm-up must be exactly training without it.
     assert _losses(cfg_for, tmp_path, "device=cpu", "warmup_steps=0") == _losses(
-        cfg_for, tmp_path, "device=cpu", "warmup_steps=4"
+        cfg_for, tmp_path, "device=cpu", f"warmup_steps={warmup_steps}"
     )
 
 

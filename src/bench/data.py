@@ -194,7 +194,10 @@ def _decode(samples: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
 
 
 class BatchSource:
-    """Batches of one split, already on the training device, in a seeded order per epoch."""
+    """Batches of one split in a seeded order per epoch: fetched by :meth:`batches`, then placed on the
+    training device by :meth:`to_device`. The two are separate so that the time spent waiting on the
+    data path can be measured apart from the host-to-device copy, which on CUDA waits for the GPU.
+    """
 
     samples: int
     batch_size: int
@@ -209,6 +212,15 @@ class BatchSource:
     def batches(self, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One pass over the split: in the order ``seed`` gives when shuffling, else in stored order."""
         raise NotImplementedError
+
+    def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fetched batch, ready for the model (a no-op where batches are made on the device)."""
+        return x, y
+
+    def device_batches(self, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`batches` placed on the device, for code that does not time the two apart."""
+        for x, y in self.batches(seed):
+            yield self.to_device(x, y)
 
     def close(self) -> None:
         """Release worker processes and device memory."""
@@ -295,11 +307,13 @@ class DataLoaderSource(BatchSource):
             raise RuntimeError("batches() after close()")
         if seed is not None:
             self._order.manual_seed(seed)
-        for x, y in self._loader:
-            x = x.to(self.device, non_blocking=self.non_blocking)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y.to(self.device, non_blocking=self.non_blocking)
+        yield from self._loader
+
+    def to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.to(self.device, non_blocking=self.non_blocking)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=self.non_blocking)
 
     def close(self) -> None:
         # Dropping the loader drops its (persistent) iterator, whose finalizer stops the workers.

@@ -182,27 +182,28 @@ def overall_speedup(table: pd.DataFrame) -> float | None:
 
 
 def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
-    """The lab's figures beside ours, matched on the variable the lab swept."""
+    """The lab's figures beside ours, matched on the variable the lab swept (one row per run of ours)."""
     figures = pd.DataFrame(lab.get("figures") or [])
     if figures.empty:
         return figures
     x = next(c for c in figures.columns if c in CONFIG_COLUMNS)
-    ours = runs[list(dict.fromkeys([x, "device", "status", "avg_epoch_time", "peak_memory_mb"]))].copy()
-    ours[x] = ours[x].astype(str)
-    figures[x] = figures[x].astype(str)
-    merged = figures.merge(ours, on=x, how="left", suffixes=("_lab", ""))
-    renamed = {
-        "avg_epoch_time_lab": "lab s/epoch",
-        "avg_epoch_time": "ours s/epoch",
-        "peak_memory_mb_lab": "lab peak MB",
-        "peak_memory_mb": "ours peak MB",
-    }
-    if "avg_epoch_time_lab" not in merged:  # the lab figures had no suffix clash
-        merged = merged.rename(columns={"avg_epoch_time": "avg_epoch_time_lab"})
-    cols = [*dict.fromkeys([x, "device"]), "status", *[c for c in renamed if c in merged]]
-    if "peak_memory_mb_lab" not in merged:
-        cols = [c for c in cols if c != "peak_memory_mb"]
-    return merged[cols].rename(columns=renamed)
+    measures = [c for c in ("avg_epoch_time", "peak_memory_mb") if c in figures]
+    ours = runs[~runs["status"].isin([MISSING, UNREADABLE])]
+    ours = ours[list(dict.fromkeys([x, "device", "loader", "status", *measures]))]
+    merged = figures.assign(_key=_match_key(figures[x])).merge(
+        ours.drop(columns=x).assign(_key=_match_key(ours[x])), on="_key", how="left", suffixes=("_lab", "_ours")
+    )
+    names = {"avg_epoch_time": "s/epoch", "peak_memory_mb": "peak MB"}
+    columns = {x: x, "device": "device", "loader": "loader", "status": "status"}
+    for m in measures:
+        columns |= {f"{m}_lab": f"lab {names[m]}", f"{m}_ours": f"ours {names[m]}"}
+    return merged[list(columns)].rename(columns=columns)
+
+
+def _match_key(col: pd.Series) -> pd.Series:
+    """Numbers compare as numbers (64 == 64.0, which a column with gaps becomes), anything else as text."""
+    numbers = pd.to_numeric(col, errors="coerce")
+    return numbers.astype("float64") if numbers.notna().all() else col.astype(str)
 
 
 # ----------------------------------------------------------------------------------------------- output

@@ -96,6 +96,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "step.compile": ("none", "default", "reduce-overhead", "cudagraph"),
 }
 
+CUDA_ONLY_COMPILE = ("reduce-overhead", "cudagraph")
+
 MINIMUMS: dict[str, int] = {
     "batch_size": 1,
     "workers": 0,
@@ -119,6 +121,12 @@ def _registered_choices() -> dict[str, tuple[str, ...]]:
     }
 
 
+def _targets_cuda(device: str) -> bool:
+    import torch
+
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
 def _get(cfg: DictConfig, key: str) -> Any:
     node: Any = cfg
     for part in key.split("."):
@@ -139,5 +147,11 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value} is out of range; it must be an integer >= {low}")
     if not cfg.lr > 0:
         raise ConfigError(f"lr={cfg.lr} is out of range; it must be > 0")
+    compile_mode = cfg.step.compile
+    if compile_mode in CUDA_ONLY_COMPILE and not _targets_cuda(cfg.device.name):
+        where = "cpu" if cfg.device.name == "cpu" else "this machine (no CUDA)"
+        raise ConfigError(f"step.compile={compile_mode} needs CUDA; on {where} use none or default")
+    if compile_mode == "cudagraph" and cfg.precision.grad_scaler:
+        raise ConfigError("step.compile=cudagraph cannot capture GradScaler; use precision=fp32 or amp_bf16")
     if cfg.dataset.name == "imagefolder" and not cfg.dataset.root:
         raise ConfigError("dataset.root is not set; dataset=imagefolder needs dataset.root=/path/with/train+test")

@@ -50,11 +50,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return True
-    text = str(err)
-    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    return isinstance(err, RuntimeError) and any(m in str(err) for m in OOM_MESSAGES)
 
 
 def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
@@ -109,16 +111,32 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
         log.error("Run %s: %s", result.status, result.error)
         log.debug("Traceback of the %s run", result.status, exc_info=True)  # to the log file only
     finally:
-        result.peak_rss_mb = measure.peak_rss_mb()
-        result.env = measure.environment(device or torch.device("cpu"))
-        write_metrics(run_dir, result)
-        if device is not None:
-            measure.reset_peak_memory(device)  # free what a failed run left behind, for the next job
+        _finish(result, device, run_dir)
     if usage_error is not None:
         if raise_usage_errors:
             raise usage_error
         log.warning("Run %s: %s", result.status, result.error)
     return result
+
+
+def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> None:
+    """Record the last facts and write metrics.json; never raise, so a broken device cannot stop a sweep."""
+    try:
+        if device is not None and result.peak_memory_mb is None:  # e.g. how far an OOM run got
+            result.peak_memory_mb, result.peak_reserved_mb = measure.peak_memory_mb(device)
+        result.env = measure.environment(device or torch.device("cpu"))
+    except Exception as err:  # after a sticky CUDA error every CUDA call fails; keep what we have
+        result.env = result.env or measure.environment(torch.device("cpu"))
+        result.notes.append(f"could not read the device after the run: {_one_line(err)}")
+    result.peak_rss_mb = measure.peak_rss_mb()
+    write_metrics(run_dir, result)
+    if device is not None:
+        try:
+            if result.step.get("compile", "none") != "none":
+                torch.compiler.reset()  # the next job in this process compiles its own model
+            measure.reset_peak_memory(device)  # free what a failed run left behind, for the next job
+        except Exception as err:
+            log.warning("Could not release the device after this run: %s", _one_line(err))
 
 
 def _one_line(err: BaseException) -> str:
@@ -223,10 +241,10 @@ def _epoch(
         while True:
             t0 = time.perf_counter()
             batch = next(batches, None)
-            wait += time.perf_counter() - t0
+            wait += time.perf_counter() - t0  # the data path alone: the device copy below is not in it
             if batch is None:
                 break
-            loss_sum += step.fn(*batch)
+            loss_sum += step.fn(*train.to_device(*batch))
             n_batches += 1
             bar.update()
         interval = clock.stop()
@@ -244,7 +262,7 @@ def _epoch(
 
 
 @contextmanager
-def _rolled_back(model: torch.nn.Module, step: Step) -> Iterator[None]:
+def _rolled_back(model: torch.nn.Module, step: Step, device: torch.device) -> Iterator[None]:
     """Undo every update made inside: weights, Adam's moments and step count, the loss scale, the RNG.
 
     Restored in place (copy_/zero_), so tensors keep their storage; a captured CUDA graph stays valid.
@@ -254,7 +272,7 @@ def _rolled_back(model: torch.nn.Module, step: Step) -> Iterator[None]:
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
     scaler_state = step.scaler.state_dict()
     cpu_rng = torch.random.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None  # no CUDA init for CPU runs
     try:
         yield
     finally:
@@ -281,18 +299,24 @@ def _warm_up(
 ) -> float:
     """Pay one-time costs (CUDA init, autotuning, worker start, compilation, capture) outside the timed epochs.
 
-    Besides ``steps`` full batches it also runs the shape of the epoch's last, partial batch, so that its
-    autotuning or compilation does not land in epoch 1 either.
+    Runs ``steps`` full-size batches (passing over the data again if it is that small), then one batch of
+    the epoch's last, partial size, so that its autotuning or compilation does not land in epoch 1 either.
     """
     model.train()
-    remainder = train.samples % train.batch_size
-    with _rolled_back(model, step):
+    full, remainder = divmod(train.samples, train.batch_size)
+    done = 0
+    with _rolled_back(model, step, clock.device):
         clock.start()
-        for i, (x, y) in enumerate(train.batches(epoch_seed(cfg.seed, WARMUP_EPOCH))):
-            step.fn(x, y)
-            if i + 1 >= steps:
+        while True:
+            for x, y in train.device_batches(epoch_seed(cfg.seed, WARMUP_EPOCH - done)):
+                if len(y) == train.batch_size:
+                    step.fn(x, y)
+                    done += 1
+                if done >= steps:
+                    break
+            if done >= steps or full == 0:
                 break
-        if remainder and train.samples > train.batch_size:
+        if remainder:
             step.fn(x[:remainder], y[:remainder])
         return clock.stop().wall_s
 
@@ -307,7 +331,7 @@ def _evaluate(
     model.eval()
     try:
         with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            for xb, yb in source.batches():
+            for xb, yb in source.device_batches():
                 correct += (model(xb).argmax(1) == yb).sum()
     finally:
         source.close()
