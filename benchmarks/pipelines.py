@@ -34,6 +34,7 @@ import bench.schema  # registers the config schema; validate() below
 from bench import measure, train
 from bench.data import load_arrays, normalize
 from bench.models import build_model
+from bench.step import autocast_dtype
 
 DEFAULT_CONFIGS = {
     "cpu": ["small:128:fp32", "medium:64:fp32"],
@@ -88,7 +89,7 @@ def _bare(cfg: DictConfig, device: torch.device) -> Figure:
     model = build_model(cfg.model.name).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     criterion = torch.nn.CrossEntropyLoss()
-    dtype = getattr(torch, cfg.precision.autocast_dtype) if cfg.precision.autocast_dtype else None
+    dtype = autocast_dtype(cfg)
 
     def epoch(steps: int | None = None) -> None:
         order = torch.randperm(n, device=device)

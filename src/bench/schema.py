@@ -13,7 +13,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, DeviceUnavailable
 
 
 @dataclass
@@ -122,9 +122,13 @@ def _registered_choices() -> dict[str, tuple[str, ...]]:
 
 
 def _targets_cuda(device: str) -> bool:
-    import torch
+    """Whether the run will ask for CUDA: train.resolve_device's rule, where a missing GPU still counts."""
+    from bench.train import resolve_device  # lazily, like the registries: it imports torch
 
-    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    try:
+        return resolve_device(device).type == "cuda"
+    except DeviceUnavailable:  # device=cuda on a machine without it: reported by the run itself
+        return True
 
 
 def _get(cfg: DictConfig, key: str) -> Any:

@@ -61,6 +61,12 @@ def resolve_adam(choice: str, device: torch.device) -> str:
     return adam
 
 
+def autocast_dtype(cfg: DictConfig) -> torch.dtype | None:
+    """The dtype ``precision`` autocasts to (None for fp32); the step, evaluation and benchmarks share it."""
+    name = cfg.precision.autocast_dtype
+    return getattr(torch, name) if name else None
+
+
 def resolve_channels_last(choice: bool | None, device: torch.device) -> bool:
     return AUTO_CHANNELS_LAST.get(device.type, False) if choice is None else bool(choice)
 
@@ -81,7 +87,7 @@ def build_step(model: nn.Module, cfg: DictConfig, device: torch.device) -> Step:
         kwargs["capturable"] = True  # Adam's step count lives on the GPU, so a replay advances it
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, **kwargs)
     criterion = nn.CrossEntropyLoss()
-    dtype = getattr(torch, cfg.precision.autocast_dtype) if cfg.precision.autocast_dtype else None
+    dtype = autocast_dtype(cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=bool(cfg.precision.grad_scaler))
     # A captured graph owns the .grad tensors: they must be zeroed, never freed.
     set_to_none = bool(cfg.step.set_to_none) and not captured

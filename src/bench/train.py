@@ -26,7 +26,7 @@ from bench.data import BatchSource, build_source, epoch_seed, load_arrays
 from bench.errors import DeviceUnavailable, UsageError
 from bench.models import build_model, count_parameters
 from bench.results import EpochStats, RunResult, write_metrics
-from bench.step import Step, build_step, resolve_channels_last
+from bench.step import Step, autocast_dtype, build_step, resolve_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ def _evaluate(
 ) -> float:
     """Top-1 accuracy on the test split, counted on the device and read once."""
     source = build_source(cfg, x, y, device, shuffle=False, channels_last=channels_last)
-    dtype = getattr(torch, cfg.precision.autocast_dtype) if cfg.precision.autocast_dtype else None
+    dtype = autocast_dtype(cfg)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     model.eval()
     try:
