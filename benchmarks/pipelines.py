@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-import bench.schema  # registers the config schema; validate() below
 from bench import measure, train
-from bench.data import load_arrays, normalize
-from bench.models import build_model
+from bench.datasets import load_arrays
+from bench.device import resolve_device
+from bench.environment import environment
+from bench.loaders import normalize
+from bench.schema import compose, instantiate, validate
 from bench.step import autocast_dtype
 
 DEFAULT_CONFIGS = {
@@ -63,33 +64,29 @@ class Figure:
     warmup_s: float | None
 
 
-def _config(overrides: list[str]) -> DictConfig:
-    with initialize_config_module(config_module="bench.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
 def _through_bench(variant: str, overrides: list[str], out: Path) -> Figure:
-    cfg = _config(overrides)
-    bench.schema.validate(cfg)
+    cfg = compose(overrides)
+    validate(cfg)
     result = train.run(cfg, out / variant)
     if result.status != "ok":
         raise SystemExit(f"({variant}) {VARIANTS[variant][0]} ended {result.status}: {result.error}")
     times = [e.time_s for e in result.epochs_detail]
     median = statistics.median(times)
-    return Figure(variant, VARIANTS[variant][0], median, result.train_samples / median, times, result.warmup_time)
+    warmup = result.metrics.get("warmup_time")
+    return Figure(variant, VARIANTS[variant][0], median, result.train_samples / median, times, warmup)
 
 
 def _bare(cfg: DictConfig, device: torch.device) -> Figure:
     """The floor: the same model, data and Adam with nothing around it."""
-    arrays = load_arrays(cfg)
+    arrays = load_arrays(cfg.dataset)
     x_all = normalize(torch.from_numpy(arrays.train_x)).to(device)
     y_all = torch.from_numpy(arrays.train_y).to(device)
     n, bs = len(y_all), cfg.batch_size
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model.name).to(device)
+    model = instantiate(cfg.model, num_classes=len(arrays.classes)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     criterion = torch.nn.CrossEntropyLoss()
-    dtype = autocast_dtype(cfg)
+    dtype = autocast_dtype(cfg.precision)
 
     def epoch(steps: int | None = None) -> None:
         order = torch.randperm(n, device=device)
@@ -133,7 +130,7 @@ def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: P
         figures.append(_through_bench(variant, [*common, *overrides, *extra], out / spec.replace(":", "_")))
     if "d" in args.variants:
         print("  (d) bare ...", flush=True, file=sys.stderr)
-        figures.append(_bare(_config(common), device))
+        figures.append(_bare(compose(common), device))
     return figures
 
 
@@ -189,9 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figure is a median over timed epochs")
-    device = train.resolve_device(args.device)
+    device = resolve_device(args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
-    env = measure.environment(device)
+    env = environment(device)
     header = [
         "## Pipelines, side by side",
         "",

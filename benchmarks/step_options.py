@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
 
-import bench.schema  # registers the config schema; validate() below
 from bench import train
+from bench.device import resolve_device
+from bench.schema import compose, validate
 
 OPTIONS = {
     "cpu": ["step.adam=forloop", "step.adam=foreach", "step.adam=fused", "step.channels_last=true",
@@ -29,9 +29,8 @@ DEFAULT_CONFIGS = {"cpu": ["small:128", "medium:64"], "cuda": ["medium:256", "la
 
 
 def samples_per_s(overrides: list[str], out: Path) -> float:
-    with initialize_config_module(config_module="bench.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    bench.schema.validate(cfg)
+    cfg = compose(overrides)
+    validate(cfg)
     result = train.run(cfg, out / str(len(list(out.iterdir()))))
     if result.status != "ok":
         raise SystemExit(f"{overrides}: {result.status}: {result.error}")
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=20_000)
     args = parser.parse_args(argv)
-    device = train.resolve_device(args.device)
+    device = resolve_device(args.device)
     print("| config | option | samples/s | × plain |\n|---|---|---:|---:|", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.configs or DEFAULT_CONFIGS[device.type]:

@@ -6,16 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-import bench.schema  # noqa: F401  (registers the schema with Hydra's ConfigStore)
+from bench.schema import compose
 
 # A run small enough for 2 CPU cores: a few hundred images, one epoch, no worker processes.
 TINY = (
@@ -67,13 +65,10 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 @pytest.fixture
-def cfg_for() -> Iterator[Callable[..., DictConfig]]:
-    """Compose the app's config the way the CLI does, with overrides."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="bench.conf", version_base="1.3"):
+def cfg_for() -> Callable[..., DictConfig]:
+    """Compose the app's config the way the CLI does, with overrides (TINY first unless tiny=False)."""
 
-        def make(*overrides: str, tiny: bool = True) -> DictConfig:
-            return compose(config_name="config", overrides=[*(TINY if tiny else ()), *overrides])
+    def make(*overrides: str, tiny: bool = True) -> DictConfig:
+        return compose([*(TINY if tiny else ()), *overrides])
 
-        yield make
-    GlobalHydra.instance().clear()
+    return make

@@ -1,4 +1,4 @@
-"""Bad input: one line naming the problem, exit code 2, no traceback (DESIGN.md §6)."""
+"""Bad input: one line naming the problem, exit code 2, no traceback (docs/architecture.md, "Failure")."""
 
 from pathlib import Path
 

@@ -25,10 +25,10 @@ def test_peak_memory_is_reset_per_run_and_grows_with_batch_size(cfg_for, tmp_pat
     small = _run(cfg_for, tmp_path, *data, "batch_size=64")
     big = _run(cfg_for, tmp_path, *data, "batch_size=1024")
     small_again = _run(cfg_for, tmp_path, *data, "batch_size=64")
-    assert big.peak_memory_mb > 2 * small.peak_memory_mb
+    assert big.metrics["peak_memory_mb"] > 2 * small.metrics["peak_memory_mb"]
     # Had the counters not been reset, the second small run would report the big run's peak.
-    assert small_again.peak_memory_mb == pytest.approx(small.peak_memory_mb, rel=0.10)
-    assert small.peak_reserved_mb >= small.peak_memory_mb
+    assert small_again.metrics["peak_memory_mb"] == pytest.approx(small.metrics["peak_memory_mb"], rel=0.10)
+    assert small.metrics["peak_reserved_mb"] >= small.metrics["peak_memory_mb"]
 
 
 def test_cuda_events_and_synchronized_wall_clock_agree(cfg_for, tmp_path: Path) -> None:
@@ -42,7 +42,7 @@ def test_amp_fp16_lowers_largenets_peak_memory(cfg_for, tmp_path: Path) -> None:
     data = ("model=large", "batch_size=512", "dataset.train_size=2048", "dataset.test_size=256", "epochs=1")
     fp32 = _run(cfg_for, tmp_path, *data, "precision=fp32")
     amp = _run(cfg_for, tmp_path, *data, "precision=amp_fp16")
-    assert amp.peak_memory_mb < 0.8 * fp32.peak_memory_mb
+    assert amp.metrics["peak_memory_mb"] < 0.8 * fp32.metrics["peak_memory_mb"]
 
 
 def test_cuda_out_of_memory_is_a_status(cfg_for, tmp_path: Path) -> None:

@@ -14,8 +14,20 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10
 
-from bench.data import build_source, epoch_seed, load_arrays
+from bench.datasets import load_arrays
 from bench.errors import DatasetUnavailable
+from bench.loaders import build_loader, epoch_seed
+
+
+def load(cfg):
+    """The configured dataset's arrays, as a run reads them."""
+    return load_arrays(cfg.dataset)
+
+
+def train_loader(cfg, arrays, *, shuffle: bool):
+    device = torch.device("cpu")
+    return build_loader(cfg.loader, arrays.train_x, arrays.train_y, device=device, batch_size=cfg.batch_size,
+                        shuffle=shuffle)  # fmt: skip
 
 
 def _check_arrays(arrays, n_train: int, n_test: int) -> None:
@@ -29,9 +41,9 @@ def _check_arrays(arrays, n_train: int, n_test: int) -> None:
 
 
 def test_synthetic_is_sized_deterministic_and_seeded(cfg_for) -> None:
-    a = load_arrays(cfg_for("dataset.train_size=500", "dataset.test_size=100"))
-    b = load_arrays(cfg_for("dataset.train_size=500", "dataset.test_size=100"))
-    c = load_arrays(cfg_for("dataset.train_size=500", "dataset.test_size=100", "seed=1"))
+    a = load(cfg_for("dataset.train_size=500", "dataset.test_size=100"))
+    b = load(cfg_for("dataset.train_size=500", "dataset.test_size=100"))
+    c = load(cfg_for("dataset.train_size=500", "dataset.test_size=100", "seed=1"))
     _check_arrays(a, 500, 100)
     assert np.array_equal(a.train_x, b.train_x) and np.array_equal(a.test_y, b.test_y)
     assert not np.array_equal(a.train_x, c.train_x)
@@ -39,13 +51,13 @@ def test_synthetic_is_sized_deterministic_and_seeded(cfg_for) -> None:
 
 
 def test_synthetic_default_size_is_cifar10s(cfg_for) -> None:
-    arrays = load_arrays(cfg_for(tiny=False))
+    arrays = load(cfg_for(tiny=False))
     _check_arrays(arrays, 50_000, 10_000)
 
 
 def test_synthetic_labels_are_learnable(cfg_for) -> None:
     # A nearest-class-mean classifier on raw pixels, fitted on train, is far above chance on test.
-    arrays = load_arrays(cfg_for("dataset.train_size=5000", "dataset.test_size=1000"))
+    arrays = load(cfg_for("dataset.train_size=5000", "dataset.test_size=1000"))
     x = arrays.train_x.reshape(len(arrays.train_x), -1).astype(np.float32)
     means = np.stack([x[arrays.train_y == k].mean(0) for k in range(10)])
     t = arrays.test_x.reshape(len(arrays.test_x), -1).astype(np.float32)
@@ -100,32 +112,28 @@ def test_cifar10_reads_an_archive_put_in_data_dir(cfg_for, tmp_path: Path, monke
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", _md5(built / "test_batch")]])
     monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": _md5(built / "batches.meta")})
 
-    arrays = load_arrays(
+    arrays = load(
         cfg_for("dataset=cifar10", f"data_dir={data_dir}", "dataset.train_size=null", "dataset.test_size=null")
     )
     _check_arrays(arrays, 30, 8)
     assert np.array_equal(arrays.train_x, train) and np.array_equal(arrays.test_x, test)
     assert arrays.classes[0] == "airplane"
 
-    sub = load_arrays(
-        cfg_for("dataset=cifar10", f"data_dir={data_dir}", "dataset.train_size=10", "dataset.test_size=4")
-    )
-    again = load_arrays(
-        cfg_for("dataset=cifar10", f"data_dir={data_dir}", "dataset.train_size=10", "dataset.test_size=4")
-    )
+    sub = load(cfg_for("dataset=cifar10", f"data_dir={data_dir}", "dataset.train_size=10", "dataset.test_size=4"))
+    again = load(cfg_for("dataset=cifar10", f"data_dir={data_dir}", "dataset.train_size=10", "dataset.test_size=4"))
     _check_arrays(sub, 10, 4)
     assert np.array_equal(sub.train_x, again.train_x)  # subsets are deterministic
 
 
 def test_cifar10_without_archive_or_download_names_the_fix(cfg_for, tmp_path: Path) -> None:
     with pytest.raises(DatasetUnavailable, match="put cifar-10-python.tar.gz in .* or use dataset=synthetic"):
-        load_arrays(cfg_for("dataset=cifar10", f"data_dir={tmp_path}", "dataset.download=false"))
+        load(cfg_for("dataset=cifar10", f"data_dir={tmp_path}", "dataset.download=false"))
 
 
 def test_a_subset_larger_than_the_dataset_is_an_error(cfg_for, tmp_path: Path) -> None:
     root = _image_folder(tmp_path / "imgs")
     with pytest.raises(DatasetUnavailable, match="train_size=99 is more than the 6 images"):
-        load_arrays(
+        load(
             cfg_for(
                 "dataset=imagefolder",
                 f"dataset.root={root}",
@@ -161,9 +169,9 @@ def test_imagefolder_is_decoded_once_and_cached(cfg_for, tmp_path: Path, caplog)
         "dataset.train_size=null",
         "dataset.test_size=null",
     )
-    with caplog.at_level(logging.INFO, logger="bench.data"):
-        first = load_arrays(cfg)
-        second = load_arrays(cfg)
+    with caplog.at_level(logging.INFO, logger="bench.datasets"):
+        first = load(cfg)
+        second = load(cfg)
     decoded = [r for r in caplog.records if r.getMessage().startswith("Decoding")]
     assert len(decoded) == 1
     _check_arrays(first, 6, 5)
@@ -174,7 +182,7 @@ def test_imagefolder_is_decoded_once_and_cached(cfg_for, tmp_path: Path, caplog)
 
     # An added image changes the folder's content, so the cache key changes and it is decoded again.
     Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(root / "train" / "cats" / "new.png")
-    assert len(load_arrays(cfg).train_y) == 7
+    assert len(load(cfg).train_y) == 7
     assert len(list((tmp_path / "data" / "imagefolder-cache").glob("*.npz"))) == 2
 
 
@@ -183,8 +191,8 @@ def test_imagefolder_is_decoded_once_and_cached(cfg_for, tmp_path: Path, caplog)
 
 def test_dataloader_applies_the_labs_transform(cfg_for) -> None:
     cfg = cfg_for("dataset.train_size=64", "batch_size=16")
-    arrays = load_arrays(cfg)
-    source = build_source(cfg, arrays.train_x, arrays.train_y, torch.device("cpu"), shuffle=False)
+    arrays = load(cfg)
+    source = train_loader(cfg, arrays, shuffle=False)
     x, y = next(iter(source.batches()))
     expected = (torch.from_numpy(arrays.train_x[:16]).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
     assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32
@@ -195,8 +203,8 @@ def test_dataloader_applies_the_labs_transform(cfg_for) -> None:
 
 def test_shuffle_depends_on_the_epoch_seed_only(cfg_for) -> None:
     cfg = cfg_for("dataset.train_size=64", "batch_size=64")
-    arrays = load_arrays(cfg)
-    source = build_source(cfg, arrays.train_x, arrays.train_y, torch.device("cpu"), shuffle=True)
+    arrays = load(cfg)
+    source = train_loader(cfg, arrays, shuffle=True)
     first = [next(iter(source.batches(epoch_seed(0, e))))[1] for e in (1, 2, 1)]
     assert torch.equal(first[0], first[2]) and not torch.equal(first[0], first[1])
     assert sorted(first[0].tolist()) == sorted(arrays.train_y.tolist())

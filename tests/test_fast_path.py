@@ -1,4 +1,4 @@
-"""The resident loader and the lean step compute the same model as the lab's path (DESIGN.md §4.5)."""
+"""The resident loader and the lean step compute the same model as the lab's path (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_cuda_fast_path_trains_the_same_model(cfg_for, tmp_path: Path, option: s
 def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> None:
     # CUDA's sync debug mode raises on any synchronizing call. Inside the timed epochs, fetching a resident
     # batch and running a fused-Adam step must not sync; only the epoch's end may (clock and loss read).
-    from bench import data, step
+    from bench import loaders, step
 
     timed = False
 
@@ -110,7 +110,7 @@ def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> 
         built.fn = guarded(built.fn)
         return built
 
-    original_batches = data.ResidentSource.batches
+    original_batches = loaders.ResidentSource.batches
 
     def guarded_batches(self, seed=None):
         batches = original_batches(self, seed)
@@ -129,7 +129,7 @@ def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> 
             timed = False
 
     monkeypatch.setattr(train, "build_step", guarded_build_step)
-    monkeypatch.setattr(data.ResidentSource, "batches", guarded_batches)
+    monkeypatch.setattr(loaders.ResidentSource, "batches", guarded_batches)
     monkeypatch.setattr(train, "_epoch", epoch)
     cfg = cfg_for("device=cuda", "loader=resident", "step.adam=fused", "dataset.train_size=2048", "batch_size=256")
     result = train.run(cfg, tmp_path / "run")

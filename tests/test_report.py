@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from hydra.types import RunMode
 from PIL import Image
 
+from bench.metrics import summarize
 from bench.report import build_report, lab_comparison, overall_speedup, speedup_table
 from bench.results import EpochStats, RunResult, write_metrics
 from conftest import TINY, run_cli
@@ -94,16 +96,17 @@ def test_failed_skipped_and_ok_jobs_share_one_sweep_and_report(tmp_path: Path) -
 def _fake_run(root: Path, job: int, device: str, batch_size: int, epoch_time: float, status: str = "ok") -> None:
     """A run folder as a sweep job leaves it, with made-up timings (so CPU and GPU can pair up here)."""
     run_dir = root / str(job)
-    epochs = [EpochStats(e, epoch_time, 1000, 1000 / epoch_time, 1.0, 0.1) for e in (1, 2)]
     ok = status == "ok"
+    epochs = [EpochStats(e, epoch_time, 1000, 1000 / epoch_time, 1.0, 0.1) for e in (1, 2)] if ok else []
+    measured = summarize([asdict(e) for e in epochs])
+    if device == "cuda" and ok:
+        measured["peak_memory_mb"] = 50.0 * batch_size / 64
     write_metrics(
         run_dir,
         RunResult(
             status=status, model="medium", device=device, precision="fp32", dataset="synthetic",
             loader="dataloader", batch_size=batch_size, workers=2, epochs=2, seed=0,
-            epochs_detail=epochs if ok else [], avg_epoch_time=epoch_time if ok else None,
-            total_time=2 * epoch_time if ok else None, samples_per_s=1000 / epoch_time if ok else None,
-            peak_memory_mb=50.0 * batch_size / 64 if device == "cuda" and ok else None,
+            epochs_detail=epochs, metrics=measured,
             env={"torch": "2.x", "gpu": "Test GPU" if device == "cuda" else None},
         ),
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The training loop and metrics.json: DESIGN.md §3 fields, §4 measurement rules, §6 statuses."""
+"""The training loop and metrics.json: metrics.json's fields, the measurement rules, the statuses."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def test_the_loop_reads_the_loss_once_per_epoch_not_per_step(
 
 
 def test_intervals_are_never_timed_with_time_time() -> None:
-    # time.time() jumps with NTP and has coarse resolution; intervals use perf_counter (DESIGN.md §4.1).
+    # time.time() jumps with NTP and has coarse resolution; intervals use perf_counter (docs/architecture.md).
     offenders = [p.name for p in SRC.glob("*.py") if re.search(r"\btime\.time\(\)", p.read_text())]
     assert offenders == []
 

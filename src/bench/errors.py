@@ -1,4 +1,22 @@
-"""Errors the user can fix by changing the command line; the CLI prints them as one line and exits 2."""
+"""What every entry point shares about failure: the error types, the exit codes, and one-line messages.
+
+A user never sees a traceback (unless ``HYDRA_FULL_ERROR=1``): bad input is one ``bench: error: ...`` line
+and exit code 2 before any work; a run that started and failed is exit 1; an interrupted one 130 (SIGINT)
+or 143 (SIGTERM). See docs/architecture.md, "Failure".
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import NoReturn
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+#: 128 + the signal number, as a shell reports a process a signal ended
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
 class UsageError(Exception):
@@ -15,3 +33,55 @@ class DeviceUnavailable(UsageError, RuntimeError):
 
 class DatasetUnavailable(UsageError, RuntimeError):
     """The dataset cannot be read or fetched."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no ``except Exception``
+    on the way out mistakes it for a failed run; the run records it as ``interrupted`` and re-raises."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def one_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def os_error_line(err: OSError) -> str:
+    """``cannot write /x/y: Permission denied``: what failed and why, without errno noise."""
+    where = err.filename if err.filename is not None else ""
+    reason = err.strerror or one_line(err)
+    return f"{where}: {reason}" if where else reason
+
+
+def describe(err: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line messages, cut down to the one line a user needs."""
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
+        group, _, option = err.missing_cfg_file.rpartition("/")
+        if err.options:
+            return f"unknown {group} '{option}'; choose one of: {', '.join(sorted(err.options))}"
+    cause = err.__cause__ if err.__cause__ is not None else err
+    if isinstance(cause, OmegaConfBaseException):
+        key = getattr(cause, "full_key", None)
+        msg = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return f"{key}: {msg}" if key and not msg.startswith(f"{key}:") else msg
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if isinstance(err, MissingConfigException) and len(lines) > 1:
+        return " ".join(lines[:2])
+    return lines[0] if lines else type(err).__name__
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print the one line and exit."""
+    print(f"bench: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)

@@ -1,20 +1,15 @@
-"""Clocks, memory and environment capture: the parts of a run whose numbers people must be able to trust.
+"""Clocks and memory: the parts of a run whose numbers people must be able to trust.
 
-Rules (DESIGN.md §4): a CUDA interval is closed by ``torch.cuda.synchronize()`` before the wall clock is
-read, and is also timed by CUDA events so the two can be compared; intervals use ``time.perf_counter``,
-never ``time.time``; peak-memory counters are reset at the start of every run.
+Rules (docs/architecture.md, "Measurement rules"): a CUDA interval is closed by ``torch.cuda.synchronize()``
+before the wall clock is read, and is also timed by CUDA events so the two can be compared; intervals use
+``time.perf_counter``, never ``time.time``; peak-memory counters are reset at the start of every run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.metadata
-import os
-import platform
 import resource
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -22,13 +17,9 @@ from pathlib import Path
 
 import torch
 
+from bench.device import synchronize
+
 MIB = 2**20
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so that a wall-clock read covers it. A no-op on CPU."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -104,72 +95,3 @@ def peak_rss_mb() -> float:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / MIB if sys.platform == "darwin" else peak / 1024
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical cores)"
-
-
-def _driver_version() -> str | None:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=True,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
-
-
-def _git(*args: str) -> str | None:
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-PACKAGES = ("bench", "torch", "torchvision", "hydra-core", "omegaconf", "numpy", "pillow")
-
-
-def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def environment(device: torch.device) -> dict[str, object]:
-    """What the numbers depend on: software versions, the GPU and driver, the CPU, the code's commit."""
-    cuda = device.type == "cuda"
-    commit = _git("rev-parse", "HEAD")
-    dirty = None
-    if commit is not None:
-        dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
-    import torchvision
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "gpu": torch.cuda.get_device_name(device) if cuda else None,
-        "driver": _driver_version() if cuda else None,
-        "cpu": cpu_name(),
-        "torch_threads": torch.get_num_threads(),
-        "hostname": socket.gethostname(),
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "packages": package_versions(),
-    }

@@ -16,6 +16,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from bench.metrics import METRICS, Metric
+
 LABELS = {
     "batch_size": "Batch size",
     "workers": "DataLoader workers",
@@ -31,12 +33,12 @@ LAB_STYLE = dict(color="0.45", linestyle="--", marker="s", markerfacecolor="whit
 
 
 def _panels(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    panels = [("avg_epoch_time", "Average epoch time (s)"), ("samples_per_s", "Throughput (samples/s)")]
-    if runs["peak_memory_mb"].notna().any():
-        panels.append(("peak_memory_mb", "Peak GPU memory, allocated (MB)"))
-    elif runs["peak_rss_mb"].notna().any():
-        panels.append(("peak_rss_mb", "Peak process RSS (MB), CPU run"))
-    return panels
+    """(metric key, axis label) per panel: for each panel of the metric table, the first metric with data."""
+    chosen: dict[str, Metric] = {}
+    for m in METRICS:
+        if m.panel and m.panel not in chosen and m.key in runs and runs[m.key].notna().any():
+            chosen[m.panel] = m
+    return [(m.key, m.axis_label) for m in chosen.values()]
 
 
 def _is_numeric(col: pd.Series) -> bool:

@@ -6,7 +6,7 @@ change it silently. Extra overrides are applied on top: their effect is what Hyd
 them on top of the saved overrides, set key by key on the saved config. The new folder gets its own
 ``.hydra/`` files, so it can be reproduced in turn, and ``reproduce.md``: config, environment, per-epoch
 loss, time, memory and accuracy, side by side. On the CPU, same code and same environment, the losses are
-identical (DESIGN.md §4.6); a changed commit, a dirty tree or other package versions get a warning.
+identical (docs/architecture.md); a changed commit, a dirty tree or other package versions get a warning.
 
 Exit codes: 0 ok, 1 the new run's status is not ok (after reproduce.md is written), 2 bad input.
 """
@@ -17,7 +17,6 @@ import argparse
 import io
 import logging
 import logging.config
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,28 +26,19 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench import schema
-from bench.cli import EXIT_RUN_FAILED, EXIT_USAGE, describe
-from bench.errors import ConfigError, UsageError
+from bench.compare import ABSENT, CODE_CHANGED, change_text, code_notes, config_changes, render
+from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, ConfigError, UsageError, describe, fail, one_line
 from bench.results import METRICS_FILE, MetricsError, load_metrics
 
 log = logging.getLogger("bench.reproduce")
 
 REPORT_FILE = "reproduce.md"
-CODE_CHANGED = "code changed since this run"
-#: environment fields that say which code ran; a difference in any of them triggers the warning
-CODE_FIELDS = ("git_commit", "git_dirty", "packages")
-ENV_FIELDS = (
-    "python", "torch", "torchvision", "cuda", "cudnn", "gpu", "driver", "cpu", "torch_threads", "hostname",
-    "git_commit", "git_dirty",
-)  # fmt: skip
-_ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "(absent)"})()
+__all__ = ["CODE_CHANGED", "load_source", "main", "plan"]
 
 
 @dataclass
@@ -121,12 +111,7 @@ def _read_yaml(path: Path) -> Any:
         at = f" at line {where.line + 1}" if where is not None else ""
         raise UsageError(f"{path}: not valid YAML{at}") from None
     except (OmegaConfBaseException, OSError, ValueError, TypeError) as err:
-        raise UsageError(f"{path}: not what Hydra writes ({_first_line(err)})") from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+        raise UsageError(f"{path}: not what Hydra writes ({one_line(err)})") from None
 
 
 # ----------------------------------------------------------------------------------------------- plan
@@ -138,14 +123,14 @@ def plan(source: Source, extra: Sequence[str]) -> Plan:
     if hydra_keys:
         raise UsageError(f"{hydra_keys[0]}: hydra settings do not apply here; reproduce runs one job itself")
     base, target, notes = _compose_pair(source.overrides, list(extra))
-    drift = changes(source.config, base)
+    drift = config_changes(source.config, base)
     if drift and not notes:
         notes.append(
             "the configs in this checkout now compose differently: "
-            + "; ".join(_change_text(c) for c in drift)
+            + "; ".join(change_text(c) for c in drift)
             + " (the saved config is what runs)"
         )
-    new = _apply(source.config, changes(base, target))
+    new = _apply(source.config, config_changes(base, target))
     try:
         cfg = checked(new)
     except ConfigError as err:
@@ -155,60 +140,35 @@ def plan(source: Source, extra: Sequence[str]) -> Plan:
         raise ConfigError(f"{path}: {err} (the saved config is not valid in this checkout)") from None
     ran = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(ran, dict)
-    return Plan(cfg, [*source.overrides, *extra], changes(source.config, ran), notes)
+    return Plan(cfg, [*source.overrides, *extra], config_changes(source.config, ran), notes)
 
 
 def _compose_pair(saved: list[str], extra: list[str]) -> tuple[dict, dict, list[str]]:
     """Compose the saved overrides with and without ``extra`` in this checkout."""
     notes: list[str] = []
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_module(config_module="bench.conf", version_base="1.3"):
-            try:
-                base = _compose(saved)
-            except (HydraException, OmegaConfBaseException) as err:
-                notes.append(
-                    f"the saved overrides no longer compose in this checkout ({describe(err)}); "
-                    "the saved config is what runs"
-                )
-                saved = []
-                base = _compose(saved)
-            target = _compose([*saved, *extra]) if extra else base
-    finally:
-        GlobalHydra.instance().clear()
+        base = _compose(saved)
+    except (HydraException, OmegaConfBaseException) as err:
+        notes.append(
+            f"the saved overrides no longer compose in this checkout ({describe(err)}); the saved config is what runs"
+        )
+        saved = []
+        base = _compose(saved)
+    target = _compose([*saved, *extra]) if extra else base
     return base, target, notes
 
 
 def _compose(overrides: list[str]) -> dict:
-    container = OmegaConf.to_container(compose("config", overrides=overrides), resolve=False)
+    container = OmegaConf.to_container(schema.compose(overrides), resolve=False)
     assert isinstance(container, dict)
     return container
-
-
-def changes(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """Every key whose value differs, as (dotted key, old, new); a whole subtree where one side is not one."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        found: list[tuple[str, Any, Any]] = []
-        for key in [*old, *(k for k in new if k not in old)]:
-            found += changes(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{prefix}{key}.")
-        return found
-    return [] if _equal(old, new) else [(prefix[:-1], old, new)]
-
-
-def _equal(old: Any, new: Any) -> bool:
-    """Equal values of the same kind: 1 and 1.0 are the same number, but True is not 1 and None is not 0."""
-    if isinstance(old, bool) or isinstance(new, bool):
-        return type(old) is type(new) and old == new
-    if isinstance(old, (int, float)) and isinstance(new, (int, float)):
-        return old == new
-    return type(old) is type(new) and old == new
 
 
 def _apply(config: dict, found: list[tuple[str, Any, Any]]) -> DictConfig:
     """A copy of the saved config with each change set (or removed)."""
     cfg = OmegaConf.create(config)
     for key, _, value in found:
-        if value is _ABSENT:
+        if value is ABSENT:
             parent, _, leaf = key.rpartition(".")
             node = OmegaConf.select(cfg, parent) if parent else cfg
             if isinstance(node, DictConfig):
@@ -223,13 +183,10 @@ def checked(config: DictConfig | dict) -> DictConfig:
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(schema.Config), config)
     except OmegaConfBaseException as err:
-        key, msg = getattr(err, "full_key", None), _first_line(err)
+        key, msg = getattr(err, "full_key", None), one_line(err)
         raise ConfigError(f"{key}: {msg}" if key else msg) from None
     assert isinstance(cfg, DictConfig)
-    try:
-        schema.validate(cfg)
-    except OmegaConfBaseException as err:  # e.g. a mandatory key that the saved config lacks
-        raise ConfigError(_first_line(err)) from None
+    schema.validate(cfg)
     return cfg
 
 
@@ -272,47 +229,6 @@ def setup_logging(run_dir: Path) -> None:
     logging.config.dictConfig(spec)
 
 
-def code_changes(then: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
-    """What differs in the code that ran: git commit, uncommitted changes, package versions."""
-    if not then:
-        return []
-    found = []  # a field the original did not record (an older bench) cannot be compared
-    if "git_commit" in then and then["git_commit"] != now.get("git_commit"):
-        found.append(f"git commit {_short(then['git_commit'])} → {_short(now.get('git_commit'))}")
-    if "git_dirty" in then and then["git_dirty"] != now.get("git_dirty"):
-        found.append(f"uncommitted changes {_yes_no(then['git_dirty'])} → {_yes_no(now.get('git_dirty'))}")
-    if "packages" not in then:
-        return found
-    old_pkgs, new_pkgs = then.get("packages") or {}, now.get("packages") or {}
-    for name in sorted(set(old_pkgs) | set(new_pkgs)):
-        if old_pkgs.get(name) != new_pkgs.get(name):
-            found.append(f"{name} {old_pkgs.get(name)} → {new_pkgs.get(name)}")
-    return found
-
-
-def _short(commit: Any) -> str:
-    return str(commit)[:10] if commit else "unknown"
-
-
-def _yes_no(flag: Any) -> str:
-    return "unknown" if flag is None else ("yes" if flag else "no")
-
-
-def code_notes(then: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
-    """Warnings about the code, for the console and reproduce.md."""
-    if not then:
-        return ["note: the original run recorded no environment; cannot tell whether the code changed"]
-    found = code_changes(then, now)
-    if found:
-        return [f"warning: {CODE_CHANGED}: " + "; ".join(found)]
-    if then.get("git_dirty") and now.get("git_dirty"):
-        return ["note: the code had uncommitted changes then and has now; they may not be the same changes"]
-    return []
-
-
-# -------------------------------------------------------------------------------------------- compare
-
-
 def report(source: Source, new_dir: Path, the_plan: Plan, new: dict[str, Any], argv: Sequence[str]) -> str:
     """reproduce.md: the original and the reproduction side by side."""
     old = source.metrics or {}
@@ -331,118 +247,8 @@ def report(source: Source, new_dir: Path, the_plan: Plan, new: dict[str, Any], a
         notes.insert(0, f"note: the original run's metrics are unreadable: {source.metrics_error}")
     if notes:
         lines += ["", "## Notes", "", *(f"- {n}" for n in notes)]
-    lines += ["", *_config_section(the_plan), "", *_env_section(old.get("env") or {}, new.get("env") or {})]
-    lines += ["", *_loss_section(old, new), "", *_numbers_section(old, new)]
+    lines += ["", *render(old, new, the_plan.config_changes)]
     return "\n".join(lines) + "\n"
-
-
-def _table(header: Sequence[str], rows: list[Sequence[Any]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return out + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _change_text(change: tuple[str, Any, Any]) -> str:
-    key, old, new = change
-    return f"{key}: {_cell(old)} → {_cell(new)}"
-
-
-def _config_section(the_plan: Plan) -> list[str]:
-    head = ["## Config differences", ""]
-    if not the_plan.config_changes:
-        return [*head, "None: the same config ran."]
-    return head + _table(("key", "original", "new"), [list(c) for c in the_plan.config_changes])
-
-
-def _env_section(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    keys = [*ENV_FIELDS, *(k for k in {**old, **new} if k not in ENV_FIELDS and k != "packages")]
-    rows = [(k, old.get(k), new.get(k)) for k in keys]
-    old_pkgs, new_pkgs = old.get("packages") or {}, new.get("packages") or {}
-    rows += [(f"packages.{p}", old_pkgs.get(p), new_pkgs.get(p)) for p in {**old_pkgs, **new_pkgs}]
-    differing = [r for r in rows if r[1] != r[2]]
-    table = _table(("field", "original", "new", "same"), [(*r, "yes" if r[1] == r[2] else "**no**") for r in rows])
-    summary = f"{len(differing)} of {len(rows)} fields differ." if differing else "None: the same environment."
-    return ["## Environment differences", "", summary, "", *table]
-
-
-def _losses(metrics: dict[str, Any]) -> dict[int, Any]:
-    return {e.get("epoch"): e.get("loss") for e in metrics.get("epochs_detail") or []}
-
-
-def _loss_section(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    before, after = _losses(old), _losses(new)
-    epochs = sorted(set(before) | set(after), key=lambda e: (e is None, e))
-    rows = [(e, before.get(e), after.get(e), _identical(before.get(e), after.get(e))) for e in epochs]
-    both = [r for r in rows if r[1] is not None and r[2] is not None]
-    same = sum(r[3] == "yes" for r in both)
-    if not both:
-        summary = "No epochs to compare."
-    elif same == len(both):
-        summary = f"All {len(both)} compared epoch losses are identical."
-    else:
-        gap = max(abs(r[1] - r[2]) for r in both)
-        summary = f"{len(both) - same} of {len(both)} compared epoch losses differ (largest gap {gap:.3g})."
-    head = ["## Loss per epoch", "", summary, ""]
-    return head + _table(
-        ("epoch", "original", "new", "identical"), [(e, _exact(a), _exact(b), s) for e, a, b, s in rows]
-    )
-
-
-def _exact(loss: Any) -> Any:
-    return repr(loss) if isinstance(loss, float) else loss
-
-
-def _identical(a: Any, b: Any) -> str:
-    if a is None or b is None:
-        return "n/a"
-    return "yes" if a == b else "no"
-
-
-def _numbers_section(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    rows = [
-        ("avg epoch time (s)", *_pair(old, new, "avg_epoch_time"), _ratio(old, new, "avg_epoch_time")),
-        ("samples/s", *_pair(old, new, "samples_per_s"), _ratio(old, new, "samples_per_s")),
-        (
-            "peak CUDA memory allocated (MB)",
-            *_pair(old, new, "peak_memory_mb"),
-            _diff(old, new, "peak_memory_mb"),
-        ),
-        ("peak RSS (MB)", *_pair(old, new, "peak_rss_mb"), _diff(old, new, "peak_rss_mb")),
-        ("final loss", *_pair(old, new, "final_loss"), _diff(old, new, "final_loss")),
-        ("test accuracy", *_pair(old, new, "test_accuracy"), _diff(old, new, "test_accuracy")),
-    ]
-    return ["## Time, memory, accuracy", "", *_table(("metric", "original", "new", "new vs original"), rows)]
-
-
-def _pair(old: dict[str, Any], new: dict[str, Any], key: str) -> tuple[Any, Any]:
-    return (_num(old.get(key)), _num(new.get(key)))
-
-
-def _num(value: Any) -> Any:
-    return "n/a" if value is None else value
-
-
-def _both(old: dict[str, Any], new: dict[str, Any], key: str) -> tuple[float, float] | None:
-    a, b = old.get(key), new.get(key)
-    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (a, b))
-    return (a, b) if ok else None
-
-
-def _ratio(old: dict[str, Any], new: dict[str, Any], key: str) -> str:
-    pair = _both(old, new, key)
-    return f"× {pair[1] / pair[0]:.3f} (new / original)" if pair and pair[0] else "n/a"
-
-
-def _diff(old: dict[str, Any], new: dict[str, Any], key: str) -> str:
-    pair = _both(old, new, key)
-    return f"{pair[1] - pair[0]:+.6g}" if pair else "n/a"
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -450,7 +256,7 @@ def _diff(old: dict[str, Any], new: dict[str, Any], key: str) -> str:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, like every other bad input
-        _fail(f"{message} (see python -m bench.reproduce --help)", EXIT_USAGE)
+        fail(f"{message} (see python -m bench.reproduce --help)", EXIT_USAGE)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -481,11 +287,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    print(f"bench: error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
 def prepare(args: argparse.Namespace) -> tuple[Source, Plan, Path]:
     """Everything that can be wrong with the input, checked before any folder is made."""
     source = load_source(args.run_dir)
@@ -496,7 +297,8 @@ def reproduce(source: Source, the_plan: Plan, new_dir: Path, argv: Sequence[str]
     """Train into ``new_dir`` and write reproduce.md; returns the new run's metrics."""
     import torch  # here, so that --help and bad input do not wait for torch
 
-    from bench import measure, train
+    from bench import train
+    from bench.environment import environment
 
     new_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(new_dir)
@@ -506,13 +308,13 @@ def reproduce(source: Source, the_plan: Plan, new_dir: Path, argv: Sequence[str]
         log.warning("note: the original run's metrics are unreadable: %s", source.metrics_error)
     for line in the_plan.notes:
         log.warning("note: %s", line)
-    for line in code_notes((source.metrics or {}).get("env"), measure.environment(torch.device("cpu"))):
+    for line in code_notes((source.metrics or {}).get("env"), environment(torch.device("cpu"))):
         log.warning("%s", line)  # before training, so that a long run does not hide it
     try:
         train.run(the_plan.cfg, new_dir, raise_usage_errors=True)
     except UsageError as err:
         _finish(source, the_plan, new_dir, argv)
-        _fail(f"{err} (details in {new_dir})", EXIT_USAGE)  # e.g. a cuda run on a machine without one
+        fail(f"{err} (details in {new_dir})", EXIT_USAGE)  # e.g. a cuda run on a machine without one
     return _finish(source, the_plan, new_dir, argv)
 
 
@@ -532,12 +334,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         source, the_plan, new_dir = prepare(args)
     except UsageError as err:
-        _fail(str(err), EXIT_USAGE)
+        fail(str(err), EXIT_USAGE)
     except (HydraException, OmegaConfBaseException) as err:
-        _fail(describe(err), EXIT_USAGE)
+        fail(describe(err), EXIT_USAGE)
     new = reproduce(source, the_plan, new_dir, argv)
     if new.get("status") != "ok":
-        _fail(f"run {new.get('status')}: {new.get('error')} (details in {new_dir})", EXIT_RUN_FAILED)
+        fail(f"run {new.get('status')}: {new.get('error')} (details in {new_dir})", EXIT_RUN_FAILED)
     print(f"Reproduction: {new_dir / REPORT_FILE}")
 
 

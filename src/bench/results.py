@@ -1,4 +1,9 @@
-"""A run's result and its ``metrics.json`` (DESIGN.md §3): written atomically, read back with validation."""
+"""A run's result and its ``metrics.json``: written atomically, read back with validation.
+
+``metrics.json`` is flat: the run's config and status, ``epochs_detail`` (one record per timed epoch), then
+every run-level metric of :data:`bench.metrics.METRICS` under its own key (null where a run did not
+measure it), then how the step ran, notes and the environment. docs/architecture.md lists the fields.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.metrics import METRICS
+
 SCHEMA = 1
 METRICS_FILE = "metrics.json"
-STATUSES = ("ok", "oom", "failed", "diverged", "skipped")
+STATUSES = ("ok", "oom", "failed", "diverged", "skipped", "interrupted")
 REQUIRED = ("schema", "status", "model", "device", "precision", "batch_size")
+#: the JSON type each structured field must have; anything else makes the file unreadable, not a crash
+SHAPES: dict[str, type] = {"epochs_detail": list, "env": dict, "step": dict, "notes": list}
 
 
 class MetricsError(ValueError):
@@ -46,22 +55,13 @@ class RunResult:
     workers: int | None = None
     epochs: int | None = None
     seed: int | None = None
+    warmup_steps: int | None = None
     params: int | None = None
     train_samples: int | None = None
     test_samples: int | None = None
     epochs_detail: list[EpochStats] = field(default_factory=list)
-    avg_epoch_time: float | None = None
-    total_time: float | None = None
-    warmup_time: float | None = None
-    warmup_steps: int | None = None
-    samples_per_s: float | None = None
-    peak_memory_mb: float | None = None
-    peak_reserved_mb: float | None = None
-    peak_rss_mb: float | None = None
-    dataset_memory_mb: float | None = None
-    final_loss: float | None = None
-    test_accuracy: float | None = None
-    eval_time: float | None = None
+    #: run-level numbers, keyed as in bench.metrics.METRICS; written flat into metrics.json
+    metrics: dict[str, Any] = field(default_factory=dict)
     #: how the step ran (optimizer implementation, compile mode, ...), after 'auto' was resolved
     step: dict[str, Any] = field(default_factory=dict)
     #: facts a reader of the numbers should know, e.g. a config key the loader ignored
@@ -70,7 +70,15 @@ class RunResult:
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
-        return _finite(asdict(self))
+        data = asdict(self)
+        measured = data.pop("metrics")
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out[key] = value
+            if key == "epochs_detail":  # the run-level numbers follow the epochs they summarize
+                out.update({m.key: measured.pop(m.key, None) for m in METRICS})
+                out.update(measured)
+        return _finite(out)
 
 
 def _finite(value: Any) -> Any:
@@ -116,6 +124,8 @@ def load_metrics(path: Path) -> dict[str, Any]:
         raise MetricsError(f"{path}: cannot read: {err}") from None
     except json.JSONDecodeError as err:
         raise MetricsError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise MetricsError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise MetricsError(f"{path}: expected a JSON object, found {type(data).__name__}")
     missing = [k for k in REQUIRED if k not in data]
@@ -125,4 +135,19 @@ def load_metrics(path: Path) -> dict[str, Any]:
         raise MetricsError(f"{path}: metrics schema {data['schema']!r}, this bench reads {SCHEMA}")
     if data["status"] not in STATUSES:
         raise MetricsError(f"{path}: unknown status {data['status']!r}")
+    _check_shapes(path, data)
     return data
+
+
+def _check_shapes(path: Path, data: dict[str, Any]) -> None:
+    """Valid JSON of the wrong shape (a string where the epochs should be) is as unreadable as bad JSON."""
+    for key, kind in SHAPES.items():
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise MetricsError(f"{path}: {key} is a {type(data[key]).__name__}, expected a {kind.__name__}")
+    for epoch in data.get("epochs_detail") or []:
+        if not isinstance(epoch, dict):
+            raise MetricsError(f"{path}: epochs_detail holds a {type(epoch).__name__}, expected objects")
+    for m in METRICS:
+        value = data.get(m.key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise MetricsError(f"{path}: {m.key} is {value!r}, expected a number or null")

@@ -1,63 +1,49 @@
-"""The config schema: dataclasses registered in Hydra's ConfigStore, plus the checks types cannot express.
+"""The config layer: the schema Hydra types every key with, the checks types cannot express, and compose().
 
-Types are enforced by OmegaConf when Hydra composes (``batch_size=abc`` fails there); choices and ranges
-are checked by :func:`validate` before any work starts, so every bad value gets one line naming the key
-and what is allowed.
+This module sits at the bottom of the flow (docs/architecture.md): it imports nothing from the engine.
+Defaults live in one place each: top-level keys and ``step`` here, a group option's values in its YAML
+file under ``conf/``. Components (``model``, ``dataset``, ``loader``) are ``_target_`` nodes: their keys
+are checked against the signature of the class or function they name, so a typo or a ``+key`` that the
+component does not take is refused before any work, in one line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import importlib
+import inspect
+import math
+import os
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from bench.errors import ConfigError, DeviceUnavailable
-
-
-@dataclass
-class ModelConfig:
-    name: str = MISSING
+from bench.errors import ConfigError
 
 
 @dataclass
 class DeviceConfig:
-    name: str = "auto"
+    name: str = MISSING
 
 
 @dataclass
 class PrecisionConfig:
-    name: str = "fp32"
-    autocast_dtype: str | None = None
-    grad_scaler: bool = False
-
-
-@dataclass
-class DatasetConfig:
-    name: str = "synthetic"
-    # Synthetic: how many images to generate. Others: a deterministic subset of that many.
-    train_size: int | None = None
-    test_size: int | None = None
-    # imagefolder: the folder holding train/ and test/.
-    root: str | None = None
-    # cifar10: fetch the archive when it is not in data_dir.
-    download: bool = True
-
-
-@dataclass
-class LoaderConfig:
-    name: str = "dataloader"
-    pin_memory: bool = False
-    persistent_workers: bool = False
-    prefetch_factor: int | None = None
+    name: str = MISSING
+    autocast_dtype: str | None = MISSING
+    grad_scaler: bool = MISSING
 
 
 @dataclass
 class StepConfig:
-    """How one optimisation step is executed. Every choice computes the same model (DESIGN.md §4.5)."""
+    """How one optimisation step is executed. Every choice computes the same model (docs/architecture.md)."""
 
-    # auto: the fastest measured for the device (see README "Performance"); default: torch's own pick.
+    # auto: the fastest measured for the device (README "Performance"); default: torch's own pick.
     adam: str = "auto"
     set_to_none: bool = True
     non_blocking: bool = True
@@ -68,19 +54,23 @@ class StepConfig:
 
 @dataclass
 class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # Components: a _target_ (class or function) plus its own arguments, from conf/<group>/<option>.yaml.
+    model: Any = MISSING
     device: DeviceConfig = field(default_factory=DeviceConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    dataset: Any = MISSING
+    loader: Any = MISSING
     step: StepConfig = field(default_factory=StepConfig)
     batch_size: int = 64
     workers: int = 2
     epochs: int = 3
     lr: float = 1e-3
     seed: int = 0
+    # Steps run before epoch 1 to pay one-time costs (CUDA init, cuDNN autotuning, worker start,
+    # compilation); timed apart as warmup_time, then rolled back so training is as without them.
     warmup_steps: int = 5
     data_dir: str = "data"
+    # Evaluate accuracy on the test split after training (not part of the epoch times).
     evaluate: bool = True
     cudnn_benchmark: bool = True
     # Set by the experiment presets: which lab part a sweep reproduces, and the lab's figures.
@@ -89,73 +79,217 @@ class Config:
 
 ConfigStore.instance().store(name="bench_schema", node=Config)
 
+
+def compose(overrides: Sequence[str] = (), *, return_hydra_config: bool = False) -> DictConfig:
+    """The config ``python -m bench OVERRIDES`` would run, composed by Hydra from the installed ``bench.conf``.
+
+    The one way tests, benchmarks and ``bench.reproduce`` build a config; safe inside a running Hydra app.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module="bench.conf", version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def instantiate(node: DictConfig, *args: Any, **runtime: Any) -> Any:
+    """Build a component from its node with Hydra's ``instantiate``: the YAML's arguments plus ``runtime`` ones.
+
+    The node is resolved against the whole config first (``${seed}``, ``${workers}``), and its ``name`` is
+    dropped: a label for records, not an argument.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    kwargs: Any = OmegaConf.to_container(node, resolve=True)
+    kwargs.pop("name", None)
+    try:
+        return hydra_instantiate(kwargs, *args, **runtime)
+    except InstantiationException as err:
+        # Hydra wraps what the component raised; the run needs the original (a missing dataset, an OOM).
+        if err.__cause__ is not None:
+            raise err.__cause__ from None
+        raise
+
+
+# ------------------------------------------------------------------------------------------- checks
+
 CHOICES: dict[str, tuple[Any, ...]] = {
     "device.name": ("auto", "cpu", "cuda"),
     "precision.autocast_dtype": (None, "float16", "bfloat16"),
     "step.adam": ("auto", "default", "forloop", "foreach", "fused"),
     "step.compile": ("none", "default", "reduce-overhead", "cudagraph"),
 }
-
 CUDA_ONLY_COMPILE = ("reduce-overhead", "cudagraph")
-
-MINIMUMS: dict[str, int] = {
-    "batch_size": 1,
-    "workers": 0,
-    "epochs": 1,
-    "warmup_steps": 0,
-    "dataset.train_size": 1,
-    "dataset.test_size": 1,
-    "loader.prefetch_factor": 1,
+#: inclusive ranges; a key that a component does not have (e.g. loader.prefetch_factor) is skipped
+RANGES: dict[str, tuple[int, int | None]] = {
+    "batch_size": (1, 2**24),
+    "workers": (0, None),
+    "epochs": (1, 1_000_000),
+    "warmup_steps": (0, 1_000_000),
+    "seed": (0, 2**32 - 1),  # numpy's seed range; every seed in it is valid for torch too
+    "dataset.train_size": (1, None),
+    "dataset.test_size": (1, None),
+    "loader.prefetch_factor": (1, None),
 }
+#: DataLoader workers beyond this many per CPU core only add processes competing for the same cores
+WORKERS_PER_CORE = 4
+#: the lab swept workers 0/2/4/8 on a 2-core Colab box; that sweep stays legal on any machine
+WORKERS_ALWAYS_ALLOWED = 8
+#: arguments a component gets from the run, not from its YAML (docs/architecture.md, "Components")
+RUNTIME_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "model": ("num_classes",),
+    "dataset": (),
+    "loader": ("x", "y", "device", "batch_size", "shuffle", "channels_last"),
+}
+#: keys every component node has that are not arguments: the target, and the label used in records
+LABEL_KEYS = ("_target_", "name")
+#: bytes one synthetic image takes while generated (the image and its noise, uint8 32x32x3)
+SYNTHETIC_BYTES_PER_IMAGE = 2 * 32 * 32 * 3
 
 
-def _registered_choices() -> dict[str, tuple[str, ...]]:
-    # Imported lazily: the registries pull in torch, and the schema is needed before that (--help).
-    from bench.data import DATASETS, LOADERS
-    from bench.models import MODELS
-
-    return {
-        "model.name": tuple(sorted(MODELS)),
-        "dataset.name": tuple(sorted(DATASETS)),
-        "loader.name": tuple(sorted(LOADERS)),
-    }
-
-
-def _targets_cuda(device: str) -> bool:
-    """Whether the run will ask for CUDA: train.resolve_device's rule, where a missing GPU still counts."""
-    from bench.train import resolve_device  # lazily, like the registries: it imports torch
-
-    try:
-        return resolve_device(device).type == "cuda"
-    except DeviceUnavailable:  # device=cuda on a machine without it: reported by the run itself
-        return True
-
-
-def _get(cfg: DictConfig, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
+def workers_limit() -> int:
+    return max(WORKERS_ALWAYS_ALLOWED, WORKERS_PER_CORE * (os.cpu_count() or 1))
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first value the schema's types cannot rule out but the run cannot use."""
-    for key, allowed in {**CHOICES, **_registered_choices()}.items():
-        value = _get(cfg, key)
+    """Raise ConfigError for the first value the run cannot use; called before any work."""
+    _resolve_all(cfg)
+    _check_keys(cfg)
+    for group in RUNTIME_ARGUMENTS:
+        _check_component(group, cfg[group])
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
         if value not in allowed:
             shown = ", ".join("null" if a is None else str(a) for a in allowed)
             raise ConfigError(f"{key}={value} is not allowed; choose one of: {shown}")
-    for key, low in MINIMUMS.items():
-        value = _get(cfg, key)
-        if value is not None and value < low:
-            raise ConfigError(f"{key}={value} is out of range; it must be an integer >= {low}")
-    if not cfg.lr > 0:
-        raise ConfigError(f"lr={cfg.lr} is out of range; it must be > 0")
+    for key, (low, high) in RANGES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if key == "workers":
+            high = workers_limit()
+        if value is not None and (value < low or (high is not None and value > high)):
+            bound = f"from {low} to {high:,}" if high is not None else f">= {low}"
+            raise ConfigError(f"{key}={value} is out of range; it must be an integer {bound}")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ConfigError(f"lr={cfg.lr} is out of range; it must be a finite number > 0")
+    _check_combinations(cfg)
+
+
+def _resolve_all(cfg: DictConfig) -> None:
+    """Resolve every interpolation and find every unset value now, not halfway through a run."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "the config"
+        first = str(err).strip().splitlines()[0]
+        if "Missing mandatory value" in first:
+            raise ConfigError(f"{key} is not set; choose one with {key}=...") from None
+        raise ConfigError(f"{key}: {first}") from None
+
+
+def _check_keys(cfg: DictConfig) -> None:
+    """A key added with ``+`` that bench does not know is a typo, not a setting: refuse it."""
+    for prefix, schema in _TYPED_NODES.items():
+        node = cfg[prefix[:-1]] if prefix else cfg
+        known = [f.name for f in fields(schema)]
+        for key in node:
+            if key not in known:
+                raise ConfigError(_unknown(f"{prefix}{key}", known, prefix))
+
+
+_TYPED_NODES = {"": Config, "device.": DeviceConfig, "precision.": PrecisionConfig, "step.": StepConfig}
+
+
+def _unknown(key: str, known: Sequence[str], prefix: str = "") -> str:
+    leaf = key.removeprefix(prefix)
+    close = difflib.get_close_matches(leaf, known, n=1)
+    hint = f"; did you mean {prefix}{close[0]}?" if close else f"; known keys: {', '.join(known)}"
+    return f"{key} is not a bench setting{hint}"
+
+
+def target_of(node: DictConfig | dict) -> Any:
+    """The class or function a component node names with ``_target_``."""
+    path = str(node.get("_target_") or "")
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"_target_={path or '(none)'} cannot be imported ({err})") from None
+
+
+def _check_component(group: str, node: DictConfig) -> None:
+    name = node.get("name", "?")
+    target = target_of(node)
+    call = target.__init__ if inspect.isclass(target) else target
+    params = {
+        p.name: p
+        for p in list(inspect.signature(call).parameters.values())
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
+    }
+    hints = typing.get_type_hints(call)
+    settable = [p for p in params if p not in RUNTIME_ARGUMENTS[group]]
+    for key in node:
+        if key in LABEL_KEYS:
+            continue
+        if key in RUNTIME_ARGUMENTS[group]:
+            raise ConfigError(f"{group}.{key} is set by the run, not by {group}={name}")
+        if key not in params:
+            raise ConfigError(_unknown(f"{group}.{key}", settable, f"{group}.").replace(
+                "is not a bench setting", f"is not an option of {group}={name}"))  # fmt: skip
+        value = node[key]
+        if value is None and key in hints and not _fits(None, hints[key]):
+            raise ConfigError(f"{group}.{key} is not set; {group}={name} needs {group}.{key}=...")
+        if key in hints and not _fits(value, hints[key]):
+            raise ConfigError(f"{group}.{key}={value} is not {_describe_type(hints[key])}")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a YAML value can be passed where ``hint`` is annotated (the common primitive cases)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True  # anything richer is the component's own business
+
+
+def _describe_type(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe_type(a) for a in typing.get_args(hint))
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _check_combinations(cfg: DictConfig) -> None:
+    from bench.device import targets_cuda  # lazily: it imports torch, and --help must not wait for it
+
     compile_mode = cfg.step.compile
-    if compile_mode in CUDA_ONLY_COMPILE and not _targets_cuda(cfg.device.name):
+    if compile_mode in CUDA_ONLY_COMPILE and not targets_cuda(cfg.device.name):
         where = "cpu" if cfg.device.name == "cpu" else "this machine (no CUDA)"
         raise ConfigError(f"step.compile={compile_mode} needs CUDA; on {where} use none or default")
     if compile_mode == "cudagraph" and cfg.precision.grad_scaler:
         raise ConfigError("step.compile=cudagraph cannot capture GradScaler; use precision=fp32 or amp_bf16")
-    if cfg.dataset.name == "imagefolder" and not cfg.dataset.root:
-        raise ConfigError("dataset.root is not set; dataset=imagefolder needs dataset.root=/path/with/train+test")
+    if cfg.dataset.name == "synthetic":
+        _check_synthetic_fits(cfg.dataset.train_size + cfg.dataset.test_size)
+
+
+def _check_synthetic_fits(images: int) -> None:
+    """The synthetic images are generated in memory: refuse a size this machine cannot hold at all."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    need = images * SYNTHETIC_BYTES_PER_IMAGE
+    if need > total:
+        raise ConfigError(
+            f"dataset.train_size/test_size: {images:,} synthetic images need {need / 2**30:,.1f} GiB of memory; "
+            f"this machine has {total / 2**30:,.1f} GiB"
+        )

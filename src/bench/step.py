@@ -1,7 +1,8 @@
 """One optimisation step, built once per run from the ``step`` and ``precision`` config.
 
-Every variant computes the same update (DESIGN.md §4.5): Adam is Adam whether it runs as a Python loop, as
-foreach kernels or fused; channels_last and compilation change memory layout and kernels, not the maths.
+Every variant computes the same update (docs/architecture.md, "Measurement rules"): Adam is Adam whether
+it runs as a Python loop, as foreach kernels or fused; channels_last and compilation change memory layout
+and kernels, not the maths.
 A test compares their losses with the plain step's.
 
 ``step.compile``:
@@ -61,9 +62,9 @@ def resolve_adam(choice: str, device: torch.device) -> str:
     return adam
 
 
-def autocast_dtype(cfg: DictConfig) -> torch.dtype | None:
-    """The dtype ``precision`` autocasts to (None for fp32); the step, evaluation and benchmarks share it."""
-    name = cfg.precision.autocast_dtype
+def autocast_dtype(precision: DictConfig) -> torch.dtype | None:
+    """The dtype the ``precision`` node autocasts to (None for fp32); the step, evaluation and benchmarks share it."""
+    name = precision.autocast_dtype
     return getattr(torch, name) if name else None
 
 
@@ -76,21 +77,23 @@ def _torch_version() -> tuple[int, int]:
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
-def build_step(model: nn.Module, cfg: DictConfig, device: torch.device) -> Step:
-    """Adam (lr from cfg) + cross-entropy, under the configured precision and step options."""
-    compile_mode = cfg.step.compile  # schema.validate has ruled out the combinations that cannot run
+def build_step(
+    model: nn.Module, device: torch.device, *, options: DictConfig, precision: DictConfig, lr: float
+) -> Step:
+    """Adam at ``lr`` + cross-entropy, under ``precision`` and the ``step`` node's ``options``."""
+    compile_mode = options.compile  # schema.validate has ruled out the combinations that cannot run
     captured = compile_mode == "cudagraph"
 
-    adam = resolve_adam(cfg.step.adam, device)
+    adam = resolve_adam(options.adam, device)
     kwargs = dict(_ADAM_KWARGS[adam])
     if captured:
         kwargs["capturable"] = True  # Adam's step count lives on the GPU, so a replay advances it
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, **kwargs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, **kwargs)
     criterion = nn.CrossEntropyLoss()
-    dtype = autocast_dtype(cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=bool(cfg.precision.grad_scaler))
+    dtype = autocast_dtype(precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=bool(precision.grad_scaler))
     # A captured graph owns the .grad tensors: they must be zeroed, never freed.
-    set_to_none = bool(cfg.step.set_to_none) and not captured
+    set_to_none = bool(options.set_to_none) and not captured
     forward: nn.Module | Callable[[Tensor], Tensor] = model
     if compile_mode in ("default", "reduce-overhead"):
         # Static shapes: the full and the last, partial batch each get their own graph in the warm-up,
@@ -111,9 +114,9 @@ def build_step(model: nn.Module, cfg: DictConfig, device: torch.device) -> Step:
     settings = {
         "adam": adam,
         "set_to_none": set_to_none,
-        "channels_last": resolve_channels_last(cfg.step.channels_last, device),
+        "channels_last": resolve_channels_last(options.channels_last, device),
         "compile": compile_mode,
-        "autocast": cfg.precision.autocast_dtype,
+        "autocast": precision.autocast_dtype,
         "grad_scaler": scaler.is_enabled(),
     }
     if not captured:

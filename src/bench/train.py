@@ -1,4 +1,4 @@
-"""The one training loop: ``run(cfg, run_dir) -> RunResult``, measured by DESIGN.md §4's rules.
+"""The one training loop: ``run(cfg, run_dir) -> RunResult``, measured by docs/architecture.md's rules.
 
 Whatever happens, the run leaves a metrics.json with a status: ``ok``, ``oom`` (out of memory),
 ``diverged`` (non-finite loss), ``skipped`` (the device is not here) or ``failed`` (anything else; the
@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,15 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from bench import measure
-from bench.data import BatchSource, build_source, epoch_seed, load_arrays
-from bench.errors import DeviceUnavailable, UsageError
-from bench.models import build_model, count_parameters
+from bench.datasets import load_arrays
+from bench.device import device_type, resolve_device, synchronize
+from bench.environment import cpu_name, environment
+from bench.errors import DeviceUnavailable, UsageError, one_line
+from bench.loaders import BatchSource, build_loader, epoch_seed
+from bench.metrics import summarize
+from bench.models import count_parameters
 from bench.results import EpochStats, RunResult, write_metrics
+from bench.schema import instantiate
 from bench.step import Step, autocast_dtype, build_step, resolve_channels_last
 
 log = logging.getLogger(__name__)
@@ -35,19 +41,6 @@ WARMUP_EPOCH = -1  # the shuffle seed index of the warm-up pass, distinct from e
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda when available, else cpu (the lab's rule); ``cuda`` without CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        raise DeviceUnavailable(
-            f"device=cuda but no CUDA GPU is usable here (torch {torch.__version__}, {built}); "
-            "use device=cpu or device=auto"
-        )
-    return torch.device(name)
 
 
 OOM_MESSAGES = ("out of memory", "can't allocate memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
@@ -61,13 +54,9 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
     """A result that names its config, before (or instead of) any training."""
-    try:
-        device = resolve_device(cfg.device.name).type  # `auto` is recorded as what it means here
-    except DeviceUnavailable:
-        device = cfg.device.name
     return RunResult(
         model=cfg.model.name,
-        device=device,
+        device=device_type(cfg.device.name),  # `auto` is recorded as what it means here
         precision=cfg.precision.name,
         dataset=cfg.dataset.name,
         loader=cfg.loader.name,
@@ -92,7 +81,7 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
     try:
         device = resolve_device(cfg.device.name)
         result.device = device.type
-        result.device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else measure.cpu_name()
+        result.device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
         _train(cfg, device, result)
     except DeviceUnavailable as err:
         result.status, result.error, usage_error = "skipped", str(err), err
@@ -105,9 +94,9 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
         raise
     except Exception as err:
         if is_out_of_memory(err):
-            result.status, result.error = "oom", _one_line(err)
+            result.status, result.error = "oom", one_line(err)
         else:
-            result.status, result.error = "failed", f"{type(err).__name__}: {_one_line(err)}"
+            result.status, result.error = "failed", f"{type(err).__name__}: {one_line(err)}"
         log.error("Run %s: %s", result.status, result.error)
         log.debug("Traceback of the %s run", result.status, exc_info=True)  # to the log file only
     finally:
@@ -122,13 +111,13 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
 def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> None:
     """Record the last facts and write metrics.json; never raise, so a broken device cannot stop a sweep."""
     try:
-        if device is not None and result.peak_memory_mb is None:  # e.g. how far an OOM run got
-            result.peak_memory_mb, result.peak_reserved_mb = measure.peak_memory_mb(device)
-        result.env = measure.environment(device or torch.device("cpu"))
+        if device is not None and result.metrics.get("peak_memory_mb") is None:  # how far an OOM run got
+            _record_peak_memory(result, device)
+        result.env = environment(device or torch.device("cpu"))
     except Exception as err:  # after a sticky CUDA error every CUDA call fails; keep what we have
-        result.env = result.env or measure.environment(torch.device("cpu"))
-        result.notes.append(f"could not read the device after the run: {_one_line(err)}")
-    result.peak_rss_mb = measure.peak_rss_mb()
+        result.env = result.env or environment(torch.device("cpu"))
+        result.notes.append(f"could not read the device after the run: {one_line(err)}")
+    result.metrics["peak_rss_mb"] = measure.peak_rss_mb()
     write_metrics(run_dir, result)
     if device is not None:
         try:
@@ -136,12 +125,11 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
                 torch.compiler.reset()  # the next job in this process compiles its own model
             measure.reset_peak_memory(device)  # free what a failed run left behind, for the next job
         except Exception as err:
-            log.warning("Could not release the device after this run: %s", _one_line(err))
+            log.warning("Could not release the device after this run: %s", one_line(err))
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+def _record_peak_memory(result: RunResult, device: torch.device) -> None:
+    result.metrics["peak_memory_mb"], result.metrics["peak_reserved_mb"] = measure.peak_memory_mb(device)
 
 
 def _seed_everything(seed: int) -> None:
@@ -155,22 +143,22 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
         torch.backends.cudnn.benchmark = bool(cfg.cudnn_benchmark)
     measure.reset_peak_memory(device)
 
-    arrays = load_arrays(cfg)
+    arrays = load_arrays(cfg.dataset)
     result.train_samples, result.test_samples = len(arrays.train_y), len(arrays.test_y)
 
     _seed_everything(cfg.seed)
-    model = build_model(cfg.model.name).to(device)
+    model = instantiate(cfg.model, num_classes=len(arrays.classes)).to(device)
     channels_last = resolve_channels_last(cfg.step.channels_last, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     result.params = count_parameters(model)
-    step = build_step(model, cfg, device)
+    step = build_step(model, device, options=cfg.step, precision=cfg.precision, lr=cfg.lr)
     result.step = step.settings
 
-    train = build_source(cfg, arrays.train_x, arrays.train_y, device, shuffle=True, channels_last=channels_last)
+    train = _loader(cfg, arrays.train_x, arrays.train_y, device, shuffle=True, channels_last=channels_last)
     try:
         if train.device_bytes:
-            result.dataset_memory_mb = train.device_bytes / measure.MIB
+            result.metrics["dataset_memory_mb"] = train.device_bytes / measure.MIB
         result.notes.extend(f"{key} is ignored by loader={cfg.loader.name}" for key in train.ignored)
         log.info(
             "Training %s (%s params) on %s (%s) | %s | batch %d | %s, %d train / %d test images | loader=%s",
@@ -184,8 +172,8 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
             result.notes.append(f"warm-up raised to {warmup_steps} steps: step.compile={cfg.step.compile} needs them")
         result.warmup_steps = warmup_steps
         if warmup_steps > 0:
-            result.warmup_time = _warm_up(cfg, model, step, train, clock, warmup_steps)
-            log.info("Warm-up: %d steps in %.2fs (rolled back)", warmup_steps, result.warmup_time)
+            result.metrics["warmup_time"] = warmup = _warm_up(cfg, model, step, train, clock, warmup_steps)
+            log.info("Warm-up: %d steps in %.2fs (rolled back)", warmup_steps, warmup)
 
         for epoch in range(1, cfg.epochs + 1):
             stats = _epoch(epoch, cfg, model, step, train, clock)
@@ -199,29 +187,23 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
     finally:
         train.close()
 
-    times = [e.time_s for e in result.epochs_detail]
-    result.total_time = sum(times)
-    result.avg_epoch_time = result.total_time / len(times)
-    result.samples_per_s = sum(e.samples for e in result.epochs_detail) / result.total_time
-    result.final_loss = result.epochs_detail[-1].loss
-    result.peak_memory_mb, result.peak_reserved_mb = measure.peak_memory_mb(device)
+    result.metrics.update(summarize([asdict(e) for e in result.epochs_detail]))
+    _record_peak_memory(result, device)
 
     if cfg.evaluate:
         start = time.perf_counter()
-        result.test_accuracy = _evaluate(cfg, model, arrays.test_x, arrays.test_y, device, channels_last)
-        measure.synchronize(device)
-        result.eval_time = time.perf_counter() - start
+        accuracy = _evaluate(cfg, model, arrays.test_x, arrays.test_y, device, channels_last)
+        synchronize(device)
+        result.metrics["test_accuracy"], result.metrics["eval_time"] = accuracy, time.perf_counter() - start
 
+    m = result.metrics
     memory = (
-        f"peak memory {result.peak_memory_mb:.1f} MB allocated / {result.peak_reserved_mb:.1f} MB reserved"
-        if result.peak_memory_mb is not None
+        f"peak memory {m['peak_memory_mb']:.1f} MB allocated / {m['peak_reserved_mb']:.1f} MB reserved"
+        if m["peak_memory_mb"] is not None
         else f"peak RSS {measure.peak_rss_mb():.0f} MB"
     )
-    accuracy = f", test accuracy {result.test_accuracy:.1%}" if result.test_accuracy is not None else ""
-    log.info(
-        "Done: avg epoch %.2fs, %.0f samples/s, %s%s",
-        result.avg_epoch_time, result.samples_per_s, memory, accuracy,
-    )  # fmt: skip
+    accuracy = f", test accuracy {m['test_accuracy']:.1%}" if m.get("test_accuracy") is not None else ""
+    log.info("Done: avg epoch %.2fs, %.0f samples/s, %s%s", m["avg_epoch_time"], m["samples_per_s"], memory, accuracy)
 
 
 def _epoch(
@@ -258,6 +240,14 @@ def _epoch(
         loss=loss,
         data_wait_s=wait,
         cuda_time_s=interval.cuda_s,
+    )
+
+
+def _loader(
+    cfg: DictConfig, x: Any, y: Any, device: torch.device, *, shuffle: bool, channels_last: bool
+) -> BatchSource:
+    return build_loader(
+        cfg.loader, x, y, device=device, batch_size=cfg.batch_size, shuffle=shuffle, channels_last=channels_last
     )
 
 
@@ -325,8 +315,8 @@ def _evaluate(
     cfg: DictConfig, model: torch.nn.Module, x: Any, y: Any, device: torch.device, channels_last: bool
 ) -> float:
     """Top-1 accuracy on the test split, counted on the device and read once."""
-    source = build_source(cfg, x, y, device, shuffle=False, channels_last=channels_last)
-    dtype = autocast_dtype(cfg)
+    source = _loader(cfg, x, y, device, shuffle=False, channels_last=channels_last)
+    dtype = autocast_dtype(cfg.precision)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     model.eval()
     try:

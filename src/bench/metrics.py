@@ -1,0 +1,118 @@
+"""One home for every run-level number: what it is, how it is shown, and how two runs compare.
+
+:data:`METRICS` is the single table that ``metrics.json``, ``summary.csv``, the report's tables and plots,
+and every comparison (``reproduce.md``, ``bench.compare``) loop over. A metric that is derived from the
+per-epoch records carries its ``derive`` function, and :func:`summarize` is the one place that computes
+them all when a run ends. Adding a metric is one entry here, plus the code that measures it when it is
+not derived (docs/architecture.md, "Adding a metric").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Epochs = Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    #: what it is, in words (plots' axes, comparison rows)
+    label: str
+    unit: str = ""
+    #: format spec for one value: no scientific notation, shares as percentages
+    fmt: str = ",.2f"
+    #: compact column header for tables, unit included
+    short: str = ""
+    #: how two runs compare: "ratio" (new / old), "difference" (new - old) or "" (not compared)
+    compare: str = "difference"
+    #: a column of the report's per-experiment table
+    table: bool = False
+    #: the plot panel it is drawn in; where several metrics share a panel, the first with data is drawn
+    panel: str | None = None
+    #: computed from the epochs by summarize(); None for metrics measured directly
+    derive: Callable[[Epochs], float | None] | None = None
+
+    @property
+    def header(self) -> str:
+        return self.short or (f"{self.label} ({self.unit})" if self.unit else self.label)
+
+    @property
+    def axis_label(self) -> str:
+        return f"{self.label[:1].upper()}{self.label[1:]}" + (f" ({self.unit})" if self.unit else "")
+
+    def format(self, value: Any, missing: str = "n/a") -> str:
+        """One value as tables and logs show it: ``26,586``, ``33%``, ``2.41``; ``missing`` when absent."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return missing
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return str(value)
+        return format(value, self.fmt)
+
+
+def _values(epochs: Epochs, key: str) -> list[float]:
+    return [e[key] for e in epochs if isinstance(e.get(key), (int, float))]
+
+
+def _total(key: str) -> Callable[[Epochs], float | None]:
+    return lambda epochs: sum(_values(epochs, key)) if _values(epochs, key) else None
+
+
+def _mean(key: str) -> Callable[[Epochs], float | None]:
+    return lambda epochs: (sum(v := _values(epochs, key)) / len(v)) if _values(epochs, key) else None
+
+
+def _sum_ratio(numerator: str, denominator: str) -> Callable[[Epochs], float | None]:
+    """A rate or a share over the whole run: the sum of one field over the sum of another."""
+
+    def ratio(epochs: Epochs) -> float | None:
+        num, den = _values(epochs, numerator), _values(epochs, denominator)
+        return sum(num) / sum(den) if num and den and sum(den) > 0 else None
+
+    return ratio
+
+
+def _last(key: str) -> Callable[[Epochs], float | None]:
+    return lambda epochs: epochs[-1].get(key) if epochs else None
+
+
+METRICS: list[Metric] = [
+    Metric("avg_epoch_time", "avg epoch time", "s", ",.3f", "s/epoch", "ratio", table=True, panel="time",
+           derive=_mean("time_s")),
+    Metric("total_time", "total time of the timed epochs", "s", ",.2f", compare="ratio", derive=_total("time_s")),
+    Metric("samples_per_s", "samples/s", "", ",.0f", "samples/s", "ratio", table=True, panel="throughput",
+           derive=_sum_ratio("samples", "time_s")),
+    Metric("cuda_epoch_time", "avg epoch time by CUDA events", "s", ",.3f", compare="ratio",
+           derive=_mean("cuda_time_s")),
+    Metric("data_wait_frac", "share of the epoch waiting for data", "", ".0%", "data wait", table=True,
+           derive=_sum_ratio("data_wait_s", "time_s")),
+    Metric("warmup_time", "warm-up time (one-time costs)", "s", ",.2f", compare="ratio"),
+    Metric("peak_memory_mb", "peak CUDA memory allocated", "MB", ",.1f", "peak alloc MB", table=True,
+           panel="memory"),
+    Metric("peak_reserved_mb", "peak CUDA memory reserved", "MB", ",.1f", "peak reserved MB", table=True),
+    Metric("peak_rss_mb", "peak RSS", "MB", ",.0f", "peak RSS MB", panel="memory"),
+    Metric("dataset_memory_mb", "resident dataset on the device", "MB", ",.1f", "dataset MB", table=True),
+    Metric("final_loss", "final loss", "", ",.4f", derive=_last("loss")),
+    Metric("test_accuracy", "test accuracy", "", ".1%", "test acc", table=True),
+    Metric("eval_time", "evaluation time", "s", ",.2f", compare="ratio"),
+]  # fmt: skip
+
+
+def metric(key: str) -> Metric:
+    """The table's entry for ``key``."""
+    for m in METRICS:
+        if m.key == key:
+            return m
+    raise KeyError(key)
+
+
+def keys() -> list[str]:
+    return [m.key for m in METRICS]
+
+
+def summarize(epochs: Epochs) -> dict[str, float | None]:
+    """Every derived run-level number, from the per-epoch records; what a run writes into metrics.json."""
+    return {m.key: m.derive(epochs) for m in METRICS if m.derive is not None}

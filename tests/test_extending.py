@@ -1,0 +1,68 @@
+"""Extending bench is data: a model variant is one YAML file, a run-level metric is one table entry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import compare, train
+from bench.metrics import METRICS, Metric
+from bench.models import MediumNet, count_parameters
+from bench.report import build_report
+from bench.results import load_metrics
+from conftest import TINY, only_run_dir, read_metrics, run_cli
+
+
+def test_a_fourth_model_is_one_yaml_file(tmp_path: Path) -> None:
+    extra = tmp_path / "my_conf"
+    (extra / "model").mkdir(parents=True)
+    (extra / "model" / "medium_x2.yaml").write_text(
+        "_target_: bench.models.MediumNet\nname: medium_x2\nwidth: 2\n"
+    )
+    proc = run_cli(tmp_path, *TINY, "model=medium_x2", f"hydra.searchpath=[file://{extra}]")
+    assert proc.returncode == 0, proc.stderr
+    metrics = read_metrics(only_run_dir(tmp_path))
+    assert metrics["status"] == "ok" and metrics["model"] == "medium_x2"
+    assert metrics["params"] == count_parameters(MediumNet(width=2)) == 256_830
+
+
+def test_a_component_option_it_does_not_take_is_one_line(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, *TINY, "+model.depth=3")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bench: error: model.depth is not an option of model=medium; did you mean model.width?"
+    assert read_metrics(only_run_dir(tmp_path))["error"].startswith("config error: model.depth")
+
+
+@pytest.fixture
+def loss_drop() -> Iterator[Metric]:
+    """A metric added the way a contributor would: one entry, derived from the epochs."""
+    metric = Metric(
+        "loss_drop", "loss drop over the run", "", ",.4f", "loss drop", "difference", table=True,
+        derive=lambda epochs: epochs[0]["loss"] - epochs[-1]["loss"] if epochs else None,
+    )  # fmt: skip
+    METRICS.append(metric)
+    yield metric
+    METRICS.remove(metric)
+
+
+def test_a_new_metric_is_one_entry_in_the_table(loss_drop: Metric, cfg_for, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for job, seed in enumerate((0, 1)):
+        result = train.run(cfg_for("epochs=2", f"seed={seed}"), sweep / str(job))
+        assert result.status == "ok", result.error
+    first, second = (load_metrics(sweep / str(job)) for job in (0, 1))
+    assert first["loss_drop"] == pytest.approx(first["epochs_detail"][0]["loss"] - first["final_loss"])
+
+    build_report([sweep])
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary["loss_drop"]) == pytest.approx([first["loss_drop"], second["loss_drop"]])
+    report = (sweep / "report.md").read_text()
+    assert "loss drop" in report and loss_drop.format(first["loss_drop"]) in report
+
+    rows = compare.metric_table(first, second).set_index("metric")
+    assert rows.loc["loss drop over the run", "new vs original"] == format(
+        second["loss_drop"] - first["loss_drop"], "+,.4f"
+    )
