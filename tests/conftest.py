@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -42,16 +46,59 @@ def offline_env() -> dict[str, str]:
     return env
 
 
-def run_cli(cwd: Path, *args: str, module: str = "bench", timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m <module> ARGS` from ``cwd`` (never the repository), as a user would type it."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=offline_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+ENTRY_POINTS = {"bench": "bench.cli", "bench.report": "bench.report", "bench.reproduce": "bench.reproduce"}
+
+
+def run_cli(
+    cwd: Path, *args: str, module: str = "bench", timeout: float = 600, isolated: bool = False
+) -> subprocess.CompletedProcess:
+    """`python -m <module> ARGS` from ``cwd`` (never the repository), as a user would type it.
+
+    It runs the entry point's real ``main()`` in this process (a new Python process costs seconds of
+    imports on 2 cores); ``isolated=True`` starts one, for what needs a process of its own (the installed
+    configs found from anywhere, signals, concurrency).
+    """
+    if isolated:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args], cwd=cwd, env=offline_env(), capture_output=True, text=True,
+            timeout=timeout,
+        )  # fmt: skip
+    return _in_process(cwd, module, list(args))
+
+
+def _in_process(cwd: Path, module: str, args: list[str]) -> subprocess.CompletedProcess:
+    from hydra.core.global_hydra import GlobalHydra
+
+    main = importlib.import_module(ENTRY_POINTS[module]).main
+    out, err = io.StringIO(), io.StringIO()
+    saved = (os.getcwd(), sys.argv, dict(os.environ), logging.root.handlers[:])
+    os.environ.update({k: v for k, v in offline_env().items() if k.lower().endswith("_proxy")})
+    os.environ.pop("HYDRA_FULL_ERROR", None)
+    GlobalHydra.instance().clear()
+    code: int | str | None = 0
+    try:
+        os.chdir(cwd)
+        sys.argv = [module, *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(args) if module != "bench" else main()
+            except SystemExit as stop:
+                code = stop.code
+    finally:
+        os.chdir(saved[0])
+        sys.argv = saved[1]
+        os.environ.clear()
+        os.environ.update(saved[2])
+        GlobalHydra.instance().clear()
+        for handler in logging.root.handlers[:]:  # Hydra configured the job's logging: put pytest's back
+            if handler not in saved[3]:
+                logging.root.removeHandler(handler)
+                handler.close()
+        for handler in saved[3]:
+            if handler not in logging.root.handlers:
+                logging.root.addHandler(handler)
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess([module, *args], returncode, out.getvalue(), err.getvalue())
 
 
 def only_run_dir(root: Path) -> Path:

@@ -49,7 +49,7 @@ def test_amp_presets_select_the_lab_and_bf16_recipes(cfg_for) -> None:
 
 def test_cfg_job_from_another_directory_finds_the_installed_configs(tmp_path: Path) -> None:
     # tmp_path is not the repository: the configs must come from the installed package bench.conf.
-    proc = run_cli(tmp_path, "--cfg", "job", "model=large", "batch_size=256")
+    proc = run_cli(tmp_path, "--cfg", "job", "model=large", "batch_size=256", isolated=True)
     assert proc.returncode == 0, proc.stderr
     cfg = OmegaConf.create(proc.stdout)
     assert cfg.model.name == "large" and cfg.batch_size == 256

@@ -19,9 +19,7 @@ from conftest import TINY, only_run_dir, read_metrics, run_cli
 def test_a_fourth_model_is_one_yaml_file(tmp_path: Path) -> None:
     extra = tmp_path / "my_conf"
     (extra / "model").mkdir(parents=True)
-    (extra / "model" / "medium_x2.yaml").write_text(
-        "_target_: bench.models.MediumNet\nname: medium_x2\nwidth: 2\n"
-    )
+    (extra / "model" / "medium_x2.yaml").write_text("_target_: bench.models.MediumNet\nname: medium_x2\nwidth: 2\n")
     proc = run_cli(tmp_path, *TINY, "model=medium_x2", f"hydra.searchpath=[file://{extra}]")
     assert proc.returncode == 0, proc.stderr
     metrics = read_metrics(only_run_dir(tmp_path))
@@ -32,7 +30,9 @@ def test_a_fourth_model_is_one_yaml_file(tmp_path: Path) -> None:
 def test_a_component_option_it_does_not_take_is_one_line(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, *TINY, "+model.depth=3")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "bench: error: model.depth is not an option of model=medium; did you mean model.width?"
+    assert (
+        proc.stderr.strip() == "bench: error: model.depth is not an option of model=medium; did you mean model.width?"
+    )
     assert read_metrics(only_run_dir(tmp_path))["error"].startswith("config error: model.depth")
 
 

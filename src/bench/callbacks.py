@@ -1,7 +1,7 @@
-"""Hydra callback that turns a finished (or partly failed) multirun into its report.
+"""Hydra callbacks: claim a run's or sweep's folder before Hydra writes into it, and report a finished sweep.
 
-It reads the job folders' metrics.json files rather than the jobs' return values, so it works the same
-with the basic launcher, submitit on SLURM, or any other launcher.
+Both read and write only folders, never the jobs' return values, so they work the same with the basic
+launcher, submitit on SLURM, or any other launcher.
 """
 
 from __future__ import annotations
@@ -11,9 +11,31 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from bench.errors import Refused, UsageError
+from bench.folders import claim_run_dir, claim_sweep_dir
 
 log = logging.getLogger("bench")
+
+
+class FolderGuard(Callback):
+    """Refuse (one line, exit 2, before any work) a folder that holds another run, or cannot be written."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            claim_run_dir(Path(config.hydra.run.dir))
+        except UsageError as err:
+            raise Refused(str(err)) from None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = OmegaConf.to_container(config.hydra.sweep, resolve=False)
+        assert isinstance(sweep, dict)
+        resume = bool(OmegaConf.select(config, "resume", default=False))
+        try:
+            claim_sweep_dir(Path(config.hydra.sweep.dir), str(sweep.get("subdir")), resume=resume)
+        except UsageError as err:
+            raise Refused(str(err)) from None
 
 
 class ReportCallback(Callback):

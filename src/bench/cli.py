@@ -1,27 +1,52 @@
 """The Hydra app behind ``python -m bench``: compose, check, train, record.
 
-Bad input never ends in a traceback wall: composition errors (an unknown option, a wrong type), range
-errors and a missing device or dataset print one line and exit with code 2 (docs/architecture.md,
-"Failure"). Inside a sweep the job records a status instead, so the other jobs and the report still happen.
+Nothing reaches the user as a traceback (unless ``HYDRA_FULL_ERROR=1``). Bad input, Hydra's own parse
+errors and an unusable output folder print one line and exit 2 before any work; a run that fails exits 1
+with one line; SIGINT and SIGTERM record the running job as ``interrupted``, write what can still be
+written (a sweep's partial report) and exit 130 or 143 (docs/architecture.md, "Failure"). Inside a sweep a
+job never raises: its failure is its status, so the other jobs and the report still happen.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
-from bench import schema
-from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, UsageError, describe, fail
+from bench import interrupts, schema
+from bench.errors import (
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    Interrupted,
+    Refused,
+    UsageError,
+    describe,
+    exit_interrupted,
+    fail,
+    os_error_line,
+)  # fmt: skip
 
 log = logging.getLogger("bench")
+
+
+@dataclass
+class _Session:
+    """What the entry point must know when something stops it: whether a job started, and where."""
+
+    started: bool = False
+    run_dir: Path | None = None
+    sweep_dir: Path | None = None
+
+
+SESSION = _Session()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://bench.conf", config_name="config")
@@ -30,20 +55,43 @@ def app(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    SESSION.started, SESSION.run_dir = True, run_dir
+    if in_sweep:
+        SESSION.sweep_dir = Path(hydra_cfg.sweep.dir)
+    # Also here, not only in main(): under the submitit launchers each job runs in a process of its own.
+    with interrupts.interruptible():
+        return _job(cfg, run_dir, in_sweep)
 
+
+def _job(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> float | None:
     from bench import train  # after composition, so that --help and config errors do not wait for torch
-    from bench.results import METRICS_FILE, RunResult, write_metrics
+    from bench.results import METRICS_FILE, NotRecorded, write_metrics
 
     try:
         schema.validate(cfg)
-        result: RunResult = train.run(cfg, run_dir, raise_usage_errors=not in_sweep)
+        result = train.run(cfg, run_dir, raise_usage_errors=not in_sweep)
     except UsageError as err:
         # train.run has already recorded a missing device or dataset; a config error is recorded here.
         if not (run_dir / METRICS_FILE).exists():
-            write_metrics(run_dir, train.result_for(cfg, status="failed", error=f"config error: {err}"))
+            try:
+                write_metrics(run_dir, train.result_for(cfg, status="failed", error=f"config error: {err}"))
+            except OSError as write_err:  # the error line below still tells the user what was wrong
+                log.debug("Could not record the config error: %s", write_err)
         if not in_sweep:
             fail(str(err), EXIT_USAGE)  # SystemExit passes through Hydra untouched
         log.error("Config error: %s", err)
+        return None
+    except (NotRecorded, OSError) as err:  # a full disk, a folder that went away
+        message = str(err) if isinstance(err, NotRecorded) else f"could not record the run: {os_error_line(err)}"
+        if not in_sweep:
+            fail(message, EXIT_RUN_FAILED)
+        log.error("%s", message)
+        return None
+    except Exception as err:  # a bug in bench: the job's status, never the end of the sweep
+        if not in_sweep:
+            raise
+        log.error("Job failed: %s", describe(err))
+        log.debug("Traceback", exc_info=True)
         return None
     if in_sweep or result.status == "ok":
         return result.metrics.get("samples_per_s")
@@ -51,15 +99,64 @@ def app(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Console entry point: Hydra's own CLI, with one-line errors and exit code 2 for bad input."""
+    """Console entry point: Hydra's own CLI, one line for every failure, and the exit codes of the README."""
+    SESSION.__init__()  # type: ignore[misc]  # a fresh session (main() may run more than once in a process)
     user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Let Hydra's exceptions reach us instead of being printed as a multi-line report with exit code 1.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        app()
-    except UsageError as err:
-        fail(str(err), EXIT_USAGE)
-    except (HydraException, OmegaConfBaseException) as err:
-        if user_wants_traces:
-            raise
-        fail(describe(err), EXIT_USAGE)
+    _check_arguments(sys.argv[1:])
+    with interrupts.entry_point():
+        try:
+            app()
+        except Interrupted as stop:
+            exit_interrupted(stop, _after_interrupt())
+        except (UsageError, Refused) as err:
+            fail(str(err), EXIT_USAGE)
+        except Exception as err:
+            if user_wants_traces:
+                raise
+            # Before any job started it was the input (Hydra's parser, composition, the output folder).
+            fail(_one_line(err), EXIT_RUN_FAILED if SESSION.started else EXIT_USAGE)
+
+
+def _check_arguments(argv: list[str]) -> None:
+    """What Hydra's own argument parser would answer with a usage screen or a deep ValueError, as one line."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+
+    def error(message: str) -> NoReturn:
+        hint = " (put -m and the other options before the overrides)" if "unrecognized" in message else ""
+        fail(f"{message}{hint}", EXIT_USAGE)
+
+    parser.error = error  # type: ignore[method-assign]
+    parser.parse_args(argv)
+    for arg in argv:
+        if arg.startswith("="):  # Hydra's parser lets this through to a ValueError deep in composition
+            fail(f"{arg}: an override needs a key before '=' (key=value)", EXIT_USAGE)
+
+
+def _one_line(err: BaseException) -> str:
+    """An OSError anywhere in the chain says which path and why; anything else, Hydra's message cut short."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno is not None:  # Hydra's MissingConfigException is an
+            return os_error_line(cause)  # IOError without an errno: a config error, not the filesystem
+        cause = cause.__cause__ or cause.__context__
+    return describe(err)
+
+
+def _after_interrupt() -> str:
+    """Write what can still be written (a sweep's partial report); say where the results are."""
+    with interrupts.deferred(reraise=False):
+        if SESSION.sweep_dir is None:
+            return f"the run is recorded in {SESSION.run_dir}" if SESSION.run_dir else "nothing was started"
+        from bench.report import build_report
+
+        try:
+            report = build_report([SESSION.sweep_dir])
+        except Exception as err:  # the job folders are safe on disk; the report can be built later
+            return f"finished jobs are kept in {SESSION.sweep_dir} (no report: {describe(err)})"
+        counts: Any = report.runs["status"].value_counts()
+        done = ", ".join(f"{n} {s}" for s, n in counts.items())
+        return f"{done}; partial report: {SESSION.sweep_dir / 'report.md'}"

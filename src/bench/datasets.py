@@ -8,9 +8,12 @@ test split, and its class names, so one code path serves them all. Each is a fun
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import tempfile
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,8 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from bench.errors import DatasetUnavailable
+from bench.errors import DatasetUnavailable, UsageError, one_line
+from bench.folders import make_writable
 from bench.schema import instantiate
 
 log = logging.getLogger(__name__)
@@ -91,12 +95,19 @@ def synthetic(seed: int, train_size: int, test_size: int) -> Arrays:
 def cifar10(root: str, download: bool = True, train_size: int | None = None, test_size: int | None = None) -> Arrays:
     """torchvision's CIFAR-10 reader: extracted batches in ``root``, else the archive, else a download."""
     from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import check_integrity
 
     root = Path(root)
     try:
         train = CIFAR10(root=str(root), train=True, download=download)
         test = CIFAR10(root=str(root), train=False, download=False)
     except (urllib.error.URLError, OSError, RuntimeError) as err:
+        archive = root / CIFAR10.filename
+        if archive.is_file() and not check_integrity(str(archive), CIFAR10.tgz_md5):
+            raise DatasetUnavailable(
+                f"{archive} is corrupt (not CIFAR-10's archive: its checksum differs); delete it and put the "
+                "real cifar-10-python.tar.gz there, or use dataset=synthetic"
+            ) from err
         reason = str(getattr(err, "reason", err)).splitlines()[0] if str(err) else type(err).__name__
         raise DatasetUnavailable(
             f"CIFAR-10 is not in {root}/ and could not be fetched ({reason}); "
@@ -130,21 +141,46 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
     if unknown:
         raise DatasetUnavailable(f"test/ has classes that train/ lacks: {', '.join(unknown)}")
 
+    classes = tuple(train.classes)
     cache = Path(cache_dir) / f"{_folder_key(root, train, test)}.npz"
-    if cache.exists():
-        with np.load(cache) as z:
-            arrays = Arrays(z["train_x"], z["train_y"], z["test_x"], z["test_y"], tuple(train.classes))
-        return arrays.subset(train_size, test_size)
+    cached = _read_cache(cache, classes)
+    if cached is not None:
+        return cached.subset(train_size, test_size)
+    try:  # before decoding every image, not after: say now if the cache cannot be written
+        make_writable(cache.parent, "data_dir")
+    except UsageError as err:
+        raise DatasetUnavailable(f"{err}; the decoded images are cached there") from None
 
     log.info("Decoding %d images from %s (cached in %s)", len(train) + len(test), root, cache.parent)
     train_x, train_y = _decode(train.samples)
     # Test labels use train's class indices, so a class missing from test/ does not shift the others.
     test_x, test_y = _decode([(p, train.class_to_idx[test.classes[i]]) for p, i in test.samples])
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
-    tmp.replace(cache)
-    return Arrays(train_x, train_y, test_x, test_y, tuple(train.classes)).subset(train_size, test_size)
+    fd, tmp = tempfile.mkstemp(prefix=".cache.", suffix=".npz", dir=cache.parent)  # concurrent jobs may race
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
+        os.replace(tmp, cache)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Arrays(train_x, train_y, test_x, test_y, classes).subset(train_size, test_size)
+
+
+def _read_cache(cache: Path, classes: tuple[str, ...]) -> Arrays | None:
+    """The cached arrays, or None when there is no cache or it is unreadable (then it is decoded again)."""
+    if not cache.exists():
+        return None
+    try:
+        with np.load(cache) as z:
+            arrays = Arrays(z["train_x"], z["train_y"], z["test_x"], z["test_y"], classes)
+        if arrays.train_x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3) or len(arrays.train_x) != len(arrays.train_y):
+            raise ValueError("arrays of the wrong shape")
+        return arrays
+    except Exception as err:  # truncated, not a zip, arrays missing: whatever it is, it is rebuilt
+        log.warning("The image cache %s is unreadable (%s); decoding the images again", cache, one_line(err))
+        with contextlib.suppress(OSError):
+            cache.unlink()
+        return None
 
 
 def _folder_key(root: Path, *folders: object) -> str:

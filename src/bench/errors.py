@@ -35,9 +35,15 @@ class DatasetUnavailable(UsageError, RuntimeError):
     """The dataset cannot be read or fetched."""
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no ``except Exception``
-    on the way out mistakes it for a failed run; the run records it as ``interrupted`` and re-raises."""
+class Refused(BaseException):
+    """Bad input found inside a Hydra callback. A BaseException because Hydra turns a callback's ordinary
+    exception into a warning and carries on, and a refused folder must stop the run before it starts."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived. A KeyboardInterrupt, so that no ``except Exception`` on the way out
+    mistakes it for a failed run (and a DataLoader worker exits quietly); the run records it as
+    ``interrupted`` and re-raises it, and the entry point exits with 128 + the signal number."""
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
@@ -46,6 +52,10 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 def one_line(err: BaseException) -> str:
@@ -63,8 +73,11 @@ def os_error_line(err: OSError) -> str:
 
 def describe(err: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line messages, cut down to the one line a user needs."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(err, OverrideParseException):
+        return f"cannot parse the override {err.override!r}: write key=value, and quote a value with special characters"
 
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
         group, _, option = err.missing_cfg_file.rpartition("/")
@@ -85,3 +98,9 @@ def fail(message: str, code: int) -> NoReturn:
     """Print the one line and exit."""
     print(f"bench: error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def exit_interrupted(stop: Interrupted, detail: str) -> NoReturn:
+    """The one line for SIGINT or SIGTERM, and exit 130 or 143."""
+    print(f"bench: interrupted by {stop.name}: {detail}", file=sys.stderr, flush=True)
+    sys.exit(stop.exit_code)

@@ -17,7 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import EXIT_USAGE, UsageError, fail
+from bench import interrupts
+from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, Interrupted, UsageError, exit_interrupted, fail, os_error_line
+from bench.folders import make_writable
 from bench.metrics import METRICS, metric
 from bench.runs import (
     CONFIG_COLUMNS,
@@ -25,6 +27,7 @@ from bench.runs import (
     MISSING,
     UNREADABLE,
     load_runs,
+    settings,
     summary_columns,
     swept_variables,
     values,
@@ -142,11 +145,11 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     paths = [Path(p) for p in paths]
     out = Path(out) if out is not None else paths[0]
     df = load_runs(paths)  # before anything is written: an input that is not there is never created
-    out.mkdir(parents=True, exist_ok=True)
+    make_writable(out, "--out" if out != paths[0] else "the report folder")
     report = Report(out=out, runs=df)
 
     summary = out / "summary.csv"
-    df[summary_columns()].to_csv(summary, index=False)
+    df[summary_columns(settings(df))].to_csv(summary, index=False)
     report.files.append(summary)
 
     lines = ["# bench report", ""]
@@ -232,10 +235,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep folders (several are combined)")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first folder)")
     args = parser.parse_args(argv)
-    try:
-        report = build_report(args.dirs, args.out)
-    except UsageError as err:
-        fail(str(err), EXIT_USAGE)
+    with interrupts.entry_point():
+        try:
+            report = build_report(args.dirs, args.out)
+        except UsageError as err:
+            fail(str(err), EXIT_USAGE)
+        except OSError as err:  # found while writing: a full disk, a folder made read-only meanwhile
+            fail(f"could not write the report: {os_error_line(err)}", EXIT_RUN_FAILED)
+        except Interrupted as stop:
+            exit_interrupted(stop, "the report may be incomplete; run the same command again")
     counts = report.runs["status"].value_counts()
     print(f"{len(report.runs)} runs ({', '.join(f'{n} {s}' for s, n in counts.items())})")
     for path in report.files:

@@ -30,9 +30,21 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bench import schema
+from bench import interrupts, schema
 from bench.compare import ABSENT, CODE_CHANGED, change_text, code_notes, config_changes, render
-from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, ConfigError, UsageError, describe, fail, one_line
+from bench.errors import (
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    ConfigError,
+    Interrupted,
+    UsageError,
+    describe,
+    exit_interrupted,
+    fail,
+    one_line,
+    os_error_line,
+)  # fmt: skip
+from bench.folders import make_writable
 from bench.results import METRICS_FILE, MetricsError, load_metrics
 
 log = logging.getLogger("bench.reproduce")
@@ -210,6 +222,7 @@ def new_run_dir(out: Path | None, source: Path) -> Path:
         raise UsageError(f"--out {out}: inside the run being reproduced; reproduce never writes there")
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise UsageError(f"--out {out}: already exists and is not empty; reproduce never overwrites")
+    make_writable(out, "--out")
     return out
 
 
@@ -315,6 +328,10 @@ def reproduce(source: Source, the_plan: Plan, new_dir: Path, argv: Sequence[str]
     except UsageError as err:
         _finish(source, the_plan, new_dir, argv)
         fail(f"{err} (details in {new_dir})", EXIT_USAGE)  # e.g. a cuda run on a machine without one
+    except Interrupted:
+        with interrupts.deferred(reraise=False):  # the comparison of what ran is still worth writing
+            _finish(source, the_plan, new_dir, argv)
+        raise
     return _finish(source, the_plan, new_dir, argv)
 
 
@@ -328,19 +345,31 @@ def _finish(source: Source, the_plan: Plan, new_dir: Path, argv: Sequence[str]) 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: one line and exit 2 on bad input, exit 1 when the new run fails."""
+    """Console entry point: one line and exit 2 on bad input, 1 when the new run fails, 130/143 when stopped."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    try:
-        source, the_plan, new_dir = prepare(args)
-    except UsageError as err:
-        fail(str(err), EXIT_USAGE)
-    except (HydraException, OmegaConfBaseException) as err:
-        fail(describe(err), EXIT_USAGE)
-    new = reproduce(source, the_plan, new_dir, argv)
+    with interrupts.entry_point():
+        try:
+            source, the_plan, new_dir = prepare(args)
+        except UsageError as err:
+            fail(str(err), EXIT_USAGE)
+        except Interrupted as stop:
+            exit_interrupted(stop, "nothing was started")
+        except Exception as err:  # Hydra's parser and composition: the overrides were not valid
+            fail(describe(err), EXIT_USAGE)
+        try:
+            new = reproduce(source, the_plan, new_dir, argv)
+        except Interrupted as stop:
+            exit_interrupted(stop, f"the reproduction is recorded in {new_dir} ({REPORT_FILE})")
+        except (OSError, MetricsError) as err:  # a full disk, a folder removed under the run
+            fail(f"could not record the reproduction in {new_dir}: {_reason(err)}", EXIT_RUN_FAILED)
     if new.get("status") != "ok":
         fail(f"run {new.get('status')}: {new.get('error')} (details in {new_dir})", EXIT_RUN_FAILED)
     print(f"Reproduction: {new_dir / REPORT_FILE}")
+
+
+def _reason(err: Exception) -> str:
+    return os_error_line(err) if isinstance(err, OSError) else str(err)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,17 @@ class MetricsError(ValueError):
     """metrics.json is missing, not JSON, or not a bench metrics file."""
 
 
+class NotRecorded(Exception):
+    """metrics.json could not be written (a full disk, a folder gone): the message carries what it would
+    have said, since there is no other place left to say it."""
+
+    def __init__(self, run_dir: Path, result: RunResult, err: OSError) -> None:
+        reason = f"{err.strerror or err}" + (f": {err.filename}" if err.filename else "")
+        headline = result.metrics.get("samples_per_s")
+        ended = f"the run ended {result.status}" + (f", {headline:,.0f} samples/s" if headline else "")
+        super().__init__(f"could not write {run_dir / METRICS_FILE} ({reason}); {ended}")
+
+
 @dataclass
 class EpochStats:
     epoch: int

@@ -16,8 +16,9 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from bench.errors import UsageError
+from bench.folders import SWEEP_FILE, is_run_dir, job_number
 from bench.metrics import METRICS, summarize
-from bench.results import METRICS_FILE, MetricsError, load_metrics
+from bench.results import MetricsError, load_metrics
 
 #: What a run was configured with: the columns a sweep can vary.
 CONFIG_COLUMNS = ["model", "device", "precision", "dataset", "loader", "batch_size", "workers", "epochs", "seed"]
@@ -28,22 +29,15 @@ MISSING = "missing"
 DEFAULT_EXPERIMENT = "Runs"
 
 
-def summary_columns() -> list[str]:
-    """summary.csv's columns: the config, the status, every metric of the table, then where the run is."""
-    return ["job", *CONFIG_COLUMNS, "status", *(m.key for m in METRICS), "device_name", "error", "experiment",
-            "run_dir"]  # fmt: skip
+def summary_columns(settings: Sequence[str] = ()) -> list[str]:
+    """summary.csv's columns: the config (and any other ``settings`` that vary), the status, every metric of
+    the table, then where the run is."""
+    return ["job", *CONFIG_COLUMNS, *settings, "status", *(m.key for m in METRICS), "device_name", "error",
+            "experiment", "run_dir"]  # fmt: skip
 
 
-def is_run_dir(path: Path) -> bool:
-    return (path / METRICS_FILE).is_file() or (path / ".hydra").is_dir()
-
-
-def job_number(path: Path) -> int | None:
-    return int(path.name) if path.name.isdigit() else None
-
-
-def find_run_dirs(path: Path) -> list[Path]:
-    """A run folder is itself; a sweep folder gives its job folders in job order."""
+def find_run_dirs(path: Path, *, planned: bool = False) -> list[Path]:
+    """A run folder is itself; a sweep folder gives its job folders in job order (none yet if ``planned``)."""
     if not path.exists():
         raise UsageError(f"{path}: no such folder")
     if not path.is_dir():
@@ -54,7 +48,7 @@ def find_run_dirs(path: Path) -> list[Path]:
         children = [p for p in path.iterdir() if p.is_dir() and is_run_dir(p)]
     except OSError as err:
         raise UsageError(f"{path}: cannot read: {err.strerror or err}") from None
-    if not children:
+    if not children and not planned:
         raise UsageError(f"{path} holds no bench runs (no metrics.json or .hydra/ in it or its subfolders)")
     return sorted(children, key=lambda p: (job_number(p) is None, job_number(p) or 0, p.name))
 
@@ -68,6 +62,26 @@ def saved_config(run_dir: Path) -> dict[str, Any]:
     return cfg if isinstance(cfg, dict) else {}
 
 
+#: config keys recorded under a shorter column name
+ALIASES = {f"{group}.name": group for group in ("model", "device", "precision", "dataset", "loader")}
+#: config keys that never define a run: labels of the preset, and Hydra's own control keys
+NOT_SETTINGS = ("lab", "resume")
+
+
+def flat_config(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A saved config as ``{dotted key: value}``, named as summary.csv names its columns."""
+    flat: dict[str, Any] = {}
+    for key, value in cfg.items():
+        dotted = f"{prefix}{key}"
+        if dotted in NOT_SETTINGS or key == "_target_":
+            continue
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{dotted}."))
+        else:
+            flat[ALIASES.get(dotted, dotted)] = value
+    return flat
+
+
 def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     cfg = saved_config(run_dir)
     lab = cfg.get("lab") if isinstance(cfg.get("lab"), dict) else {}
@@ -77,14 +91,13 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
         "sweep": str(sweep),
         "experiment": lab.get("title", DEFAULT_EXPERIMENT),
         "lab": lab or None,
+        "_config": flat_config(cfg),
     }
     try:
         metrics = load_metrics(run_dir)
     except MetricsError as err:
         # Still say what the run was, from its saved config, so the reader can tell which point is lost.
-        for key in CONFIG_COLUMNS:
-            node = cfg.get(key)
-            row[key] = node.get("name") if isinstance(node, dict) else node
+        row.update({key: row["_config"].get(key) for key in CONFIG_COLUMNS})
         row.update(status=UNREADABLE, error=str(err))
         return row
     row.update({k: metrics.get(k) for k in (*CONFIG_COLUMNS, "status", "error", "device_name")})
@@ -96,37 +109,92 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     return row
 
 
+def planned_jobs(sweep: Path) -> list[dict[str, Any]]:
+    """Each job's overrides as ``{column: value}``, in job order, as Hydra's basic sweeper expands the
+    sweep's ``multirun.yaml``; [] when there is none to read (a single run, another sweeper)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        saved = OmegaConf.load(sweep / SWEEP_FILE)
+        if "BasicSweeper" not in str(OmegaConf.select(saved, "hydra.sweeper._target_", default="")):
+            return []
+        params = OmegaConf.select(saved, "hydra.sweeper.params") or {}
+        task = list(OmegaConf.select(saved, "hydra.overrides.task") or [])
+        parser = OverridesParser.create()
+        overrides = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + task)
+        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        return [{_column(o.key_or_group): o.value() for o in parser.parse_overrides(job)} for job in jobs]
+    except Exception:  # an unreadable plan only costs the report its `missing` rows past the last folder
+        return []
+
+
+def _column(key: str) -> str:
+    key = key.lstrip("+~")
+    return ALIASES.get(f"{key}.name", ALIASES.get(key, key))
+
+
 def load_runs(paths: Sequence[Path]) -> pd.DataFrame:
     """One row per run folder under ``paths``, in the order given and by job number within a sweep.
 
-    A job number missing from a sweep (a deleted or never-started job) becomes a ``missing`` row.
+    A job the sweep planned (``multirun.yaml``) or numbered below a present one, but that has no folder,
+    becomes a ``missing`` row with the config its overrides give. Config keys that differ between the
+    runs, beyond the standard columns, become columns of their own (e.g. ``lr``).
     """
     rows: list[dict[str, Any]] = []
     for path in paths:
-        run_dirs = find_run_dirs(Path(path))
-        jobs = sorted(n for n in (job_number(p) for p in run_dirs) if n is not None)
-        present = set(jobs)
         sweep = Path(path)
+        plan = planned_jobs(sweep)
+        run_dirs = find_run_dirs(sweep, planned=bool(plan))
+        present = {n for n in (job_number(p) for p in run_dirs) if n is not None}
         for run_dir in run_dirs:
             rows.append(_row(run_dir, sweep))
-        if len(run_dirs) > 1 or run_dirs[0] != sweep:
-            for n in range(jobs[-1] if jobs else 0):
+        if run_dirs != [sweep]:
+            last = max(present, default=-1) + 1
+            for n in range(max(last, len(plan))):
                 if n not in present:
-                    rows.append({"job": n, "run_dir": str(sweep / str(n)), "sweep": str(sweep),
-                                 "experiment": rows[-1]["experiment"], "status": MISSING,
-                                 "error": "job folder not found"})  # fmt: skip
+                    rows.append(_missing_row(sweep, n, plan[n] if n < len(plan) else {}, rows))
     df = pd.DataFrame(rows)
+    extras = _varying_settings(df)
+    for key in extras:
+        df[key] = [(cfg or {}).get(key) for cfg in df["_config"]]
     for col in [*summary_columns(), *ENV_COLUMNS, "lab"]:
         if col not in df:
             df[col] = None
     order = {str(p): i for i, p in enumerate(paths)}
     df["_order"] = df["sweep"].map(order)
-    return df.sort_values(["_order", "job"], kind="stable", na_position="last").drop(columns="_order")
+    return df.sort_values(["_order", "job"], kind="stable", na_position="last").drop(columns=["_order", "_config"])
+
+
+def _missing_row(sweep: Path, job: int, overrides: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    lab = next((r["lab"] for r in reversed(rows) if r.get("lab")), None)
+    return {
+        **{k: v for k, v in overrides.items() if k in CONFIG_COLUMNS},
+        "job": job, "run_dir": str(sweep / str(job)), "sweep": str(sweep), "lab": lab,
+        "experiment": lab.get("title", DEFAULT_EXPERIMENT) if lab else DEFAULT_EXPERIMENT,
+        "status": MISSING, "error": "no job folder: the job never started or its folder was removed",
+        "_config": overrides,
+    }  # fmt: skip
+
+
+def _varying_settings(df: pd.DataFrame) -> list[str]:
+    """Config keys, other than the standard columns, that take more than one value across the runs."""
+    seen: dict[str, set[str]] = {}
+    for cfg in df.get("_config", []):
+        for key, value in (cfg or {}).items():
+            seen.setdefault(key, set()).add(repr(value))
+    return [k for k, v in seen.items() if len(v) > 1 and k not in CONFIG_COLUMNS]
+
+
+def settings(df: pd.DataFrame) -> list[str]:
+    """The columns load_runs added for config keys that vary beyond the standard ones (e.g. ``lr``)."""
+    known = {*summary_columns(), *ENV_COLUMNS, "sweep", "lab"}
+    return [c for c in df.columns if c not in known]
 
 
 def swept_variables(df: pd.DataFrame) -> list[str]:
     """The config columns that take more than one value: what the sweep (or the combination) varied."""
-    return [c for c in CONFIG_COLUMNS if df[c].dropna().astype(str).nunique() > 1]
+    return [c for c in [*CONFIG_COLUMNS, *settings(df)] if df[c].dropna().astype(str).nunique() > 1]
 
 
 def values(col: pd.Series) -> list[str]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from bench import measure
+from bench import interrupts, measure
 from bench.datasets import load_arrays
 from bench.device import device_type, resolve_device, synchronize
 from bench.environment import cpu_name, environment
@@ -30,7 +32,7 @@ from bench.errors import DeviceUnavailable, UsageError, one_line
 from bench.loaders import BatchSource, build_loader, epoch_seed
 from bench.metrics import summarize
 from bench.models import count_parameters
-from bench.results import EpochStats, RunResult, write_metrics
+from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
 from bench.schema import instantiate
 from bench.step import Step, autocast_dtype, build_step, resolve_channels_last
 
@@ -53,18 +55,26 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 
 def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
-    """A result that names its config, before (or instead of) any training."""
+    """A result that names its config, before (or instead of) any training.
+
+    Also for a config that failed its check: a key that is unset or does not resolve is recorded as null.
+    """
+
+    def get(key: str) -> Any:
+        return OmegaConf.select(cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
+
+    device = get("device.name")
     return RunResult(
-        model=cfg.model.name,
-        device=device_type(cfg.device.name),  # `auto` is recorded as what it means here
-        precision=cfg.precision.name,
-        dataset=cfg.dataset.name,
-        loader=cfg.loader.name,
-        batch_size=cfg.batch_size,
-        workers=cfg.workers,
-        epochs=cfg.epochs,
-        seed=cfg.seed,
-        warmup_steps=cfg.warmup_steps,
+        model=get("model.name"),
+        device=device_type(device) if isinstance(device, str) else None,  # `auto` is recorded as what it means
+        precision=get("precision.name"),
+        dataset=get("dataset.name"),
+        loader=get("loader.name"),
+        batch_size=get("batch_size"),
+        workers=get("workers"),
+        epochs=get("epochs"),
+        seed=get("seed"),
+        warmup_steps=get("warmup_steps"),
         **fields,
     )
 
@@ -89,18 +99,22 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
         result.status, result.error, usage_error = "failed", str(err), err
     except Diverged as err:
         result.status, result.error = "diverged", str(err)
-    except KeyboardInterrupt:
-        result.status, result.error = "failed", "interrupted"
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM under interrupts.interruptible()
+        result.status, result.error = "interrupted", f"interrupted by {_signal_name(stop)}"
+        log.warning("Run interrupted by %s", _signal_name(stop))
         raise
     except Exception as err:
-        if is_out_of_memory(err):
+        if interrupts.received() is not None:  # e.g. a DataLoader worker killed by the same Ctrl-C
+            result.status, result.error = "interrupted", f"interrupted by {_signal_name(None)}"
+        elif is_out_of_memory(err):
             result.status, result.error = "oom", one_line(err)
         else:
             result.status, result.error = "failed", f"{type(err).__name__}: {one_line(err)}"
         log.error("Run %s: %s", result.status, result.error)
         log.debug("Traceback of the %s run", result.status, exc_info=True)  # to the log file only
     finally:
-        _finish(result, device, run_dir)
+        with interrupts.deferred():  # a second Ctrl-C must not cut metrics.json short
+            _finish(result, device, run_dir)
     if usage_error is not None:
         if raise_usage_errors:
             raise usage_error
@@ -118,7 +132,10 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
         result.env = result.env or environment(torch.device("cpu"))
         result.notes.append(f"could not read the device after the run: {one_line(err)}")
     result.metrics["peak_rss_mb"] = measure.peak_rss_mb()
-    write_metrics(run_dir, result)
+    try:
+        write_metrics(run_dir, result)
+    except OSError as err:
+        raise NotRecorded(run_dir, result, err) from err
     if device is not None:
         try:
             if result.step.get("compile", "none") != "none":
@@ -126,6 +143,11 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
             measure.reset_peak_memory(device)  # free what a failed run left behind, for the next job
         except Exception as err:
             log.warning("Could not release the device after this run: %s", one_line(err))
+
+
+def _signal_name(stop: BaseException | None) -> str:
+    signum = getattr(stop, "signum", None) or interrupts.received() or signal.SIGINT
+    return signal.Signals(signum).name
 
 
 def _record_peak_memory(result: RunResult, device: torch.device) -> None:
@@ -160,6 +182,11 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
         if train.device_bytes:
             result.metrics["dataset_memory_mb"] = train.device_bytes / measure.MIB
         result.notes.extend(f"{key} is ignored by loader={cfg.loader.name}" for key in train.ignored)
+        cores = os.cpu_count() or 1
+        if cfg.workers > cores and "workers" not in train.ignored:
+            result.notes.append(f"workers={cfg.workers} is more than the {cores} CPU cores here: the worker "
+                                "processes compete with training and with each other for them")  # fmt: skip
+            log.warning("Note: %s", result.notes[-1])
         log.info(
             "Training %s (%s params) on %s (%s) | %s | batch %d | %s, %d train / %d test images | loader=%s",
             cfg.model.name, f"{result.params:,}", device.type, result.device_name, cfg.precision.name,

@@ -1,0 +1,95 @@
+"""SIGINT and SIGTERM as an exception the run can record: ``interrupted``, then exit 130 or 143.
+
+SLURM ends a job at its time limit with SIGTERM, whose default action kills the process on the spot; a user
+presses Ctrl-C. Inside :func:`interruptible` both raise :class:`~bench.errors.Interrupted` in the main
+thread, so the running job writes its ``metrics.json`` with status ``interrupted`` on the way out, and the
+entry point writes what it still can (a sweep's partial report, ``reproduce.md``) under :func:`deferred`,
+which holds further signals until the writing is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from bench.errors import Interrupted
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: the last signal this process received under interruptible() or deferred(); None when none did
+_received: int | None = None
+
+
+def received() -> int | None:
+    """The signal that interrupted this process, if one did (e.g. to explain a DataLoader worker's death)."""
+    return _received
+
+
+def reset() -> None:
+    """Forget an earlier interruption: a new session starts."""
+    global _received
+    _received = None
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Raise :class:`Interrupted` on SIGINT or SIGTERM inside this block (main thread only; else a no-op)."""
+    owner = os.getpid()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        global _received
+        if os.getpid() != owner:  # a forked DataLoader worker inherited this handler: behave as before
+            signal.signal(signum, previous.get(signum) or signal.SIG_DFL)  # type: ignore[arg-type]
+            os.kill(os.getpid(), signum)
+            return
+        _received = signum
+        raise Interrupted(signum)
+
+    with _handlers(handler) as previous:
+        yield
+
+
+@contextmanager
+def deferred(*, reraise: bool = True) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM while the block writes what must be written; afterwards raise
+    :class:`Interrupted` if one came (``reraise``), or drop it (the entry point is exiting anyway)."""
+    held: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        global _received
+        _received = signum
+        held.append(signum)
+
+    with _handlers(handler):
+        yield
+    if held and reraise:
+        raise Interrupted(held[0])
+
+
+@contextmanager
+def entry_point() -> Iterator[None]:
+    """What every command line shares: a fresh interruption state, signals as :class:`Interrupted`, and no
+    ``--- Logging error ---`` tracebacks when a log file cannot be written (a full disk)."""
+    logging.raiseExceptions = False
+    reset()
+    with interruptible():
+        yield
+
+
+@contextmanager
+def _handlers(handler: signal.Handlers | object) -> Iterator[dict[int, object]]:
+    if threading.current_thread() is not threading.main_thread():
+        yield {}  # signals are delivered to the main thread; a helper thread cannot install handlers
+        return
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    for s in SIGNALS:
+        signal.signal(s, handler)  # type: ignore[arg-type]
+    try:
+        yield previous
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old if old is not None else signal.SIG_DFL)  # type: ignore[arg-type]

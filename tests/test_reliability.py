@@ -1,0 +1,364 @@
+"""Hostile input, full disks and signals: one line and the right exit code, nothing lost, nothing overwritten.
+
+One test (or a few cases) per cause: folders shared by two runs, signals, filesystem errors, Hydra's own
+parse errors, late interpolations, malformed metrics, values that are accepted but cannot run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import TINY, offline_env, only_run_dir, read_metrics, run_cli
+
+SWEEP = [t for t in TINY if not t.startswith("batch_size=")]
+#: long enough to be stopped mid-run (an epoch of a few seconds at most), short once stopped
+LONG = ("dataset.train_size=4000", "dataset.test_size=64", "epochs=50", "warmup_steps=1")
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-job sweep (batch 16, 32) that tests copy before they touch it."""
+    root = tmp_path_factory.mktemp("finished")
+    proc = run_cli(root, "-m", *SWEEP, "hydra.sweep.dir=S", "batch_size=16,32")
+    assert proc.returncode == 0, proc.stderr
+    return root / "S"
+
+
+def _copy_sweep(finished_sweep: Path, tmp_path: Path) -> Path:
+    shutil.copytree(finished_sweep, tmp_path / "S")  # copy2 keeps the modification times
+    return tmp_path / "S"
+
+
+def _one_error_line(proc: subprocess.CompletedProcess, code: int, expected: str) -> None:
+    assert proc.returncode == code, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bench: ") and expected in lines[0], lines
+
+
+def _start(cwd: Path, *args: str, module: str = "bench", new_session: bool = False) -> subprocess.Popen:
+    env = {**offline_env(), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=new_session,
+    )  # fmt: skip
+
+
+def _wait_for(proc: subprocess.Popen, marker: str) -> list[str]:
+    """Read the child's console until a line starts with ``marker`` (the run is then mid-training)."""
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(marker):
+            return seen
+    raise AssertionError(f"{marker!r} never came: {''.join(seen)[-2000:]} {proc.stderr.read()[-2000:]}")
+
+
+def _finish(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()
+    }
+
+
+# ------------------------------------------------------------------------------ no folder is shared
+
+
+def test_two_sweeps_into_one_folder_never_mix(tmp_path: Path) -> None:
+    # Started together into the same folder: one sweep gets it, the other is refused before any work.
+    procs = [
+        _start(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=shared", f"model={model}", "batch_size=16,32")
+        for model in ("small", "medium")
+    ]
+    done = [_finish(p) for p in procs]
+    assert sorted(p.returncode for p in done) == [0, 2], [p.stderr[-500:] for p in done]
+    refused = next(p for p in done if p.returncode == 2)
+    _one_error_line(refused, 2, "hydra.sweep.dir=shared")
+    summary = pd.read_csv(tmp_path / "shared" / "summary.csv")
+    assert len(summary) == 2 and (summary["status"] == "ok").all()
+    for job in (0, 1):  # each job's saved overrides name the model its metrics were measured with
+        overrides = (tmp_path / "shared" / str(job) / ".hydra" / "overrides.yaml").read_text()
+        assert f"model={read_metrics(tmp_path / 'shared' / str(job))['model']}" in overrides
+
+
+def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
+    procs = [_start(tmp_path, "-m", *SWEEP, f"model={m}", "batch_size=16,32") for m in ("small", "medium")]
+    assert [_finish(p).returncode for p in procs] == [0, 0]
+    sweeps = sorted((tmp_path / "outputs" / "sweeps").iterdir())
+    assert len(sweeps) == 2
+    models = {tuple(pd.read_csv(s / "summary.csv")["model"]) for s in sweeps}
+    assert models == {("small", "small"), ("medium", "medium")}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-m", "hydra.sweep.dir=S", "batch_size=16,32"], "hydra.sweep.dir=S already holds a sweep"),
+        (["-m", "hydra.sweep.dir=new", "hydra.sweep.subdir=x", "batch_size=16,32"], "hydra.sweep.subdir=x is the same"),
+        (["hydra.run.dir=S/0"], "hydra.run.dir=S/0 already holds a run"),
+    ],
+)
+def test_a_folder_that_holds_runs_is_refused_untouched(
+    finished_sweep: Path, tmp_path: Path, args: list[str], expected: str
+) -> None:
+    before = _snapshot(_copy_sweep(finished_sweep, tmp_path))
+    flags = [a for a in args if a.startswith("-")]
+    proc = run_cli(tmp_path, *flags, *[a for a in SWEEP if not a.startswith("batch_size")], *args[len(flags) :])
+    _one_error_line(proc, 2, expected)
+    assert _snapshot(tmp_path / "S") == before
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
+# ----------------------------------------------------------------------------------------- signals
+
+
+def test_sigterm_records_the_run_as_interrupted(tmp_path: Path) -> None:
+    proc = _start(tmp_path, *LONG, "workers=2", "batch_size=128", "hydra.run.dir=run")
+    _wait_for(proc, "Epoch 1/")
+    proc.send_signal(signal.SIGTERM)  # what SLURM sends at the time limit
+    _one_error_line(_finish(proc), 143, "interrupted by SIGTERM")
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["status"] == "interrupted" and metrics["error"] == "interrupted by SIGTERM"
+    assert len(metrics["epochs_detail"]) >= 1  # what finished is kept
+
+
+def test_ctrl_c_stops_a_sweep_keeps_finished_jobs_and_reports(tmp_path: Path) -> None:
+    # Ctrl-C reaches the whole process group, DataLoader workers included.
+    proc = _start(tmp_path, "-m", *LONG, "hydra.sweep.dir=S", "workers=1", "batch_size=128", "epochs=1,50,50",
+                  new_session=True)  # fmt: skip
+    _wait_for(proc, "Epoch 1/50")  # job 0 (one epoch) is done; job 1 is training
+    os.killpg(proc.pid, signal.SIGINT)
+    done = _finish(proc)
+    _one_error_line(done, 130, "interrupted by SIGINT: 1 ok, 1 interrupted, 1 missing; partial report: S/report.md")
+    summary = pd.read_csv(tmp_path / "S" / "summary.csv")
+    assert list(summary["status"]) == ["ok", "interrupted", "missing"]
+    assert list(summary["epochs"]) == [1, 50, 50]  # the job that never started is named by its overrides
+
+
+def test_ctrl_c_during_a_reproduction_still_writes_the_comparison(tmp_path: Path) -> None:
+    first = run_cli(tmp_path, *TINY, "hydra.run.dir=orig")
+    assert first.returncode == 0, first.stderr
+    proc = _start(tmp_path, "orig", *LONG, "loader=resident", "--out", "again", module="bench.reproduce")
+    _wait_for(proc, "Epoch 1/")
+    proc.send_signal(signal.SIGINT)
+    _one_error_line(_finish(proc), 130, "interrupted by SIGINT: the reproduction is recorded in again")
+    assert read_metrics(tmp_path / "again")["status"] == "interrupted"
+    assert "status: original ok, new interrupted" in (tmp_path / "again" / "reproduce.md").read_text()
+
+
+# ---------------------------------------------------------------------------------- the filesystem
+
+
+def test_a_disk_that_fills_mid_run_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    proc = _start(tmp_path, *LONG, "epochs=2", "loader=resident", "hydra.run.dir=run")
+    _wait_for(proc, "Epoch 1/")
+    # A real write failure, as a full disk or a quota gives: no file of the run may grow past 500 bytes.
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (500, 500))
+    done = _finish(proc)
+    _one_error_line(done, 1, "metrics.json (File too large); the run ended ok, ")
+
+
+@pytest.mark.parametrize(
+    ("args", "module", "expected"),
+    [
+        (["hydra.run.dir=afile/run"], "bench", "hydra.run.dir=afile/run: cannot write there"),
+        (["hydra.run.dir=afile"], "bench", "hydra.run.dir=afile: that is a file, not a folder"),
+        (["-m", "hydra.sweep.dir=afile/s", "batch_size=16,32"], "bench", "hydra.sweep.dir=afile/s: cannot write"),
+        (["S", "--out", "afile"], "bench.report", "--out=afile: that is a file, not a folder"),
+        (["S/0", "--out", "afile/new"], "bench.reproduce", "--out=afile/new: cannot write there"),
+    ],
+)
+def test_an_unusable_output_folder_is_refused_before_any_work(
+    finished_sweep: Path, tmp_path: Path, args: list[str], module: str, expected: str
+) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    _copy_sweep(finished_sweep, tmp_path)
+    extra = [a for a in SWEEP if not a.startswith("batch_size")] if module == "bench" else []
+    flags = [a for a in args if a == "-m"]
+    rest = [a for a in args if a != "-m"]
+    _one_error_line(run_cli(tmp_path, *flags, *extra, *rest, module=module), 2, expected)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_sweep_is_one_line(finished_sweep: Path, tmp_path: Path) -> None:
+    _copy_sweep(finished_sweep, tmp_path).chmod(0o555)
+    try:
+        _one_error_line(run_cli(tmp_path, "S", module="bench.report"), 2, "cannot write there")
+    finally:
+        (tmp_path / "S").chmod(0o755)
+
+
+def test_report_never_creates_the_folder_it_reads(tmp_path: Path) -> None:
+    _one_error_line(run_cli(tmp_path, "nope", module="bench.report"), 2, "nope: no such folder")
+    assert not (tmp_path / "nope").exists()
+
+
+# ------------------------------------------------------------------------------ parse and compose
+
+
+@pytest.mark.parametrize(
+    ("args", "module", "expected"),
+    [
+        (["=3"], "bench", "=3: an override needs a key"),
+        (["-m", "batch_size=16,32"], "bench", "unrecognized arguments: batch_size=16,32 (put -m and the other"),
+        (["--cfg", "everything"], "bench", "argument --cfg/-c: invalid choice: 'everything'"),
+        (["epochs=${nope}"], "bench", "epochs: Interpolation key 'nope' not found"),
+        (["~model"], "bench", "model is not set; choose one with model=..."),
+        (["+batchsize=128"], "bench", "batchsize is not a bench setting; did you mean batch_size?"),
+        (["+foo=1"], "bench", "foo is not a bench setting"),
+        (["+step.fused=true"], "bench", "step.fused is not a bench setting"),
+        (["epochs=[1"], "bench", "cannot parse the override 'epochs=[1'"),
+    ],
+)
+def test_bad_overrides_are_one_line_and_exit_2(tmp_path: Path, args: list[str], module: str, expected: str) -> None:
+    _one_error_line(run_cli(tmp_path, *TINY, *args, module=module), 2, expected)
+
+
+def test_reproduce_answers_a_parse_error_in_one_line(tmp_path: Path) -> None:
+    assert run_cli(tmp_path, *TINY, "hydra.run.dir=orig").returncode == 0
+    _one_error_line(run_cli(tmp_path, "orig", "=3", module="bench.reproduce"), 2, "bench: error:")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_late_interpolation_error_in_a_sweep_is_that_jobs_status(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "-m", *[t for t in SWEEP if not t.startswith("epochs")], "epochs=${nope},1")
+    assert proc.returncode == 0, proc.stderr
+    sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary["status"]) == ["failed", "ok"]
+    assert "Interpolation key 'nope' not found" in summary.loc[0, "error"]
+    assert (sweep / "report.md").exists()
+
+
+# ------------------------------------------------------------------------ values that cannot run
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("seed=-1", "seed=-1 is out of range; it must be an integer from 0 to 4,294,967,295"),
+        ("seed=99999999999999999999", "seed=99999999999999999999 is out of range"),
+        ("lr=inf", "lr=inf is out of range"),
+        ("lr=nan", "lr=nan is out of range"),
+        ("batch_size=123456789012345678901234567890", "batch_size=123456789012345678901234567890 is out of range"),
+        ("dataset.train_size=1099511627776", "synthetic images need"),
+        ("workers=1000", "workers=1000 is out of range"),
+        ("loader.prefetch_factor=abc", "loader.prefetch_factor=abc is not an integer or null"),
+        ("+model.width=0.5", "model.width=0.5 is not an integer"),
+    ],
+)
+def test_values_that_cannot_run_are_refused_before_any_work(cfg_for, override: str, expected: str) -> None:
+    from bench.errors import ConfigError
+    from bench.schema import validate
+
+    with pytest.raises(ConfigError) as err:
+        validate(cfg_for(override))
+    assert expected in str(err.value)
+
+
+def test_a_refused_value_is_one_line_from_the_command_line(tmp_path: Path) -> None:
+    _one_error_line(run_cli(tmp_path, *TINY, "seed=-1"), 2, "seed=-1 is out of range")
+
+
+# ------------------------------------------------------------------------------ reports, datasets
+
+
+def test_a_sweep_stopped_early_lists_the_jobs_it_never_ran(finished_sweep: Path, tmp_path: Path) -> None:
+    sweep = _copy_sweep(finished_sweep, tmp_path)
+    # As if the sweep had been batch_size=16,32,64,128 and stopped after job 1.
+    plan = (sweep / "multirun.yaml").read_text().replace("batch_size=16,32", "batch_size=16,32,64,128")
+    (sweep / "multirun.yaml").write_text(plan)
+    assert run_cli(tmp_path, "S", module="bench.report").returncode == 0
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary["status"]) == ["ok", "ok", "missing", "missing"]
+    assert list(summary["batch_size"]) == [16, 32, 64, 128]
+
+
+def test_every_swept_key_has_a_column_and_a_heading(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "lr=0.001,1e30")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "S" / "summary.csv")
+    assert list(summary["lr"]) == [0.001, 1e30] and list(summary["status"]) == ["ok", "diverged"]
+    report = (tmp_path / "S" / "report.md").read_text()
+    assert "Swept: **lr** = 0.001, 1e+30" in report and "## Sweep over lr" in report
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("epochs_detail", "x"), ("env", "nope"), ("avg_epoch_time", "fast"), ("notes", 3)]
+)
+def test_malformed_but_valid_json_is_unreadable(
+    finished_sweep: Path, tmp_path: Path, field: str, value: object
+) -> None:
+    _copy_sweep(finished_sweep, tmp_path)
+    metrics = read_metrics(tmp_path / "S" / "1")
+    (tmp_path / "S" / "1" / "metrics.json").write_text(json.dumps({**metrics, field: value}))
+    proc = run_cli(tmp_path, "S", module="bench.report")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "S" / "summary.csv")
+    assert list(summary["status"]) == ["ok", "unreadable"] and field in summary.loc[1, "error"]
+
+
+def _image_folder(root: Path, classes: int) -> Path:
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in range(classes):
+            (root / split / f"c{c:02d}").mkdir(parents=True)
+            Image.new("RGB", (40, 30), (20 * c, 100, 200)).save(root / split / f"c{c:02d}" / "a.png")
+    return root
+
+
+@pytest.mark.parametrize("classes", [2, 12])
+def test_the_number_of_classes_comes_from_the_dataset(tmp_path: Path, classes: int) -> None:
+    root = _image_folder(tmp_path / "imgs", classes)
+    proc = run_cli(tmp_path, *[t for t in TINY if "_size" not in t], "dataset=imagefolder", f"dataset.root={root}",
+                   "batch_size=4", "model=small")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    metrics = read_metrics(only_run_dir(tmp_path))
+    assert metrics["status"] == "ok"
+    assert metrics["params"] == 378_866 + (classes - 10) * 121  # the last layer has one row per class
+
+
+def test_a_corrupt_image_cache_is_rebuilt(tmp_path: Path, cfg_for, caplog) -> None:
+    from bench.datasets import load_arrays
+
+    root = _image_folder(tmp_path / "imgs", 3)
+    cfg = cfg_for("dataset=imagefolder", f"dataset.root={root}", f"data_dir={tmp_path / 'data'}",
+                  "dataset.train_size=null", "dataset.test_size=null")  # fmt: skip
+    first = load_arrays(cfg.dataset)
+    (cache,) = (tmp_path / "data" / "imagefolder-cache").glob("*.npz")
+    cache.write_bytes(b"garbage")
+    again = load_arrays(cfg.dataset)
+    assert (again.train_x == first.train_x).all()
+    assert "is unreadable" in caplog.text and "decoding the images again" in caplog.text
+
+
+def test_an_unusable_data_dir_is_reported_before_decoding(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "imgs", 2)
+    (tmp_path / "data").write_text("a file")
+    proc = run_cli(tmp_path, *[t for t in TINY if "_size" not in t], "dataset=imagefolder", f"dataset.root={root}",
+                   "data_dir=data")  # fmt: skip
+    _one_error_line(proc, 2, "data_dir=data/imagefolder-cache: cannot write there")
+    assert "Decoding" not in proc.stdout
+
+
+def test_a_garbage_cifar_archive_is_called_corrupt(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "cifar-10-python.tar.gz").write_bytes(b"this is not an archive")
+    proc = run_cli(tmp_path, *TINY, "dataset=cifar10", "data_dir=data")
+    _one_error_line(proc, 2, "data/cifar-10-python.tar.gz is corrupt")
