@@ -118,7 +118,7 @@ def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> 
         while (batch := fetch()) is not None:
             yield batch
 
-    original_epoch = train._epoch
+    original_epoch = train.run_epoch
 
     def epoch(*args, **kwargs):
         nonlocal timed
@@ -130,7 +130,7 @@ def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> 
 
     monkeypatch.setattr(train, "build_step", guarded_build_step)
     monkeypatch.setattr(loaders.ResidentSource, "batches", guarded_batches)
-    monkeypatch.setattr(train, "_epoch", epoch)
+    monkeypatch.setattr(train, "run_epoch", epoch)
     cfg = cfg_for("device=cuda", "loader=resident", "step.adam=fused", "dataset.train_size=2048", "batch_size=256")
     result = train.run(cfg, tmp_path / "run")
     assert result.status == "ok", result.error

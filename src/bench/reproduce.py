@@ -14,7 +14,6 @@ Exit codes: 0 ok, 1 the new run's status is not ok (after reproduce.md is writte
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import logging.config
 import sys
@@ -45,23 +44,13 @@ from bench.errors import (
     os_error_line,
 )  # fmt: skip
 from bench.folders import make_writable
-from bench.results import METRICS_FILE, MetricsError, load_metrics
+from bench.results import MetricsError, load_metrics
+from bench.runs import Source, load_source
 
 log = logging.getLogger("bench.reproduce")
 
 REPORT_FILE = "reproduce.md"
 __all__ = ["CODE_CHANGED", "load_source", "main", "plan"]
-
-
-@dataclass
-class Source:
-    """The run to reproduce, as saved: its folder, config, command-line overrides and metrics."""
-
-    run_dir: Path
-    config: dict[str, Any]
-    overrides: list[str]
-    metrics: dict[str, Any] | None
-    metrics_error: str | None = None
 
 
 @dataclass
@@ -75,55 +64,6 @@ class Plan:
 
 
 # ---------------------------------------------------------------------------------------------- input
-
-
-def load_source(run_dir: Path) -> Source:
-    """Read RUN_DIR's saved files; anything that makes it not a reproducible run is a UsageError."""
-    if not run_dir.exists():
-        raise UsageError(f"{run_dir}: no such folder")
-    if not run_dir.is_dir():
-        raise UsageError(f"{run_dir}: not a folder; pass a run folder such as outputs/runs/<time>")
-    hydra_dir = run_dir / ".hydra"
-    if not hydra_dir.is_dir():
-        raise UsageError(f"{run_dir}: not a run folder (no .hydra/config.yaml){_sweep_hint(run_dir)}")
-    config = _read_yaml(hydra_dir / "config.yaml")
-    if not isinstance(config, dict) or not config:
-        raise UsageError(f"{hydra_dir / 'config.yaml'}: not a saved bench config (expected a mapping of keys)")
-    overrides = _read_yaml(hydra_dir / "overrides.yaml")
-    if overrides in (None, {}):  # an empty file: no overrides
-        overrides = []
-    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise UsageError(f"{hydra_dir / 'overrides.yaml'}: not a saved override list (expected a list of strings)")
-    try:
-        metrics, metrics_error = load_metrics(run_dir / METRICS_FILE), None
-    except MetricsError as err:
-        metrics, metrics_error = None, str(err)
-    return Source(run_dir, config, overrides, metrics, metrics_error)
-
-
-def _sweep_hint(folder: Path) -> str:
-    jobs = sorted(p.name for p in folder.iterdir() if (p / ".hydra" / "config.yaml").is_file())
-    if not jobs:
-        return "; pass outputs/runs/<time> or one job of a sweep, outputs/sweeps/<time>/<job>"
-    return f"; it looks like a sweep: pass one of its jobs, e.g. {folder / jobs[0]}"
-
-
-def _read_yaml(path: Path) -> Any:
-    """Plain data, read as Hydra wrote it: with OmegaConf's YAML rules (``1e-3`` is a float)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: missing; the run folder is incomplete") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path}: cannot read: {err}") from None
-    try:
-        return OmegaConf.to_container(OmegaConf.load(io.StringIO(text)), resolve=False)
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where is not None else ""
-        raise UsageError(f"{path}: not valid YAML{at}") from None
-    except (OmegaConfBaseException, OSError, ValueError, TypeError) as err:
-        raise UsageError(f"{path}: not what Hydra writes ({one_line(err)})") from None
 
 
 # ----------------------------------------------------------------------------------------------- plan

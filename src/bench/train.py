@@ -13,8 +13,6 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,23 +20,21 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from bench import interrupts, measure
 from bench.datasets import load_arrays
 from bench.device import device_type, resolve_device, synchronize
 from bench.environment import cpu_name, environment
 from bench.errors import DeviceUnavailable, UsageError, one_line
-from bench.loaders import BatchSource, build_loader, epoch_seed
+from bench.loaders import BatchSource, build_loader
+from bench.loop import evaluate, run_epoch, warm_up
 from bench.metrics import summarize
 from bench.models import count_parameters
-from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
+from bench.results import NotRecorded, RunResult, write_metrics
 from bench.schema import instantiate
-from bench.step import Step, autocast_dtype, build_step, resolve_channels_last
+from bench.step import autocast_dtype, build_step, resolve_channels_last
 
 log = logging.getLogger(__name__)
-
-WARMUP_EPOCH = -1  # the shuffle seed index of the warm-up pass, distinct from every timed epoch
 
 
 class Diverged(RuntimeError):
@@ -199,11 +195,11 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
             result.notes.append(f"warm-up raised to {warmup_steps} steps: step.compile={cfg.step.compile} needs them")
         result.warmup_steps = warmup_steps
         if warmup_steps > 0:
-            result.metrics["warmup_time"] = warmup = _warm_up(cfg, model, step, train, clock, warmup_steps)
+            result.metrics["warmup_time"] = warmup = warm_up(cfg.seed, model, step, train, clock, warmup_steps)
             log.info("Warm-up: %d steps in %.2fs (rolled back)", warmup_steps, warmup)
 
         for epoch in range(1, cfg.epochs + 1):
-            stats = _epoch(epoch, cfg, model, step, train, clock)
+            stats = run_epoch(epoch, cfg.epochs, cfg.seed, model, step, train, clock)
             result.epochs_detail.append(stats)
             log.info(
                 "Epoch %d/%d | Loss: %.3f | Time: %.2fs | %.0f samples/s",
@@ -219,7 +215,8 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
 
     if cfg.evaluate:
         start = time.perf_counter()
-        accuracy = _evaluate(cfg, model, arrays.test_x, arrays.test_y, device, channels_last)
+        test = _loader(cfg, arrays.test_x, arrays.test_y, device, shuffle=False, channels_last=channels_last)
+        accuracy = evaluate(model, test, autocast_dtype(cfg.precision))
         synchronize(device)
         result.metrics["test_accuracy"], result.metrics["eval_time"] = accuracy, time.perf_counter() - start
 
@@ -233,123 +230,9 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
     log.info("Done: avg epoch %.2fs, %.0f samples/s, %s%s", m["avg_epoch_time"], m["samples_per_s"], memory, accuracy)
 
 
-def _epoch(
-    epoch: int,
-    cfg: DictConfig,
-    model: torch.nn.Module,
-    step: Step,
-    train: BatchSource,
-    clock: measure.Stopwatch,
-) -> EpochStats:
-    model.train()
-    batches = train.batches(epoch_seed(cfg.seed, epoch))
-    loss_sum = torch.zeros((), device=clock.device)
-    n_batches, wait = 0, 0.0
-    with tqdm(total=len(train), desc=f"Epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, disable=None) as bar:
-        clock.start()
-        while True:
-            t0 = time.perf_counter()
-            batch = next(batches, None)
-            wait += time.perf_counter() - t0  # the data path alone: the device copy below is not in it
-            if batch is None:
-                break
-            loss_sum += step.fn(*train.to_device(*batch))
-            n_batches += 1
-            bar.update()
-        interval = clock.stop()
-    # The epoch's one host read of the loss, after the clock has stopped.
-    loss = (loss_sum / max(n_batches, 1)).item()
-    return EpochStats(
-        epoch=epoch,
-        time_s=interval.wall_s,
-        samples=train.samples,
-        samples_per_s=train.samples / interval.wall_s,
-        loss=loss,
-        data_wait_s=wait,
-        cuda_time_s=interval.cuda_s,
-    )
-
-
 def _loader(
     cfg: DictConfig, x: Any, y: Any, device: torch.device, *, shuffle: bool, channels_last: bool
 ) -> BatchSource:
     return build_loader(
         cfg.loader, x, y, device=device, batch_size=cfg.batch_size, shuffle=shuffle, channels_last=channels_last
     )
-
-
-@contextmanager
-def _rolled_back(model: torch.nn.Module, step: Step, device: torch.device) -> Iterator[None]:
-    """Undo every update made inside: weights, Adam's moments and step count, the loss scale, the RNG.
-
-    Restored in place (copy_/zero_), so tensors keep their storage; a captured CUDA graph stays valid.
-    """
-    if step.optimizer.state:
-        raise RuntimeError("warm-up must start from a fresh optimizer")
-    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    scaler_state = step.scaler.state_dict()
-    cpu_rng = torch.random.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None  # no CUDA init for CPU runs
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                v.copy_(weights[k])
-            for p in model.parameters():
-                if p.grad is not None:
-                    p.grad.zero_()
-            # A fresh Adam state is all zeros (step count included): zeroing equals starting afresh.
-            for state in step.optimizer.state.values():
-                for value in state.values():
-                    if isinstance(value, torch.Tensor):
-                        value.zero_()
-        if scaler_state:
-            step.scaler.load_state_dict(scaler_state)
-        torch.random.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
-
-
-def _warm_up(
-    cfg: DictConfig, model: torch.nn.Module, step: Step, train: BatchSource, clock: measure.Stopwatch, steps: int
-) -> float:
-    """Pay one-time costs (CUDA init, autotuning, worker start, compilation, capture) outside the timed epochs.
-
-    Runs ``steps`` full-size batches (passing over the data again if it is that small), then one batch of
-    the epoch's last, partial size, so that its autotuning or compilation does not land in epoch 1 either.
-    """
-    model.train()
-    full, remainder = divmod(train.samples, train.batch_size)
-    done = 0
-    with _rolled_back(model, step, clock.device):
-        clock.start()
-        while True:
-            for x, y in train.device_batches(epoch_seed(cfg.seed, WARMUP_EPOCH - done)):
-                if len(y) == train.batch_size:
-                    step.fn(x, y)
-                    done += 1
-                if done >= steps:
-                    break
-            if done >= steps or full == 0:
-                break
-        if remainder:
-            step.fn(x[:remainder], y[:remainder])
-        return clock.stop().wall_s
-
-
-def _evaluate(
-    cfg: DictConfig, model: torch.nn.Module, x: Any, y: Any, device: torch.device, channels_last: bool
-) -> float:
-    """Top-1 accuracy on the test split, counted on the device and read once."""
-    source = _loader(cfg, x, y, device, shuffle=False, channels_last=channels_last)
-    dtype = autocast_dtype(cfg.precision)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    model.eval()
-    try:
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            for xb, yb in source.device_batches():
-                correct += (model(xb).argmax(1) == yb).sum()
-    finally:
-        source.close()
-    return correct.item() / source.samples
