@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench import train
-from conftest import needs_cuda
+from conftest import needs_cuda, read_metrics, run_cli
 
 pytestmark = [pytest.mark.cuda, needs_cuda]
 
@@ -55,3 +55,29 @@ def test_cuda_out_of_memory_is_a_status(cfg_for, tmp_path: Path) -> None:
         tmp_path / "oom",
     )  # fmt: skip
     assert result.status == "oom", result.error
+
+
+def test_job_0_reads_no_higher_than_an_identical_later_job(tmp_path: Path) -> None:
+    # Job 0 is the first CUDA work of its process (a fresh one): the warm-up's one-time transients
+    # (CUDA init, autotuning, library workspaces) must stay out of its steady-state peak.
+    data = ("dataset.train_size=4096", "dataset.test_size=256", "epochs=1", "batch_size=64", "workers=0")
+    proc = run_cli(tmp_path, "-m", *data, "device=cuda", "cudnn_benchmark=true", "hydra.sweep.dir=S",
+                   "model=medium,large,medium", isolated=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    first, third = (read_metrics(tmp_path / "S" / job) for job in ("0", "2"))
+    assert third["peak_memory_mb"] == pytest.approx(first["peak_memory_mb"], rel=0.02)
+    assert first["warmup_peak_memory_mb"] is not None  # recorded apart
+
+
+@pytest.mark.parametrize("model", ["medium", "large"])
+def test_the_breakdown_sums_to_the_peak(cfg_for, tmp_path: Path, model: str) -> None:
+    from bench.memory import MIB, PARTS
+
+    result = _run(cfg_for, tmp_path, f"model={model}", "loader=resident", "dataset.train_size=4096",
+                  "dataset.test_size=256", "epochs=1", "batch_size=256")  # fmt: skip
+    parts = result.memory
+    assert parts["params_mb"] * MIB == 4 * result.params  # fp32
+    allocated = sum(parts[f"{p}_mb"] for p in PARTS if p != "reserve")
+    assert allocated == pytest.approx(result.metrics["peak_memory_mb"], abs=1.0)
+    assert allocated + parts["reserve_mb"] == pytest.approx(result.metrics["peak_reserved_mb"], abs=1.0)
+    assert parts["activations_mb"] > 0 and parts["reserve_mb"] >= 0

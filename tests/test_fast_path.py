@@ -91,7 +91,7 @@ def test_cuda_fast_path_trains_the_same_model(cfg_for, tmp_path: Path, option: s
 def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> None:
     # CUDA's sync debug mode raises on any synchronizing call. Inside the timed epochs, fetching a resident
     # batch and running a fused-Adam step must not sync; only the epoch's end may (clock and loss read).
-    from bench import loaders, step
+    from bench import loaders, measure, step
 
     timed = False
 
@@ -130,7 +130,11 @@ def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> 
 
     monkeypatch.setattr(train, "build_step", guarded_build_step)
     monkeypatch.setattr(loaders.ResidentSource, "batches", guarded_batches)
+    # The events that split the epoch's time (GPU busy, copies) must not sync either.
+    for name in ("step_started", "step_done", "copy_started", "copy_done"):
+        monkeypatch.setattr(measure.StepEvents, name, guarded(getattr(measure.StepEvents, name)))
     monkeypatch.setattr(train, "run_epoch", epoch)
     cfg = cfg_for("device=cuda", "loader=resident", "step.adam=fused", "dataset.train_size=2048", "batch_size=256")
     result = train.run(cfg, tmp_path / "run")
     assert result.status == "ok", result.error
+    assert all(e.gpu_busy_s and 0 < e.gpu_busy_s <= e.time_s * 1.01 for e in result.epochs_detail)

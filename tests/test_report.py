@@ -55,9 +55,11 @@ def test_a_multirun_ends_in_summary_report_and_plots(two_variable_sweep: Path) -
     report = (two_variable_sweep / "report.md").read_text()
     assert "Swept: **model** = small, medium; **batch_size** = 16, 32" in report
     assert "## Environment" in report and "## Status of every run" in report
-    pngs = list(two_variable_sweep.glob("*.png"))
-    assert len(pngs) == 1 and f"]({pngs[0].name})" in report
-    _assert_png(pngs[0])
+    pngs = sorted(two_variable_sweep.glob("*.png"))
+    assert [p.name for p in pngs] == ["runs.png", "runs_time.png"]  # the experiment, and where its time goes
+    for png in pngs:
+        assert f"]({png.name})" in report
+        _assert_png(png)
 
 
 def test_report_survives_a_deleted_job_and_a_corrupt_metrics_file(two_variable_sweep: Path, tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def test_a_cli_run_writes_every_metric_and_logs_like_the_lab(tmp_path: Path) -> 
     assert metrics["peak_memory_mb"] is None and metrics["peak_rss_mb"] > 0  # CPU run
     assert metrics["final_loss"] == metrics["epochs_detail"][-1]["loss"]
     assert 0 <= metrics["test_accuracy"] <= 1
-    assert re.search(r"^Epoch 1/2 \| Loss: \d+\.\d{3} \| Time: \d+\.\d{2}s \| \d+ samples/s$", proc.stdout, re.M)
+    assert re.search(r"^Epoch 1/2 \| Loss: \d+\.\d{3} \| Time: \d+\.\d{2}s \| [\d,]+ samples/s$", proc.stdout, re.M)
     assert re.search(r"^Epoch 2/2 \| Loss: ", proc.stdout, re.M)
 
 

@@ -36,6 +36,8 @@ class BatchSource:
     device_bytes: int = 0
     #: config keys this loader does not use, recorded in metrics.json.
     ignored: tuple[str, ...] = ()
+    #: whether :meth:`to_device` copies each batch to the device (else batches are made there)
+    copies: bool = False
 
     def __init__(
         self, x: np.ndarray, y: np.ndarray, *, device: torch.device, batch_size: int, shuffle: bool,
@@ -93,6 +95,8 @@ class LabTransform(Dataset):
 
 class DataLoaderSource(BatchSource):
     """torch's DataLoader over :class:`LabTransform`, with the lab's knobs (workers, pinning, persistence)."""
+
+    copies = True
 
     def __init__(
         self, x: np.ndarray, y: np.ndarray, *, device: torch.device, batch_size: int, shuffle: bool,

@@ -10,27 +10,47 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from bench.device import synchronize
+from bench.energy import EnergyMeter
 from bench.loaders import BatchSource, epoch_seed
-from bench.measure import Stopwatch
+from bench.measure import StepEvents, Stopwatch
 from bench.results import EpochStats
 from bench.step import Step
 
 WARMUP_EPOCH = -1  # the shuffle seed index of the warm-up pass, distinct from every timed epoch
+PROFILE_EPOCH = -1_000_000  # and of the profiled steps
 
 
 def run_epoch(
-    epoch: int, epochs: int, seed: int, model: torch.nn.Module, step: Step, train: BatchSource, clock: Stopwatch
+    epoch: int,
+    epochs: int,
+    seed: int,
+    model: torch.nn.Module,
+    step: Step,
+    train: BatchSource,
+    clock: Stopwatch,
+    events: StepEvents,
+    energy: EnergyMeter | None = None,
 ) -> EpochStats:
-    """One timed pass over the training split; the loss is read once, after the clock has stopped."""
+    """One timed pass over the training split; the loss is read once, after the clock has stopped.
+
+    Where the time goes is measured without a host sync: the host's wait for each batch (``data_wait_s``),
+    and on CUDA, by events read after the epoch, the stream's time in copies and in steps.
+    """
     model.train()
     batches = train.batches(epoch_seed(seed, epoch))
     loss_sum = torch.zeros((), device=clock.device)
     n_batches, wait = 0, 0.0
+    copies = train.copies
+    events.reset()
     with tqdm(total=len(train), desc=f"Epoch {epoch}/{epochs}", unit="batch", leave=False, disable=None) as bar:
+        if energy is not None:
+            energy.start()  # a host read of NVML's counter, before the clock starts
         clock.start()
         while True:
             t0 = time.perf_counter()
@@ -38,12 +58,20 @@ def run_epoch(
             wait += time.perf_counter() - t0  # the data path alone: the device copy below is not in it
             if batch is None:
                 break
-            loss_sum += step.fn(*train.to_device(*batch))
+            if copies:
+                events.copy_started()
+                batch = train.to_device(*batch)
+                events.copy_done()
+            events.step_started()
+            loss_sum += step.fn(*batch)
+            events.step_done()
             n_batches += 1
             bar.update()
         interval = clock.stop()
-    # The epoch's one host read of the loss, after the clock has stopped.
+    joules = energy.stop(interval.wall_s, train.samples).joules if energy is not None else None
+    # The epoch's one host read of the loss, and of the events, after the clock has stopped.
     loss = (loss_sum / max(n_batches, 1)).item()
+    busy, copy = events.totals()
     return EpochStats(
         epoch=epoch,
         time_s=interval.wall_s,
@@ -52,6 +80,9 @@ def run_epoch(
         loss=loss,
         data_wait_s=wait,
         cuda_time_s=interval.cuda_s,
+        copy_s=copy,
+        gpu_busy_s=busy,
+        energy_j=joules,
     )
 
 
@@ -61,9 +92,15 @@ def rolled_back(model: torch.nn.Module, step: Step, device: torch.device) -> Ite
 
     Restored in place (copy_/zero_), so tensors keep their storage; a captured CUDA graph stays valid.
     """
-    if step.optimizer.state:
-        raise RuntimeError("warm-up must start from a fresh optimizer")
     weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # Optimizer state that exists already is copied back; state made inside is zeroed, since a fresh
+    # Adam state is all zeros (step count included): zeroing it equals starting afresh.
+    saved = {
+        id(value): value.detach().clone()
+        for state in step.optimizer.state.values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor)
+    }
     scaler_state = step.scaler.state_dict()
     cpu_rng = torch.random.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None  # no CUDA init for CPU runs
@@ -76,11 +113,10 @@ def rolled_back(model: torch.nn.Module, step: Step, device: torch.device) -> Ite
             for p in model.parameters():
                 if p.grad is not None:
                     p.grad.zero_()
-            # A fresh Adam state is all zeros (step count included): zeroing equals starting afresh.
             for state in step.optimizer.state.values():
                 for value in state.values():
                     if isinstance(value, torch.Tensor):
-                        value.zero_()
+                        value.copy_(saved[id(value)]) if id(value) in saved else value.zero_()
         if scaler_state:
             step.scaler.load_state_dict(scaler_state)
         torch.random.set_rng_state(cpu_rng)
@@ -111,6 +147,30 @@ def warm_up(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, c
         if remainder:
             step.fn(x[:remainder], y[:remainder])
         return clock.stop().wall_s
+
+
+def profile(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, steps: int, trace: Path) -> str:
+    """A torch.profiler trace of ``steps`` training steps, rolled back like the warm-up, outside the timed epochs.
+
+    Writes ``trace`` (Chrome trace JSON: open it in Perfetto or chrome://tracing) and returns the top operators
+    by self time as a table for the log.
+    """
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    device = next(model.parameters()).device
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    model.train()
+    with rolled_back(model, step, device), torch_profile(activities=activities) as prof:
+        for done, (x, y) in enumerate(train.device_batches(epoch_seed(seed, PROFILE_EPOCH))):
+            if done >= steps:
+                break
+            step.fn(x, y)
+        synchronize(device)
+    prof.export_chrome_trace(str(trace))
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=10)
 
 
 def evaluate(model: torch.nn.Module, source: BatchSource, dtype: torch.dtype | None) -> float:

@@ -58,6 +58,57 @@ class Stopwatch:
         return Interval(wall, cuda_s)
 
 
+class StepEvents:
+    """CUDA events around each step and each host-to-device copy of an epoch, read once after it.
+
+    Recording an event queues a timestamp on the stream; it does not wait for the GPU, so the timed loop
+    makes no extra host sync. After the epoch's closing synchronize, :meth:`totals` sums the intervals: the
+    time the stream spent on training steps (GPU busy) and on copies. A pool of events is made once per run,
+    outside the timed epochs. On the CPU every method is a no-op and the totals are None.
+    """
+
+    def __init__(self, device: torch.device, steps: int) -> None:
+        self.enabled = device.type == "cuda"
+        pairs = steps + 1 if self.enabled else 0
+
+        def pool() -> list[tuple[torch.cuda.Event, torch.cuda.Event]]:
+            return [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(pairs)]
+
+        self._steps, self._copies = pool(), pool()
+        self._n_steps = self._n_copies = 0
+
+    def reset(self) -> None:
+        self._n_steps = self._n_copies = 0
+
+    def copy_started(self) -> None:
+        if self.enabled:
+            self._copies[self._n_copies][0].record()
+
+    def copy_done(self) -> None:
+        if self.enabled:
+            self._copies[self._n_copies][1].record()
+            self._n_copies += 1
+
+    def step_started(self) -> None:
+        if self.enabled:
+            self._steps[self._n_steps][0].record()
+
+    def step_done(self) -> None:
+        if self.enabled:
+            self._steps[self._n_steps][1].record()
+            self._n_steps += 1
+
+    def totals(self) -> tuple[float | None, float | None]:
+        """(GPU busy in steps, copies) in seconds; call after the epoch's synchronize."""
+        if not self.enabled:
+            return None, None
+
+        def total(pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]], n: int) -> float:
+            return sum(start.elapsed_time(end) for start, end in pairs[:n]) / 1000.0
+
+        return total(self._steps, self._n_steps), total(self._copies, self._n_copies)
+
+
 def reset_peak_memory(device: torch.device) -> None:
     """Start a run's memory accounting from zero; earlier runs in this process must not show up."""
     gc.collect()

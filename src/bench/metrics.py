@@ -75,6 +75,11 @@ def _sum_ratio(numerator: str, denominator: str) -> Callable[[Epochs], float | N
     return ratio
 
 
+def _idle(epochs: Epochs) -> float | None:
+    busy, copy = _sum_ratio("gpu_busy_s", "time_s")(epochs), _sum_ratio("copy_s", "time_s")(epochs)
+    return None if busy is None else max(0.0, 1.0 - busy - (copy or 0.0))
+
+
 def _last(key: str) -> Callable[[Epochs], float | None]:
     return lambda epochs: epochs[-1].get(key) if epochs else None
 
@@ -89,12 +94,40 @@ METRICS: list[Metric] = [
            derive=_mean("cuda_time_s")),
     Metric("data_wait_frac", "share of the epoch waiting for data", "", ".0%", "data wait", table=True,
            derive=_sum_ratio("data_wait_s", "time_s")),
+    Metric("copy_frac", "share of the epoch in host-to-device copies (CUDA events)", "", ".0%", "copy",
+           derive=_sum_ratio("copy_s", "time_s")),
+    Metric("gpu_busy_frac", "share of the epoch the GPU ran training steps (CUDA events)", "", ".0%", "GPU busy",
+           table=True, derive=_sum_ratio("gpu_busy_s", "time_s")),
+    Metric("gpu_idle_frac", "share of the epoch the GPU had no step or copy to run", "", ".0%", "GPU idle",
+           derive=_idle),
     Metric("warmup_time", "warm-up time (one-time costs)", "s", ",.2f", compare="ratio"),
+    Metric("flops_per_sample", "training FLOPs per sample (forward + backward)", "FLOP", ",.0f", "FLOP/sample",
+           compare=""),
+    Metric("tflops", "achieved training TFLOP/s", "TFLOP/s", ",.2f", "TFLOP/s", "ratio", table=True),
+    Metric("peak_flops_frac", "share of the GPU's dense peak for the precision used", "", ".1%", "% of peak",
+           table=True),
+    Metric("energy_j_per_epoch", "GPU energy per epoch (NVML)", "J", ",.0f", "J/epoch", "ratio",
+           derive=_mean("energy_j")),
+    Metric("avg_power_w", "average GPU power in the timed epochs", "W", ",.0f", "W", "ratio",
+           derive=_sum_ratio("energy_j", "time_s")),
+    Metric("samples_per_joule", "samples per joule", "", ",.1f", "samples/J", "ratio", table=True,
+           derive=_sum_ratio("samples", "energy_j")),
+    Metric("power_limit_w", "GPU power limit", "W", ",.0f", compare=""),
+    Metric("sm_clock_mhz", "SM clock in the first epoch", "MHz", ",.0f", compare=""),
     Metric("peak_memory_mb", "peak CUDA memory allocated", "MB", ",.1f", "peak alloc MB", table=True,
            panel="memory"),
     Metric("peak_reserved_mb", "peak CUDA memory reserved", "MB", ",.1f", "peak reserved MB", table=True),
+    Metric("warmup_peak_memory_mb", "peak CUDA memory allocated in the warm-up", "MB", ",.1f"),
     Metric("peak_rss_mb", "peak RSS", "MB", ",.0f", "peak RSS MB", panel="memory"),
     Metric("dataset_memory_mb", "resident dataset on the device", "MB", ",.1f", "dataset MB", table=True),
+    Metric("max_batch", "largest batch that trains (task=max_batch)", "images", ",.0f", "max batch", "ratio",
+           table=True, panel="capacity"),
+    Metric("mem_intercept_mb", "fitted peak memory at batch 0", "MB", ",.1f", "a (MB)"),
+    Metric("mem_mb_per_image", "fitted peak memory per image in the batch", "MB", ",.4f", "b (MB/image)",
+           table=True),
+    Metric("mem_fit_r2", "R² of the straight-line fit of peak memory to batch", "", ".4f", "R²", table=True),
+    Metric("images_per_gb", "images per GB of peak memory (1024 / b)", "", ",.0f", "images/GB", "ratio",
+           table=True),
     Metric("final_loss", "final loss", "", ",.4f", derive=_last("loss")),
     Metric("test_accuracy", "test accuracy", "", ".1%", "test acc", table=True),
     Metric("eval_time", "evaluation time", "s", ",.2f", compare="ratio"),

@@ -147,3 +147,60 @@ def _mark_unfinished(ax: Axes, runs: pd.DataFrame, x: str, numeric: bool, catego
         ax.annotate(str(run["status"]), (pos, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
                     textcoords="offset points", ha="center", va="bottom", color="tab:red", fontsize="small",
                     rotation=90)  # fmt: skip
+
+
+def _job_labels(runs: pd.DataFrame, varied: list[str]) -> list[str]:
+    def value(v: Any) -> str:
+        return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+    return ["\n".join(f"{k}={value(r[k])}" for k in varied) or str(r["job"]) for _, r in runs.iterrows()]
+
+
+def _stacked(path: Path, title: str, labels: list[str], stacks: dict[str, list[float]], ylabel: str) -> None:
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(labels) + 2.5), 4.4), layout="constrained")
+    bottom = np.zeros(len(labels))
+    for i, (name, heights) in enumerate(stacks.items()):
+        values = np.nan_to_num(np.asarray(heights, dtype=float))
+        ax.bar(range(len(labels)), values, 0.6, bottom=bottom, label=name, color=f"C{i}")
+        bottom += values
+    ax.set_xticks(range(len(labels)), labels, fontsize="small")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_time_split(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -> bool:
+    """Where the time goes, per finished run: stacked shares of the epoch (CUDA: data wait, copy, GPU busy,
+    other; CPU: data wait and compute). False (and no file) when no run has the shares."""
+    ok = runs[(runs["status"] == "ok") & runs["data_wait_frac"].notna()]
+    if ok.empty:
+        return False
+    wait = ok["data_wait_frac"].astype(float).tolist()
+    if ok["gpu_busy_frac"].notna().any():
+        copy = ok["copy_frac"].fillna(0).astype(float).tolist()
+        busy = ok["gpu_busy_frac"].fillna(0).astype(float).tolist()
+        other = [max(0.0, 1 - w - c - b) for w, c, b in zip(wait, copy, busy, strict=True)]
+        stacks = {"data wait": wait, "host-to-device copy": copy, "GPU busy (steps)": busy, "other": other}
+    else:
+        stacks = {"data wait": wait, "compute (CPU)": [1 - w for w in wait]}
+    percent = {k: [100 * v for v in vs] for k, vs in stacks.items()}
+    _stacked(path, f"Where the time goes: {title}", _job_labels(ok, varied), percent, "share of the epoch (%)")
+    return True
+
+
+def plot_memory(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -> bool:
+    """What peak memory is made of, per CUDA run with a breakdown (bench.memory); False when none has one."""
+    from bench.memory import LABELS, PARTS
+
+    rows = [
+        (i, r["memory"]) for i, r in runs.iterrows() if isinstance(r["memory"], dict) and "reserve_mb" in r["memory"]
+    ]
+    if not rows:
+        return False
+    stacks = {LABELS[p]: [parts[f"{p}_mb"] for _, parts in rows] for p in PARTS}
+    labels = _job_labels(runs.loc[[i for i, _ in rows]], varied)
+    _stacked(path, f"What peak memory is made of: {title}", labels, stacks, "MB (the stack is peak reserved)")
+    return True

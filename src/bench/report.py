@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,8 +18,17 @@ from typing import Any
 
 import pandas as pd
 
-from bench import interrupts
-from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, Interrupted, UsageError, exit_interrupted, fail, os_error_line
+from bench import findings, interrupts
+from bench.errors import (
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    Interrupted,
+    UsageError,
+    exit_interrupted,
+    fail,
+    one_line,
+    os_error_line,
+)  # fmt: skip
 from bench.folders import make_writable
 from bench.metrics import METRICS, metric
 from bench.runs import (
@@ -36,6 +46,12 @@ from bench.tables import markdown
 
 log = logging.getLogger(__name__)
 
+MEMORY_NOTE = (
+    "Parameters, gradients, optimizer state and the resident dataset are measured by their tensors' sizes; "
+    "other persistent memory is what the allocator held before the timed epochs beyond those; activations & "
+    "temporaries are the steady-state peak minus that; the allocator reserve is reserved minus allocated. "
+    "Together they are the peak reserved."
+)
 PIPELINES = {
     "dataloader": "the lab's path: DataLoader workers, per-sample PIL → ToTensor → Normalize",
     "resident": "the whole dataset on the device, shuffled and normalized there",
@@ -92,10 +108,12 @@ def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
     x = next(c for c in figures.columns if c in CONFIG_COLUMNS)
     measures = [m for m in METRICS if m.key in figures]
     ours = runs[~runs["status"].isin([MISSING, UNREADABLE])]
-    ours = ours[list(dict.fromkeys([x, "device", "loader", "status", *(m.key for m in measures)]))]
+    ours = ours[list(dict.fromkeys([x, "device", "loader", "status", "dataset_memory_mb", *(m.key for m in measures)]))]
     merged = figures.assign(_key=_match_key(figures[x])).merge(
         ours.drop(columns=x).assign(_key=_match_key(ours[x])), on="_key", how="left", suffixes=("_lab", "_ours")
     )
+    if "peak_memory_mb_ours" in merged:  # like for like: the lab had no resident dataset on the GPU
+        merged["peak_memory_mb_ours"] = merged["peak_memory_mb_ours"] - merged["dataset_memory_mb"].fillna(0)
     columns = {x: x, "device": "device", "loader": "loader", "status": "status"}
     for m in measures:
         columns |= {f"{m.key}_lab": f"lab {m.header}", f"{m.key}_ours": f"ours {m.header}"}
@@ -132,16 +150,18 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
-    shown = [*varied, *(["loader"] if "loader" not in varied else [])]  # which pipeline made each row
+    training = (runs["task"] != "max_batch").any()
+    shown = [*varied, *(["loader"] if "loader" not in varied and training else [])]  # which pipeline made it
+    if (runs["device"] == "cuda").any() and "cudnn_benchmark" not in shown:
+        shown.append("cudnn_benchmark")  # autotuning changes both time and memory
     # Measurement columns no run has (e.g. GPU memory in a CPU sweep) are left out.
     measured = [m.key for m in METRICS if m.table and runs[m.key].notna().any()]
-    return [*shown, "status", *measured]
+    judged = [c for c in ("verdict", "learning") if runs[c].fillna("").astype(str).str.len().gt(0).any()]
+    return [*shown, "status", *judged, *measured]
 
 
 def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
-    """Write summary.csv, report.md and one PNG per experiment into ``out`` (default: the first path)."""
-    from bench import plots  # matplotlib is imported only when a report is built
-
+    """Write summary.csv, report.md and the PNGs of each experiment into ``out`` (default: the first path)."""
     paths = [Path(p) for p in paths]
     out = Path(out) if out is not None else paths[0]
     df = load_runs(paths)  # before anything is written: an input that is not there is never created
@@ -166,36 +186,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     lines += ["## Environment", "", markdown(_environment(df)), ""]
 
     for title, runs in df.groupby("experiment", sort=False):
-        runs = runs.copy()
-        lab = next((lab for lab in runs.get("lab", []) if isinstance(lab, dict)), None)
-        exp_varied = swept_variables(runs) or [v for v in ("model",) if v in runs]
-        if lab and "part" in lab:
-            heading = f"Lab part {lab['part']}: {title}"
-        else:
-            heading = f"Sweep over {', '.join(exp_varied)}" if title == DEFAULT_EXPERIMENT else str(title)
-        lines += [f"## {heading}", ""]
-        loaders = values(runs["loader"])
-        if len(loaders) == 1:
-            lines += [f"Pipeline: loader={loaders[0]} ({PIPELINES.get(loaders[0], 'see README')})", ""]
-        lines += [markdown(runs, _experiment_columns(runs, exp_varied)), ""]
-        png = out / f"{_slug(str(title))}.png"
-        if plots.plot_experiment(runs, exp_varied, heading, png, lab=lab):
-            report.files.append(png)
-            lines += [f"![{heading}]({png.name})", ""]
-            if runs["peak_memory_mb"].notna().any():
-                lines += ["Memory panels show peak memory *allocated* by tensors "
-                          "(`torch.cuda.max_memory_allocated`); reserved memory is in the table.", ""]  # fmt: skip
-        else:
-            lines += ["_No run finished, so there is nothing to plot._", ""]
-        if lab:
-            comparison = lab_comparison(runs, lab)
-            if not comparison.empty:
-                lines += ["The lab's figures (a Colab-class GPU, CIFAR-10, the per-sample DataLoader path) "
-                          "beside ours:", "", markdown(comparison, like=_lab_formats(comparison)), ""]  # fmt: skip
-            if lab.get("note"):
-                lines += [f"Lab: {lab['note']}", ""]
-        if "device" in exp_varied or (lab and lab.get("part") == 1):
-            lines += _speedup_lines(runs)
+        lines += _experiment(out, str(title), runs.copy(), report)
 
     lines += ["## Status of every run", ""]
     lines += [markdown(df, ["job", *[c for c in varied if c in df], "status", "error", "run_dir"]), ""]
@@ -203,6 +194,88 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     report_md.write_text("\n".join(lines))
     report.files.append(report_md)
     return report
+
+
+def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> list[str]:
+    """One experiment's section: table, findings, figures, verdicts, memory, the lab beside ours."""
+    from bench import plots  # matplotlib is imported only when a report is built
+
+    lab = next((lab for lab in runs.get("lab", []) if isinstance(lab, dict)), None)
+    varied = swept_variables(runs) or [v for v in ("model",) if v in runs]
+    if lab and "part" in lab:
+        heading = f"Lab part {lab['part']}: {title}"
+    else:
+        heading = f"Sweep over {', '.join(varied)}" if title == DEFAULT_EXPERIMENT else title
+    lines = [f"## {heading}", ""]
+    loaders = values(runs["loader"])
+    if len(loaders) == 1 and (runs["task"] != "max_batch").any():
+        lines += [f"Pipeline: loader={loaders[0]} ({PIPELINES.get(loaders[0], 'see README')})", ""]
+    shown = runs.assign(learning=["did not learn" if v is False else "" for v in runs["learned"]])
+    lines += [markdown(shown, _experiment_columns(shown, varied)), ""]
+    found = findings.sentences(runs, _x_axis(runs, varied))
+    if found:
+        lines += [" ".join(found), ""]
+
+    slug = _slug(title)
+    figures = [
+        (plots.plot_experiment(runs, varied, heading, out / f"{slug}.png", lab=lab), f"{slug}.png", heading),
+        (plots.plot_time_split(runs, varied, heading, out / f"{slug}_time.png"), f"{slug}_time.png",
+         "Where the time goes"),
+    ]  # fmt: skip
+    if not figures[0][0]:
+        lines += ["_No run finished, so there is nothing to plot._", ""]
+    for made, name, alt in figures:
+        if made:
+            report.files.append(out / name)
+            lines += [f"![{alt}]({name})", ""]
+    if figures[0][0] and runs["peak_memory_mb"].notna().any():
+        lines += ["Memory panels show peak memory *allocated* by tensors (`torch.cuda.max_memory_allocated`) in "
+                  "the timed epochs; reserved memory is in the table.", ""]  # fmt: skip
+
+    if runs["verdict"].notna().any():
+        lines += ["### Why it is fast or slow", "", markdown(findings.verdict_table(runs, varied)), ""]
+    lines += _memory_lines(out, slug, heading, runs, varied, report)
+    if lab:
+        lines += _lab_lines(runs, lab)
+    if "device" in varied or (lab and lab.get("part") == 1):
+        lines += _speedup_lines(runs)
+    return lines
+
+
+def _x_axis(runs: pd.DataFrame, varied: list[str]) -> str:
+    numeric = [v for v in varied if pd.to_numeric(runs[v].dropna(), errors="coerce").notna().all()]
+    return (numeric or varied)[0]
+
+
+def _memory_lines(
+    out: Path, slug: str, heading: str, runs: pd.DataFrame, varied: list[str], report: Report
+) -> list[str]:
+    from bench import plots  # matplotlib is imported only when a report is built
+
+    table = findings.memory_table(runs, varied)
+    if table.empty:
+        return []
+    lines = ["### What peak memory is made of", ""]
+    if plots.plot_memory(runs, varied, heading, out / f"{slug}_memory.png"):
+        report.files.append(out / f"{slug}_memory.png")
+        lines += [f"![What peak memory is made of]({slug}_memory.png)", ""]
+    like = {c: "peak_memory_mb" for c in table if c not in varied}
+    return [*lines, markdown(table, like=like), "", MEMORY_NOTE, ""]
+
+
+def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
+    lines = []
+    comparison = lab_comparison(runs, lab)
+    if not comparison.empty:
+        lines += ["The lab's figures (a Colab-class GPU, CIFAR-10, the per-sample DataLoader path) beside ours, "
+                  "like for like (our peak memory without the resident dataset, which the lab did not have):", "",
+                  markdown(comparison, like=_lab_formats(comparison)), ""]  # fmt: skip
+        why = findings.lab_memory_sentence(runs) if "lab peak alloc MB" in comparison else ""
+        if why:
+            lines += [why, ""]
+    if lab.get("note"):
+        lines += [f"Lab: {lab['note']}", ""]
+    return lines
 
 
 def _speedup_lines(runs: pd.DataFrame) -> list[str]:
@@ -244,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             fail(f"could not write the report: {os_error_line(err)}", EXIT_RUN_FAILED)
         except Interrupted as stop:
             exit_interrupted(stop, "the report may be incomplete; run the same command again")
+        except Exception as err:  # a bug in bench: still one line (the runs on disk are untouched)
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            fail(f"could not build the report: {type(err).__name__}: {one_line(err)}", EXIT_RUN_FAILED)
     counts = report.runs["status"].value_counts()
     print(f"{len(report.runs)} runs ({', '.join(f'{n} {s}' for s, n in counts.items())})")
     for path in report.files:

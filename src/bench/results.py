@@ -22,7 +22,10 @@ METRICS_FILE = "metrics.json"
 STATUSES = ("ok", "oom", "failed", "diverged", "skipped", "interrupted")
 REQUIRED = ("schema", "status", "model", "device", "precision", "batch_size")
 #: the JSON type each structured field must have; anything else makes the file unreadable, not a crash
-SHAPES: dict[str, type] = {"epochs_detail": list, "env": dict, "step": dict, "notes": list}
+SHAPES: dict[str, type] = {
+    "epochs_detail": list, "env": dict, "step": dict, "notes": list, "memory": dict, "diagnosis": dict,
+    "capacity": dict,
+}  # fmt: skip
 
 
 class MetricsError(ValueError):
@@ -50,12 +53,19 @@ class EpochStats:
     data_wait_s: float
     #: the same epoch timed by CUDA events (null on CPU); must agree with time_s
     cuda_time_s: float | None = None
+    #: CUDA events around each host-to-device copy, summed (null on CPU, 0 where batches are made on the GPU)
+    copy_s: float | None = None
+    #: CUDA events around each step, summed: the time the GPU stream spent on training steps (null on CPU)
+    gpu_busy_s: float | None = None
+    #: the GPU's energy over the epoch, from NVML's total-energy counter (null without NVML)
+    energy_j: float | None = None
 
 
 @dataclass
 class RunResult:
     status: str = "ok"
     error: str | None = None
+    task: str = "train"
     model: str | None = None
     device: str | None = None
     device_name: str | None = None
@@ -68,11 +78,19 @@ class RunResult:
     seed: int | None = None
     warmup_steps: int | None = None
     params: int | None = None
+    classes: int | None = None
+    cudnn_benchmark: bool | None = None
     train_samples: int | None = None
     test_samples: int | None = None
     epochs_detail: list[EpochStats] = field(default_factory=list)
     #: run-level numbers, keyed as in bench.metrics.METRICS; written flat into metrics.json
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: what peak memory is made of (bench.memory.breakdown), in MB
+    memory: dict[str, Any] = field(default_factory=dict)
+    #: where the time went and what to try next (bench.diagnosis.diagnose)
+    diagnosis: dict[str, Any] = field(default_factory=dict)
+    #: task=max_batch: every attempt of the search, and why it stopped (bench.capacity)
+    capacity: dict[str, Any] = field(default_factory=dict)
     #: how the step ran (optimizer implementation, compile mode, ...), after 'auto' was resolved
     step: dict[str, Any] = field(default_factory=dict)
     #: facts a reader of the numbers should know, e.g. a config key the loader ignored

@@ -20,6 +20,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bench.diagnosis import diagnose
 from bench.errors import UsageError, one_line
 from bench.folders import SWEEP_FILE, is_run_dir, job_number
 from bench.metrics import METRICS, summarize
@@ -34,11 +35,15 @@ MISSING = "missing"
 DEFAULT_EXPERIMENT = "Runs"
 
 
+#: columns from each run's diagnosis (bench.diagnosis): the verdict, its evidence, the next step, learning
+DIAGNOSIS_COLUMNS = ["verdict", "evidence", "next", "learned"]
+
+
 def summary_columns(settings: Sequence[str] = ()) -> list[str]:
-    """summary.csv's columns: the config (and any other ``settings`` that vary), the status, every metric of
-    the table, then where the run is."""
-    return ["job", *CONFIG_COLUMNS, *settings, "status", *(m.key for m in METRICS), "device_name", "error",
-            "experiment", "run_dir"]  # fmt: skip
+    """summary.csv's columns: the config (and any other ``settings`` that vary), the status, the diagnosis,
+    every metric of the table, then where the run is."""
+    return ["job", "task", *CONFIG_COLUMNS, *settings, "cudnn_benchmark", "status", *DIAGNOSIS_COLUMNS,
+            *(m.key for m in METRICS), "device_name", "error", "experiment", "run_dir"]  # fmt: skip
 
 
 def find_run_dirs(path: Path, *, planned: bool = False) -> list[Path]:
@@ -102,13 +107,17 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
         metrics = load_metrics(run_dir)
     except MetricsError as err:
         # Still say what the run was, from its saved config, so the reader can tell which point is lost.
-        row.update({key: row["_config"].get(key) for key in CONFIG_COLUMNS})
+        row.update({key: row["_config"].get(key) for key in (*CONFIG_COLUMNS, "task")})
         row.update(status=UNREADABLE, error=str(err))
         return row
-    row.update({k: metrics.get(k) for k in (*CONFIG_COLUMNS, "status", "error", "device_name")})
+    row.update({k: metrics.get(k) for k in (*CONFIG_COLUMNS, "status", "error", "device_name", "cudnn_benchmark")})
+    row["task"] = metrics.get("task") or "train"
     # Files written before a metric existed get it derived from their epochs, where it can be.
     derived = summarize(metrics.get("epochs_detail") or [])
     row.update({m.key: metrics[m.key] if metrics.get(m.key) is not None else derived.get(m.key) for m in METRICS})
+    found = metrics.get("diagnosis") or (diagnose({**metrics, **row}) if metrics["status"] == "ok" else {})
+    row.update({k: found.get(k) for k in DIAGNOSIS_COLUMNS})
+    row["memory"] = metrics.get("memory") or None
     env = metrics.get("env") or {}
     row.update({col: env.get(col.removeprefix("env_")) for col in ENV_COLUMNS})
     return row
@@ -163,7 +172,7 @@ def load_runs(paths: Sequence[Path]) -> pd.DataFrame:
     extras = _varying_settings(df)
     for key in extras:
         df[key] = [(cfg or {}).get(key) for cfg in df["_config"]]
-    for col in [*summary_columns(), *ENV_COLUMNS, "lab"]:
+    for col in [*summary_columns(), *ENV_COLUMNS, "lab", "memory"]:
         if col not in df:
             df[col] = None
     order = {str(p): i for i, p in enumerate(paths)}
@@ -183,17 +192,34 @@ def _missing_row(sweep: Path, job: int, overrides: dict[str, Any], rows: list[di
 
 
 def _varying_settings(df: pd.DataFrame) -> list[str]:
-    """Config keys, other than the standard columns, that take more than one value across the runs."""
+    """Config keys, other than the standard columns, that take more than one value across the runs.
+
+    A key of a group's option (``precision.grad_scaler``) counts only where it varies within one option:
+    otherwise the option's column already says it.
+    """
     seen: dict[str, set[str]] = {}
+    within: dict[str, set[tuple[str, str]]] = {}
     for cfg in df.get("_config", []):
-        for key, value in (cfg or {}).items():
+        cfg = cfg or {}
+        for key, value in cfg.items():
             seen.setdefault(key, set()).add(repr(value))
-    return [k for k, v in seen.items() if len(v) > 1 and k not in CONFIG_COLUMNS]
+            group = key.split(".", 1)[0]
+            if "." in key and group in cfg:
+                within.setdefault(key, set()).add((repr(cfg[group]), repr(value)))
+    standard = set(summary_columns())
+
+    def varies(key: str) -> bool:
+        if key in within:  # varies only if one option of the group takes two values
+            options = [option for option, _ in within[key]]
+            return len(options) != len(set(options))
+        return len(seen[key]) > 1
+
+    return [k for k in seen if k not in standard and varies(k)]
 
 
 def settings(df: pd.DataFrame) -> list[str]:
     """The columns load_runs added for config keys that vary beyond the standard ones (e.g. ``lr``)."""
-    known = {*summary_columns(), *ENV_COLUMNS, "sweep", "lab"}
+    known = {*summary_columns(), *ENV_COLUMNS, "sweep", "lab", "memory"}
     return [c for c in df.columns if c not in known]
 
 

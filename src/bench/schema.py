@@ -53,6 +53,19 @@ class StepConfig:
 
 
 @dataclass
+class MaxBatchConfig:
+    """task=max_batch (experiment=max_batch): the search for the largest batch that fits."""
+
+    start: int = 16
+    # Bisect until the smallest failing batch is within this share of the largest fitting one.
+    tolerance: float = 0.05
+    # Wall seconds per job; the search stops (and says so) when they are spent.
+    budget_s: float = 60.0
+    # Search within this share of the GPU's memory (torch.cuda.set_per_process_memory_fraction); null: all.
+    memory_fraction: float | None = None
+
+
+@dataclass
 class Config:
     # Components: a _target_ (class or function) plus its own arguments, from conf/<group>/<option>.yaml.
     model: Any = MISSING
@@ -61,6 +74,9 @@ class Config:
     dataset: Any = MISSING
     loader: Any = MISSING
     step: StepConfig = field(default_factory=StepConfig)
+    # train: the measured training run; max_batch: the largest batch that fits (experiment=max_batch).
+    task: str = "train"
+    max_batch: MaxBatchConfig = field(default_factory=MaxBatchConfig)
     batch_size: int = 64
     workers: int = 2
     epochs: int = 3
@@ -72,7 +88,12 @@ class Config:
     data_dir: str = "data"
     # Evaluate accuracy on the test split after training (not part of the epoch times).
     evaluate: bool = True
-    cudnn_benchmark: bool = True
+    # A torch.profiler trace (trace.json) of a few steps after the warm-up, and the top-10 operators in
+    # bench.log; outside the timed epochs.
+    profile: bool = False
+    # cuDNN autotuning (CUDA only). Off, as in the lab: its trial runs leave workspaces that change peak
+    # memory, and the lab never enabled it. recipe=fast turns it on.
+    cudnn_benchmark: bool = False
     # Set by the experiment presets: which lab part a sweep reproduces, and the lab's figures.
     lab: Any = None
 
@@ -119,6 +140,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "precision.autocast_dtype": (None, "float16", "bfloat16"),
     "step.adam": ("auto", "default", "forloop", "foreach", "fused"),
     "step.compile": ("none", "default", "reduce-overhead", "cudagraph"),
+    "task": ("train", "max_batch"),
 }
 CUDA_ONLY_COMPILE = ("reduce-overhead", "cudagraph")
 #: inclusive ranges; a key that a component does not have (e.g. loader.prefetch_factor) is skipped
@@ -131,6 +153,7 @@ RANGES: dict[str, tuple[int, int | None]] = {
     "dataset.train_size": (1, None),
     "dataset.test_size": (1, None),
     "loader.prefetch_factor": (1, None),
+    "max_batch.start": (1, 2**24),
 }
 #: DataLoader workers beyond this many per CPU core only add processes competing for the same cores
 WORKERS_PER_CORE = 4
@@ -197,7 +220,10 @@ def _check_keys(cfg: DictConfig) -> None:
                 raise ConfigError(_unknown(f"{prefix}{key}", known, prefix))
 
 
-_TYPED_NODES = {"": Config, "device.": DeviceConfig, "precision.": PrecisionConfig, "step.": StepConfig}
+_TYPED_NODES = {
+    "": Config, "device.": DeviceConfig, "precision.": PrecisionConfig, "step.": StepConfig,
+    "max_batch.": MaxBatchConfig,
+}  # fmt: skip
 
 
 def _unknown(key: str, known: Sequence[str], prefix: str = "") -> str:

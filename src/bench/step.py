@@ -68,6 +68,12 @@ def autocast_dtype(precision: DictConfig) -> torch.dtype | None:
     return getattr(torch, name) if name else None
 
 
+def math_precision(precision: DictConfig) -> str:
+    """The arithmetic the GPU's matmuls and convolutions run in, as the peak table names it."""
+    dtype = precision.autocast_dtype
+    return {"float16": "fp16", "bfloat16": "bf16"}.get(dtype) or ("tf32" if precision.get("tf32") else "fp32")
+
+
 def resolve_channels_last(choice: bool | None, device: torch.device) -> bool:
     return AUTO_CHANNELS_LAST.get(device.type, False) if choice is None else bool(choice)
 

@@ -21,20 +21,31 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import interrupts, measure
-from bench.datasets import load_arrays
+from bench import capacity, interrupts, measure, memory
+from bench.datasets import Arrays, load_arrays
 from bench.device import device_type, resolve_device, synchronize
+from bench.diagnosis import diagnose
+from bench.energy import EnergyMeter
 from bench.environment import cpu_name, environment
 from bench.errors import DeviceUnavailable, UsageError, one_line
-from bench.loaders import BatchSource, build_loader
-from bench.loop import evaluate, run_epoch, warm_up
-from bench.metrics import summarize
+from bench.flops import peak_tflops, training_flops_per_sample
+from bench.loaders import BatchSource, build_loader, normalize
+from bench.loop import evaluate, profile, run_epoch, warm_up
+from bench.measure import MIB
+from bench.metrics import metric, summarize
 from bench.models import count_parameters
 from bench.results import NotRecorded, RunResult, write_metrics
 from bench.schema import instantiate
-from bench.step import autocast_dtype, build_step, resolve_channels_last
+from bench.step import autocast_dtype, build_step, math_precision, resolve_channels_last
 
 log = logging.getLogger(__name__)
+
+
+#: samples of one batch the FLOP counter runs on: FLOPs per sample do not depend on the batch size
+FLOP_SAMPLES = 8
+#: steps traced by profile=true, and the trace's file in the run folder
+PROFILE_STEPS = 5
+TRACE_FILE = "trace.json"
 
 
 class Diverged(RuntimeError):
@@ -61,6 +72,7 @@ def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
 
     device = get("device.name")
     return RunResult(
+        task=get("task") or "train",
         model=get("model.name"),
         device=device_type(device) if isinstance(device, str) else None,  # `auto` is recorded as what it means
         precision=get("precision.name"),
@@ -88,7 +100,11 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
         device = resolve_device(cfg.device.name)
         result.device = device.type
         result.device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-        _train(cfg, device, result)
+        run_dir.mkdir(parents=True, exist_ok=True)  # a run writes into it before metrics.json (the trace)
+        if cfg.task == "max_batch":
+            capacity.measure(cfg, device, result)
+        else:
+            _train(cfg, device, result, run_dir)
     except DeviceUnavailable as err:
         result.status, result.error, usage_error = "skipped", str(err), err
     except UsageError as err:  # a missing dataset, or a step option this device cannot run
@@ -147,6 +163,7 @@ def _signal_name(stop: BaseException | None) -> str:
 
 
 def _record_peak_memory(result: RunResult, device: torch.device) -> None:
+    """How far a run that stopped early got (the steady-state figures are recorded by _train)."""
     result.metrics["peak_memory_mb"], result.metrics["peak_reserved_mb"] = measure.peak_memory_mb(device)
 
 
@@ -156,16 +173,19 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
+def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Path) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = bool(cfg.cudnn_benchmark)
+    result.cudnn_benchmark = bool(cfg.cudnn_benchmark)
     measure.reset_peak_memory(device)
+    allocator = memory.allocator_for(device)
 
     arrays = load_arrays(cfg.dataset)
     result.train_samples, result.test_samples = len(arrays.train_y), len(arrays.test_y)
+    result.classes = len(arrays.classes)
 
     _seed_everything(cfg.seed)
-    model = instantiate(cfg.model, num_classes=len(arrays.classes)).to(device)
+    model = instantiate(cfg.model, num_classes=result.classes).to(device)
     channels_last = resolve_channels_last(cfg.step.channels_last, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -177,41 +197,55 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
     try:
         if train.device_bytes:
             result.metrics["dataset_memory_mb"] = train.device_bytes / measure.MIB
-        result.notes.extend(f"{key} is ignored by loader={cfg.loader.name}" for key in train.ignored)
-        cores = os.cpu_count() or 1
-        if cfg.workers > cores and "workers" not in train.ignored:
-            result.notes.append(f"workers={cfg.workers} is more than the {cores} CPU cores here: the worker "
-                                "processes compete with training and with each other for them")  # fmt: skip
-            log.warning("Note: %s", result.notes[-1])
-        log.info(
-            "Training %s (%s params) on %s (%s) | %s | batch %d | %s, %d train / %d test images | loader=%s",
-            cfg.model.name, f"{result.params:,}", device.type, result.device_name, cfg.precision.name,
-            cfg.batch_size, cfg.dataset.name, result.train_samples, result.test_samples, cfg.loader.name,
-        )  # fmt: skip
-
+        _note_setup(cfg, train, result)
         clock = measure.Stopwatch(device)
         warmup_steps = max(cfg.warmup_steps, step.min_warmup_steps)
         if warmup_steps > cfg.warmup_steps:
             result.notes.append(f"warm-up raised to {warmup_steps} steps: step.compile={cfg.step.compile} needs them")
         result.warmup_steps = warmup_steps
+        _count_flops(model, arrays, device, result, autocast_dtype(cfg.precision))
         if warmup_steps > 0:
             result.metrics["warmup_time"] = warmup = warm_up(cfg.seed, model, step, train, clock, warmup_steps)
             log.info("Warm-up: %d steps in %.2fs (rolled back)", warmup_steps, warmup)
+        if cfg.profile:
+            table = profile(cfg.seed, model, step, train, PROFILE_STEPS, run_dir / TRACE_FILE)
+            log.info("Profiled %d steps (rolled back): %s", PROFILE_STEPS, run_dir / TRACE_FILE)
+            log.debug("Top operators by self time:\n%s", table)  # to bench.log
+
+        # Steady state from here: the warm-up's one-time transients must not set the run's peak.
+        sizes = memory.persistent_sizes(model, step.optimizer, train.device_bytes)
+        baseline = 0
+        if allocator is not None:
+            result.metrics["warmup_peak_memory_mb"] = allocator.peak_allocated() / measure.MIB
+            allocator.start_steady_state()
+            baseline = allocator.allocated()
+        events = measure.StepEvents(device, len(train))  # made here, outside the timed epochs
+        energy = EnergyMeter(device) if device.type == "cuda" else None
+        if energy is not None and energy.note:
+            result.notes.append(energy.note)
 
         for epoch in range(1, cfg.epochs + 1):
-            stats = run_epoch(epoch, cfg.epochs, cfg.seed, model, step, train, clock)
+            stats = run_epoch(epoch, cfg.epochs, cfg.seed, model, step, train, clock, events, energy)
             result.epochs_detail.append(stats)
-            log.info(
-                "Epoch %d/%d | Loss: %.3f | Time: %.2fs | %.0f samples/s",
-                epoch, cfg.epochs, stats.loss, stats.time_s, stats.samples_per_s,
-            )  # fmt: skip
+            log.info("Epoch %d/%d | Loss: %.3f | Time: %.2fs | %s samples/s",
+                     epoch, cfg.epochs, stats.loss, stats.time_s, f"{stats.samples_per_s:,.0f}")  # fmt: skip
             if not math.isfinite(stats.loss):
                 raise Diverged(f"loss is {stats.loss} after epoch {epoch}")
+        if energy is not None:
+            result.metrics["power_limit_w"], result.metrics["sm_clock_mhz"] = energy.power_limit_w, energy.sm_clock_mhz
     finally:
         train.close()
+        if energy is not None:
+            energy.close()
 
     result.metrics.update(summarize([asdict(e) for e in result.epochs_detail]))
-    _record_peak_memory(result, device)
+    _record_utilization(result, cfg.precision)
+    if allocator is not None:
+        peak, reserved = allocator.peak_allocated(), allocator.peak_reserved()
+        result.metrics["peak_memory_mb"], result.metrics["peak_reserved_mb"] = peak / MIB, reserved / MIB
+        result.memory = memory.breakdown(sizes, baseline, peak, reserved)
+    else:
+        result.memory = memory.sizes_mb(sizes)
 
     if cfg.evaluate:
         start = time.perf_counter()
@@ -219,15 +253,77 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
         accuracy = evaluate(model, test, autocast_dtype(cfg.precision))
         synchronize(device)
         result.metrics["test_accuracy"], result.metrics["eval_time"] = accuracy, time.perf_counter() - start
+    _conclude(result)
 
+
+def _count_flops(
+    model: torch.nn.Module, arrays: Arrays, device: torch.device, result: RunResult, dtype: torch.dtype | None
+) -> None:
+    """Training FLOPs per sample, counted once on a few training images, before the warm-up.
+
+    The images are taken from the arrays, not the loader (no worker start), and the RNG is left untouched,
+    so training is exactly as without the count.
+    """
+    x = normalize(torch.from_numpy(arrays.train_x[:FLOP_SAMPLES])).to(device)
+    y = torch.from_numpy(arrays.train_y[:FLOP_SAMPLES]).to(device)
+    rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    with rng, torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        count = training_flops_per_sample(model, x, labels=y)
+    result.metrics["flops_per_sample"] = count.training
+
+
+def _record_utilization(result: RunResult, precision: DictConfig) -> None:
+    """Achieved TFLOP/s, and on a GPU of the peak table the share of its dense peak for the math used."""
     m = result.metrics
-    memory = (
-        f"peak memory {m['peak_memory_mb']:.1f} MB allocated / {m['peak_reserved_mb']:.1f} MB reserved"
-        if m["peak_memory_mb"] is not None
-        else f"peak RSS {measure.peak_rss_mb():.0f} MB"
-    )
-    accuracy = f", test accuracy {m['test_accuracy']:.1%}" if m.get("test_accuracy") is not None else ""
-    log.info("Done: avg epoch %.2fs, %.0f samples/s, %s%s", m["avg_epoch_time"], m["samples_per_s"], memory, accuracy)
+    if m.get("flops_per_sample") is None or m.get("samples_per_s") is None:
+        return
+    m["tflops"] = m["flops_per_sample"] * m["samples_per_s"] / 1e12
+    if result.device != "cuda":
+        return
+    peak = peak_tflops(result.device_name or "", math_precision(precision))
+    if peak is None:
+        result.notes.append(f"no dense peak is known for {result.device_name}: % of peak is not given")
+        return
+    m["peak_flops_frac"] = m["tflops"] / peak[0]
+    result.notes.append(f"peak {peak[0]:g} TFLOP/s ({math_precision(precision)}) from {peak[1]}")
+
+
+def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
+    """Facts a reader of the numbers should know, in metrics.json's notes and on the console."""
+    result.notes.extend(f"{key} is ignored by loader={cfg.loader.name}" for key in train.ignored)
+    cores = os.cpu_count() or 1
+    if cfg.workers > cores and "workers" not in train.ignored:
+        result.notes.append(f"workers={cfg.workers} is more than the {cores} CPU cores here: the worker "
+                            "processes compete with training and with each other for them")  # fmt: skip
+        log.warning("Note: %s", result.notes[-1])
+    log.info(
+        "Training %s (%s params) on %s (%s) | %s | batch %d | %s, %d train / %d test images | loader=%s",
+        cfg.model.name, f"{result.params:,}", result.device, result.device_name, cfg.precision.name,
+        cfg.batch_size, cfg.dataset.name, result.train_samples, result.test_samples, cfg.loader.name,
+    )  # fmt: skip
+
+
+def _conclude(result: RunResult) -> None:
+    """The run's verdict and learning check, and its closing lines on the console."""
+    record = {**result.to_dict(), "step": result.step}
+    result.diagnosis = diagnose(record)
+    if result.diagnosis["learned"] is False:
+        result.notes.append(result.diagnosis["learning"])
+        log.warning("Note: %s", result.diagnosis["learning"])
+    m = result.metrics
+    line = [f"avg epoch {metric('avg_epoch_time').format(m['avg_epoch_time'])} s",
+            f"{metric('samples_per_s').format(m['samples_per_s'])} samples/s"]  # fmt: skip
+    if m.get("peak_memory_mb") is not None:
+        line.append(f"peak memory {m['peak_memory_mb']:,.1f} MB allocated / {m['peak_reserved_mb']:,.1f} MB reserved")
+    else:
+        line.append(f"peak RSS {measure.peak_rss_mb():,.0f} MB")
+    if m.get("test_accuracy") is not None:
+        line.append(f"test accuracy {m['test_accuracy']:.1%}")
+    log.info("Done: %s", ", ".join(line))
+    diagnosis = result.diagnosis
+    if diagnosis["verdict"]:
+        next_step = f"; try {diagnosis['next']}" if diagnosis["next"] else ""
+        log.info("Verdict: %s: %s%s", diagnosis["verdict"], diagnosis["evidence"], next_step)
 
 
 def _loader(

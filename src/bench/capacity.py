@@ -1,0 +1,75 @@
+"""The ``max_batch`` task: the largest batch a model trains at, and how its peak memory grows with the batch.
+
+One job is one model × precision (``experiment=max_batch`` sweeps them): bench.maxbatch doubles the batch,
+then bisects to within the tolerance, each attempt one real training step (two, so that Adam's state is
+there too) whose peak memory is recorded; an OOM is caught and freed before the next attempt. A straight
+line through the fitting attempts gives peak ≈ a + b·batch. It needs a CUDA GPU: elsewhere the job is
+``skipped`` with that reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import torch
+from omegaconf import DictConfig
+
+from bench.errors import DeviceUnavailable
+from bench.maxbatch import Trial, cuda_step_trial, fit_line, memory_cap, search_max_batch
+from bench.results import RunResult
+from bench.schema import instantiate
+from bench.step import autocast_dtype, resolve_channels_last
+
+log = logging.getLogger(__name__)
+
+#: training steps per attempt: from the second on, Adam's state is in memory during the forward pass
+STEPS_PER_ATTEMPT = 2
+
+
+def measure(cfg: DictConfig, device: torch.device, result: RunResult, trial: Trial | None = None) -> None:
+    """Search and fit for ``cfg``'s model and precision on ``device``, recording into ``result``.
+
+    ``trial`` replaces the real CUDA step (a CPU stand-in, for tests of everything around it).
+    """
+    options = cfg.max_batch
+    if trial is None:
+        trial = _cuda_trial(cfg, device)
+    cap = memory_cap(options.memory_fraction, device) if options.memory_fraction else contextlib.nullcontext()
+    with cap:
+        search = search_max_batch(trial, start=options.start, tolerance=options.tolerance, budget_s=options.budget_s)
+    fit = fit_line(search.points)
+    largest = search.largest_fitting
+    result.metrics["max_batch"] = largest
+    fitting = [a for a in search.attempts if a.fits and a.batch == largest]
+    result.metrics["peak_memory_mb"] = fitting[-1].peak_mb if fitting else None
+    if fit is not None:
+        result.metrics.update(mem_intercept_mb=fit.intercept_mb, mem_mb_per_image=fit.slope_mb_per_image,
+                              mem_fit_r2=fit.r2, images_per_gb=fit.images_per_gb)  # fmt: skip
+    result.capacity = {
+        "attempts": [vars(a) for a in search.attempts],
+        "smallest_failing": search.smallest_failing,
+        "stopped": search.stopped,
+        "memory_fraction": options.memory_fraction,
+        "steps_per_attempt": STEPS_PER_ATTEMPT,
+    }
+    seconds = sum(a.seconds for a in search.attempts)
+    log.info("Largest batch that fits: %s (%s; %d attempts in %.1f s)", largest, search.stopped,
+             len(search.attempts), seconds)  # fmt: skip
+    if fit is not None:
+        log.info("Peak ≈ %.1f MB + %.4f MB × batch (R² %.3f): %.0f images per GB", fit.intercept_mb,
+                 fit.slope_mb_per_image, fit.r2, fit.images_per_gb)  # fmt: skip
+
+
+def _cuda_trial(cfg: DictConfig, device: torch.device) -> Trial:
+    if device.type != "cuda":
+        raise DeviceUnavailable("experiment=max_batch needs a CUDA GPU: it searches the GPU's memory")
+    return cuda_step_trial(
+        lambda: instantiate(cfg.model, num_classes=10),
+        device=device,
+        precision_dtype=autocast_dtype(cfg.precision),
+        grad_scaler=bool(cfg.precision.grad_scaler),
+        lr=cfg.lr,
+        channels_last=resolve_channels_last(cfg.step.channels_last, device),
+        steps=STEPS_PER_ATTEMPT,
+    )

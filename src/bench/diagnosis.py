@@ -1,0 +1,97 @@
+"""Why is it fast or slow? A verdict per run from its own numbers, one concrete next step, and a learning check.
+
+Every threshold is a named constant here, and only here. The verdicts:
+
+- **input-bound**: the loop waited for the next batch at least ``INPUT_BOUND_WAIT`` of the epoch;
+- **launch-bound** (CUDA): the GPU stream was busy with steps less than ``LAUNCH_BOUND_BUSY`` of the epoch
+  while the data wait was small: the host cannot hand the GPU work fast enough;
+- **compute-bound** (CUDA): the stream was busy at least ``COMPUTE_BOUND_BUSY``; the share of the GPU's
+  dense peak says how well that time is used;
+- **host overhead** (CUDA): in between;
+- **compute-bound (CPU)**: on the CPU, the time that is not data wait is the model's own compute.
+
+"GPU busy" is measured by CUDA events around each step (see bench.measure.StepEvents): the time the stream
+spent between a step's first and last kernel. Gaps between kernels inside a step count as busy, so a step
+whose kernels are tiny can look busy while launches dominate; the share of the dense peak is the check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+INPUT_BOUND_WAIT = 0.30
+LAUNCH_BOUND_BUSY = 0.50
+COMPUTE_BOUND_BUSY = 0.90
+#: a final loss this close to ln(classes), relatively, is what a model that guesses uniformly scores
+NEAR_CHANCE_LOSS = 0.02
+#: a test accuracy under this many times chance (1 / classes) is no evidence of learning
+CHANCE_ACCURACY_FACTOR = 1.5
+DID_NOT_LEARN = "did not learn"
+
+
+def diagnose(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict, its evidence and a next step (an override to paste), plus the learning check.
+
+    ``run`` is a metrics.json record (flat metrics, the config fields, ``step``); missing numbers are fine.
+    """
+    verdict, evidence, next_step = _verdict(run)
+    learned, note = learned_check(run)
+    return {"verdict": verdict, "evidence": evidence, "next": next_step, "learned": learned, "learning": note}
+
+
+def _share(run: Mapping[str, Any], key: str) -> float | None:
+    value = run.get(key)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
+    wait = _share(run, "data_wait_frac")
+    if wait is None:
+        return None, "no timed epoch to judge", None
+    loader, batch = run.get("loader"), run.get("batch_size") or 0
+    step = run.get("step") or {}
+    if wait >= INPUT_BOUND_WAIT:
+        evidence = f"data wait {wait:.0%} of the epoch (input-bound from {INPUT_BOUND_WAIT:.0%})"
+        return "input-bound", evidence, "loader=resident" if loader == "dataloader" else f"batch_size={2 * batch}"
+    busy = _share(run, "gpu_busy_frac")
+    if run.get("device") != "cuda" or busy is None:
+        evidence = f"data wait {wait:.0%}; the rest of the epoch is the model's compute on the CPU"
+        if loader == "dataloader":
+            return "compute-bound (CPU)", evidence, "loader=resident"
+        if not step.get("channels_last"):
+            return "compute-bound (CPU)", evidence, "step.channels_last=true"
+        return "compute-bound (CPU)", evidence, "device=cuda"
+    evidence = f"GPU busy {busy:.0%} of the epoch, data wait {wait:.0%}"
+    captured = step.get("compile") in ("cudagraph", "max")
+    if busy < LAUNCH_BOUND_BUSY:
+        return "launch-bound", evidence, f"batch_size={2 * batch}" if captured else "step.compile=cudagraph"
+    if busy < COMPUTE_BOUND_BUSY:
+        return "host overhead", evidence, f"batch_size={2 * batch}" if captured else "step.compile=cudagraph"
+    peak = _share(run, "peak_flops_frac")
+    if peak is not None:
+        evidence += f", {peak:.0%} of the GPU's dense peak"
+    if run.get("precision") == "fp32":
+        return "compute-bound", evidence, "precision=amp_bf16"
+    return "compute-bound", evidence, None
+
+
+def learned_check(run: Mapping[str, Any]) -> tuple[bool | None, str | None]:
+    """Whether the run learned: False when its final loss is chance's or its accuracy is near chance."""
+    classes = run.get("classes") or 10
+    loss, accuracy = _share(run, "final_loss"), _share(run, "test_accuracy")
+    if loss is None:
+        return None, None
+    chance_loss = math.log(classes)
+    if abs(loss - chance_loss) <= NEAR_CHANCE_LOSS * chance_loss:
+        return False, (
+            f"{DID_NOT_LEARN}: final loss {loss:.3f} is within {NEAR_CHANCE_LOSS:.0%} of ln({classes}) = "
+            f"{chance_loss:.3f}, a uniform guess"
+        )
+    if accuracy is not None and accuracy < CHANCE_ACCURACY_FACTOR / classes:
+        return False, (
+            f"{DID_NOT_LEARN}: test accuracy {accuracy:.1%} is under {CHANCE_ACCURACY_FACTOR:g}× chance "
+            f"({1 / classes:.0%})"
+        )
+    return True, None

@@ -1,0 +1,124 @@
+"""What a sweep's numbers say, in sentences computed from them: no figure in here is typed by hand.
+
+Used by the report under each experiment: how throughput moves along the swept variable, where the data
+path's share of the epoch crosses the input-bound threshold, how peak memory grows, and what each run's
+verdict is (bench.diagnosis).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.diagnosis import INPUT_BOUND_WAIT
+from bench.memory import LABELS, PARTS
+
+
+def _numeric(col: pd.Series) -> bool:
+    values = col.dropna()
+    return not values.empty and bool(pd.to_numeric(values, errors="coerce").notna().all())
+
+
+def _label(x: str, value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{x}={value}"
+
+
+def sentences(runs: pd.DataFrame, x: str) -> list[str]:
+    """Two or three sentences about the finished runs of one experiment, along the swept variable ``x``."""
+    ok = runs[(runs["status"] == "ok") & runs["samples_per_s"].notna()]
+    if len(ok) < 2 or x not in ok:
+        return []
+    if _numeric(ok[x]):
+        ok = ok.assign(_x=pd.to_numeric(ok[x])).sort_values("_x")
+    first, last = ok.iloc[0], ok.iloc[-1]
+    best, worst = ok.loc[ok["samples_per_s"].idxmax()], ok.loc[ok["samples_per_s"].idxmin()]
+    out = []
+    if _numeric(ok[x]):
+        ratio = last["samples_per_s"] / first["samples_per_s"]
+        out.append(
+            f"Throughput goes from {first['samples_per_s']:,.0f} samples/s at {_label(x, first[x])} to "
+            f"{last['samples_per_s']:,.0f} at {_label(x, last[x])} ({ratio:.2f}×); the fastest run is "
+            f"{_label(x, best[x])} at {best['samples_per_s']:,.0f} samples/s."
+        )
+    else:
+        out.append(
+            f"{_label(x, best[x])} is the fastest at {best['samples_per_s']:,.0f} samples/s; "
+            f"{_label(x, worst[x])} is the slowest at {worst['samples_per_s']:,.0f} samples/s "
+            f"({best['samples_per_s'] / worst['samples_per_s']:.2f}× slower)."
+        )
+    out.append(_data_path_sentence(ok, x))
+    memory = _memory_sentence(ok, x)
+    if memory:
+        out.append(memory)
+    return [s for s in out if s]
+
+
+def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
+    waits = ok["data_wait_frac"]
+    if waits.isna().all():
+        return ""
+    first, last = ok.iloc[0], ok.iloc[-1]
+    bound = [_label(x, r[x]) for _, r in ok.iterrows() if (r["data_wait_frac"] or 0) >= INPUT_BOUND_WAIT]
+    span = f"from {first['data_wait_frac']:.0%} at {_label(x, first[x])} to {last['data_wait_frac']:.0%} at " + (
+        f"{_label(x, last[x])}"
+    )
+    if not bound:
+        return (
+            f"The data path's share of the epoch goes {span}: no run is input-bound (threshold {INPUT_BOUND_WAIT:.0%})."
+        )
+    if len(bound) == len(ok):
+        return f"The data path's share of the epoch goes {span}: every run is input-bound."
+    return f"The data path's share of the epoch goes {span}: input-bound at {', '.join(bound)}."
+
+
+def _memory_sentence(ok: pd.DataFrame, x: str) -> str:
+    if ok["peak_memory_mb"].isna().all():
+        return ""
+    first, last = ok.iloc[0], ok.iloc[-1]
+    text = (
+        f"Peak memory allocated goes from {first['peak_memory_mb']:,.1f} MB at {_label(x, first[x])} to "
+        f"{last['peak_memory_mb']:,.1f} MB at {_label(x, last[x])}"
+    )
+    if x == "batch_size" and _numeric(ok[x]) and ok[x].nunique() >= 2:
+        slope = np.polyfit(pd.to_numeric(ok[x]).astype(float), ok["peak_memory_mb"].astype(float), 1)[0]
+        text += f", {slope * 1024:,.1f} KB more per image in the batch"
+    return text + "."
+
+
+def verdict_table(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
+    """Per run: the swept values, the verdict, its evidence and the next step to try."""
+    table = runs[[*varied, "status", "verdict", "evidence", "next", "learned"]].copy()
+    table["next"] = [f"`{n}`" if isinstance(n, str) and n else "" for n in table["next"]]
+    table["learned"] = ["did not learn" if v is False else "" for v in table["learned"]]
+    return table.rename(columns={"next": "try next", "learned": "learning"})
+
+
+def memory_table(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
+    """Per CUDA run with a breakdown: each part in MB, and the peaks they add up to."""
+    rows = []
+    for _, run in runs.iterrows():
+        parts = run.get("memory")
+        if not isinstance(parts, dict) or "activations_mb" not in parts:
+            continue
+        row = {v: run[v] for v in varied}
+        row.update({LABELS[p]: parts.get(f"{p}_mb") for p in PARTS})
+        row.update({"peak allocated": parts.get("peak_allocated_mb"), "peak reserved": parts.get("peak_reserved_mb")})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lab_memory_sentence(runs: pd.DataFrame) -> str:
+    """Why our peak differs from the lab's, from the breakdown of our first run that has one."""
+    for _, run in runs.iterrows():
+        parts = run.get("memory")
+        if isinstance(parts, dict) and "activations_mb" in parts:
+            own = parts["params_mb"] + parts["grads_mb"] + parts["optimizer_mb"]
+            return (
+                f"Of our peak at {run.get('batch_size')} images per batch, {own:,.1f} MB are the model's weights, "
+                f"gradients and Adam state, {parts['activations_mb']:,.1f} MB activations and temporaries, and "
+                f"{parts['other_persistent_mb']:,.1f} MB other persistent memory (library workspaces and handles, "
+                "which differ by GPU, driver and library version); the resident dataset is left out above."
+            )
+    return ""

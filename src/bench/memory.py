@@ -1,0 +1,106 @@
+"""What peak memory is made of: a breakdown measured at defined points of a run, adding up to the peak.
+
+Persistent tensors are measured by their sizes: parameters, gradients and optimizer state after the
+warm-up, and the resident dataset. The allocator is read at two points: right before the timed epochs
+(``baseline``: everything persistent, including what the sizes do not name, e.g. a captured graph's static
+buffers) and at the end of them (the steady-state peak, counters reset after the warm-up). So:
+
+    parameters + gradients + optimizer + dataset + other persistent + activations = peak allocated
+    peak allocated + allocator reserve                                             = peak reserved
+
+``activations`` is the peak minus the persistent memory: activations, temporaries and library workspaces
+of the busiest moment of a step. The allocator is an interface so that the arithmetic is tested on the CPU
+with a stand-in; on CUDA it is torch.cuda's caching allocator.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterable
+from typing import Protocol
+
+import torch
+
+MIB = 2**20
+PARTS = ("params", "grads", "optimizer", "dataset", "other_persistent", "activations", "reserve")
+LABELS = {
+    "params": "parameters",
+    "grads": "gradients",
+    "optimizer": "optimizer state",
+    "dataset": "resident dataset",
+    "other_persistent": "other persistent",
+    "activations": "activations & temporaries",
+    "reserve": "allocator reserve",
+}
+
+
+class Allocator(Protocol):
+    def allocated(self) -> int: ...
+    def peak_allocated(self) -> int: ...
+    def peak_reserved(self) -> int: ...
+    def start_steady_state(self) -> None: ...
+
+
+class CudaAllocator:
+    """torch.cuda's caching allocator on one device."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def allocated(self) -> int:
+        return torch.cuda.memory_allocated(self.device)
+
+    def peak_allocated(self) -> int:
+        return torch.cuda.max_memory_allocated(self.device)
+
+    def peak_reserved(self) -> int:
+        return torch.cuda.max_memory_reserved(self.device)
+
+    def start_steady_state(self) -> None:
+        """Forget the warm-up's one-time transients (autotuning, workspaces): release the cached blocks they
+        left and reset the peaks, so the timed epochs report their own."""
+        gc.collect()
+        torch.cuda.synchronize(self.device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+
+def allocator_for(device: torch.device) -> Allocator | None:
+    """The device's allocator, or None where memory is not counted per tensor (the CPU: peak RSS instead)."""
+    return CudaAllocator(device) if device.type == "cuda" else None
+
+
+def _bytes(tensors: Iterable[object]) -> int:
+    return sum(t.nbytes for t in tensors if isinstance(t, torch.Tensor))
+
+
+def persistent_sizes(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset_bytes: int) -> dict[str, int]:
+    """Bytes of the tensors that live through the whole run, by their sizes (call after the warm-up)."""
+    params = list(model.parameters())
+    state = [value for per_param in optimizer.state.values() for value in per_param.values()]
+    return {
+        "params": _bytes(params),
+        "grads": _bytes(p.grad for p in params),
+        # Adam's moments; a step count that lives on the CPU (non-capturable Adam) is not device memory.
+        "optimizer": _bytes(t for t in state if isinstance(t, torch.Tensor) and t.device == params[0].device),
+        "dataset": dataset_bytes,
+    }
+
+
+def breakdown(sizes: dict[str, int], baseline: int, peak_allocated: int, peak_reserved: int) -> dict[str, float]:
+    """The parts in MB (2**20 bytes), adding up to the peaks by construction (see the module docstring)."""
+    named = sum(sizes.values())
+    parts = {
+        **sizes,
+        "other_persistent": baseline - named,
+        "activations": peak_allocated - baseline,
+        "reserve": peak_reserved - peak_allocated,
+    }
+    out = {f"{key}_mb": parts[key] / MIB for key in PARTS}
+    out.update(baseline_mb=baseline / MIB, peak_allocated_mb=peak_allocated / MIB, peak_reserved_mb=peak_reserved / MIB)
+    return out
+
+
+def sizes_mb(sizes: dict[str, int]) -> dict[str, float]:
+    """The persistent parts alone, in MB: what a CPU run can say (its peak is RSS, not per tensor)."""
+    return {f"{key}_mb": value / MIB for key, value in sizes.items()}

@@ -1,0 +1,118 @@
+"""Why is it fast or slow: the time split, FLOPs, the verdict with its next step, the learning check, the
+report's sentences and readable numbers. On the CPU here; the CUDA parts are in test_cuda.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench import diagnosis, train
+from bench.report import build_report
+from conftest import TINY, run_cli
+
+DATA = ("dataset.train_size=1024", "dataset.test_size=64", "epochs=1", "batch_size=32", "device=cpu")
+
+
+def _run(cfg_for, tmp_path: Path, *overrides: str) -> train.RunResult:
+    result = train.run(cfg_for(*DATA, *overrides), tmp_path / f"run{len(list(tmp_path.iterdir()))}")
+    assert result.status == "ok", result.error
+    return result
+
+
+def test_a_slow_data_path_is_input_bound_and_the_resident_loader_is_not(cfg_for, tmp_path: Path) -> None:
+    # The lab's per-sample PIL path in the training process itself (workers=0) is slow on purpose.
+    slow = _run(cfg_for, tmp_path, "loader=dataloader", "workers=0", "model=small")
+    fast = _run(cfg_for, tmp_path, "loader=resident", "model=small")
+    assert slow.metrics["data_wait_frac"] >= diagnosis.INPUT_BOUND_WAIT
+    assert slow.diagnosis["verdict"] == "input-bound" and slow.diagnosis["next"] == "loader=resident"
+    assert f"{slow.metrics['data_wait_frac']:.0%}" in slow.diagnosis["evidence"]
+    assert fast.metrics["data_wait_frac"] < diagnosis.INPUT_BOUND_WAIT
+    assert fast.diagnosis["verdict"] == "compute-bound (CPU)"
+    for run in (slow, fast):  # on the CPU the epoch is data wait + compute; no GPU figures
+        assert all(e.gpu_busy_s is None and e.copy_s is None for e in run.epochs_detail)
+        assert run.metrics["gpu_busy_frac"] is None
+
+
+@pytest.mark.parametrize(
+    ("run", "verdict", "next_step"),
+    [
+        ({"data_wait_frac": 0.5, "loader": "dataloader", "device": "cuda"}, "input-bound", "loader=resident"),
+        ({"data_wait_frac": 0.05, "gpu_busy_frac": 0.3, "device": "cuda", "batch_size": 64, "step": {}},
+         "launch-bound", "step.compile=cudagraph"),
+        ({"data_wait_frac": 0.05, "gpu_busy_frac": 0.3, "device": "cuda", "batch_size": 64,
+          "step": {"compile": "cudagraph"}}, "launch-bound", "batch_size=128"),
+        ({"data_wait_frac": 0.02, "gpu_busy_frac": 0.95, "device": "cuda", "precision": "fp32",
+          "peak_flops_frac": 0.4}, "compute-bound", "precision=amp_bf16"),
+        ({"data_wait_frac": 0.1, "gpu_busy_frac": 0.7, "device": "cuda", "step": {}}, "host overhead",
+         "step.compile=cudagraph"),
+    ],
+)  # fmt: skip
+def test_the_thresholds_decide_the_verdict(run: dict, verdict: str, next_step: str) -> None:
+    found = diagnosis.diagnose(run)
+    assert (found["verdict"], found["next"]) == (verdict, next_step)
+    if verdict == "compute-bound":
+        assert "40% of the GPU's dense peak" in found["evidence"]
+
+
+def test_a_run_that_did_not_learn_is_flagged_but_stays_ok(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "-m", *[t for t in TINY if "batch_size" not in t], "hydra.sweep.dir=S", "lr=1e-9,0.001")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "S" / "summary.csv")
+    assert list(summary["status"]) == ["ok", "ok"]
+    assert summary.loc[0, "learned"] == False  # noqa: E712  (a CSV boolean)
+    metrics = json.loads((tmp_path / "S" / "0" / "metrics.json").read_text())
+    assert any(note.startswith(diagnosis.DID_NOT_LEARN) for note in metrics["notes"])
+    assert abs(metrics["final_loss"] - math.log(10)) <= diagnosis.NEAR_CHANCE_LOSS * math.log(10)
+    assert "did not learn" in (tmp_path / "S" / "report.md").read_text()
+
+
+def test_flops_and_achieved_tflops_are_recorded(cfg_for, tmp_path: Path) -> None:
+    run = _run(cfg_for, tmp_path, "loader=resident")
+    assert run.metrics["flops_per_sample"] == 12_084_720  # MediumNet: forward 4,655,440, plus the backward
+    assert run.metrics["tflops"] == pytest.approx(12_084_720 * run.metrics["samples_per_s"] / 1e12)
+    assert run.metrics.get("peak_flops_frac") is None  # no dense peak for a CPU
+
+
+def test_the_report_explains_a_sweep_in_sentences_and_readable_numbers(tmp_path: Path) -> None:
+    tiny = [t for t in TINY if "batch_size" not in t and "workers" not in t]
+    proc = run_cli(tmp_path, "-m", *tiny, "hydra.sweep.dir=S", "loader=resident", "batch_size=8,64", "workers=0")
+    assert proc.returncode == 0, proc.stderr
+    report = (tmp_path / "S" / "report.md").read_text()
+    summary = pd.read_csv(tmp_path / "S" / "summary.csv")
+    first, last = summary.iloc[0], summary.iloc[-1]
+    # The sentence's numbers are the sweep's own, formatted as everywhere else.
+    assert (
+        f"Throughput goes from {first['samples_per_s']:,.0f} samples/s at batch_size=8 to "
+        f"{last['samples_per_s']:,.0f} at batch_size=64"
+    ) in report
+    assert f"from {first['data_wait_frac']:.0%} at batch_size=8" in report
+    assert "### Why it is fast or slow" in report and "compute-bound (CPU)" in report
+    assert (tmp_path / "S" / "runs_time.png").exists() and "![Where the time goes](runs_time.png)" in report
+    tables = [line for line in report.splitlines() if line.startswith("|")]
+    assert not any(re.search(r"\d\.\d+e[+-]\d+", line) for line in tables)  # no 2.659e+04 in any table
+    assert any(f" {first['samples_per_s']:,.0f} " in line for line in tables)  # formatted as in the sentence
+
+
+def test_profile_writes_a_trace_and_changes_nothing(cfg_for, tmp_path: Path, caplog) -> None:
+    plain = _run(cfg_for, tmp_path, "loader=resident", "epochs=2")
+    with caplog.at_level(logging.DEBUG, logger="bench.train"):
+        profiled = _run(cfg_for, tmp_path, "loader=resident", "epochs=2", "profile=true")
+    assert [e.loss for e in profiled.epochs_detail] == [e.loss for e in plain.epochs_detail]
+    run_dir = next(p for p in tmp_path.iterdir() if (p / "trace.json").exists())
+    trace = json.loads((run_dir / "trace.json").read_text())
+    assert trace["traceEvents"]
+    assert "Top operators by self time" in caplog.text  # bench.log, where a CLI run logs DEBUG
+
+
+def test_old_metrics_files_get_a_diagnosis_in_the_report(tmp_path: Path) -> None:
+    from test_report import _fake_run
+
+    _fake_run(tmp_path / "s", 0, "cpu", 64, 2.0)  # data wait 0.1 s of 2 s: 5%
+    report = build_report([tmp_path / "s"])
+    assert report.runs.loc[0, "verdict"] == "compute-bound (CPU)"
