@@ -1,25 +1,232 @@
-"""The cluster path: Hydra's submitit launcher runs the jobs in other processes, and the report still comes."""
+"""The cluster path: Hydra's submitit launcher runs the jobs in other processes, and the report still comes.
+
+Two presets (conf/hydra/launcher/): `slurm`, one GPU per job of a SLURM array, checked by rendering its
+sbatch script without submitting it (no SLURM here); and `local`, submitit's local executor with at most
+one job per GPU, run for real on the CPU.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
-from conftest import TINY, run_cli
+from bench.schema import compose
+from conftest import TINY, offline_env, read_metrics, run_cli
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+
+from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
+
+TINY_SWEEP = [t for t in TINY if not t.startswith("batch_size=")]
 
 
 @pytest.mark.slow
 def test_a_submitit_sweep_ends_in_the_same_report(tmp_path: Path) -> None:
     # submitit_local is submitit_slurm's code path without SLURM: each job is pickled, run in a new
     # process, and its result collected; the report reads only the job folders.
-    tiny = [t for t in TINY if not t.startswith("batch_size=")]
-    proc = run_cli(tmp_path, "-m", "hydra/launcher=submitit_local", *tiny, "batch_size=16,32")
+    proc = run_cli(tmp_path, "-m", "hydra/launcher=submitit_local", *TINY_SWEEP, "batch_size=16,32")
     assert proc.returncode == 0, proc.stderr
     sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
     summary = pd.read_csv(sweep / "summary.csv")
     assert list(summary["batch_size"]) == [16, 32] and (summary["status"] == "ok").all()
     assert (sweep / "report.md").exists()
+
+
+# ------------------------------------------------------------------------------------------- SLURM
+
+
+def test_the_slurm_preset_asks_for_one_gpu_per_job_and_takes_overrides(tmp_path: Path) -> None:
+    cfg = compose(["hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert cfg.hydra.runtime.choices["hydra/launcher"] == "slurm"
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 1, 1)
+    assert (launcher.timeout_min, launcher.cpus_per_task, launcher.mem_gb) == (60, 8, 32)
+    assert launcher.array_parallelism == 16 and launcher.partition is None
+    assert launcher.submitit_folder == f"{tmp_path}/.submitit/%j"  # the plugin's default, in the sweep folder
+
+    cfg = compose(
+        ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30",
+         "hydra.launcher.gpus_per_node=2", "hydra.launcher.mem_gb=64"],
+        return_hydra_config=True,
+    )  # fmt: skip
+    launcher = cfg.hydra.launcher
+    assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node, launcher.mem_gb) == ("gpu", 30, 2, 64)
+    assert launcher.cpus_per_task == 8  # what was not overridden stays
+
+
+class _Submitted(Exception):
+    """Raised instead of running sbatch: the script was rendered and captured."""
+
+
+def test_the_slurm_preset_renders_an_sbatch_array_without_submitting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The plugin's own launch(): the preset's keys mapped to AutoExecutor parameters, the jobs pickled,
+    # and the array's sbatch script rendered; the one step that would call sbatch captures it instead.
+    from hydra.utils import instantiate
+    from submitit.slurm.slurm import SlurmExecutor
+
+    sweep = tmp_path / "sweep"
+    cfg = compose(
+        ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30",
+         f"hydra.sweep.dir={sweep}"],
+        return_hydra_config=True,
+    )  # fmt: skip
+    scripts: list[str] = []
+
+    def submit(self: SlurmExecutor, command: str) -> None:
+        scripts.append(self._make_submission_file_text(command, "uid"))
+        raise _Submitted
+
+    monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # as if srun were installed
+    monkeypatch.setattr(SlurmExecutor, "_submit_command", submit)
+    launcher = instantiate(cfg.hydra.launcher)
+    launcher.setup(hydra_context=None, task_function=lambda c: None, config=cfg)
+    with pytest.raises(_Submitted):
+        launcher.launch([[f"batch_size={b}"] for b in (16, 64, 256, 1024)], initial_job_idx=0)
+
+    (script,) = scripts
+    lines = set(script.splitlines())
+    expected = {
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=30",
+        "#SBATCH --nodes=1",
+        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=32GB",
+        "#SBATCH --job-name=bench",
+        "#SBATCH --signal=USR2@120",  # submitit's warning before the time limit
+        # 4 jobs, at most min(4, array_parallelism=16) at once: submitit writes the smaller number
+        "#SBATCH --array=0-3%4",
+        f"#SBATCH --output={sweep}/.submitit/%A_%a/%A_%a_0_log.out",
+    }
+    assert expected <= lines, sorted(expected - lines)
+    assert re.search(r"^srun --unbuffered .* -m submitit\.core\._submit ", script, re.MULTILINE), script
+    assert len(list((sweep / ".submitit").glob("*.pkl"))) == 4  # the jobs, pickled for the array's tasks
+
+
+# ------------------------------------------------------------------------------------------- local
+
+
+def _setup_script(*overrides: str) -> str:
+    cfg = compose(["hydra/launcher=local", *overrides], return_hydra_config=True)
+    return " && ".join(OmegaConf.to_container(cfg.hydra.launcher.setup, resolve=True))  # as submitit joins it
+
+
+def test_the_local_preset_is_submitit_local_with_one_gpu_per_job() -> None:
+    cfg = compose(["hydra/launcher=local", "hydra.launcher.timeout_min=5"], return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    assert launcher["_target_"].endswith("submitit_launcher.LocalLauncher")
+    # Every key of the plugin's submitit_local schema, with its default, except those set on purpose.
+    schema = OmegaConf.to_container(OmegaConf.structured(LocalQueueConf))
+    on_purpose = {"gpus_per_node": 1, "timeout_min": 5}
+    assert {k: launcher[k] for k in schema} == {**schema, **on_purpose}
+    assert set(launcher) == {*schema, "setup"}
+    assert launcher["tasks_per_node"] == 1 and launcher["nodes"] == 1
+
+
+def test_the_local_setup_gives_each_job_its_own_gpu_slot() -> None:
+    # The preset's setup commands in sh, as submitit runs them before each job, with two made-up GPUs
+    # (indices no real machine here uses): two jobs start at once on different GPUs, a third waits.
+    script = _setup_script() + ' && echo "$CUDA_VISIBLE_DEVICES $(date +%s.%N)" && sleep 1.5 && date +%s.%N'
+    env = {**offline_env(), "BENCH_LOCAL_GPUS": "90,91"}
+    jobs = [subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [job.communicate(timeout=30)[0].split() for job in jobs]
+    assert all(job.returncode == 0 for job in jobs), outputs
+    runs = sorted((float(start), float(end), gpu) for gpu, start, end in outputs)
+    (_, e0, g0), (s1, e1, g1), (s2, _, g2) = runs
+    assert {g0, g1} == {"90", "91"} and g2 in {"90", "91"}
+    assert s1 < e0  # the first two overlapped, each on its own GPU
+    assert s2 >= min(e0, e1)  # the third waited for a free one
+
+
+@pytest.mark.slow
+def test_a_local_sweep_runs_its_jobs_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_LOCAL_GPUS", "0")  # one slot, as on a machine with one GPU or none
+    proc = run_cli(tmp_path, "-m", "hydra/launcher=local", *TINY_SWEEP, "batch_size=16,32")
+    assert proc.returncode == 0, proc.stderr
+    sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary["batch_size"]) == [16, 32] and (summary["status"] == "ok").all()
+    assert (sweep / "report.md").exists()
+    # The jobs' logs do not overlap in time: the second started after the first had finished.
+    spans = sorted(_log_span(sweep / str(job) / "bench.log") for job in (0, 1))
+    assert spans[0][1] < spans[1][0], spans
+
+
+def _log_span(log: Path) -> tuple[datetime, datetime]:
+    stamps = [datetime.strptime(m, "%Y-%m-%d %H:%M:%S,%f") for m in re.findall(r"^\[([^\]]+)\]", log.read_text(), re.M)]
+    return stamps[0], stamps[-1]
+
+
+# ------------------------------------------------------------------------------------------- signals
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_submitit_job_records_it_as_interrupted(tmp_path: Path) -> None:
+    # submitit's job process sets SIGTERM to "bypass" (log and ignore) before it runs the job
+    # (submitit/core/submission.py, process_job; core/job_environment.py, _handle_signals); bench's app()
+    # installs its own handlers after that, so inside the job SIGTERM becomes `interrupted`. The job then
+    # ends normally (app() returns under submitit), so submitit writes its result, and the sweep goes on
+    # to its report, as for any job's status.
+    args = [*TINY_SWEEP, "loader=resident", "dataset.train_size=512", "epochs=500", "evaluate=false"]
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "bench", "-m", "hydra/launcher=submitit_local", *args, "batch_size=64"],
+        cwd=tmp_path, env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        log = _wait_for(lambda: next(tmp_path.glob("outputs/sweeps/*/0/bench.log"), None), sweep)
+        _wait_for(lambda: "Epoch 1/" in log.read_text(), sweep)
+        (job,) = _job_processes(log.parent.parent / ".submitit")
+        os.kill(job, signal.SIGTERM)
+        metrics = log.parent / "metrics.json"
+        _wait_for(metrics.exists, sweep)
+        record = read_metrics(log.parent)
+        assert record["status"] == "interrupted" and record["error"] == "interrupted by SIGTERM"
+        assert 1 <= len(record["epochs_detail"]) < 500
+        out, _ = sweep.communicate(timeout=120)
+        assert sweep.returncode == 0, out[-3000:]
+        assert "Traceback" not in out
+        summary = pd.read_csv(log.parent.parent / "summary.csv")
+        assert list(summary["status"]) == ["interrupted"]
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)  # the sweep's own session: launcher, controller, job
+        sweep.communicate()
+
+
+def _wait_for(found, proc: subprocess.Popen, timeout: float = 60):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        assert proc.poll() is None, "the sweep ended early"
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {found}")
+
+
+def _job_processes(submitit_folder: Path) -> list[int]:
+    """The job processes (`python -m submitit.core._submit FOLDER`) of one sweep, from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or it ended meanwhile
+            continue
+        if b"submitit.core._submit" in argv and any(a.startswith(str(submitit_folder).encode()) for a in argv):
+            pids.append(int(entry.name))
+    return pids

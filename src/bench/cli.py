@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bench import interrupts, schema
+from bench import folders, interrupts, schema
 from bench.errors import (
     EXIT_RUN_FAILED,
     EXIT_USAGE,
@@ -35,6 +35,8 @@ from bench.errors import (
 )  # fmt: skip
 
 log = logging.getLogger("bench")
+#: set in the environment of every job that submitit runs (SLURM and local)
+SUBMITIT_JOB = "SUBMITIT_EXECUTOR"
 
 
 @dataclass
@@ -60,7 +62,14 @@ def app(cfg: DictConfig) -> float | None:
         SESSION.sweep_dir = Path(hydra_cfg.sweep.dir)
     # Also here, not only in main(): under the submitit launchers each job runs in a process of its own.
     with interrupts.interruptible():
-        return _job(cfg, run_dir, in_sweep)
+        try:
+            return _job(cfg, run_dir, in_sweep)
+        except Interrupted:
+            if SUBMITIT_JOB not in os.environ:
+                raise
+            # A submitit job (SLURM's time limit, Ctrl-C on submitit_local): metrics.json says interrupted.
+            # Ending normally lets submitit write the job's result, so the sweep and its report go on.
+            return None
 
 
 def _job(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> float | None:
@@ -101,6 +110,7 @@ def _job(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> float | None:
 def main() -> None:
     """Console entry point: Hydra's own CLI, one line for every failure, and the exit codes of the README."""
     SESSION.__init__()  # type: ignore[misc]  # a fresh session (main() may run more than once in a process)
+    folders.forget_claims()
     user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Let Hydra's exceptions reach us instead of being printed as a multi-line report with exit code 1.
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -148,15 +158,17 @@ def _one_line(err: BaseException) -> str:
 
 def _after_interrupt() -> str:
     """Write what can still be written (a sweep's partial report); say where the results are."""
+    # Under the submitit launchers the jobs run elsewhere: the sweep folder is the one FolderGuard claimed.
+    sweep_dir = SESSION.sweep_dir or folders.claimed_sweep_dir()
     with interrupts.deferred(reraise=False):
-        if SESSION.sweep_dir is None:
+        if sweep_dir is None:
             return f"the run is recorded in {SESSION.run_dir}" if SESSION.run_dir else "nothing was started"
         from bench.report import build_report
 
         try:
-            report = build_report([SESSION.sweep_dir])
+            report = build_report([sweep_dir])
         except Exception as err:  # the job folders are safe on disk; the report can be built later
-            return f"finished jobs are kept in {SESSION.sweep_dir} (no report: {describe(err)})"
+            return f"finished jobs are kept in {sweep_dir} (no report: {describe(err)})"
         counts: Any = report.runs["status"].value_counts()
         done = ", ".join(f"{n} {s}" for s, n in counts.items())
-        return f"{done}; partial report: {SESSION.sweep_dir / 'report.md'}"
+        return f"{done}; partial report: {sweep_dir / 'report.md'}"

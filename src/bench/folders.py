@@ -20,6 +20,17 @@ SWEEP_FILE = "multirun.yaml"
 SWEEP_OUTPUTS = (SWEEP_FILE, "summary.csv", "report.md")
 #: what a sweep's subdir must name so that each job gets its own folder
 JOB_KEYS = ("hydra.job.num", "hydra.job.id")
+_claimed: list[Path] = []  # the sweep folders this process claimed, latest last
+
+
+def forget_claims() -> None:
+    """A new session (an entry point's main) starts with no claimed folder."""
+    _claimed.clear()
+
+
+def claimed_sweep_dir() -> Path | None:
+    """The sweep folder this process claimed last (the launching process, whose jobs may run elsewhere)."""
+    return _claimed[-1] if _claimed else None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -82,6 +93,7 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
         if not (path / SWEEP_FILE).is_file():
             raise UsageError(f"resume=true: {path} holds no sweep to resume (no {SWEEP_FILE}); check hydra.sweep.dir")
         make_writable(path, "hydra.sweep.dir")
+        _claimed.append(path)
         return
     if holds_runs(path):
         raise UsageError(
@@ -97,3 +109,4 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
         raise UsageError(f"hydra.sweep.dir={path} is being used by another sweep: choose a new folder") from None
     except OSError as err:
         raise UsageError(f"hydra.sweep.dir={path}: cannot write there ({os_error_line(err)})") from None
+    _claimed.append(path)

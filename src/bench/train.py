@@ -118,12 +118,17 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
     except Exception as err:
         if interrupts.received() is not None:  # e.g. a DataLoader worker killed by the same Ctrl-C
             result.status, result.error = "interrupted", f"interrupted by {_signal_name(None)}"
+        elif type(err).__name__ == "UncompletedJobError":  # submitit, on SLURM's warning before the time limit
+            result.status, result.error = "interrupted", f"interrupted: the job's time limit ({one_line(err)})"
         elif is_out_of_memory(err):
             result.status, result.error = "oom", one_line(err)
         else:
             result.status, result.error = "failed", f"{type(err).__name__}: {one_line(err)}"
         log.error("Run %s: %s", result.status, result.error)
         log.debug("Traceback of the %s run", result.status, exc_info=True)  # to the log file only
+    except BaseException as stop:  # SystemExit from a launcher's signal handler (submitit's requeue)
+        result.status, result.error = "interrupted", f"interrupted: {type(stop).__name__} {one_line(stop)}".strip()
+        raise
     finally:
         with interrupts.deferred():  # a second Ctrl-C must not cut metrics.json short
             _finish(result, device, run_dir)
