@@ -116,3 +116,36 @@ def test_old_metrics_files_get_a_diagnosis_in_the_report(tmp_path: Path) -> None
     _fake_run(tmp_path / "s", 0, "cpu", 64, 2.0)  # data wait 0.1 s of 2 s: 5%
     report = build_report([tmp_path / "s"])
     assert report.runs.loc[0, "verdict"] == "compute-bound (CPU)"
+
+
+def test_repeats_train_the_same_and_record_their_spread(cfg_for, tmp_path: Path) -> None:
+    run = _run(cfg_for, tmp_path, "loader=resident", "epochs=2", "repeat=3")
+    assert [(e.repeat, e.epoch) for e in run.epochs_detail] == [(r, e) for r in (1, 2, 3) for e in (1, 2)]
+    losses = {r: [e.loss for e in run.epochs_detail if e.repeat == r] for r in (1, 2, 3)}
+    assert losses[1] == losses[2] == losses[3]  # each repeat is rolled back: the same training, timed again
+    m = run.metrics
+    assert m["repeats"] == 3
+    per_repeat = sorted(
+        sum(e.samples for e in run.epochs_detail if e.repeat == r)
+        / sum(e.time_s for e in run.epochs_detail if e.repeat == r)
+        for r in (1, 2, 3)
+    )
+    assert m["samples_per_s_median"] == pytest.approx(per_repeat[1])
+    assert m["samples_per_s_iqr"] == pytest.approx((per_repeat[2] - per_repeat[0]) / 2)  # numpy's 25th..75th
+    assert m["samples_per_s_cv"] >= 0
+    assert run.diagnosis["noisy"] == (m["samples_per_s_cv"] > diagnosis.NOISY_CV)
+
+
+def test_the_report_shows_median_and_iqr_and_flags_noise(tmp_path: Path) -> None:
+    from bench.results import load_metrics, write_metrics
+    from test_report import _fake_run
+
+    for job, cv in ((0, 0.01), (1, 0.2)):
+        _fake_run(tmp_path / "s", job, "cpu", 64 * (job + 1), 2.0)
+        metrics = load_metrics(tmp_path / "s" / str(job))
+        metrics.update(repeats=5, samples_per_s_median=500.0, samples_per_s_iqr=20.0, samples_per_s_cv=cv)
+        write_metrics(tmp_path / "s" / str(job), metrics)
+    build_report([tmp_path / "s"])
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "samples/s (median ± IQR)" in text and "500 ± 20 " in text
+    assert "500 ± 20 (noisy: CV 20.0%)" in text and "(noisy: CV 1.0%)" not in text

@@ -115,6 +115,7 @@ def main() -> None:
     # Let Hydra's exceptions reach us instead of being printed as a multi-line report with exit code 1.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     _check_arguments(sys.argv[1:])
+    _register_sweeper()
     with interrupts.entry_point():
         try:
             app()
@@ -127,6 +128,17 @@ def main() -> None:
                 raise
             # Before any job started it was the input (Hydra's parser, composition, the output folder).
             fail(_one_line(err), EXIT_RUN_FAILED if SESSION.started else EXIT_USAGE)
+
+
+def _register_sweeper() -> None:
+    """bench's sweeper (resume=true) by Hydra's public registration: an editable install hides the
+    hydra_plugins namespace from Hydra's own scan."""
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()  # first: its scan re-executes Hydra's core plugin modules, BasicSweeper's too
+    from hydra_plugins.bench_sweeper import BenchSweeper  # after the scan, on purpose
+
+    plugins.register(BenchSweeper)
 
 
 def _check_arguments(argv: list[str]) -> None:

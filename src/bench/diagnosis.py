@@ -29,6 +29,8 @@ NEAR_CHANCE_LOSS = 0.02
 #: a test accuracy under this many times chance (1 / classes) is no evidence of learning
 CHANCE_ACCURACY_FACTOR = 1.5
 DID_NOT_LEARN = "did not learn"
+#: timings whose coefficient of variation across repeats (or epochs) is above this are flagged noisy
+NOISY_CV = 0.05
 
 
 def diagnose(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -38,7 +40,11 @@ def diagnose(run: Mapping[str, Any]) -> dict[str, Any]:
     """
     verdict, evidence, next_step = _verdict(run)
     learned, note = learned_check(run)
-    return {"verdict": verdict, "evidence": evidence, "next": next_step, "learned": learned, "learning": note}
+    cv = _share(run, "samples_per_s_cv")
+    return {
+        "verdict": verdict, "evidence": evidence, "next": next_step, "learned": learned, "learning": note,
+        "noisy": None if cv is None else cv > NOISY_CV,
+    }  # fmt: skip
 
 
 def _share(run: Mapping[str, Any], key: str) -> float | None:

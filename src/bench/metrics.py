@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 Epochs = Sequence[Mapping[str, Any]]
 
 
@@ -80,6 +82,39 @@ def _idle(epochs: Epochs) -> float | None:
     return None if busy is None else max(0.0, 1.0 - busy - (copy or 0.0))
 
 
+def _trials(epochs: Epochs, key: str) -> list[float]:
+    """The run's independent measurements of ``key`` ("time_s" or "samples_per_s"): one per repeat when the
+    timed epochs were repeated (each repeat's whole time, or its overall rate), else one per epoch."""
+    repeats = sorted({e.get("repeat", 1) for e in epochs})
+    if len(repeats) <= 1:
+        return _values(epochs, key)
+    groups = [[e for e in epochs if e.get("repeat", 1) == r] for r in repeats]
+    if key == "samples_per_s":
+        return [sum(_values(g, "samples")) / sum(_values(g, "time_s")) for g in groups]
+    return [sum(_values(g, key)) / len(g) for g in groups]
+
+
+def _spread(key: str, what: str) -> Callable[[Epochs], float | None]:
+    """The median, IQR (75th minus 25th percentile) or coefficient of variation (std / mean) of the trials."""
+
+    def stat(epochs: Epochs) -> float | None:
+        trials = np.asarray(_trials(epochs, key), dtype=float)
+        if trials.size == 0:
+            return None
+        if what == "median":
+            return float(np.median(trials))
+        if what == "iqr":
+            q1, q3 = np.percentile(trials, [25, 75])
+            return float(q3 - q1)
+        return float(trials.std(ddof=1) / trials.mean()) if trials.size > 1 and trials.mean() else None
+
+    return stat
+
+
+def _repeats(epochs: Epochs) -> int | None:
+    return len({e.get("repeat", 1) for e in epochs}) if epochs else None
+
+
 def _last(key: str) -> Callable[[Epochs], float | None]:
     return lambda epochs: epochs[-1].get(key) if epochs else None
 
@@ -88,6 +123,17 @@ METRICS: list[Metric] = [
     Metric("avg_epoch_time", "avg epoch time", "s", ",.3f", "s/epoch", "ratio", table=True, panel="time",
            derive=_mean("time_s")),
     Metric("total_time", "total time of the timed epochs", "s", ",.2f", compare="ratio", derive=_total("time_s")),
+    Metric("repeats", "repeats of the timed epochs", "", ",.0f", compare="", derive=_repeats),
+    Metric("samples_per_s_median", "median samples/s over the repeats (else the epochs)", "", ",.0f",
+           "median samples/s", "ratio", derive=_spread("samples_per_s", "median")),
+    Metric("samples_per_s_iqr", "interquartile range of samples/s over the repeats", "", ",.0f", "IQR samples/s",
+           derive=_spread("samples_per_s", "iqr")),
+    Metric("samples_per_s_cv", "coefficient of variation of samples/s over the repeats", "", ".1%", "CV",
+           derive=_spread("samples_per_s", "cv")),
+    Metric("epoch_time_median", "median epoch time over the repeats (else the epochs)", "s", ",.3f",
+           compare="ratio", derive=_spread("time_s", "median")),
+    Metric("epoch_time_iqr", "interquartile range of the epoch time", "s", ",.3f", derive=_spread("time_s", "iqr")),
+    Metric("epoch_time_cv", "coefficient of variation of the epoch time", "", ".1%", derive=_spread("time_s", "cv")),
     Metric("samples_per_s", "samples/s", "", ",.0f", "samples/s", "ratio", table=True, panel="throughput",
            derive=_sum_ratio("samples", "time_s")),
     Metric("cuda_epoch_time", "avg epoch time by CUDA events", "s", ",.3f", compare="ratio",

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from bench import findings, interrupts
+from bench.diagnosis import NOISY_CV
 from bench.errors import (
     EXIT_RUN_FAILED,
     EXIT_USAGE,
@@ -157,7 +158,8 @@ def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     # Measurement columns no run has (e.g. GPU memory in a CPU sweep) are left out.
     measured = [m.key for m in METRICS if m.table and runs[m.key].notna().any()]
     judged = [c for c in ("verdict", "learning") if runs[c].fillna("").astype(str).str.len().gt(0).any()]
-    return [*shown, "status", *judged, *measured]
+    spread = ["samples/s (median ± IQR)"] if "samples/s (median ± IQR)" in runs else []
+    return [*shown, "status", *judged, *spread, *measured]
 
 
 def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
@@ -211,6 +213,8 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     if len(loaders) == 1 and (runs["task"] != "max_batch").any():
         lines += [f"Pipeline: loader={loaders[0]} ({PIPELINES.get(loaders[0], 'see README')})", ""]
     shown = runs.assign(learning=["did not learn" if v is False else "" for v in runs["learned"]])
+    if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median ± IQR, and a noise flag
+        shown["samples/s (median ± IQR)"] = [_spread(r) for _, r in runs.iterrows()]
     lines += [markdown(shown, _experiment_columns(shown, varied)), ""]
     found = findings.sentences(runs, _x_axis(runs, varied))
     if found:
@@ -240,6 +244,14 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     if "device" in varied or (lab and lab.get("part") == 1):
         lines += _speedup_lines(runs)
     return lines
+
+
+def _spread(run: pd.Series) -> str:
+    median, iqr, cv = run["samples_per_s_median"], run["samples_per_s_iqr"], run["samples_per_s_cv"]
+    if pd.isna(median):
+        return ""
+    text = f"{median:,.0f} ± {iqr:,.0f}" if pd.notna(iqr) else f"{median:,.0f}"
+    return text + (f" (noisy: CV {cv:.1%})" if pd.notna(cv) and cv > NOISY_CV else "")
 
 
 def _x_axis(runs: pd.DataFrame, varied: list[str]) -> str:

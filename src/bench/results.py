@@ -59,6 +59,8 @@ class EpochStats:
     gpu_busy_s: float | None = None
     #: the GPU's energy over the epoch, from NVML's total-energy counter (null without NVML)
     energy_j: float | None = None
+    #: which repeat of the timed epochs this epoch belongs to (repeat=N), from 1
+    repeat: int = 1
 
 
 @dataclass

@@ -36,7 +36,7 @@ DEFAULT_EXPERIMENT = "Runs"
 
 
 #: columns from each run's diagnosis (bench.diagnosis): the verdict, its evidence, the next step, learning
-DIAGNOSIS_COLUMNS = ["verdict", "evidence", "next", "learned"]
+DIAGNOSIS_COLUMNS = ["verdict", "evidence", "next", "learned", "noisy"]
 
 
 def summary_columns(settings: Sequence[str] = ()) -> list[str]:
@@ -131,7 +131,8 @@ def planned_jobs(sweep: Path) -> list[dict[str, Any]]:
 
     try:
         saved = OmegaConf.load(sweep / SWEEP_FILE)
-        if "BasicSweeper" not in str(OmegaConf.select(saved, "hydra.sweeper._target_", default="")):
+        sweeper = str(OmegaConf.select(saved, "hydra.sweeper._target_", default=""))
+        if not sweeper.endswith(("BasicSweeper", "BenchSweeper")):  # another sweeper plans its own way
             return []
         params = OmegaConf.select(saved, "hydra.sweeper.params") or {}
         task = list(OmegaConf.select(saved, "hydra.overrides.task") or [])

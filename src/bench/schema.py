@@ -80,6 +80,9 @@ class Config:
     batch_size: int = 64
     workers: int = 2
     epochs: int = 3
+    # Run the timed epochs this many times (each rolled back, so each trains the same) and record the
+    # median, IQR and coefficient of variation of epoch time and samples/s across the repeats.
+    repeat: int = 1
     lr: float = 1e-3
     seed: int = 0
     # Steps run before epoch 1 to pay one-time costs (CUDA init, cuDNN autotuning, worker start,
@@ -94,6 +97,8 @@ class Config:
     # cuDNN autotuning (CUDA only). Off, as in the lab: its trial runs leave workspaces that change peak
     # memory, and the lab never enabled it. recipe=fast turns it on.
     cudnn_benchmark: bool = False
+    # With -m and hydra.sweep.dir=<an earlier sweep>: run only its jobs that did not finish (bench.resume).
+    resume: bool = False
     # Set by the experiment presets: which lab part a sweep reproduces, and the lab's figures.
     lab: Any = None
 
@@ -148,6 +153,7 @@ RANGES: dict[str, tuple[int, int | None]] = {
     "batch_size": (1, 2**24),
     "workers": (0, None),
     "epochs": (1, 1_000_000),
+    "repeat": (1, 1_000),
     "warmup_steps": (0, 1_000_000),
     "seed": (0, 2**32 - 1),  # numpy's seed range; every seed in it is valid for torch too
     "dataset.train_size": (1, None),

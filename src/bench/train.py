@@ -7,6 +7,7 @@ traceback goes to the log).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -30,11 +31,11 @@ from bench.environment import cpu_name, environment
 from bench.errors import DeviceUnavailable, UsageError, one_line
 from bench.flops import peak_tflops, training_flops_per_sample
 from bench.loaders import BatchSource, build_loader, normalize
-from bench.loop import evaluate, profile, run_epoch, warm_up
+from bench.loop import evaluate, profile, rolled_back, run_epoch, warm_up
 from bench.measure import MIB
 from bench.metrics import metric, summarize
 from bench.models import count_parameters
-from bench.results import NotRecorded, RunResult, write_metrics
+from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
 from bench.schema import instantiate
 from bench.step import autocast_dtype, build_step, math_precision, resolve_channels_last
 
@@ -229,13 +230,16 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
         if energy is not None and energy.note:
             result.notes.append(energy.note)
 
-        for epoch in range(1, cfg.epochs + 1):
-            stats = run_epoch(epoch, cfg.epochs, cfg.seed, model, step, train, clock, events, energy)
-            result.epochs_detail.append(stats)
-            log.info("Epoch %d/%d | Loss: %.3f | Time: %.2fs | %s samples/s",
-                     epoch, cfg.epochs, stats.loss, stats.time_s, f"{stats.samples_per_s:,.0f}")  # fmt: skip
-            if not math.isfinite(stats.loss):
-                raise Diverged(f"loss is {stats.loss} after epoch {epoch}")
+        for repeat in range(1, cfg.repeat + 1):
+            # Every repeat but the last is rolled back: each trains the same epochs from the same state, so
+            # the repeats differ in their timings alone, and the model evaluated is the one trained once.
+            again = rolled_back(model, step, device) if repeat < cfg.repeat else contextlib.nullcontext()
+            with again:
+                for epoch in range(1, cfg.epochs + 1):
+                    stats = run_epoch(epoch, cfg.epochs, cfg.seed, model, step, train, clock, events, energy)
+                    stats.repeat = repeat
+                    result.epochs_detail.append(stats)
+                    _log_epoch(stats, cfg.epochs, cfg.repeat)
         if energy is not None:
             result.metrics["power_limit_w"], result.metrics["sm_clock_mhz"] = energy.power_limit_w, energy.sm_clock_mhz
     finally:
@@ -259,6 +263,14 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
         synchronize(device)
         result.metrics["test_accuracy"], result.metrics["eval_time"] = accuracy, time.perf_counter() - start
     _conclude(result)
+
+
+def _log_epoch(stats: EpochStats, epochs: int, repeats: int) -> None:
+    where = f"Repeat {stats.repeat}/{repeats} | " if repeats > 1 else ""
+    log.info("%sEpoch %d/%d | Loss: %.3f | Time: %.2fs | %s samples/s", where, stats.epoch, epochs, stats.loss,
+             stats.time_s, f"{stats.samples_per_s:,.0f}")  # fmt: skip
+    if not math.isfinite(stats.loss):
+        raise Diverged(f"loss is {stats.loss} after epoch {stats.epoch}")
 
 
 def _count_flops(

@@ -1,0 +1,96 @@
+"""Resume a sweep: run only the jobs whose folder has no ``ok`` metrics.json, never touching a finished one.
+
+``python -m bench -m <the same sweep> hydra.sweep.dir=D resume=true``. A job is identified by a hash of its
+composed config (not by its number, which Hydra reassigns from 0 in every sweep): a job whose config
+already finished ``ok`` in D is skipped; one that started but did not finish (``interrupted``, ``failed``,
+no metrics.json) runs again in its own folder; a job D has never seen gets the next free number. The
+sweeper (hydra_plugins.bench_sweeper.BenchSweeper, Hydra's basic sweeper otherwise) launches the jobs in
+runs of consecutive numbers, so any launcher (local, submitit) places them in the right folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from bench.folders import METRICS_FILE, job_number
+
+#: keys that do not define a job: how it was started, not what it runs
+NOT_THE_JOB = ("hydra", "resume")
+
+
+def job_hash(config: DictConfig | dict[str, Any]) -> str:
+    """A job's identity: its config as composed (interpolations unresolved, as Hydra saves it)."""
+    data = OmegaConf.to_container(config, resolve=False) if isinstance(config, DictConfig) else dict(config)
+    assert isinstance(data, dict)
+    kept = {k: v for k, v in data.items() if k not in NOT_THE_JOB}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Existing:
+    number: int
+    hash: str | None
+    finished: bool
+
+
+def existing_jobs(sweep_dir: Path) -> list[Existing]:
+    """The numbered job folders of a sweep: each one's config hash and whether it finished ``ok``."""
+    found = []
+    for folder in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and job_number(p) is not None):
+        try:
+            saved = OmegaConf.load(folder / ".hydra" / "config.yaml")
+            identity: str | None = job_hash(saved)
+        except Exception:  # no saved config: the folder is a job that cannot be matched, never overwritten
+            identity = None
+        try:
+            finished = json.loads((folder / METRICS_FILE).read_text()).get("status") == "ok"
+        except (OSError, ValueError, AttributeError):
+            finished = False
+        found.append(Existing(job_number(folder) or 0, identity, finished))
+    return found
+
+
+@dataclass
+class Plan:
+    """Which jobs run, in which folders (job numbers); which are skipped as finished."""
+
+    run: list[tuple[int, list[str]]] = field(default_factory=list)
+    skipped: list[tuple[int, list[str]]] = field(default_factory=list)
+
+    def batches(self) -> list[tuple[int, list[list[str]]]]:
+        """The jobs to run as runs of consecutive numbers: (first number, their overrides)."""
+        out: list[tuple[int, list[list[str]]]] = []
+        for number, overrides in sorted(self.run):
+            if out and out[-1][0] + len(out[-1][1]) == number:
+                out[-1][1].append(overrides)
+            else:
+                out.append((number, [overrides]))
+        return out
+
+
+def plan(jobs: Sequence[tuple[list[str], str]], existing: Sequence[Existing]) -> Plan:
+    """Match the sweep's jobs (overrides, config hash) with the folders already there."""
+    # A sweep may hold the same config twice (model=medium,large,medium): folders are matched one to one.
+    finished: dict[str, list[int]] = {}
+    unfinished: dict[str, list[int]] = {}
+    for e in existing:
+        if e.hash:
+            (finished if e.finished else unfinished).setdefault(e.hash, []).append(e.number)
+    next_number = max((e.number for e in existing), default=-1) + 1
+    result = Plan()
+    for overrides, identity in jobs:
+        if finished.get(identity):
+            result.skipped.append((finished[identity].pop(0), overrides))
+        elif unfinished.get(identity):
+            result.run.append((unfinished[identity].pop(0), overrides))
+        else:
+            result.run.append((next_number, overrides))
+            next_number += 1
+    return result

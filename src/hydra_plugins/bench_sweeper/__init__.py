@@ -1,0 +1,44 @@
+"""bench's sweeper: Hydra's basic sweeper, plus ``resume=true`` (see bench.resume).
+
+It lives in the ``hydra_plugins`` namespace, where Hydra looks for plugins; bench's CLI also registers it
+with ``Plugins.instance().register``, since an editable install hides it from Hydra's package scan.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class BenchSweeper(BasicSweeper):
+    """The basic sweeper; with ``resume=true``, only the jobs the sweep folder has not finished."""
+
+    def sweep(self, arguments: list[str]) -> Any:
+        if not OmegaConf.select(self.config, "resume", default=False):
+            return super().sweep(arguments)
+        from bench import resume
+
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        loader = self.hydra_context.config_loader
+        overrides = OverridesParser.create(config_loader=loader).parse_overrides([*self._parse_config(), *arguments])
+        jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        identities = [resume.job_hash(loader.load_sweep_config(self.config, list(job))) for job in jobs]
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        the_plan = resume.plan(list(zip(jobs, identities, strict=True)), resume.existing_jobs(sweep_dir))
+        log.info("Resuming %s: %d of %d jobs finished already (kept as they are), %d to run",
+                 sweep_dir, len(the_plan.skipped), len(jobs), len(the_plan.run))  # fmt: skip
+        returns = []
+        for first, batch in the_plan.batches():
+            self.validate_batch_is_legal(batch)
+            results = self.launcher.launch(batch, initial_job_idx=first)
+            for r in results:
+                _ = r.return_value  # as the basic sweeper does: a job that raised stops the sweep
+            returns.append(results)
+        return returns

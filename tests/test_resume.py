@@ -1,0 +1,55 @@
+"""Resume: a sweep stopped halfway runs only its unfinished jobs again, never touching a finished one."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pandas as pd
+
+from bench import resume
+from conftest import TINY, run_cli
+from test_reliability import _finish, _snapshot, _start, _wait_for
+
+SWEEP = [t for t in TINY if not t.startswith(("epochs=", "batch_size="))]
+JOBS = ("loader=resident", "epochs=1,1,20,1")  # job 2 is long enough to be stopped in
+
+
+def test_an_interrupted_sweep_resumes_its_unfinished_jobs_only(tmp_path: Path) -> None:
+    proc = _start(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", *JOBS)
+    _wait_for(proc, "Epoch 1/20")
+    proc.send_signal(signal.SIGINT)
+    assert _finish(proc).returncode == 130
+    assert list(pd.read_csv(tmp_path / "S" / "summary.csv")["status"]) == ["ok", "ok", "interrupted", "missing"]
+    finished = {job: _snapshot(tmp_path / "S" / job) for job in ("0", "1")}
+
+    again = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", *JOBS, "resume=true")
+    assert again.returncode == 0, again.stderr
+    summary = pd.read_csv(tmp_path / "S" / "summary.csv")
+    assert list(summary["status"]) == ["ok"] * 4 and list(summary["epochs"]) == [1, 1, 20, 1]
+    assert {job: _snapshot(tmp_path / "S" / job) for job in ("0", "1")} == finished  # not a byte, not a time
+
+    # Resuming a finished sweep runs nothing.
+    done = {job: _snapshot(tmp_path / "S" / job) for job in ("0", "1", "2", "3")}
+    assert run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", *JOBS, "resume=true").returncode == 0
+    assert {job: _snapshot(tmp_path / "S" / job) for job in ("0", "1", "2", "3")} == done
+
+
+def test_resume_needs_a_sweep_to_resume(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=none", "epochs=1,2", "resume=true")
+    assert proc.returncode == 2
+    assert "resume=true: none holds no sweep to resume" in proc.stderr
+
+
+def test_jobs_are_matched_by_config_not_by_number() -> None:
+    existing = [
+        resume.Existing(0, "a", finished=True),
+        resume.Existing(1, "b", finished=False),
+        resume.Existing(2, "a", finished=True),
+        resume.Existing(3, None, finished=False),  # a folder without a saved config: never reused
+    ]
+    # The same sweep in another order, with a config ("c") the folder has never seen.
+    plan = resume.plan([(["x=b"], "b"), (["x=a"], "a"), (["x=c"], "c"), (["x=a"], "a")], existing)
+    assert plan.skipped == [(0, ["x=a"]), (2, ["x=a"])]
+    assert plan.run == [(1, ["x=b"]), (4, ["x=c"])]
+    assert plan.batches() == [(1, [["x=b"]]), (4, [["x=c"]])]
