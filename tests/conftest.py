@@ -46,7 +46,12 @@ def offline_env() -> dict[str, str]:
     return env
 
 
-ENTRY_POINTS = {"bench": "bench.cli", "bench.report": "bench.report", "bench.reproduce": "bench.reproduce"}
+ENTRY_POINTS = {
+    "bench": "bench.cli",
+    "bench.report": "bench.report",
+    "bench.reproduce": "bench.reproduce",
+    "bench.compare": "bench.compare",
+}
 
 
 def run_cli(

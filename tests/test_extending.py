@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import compare, train
+from bench import pair, train
 from bench.metrics import METRICS, Metric
 from bench.models import MediumNet, count_parameters
 from bench.report import build_report
@@ -62,7 +62,7 @@ def test_a_new_metric_is_one_entry_in_the_table(loss_drop: Metric, cfg_for, tmp_
     report = (sweep / "report.md").read_text()
     assert "loss drop" in report and loss_drop.format(first["loss_drop"]) in report
 
-    rows = compare.metric_table(first, second).set_index("metric")
+    rows = pair.metric_table(first, second).set_index("metric")
     assert rows.loc["loss drop over the run", "new vs original"] == format(
         second["loss_drop"] - first["loss_drop"], "+,.4f"
     )

@@ -1,190 +1,368 @@
-"""Two runs side by side: config differences, environment, per-epoch losses and every metric.
+"""``python -m bench.compare BASELINE CANDIDATE``: how much faster or slower one set of runs is than another.
 
-The comparison is data first (lists and DataFrames, so tests and other tools can use it) and one renderer,
-:func:`render`, which writes markdown with the report's own table code. ``bench.reproduce`` uses it for
-``reproduce.md``; every metric of :data:`bench.metrics.METRICS` that has a ``compare`` rule is a row.
+"How much faster is the H100 than my laptop?" and "did this change slow training down?" are one question.
+Each side is one or more run or sweep folders. Runs are matched by config (the config columns and every
+setting not all runs share), never by device or environment, so a CPU sweep pairs with a GPU sweep of the
+same configs. Per config: samples/s and peak memory (CUDA allocated on a GPU, else RSS) on both sides, the
+ratios candidate / baseline, and a verdict: ``slower`` below 1 − band, ``faster`` above 1 + band, else
+``same``. The band is ``iqr_base / median_base + iqr_cand / median_cand`` where both sides were timed with
+``repeat=N`` (N ≥ 2), else ``--band`` (5%). A config on one side only, or not ok on a side, is listed
+without a verdict; several runs of a config on a side count once, with their median samples/s.
+
+Exit codes: 0; 1 with ``--fail-on-regression`` when a config is slower, or ran ok in the baseline and oom,
+failed or diverged in the candidate; 2 bad input, or no config matched. Two single records: bench.pair.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
-from typing import Any
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pandas as pd
 
-from bench.metrics import METRICS, Metric
+from bench import errors, interrupts
+from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, Interrupted, UsageError, fail
+from bench.folders import make_writable
+from bench.runs import CONFIG_COLUMNS, flat_config, load_runs, saved_config
 from bench.tables import MISSING, cell, markdown
 
-#: environment fields shown side by side; a difference in any of CODE_FIELDS means other code ran
-ENV_FIELDS = (
-    "python", "torch", "torchvision", "cuda", "cudnn", "gpu", "driver", "cpu", "torch_threads", "hostname",
-    "git_commit", "git_dirty",
-)  # fmt: skip
-CODE_CHANGED = "code changed since this run"
-ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "(absent)"})()
-
-Change = tuple[str, Any, Any]
-
-
-# -------------------------------------------------------------------------------------------- config
-
-
-def config_changes(old: Any, new: Any, prefix: str = "") -> list[Change]:
-    """Every key whose value differs, as (dotted key, old, new); a whole subtree where one side is not one."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        found: list[Change] = []
-        for key in [*old, *(k for k in new if k not in old)]:
-            found += config_changes(old.get(key, ABSENT), new.get(key, ABSENT), f"{prefix}{key}.")
-        return found
-    return [] if _equal(old, new) else [(prefix[:-1], old, new)]
+BAND = 0.05
+FASTER, SAME, SLOWER = "faster", "same", "slower"
+#: config keys that say where or how a run was measured, not what it trained: never matched on
+NOT_MATCHED = ("device", "data_dir", "repeat", "profile")
+#: a candidate status that is a regression where the baseline ran ok
+BROKEN = ("oom", "failed", "diverged")
+#: peak memory by what a side measured: CUDA allocated on a GPU, else the process's RSS
+MEMORY = {"peak_memory_mb": "CUDA allocated", "peak_rss_mb": "RSS"}
+REPORT_FILE, PLOT_FILE = "compare.md", "compare.png"
+LIKE = {"baseline samples/s": "samples_per_s", "candidate samples/s": "samples_per_s",
+        "baseline peak MB": "peak_memory_mb", "candidate peak MB": "peak_memory_mb"}  # fmt: skip
 
 
-def _equal(old: Any, new: Any) -> bool:
-    """Equal values of the same kind: 1 and 1.0 are the same number, but True is not 1 and None is not 0."""
-    if isinstance(old, bool) or isinstance(new, bool):
-        return type(old) is type(new) and old == new
-    if isinstance(old, (int, float)) and isinstance(new, (int, float)):
-        return old == new
-    return type(old) is type(new) and old == new
+@dataclass
+class Comparison:
+    """One row per config of either side (the baseline's first), the keys matched on, and the fixed band."""
+
+    table: pd.DataFrame
+    keys: list[str]
+    shown: list[str]
+    band: float
+    machines: tuple[str, str] = ("unknown", "unknown")
 
 
-def change_text(change: Change) -> str:
-    key, old, new = change
-    return f"{key}: {_value(old)} → {_value(new)}"
+# -------------------------------------------------------------------------------------------- matching
 
 
-def _value(value: Any) -> str:
-    """A config value as typed: 0.001, 1e+06, true, null."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:.6g}" if isinstance(value, float) else cell(value)
+def load_side(paths: Sequence[Path]) -> pd.DataFrame:
+    """load_runs, plus each run's saved config flattened (``_flat``): the settings beyond the columns."""
+    df = load_runs([Path(p) for p in paths])
+    return df.assign(_flat=[flat_config(saved_config(Path(d))) for d in df["run_dir"]])
 
 
-# ------------------------------------------------------------------------------------------ environment
+def _norm(value: Any) -> Any:
+    """A config value as a match key: 64 and 64.0 (a column with gaps) are one batch size."""
+    if isinstance(value, (list, dict)):
+        return repr(value)
+    if value is None or pd.isna(value):
+        return None
+    if pd.api.types.is_bool(value):
+        return str(bool(value)).lower()
+    return float(value) if pd.api.types.is_number(value) else str(value)
 
 
-def code_changes(then: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
-    """What differs in the code that ran: git commit, uncommitted changes, package versions."""
-    if not then:
-        return []
-    found = []  # a field the original did not record (an older bench) cannot be compared
-    if "git_commit" in then and then["git_commit"] != now.get("git_commit"):
-        found.append(f"git commit {_short(then['git_commit'])} → {_short(now.get('git_commit'))}")
-    if "git_dirty" in then and then["git_dirty"] != now.get("git_dirty"):
-        found.append(f"uncommitted changes {_yes_no(then['git_dirty'])} → {_yes_no(now.get('git_dirty'))}")
-    if "packages" not in then:
-        return found
-    old_pkgs, new_pkgs = then.get("packages") or {}, now.get("packages") or {}
-    for name in sorted(set(old_pkgs) | set(new_pkgs)):
-        if old_pkgs.get(name) != new_pkgs.get(name):
-            found.append(f"{name} {old_pkgs.get(name)} → {new_pkgs.get(name)}")
-    return found
+def match_keys(base: pd.DataFrame, cand: pd.DataFrame, ignore: Sequence[str] = ()) -> list[str]:
+    """The config columns both sides record but the device, plus every setting all runs record, not all alike."""
+    skip = (*NOT_MATCHED, *ignore)
+
+    def skipped(key: str) -> bool:
+        return any(key == s or key.startswith(f"{s}.") for s in skip)
+
+    configs = [c for c in [*base["_flat"], *cand["_flat"]] if c]
+    common = set.intersection(*(set(c) for c in configs)) if configs else set()
+    extra = [k for k in (configs[0] if configs else {}) if k in common and k not in CONFIG_COLUMNS]
+    extra = [k for k in extra if not skipped(k) and len({repr(_norm(c[k])) for c in configs}) > 1]
+    recorded = [c for c in CONFIG_COLUMNS if base[c].notna().any() and cand[c].notna().any()]  # older runs lack some
+    return [c for c in recorded if not skipped(c)] + extra
 
 
-def code_notes(then: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
-    """Warnings about the code, for the console and the comparison."""
-    if not then:
-        return ["note: the original run recorded no environment; cannot tell whether the code changed"]
-    found = code_changes(then, now)
-    if found:
-        return [f"warning: {CODE_CHANGED}: " + "; ".join(found)]
-    if then.get("git_dirty") and now.get("git_dirty"):
-        return ["note: the code had uncommitted changes then and has now; they may not be the same changes"]
-    return []
-
-
-def _short(commit: Any) -> str:
-    return str(commit)[:10] if commit else "unknown"
-
-
-def _yes_no(flag: Any) -> str:
-    return "unknown" if flag is None else ("yes" if flag else "no")
-
-
-def env_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
-    keys = [*ENV_FIELDS, *(k for k in {**old, **new} if k not in ENV_FIELDS and k != "packages")]
-    rows = [(k, old.get(k), new.get(k)) for k in keys]
-    old_pkgs, new_pkgs = old.get("packages") or {}, new.get("packages") or {}
-    rows += [(f"packages.{p}", old_pkgs.get(p), new_pkgs.get(p)) for p in {**old_pkgs, **new_pkgs}]
-    table = pd.DataFrame(rows, columns=["field", "original", "new"], dtype=object)
-    table["same"] = ["yes" if a == b else "**no**" for _, a, b in rows]
-    return table
-
-
-# ---------------------------------------------------------------------------------------- losses, metrics
-
-
-def _losses(metrics: dict[str, Any]) -> dict[int, Any]:
-    return {e.get("epoch"): e.get("loss") for e in metrics.get("epochs_detail") or []}
-
-
-def loss_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
-    """Per epoch: both losses at full precision, and whether they are identical (bit for bit)."""
-    before, after = _losses(old), _losses(new)
-    epochs = sorted(set(before) | set(after), key=lambda e: (e is None, e))
-    rows = []
-    for e in epochs:
-        a, b = before.get(e), after.get(e)
-        same = MISSING if a is None or b is None else ("yes" if a == b else "no")
-        rows.append((e, repr(a) if isinstance(a, float) else a, repr(b) if isinstance(b, float) else b, same))
-    return pd.DataFrame(rows, columns=["epoch", "original", "new", "identical"], dtype=object)
-
-
-def loss_summary(old: dict[str, Any], new: dict[str, Any]) -> str:
-    before, after = _losses(old), _losses(new)
-    both = [(before[e], after[e]) for e in before if e in after and before[e] is not None and after[e] is not None]
-    same = sum(a == b for a, b in both)
-    if not both:
-        return "No epochs to compare."
-    if same == len(both):
-        return f"All {len(both)} compared epoch losses are identical."
-    gap = max(abs(a - b) for a, b in both)
-    return f"{len(both) - same} of {len(both)} compared epoch losses differ (largest gap {gap:.3g})."
+def _by_config(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
+    index = [tuple(_norm(run[k]) for k in keys) for _, run in df.iterrows()]
+    return {key: df[[k == key for k in index]] for key in dict.fromkeys(index)}
 
 
 def _number(value: Any) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = pd.api.types.is_number(value) and not pd.api.types.is_bool(value) and math.isfinite(value)
     return float(value) if ok else None
 
 
-def change(m: Metric, old: Any, new: Any) -> str:
-    """How ``new`` compares with ``old`` by the metric's rule: a ratio or a signed difference."""
-    a, b = _number(old), _number(new)
-    if a is None or b is None:
-        return MISSING
-    if m.compare == "ratio":
-        return f"× {b / a:.3f} (new / original)" if a else MISSING
-    return format(b - a, "+" + m.fmt.lstrip("+"))
+def _speed(run: pd.Series) -> tuple[float | None, float | None]:
+    """samples/s and its relative IQR: the repeats' median and IQR / median where the run was repeated."""
+    median, iqr = _number(run.get("samples_per_s_median")), _number(run.get("samples_per_s_iqr"))
+    if (_number(run.get("repeats")) or 1) > 1 and median:
+        return median, iqr / median if iqr is not None else None
+    return _number(run.get("samples_per_s")), None
 
 
-def metric_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
-    """One row per comparable metric of the table: both values and the change."""
-    rows = [
-        (f"{m.label} ({m.unit})" if m.unit else m.label, m.format(old.get(m.key)), m.format(new.get(m.key)),
-         change(m, old.get(m.key), new.get(m.key)))
-        for m in METRICS if m.compare
-    ]  # fmt: skip
-    return pd.DataFrame(rows, columns=["metric", "original", "new", "new vs original"], dtype=object)
+def summarize_side(runs: pd.DataFrame | None) -> dict[str, Any]:
+    """A config's runs on one side as one: how many, their status, and the medians of the ok runs' figures."""
+    if runs is None or runs.empty:
+        return {"runs": 0, "status": "", "samples_per_s": None, "rel_iqr": None, "memory_mb": None, "memory": None}
+    ok = runs[runs["status"] == "ok"]
+    statuses = ", ".join(dict.fromkeys(str(s) for s in runs["status"]))
+    speeds = [_speed(run) for _, run in ok.iterrows()]
+    rates, spreads = [r for r, _ in speeds if r is not None], [s for _, s in speeds if s is not None]
+    memory = next((k for k in MEMORY if k in ok and ok[k].notna().any()), None)
+    mems = [m for m in (_number(v) for v in ok[memory]) if m is not None] if memory else []
+    status = "ok" if len(ok) == len(runs) else f"{len(ok)} of {len(runs)} ok" if len(ok) else statuses
+    return {
+        "runs": len(runs), "status": status, "samples_per_s": statistics.median(rates) if rates else None,
+        "rel_iqr": statistics.median(spreads) if spreads and len(spreads) == len(ok) else None,
+        "memory_mb": statistics.median(mems) if mems else None, "memory": MEMORY[memory] if memory else None,
+    }  # fmt: skip
+
+
+def verdict(ratio: float, band: float) -> str:
+    """slower below 1 − band, faster above 1 + band, else the same within noise."""
+    return SLOWER if ratio < 1 - band else FASTER if ratio > 1 + band else SAME
+
+
+def noise_band(base_rel_iqr: float | None, cand_rel_iqr: float | None, band: float = BAND) -> tuple[float, str]:
+    """The sum of both sides' relative IQRs where both were repeated, else the fixed band; and which."""
+    if base_rel_iqr is not None and cand_rel_iqr is not None:
+        return base_rel_iqr + cand_rel_iqr, "IQR"
+    return band, "fixed"
+
+
+def _row(b: dict[str, Any], c: dict[str, Any], band: float) -> dict[str, Any]:
+    """Both sides' figures (``base_*``, ``cand_*``), the ratios, the band, the verdict and the status."""
+    ratio = c["samples_per_s"] / b["samples_per_s"] if b["samples_per_s"] and c["samples_per_s"] is not None else None
+    width, rule = noise_band(b["rel_iqr"], c["rel_iqr"], band) if ratio is not None else (None, None)
+    alike = b["memory"] == c["memory"] and b["memory_mb"] and c["memory_mb"] is not None
+    if b["runs"] and c["runs"]:
+        status = "ok" if b["status"] == c["status"] == "ok" else f"baseline {b['status']}, candidate {c['status']}"
+    else:
+        only, side = ("baseline", b) if b["runs"] else ("candidate", c)
+        status = f"{only} only" + ("" if side["status"] == "ok" else f" ({side['status']})")
+    return {**{f"base_{k}": v for k, v in b.items()}, **{f"cand_{k}": v for k, v in c.items()}, "ratio": ratio,
+            "band": width, "band_rule": rule, "verdict": verdict(ratio, width) if ratio is not None else None,
+            "memory_ratio": c["memory_mb"] / b["memory_mb"] if alike else None,
+            "memory": " → ".join(dict.fromkeys(k for k in (b["memory"], c["memory"]) if k)) or None,
+            "status": status}  # fmt: skip
+
+
+def compare(base: pd.DataFrame, cand: pd.DataFrame, band: float = BAND, ignore: Sequence[str] = ()) -> Comparison:
+    """Every config of either side, matched by config; the module's docstring gives the rules."""
+    keys = match_keys(base, cand, ignore)
+    extra = [k for k in keys if k not in CONFIG_COLUMNS]  # settings from the saved configs, as columns
+    base, cand = (df.assign(**{k: [f.get(k) for f in df["_flat"]] for k in extra}) for df in (base, cand))
+    left, right = _by_config(base, keys), _by_config(cand, keys)
+    if not set(left) & set(right):
+        raise UsageError("no config of the candidate matches the baseline" + _mismatch(keys, left, right))
+    rows = []
+    for key in dict.fromkeys([*left, *right]):
+        first = (left[key] if key in left else right[key]).iloc[0]
+        sides = summarize_side(left.get(key)), summarize_side(right.get(key))
+        rows.append({**{k: first[k] for k in keys}, **_row(*sides, band)})
+    table = pd.DataFrame(rows)
+    shown = [k for k in keys if len(set(map(_norm, table[k]))) > 1] or [k for k in ("model", "batch_size") if k in keys]
+    return Comparison(table, keys, shown, band, (_machines(base), _machines(cand)))
+
+
+def _mismatch(keys: list[str], left: dict[tuple, Any], right: dict[tuple, Any]) -> str:
+    """Which matched keys share no value, and how to compare across them anyway."""
+    found = [(key, {k[i] for k in left}, {k[i] for k in right}) for i, key in enumerate(keys)]
+    found = [(key, sorted(map(cell, a)), sorted(map(cell, b))) for key, a, b in found if a.isdisjoint(b)]
+    what = "; ".join(f"{key} {', '.join(a)} vs {', '.join(b)}" for key, a, b in found)
+    flags = " ".join(f"--ignore {key}" for key, _, _ in found)
+    return f" (they differ in {what}; pass {flags} to compare them anyway)" if found else ""
+
+
+def _machines(df: pd.DataFrame) -> str:
+    """Where a side ran: the device and its name, the host, the commit; each distinct one once."""
+    seen = []
+    for _, r in df[df["env_torch"].notna()].iterrows():
+        name = next((n for n in (r["device_name"], r["env_gpu"], r["env_cpu"]) if isinstance(n, str)), None)
+        parts = [f"({name})" if name else "", f"on {r['env_hostname']}" if isinstance(r["env_hostname"], str) else ""]
+        commit = f", commit {r['env_git_commit'][:10]}" if isinstance(r["env_git_commit"], str) else ""
+        seen.append(" ".join([str(r["device"]), *filter(None, parts)]) + commit)
+    return "; ".join(dict.fromkeys(seen)) or "unknown"
 
 
 # ------------------------------------------------------------------------------------------- rendering
 
 
-def render(old: dict[str, Any], new: dict[str, Any], changes: list[Change]) -> list[str]:
-    """The comparison's markdown sections: config, environment, losses, metrics."""
-    lines = ["## Config differences", ""]
-    if changes:
-        diff = pd.DataFrame([(k, _value(a), _value(b)) for k, a, b in changes], columns=["key", "original", "new"])
-        lines.append(markdown(diff))
-    else:
-        lines.append("None: the same config ran.")
-    old_env, new_env = old.get("env") or {}, new.get("env") or {}
-    env = env_table(old_env, new_env)
-    differing = int((env["same"] != "yes").sum())
-    summary = f"{differing} of {len(env)} fields differ." if differing else "None: the same environment."
-    lines += ["", "## Environment differences", "", summary, "", markdown(env)]
-    lines += ["", "## Loss per epoch", "", loss_summary(old, new), "", markdown(loss_table(old, new))]
-    lines += ["", "## Time, memory, accuracy", "", markdown(metric_table(old, new))]
-    return lines
+def _percent(share: float) -> str:
+    return f"{100 * share:.3g}%"
+
+
+def _times(values: pd.Series) -> list[str]:
+    return [MISSING if pd.isna(v) else f"{v:.2f}×" for v in values]
+
+
+def geometric_mean(ratios: Sequence[float]) -> float | None:
+    """The mean speedup that multiplies out: 2× on one config and 0.5× on another average to 1×."""
+    logs = [math.log(r) for r in ratios if r and r > 0]
+    return math.exp(sum(logs) / len(logs)) if logs else None
+
+
+def summary_line(c: Comparison) -> str:
+    """``candidate vs baseline: 3 faster, 1 same, 0 slower (band 5%); geometric mean speedup 2.41×``."""
+    judged = c.table[c.table["verdict"].notna()]
+    if judged.empty:
+        return "candidate vs baseline: no config finished on both sides, so there is no verdict"
+    n = judged["verdict"].value_counts()
+    iqr = int((judged["band_rule"] == "IQR").sum())
+    band = f"band {_percent(c.band)}" if not iqr else "band: the repeats' IQR" + (
+        f" on {iqr} of {len(judged)}, else {_percent(c.band)}" if iqr < len(judged) else "")  # fmt: skip
+    return (f"candidate vs baseline: {n.get(FASTER, 0)} faster, {n.get(SAME, 0)} same, {n.get(SLOWER, 0)} slower "
+            f"({band}); geometric mean speedup {geometric_mean(list(judged['ratio'])):.2f}×")  # fmt: skip
+
+
+def _labels(c: Comparison) -> list[str]:
+    return [", ".join(f"{k}={cell(r[k])}" for k in c.shown) for _, r in c.table.iterrows()]
+
+
+def display(c: Comparison) -> pd.DataFrame:
+    """The table as people read it: the config keys that vary, then both sides' figures, ratios, verdict."""
+    t, out = c.table, c.table[c.shown].copy()
+    out["baseline samples/s"], out["candidate samples/s"] = t["base_samples_per_s"], t["cand_samples_per_s"]
+    out["ratio"], out["verdict"] = _times(t["ratio"]), t["verdict"].fillna(MISSING)
+    out["band"] = [MISSING if pd.isna(b) else f"±{_percent(b)}" + (" (IQR)" if rule == "IQR" else "")
+                   for b, rule in zip(t["band"], t["band_rule"], strict=True)]  # fmt: skip
+    out["baseline peak MB"], out["candidate peak MB"] = t["base_memory_mb"], t["cand_memory_mb"]
+    out["memory ratio"], out["memory"] = _times(t["memory_ratio"]), t["memory"].fillna(MISSING)
+    if (t["base_runs"] > 1).any() or (t["cand_runs"] > 1).any():
+        out["runs (baseline / candidate)"] = [f"{a} / {b}" for a, b in zip(t["base_runs"], t["cand_runs"], strict=True)]
+    return out.assign(status=t["status"])
+
+
+def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], figure: str | None = None) -> str:
+    """compare.md: where each side ran, what was matched on, the table, the verdicts' rule and the summary."""
+    unjudged = int(c.table["verdict"].isna().sum())
+    lines = [
+        "# bench compare", "",
+        f"- baseline: {', '.join(f'`{p}`' for p in baseline)}: {c.machines[0]}",
+        f"- candidate: {', '.join(f'`{p}`' for p in candidate)}: {c.machines[1]}",
+        f"- matched on: {', '.join(c.keys)} (never the device or the environment)", "",
+        markdown(display(c), like=LIKE), "",
+        "ratio: candidate / baseline (above 1: the candidate is faster, or uses more memory). Verdict: faster or "
+        "slower beyond 1 ± the band, else same; the band is the sum of both sides' relative IQRs (IQR / median "
+        f"of samples/s over repeat=N) where both were repeated, else ±{_percent(c.band)}. Memory: peak CUDA "
+        "memory allocated on a GPU, else peak RSS; a ratio only where both sides measured the same.", "",
+    ]  # fmt: skip
+    if unjudged:
+        lines += [f"{unjudged} config(s) without a verdict: on one side only, or not ok on a side.", ""]
+    if figure:
+        lines += [f"![samples/s ratio, candidate / baseline]({figure})", ""]
+    return "\n".join([*lines, summary_line(c)]) + "\n"
+
+
+def plot(c: Comparison, path: Path) -> bool:
+    """One bar per judged config: its samples/s ratio, the noise band shaded, a line at 1; False if none."""
+    judged = c.table["verdict"].notna()
+    if not judged.any():
+        return False
+    from bench import plots  # matplotlib is imported only when a figure is made
+
+    labels = [label for label, j in zip(_labels(c), judged, strict=True) if j]
+    title = f"Candidate vs baseline: {summary_line(c).rsplit('; ', 1)[-1]}"
+    plots.plot_ratios(c.table[judged], labels, title, path, {FASTER: "tab:green", SAME: "0.55", SLOWER: "tab:red"})
+    return True
+
+
+def regressions(c: Comparison) -> list[str]:
+    """Configs slower beyond the band, and configs the baseline ran ok that the candidate broke."""
+    found = []
+    for label, (_, row) in zip(_labels(c), c.table.iterrows(), strict=True):
+        if row["verdict"] == SLOWER:
+            found.append(f"{label} slower ({row['ratio']:.2f}×, band ±{_percent(row['band'])})")
+        elif pd.notna(row["base_samples_per_s"]) and set(row["cand_status"].split(", ")) & set(BROKEN):
+            found.append(f"{label} {row['cand_status']} in the candidate, ok in the baseline")
+    return found
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, like every other bad input
+        fail(f"{message} (see python -m bench.compare --help)", EXIT_USAGE)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _Parser(
+        prog="python -m bench.compare",
+        description="Compare a candidate set of runs with a baseline, config by config: the samples/s and peak "
+        "memory ratios (candidate / baseline) and a verdict, faster, slower or the same within noise. Runs are "
+        "matched by config, never by device or environment: a CPU sweep pairs with a GPU sweep.",
+    )
+    add = parser.add_argument
+    add("dirs", nargs="*", type=Path, metavar="BASELINE CANDIDATE", help="two run or sweep folders")
+    add("--baseline", nargs="+", type=Path, action="extend", metavar="DIR", help="baseline run or sweep folders")
+    add("--candidate", nargs="+", type=Path, action="extend", metavar="DIR", help="candidate run or sweep folders")
+    add("--band", type=float, default=BAND, metavar="SHARE",
+        help="the noise band where a side was not repeated (default 0.05: ±5%%)")  # fmt: skip
+    add("--ignore", action="append", default=[], metavar="KEY",
+        help="a config key not to match on, e.g. precision: fp32 runs against amp runs (repeatable)")  # fmt: skip
+    add("--out", type=Path, metavar="DIR", help=f"write {REPORT_FILE} and {PLOT_FILE} there (default: print only)")
+    add("--fail-on-regression", action="store_true",
+        help="exit 1 if a config is slower beyond the band, or broke (oom, failed, diverged): a CI guard")  # fmt: skip
+    args = parser.parse_args(argv)
+    base, cand, rest = args.baseline or [], args.candidate or [], args.dirs
+    if not base and not cand:  # BASELINE CANDIDATE; else the folders not after an option are the other side's
+        base, cand, rest = rest[:1], rest[1:2], rest[2:]
+    elif not base or not cand:
+        base, cand, rest = base or rest, cand or rest, []
+    if rest or not base or not cand:
+        parser.error("expected BASELINE CANDIDATE (two folders), or --baseline DIR... --candidate DIR...")
+    args.baseline, args.candidate = base, cand
+    if not 0 <= args.band < 1:
+        parser.error(f"--band {args.band}: expected a share between 0 and 1, e.g. 0.05 for ±5%")
+    return args
+
+
+def run(args: argparse.Namespace) -> tuple[Comparison, str, list[Path]]:
+    """Read both sides, compare, and write compare.md and compare.png into ``--out`` if given."""
+    c = compare(load_side(args.baseline), load_side(args.candidate), args.band, args.ignore)
+    if args.out is None:
+        return c, render(c, args.baseline, args.candidate), []
+    make_writable(args.out, "--out")
+    figure = PLOT_FILE if plot(c, args.out / PLOT_FILE) else None
+    text = render(c, args.baseline, args.candidate, figure)
+    with interrupts.deferred():
+        (args.out / REPORT_FILE).write_text(text)
+    return c, text, [args.out / REPORT_FILE, *([args.out / PLOT_FILE] if figure else [])]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: 0; 1 on a regression with --fail-on-regression; 2 on bad input; never a traceback."""
+    args = parse_args(argv)
+    with interrupts.entry_point():
+        try:
+            c, text, files = run(args)
+        except UsageError as err:
+            fail(str(err), EXIT_USAGE)
+        except OSError as err:  # found while writing: a full disk, a folder made read-only meanwhile
+            fail(f"could not write the comparison: {errors.os_error_line(err)}", EXIT_RUN_FAILED)
+        except Interrupted as stop:
+            errors.exit_interrupted(stop, "the comparison may be incomplete; run the same command again")
+        except Exception as err:  # a bug in bench: still one line (the runs on disk are untouched)
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            fail(f"could not compare: {type(err).__name__}: {errors.one_line(err)}", EXIT_RUN_FAILED)
+    print(text, end="", flush=True)
+    for path in files:
+        print(f"wrote {path}")
+    found = regressions(c)
+    if args.fail_on_regression and found:
+        fail(f"{len(found)} regression(s): {'; '.join(found)}", EXIT_RUN_FAILED)
+
+
+if __name__ == "__main__":
+    main()

@@ -204,3 +204,27 @@ def plot_memory(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -
     labels = _job_labels(runs.loc[[i for i, _ in rows]], varied)
     _stacked(path, f"What peak memory is made of: {title}", labels, stacks, "MB (the stack is peak reserved)")
     return True
+
+
+def plot_ratios(rows: pd.DataFrame, labels: list[str], title: str, path: Path, colors: dict[str, str]) -> None:
+    """bench.compare's figure: one bar per config, its samples/s ratio (candidate / baseline) coloured by
+    its verdict, the noise band shaded around 1, and a line at 1."""
+    from matplotlib.ticker import FuncFormatter
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2.5), 4.4), layout="constrained")
+    ax.bar(range(len(rows)), rows["ratio"], 0.6, color=[colors[v] for v in rows["verdict"]])
+    for i, (ratio, width) in enumerate(zip(rows["ratio"], rows["band"], strict=True)):
+        ax.fill_between([i - 0.45, i + 0.45], 1 - width, 1 + width, color="0.5", alpha=0.3, linewidth=0,
+                        label="noise band" if i == 0 else None)  # fmt: skip
+        ax.annotate(f"{ratio:.2f}×", (i, ratio), xytext=(0, 3), textcoords="offset points", ha="center")
+    ax.axhline(1.0, color="black", linewidth=1, label="as fast as the baseline")
+    if rows["ratio"].max() / rows["ratio"].min() > 20:
+        ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.set_xticks(range(len(rows)), [label.replace(", ", "\n") for label in labels], fontsize="small")
+    ax.set_ylabel("samples/s, candidate / baseline")
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -30,7 +30,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench import interrupts, schema
-from bench.compare import ABSENT, CODE_CHANGED, change_text, code_notes, config_changes, render
 from bench.errors import (
     EXIT_RUN_FAILED,
     EXIT_USAGE,
@@ -44,6 +43,7 @@ from bench.errors import (
     os_error_line,
 )  # fmt: skip
 from bench.folders import make_writable
+from bench.pair import ABSENT, CODE_CHANGED, change_text, code_notes, config_changes, render
 from bench.results import MetricsError, load_metrics
 from bench.runs import Source, load_source
 

@@ -1,0 +1,191 @@
+"""Two metrics records side by side: config differences, environment, per-epoch losses and every metric.
+
+The comparison of one run with another, as ``bench.reproduce`` needs it for ``reproduce.md`` (sets of runs,
+matched by config, are ``bench.compare``'s job). It is data first (lists and DataFrames, so tests and other
+tools can use it) and one renderer, :func:`render`, which writes markdown with the report's own table code;
+every metric of :data:`bench.metrics.METRICS` that has a ``compare`` rule is a row.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from bench.metrics import METRICS, Metric
+from bench.tables import MISSING, cell, markdown
+
+#: environment fields shown side by side; a difference in any of CODE_FIELDS means other code ran
+ENV_FIELDS = (
+    "python", "torch", "torchvision", "cuda", "cudnn", "gpu", "driver", "cpu", "torch_threads", "hostname",
+    "git_commit", "git_dirty",
+)  # fmt: skip
+CODE_CHANGED = "code changed since this run"
+ABSENT: Any = type("Absent", (), {"__repr__": lambda self: "(absent)"})()
+
+Change = tuple[str, Any, Any]
+
+
+# -------------------------------------------------------------------------------------------- config
+
+
+def config_changes(old: Any, new: Any, prefix: str = "") -> list[Change]:
+    """Every key whose value differs, as (dotted key, old, new); a whole subtree where one side is not one."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        found: list[Change] = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            found += config_changes(old.get(key, ABSENT), new.get(key, ABSENT), f"{prefix}{key}.")
+        return found
+    return [] if _equal(old, new) else [(prefix[:-1], old, new)]
+
+
+def _equal(old: Any, new: Any) -> bool:
+    """Equal values of the same kind: 1 and 1.0 are the same number, but True is not 1 and None is not 0."""
+    if isinstance(old, bool) or isinstance(new, bool):
+        return type(old) is type(new) and old == new
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)):
+        return old == new
+    return type(old) is type(new) and old == new
+
+
+def change_text(change: Change) -> str:
+    key, old, new = change
+    return f"{key}: {_value(old)} → {_value(new)}"
+
+
+def _value(value: Any) -> str:
+    """A config value as typed: 0.001, 1e+06, true, null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:.6g}" if isinstance(value, float) else cell(value)
+
+
+# ------------------------------------------------------------------------------------------ environment
+
+
+def code_changes(then: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """What differs in the code that ran: git commit, uncommitted changes, package versions."""
+    if not then:
+        return []
+    found = []  # a field the original did not record (an older bench) cannot be compared
+    if "git_commit" in then and then["git_commit"] != now.get("git_commit"):
+        found.append(f"git commit {_short(then['git_commit'])} → {_short(now.get('git_commit'))}")
+    if "git_dirty" in then and then["git_dirty"] != now.get("git_dirty"):
+        found.append(f"uncommitted changes {_yes_no(then['git_dirty'])} → {_yes_no(now.get('git_dirty'))}")
+    if "packages" not in then:
+        return found
+    old_pkgs, new_pkgs = then.get("packages") or {}, now.get("packages") or {}
+    for name in sorted(set(old_pkgs) | set(new_pkgs)):
+        if old_pkgs.get(name) != new_pkgs.get(name):
+            found.append(f"{name} {old_pkgs.get(name)} → {new_pkgs.get(name)}")
+    return found
+
+
+def code_notes(then: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """Warnings about the code, for the console and the comparison."""
+    if not then:
+        return ["note: the original run recorded no environment; cannot tell whether the code changed"]
+    found = code_changes(then, now)
+    if found:
+        return [f"warning: {CODE_CHANGED}: " + "; ".join(found)]
+    if then.get("git_dirty") and now.get("git_dirty"):
+        return ["note: the code had uncommitted changes then and has now; they may not be the same changes"]
+    return []
+
+
+def _short(commit: Any) -> str:
+    return str(commit)[:10] if commit else "unknown"
+
+
+def _yes_no(flag: Any) -> str:
+    return "unknown" if flag is None else ("yes" if flag else "no")
+
+
+def env_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
+    keys = [*ENV_FIELDS, *(k for k in {**old, **new} if k not in ENV_FIELDS and k != "packages")]
+    rows = [(k, old.get(k), new.get(k)) for k in keys]
+    old_pkgs, new_pkgs = old.get("packages") or {}, new.get("packages") or {}
+    rows += [(f"packages.{p}", old_pkgs.get(p), new_pkgs.get(p)) for p in {**old_pkgs, **new_pkgs}]
+    table = pd.DataFrame(rows, columns=["field", "original", "new"], dtype=object)
+    table["same"] = ["yes" if a == b else "**no**" for _, a, b in rows]
+    return table
+
+
+# ---------------------------------------------------------------------------------------- losses, metrics
+
+
+def _losses(metrics: dict[str, Any]) -> dict[int, Any]:
+    return {e.get("epoch"): e.get("loss") for e in metrics.get("epochs_detail") or []}
+
+
+def loss_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
+    """Per epoch: both losses at full precision, and whether they are identical (bit for bit)."""
+    before, after = _losses(old), _losses(new)
+    epochs = sorted(set(before) | set(after), key=lambda e: (e is None, e))
+    rows = []
+    for e in epochs:
+        a, b = before.get(e), after.get(e)
+        same = MISSING if a is None or b is None else ("yes" if a == b else "no")
+        rows.append((e, repr(a) if isinstance(a, float) else a, repr(b) if isinstance(b, float) else b, same))
+    return pd.DataFrame(rows, columns=["epoch", "original", "new", "identical"], dtype=object)
+
+
+def loss_summary(old: dict[str, Any], new: dict[str, Any]) -> str:
+    before, after = _losses(old), _losses(new)
+    both = [(before[e], after[e]) for e in before if e in after and before[e] is not None and after[e] is not None]
+    same = sum(a == b for a, b in both)
+    if not both:
+        return "No epochs to compare."
+    if same == len(both):
+        return f"All {len(both)} compared epoch losses are identical."
+    gap = max(abs(a - b) for a, b in both)
+    return f"{len(both) - same} of {len(both)} compared epoch losses differ (largest gap {gap:.3g})."
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def change(m: Metric, old: Any, new: Any) -> str:
+    """How ``new`` compares with ``old`` by the metric's rule: a ratio or a signed difference."""
+    a, b = _number(old), _number(new)
+    if a is None or b is None:
+        return MISSING
+    if m.compare == "ratio":
+        return f"× {b / a:.3f} (new / original)" if a else MISSING
+    return format(b - a, "+" + m.fmt.lstrip("+"))
+
+
+def metric_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
+    """One row per comparable metric of the table: both values and the change."""
+    rows = [
+        (f"{m.label} ({m.unit})" if m.unit else m.label, m.format(old.get(m.key)), m.format(new.get(m.key)),
+         change(m, old.get(m.key), new.get(m.key)))
+        for m in METRICS if m.compare
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["metric", "original", "new", "new vs original"], dtype=object)
+
+
+# ------------------------------------------------------------------------------------------- rendering
+
+
+def render(old: dict[str, Any], new: dict[str, Any], changes: list[Change]) -> list[str]:
+    """The comparison's markdown sections: config, environment, losses, metrics."""
+    lines = ["## Config differences", ""]
+    if changes:
+        diff = pd.DataFrame([(k, _value(a), _value(b)) for k, a, b in changes], columns=["key", "original", "new"])
+        lines.append(markdown(diff))
+    else:
+        lines.append("None: the same config ran.")
+    old_env, new_env = old.get("env") or {}, new.get("env") or {}
+    env = env_table(old_env, new_env)
+    differing = int((env["same"] != "yes").sum())
+    summary = f"{differing} of {len(env)} fields differ." if differing else "None: the same environment."
+    lines += ["", "## Environment differences", "", summary, "", markdown(env)]
+    lines += ["", "## Loss per epoch", "", loss_summary(old, new), "", markdown(loss_table(old, new))]
+    lines += ["", "## Time, memory, accuracy", "", markdown(metric_table(old, new))]
+    return lines

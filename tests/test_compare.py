@@ -1,0 +1,279 @@
+"""`python -m bench.compare BASELINE CANDIDATE`: sets of runs matched by config, never by device; per config the
+samples/s ratio and a verdict (faster, slower, same within noise), a summary line, a plot, and an exit code
+that can guard a CI job."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from bench.compare import compare, load_side, noise_band, verdict
+from bench.metrics import METRICS, Metric, summarize
+from bench.results import EpochStats, RunResult, write_metrics
+from conftest import TINY, run_cli
+
+SAMPLES = 1000  # images per epoch of a made-up run
+
+
+def _fake_run(
+    sweep: Path, job: int, device: str, batch_size: int, samples_per_s: float, *, status: str = "ok",
+    memory_mb: float = 100.0, precision: str = "fp32", repeats: int | None = None, iqr: float | None = None,
+    config: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """A sweep job's folder with made-up timings, as test_report's: here so CPU and GPU runs can pair up."""
+    run_dir, ok = sweep / str(job), status == "ok"
+    epochs = [EpochStats(e, SAMPLES / samples_per_s, SAMPLES, samples_per_s, 1.0, 0.1) for e in (1, 2)] if ok else []
+    measured = summarize([asdict(e) for e in epochs])
+    if ok:
+        measured["peak_memory_mb" if device == "cuda" else "peak_rss_mb"] = memory_mb
+    if repeats:
+        measured.update(repeats=repeats, samples_per_s_median=samples_per_s, samples_per_s_iqr=iqr)
+    cuda = device == "cuda"
+    write_metrics(
+        run_dir,
+        RunResult(
+            status=status, model="medium", device=device, device_name="Test GPU" if cuda else "Test CPU",
+            precision=precision, dataset="synthetic", loader="dataloader", batch_size=batch_size, workers=2,
+            epochs=2, seed=0, epochs_detail=epochs, metrics=measured,
+            env={"torch": "2.x", "gpu": "Test GPU" if cuda else None, "hostname": "gpubox" if cuda else "laptop"},
+        ),
+    )  # fmt: skip
+    (run_dir / ".hydra").mkdir()
+    if config is not None:
+        (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def _sweep(root: Path, device: str, rates: dict[int, float], **kwargs: Any) -> Path:
+    for job, (batch_size, rate) in enumerate(rates.items()):
+        _fake_run(root, job, device, batch_size, rate, **kwargs)
+    return root
+
+
+@pytest.fixture
+def laptop_and_gpu(tmp_path: Path) -> tuple[Path, Path]:
+    """A CPU sweep over 3 batch sizes; a CUDA sweep over the same 3 plus one: 20× faster, the same within 5%,
+    10% slower, and a batch size the laptop never ran."""
+    base = _sweep(tmp_path / "laptop", "cpu", {32: 1000, 64: 1000, 128: 1000}, memory_mb=500.0)
+    cand = _sweep(tmp_path / "gpu", "cuda", {32: 20000, 64: 1020, 128: 900, 256: 30000}, memory_mb=200.0)
+    return base, cand
+
+
+@pytest.fixture
+def repeat_metrics() -> Iterator[None]:
+    """The repeat=N metrics in the table (another change adds them; these stand in until it has)."""
+    keys = {m.key for m in METRICS}
+    added = [
+        Metric(k, k, compare="") for k in ("repeats", "samples_per_s_median", "samples_per_s_iqr") if k not in keys
+    ]
+    METRICS.extend(added)
+    yield
+    for m in added:
+        METRICS.remove(m)
+
+
+def squeezed(text: str) -> str:
+    """Tables are padded for reading; compare their cells, not their padding."""
+    return re.sub(r" {2,}", " ", text)
+
+
+def _table(base: list[Path], cand: list[Path], **kwargs: Any) -> pd.DataFrame:
+    return compare(load_side(base), load_side(cand), **kwargs).table.set_index("batch_size")
+
+
+# ------------------------------------------------------------------------------------------ the numbers
+
+
+def test_a_cpu_sweep_pairs_with_a_gpu_sweep_config_by_config(laptop_and_gpu: tuple[Path, Path]) -> None:
+    base, cand = laptop_and_gpu
+    comparison = compare(load_side([base]), load_side([cand]))
+    assert "device" not in comparison.keys and "batch_size" in comparison.keys
+    table = comparison.table.set_index("batch_size")
+    assert list(table.index) == [32, 64, 128, 256]  # the baseline's configs first, then the candidate's own
+    assert dict(table["ratio"].dropna()) == pytest.approx({32: 20.0, 64: 1.02, 128: 0.9})
+    assert dict(table["verdict"].dropna()) == {32: "faster", 64: "same", 128: "slower"}
+    assert table.loc[32, "base_samples_per_s"] == pytest.approx(1000) and table.loc[32, "band"] == 0.05
+    # The memory each side measured: RSS on the CPU, CUDA allocated on the GPU; no ratio of the two.
+    assert table.loc[32, "memory"] == "RSS → CUDA allocated" and pd.isna(table.loc[32, "memory_ratio"])
+    assert (table.loc[32, "base_memory_mb"], table.loc[32, "cand_memory_mb"]) == (500.0, 200.0)
+    assert table.loc[256, "status"] == "candidate only" and pd.isna(table.loc[256, "verdict"])
+    assert "cpu (Test CPU) on laptop" in comparison.machines[0] and "cuda (Test GPU)" in comparison.machines[1]
+
+
+def test_the_console_shows_the_table_and_the_summary_line(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:
+    base, cand = laptop_and_gpu
+    proc = run_cli(tmp_path, str(base), str(cand), module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    out = squeezed(proc.stdout)
+    assert "| 32 | 1,000 | 20,000 | 20.00× | faster | ±5% | 500.0 | 200.0 | n/a | RSS → CUDA allocated | ok |" in out
+    assert "| 128 | 1,000 | 900 | 0.90× | slower | ±5% |" in out
+    assert "| 256 | n/a | 30,000 | n/a | n/a | n/a |" in out and "| candidate only |" in out
+    mean = (20 * 1.02 * 0.9) ** (1 / 3)
+    summary = f"candidate vs baseline: 1 faster, 1 same, 1 slower (band 5%); geometric mean speedup {mean:.2f}×"
+    assert proc.stdout.rstrip().endswith(summary)
+    assert "1 config(s) without a verdict" in proc.stdout
+    assert not list(tmp_path.rglob("compare.*"))  # without --out nothing is written
+
+
+def test_the_noise_band_is_the_repeats_iqr_where_both_sides_have_one(tmp_path: Path, repeat_metrics: None) -> None:
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    for job, (batch_size, rel_iqr) in enumerate([(64, 0.05), (128, 0.01)]):
+        _fake_run(base, job, "cuda", batch_size, 1000, repeats=5, iqr=1000 * rel_iqr, memory_mb=100.0)
+        _fake_run(cand, job, "cuda", batch_size, 1080, repeats=5, iqr=1080 * rel_iqr, memory_mb=150.0)
+    _fake_run(base, 2, "cuda", 256, 1000, repeats=5, iqr=10.0)
+    _fake_run(cand, 2, "cuda", 256, 1080)  # not repeated: the stated 5% band
+    table = _table([base], [cand])
+    assert dict(table["band"]) == pytest.approx({64: 0.10, 128: 0.02, 256: 0.05})
+    assert dict(table["band_rule"]) == {64: "IQR", 128: "IQR", 256: "fixed"}
+    # 8% faster: within the noise of repeats that spread by 5% each, beyond it where they spread by 1%.
+    assert dict(table["verdict"]) == {64: "same", 128: "faster", 256: "faster"}
+    assert table.loc[64, "memory_ratio"] == pytest.approx(1.5) and table.loc[64, "memory"] == "CUDA allocated"
+    proc = run_cli(tmp_path, str(base), str(cand), module="bench.compare")
+    assert "band: the repeats' IQR on 2 of 3, else 5%" in proc.stdout
+    assert "| 64 | 1,000 | 1,080 | 1.08× | same | ±10% (IQR) |" in squeezed(proc.stdout)
+
+
+def test_verdict_and_band_rules() -> None:
+    assert [verdict(r, 0.05) for r in (0.94, 0.96, 1.0, 1.04, 1.06)] == ["slower", "same", "same", "same", "faster"]
+    assert noise_band(0.02, 0.03) == (pytest.approx(0.05), "IQR")
+    assert noise_band(0.02, None, 0.1) == (0.1, "fixed")
+
+
+def test_several_runs_of_one_config_count_once_with_their_median(tmp_path: Path) -> None:
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    for job, rate in enumerate((900, 1000, 1300)):
+        _fake_run(base, job, "cpu", 64, rate)
+    _fake_run(cand, 0, "cpu", 64, 1500)
+    table = _table([base], [cand])
+    assert table.loc[64, "base_samples_per_s"] == pytest.approx(1000) and table.loc[64, "ratio"] == pytest.approx(1.5)
+    proc = run_cli(tmp_path, str(base), str(cand), module="bench.compare")
+    assert "runs (baseline / candidate)" in proc.stdout and "| 3 / 1 |" in squeezed(proc.stdout)
+
+
+def test_settings_beyond_the_columns_are_matched_but_not_the_data_folder(tmp_path: Path) -> None:
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    for job, lr in enumerate((0.001, 0.01)):
+        _fake_run(base, job, "cpu", 64, 1000, config={"lr": lr, "data_dir": "/home/me/data", "batch_size": 64})
+        _fake_run(cand, job, "cuda", 64, 2000 if lr == 0.001 else 500,
+                  config={"lr": lr, "data_dir": "/scratch/data", "batch_size": 64})  # fmt: skip
+    comparison = compare(load_side([base]), load_side([cand]))
+    assert "lr" in comparison.keys and "data_dir" not in comparison.keys
+    assert dict(zip(comparison.table["lr"], comparison.table["ratio"], strict=True)) == {0.001: 2.0, 0.01: 0.5}
+
+
+def test_several_folders_on_each_side(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:
+    base, cand = laptop_and_gpu
+    more = _sweep(tmp_path / "laptop2", "cpu", {256: 3000})
+    proc = run_cli(tmp_path, "--baseline", str(base), str(more), "--candidate", str(cand), module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    assert "| 256 | 3,000 | 30,000 | 10.00× | faster |" in squeezed(proc.stdout)
+    assert "2 faster, 1 same, 1 slower" in proc.stdout and "without a verdict" not in proc.stdout
+    mixed = run_cli(tmp_path, str(cand), "--baseline", str(base), str(more), module="bench.compare")
+    assert mixed.returncode == 0 and mixed.stdout == proc.stdout  # the folders outside --baseline: the candidate
+
+
+# ---------------------------------------------------------------------------------- statuses and exits
+
+
+def test_fail_on_regression_exits_1_on_a_slower_config(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:
+    base, cand = laptop_and_gpu
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "bench: error: 1 regression(s): batch_size=128 slower (0.90×, band ±5%)"
+    assert "geometric mean speedup" in proc.stdout  # the table is still printed
+    # Within a wider band the 10% is noise: no regression.
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", "--band", "0.2", module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 same, 0 slower (band 20%)" in proc.stdout
+
+
+def test_without_a_slower_config_fail_on_regression_exits_0(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:
+    base, _ = laptop_and_gpu
+    cand = _sweep(tmp_path / "fast", "cuda", {32: 20000, 64: 1020})
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    assert "| 128 | 1,000 | n/a |" in squeezed(proc.stdout) and "baseline only" in proc.stdout
+
+
+def test_a_config_not_ok_on_one_side_is_listed_without_a_verdict(tmp_path: Path) -> None:
+    base = _sweep(tmp_path / "base", "cuda", {64: 1000, 128: 1000, 256: 1000})
+    cand = tmp_path / "cand"
+    _fake_run(cand, 0, "cuda", 64, 1000)
+    _fake_run(cand, 1, "cuda", 128, 0, status="oom")
+    _fake_run(cand, 2, "cuda", 256, 0, status="skipped")
+    table = _table([base], [cand])
+    assert dict(table["status"]) == {64: "ok", 128: "baseline ok, candidate oom", 256: "baseline ok, candidate skipped"}
+    assert table["verdict"].isna().tolist() == [False, True, True]
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
+    assert proc.returncode == 1  # an oom where the baseline trained is a regression; skipped is not
+    assert (
+        proc.stderr.strip() == "bench: error: 1 regression(s): batch_size=128 oom in the candidate, ok in the baseline"
+    )
+
+
+def test_bad_input_is_one_line_and_exit_2(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:
+    base, cand = laptop_and_gpu
+    cases = {
+        (str(tmp_path / "nowhere"), str(cand)): "nowhere: no such folder",
+        (str(base),): "expected BASELINE CANDIDATE (two folders)",
+        (str(base), str(cand), "--band", "1.5"): "--band 1.5: expected a share between 0 and 1",
+        ("--baseline", str(base)): "expected BASELINE CANDIDATE",
+    }
+    for args, message in cases.items():
+        proc = run_cli(tmp_path, *args, module="bench.compare")
+        assert proc.returncode == 2, args
+        assert proc.stderr.startswith("bench: error:") and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_nothing_matched_is_exit_2_and_says_how_the_sides_differ(tmp_path: Path) -> None:
+    base = _sweep(tmp_path / "fp32", "cuda", {64: 1000, 128: 1000})
+    cand = _sweep(tmp_path / "amp", "cuda", {64: 1800, 128: 2000}, precision="amp_fp16")
+    proc = run_cli(tmp_path, str(base), str(cand), module="bench.compare")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "bench: error: no config of the candidate matches the baseline (they differ in precision fp32 vs amp_fp16; "
+        "pass --ignore precision to compare them anyway)"
+    )
+    proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "precision", module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 faster, 0 same, 0 slower" in proc.stdout
+
+
+def test_out_gets_compare_md_and_compare_png(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:
+    base, cand = laptop_and_gpu
+    out = tmp_path / "cmp"
+    proc = run_cli(tmp_path, str(base), str(cand), "--out", str(out), module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["compare.md", "compare.png"]
+    text = (out / "compare.md").read_text()
+    assert text in proc.stdout and "![samples/s ratio, candidate / baseline](compare.png)" in text
+    assert f"wrote {out / 'compare.md'}" in proc.stdout and f"wrote {out / 'compare.png'}" in proc.stdout
+    with Image.open(out / "compare.png") as img:
+        assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 200
+
+
+# ------------------------------------------------------------------------------------------- real runs
+
+
+@pytest.mark.slow
+def test_two_real_cpu_sweeps_compare_row_by_row(tmp_path: Path) -> None:
+    tiny = [o for o in TINY if not o.startswith("batch_size=")]
+    for name in ("A", "B"):
+        proc = run_cli(tmp_path, "-m", *tiny, f"hydra.sweep.dir={name}", "batch_size=16,32")
+        assert proc.returncode == 0, proc.stderr
+    proc = run_cli(tmp_path, "A", "B", "--out", "cmp", module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    table = compare(load_side([tmp_path / "A"]), load_side([tmp_path / "B"])).table
+    assert list(table["batch_size"]) == [16, 32] and (table["status"] == "ok").all()
+    assert set(table["verdict"]) <= {"faster", "same", "slower"} and table["ratio"].map(math.isfinite).all()
+    assert table["memory"].tolist() == ["RSS", "RSS"] and table["memory_ratio"].notna().all()
+    assert "candidate vs baseline: " in proc.stdout and (tmp_path / "cmp" / "compare.png").is_file()
