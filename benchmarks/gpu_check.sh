@@ -1,34 +1,50 @@
 #!/usr/bin/env sh
-# `make gpu-check`: everything that needs a CUDA GPU, in one short script, with its figures under $OUT.
-#   1. the CUDA-only tests (peak memory per run, CUDA events vs wall clock, AMP memory, OOM status, fast path);
-#   2. one short run per model, and a report of the three;
-#   3. the pipelines benchmark (lab / tuned / resident + lean step / bare loop).
-# Runs where bench is importable: .venv if present, else $PYTHON or python3 (e.g. a machine with torch
-# but no Hydra: see README "GPU check" for the wheel install line). Exit 0 only if every part succeeded.
+# `make gpu-check`: everything that needs a CUDA GPU in one script of at most 6 minutes (the parts' time
+# limits add up to 360 s), its figures under $OUT and PASS/FAIL lines at the end. Each part has its own
+# limit, so one slow part cannot eat the others' time; what a part printed before its limit is kept.
+#   1. the CUDA-only tests (steady-state peak, job 0 vs job 2, the breakdown's sum, events and clocks, the
+#      no-sync loop, AMP memory, OOM status, the fast recipe's maths, max_batch's search);
+#   2. the user's sweep on the lab's pipeline, `-m batch_size=16,64,256,1024`, and its verdict table;
+#   3. experiment=batch_size on the resident loader: the memory breakdown, like for like with the lab;
+#   4. experiment=max_batch for MediumNet and LargeNet in fp32 and bf16;
+#   5. the pipelines benchmark with the GPU targets (samples/s) as PASS/FAIL lines.
+# Runs where bench is importable: .venv if present, else $PYTHON or python3 (a machine with torch but no
+# Hydra: see README "GPU check" for the wheel install line). Exit 0 only if every part succeeded.
 set -u
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 OUT=${OUT:-outputs/gpu-check}
 mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
 
 "$PY" -c 'import sys, torch; torch.cuda.is_available() or sys.exit("gpu-check: no CUDA GPU is visible here"); print("GPU:", torch.cuda.get_device_name(), "| torch", torch.__version__, "| CUDA", torch.version.cuda)' || exit 2
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 status=0
+part() { echo; echo "== $1 ($(date +%T))"; }
 
-echo "== CUDA tests"
-"$PY" -m pytest -q -m cuda -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest-cuda.txt"
-tail -n 1 "$OUT/pytest-cuda.txt" | grep -Eq "failed|error" && status=1
+part "CUDA tests"
+timeout 110 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests > "$OUT/pytest-cuda.txt" 2>&1 || status=1
+tail -n 25 "$OUT/pytest-cuda.txt"
 
-echo "== One short run per model"
-for model in small medium large; do
-  "$PY" -m bench model="$model" device=cuda epochs=2 dataset.train_size=10000 dataset.test_size=2000 \
-    "hydra.run.dir=$OUT/runs/$model" || status=1
-done
-"$PY" -m bench.report "$OUT/runs/small" "$OUT/runs/medium" "$OUT/runs/large" --out "$OUT/runs" || status=1
-cat "$OUT/runs/report.md" 2>/dev/null
+part "The user's sweep: the lab's pipeline, batch 16/64/256/1024, 1 epoch"
+timeout 55 "$PY" -m bench -m batch_size=16,64,256,1024 epochs=1 "hydra.sweep.dir=$OUT/sweep" > "$OUT/sweep.log" 2>&1 || status=1
+awk '/### Why it is fast or slow/{f=1} /^## Status/{f=0} f' "$OUT/sweep/report.md" 2>/dev/null
 
-echo "== Pipelines benchmark"
+part "experiment=batch_size on the resident loader: memory like for like with the lab"
+timeout 35 "$PY" -m bench experiment=batch_size loader=resident epochs=1 "hydra.sweep.dir=$OUT/batch_size" > "$OUT/batch_size.log" 2>&1 || status=1
+sed -n '/### What peak memory is made of/,/^Parameters/p' "$OUT/batch_size/report.md" 2>/dev/null | grep '^|'
+sed -n "/The lab's figures/,/^Of our peak/p" "$OUT/batch_size/report.md" 2>/dev/null
+
+part "experiment=max_batch: MediumNet and LargeNet, fp32 and bf16"
+timeout 50 "$PY" -m bench experiment=max_batch model=medium,large precision=fp32,amp_bf16 max_batch.budget_s=10 \
+  "hydra.sweep.dir=$OUT/max_batch" > "$OUT/max_batch.log" 2>&1 || status=1
+grep '^|' "$OUT/max_batch/report.md" 2>/dev/null | head -7
+
+part "Pipelines benchmark (median of 3 epochs of 50,000 images)"
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
-"$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-} || status=1
+timeout 110 "$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-} 2>"$OUT/pipelines.err" | tee "$OUT/pipelines.md" || status=1
 
+part "Summary"
+grep -h -E '^- (PASS|FAIL)' "$OUT/pipelines.md" 2>/dev/null
+tail -n 1 "$OUT/pytest-cuda.txt"
 echo "gpu-check: figures in $OUT (exit $status)"
 exit $status

@@ -51,8 +51,8 @@ def test_resident_records_its_memory_and_the_ignored_workers(tmp_path: Path) -> 
     metrics = read_metrics(only_run_dir(tmp_path))
     assert metrics["loader"] == "resident" and metrics["workers"] == 2
     assert "workers is ignored by loader=resident" in metrics["notes"]
-    # 256 images of 32x32x3 bytes plus 256 int64 labels, held on the training device.
-    assert metrics["dataset_memory_mb"] == pytest.approx((256 * 3072 + 256 * 8) / 2**20)
+    # 256 images of 32x32x3 values, normalized once to float32 (4 bytes), plus 256 int64 labels, on the device.
+    assert metrics["dataset_memory_mb"] == pytest.approx((256 * 3072 * 4 + 256 * 8) / 2**20)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
@@ -138,3 +138,66 @@ def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> 
     result = train.run(cfg, tmp_path / "run")
     assert result.status == "ok", result.error
     assert all(e.gpu_busy_s and 0 < e.gpu_busy_s <= e.time_s * 1.01 for e in result.epochs_detail)
+
+
+# -------------------------------------------------------------------------------------------- recipes
+
+TWENTY_STEPS = ("dataset.train_size=640", "dataset.test_size=64", "batch_size=32", "epochs=1", "device=cpu")
+
+
+def test_recipe_fast_picks_the_fast_path_and_keeps_the_precision(cfg_for) -> None:
+    fast = cfg_for("recipe=fast", "precision=amp_bf16")
+    assert (fast.recipe.name, fast.loader.name, fast.step.compile, fast.cudnn_benchmark) == (
+        "fast", "resident", "auto", True,
+    )  # fmt: skip
+    assert fast.precision.name == "amp_bf16"  # the recipe never changes the maths
+    lab = cfg_for()
+    assert (lab.recipe.name, lab.loader.name, lab.step.compile, lab.cudnn_benchmark) == (
+        "lab", "dataloader", "none", False,
+    )  # fmt: skip
+
+
+def test_the_fast_recipe_trains_the_same_model_on_the_cpu(cfg_for, tmp_path: Path) -> None:
+    plain = ("loader=dataloader", "workers=0", "step.adam=default", "step.channels_last=false")
+    lab = train.run(cfg_for(*TWENTY_STEPS, *plain), tmp_path / "lab")
+    fast = train.run(cfg_for(*TWENTY_STEPS, "recipe=fast"), tmp_path / "fast")
+    assert lab.status == fast.status == "ok"
+    assert fast.step["compile"] == "none" and fast.step["channels_last"] and fast.step["adam"] == "fused"
+    assert [e.loss for e in fast.epochs_detail] == pytest.approx([e.loss for e in lab.epochs_detail], rel=1e-4)
+    assert read_metrics(tmp_path / "fast")["recipe"] == "fast"
+
+
+def test_the_fast_recipe_reaches_the_same_accuracy(cfg_for, tmp_path: Path) -> None:
+    data = ("dataset.train_size=4096", "dataset.test_size=1024", "batch_size=64", "epochs=3", "device=cpu")
+    lab = train.run(cfg_for(*data, "workers=0", tiny=False), tmp_path / "lab")
+    fast = train.run(cfg_for(*data, "recipe=fast", tiny=False), tmp_path / "fast")
+    assert lab.metrics["test_accuracy"] > 0.25  # 2.5x chance: it learned, so the comparison means something
+    assert abs(fast.metrics["test_accuracy"] - lab.metrics["test_accuracy"]) <= 0.01
+
+
+@pytest.mark.slow
+def test_compile_max_gathers_in_the_step_and_trains_the_same_model(cfg_for, tmp_path: Path) -> None:
+    plain = _losses(cfg_for, tmp_path, "loader=resident", "model=small")
+    result = train.run(cfg_for(*DATA, "loader=resident", "model=small", "step.compile=max"), tmp_path / "max")
+    assert result.status == "ok", result.error
+    assert result.step["compile"] == "max" and result.step["input_in_step"] is True
+    assert [e.loss for e in result.epochs_detail] == pytest.approx(plain, rel=1e-4)
+
+
+def test_tf32_is_fp32_on_the_cpu_and_says_so(cfg_for, tmp_path: Path) -> None:
+    fp32 = _losses(cfg_for, tmp_path, "loader=resident")
+    result = train.run(cfg_for(*DATA, "loader=resident", "precision=tf32"), tmp_path / "tf32")
+    assert [e.loss for e in result.epochs_detail] == fp32
+    assert "precision=tf32 is fp32 here: TF32 is a GPU tensor-core format" in result.notes
+    assert result.step["math"] == "tf32"
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("option", ["recipe=fast", "step.compile=max", "precision=tf32"])
+def test_cuda_fast_recipe_trains_the_same_model(cfg_for, tmp_path: Path, option: str) -> None:
+    cuda = ("device=cuda", "dataset.train_size=2560", "batch_size=128")  # 20 steps an epoch
+    plain = _losses(cfg_for, tmp_path, *cuda, "loader=resident", "step.adam=default", "step.channels_last=false")
+    extra = ("loader=resident",) if option != "recipe=fast" else ()
+    tolerance = 1e-2 if option == "precision=tf32" else 1e-3  # TF32 rounds the matmul inputs to 10 bits
+    assert _losses(cfg_for, tmp_path, *cuda, *extra, option) == pytest.approx(plain, rel=tolerance)

@@ -142,3 +142,4 @@ def test_max_batch_records_the_search_and_the_fit(monkeypatch, cfg_for, tmp_path
     build_report([sweep])
     text = (sweep / "report.md").read_text()
     assert "max batch" in text and "images/GB" in text and "4,096" in text
+    assert "each GB of memory holds about 4,096 more images" in text  # computed from the fit

@@ -27,6 +27,8 @@ def _label(x: str, value: object) -> str:
 
 def sentences(runs: pd.DataFrame, x: str) -> list[str]:
     """Two or three sentences about the finished runs of one experiment, along the swept variable ``x``."""
+    if runs["max_batch"].notna().any():
+        return capacity_sentences(runs)
     ok = runs[(runs["status"] == "ok") & runs["samples_per_s"].notna()]
     if len(ok) < 2 or x not in ok:
         return []
@@ -85,6 +87,20 @@ def _memory_sentence(ok: pd.DataFrame, x: str) -> str:
         slope = np.polyfit(pd.to_numeric(ok[x]).astype(float), ok["peak_memory_mb"].astype(float), 1)[0]
         text += f", {slope * 1024:,.1f} KB more per image in the batch"
     return text + "."
+
+
+def capacity_sentences(runs: pd.DataFrame) -> list[str]:
+    """task=max_batch: per model and precision, the largest batch and what the fit says per GB."""
+    out = []
+    for _, r in runs[runs["max_batch"].notna()].iterrows():
+        text = f"{r['model']} in {r['precision']} trains at up to {r['max_batch']:,.0f} images per batch"
+        if pd.notna(r["mem_mb_per_image"]) and pd.notna(r["images_per_gb"]):
+            text += (
+                f"; peak ≈ {r['mem_intercept_mb']:,.1f} MB + {r['mem_mb_per_image']:,.4f} MB × batch "
+                f"(R² {r['mem_fit_r2']:.4f}), so each GB of memory holds about {r['images_per_gb']:,.0f} more images"
+            )
+        out.append(text + ".")
+    return out
 
 
 def verdict_table(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:

@@ -130,3 +130,23 @@ def peak_tflops(device_name: str, precision: str) -> tuple[float, str] | None:
 def flop_utilization(flops_per_sample: int, samples_per_s: float, peak: float) -> float:
     """Model FLOP utilisation: achieved FLOP/s over the peak (``peak`` in TFLOP/s), as a share (0.25 = 25%)."""
     return flops_per_sample * samples_per_s / (peak * 1e12)
+
+
+def utilization(
+    run: dict[str, float | None], gpu: str | None, precision: str
+) -> tuple[float | None, float | None, str | None]:
+    """(achieved TFLOP/s, share of the dense peak, a note) for a run's ``flops_per_sample`` and ``samples_per_s``.
+
+    The share is given only on a GPU of the peak table (``gpu`` is its name; None on the CPU), for the math
+    the run used; the note names the peak's source, or says that none is known. Never a guess.
+    """
+    flops, rate = run.get("flops_per_sample"), run.get("samples_per_s")
+    if flops is None or rate is None:
+        return None, None, None
+    tflops = flops * rate / 1e12
+    if gpu is None:
+        return tflops, None, None
+    peak = peak_tflops(gpu, precision)
+    if peak is None:
+        return tflops, None, f"no dense peak is known for {gpu}: % of peak is not given"
+    return tflops, tflops / peak[0], f"peak {peak[0]:g} TFLOP/s ({precision}) from {peak[1]}"

@@ -152,7 +152,8 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
 
 def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     training = (runs["task"] != "max_batch").any()
-    shown = [*varied, *(["loader"] if "loader" not in varied and training else [])]  # which pipeline made it
+    # Which pipeline and recipe made each row.
+    shown = [*varied, *(c for c in ("loader", "recipe") if c not in varied and training)]
     if (runs["device"] == "cuda").any() and "cudnn_benchmark" not in shown:
         shown.append("cudnn_benchmark")  # autotuning changes both time and memory
     # Measurement columns no run has (e.g. GPU memory in a CPU sweep) are left out.

@@ -74,6 +74,7 @@ class RunResult:
     precision: str | None = None
     dataset: str | None = None
     loader: str | None = None
+    recipe: str | None = None
     batch_size: int | None = None
     workers: int | None = None
     epochs: int | None = None

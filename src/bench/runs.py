@@ -27,7 +27,9 @@ from bench.metrics import METRICS, summarize
 from bench.results import MetricsError, load_metrics
 
 #: What a run was configured with: the columns a sweep can vary.
-CONFIG_COLUMNS = ["model", "device", "precision", "dataset", "loader", "batch_size", "workers", "epochs", "seed"]
+CONFIG_COLUMNS = [
+    "model", "device", "precision", "dataset", "loader", "recipe", "batch_size", "workers", "epochs", "seed",
+]  # fmt: skip
 ENV_COLUMNS = ["env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_cpu", "env_hostname", "env_git_commit"]
 #: Statuses a run folder can have in a report besides metrics.json's own.
 UNREADABLE = "unreadable"
@@ -73,7 +75,7 @@ def saved_config(run_dir: Path) -> dict[str, Any]:
 
 
 #: config keys recorded under a shorter column name
-ALIASES = {f"{group}.name": group for group in ("model", "device", "precision", "dataset", "loader")}
+ALIASES = {f"{group}.name": group for group in ("model", "device", "precision", "dataset", "loader", "recipe")}
 #: config keys that never define a run: labels of the preset, and Hydra's own control keys
 NOT_SETTINGS = ("lab", "resume")
 

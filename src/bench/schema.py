@@ -37,6 +37,8 @@ class PrecisionConfig:
     name: str = MISSING
     autocast_dtype: str | None = MISSING
     grad_scaler: bool = MISSING
+    # TF32 tensor cores for fp32 matmuls and convolutions (CUDA, Ampere and newer).
+    tf32: bool = MISSING
 
 
 @dataclass
@@ -49,7 +51,15 @@ class StepConfig:
     non_blocking: bool = True
     # null: per device, as measured (on for the CPU, off for CUDA); true/false force it.
     channels_last: bool | None = None
+    # none (eager), default / reduce-overhead (torch.compile), cudagraph (the whole step captured, CUDA),
+    # max (compiled model inside the captured step, input gather included), auto (the fastest measured).
     compile: str = "none"
+
+
+@dataclass
+class RecipeConfig:
+    # lab: the lab's path; fast: the fastest measured for the device (conf/recipe/*.yaml set the choices).
+    name: str = MISSING
 
 
 @dataclass
@@ -74,6 +84,7 @@ class Config:
     dataset: Any = MISSING
     loader: Any = MISSING
     step: StepConfig = field(default_factory=StepConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     # train: the measured training run; max_batch: the largest batch that fits (experiment=max_batch).
     task: str = "train"
     max_batch: MaxBatchConfig = field(default_factory=MaxBatchConfig)
@@ -144,7 +155,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "device.name": ("auto", "cpu", "cuda"),
     "precision.autocast_dtype": (None, "float16", "bfloat16"),
     "step.adam": ("auto", "default", "forloop", "foreach", "fused"),
-    "step.compile": ("none", "default", "reduce-overhead", "cudagraph"),
+    "step.compile": ("none", "default", "reduce-overhead", "cudagraph", "max", "auto"),
     "task": ("train", "max_batch"),
 }
 CUDA_ONLY_COMPILE = ("reduce-overhead", "cudagraph")
@@ -228,7 +239,7 @@ def _check_keys(cfg: DictConfig) -> None:
 
 _TYPED_NODES = {
     "": Config, "device.": DeviceConfig, "precision.": PrecisionConfig, "step.": StepConfig,
-    "max_batch.": MaxBatchConfig,
+    "max_batch.": MaxBatchConfig, "recipe.": RecipeConfig,
 }  # fmt: skip
 
 
@@ -307,8 +318,11 @@ def _check_combinations(cfg: DictConfig) -> None:
     if compile_mode in CUDA_ONLY_COMPILE and not targets_cuda(cfg.device.name):
         where = "cpu" if cfg.device.name == "cpu" else "this machine (no CUDA)"
         raise ConfigError(f"step.compile={compile_mode} needs CUDA; on {where} use none or default")
-    if compile_mode == "cudagraph" and cfg.precision.grad_scaler:
-        raise ConfigError("step.compile=cudagraph cannot capture GradScaler; use precision=fp32 or amp_bf16")
+    captures = compile_mode == "cudagraph" or (compile_mode == "max" and targets_cuda(cfg.device.name))
+    if captures and cfg.precision.grad_scaler:
+        raise ConfigError(
+            f"step.compile={compile_mode} cannot capture GradScaler; use precision=fp32, tf32 or amp_bf16"
+        )
     if cfg.dataset.name == "synthetic":
         _check_synthetic_fits(cfg.dataset.train_size + cfg.dataset.test_size)
 

@@ -29,7 +29,7 @@ from bench.diagnosis import diagnose
 from bench.energy import EnergyMeter
 from bench.environment import cpu_name, environment
 from bench.errors import DeviceUnavailable, UsageError, one_line
-from bench.flops import peak_tflops, training_flops_per_sample
+from bench.flops import training_flops_per_sample, utilization
 from bench.loaders import BatchSource, build_loader, normalize
 from bench.loop import evaluate, profile, rolled_back, run_epoch, warm_up
 from bench.measure import MIB
@@ -37,7 +37,14 @@ from bench.metrics import metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
 from bench.schema import instantiate
-from bench.step import autocast_dtype, build_step, math_precision, resolve_channels_last
+from bench.step import (
+    autocast_dtype,
+    build_step,
+    math_mode,
+    math_precision,
+    resolve_channels_last,
+    resolve_compile,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,7 @@ def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
         precision=get("precision.name"),
         dataset=get("dataset.name"),
         loader=get("loader.name"),
+        recipe=get("recipe.name"),
         batch_size=get("batch_size"),
         workers=get("workers"),
         epochs=get("epochs"),
@@ -102,10 +110,11 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
         result.device = device.type
         result.device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
         run_dir.mkdir(parents=True, exist_ok=True)  # a run writes into it before metrics.json (the trace)
-        if cfg.task == "max_batch":
-            capacity.measure(cfg, device, result)
-        else:
-            _train(cfg, device, result, run_dir)
+        with math_mode(cfg.precision):
+            if cfg.task == "max_batch":
+                capacity.measure(cfg, device, result)
+            else:
+                _train(cfg, device, result, run_dir)
     except DeviceUnavailable as err:
         result.status, result.error, usage_error = "skipped", str(err), err
     except UsageError as err:  # a missing dataset, or a step option this device cannot run
@@ -196,11 +205,13 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     result.params = count_parameters(model)
-    step = build_step(model, device, options=cfg.step, precision=cfg.precision, lr=cfg.lr)
-    result.step = step.settings
-
     train = _loader(cfg, arrays.train_x, arrays.train_y, device, shuffle=True, channels_last=channels_last)
     try:
+        # compile=max moves the resident loader's gather into the step, where the capture replays it.
+        compile_mode = resolve_compile(cfg.step.compile, device, bool(cfg.precision.grad_scaler))
+        prepare = train.defer() if compile_mode == "max" and hasattr(train, "defer") else None
+        step = build_step(model, device, options=cfg.step, precision=cfg.precision, lr=cfg.lr, prepare=prepare)
+        result.step = {**step.settings, "input_in_step": prepare is not None}
         if train.device_bytes:
             result.metrics["dataset_memory_mb"] = train.device_bytes / measure.MIB
         _note_setup(cfg, train, result)
@@ -248,7 +259,10 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
             energy.close()
 
     result.metrics.update(summarize([asdict(e) for e in result.epochs_detail]))
-    _record_utilization(result, cfg.precision)
+    m = result.metrics
+    gpu = result.device_name if device.type == "cuda" else None
+    m["tflops"], m["peak_flops_frac"], note = utilization(m, gpu, math_precision(cfg.precision))
+    result.notes.extend([note] if note else [])
     if allocator is not None:
         peak, reserved = allocator.peak_allocated(), allocator.peak_reserved()
         result.metrics["peak_memory_mb"], result.metrics["peak_reserved_mb"] = peak / MIB, reserved / MIB
@@ -289,24 +303,10 @@ def _count_flops(
     result.metrics["flops_per_sample"] = count.training
 
 
-def _record_utilization(result: RunResult, precision: DictConfig) -> None:
-    """Achieved TFLOP/s, and on a GPU of the peak table the share of its dense peak for the math used."""
-    m = result.metrics
-    if m.get("flops_per_sample") is None or m.get("samples_per_s") is None:
-        return
-    m["tflops"] = m["flops_per_sample"] * m["samples_per_s"] / 1e12
-    if result.device != "cuda":
-        return
-    peak = peak_tflops(result.device_name or "", math_precision(precision))
-    if peak is None:
-        result.notes.append(f"no dense peak is known for {result.device_name}: % of peak is not given")
-        return
-    m["peak_flops_frac"] = m["tflops"] / peak[0]
-    result.notes.append(f"peak {peak[0]:g} TFLOP/s ({math_precision(precision)}) from {peak[1]}")
-
-
 def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     """Facts a reader of the numbers should know, in metrics.json's notes and on the console."""
+    if cfg.precision.tf32 and result.device != "cuda":
+        result.notes.append("precision=tf32 is fp32 here: TF32 is a GPU tensor-core format")
     result.notes.extend(f"{key} is ignored by loader={cfg.loader.name}" for key in train.ignored)
     cores = os.cpu_count() or 1
     if cfg.workers > cores and "workers" not in train.ignored:
