@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import yaml
 from PIL import Image
 
 from bench.compare import compare, load_side, noise_band, verdict
-from bench.metrics import METRICS, Metric, summarize
+from bench.metrics import summarize
 from bench.results import EpochStats, RunResult, write_metrics
 from conftest import TINY, run_cli
 
@@ -67,19 +66,6 @@ def laptop_and_gpu(tmp_path: Path) -> tuple[Path, Path]:
     return base, cand
 
 
-@pytest.fixture
-def repeat_metrics() -> Iterator[None]:
-    """The repeat=N metrics in the table (another change adds them; these stand in until it has)."""
-    keys = {m.key for m in METRICS}
-    added = [
-        Metric(k, k, compare="") for k in ("repeats", "samples_per_s_median", "samples_per_s_iqr") if k not in keys
-    ]
-    METRICS.extend(added)
-    yield
-    for m in added:
-        METRICS.remove(m)
-
-
 def squeezed(text: str) -> str:
     """Tables are padded for reading; compare their cells, not their padding."""
     return re.sub(r" {2,}", " ", text)
@@ -123,7 +109,7 @@ def test_the_console_shows_the_table_and_the_summary_line(laptop_and_gpu: tuple[
     assert not list(tmp_path.rglob("compare.*"))  # without --out nothing is written
 
 
-def test_the_noise_band_is_the_repeats_iqr_where_both_sides_have_one(tmp_path: Path, repeat_metrics: None) -> None:
+def test_the_noise_band_is_the_repeats_iqr_where_both_sides_have_one(tmp_path: Path) -> None:
     base, cand = tmp_path / "base", tmp_path / "cand"
     for job, (batch_size, rel_iqr) in enumerate([(64, 0.05), (128, 0.01)]):
         _fake_run(base, job, "cuda", batch_size, 1000, repeats=5, iqr=1000 * rel_iqr, memory_mb=100.0)
@@ -277,3 +263,14 @@ def test_two_real_cpu_sweeps_compare_row_by_row(tmp_path: Path) -> None:
     assert set(table["verdict"]) <= {"faster", "same", "slower"} and table["ratio"].map(math.isfinite).all()
     assert table["memory"].tolist() == ["RSS", "RSS"] and table["memory_ratio"].notna().all()
     assert "candidate vs baseline: " in proc.stdout and (tmp_path / "cmp" / "compare.png").is_file()
+
+
+def test_a_partly_failed_config_gets_no_verdict_and_is_a_regression(tmp_path: Path) -> None:
+    base = _sweep(tmp_path / "base", "cpu", {64: 1000})
+    cand = tmp_path / "cand"
+    _fake_run(cand, 0, "cpu", 64, 1000)
+    _fake_run(cand, 1, "cpu", 64, 1000, status="oom")  # the same config again, broken
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no config finished on both sides, so there is no verdict" in proc.stdout
+    assert "1 regression(s): model=medium, batch_size=64 1 of 2 ok in the candidate" in proc.stderr

@@ -7,12 +7,17 @@ import json
 import logging
 import math
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
+import torch
 
 from bench import diagnosis, train
+from bench.loaders import ResidentSource
 from bench.report import build_report
 from conftest import TINY, run_cli
 
@@ -25,12 +30,26 @@ def _run(cfg_for, tmp_path: Path, *overrides: str) -> train.RunResult:
     return result
 
 
+class SlowSource(ResidentSource):
+    """The resident loader, made slow on purpose: it waits before every batch, as a slow disk would."""
+
+    def __init__(self, *args: Any, delay_s: float = 0.02, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.delay_s = delay_s
+
+    def batches(self, seed: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in super().batches(seed):
+            time.sleep(self.delay_s)
+            yield batch
+
+
 def test_a_slow_data_path_is_input_bound_and_the_resident_loader_is_not(cfg_for, tmp_path: Path) -> None:
-    # The lab's per-sample PIL path in the training process itself (workers=0) is slow on purpose.
-    slow = _run(cfg_for, tmp_path, "loader=dataloader", "workers=0", "model=small")
+    # A loader is a component: this one is the resident loader with a wait before each batch.
+    slow = _run(cfg_for, tmp_path, "loader=resident", f"loader._target_={__name__}.SlowSource", "model=small",
+                "+loader.delay_s=0.02")  # fmt: skip
     fast = _run(cfg_for, tmp_path, "loader=resident", "model=small")
     assert slow.metrics["data_wait_frac"] >= diagnosis.INPUT_BOUND_WAIT
-    assert slow.diagnosis["verdict"] == "input-bound" and slow.diagnosis["next"] == "loader=resident"
+    assert slow.diagnosis["verdict"] == "input-bound" and slow.diagnosis["next"] == "batch_size=64"
     assert f"{slow.metrics['data_wait_frac']:.0%}" in slow.diagnosis["evidence"]
     assert fast.metrics["data_wait_frac"] < diagnosis.INPUT_BOUND_WAIT
     assert fast.diagnosis["verdict"] == "compute-bound (CPU)"
@@ -134,6 +153,17 @@ def test_repeats_train_the_same_and_record_their_spread(cfg_for, tmp_path: Path)
     assert m["samples_per_s_iqr"] == pytest.approx((per_repeat[2] - per_repeat[0]) / 2)  # numpy's 25th..75th
     assert m["samples_per_s_cv"] >= 0
     assert run.diagnosis["noisy"] == (m["samples_per_s_cv"] > diagnosis.NOISY_CV)
+
+
+def test_one_measurement_has_no_spread_and_energy_pairs_with_its_own_epochs() -> None:
+    from bench.metrics import summarize
+
+    one = summarize([{"epoch": 1, "time_s": 2.0, "samples": 100, "samples_per_s": 50.0, "loss": 1.0}])
+    assert one["samples_per_s_median"] == 50.0 and one["samples_per_s_iqr"] is None and one["samples_per_s_cv"] is None
+    # 50 J over the 1 s epoch that has a reading; the epoch without one must not dilute the watts.
+    epochs = [{"time_s": 1.0, "samples": 100, "energy_j": 50.0}, {"time_s": 1.0, "samples": 100, "energy_j": None}]
+    figures = summarize(epochs)
+    assert figures["avg_power_w"] == 50.0 and figures["samples_per_joule"] == 2.0
 
 
 def test_the_report_shows_median_and_iqr_and_flags_noise(tmp_path: Path) -> None:

@@ -111,6 +111,11 @@ def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path)
         (["-m", "hydra.sweep.dir=S", "batch_size=16,32"], "hydra.sweep.dir=S already holds a sweep"),
         (["-m", "hydra.sweep.dir=new", "hydra.sweep.subdir=x", "batch_size=16,32"], "hydra.sweep.subdir=x is the same"),
         (["hydra.run.dir=S/0"], "hydra.run.dir=S/0 already holds a run"),
+        (
+            ["-m", "hydra.sweep.dir=new", "hydra.sweep.subdir=job${hydra.job.num}", "batch_size=16,32"],
+            "bench keeps one folder per job named by its number",
+        ),
+        (["resume=true"], "resume=true resumes a sweep: add -m"),
     ],
 )
 def test_a_folder_that_holds_runs_is_refused_untouched(

@@ -163,6 +163,19 @@ def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_several_folders_need_out_and_pair_on_every_setting(tmp_path: Path) -> None:
+    # A CPU and a GPU sweep over lr (a setting without a standard column): two pairs, not one.
+    for root, device, times in (("cpu", "cpu", (20.0, 10.0)), ("gpu", "cuda", (1.0, 1.0))):
+        for job, (lr, t) in enumerate(zip((0.001, 0.01), times, strict=True)):
+            _fake_run(tmp_path / root, job, device, 64, t)
+            (tmp_path / root / str(job) / ".hydra" / "config.yaml").write_text(f"lr: {lr}\nbatch_size: 64\n")
+    proc = run_cli(tmp_path, "cpu", "gpu", module="bench.report")
+    assert proc.returncode == 2 and "--out DIR" in proc.stderr  # the first folder's own report is never replaced
+    report = build_report([tmp_path / "cpu", tmp_path / "gpu"], tmp_path / "both")
+    table = speedup_table(report.runs)
+    assert sorted(table["speedup"]) == [10.0, 20.0]
+
+
 def test_report_cli_writes_to_out(tmp_path: Path) -> None:
     _fake_run(tmp_path / "s", 0, "cpu", 64, 25.0)
     proc = run_cli(tmp_path, str(tmp_path / "s"), "--out", str(tmp_path / "r"), module="bench.report")

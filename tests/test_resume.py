@@ -51,5 +51,8 @@ def test_jobs_are_matched_by_config_not_by_number() -> None:
     # The same sweep in another order, with a config ("c") the folder has never seen.
     plan = resume.plan([(["x=b"], "b"), (["x=a"], "a"), (["x=c"], "c"), (["x=a"], "a")], existing)
     assert plan.skipped == [(0, ["x=a"]), (2, ["x=a"])]
-    assert plan.run == [(1, ["x=b"]), (4, ["x=c"])]
+    assert plan.run == [(1, ["x=b"]), (4, ["x=c"])]  # 2, its place in the sweep, is taken: the next free
     assert plan.batches() == [(1, [["x=b"]]), (4, [["x=c"]])]
+    # A job whose folder was removed runs under its own number again, where the sweep's plan expects it.
+    gone = resume.plan([(["x=a"], "a"), (["x=d"], "d"), (["x=e"], "e")], [existing[0], resume.Existing(2, "e", False)])
+    assert sorted(gone.run) == [(1, ["x=d"]), (2, ["x=e"])]

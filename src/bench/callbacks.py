@@ -24,6 +24,8 @@ class FolderGuard(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
+            if OmegaConf.select(config, "resume", default=False):
+                raise UsageError("resume=true resumes a sweep: add -m and hydra.sweep.dir=<the sweep's folder>")
             claim_run_dir(Path(config.hydra.run.dir))
         except UsageError as err:
             raise Refused(str(err)) from None

@@ -15,6 +15,7 @@ import logging
 import torch
 from omegaconf import DictConfig
 
+from bench.datasets import load_arrays
 from bench.errors import DeviceUnavailable
 from bench.maxbatch import Trial, cuda_step_trial, fit_line, memory_cap, search_max_batch
 from bench.results import RunResult
@@ -63,9 +64,10 @@ def measure(cfg: DictConfig, device: torch.device, result: RunResult, trial: Tri
 
 def _cuda_trial(cfg: DictConfig, device: torch.device) -> Trial:
     if device.type != "cuda":
-        raise DeviceUnavailable("experiment=max_batch needs a CUDA GPU: it searches the GPU's memory")
+        raise DeviceUnavailable("task=max_batch (experiment=max_batch) needs a CUDA GPU: it searches the GPU's memory")
+    classes = len(load_arrays(cfg.dataset).classes)  # the model's last layer, as the training run has it
     return cuda_step_trial(
-        lambda: instantiate(cfg.model, num_classes=10),
+        lambda: instantiate(cfg.model, num_classes=classes),
         device=device,
         precision_dtype=autocast_dtype(cfg.precision),
         grad_scaler=bool(cfg.precision.grad_scaler),

@@ -22,13 +22,14 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pandas as pd
 
 from bench import errors, interrupts
-from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, Interrupted, UsageError, fail
+from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, Interrupted, OneLineParser, UsageError, fail
 from bench.folders import make_writable
+from bench.metrics import finite
 from bench.runs import CONFIG_COLUMNS, flat_config, load_runs, saved_config
 from bench.tables import MISSING, cell, markdown
 
@@ -96,34 +97,31 @@ def _by_config(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
     return {key: df[[k == key for k in index]] for key in dict.fromkeys(index)}
 
 
-def _number(value: Any) -> float | None:
-    ok = pd.api.types.is_number(value) and not pd.api.types.is_bool(value) and math.isfinite(value)
-    return float(value) if ok else None
-
-
 def _speed(run: pd.Series) -> tuple[float | None, float | None]:
     """samples/s and its relative IQR: the repeats' median and IQR / median where the run was repeated."""
-    median, iqr = _number(run.get("samples_per_s_median")), _number(run.get("samples_per_s_iqr"))
-    if (_number(run.get("repeats")) or 1) > 1 and median:
+    median, iqr = finite(run.get("samples_per_s_median")), finite(run.get("samples_per_s_iqr"))
+    if (finite(run.get("repeats")) or 1) > 1 and median:
         return median, iqr / median if iqr is not None else None
-    return _number(run.get("samples_per_s")), None
+    return finite(run.get("samples_per_s")), None
 
 
 def summarize_side(runs: pd.DataFrame | None) -> dict[str, Any]:
     """A config's runs on one side as one: how many, their status, and the medians of the ok runs' figures."""
     if runs is None or runs.empty:
-        return {"runs": 0, "status": "", "samples_per_s": None, "rel_iqr": None, "memory_mb": None, "memory": None}
+        return {"runs": 0, "status": "", "samples_per_s": None, "rel_iqr": None, "memory_mb": None, "memory": None,
+                "broken": False}  # fmt: skip
     ok = runs[runs["status"] == "ok"]
     statuses = ", ".join(dict.fromkeys(str(s) for s in runs["status"]))
     speeds = [_speed(run) for _, run in ok.iterrows()]
     rates, spreads = [r for r, _ in speeds if r is not None], [s for _, s in speeds if s is not None]
     memory = next((k for k in MEMORY if k in ok and ok[k].notna().any()), None)
-    mems = [m for m in (_number(v) for v in ok[memory]) if m is not None] if memory else []
+    mems = [m for m in (finite(v) for v in ok[memory]) if m is not None] if memory else []
     status = "ok" if len(ok) == len(runs) else f"{len(ok)} of {len(runs)} ok" if len(ok) else statuses
     return {
         "runs": len(runs), "status": status, "samples_per_s": statistics.median(rates) if rates else None,
         "rel_iqr": statistics.median(spreads) if spreads and len(spreads) == len(ok) else None,
         "memory_mb": statistics.median(mems) if mems else None, "memory": MEMORY[memory] if memory else None,
+        "broken": bool(runs["status"].isin([*BROKEN, "unreadable"]).any()),
     }  # fmt: skip
 
 
@@ -141,7 +139,9 @@ def noise_band(base_rel_iqr: float | None, cand_rel_iqr: float | None, band: flo
 
 def _row(b: dict[str, Any], c: dict[str, Any], band: float) -> dict[str, Any]:
     """Both sides' figures (``base_*``, ``cand_*``), the ratios, the band, the verdict and the status."""
-    ratio = c["samples_per_s"] / b["samples_per_s"] if b["samples_per_s"] and c["samples_per_s"] is not None else None
+    # A verdict only where every run of the config is ok on both sides: a partly failed config is listed, not judged.
+    judged = b["status"] == c["status"] == "ok" and b["samples_per_s"] and c["samples_per_s"] is not None
+    ratio = c["samples_per_s"] / b["samples_per_s"] if judged else None
     width, rule = noise_band(b["rel_iqr"], c["rel_iqr"], band) if ratio is not None else (None, None)
     alike = b["memory"] == c["memory"] and b["memory_mb"] and c["memory_mb"] is not None
     if b["runs"] and c["runs"]:
@@ -282,7 +282,7 @@ def regressions(c: Comparison) -> list[str]:
     for label, (_, row) in zip(_labels(c), c.table.iterrows(), strict=True):
         if row["verdict"] == SLOWER:
             found.append(f"{label} slower ({row['ratio']:.2f}×, band ±{_percent(row['band'])})")
-        elif pd.notna(row["base_samples_per_s"]) and set(row["cand_status"].split(", ")) & set(BROKEN):
+        elif pd.notna(row["base_samples_per_s"]) and row["cand_broken"]:
             found.append(f"{label} {row['cand_status']} in the candidate, ok in the baseline")
     return found
 
@@ -290,13 +290,8 @@ def regressions(c: Comparison) -> list[str]:
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, like every other bad input
-        fail(f"{message} (see python -m bench.compare --help)", EXIT_USAGE)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m bench.compare",
         description="Compare a candidate set of runs with a baseline, config by config: the samples/s and peak "
         "memory ratios (candidate / baseline) and a verdict, faster, slower or the same within noise. Runs are "

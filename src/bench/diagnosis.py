@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from bench.metrics import finite
+
 INPUT_BOUND_WAIT = 0.30
 LAUNCH_BOUND_BUSY = 0.50
 COMPUTE_BOUND_BUSY = 0.90
@@ -48,8 +50,7 @@ def diagnose(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _share(run: Mapping[str, Any], key: str) -> float | None:
-    value = run.get(key)
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return finite(run.get(key))
 
 
 def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
@@ -58,10 +59,12 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
         return None, "no timed epoch to judge", None
     loader, batch = run.get("loader"), run.get("batch_size") or 0
     step = run.get("step") or {}
-    if wait >= INPUT_BOUND_WAIT:
+    busy = _share(run, "gpu_busy_frac")
+    # A GPU busy with steps all along is the bottleneck, whatever the host waited for: with a full launch
+    # queue even the resident loader's gather blocks, and that counts as data wait.
+    if wait >= INPUT_BOUND_WAIT and not (busy is not None and busy >= COMPUTE_BOUND_BUSY):
         evidence = f"data wait {wait:.0%} of the epoch (input-bound from {INPUT_BOUND_WAIT:.0%})"
         return "input-bound", evidence, "loader=resident" if loader == "dataloader" else f"batch_size={2 * batch}"
-    busy = _share(run, "gpu_busy_frac")
     if run.get("device") != "cuda" or busy is None:
         evidence = f"data wait {wait:.0%}; the rest of the epoch is the model's compute on the CPU"
         if loader == "dataloader":

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from bench.errors import one_line
+
 _NOT_MEASURED = "energy: not measured"
 
 
@@ -56,7 +58,7 @@ class EnergyMeter:
         try:
             self._open(device)
         except Exception as error:  # never out of the meter
-            self._fail(f"{type(error).__name__}: {_one_line(error)}")
+            self._fail(f"{type(error).__name__}: {one_line(error)}")
 
     @property
     def available(self) -> bool:
@@ -77,7 +79,7 @@ class EnergyMeter:
         try:
             pynvml.nvmlInit()
         except Exception as error:
-            self.note = f"{_NOT_MEASURED} (NVML could not start: {_one_line(error)})"
+            self.note = f"{_NOT_MEASURED} (NVML could not start: {one_line(error)})"
             return
         self._nvml = pynvml
         if not torch.cuda.is_available():
@@ -89,7 +91,7 @@ class EnergyMeter:
         try:
             pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
         except pynvml.NVMLError as error:
-            return self._fail(f"this GPU has no energy counter, which needs Volta or newer: {_one_line(error)}")
+            return self._fail(f"this GPU has no energy counter, which needs Volta or newer: {one_line(error)}")
         self._handle = handle
         with contextlib.suppress(pynvml.NVMLError):
             self.power_limit_w = pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000.0
@@ -127,7 +129,7 @@ class EnergyMeter:
         try:
             return int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle))
         except Exception as error:
-            self._fail(f"the energy counter could not be read: {_one_line(error)}")
+            self._fail(f"the energy counter could not be read: {one_line(error)}")
             return None
 
     def _fail(self, why: str) -> None:
@@ -155,8 +157,3 @@ def _nvml_handle(pynvml: Any, index: int) -> Any:
 def _bus_id(props: Any) -> str:
     """NVML's PCI bus id form, domain:bus:device.function, from torch's device properties."""
     return f"{props.pci_domain_id:08x}:{props.pci_bus_id:02x}:{props.pci_device_id:02x}.0"
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__

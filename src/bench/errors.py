@@ -7,6 +7,7 @@ or 143 (SIGTERM). See docs/architecture.md, "Failure".
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 from typing import NoReturn
@@ -104,3 +105,11 @@ def exit_interrupted(stop: Interrupted, detail: str) -> NoReturn:
     """The one line for SIGINT or SIGTERM, and exit 130 or 143."""
     print(f"bench: interrupted by {stop.name}: {detail}", file=sys.stderr, flush=True)
     sys.exit(stop.exit_code)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for bench's commands: a bad argument is one ``bench: error:`` line and exit 2, not a usage
+    screen."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see {self.prog} --help)", EXIT_USAGE)

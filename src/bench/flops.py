@@ -132,6 +132,14 @@ def flop_utilization(flops_per_sample: int, samples_per_s: float, peak: float) -
     return flops_per_sample * samples_per_s / (peak * 1e12)
 
 
+def count_untouched(model: nn.Module, x: Tensor, y: Tensor, dtype: torch.dtype | None) -> FlopCount:
+    """:func:`training_flops_per_sample` under the run's autocast, with the RNG left as it was, so a run that
+    counts trains exactly as one that does not."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+        return training_flops_per_sample(model, x, labels=y)
+
+
 def utilization(
     run: dict[str, float | None], gpu: str | None, precision: str
 ) -> tuple[float | None, float | None, str | None]:

@@ -18,8 +18,8 @@ METRICS_FILE = "metrics.json"
 SWEEP_FILE = "multirun.yaml"
 #: files a sweep folder gets besides its job folders
 SWEEP_OUTPUTS = (SWEEP_FILE, "summary.csv", "report.md")
-#: what a sweep's subdir must name so that each job gets its own folder
-JOB_KEYS = ("hydra.job.num", "hydra.job.id")
+#: a sweep's subdir: one folder per job, named by its number, which resume and the reports rely on
+JOB_SUBDIR = "${hydra.job.num}"
 _claimed: list[Path] = []  # the sweep folders this process claimed, latest last
 
 
@@ -81,13 +81,14 @@ def claim_run_dir(path: Path, key: str = "hydra.run.dir") -> None:
 def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
     """Make ``path`` a new sweep's folder (or, with ``resume``, take back an existing one).
 
-    ``subdir`` is the unresolved ``hydra.sweep.subdir``: it must name the job number, so that two jobs
-    never share a folder.
+    ``subdir`` is the unresolved ``hydra.sweep.subdir``: it must be the job's number, so that two jobs
+    never share a folder and resume and the reports can find every job.
     """
-    if not any(key in subdir for key in JOB_KEYS):
+    if subdir != JOB_SUBDIR:
+        same = "" if "hydra.job" in subdir else " is the same for every job, so jobs would overwrite each other;"
         raise UsageError(
-            f"hydra.sweep.subdir={subdir} is the same for every job, so jobs would overwrite each other; "
-            "it must contain ${hydra.job.num}"
+            f"hydra.sweep.subdir={subdir}{same} bench keeps one folder per job named by its number "
+            f"(resume and the reports rely on it): leave hydra.sweep.subdir at {JOB_SUBDIR}"
         )
     if resume:
         if not (path / SWEEP_FILE).is_file():

@@ -12,16 +12,21 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from bench.errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: the last signal this process received under interruptible() or deferred(); None when none did
 _received: int | None = None
+#: a signal whose Interrupted may have been swallowed: raised in a destructor or an at-fork callback (a
+#: DataLoader forking its workers), Python only prints it. check() raises it again at the next step.
+_pending: int | None = None
 
 
 def received() -> int | None:
@@ -31,8 +36,22 @@ def received() -> int | None:
 
 def reset() -> None:
     """Forget an earlier interruption: a new session starts."""
-    global _received
-    _received = None
+    global _received, _pending
+    _received = _pending = None
+
+
+def delivered() -> None:
+    """The Interrupted reached its handler: nothing is pending any more."""
+    global _pending
+    _pending = None
+
+
+def check() -> None:
+    """Raise an interruption whose first Interrupted was swallowed; called between steps, where it is cheap."""
+    global _pending
+    if _pending is not None:
+        signum, _pending = _pending, None
+        raise Interrupted(signum)
 
 
 @contextmanager
@@ -41,16 +60,25 @@ def interruptible() -> Iterator[None]:
     owner = os.getpid()
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        global _received
+        global _received, _pending
         if os.getpid() != owner:  # a forked DataLoader worker inherited this handler: behave as before
             signal.signal(signum, previous.get(signum) or signal.SIG_DFL)  # type: ignore[arg-type]
             os.kill(os.getpid(), signum)
             return
-        _received = signum
+        _received = _pending = signum
         raise Interrupted(signum)
 
-    with _handlers(handler) as previous:
-        yield
+    def unraisable(event: Any) -> None:
+        if not isinstance(event.exc_value, Interrupted):  # ours is pending: check() raises it again
+            default(event)
+
+    default = sys.unraisablehook
+    sys.unraisablehook = unraisable
+    try:
+        with _handlers(handler) as previous:
+            yield
+    finally:
+        sys.unraisablehook = default
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from bench import interrupts
 from bench.device import synchronize
 from bench.energy import EnergyMeter
 from bench.loaders import BatchSource, epoch_seed
@@ -67,6 +68,7 @@ def run_epoch(
             events.step_done()
             n_batches += 1
             bar.update()
+            interrupts.check()
         interval = clock.stop()
     joules = energy.stop(interval.wall_s, train.samples).joules if energy is not None else None
     # The epoch's one host read of the loss, and of the events, after the clock has stopped.
@@ -92,11 +94,12 @@ def rolled_back(model: torch.nn.Module, step: Step, device: torch.device) -> Ite
 
     Restored in place (copy_/zero_), so tensors keep their storage; a captured CUDA graph stays valid.
     """
-    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # Copies kept on the host: a rollback inside the measured window (repeat=N) must not add device memory.
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     # Optimizer state that exists already is copied back; state made inside is zeroed, since a fresh
     # Adam state is all zeros (step count included): zeroing it equals starting afresh.
     saved = {
-        id(value): value.detach().clone()
+        id(value): value.detach().to("cpu", copy=True)
         for state in step.optimizer.state.values()
         for value in state.values()
         if isinstance(value, torch.Tensor)
@@ -140,11 +143,14 @@ def warm_up(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, c
                 if len(y) == train.batch_size:
                     step.fn(x, y)
                     done += 1
+                    interrupts.check()
                 if done >= steps:
                     break
             if done >= steps or full == 0:
                 break
-        if remainder:
+        # The epoch's last, partial batch too: once eagerly, three times for a compiled step (its own
+        # graph, which reduce-overhead's CUDA graphs record only on a later call).
+        for _ in range(3 if step.settings.get("compile", "none") != "none" else 1) if remainder else ():
             step.fn(x[:remainder], y[:remainder])
         return clock.stop().wall_s
 

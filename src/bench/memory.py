@@ -21,7 +21,8 @@ from typing import Protocol
 
 import torch
 
-MIB = 2**20
+from bench.measure import MIB
+
 PARTS = ("params", "grads", "optimizer", "dataset", "other_persistent", "activations", "reserve")
 LABELS = {
     "params": "parameters",

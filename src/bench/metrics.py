@@ -10,6 +10,7 @@ not derived (docs/architecture.md, "Adding a metric").
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +72,9 @@ def _sum_ratio(numerator: str, denominator: str) -> Callable[[Epochs], float | N
     """A rate or a share over the whole run: the sum of one field over the sum of another."""
 
     def ratio(epochs: Epochs) -> float | None:
-        num, den = _values(epochs, numerator), _values(epochs, denominator)
-        return sum(num) / sum(den) if num and den and sum(den) > 0 else None
+        both = [e for e in epochs if _values([e], numerator) and _values([e], denominator)]  # epochs with both
+        num, den = sum(_values(both, numerator)), sum(_values(both, denominator))
+        return num / den if both and den > 0 else None
 
     return ratio
 
@@ -99,8 +101,8 @@ def _spread(key: str, what: str) -> Callable[[Epochs], float | None]:
 
     def stat(epochs: Epochs) -> float | None:
         trials = np.asarray(_trials(epochs, key), dtype=float)
-        if trials.size == 0:
-            return None
+        if trials.size == 0 or (what != "median" and trials.size < 2):
+            return None  # one measurement says nothing about its spread
         if what == "median":
             return float(np.median(trials))
         if what == "iqr":
@@ -178,6 +180,12 @@ METRICS: list[Metric] = [
     Metric("test_accuracy", "test accuracy", "", ".1%", "test acc", table=True),
     Metric("eval_time", "evaluation time", "s", ",.2f", compare="ratio"),
 ]  # fmt: skip
+
+
+def finite(value: Any) -> float | None:
+    """A measured value as a float, or None for a missing one (None, NaN, infinity, a bool, text)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
 
 
 def metric(key: str) -> Metric:

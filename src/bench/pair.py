@@ -8,12 +8,11 @@ every metric of :data:`bench.metrics.METRICS` that has a ``compare`` rule is a r
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 
-from bench.metrics import METRICS, Metric
+from bench.metrics import METRICS, Metric, finite
 from bench.tables import MISSING, cell, markdown
 
 #: environment fields shown side by side; a difference in any of CODE_FIELDS means other code ran
@@ -145,14 +144,9 @@ def loss_summary(old: dict[str, Any], new: dict[str, Any]) -> str:
     return f"{len(both) - same} of {len(both)} compared epoch losses differ (largest gap {gap:.3g})."
 
 
-def _number(value: Any) -> float | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
-
-
 def change(m: Metric, old: Any, new: Any) -> str:
     """How ``new`` compares with ``old`` by the metric's rule: a ratio or a signed difference."""
-    a, b = _number(old), _number(new)
+    a, b = finite(old), finite(new)
     if a is None or b is None:
         return MISSING
     if m.compare == "ratio":

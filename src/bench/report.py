@@ -7,7 +7,6 @@ GPU sweep together and the report lines them up and computes the speedup.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -24,6 +23,7 @@ from bench.errors import (
     EXIT_RUN_FAILED,
     EXIT_USAGE,
     Interrupted,
+    OneLineParser,
     UsageError,
     exit_interrupted,
     fail,
@@ -74,10 +74,13 @@ class Report:
 def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
     """CPU time ÷ GPU time for every config that ran on both, as the lab's part 1 did.
 
-    Matching ignores only the device, so a CPU run and a GPU run pair up when everything else is the same.
+    Matching ignores only the device, so a CPU run and a GPU run pair up when everything else is the same
+    (every other setting that varies, ``lr`` as much as ``batch_size``). Totals are per repeat, so a run
+    repeated 3 times weighs as much as one that was not.
     """
-    ok = df[df["status"] == "ok"]
-    keys = [c for c in CONFIG_COLUMNS if c != "device"]
+    ok = df[df["status"] == "ok"].copy()
+    ok["total_time"] = ok["total_time"] / ok["repeats"].fillna(1)
+    keys = [c for c in [*CONFIG_COLUMNS, *settings(df)] if c != "device"]
     cpu = ok[ok["device"] == "cpu"].drop_duplicates(keys, keep="last")
     gpu = ok[ok["device"] == "cuda"].drop_duplicates(keys, keep="last")
     if cpu.empty or gpu.empty:
@@ -91,7 +94,8 @@ def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def overall_speedup(table: pd.DataFrame) -> float | None:
-    """Total CPU time over total GPU time across the matched configs (the lab's 'Overall GPU Speedup')."""
+    """Total CPU time over total GPU time (per repeat) across the matched configs (the lab's 'Overall GPU
+    Speedup')."""
     if table.empty:
         return None
     return float(table["total_time_cpu"].sum() / table["total_time_gpu"].sum())
@@ -314,13 +318,15 @@ def _speedup_lines(runs: pd.DataFrame) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m bench.report",
         description="Build summary.csv, report.md and plots from bench run or sweep folders.",
     )
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep folders (several are combined)")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first folder)")
     args = parser.parse_args(argv)
+    if len(args.dirs) > 1 and args.out is None:  # the combined report must not replace the first folder's own
+        parser.error(f"{len(args.dirs)} folders are combined into one report: say where it goes with --out DIR")
     with interrupts.entry_point():
         try:
             report = build_report(args.dirs, args.out)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 from hydra.errors import HydraException
@@ -35,6 +35,7 @@ from bench.errors import (
     EXIT_USAGE,
     ConfigError,
     Interrupted,
+    OneLineParser,
     UsageError,
     describe,
     exit_interrupted,
@@ -207,13 +208,8 @@ def report(source: Source, new_dir: Path, the_plan: Plan, new: dict[str, Any], a
 # ------------------------------------------------------------------------------------------------ CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, like every other bad input
-        fail(f"{message} (see python -m bench.reproduce --help)", EXIT_USAGE)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m bench.reproduce",
         description="Run an earlier run's saved config again into a new folder, and compare the two "
         "(reproduce.md in the new folder). RUN_DIR is never written to.",

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.folders import METRICS_FILE
 from bench.metrics import METRICS
 
 SCHEMA = 1
-METRICS_FILE = "metrics.json"
 STATUSES = ("ok", "oom", "failed", "diverged", "skipped", "interrupted")
 REQUIRED = ("schema", "status", "model", "device", "precision", "batch_size")
 #: the JSON type each structured field must have; anything else makes the file unreadable, not a crash

@@ -83,14 +83,21 @@ def plan(jobs: Sequence[tuple[list[str], str]], existing: Sequence[Existing]) ->
     for e in existing:
         if e.hash:
             (finished if e.finished else unfinished).setdefault(e.hash, []).append(e.number)
-    next_number = max((e.number for e in existing), default=-1) + 1
+    taken = {e.number for e in existing}
     result = Plan()
-    for overrides, identity in jobs:
+    new: list[tuple[int, list[str]]] = []
+    for index, (overrides, identity) in enumerate(jobs):
         if finished.get(identity):
             result.skipped.append((finished[identity].pop(0), overrides))
         elif unfinished.get(identity):
             result.run.append((unfinished[identity].pop(0), overrides))
         else:
-            result.run.append((next_number, overrides))
-            next_number += 1
+            new.append((index, overrides))
+    # A config the folder has never seen takes its own number in the sweep where that folder is free (a job
+    # that never started, or whose folder was removed), so the report's plan finds it; else the next free one.
+    numbers = {number for number, _ in result.run} | taken
+    for index, overrides in new:
+        number = index if index not in numbers else max(numbers, default=-1) + 1
+        numbers.add(number)
+        result.run.append((number, overrides))
     return result

@@ -29,10 +29,9 @@ from bench.diagnosis import diagnose
 from bench.energy import EnergyMeter
 from bench.environment import cpu_name, environment
 from bench.errors import DeviceUnavailable, UsageError, one_line
-from bench.flops import training_flops_per_sample, utilization
+from bench.flops import count_untouched, utilization
 from bench.loaders import BatchSource, build_loader, normalize
 from bench.loop import evaluate, profile, rolled_back, run_epoch, warm_up
-from bench.measure import MIB
 from bench.metrics import metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
@@ -122,6 +121,7 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
     except Diverged as err:
         result.status, result.error = "diverged", str(err)
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM under interrupts.interruptible()
+        interrupts.delivered()
         result.status, result.error = "interrupted", f"interrupted by {_signal_name(stop)}"
         log.warning("Run interrupted by %s", _signal_name(stop))
         raise
@@ -229,6 +229,8 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
             log.info("Profiled %d steps (rolled back): %s", PROFILE_STEPS, run_dir / TRACE_FILE)
             log.debug("Top operators by self time:\n%s", table)  # to bench.log
 
+        if allocator is not None and warmup_steps == 0:
+            result.notes.append("memory: with warmup_steps=0, gradients and optimizer state count as activations")
         # Steady state from here: the warm-up's one-time transients must not set the run's peak.
         sizes = memory.persistent_sizes(model, step.optimizer, train.device_bytes)
         baseline = 0
@@ -253,6 +255,8 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
                     _log_epoch(stats, cfg.epochs, cfg.repeat)
         if energy is not None:
             result.metrics["power_limit_w"], result.metrics["sm_clock_mhz"] = energy.power_limit_w, energy.sm_clock_mhz
+            if energy.note and energy.note not in result.notes:  # NVML stopped answering during the epochs
+                result.notes.append(energy.note)
     finally:
         train.close()
         if energy is not None:
@@ -265,7 +269,10 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     result.notes.extend([note] if note else [])
     if allocator is not None:
         peak, reserved = allocator.peak_allocated(), allocator.peak_reserved()
-        result.metrics["peak_memory_mb"], result.metrics["peak_reserved_mb"] = peak / MIB, reserved / MIB
+        result.metrics["peak_memory_mb"], result.metrics["peak_reserved_mb"] = (
+            peak / measure.MIB,
+            reserved / measure.MIB,
+        )
         result.memory = memory.breakdown(sizes, baseline, peak, reserved)
     else:
         result.memory = memory.sizes_mb(sizes)
@@ -290,17 +297,10 @@ def _log_epoch(stats: EpochStats, epochs: int, repeats: int) -> None:
 def _count_flops(
     model: torch.nn.Module, arrays: Arrays, device: torch.device, result: RunResult, dtype: torch.dtype | None
 ) -> None:
-    """Training FLOPs per sample, counted once on a few training images, before the warm-up.
-
-    The images are taken from the arrays, not the loader (no worker start), and the RNG is left untouched,
-    so training is exactly as without the count.
-    """
+    """Training FLOPs per sample, once, on a few training images (from the arrays: no worker start)."""
     x = normalize(torch.from_numpy(arrays.train_x[:FLOP_SAMPLES])).to(device)
     y = torch.from_numpy(arrays.train_y[:FLOP_SAMPLES]).to(device)
-    rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
-    with rng, torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        count = training_flops_per_sample(model, x, labels=y)
-    result.metrics["flops_per_sample"] = count.training
+    result.metrics["flops_per_sample"] = count_untouched(model, x, y, dtype).training
 
 
 def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
