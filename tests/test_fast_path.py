@@ -131,7 +131,7 @@ def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(train, "build_step", guarded_build_step)
     monkeypatch.setattr(loaders.ResidentSource, "batches", guarded_batches)
     # The events that split the epoch's time (GPU busy, copies) must not sync either.
-    for name in ("step_started", "step_done", "copy_started", "copy_done"):
+    for name in ("started", "done"):
         monkeypatch.setattr(measure.StepEvents, name, guarded(getattr(measure.StepEvents, name)))
     monkeypatch.setattr(train, "run_epoch", epoch)
     cfg = cfg_for("device=cuda", "loader=resident", "step.adam=fused", "dataset.train_size=2048", "batch_size=256")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from bench import errors, interrupts
-from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, Interrupted, OneLineParser, UsageError, fail
+from bench import interrupts
+from bench.errors import EXIT_RUN_FAILED, OneLineParser, UsageError, fail
 from bench.folders import make_writable
 from bench.metrics import finite
 from bench.runs import CONFIG_COLUMNS, flat_config, load_runs, saved_config
@@ -338,19 +337,8 @@ def run(args: argparse.Namespace) -> tuple[Comparison, str, list[Path]]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: 0; 1 on a regression with --fail-on-regression; 2 on bad input; never a traceback."""
     args = parse_args(argv)
-    with interrupts.entry_point():
-        try:
-            c, text, files = run(args)
-        except UsageError as err:
-            fail(str(err), EXIT_USAGE)
-        except OSError as err:  # found while writing: a full disk, a folder made read-only meanwhile
-            fail(f"could not write the comparison: {errors.os_error_line(err)}", EXIT_RUN_FAILED)
-        except Interrupted as stop:
-            errors.exit_interrupted(stop, "the comparison may be incomplete; run the same command again")
-        except Exception as err:  # a bug in bench: still one line (the runs on disk are untouched)
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            fail(f"could not compare: {type(err).__name__}: {errors.one_line(err)}", EXIT_RUN_FAILED)
+    with interrupts.command("compare"):
+        c, text, files = run(args)
     print(text, end="", flush=True)
     for path in files:
         print(f"wrote {path}")

@@ -60,12 +60,12 @@ def run_epoch(
             if batch is None:
                 break
             if copies:
-                events.copy_started()
+                events.started("copy")
                 batch = train.to_device(*batch)
-                events.copy_done()
-            events.step_started()
+                events.done("copy")
+            events.started("step")
             loss_sum += step.fn(*batch)
-            events.step_done()
+            events.done("step")
             n_batches += 1
             bar.update()
             interrupts.check()

@@ -67,46 +67,39 @@ class StepEvents:
     outside the timed epochs. On the CPU every method is a no-op and the totals are None.
     """
 
+    KINDS = ("step", "copy")
+
     def __init__(self, device: torch.device, steps: int) -> None:
         self.enabled = device.type == "cuda"
         pairs = steps + 1 if self.enabled else 0
-
-        def pool() -> list[tuple[torch.cuda.Event, torch.cuda.Event]]:
-            return [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(pairs)]
-
-        self._steps, self._copies = pool(), pool()
-        self._n_steps = self._n_copies = 0
+        self._pairs = {
+            kind: [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(pairs)]
+            for kind in self.KINDS
+        }
+        self._counts = dict.fromkeys(self.KINDS, 0)
 
     def reset(self) -> None:
-        self._n_steps = self._n_copies = 0
+        self._counts = dict.fromkeys(self.KINDS, 0)
 
-    def copy_started(self) -> None:
+    def started(self, kind: str) -> None:
+        """A step or a copy (``kind``) is queued from here on."""
         if self.enabled:
-            self._copies[self._n_copies][0].record()
+            self._pairs[kind][self._counts[kind]][0].record()
 
-    def copy_done(self) -> None:
+    def done(self, kind: str) -> None:
         if self.enabled:
-            self._copies[self._n_copies][1].record()
-            self._n_copies += 1
-
-    def step_started(self) -> None:
-        if self.enabled:
-            self._steps[self._n_steps][0].record()
-
-    def step_done(self) -> None:
-        if self.enabled:
-            self._steps[self._n_steps][1].record()
-            self._n_steps += 1
+            self._pairs[kind][self._counts[kind]][1].record()
+            self._counts[kind] += 1
 
     def totals(self) -> tuple[float | None, float | None]:
         """(GPU busy in steps, copies) in seconds; call after the epoch's synchronize."""
         if not self.enabled:
             return None, None
-
-        def total(pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]], n: int) -> float:
-            return sum(start.elapsed_time(end) for start, end in pairs[:n]) / 1000.0
-
-        return total(self._steps, self._n_steps), total(self._copies, self._n_copies)
+        seconds = {
+            kind: sum(start.elapsed_time(end) for start, end in self._pairs[kind][: self._counts[kind]]) / 1000.0
+            for kind in self.KINDS
+        }
+        return seconds["step"], seconds["copy"]
 
 
 def reset_peak_memory(device: torch.device) -> None:

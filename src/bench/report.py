@@ -8,7 +8,6 @@ GPU sweep together and the report lines them up and computes the speedup.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,15 +19,7 @@ import pandas as pd
 from bench import findings, interrupts
 from bench.diagnosis import NOISY_CV
 from bench.errors import (
-    EXIT_RUN_FAILED,
-    EXIT_USAGE,
-    Interrupted,
     OneLineParser,
-    UsageError,
-    exit_interrupted,
-    fail,
-    one_line,
-    os_error_line,
 )  # fmt: skip
 from bench.folders import make_writable
 from bench.metrics import METRICS, metric
@@ -327,19 +318,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if len(args.dirs) > 1 and args.out is None:  # the combined report must not replace the first folder's own
         parser.error(f"{len(args.dirs)} folders are combined into one report: say where it goes with --out DIR")
-    with interrupts.entry_point():
-        try:
-            report = build_report(args.dirs, args.out)
-        except UsageError as err:
-            fail(str(err), EXIT_USAGE)
-        except OSError as err:  # found while writing: a full disk, a folder made read-only meanwhile
-            fail(f"could not write the report: {os_error_line(err)}", EXIT_RUN_FAILED)
-        except Interrupted as stop:
-            exit_interrupted(stop, "the report may be incomplete; run the same command again")
-        except Exception as err:  # a bug in bench: still one line (the runs on disk are untouched)
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            fail(f"could not build the report: {type(err).__name__}: {one_line(err)}", EXIT_RUN_FAILED)
+    with interrupts.command("build the report"):
+        report = build_report(args.dirs, args.out)
     counts = report.runs["status"].value_counts()
     print(f"{len(report.runs)} runs ({', '.join(f'{n} {s}' for s, n in counts.items())})")
     for path in report.files:
