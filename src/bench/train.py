@@ -150,7 +150,8 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
 
 
 def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> None:
-    """Record the last facts and write metrics.json; never raise, so a broken device cannot stop a sweep."""
+    """Record the last facts and write metrics.json. A broken device cannot stop a sweep (its errors become
+    notes); only a metrics.json that cannot be written is raised, as NotRecorded, whose line says it all."""
     try:
         if device is not None and result.metrics.get("peak_memory_mb") is None:  # how far an OOM run got
             _record_peak_memory(result, device)
