@@ -12,11 +12,7 @@ import pandas as pd
 
 from bench.diagnosis import INPUT_BOUND_WAIT
 from bench.memory import LABELS, PARTS
-
-
-def _numeric(col: pd.Series) -> bool:
-    values = col.dropna()
-    return not values.empty and bool(pd.to_numeric(values, errors="coerce").notna().all())
+from bench.runs import is_numeric
 
 
 def _label(x: str, value: object) -> str:
@@ -32,12 +28,12 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
     ok = runs[(runs["status"] == "ok") & runs["samples_per_s"].notna()]
     if len(ok) < 2 or x not in ok:
         return []
-    if _numeric(ok[x]):
+    if is_numeric(ok[x]):
         ok = ok.assign(_x=pd.to_numeric(ok[x])).sort_values("_x")
     first, last = ok.iloc[0], ok.iloc[-1]
     best, worst = ok.loc[ok["samples_per_s"].idxmax()], ok.loc[ok["samples_per_s"].idxmin()]
     out = []
-    if _numeric(ok[x]):
+    if is_numeric(ok[x]):
         ratio = last["samples_per_s"] / first["samples_per_s"]
         out.append(
             f"Throughput goes from {first['samples_per_s']:,.0f} samples/s at {_label(x, first[x])} to "
@@ -83,7 +79,7 @@ def _memory_sentence(ok: pd.DataFrame, x: str) -> str:
         f"Peak memory allocated goes from {first['peak_memory_mb']:,.1f} MB at {_label(x, first[x])} to "
         f"{last['peak_memory_mb']:,.1f} MB at {_label(x, last[x])}"
     )
-    if x == "batch_size" and _numeric(ok[x]) and ok[x].nunique() >= 2:
+    if x == "batch_size" and is_numeric(ok[x]) and ok[x].nunique() >= 2:
         slope = np.polyfit(pd.to_numeric(ok[x]).astype(float), ok["peak_memory_mb"].astype(float), 1)[0]
         text += f", {slope * 1024:,.1f} KB more per image in the batch"
     return text + "."

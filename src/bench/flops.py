@@ -157,4 +157,4 @@ def utilization(
     peak = peak_tflops(gpu, precision)
     if peak is None:
         return tflops, None, f"no dense peak is known for {gpu}: % of peak is not given"
-    return tflops, tflops / peak[0], f"peak {peak[0]:g} TFLOP/s ({precision}) from {peak[1]}"
+    return tflops, flop_utilization(flops, rate, peak[0]), f"peak {peak[0]:g} TFLOP/s ({precision}) from {peak[1]}"

@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from bench.metrics import METRICS, Metric
+from bench.runs import is_numeric, x_axis
 
 LABELS = {
     "batch_size": "Batch size",
@@ -41,16 +42,9 @@ def _panels(runs: pd.DataFrame) -> list[tuple[str, str]]:
     return [(m.key, m.axis_label) for m in chosen.values()]
 
 
-def _is_numeric(col: pd.Series) -> bool:
-    """True for batch sizes and worker counts, also when pandas 3 stores them as strings or objects."""
-    values = col.dropna()
-    return not values.empty and bool(pd.to_numeric(values, errors="coerce").notna().all())
-
-
 def _choose_axes(runs: pd.DataFrame, varied: list[str]) -> tuple[str, list[str]]:
-    """x: the first numeric swept variable, else the first swept one; the others group the lines/bars."""
-    numeric = [v for v in varied if _is_numeric(runs[v])]
-    x = numeric[0] if numeric else varied[0]
+    """x: the sweep's axis (bench.runs.x_axis); the other swept variables group the lines/bars."""
+    x = x_axis(runs, varied)
     return x, [v for v in varied if v != x]
 
 
@@ -67,7 +61,7 @@ def plot_experiment(
     if ok.empty or not varied:
         return False
     x, hue = _choose_axes(runs, varied)
-    numeric = _is_numeric(runs[x])
+    numeric = is_numeric(runs[x])
     panels = _panels(ok)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False, layout="constrained")
     categories = list(dict.fromkeys(str(v) for v in runs[x].dropna()))

@@ -33,6 +33,7 @@ from bench.runs import (
     summary_columns,
     swept_variables,
     values,
+    x_axis,
 )
 from bench.tables import markdown
 
@@ -212,7 +213,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median ± IQR, and a noise flag
         shown["samples/s (median ± IQR)"] = [_spread(r) for _, r in runs.iterrows()]
     lines += [markdown(shown, _experiment_columns(shown, varied)), ""]
-    found = findings.sentences(runs, _x_axis(runs, varied))
+    found = findings.sentences(runs, x_axis(runs, varied))
     if found:
         lines += [" ".join(found), ""]
 
@@ -248,11 +249,6 @@ def _spread(run: pd.Series) -> str:
         return ""
     text = f"{median:,.0f} ± {iqr:,.0f}" if pd.notna(iqr) else f"{median:,.0f}"
     return text + (f" (noisy: CV {cv:.1%})" if pd.notna(cv) and cv > NOISY_CV else "")
-
-
-def _x_axis(runs: pd.DataFrame, varied: list[str]) -> str:
-    numeric = [v for v in varied if pd.to_numeric(runs[v].dropna(), errors="coerce").notna().all()]
-    return (numeric or varied)[0]
 
 
 def _memory_lines(

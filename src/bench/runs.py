@@ -231,6 +231,18 @@ def swept_variables(df: pd.DataFrame) -> list[str]:
     return [c for c in [*CONFIG_COLUMNS, *settings(df)] if df[c].dropna().astype(str).nunique() > 1]
 
 
+def is_numeric(col: pd.Series) -> bool:
+    """True for batch sizes and worker counts, also when pandas 3 stores them as strings or objects."""
+    values = col.dropna()
+    return not values.empty and bool(pd.to_numeric(values, errors="coerce").notna().all())
+
+
+def x_axis(runs: pd.DataFrame, varied: list[str]) -> str:
+    """The variable a sweep is told along: the first numeric swept one, else the first swept one."""
+    numeric = [v for v in varied if is_numeric(runs[v])]
+    return (numeric or varied)[0]
+
+
 def values(col: pd.Series) -> list[str]:
     """The distinct values of a column, as text, in order of appearance."""
     return list(dict.fromkeys(str(v) for v in col.dropna()))

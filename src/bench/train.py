@@ -323,8 +323,7 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
 
 def _conclude(result: RunResult) -> None:
     """The run's verdict and learning check, and its closing lines on the console."""
-    record = {**result.to_dict(), "step": result.step}
-    result.diagnosis = diagnose(record)
+    result.diagnosis = diagnose(result.to_dict())
     if result.diagnosis["learned"] is False:
         result.notes.append(result.diagnosis["learning"])
         log.warning("Note: %s", result.diagnosis["learning"])
