@@ -9,12 +9,12 @@ For each (model, batch size, precision) it trains the same model on the same dat
                  (on a GPU the whole step captured as one CUDA graph)
   (m) max        recipe=fast step.compile=max: the compiled model inside the captured step, the input
                  gather and normalization included (CUDA)
+  (n) max, NHWC  (m) with channels_last memory format (tensor cores' native layout for bf16 convolutions)
   (d) bare       no harness at all: pre-normalized tensors on the device, plain step, no metrics — the floor
 
-(a)–(c) run through bench's own training loop: (r) against (d), the same step, is what the harness
-(per-batch normalization, clocks, progress, loss accumulation) costs; (c) against (r) is what the lean step
-buys. Each figure is
-the median epoch time over the timed epochs (warm-up excluded). Run: ``make bench`` or
+(a)–(n) run through bench's own training loop: (r) against (d), the same step, is what the harness
+(clocks, CUDA events, progress, loss accumulation) costs; (c) against (r) is what the lean step buys. Each
+figure is the median epoch time over the timed epochs (warm-up excluded). Run: ``make bench`` or
 ``python benchmarks/pipelines.py --help``.
 """
 
@@ -32,19 +32,21 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from bench import measure, train
+from bench import interrupts, measure, train
 from bench.datasets import load_arrays
 from bench.device import resolve_device
 from bench.environment import environment
+from bench.errors import Interrupted
 from bench.loaders import normalize
 from bench.schema import compose, instantiate, validate
-from bench.step import autocast_dtype
+from bench.step import autocast_dtype, math_mode
 
-#: model:batch:precision[:variants] (default variants: all but (m) on the CPU, where it cannot capture)
+#: model:batch:precision[:variants] (default variants: all but (m) on the CPU, where it cannot capture). On a GPU
+#: the lean set fits `make gpu-check`'s 6 minutes: (a), (r) and (d) once, the fast paths per target.
 DEFAULT_CONFIGS = {
     "cpu": ["small:128:fp32:abrcd", "medium:64:fp32:abrcd"],
     "cuda": [
-        "medium:256:fp32:abrcd", "medium:256:tf32:rcmd", "medium:4096:amp_bf16:rcmd", "large:1024:amp_bf16:rcm",
+        "medium:256:fp32:arcd", "medium:256:tf32:cm", "medium:4096:amp_bf16:cmn", "large:1024:amp_bf16:cmn",
     ],
 }  # fmt: skip
 LAB = ["loader=dataloader", "workers=2", "step.adam=default", "step.channels_last=false"]
@@ -55,6 +57,7 @@ VARIANTS = {
     "r": ("resident", PLAIN),
     "c": ("fast", ["recipe=fast"]),
     "m": ("fast, compile=max", ["recipe=fast", "step.compile=max"]),
+    "n": ("fast, compile=max, NHWC", ["recipe=fast", "step.compile=max", "step.channels_last=true"]),
 }
 #: the targets of the issues, printed as PASS/FAIL lines after the tables
 CPU_TARGETS = {("small", 128), ("medium", 64)}
@@ -109,19 +112,21 @@ def _bare(cfg: DictConfig, device: torch.device) -> Figure:
             optimizer.step()
 
     clock = measure.Stopwatch(device)
-    clock.start()
-    epoch(steps=cfg.warmup_steps)
-    warm = clock.stop().wall_s
-    times = []
-    for _ in range(cfg.epochs):
+    with math_mode(cfg.precision):  # TF32 on or off as in bench's runs: fp32 is true FP32 in both
         clock.start()
-        epoch()
-        times.append(clock.stop().wall_s)
+        epoch(steps=cfg.warmup_steps)
+        warm = clock.stop().wall_s
+        times = []
+        for _ in range(cfg.epochs):
+            clock.start()
+            epoch()
+            times.append(clock.stop().wall_s)
     median = statistics.median(times)
     return Figure("d", "bare", median, n / median, times, warm)
 
 
-def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: Path) -> list[Figure]:
+def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: Path) -> tuple[list[Figure], list[str]]:
+    """The figures of the variants that ran, and one line for each that failed (the others still run)."""
     model, batch_size, precision, *rest = spec.split(":")
     wanted = set(rest[0] if rest else "abrcd") & set(args.variants)
     common = [
@@ -130,16 +135,20 @@ def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: P
     ]  # fmt: skip
     if args.train_size:
         common.append(f"dataset.train_size={args.train_size}")
-    figures = []
+    figures, failed = [], []
     for variant, (name, overrides) in VARIANTS.items():
         if variant not in wanted:
             continue
         print(f"  ({variant}) {name} ...", flush=True, file=sys.stderr)
-        figures.append(_through_bench(variant, [*common, *overrides], out / spec.replace(":", "_")))
+        try:
+            figures.append(_through_bench(variant, [*common, *overrides], out / spec.replace(":", "_")))
+        except (Exception, SystemExit) as err:  # one pipeline failing must not cost the others their figures
+            failed.append(f"- ({variant}) {name} failed: {err}")
+            print(failed[-1], file=sys.stderr, flush=True)
     if "d" in wanted:
         print("  (d) bare ...", flush=True, file=sys.stderr)
         figures.append(_bare(compose(common), device))
-    return figures
+    return figures, failed
 
 
 def table(spec: str, figures: list[Figure]) -> list[str]:
@@ -181,11 +190,11 @@ def verdicts(spec: str, figures: list[Figure], device: torch.device) -> list[str
 
 
 def gpu_targets(results: dict[str, list[Figure]]) -> list[str]:
-    """The GPU targets over every config run: the best fast path (c or m) per model and batch."""
+    """The GPU targets over every config run: the best fast path (c, m or n) per model and batch."""
 
     def best(model: str, batches: set[int] | None = None, precisions: set[str] | None = None) -> tuple[float, str]:
         found = [(f.samples_per_s, f"{spec} ({f.variant})") for spec, figs in results.items() for f in figs
-                 if f.variant in "cm" and spec.split(":")[0] == model
+                 if f.variant in "cmn" and spec.split(":")[0] == model
                  and (batches is None or int(spec.split(":")[1]) in batches)
                  and (precisions is None or spec.split(":")[2] in precisions)]  # fmt: skip
         return max(found, default=(0.0, "not run"))
@@ -210,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per pipeline (median reported)")
     parser.add_argument("--warmup-steps", type=int, default=10)
     parser.add_argument("--train-size", type=int, help="images per epoch (default: all 50,000)")
-    parser.add_argument("--variants", default="abrcmd", help="which of a, b, r, c, m, d to run (within each config's)")
+    parser.add_argument("--variants", default="abrcmnd", help="which of a, b, r, c, m, n, d to run (of each config's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write results.md and results.json here")
     args = parser.parse_args(argv)
@@ -230,16 +239,24 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(header), flush=True)
     lines = list(header)
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for spec in specs:
-            print(f"{spec}:", file=sys.stderr, flush=True)
-            figures = run_config(spec, args, device, Path(tmp))
-            block = table(spec, figures) + verdicts(spec, figures, device)
-            print("\n".join(block), flush=True)
-            lines += block
-            results[spec] = figures
+    started = time.monotonic()
+    # SIGTERM (a time limit) or Ctrl-C ends the run early, but the targets are still judged on what ran.
+    with tempfile.TemporaryDirectory() as tmp, interrupts.interruptible():
+        try:
+            for spec in specs:
+                print(f"{spec}:", file=sys.stderr, flush=True)
+                figures, failed = run_config(spec, args, device, Path(tmp))
+                block = table(spec, figures) + ([*failed, ""] if failed else []) + verdicts(spec, figures, device)
+                print("\n".join(block), flush=True)
+                lines += block
+                results[spec] = figures
+        except Interrupted as stop:
+            lines.append(f"Cut short by {stop}: {len(results)} of {len(specs)} configs ran.\n")
+            print(lines[-1], flush=True)
+    lines.append(f"Benchmark time: {time.monotonic() - started:.0f} s.\n")
+    print(lines[-1], flush=True)
     if device.type == "cuda":
-        block = ["### Targets (the best of (c) and (m))", "", *gpu_targets(results)]
+        block = ["### Targets (the best fast path: (c), (m) or (n))", "", *gpu_targets(results)]
         print("\n".join(block), flush=True)
         lines += block
     if args.out:

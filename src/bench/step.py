@@ -143,24 +143,30 @@ def build_step(
     set_to_none = bool(options.set_to_none) and not captured
     forward: nn.Module | Callable[[Tensor], Tensor] = model
     if compile_mode in ("default", "reduce-overhead", "max"):
-        # Static shapes: the full and the last, partial batch each get their own graph in the warm-up,
-        # instead of one dynamic-shape graph that the timed epochs would then run. `max` is Inductor's
+        # Static shapes: the full and the last, partial batch each get their own graph in the warm-up
+        # (a captured step runs the partial batch on the plain model instead, below), rather than one
+        # dynamic-shape graph that the timed epochs would then run. `max` is Inductor's
         # default mode (fused kernels, no CUDA graphs of its own: the whole-step capture makes those);
         # max-autotune would add minutes of autotuning to every warm-up.
         forward = torch.compile(model, mode="default" if compile_mode == "max" else compile_mode, dynamic=False)
 
-    def eager(x: Tensor, y: Tensor) -> Tensor:
-        if prepare is not None:
-            x, y = prepare(x, y)
-        optimizer.zero_grad(set_to_none=set_to_none)
-        # Autocast's weight-cast cache must be off while a graph is captured (PyTorch CUDA-graph notes).
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=not captured):
-            loss = criterion(forward(x), y)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        # Detached, never .item(): reading the value here would sync with the GPU every step.
-        return loss.detach()
+    def make(net: nn.Module | Callable[[Tensor], Tensor]) -> StepFn:
+        def eager(x: Tensor, y: Tensor) -> Tensor:
+            if prepare is not None:
+                x, y = prepare(x, y)
+            optimizer.zero_grad(set_to_none=set_to_none)
+            # Autocast's weight-cast cache must be off while a graph is captured (PyTorch CUDA-graph notes).
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=not captured):
+                loss = criterion(net(x), y)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            # Detached, never .item(): reading the value here would sync with the GPU every step.
+            return loss.detach()
+
+        return eager
+
+    eager = make(forward)
 
     settings = {
         "adam": adam,
@@ -173,18 +179,21 @@ def build_step(
     }
     if not captured:
         return Step(eager, optimizer, scaler, settings, min_warmup_steps=2 if compile_mode != "none" else 0)
-    return Step(_CapturedStep(eager), optimizer, scaler, settings, min_warmup_steps=CAPTURE_WARMUP + 1)
+    # The epoch's last, partial batch runs eagerly on the plain model: the same maths, and no second
+    # compilation (tens of seconds on a GPU) for one step an epoch.
+    return Step(_CapturedStep(eager, make(model)), optimizer, scaler, settings, min_warmup_steps=CAPTURE_WARMUP + 1)
 
 
 class _CapturedStep:
     """The eager step, captured as one CUDA graph on its first full-size batch and replayed after.
 
-    Batches of another shape (the last, partial batch of an epoch) run eagerly on the same parameters,
-    optimizer state and gradient tensors, so the maths is unchanged.
+    Batches of another shape (the last, partial batch of an epoch) run ``odd``, the eager step on the plain
+    model, with the same parameters, optimizer state and gradient tensors, so the maths is unchanged.
     """
 
-    def __init__(self, eager: StepFn) -> None:
+    def __init__(self, eager: StepFn, odd: StepFn) -> None:
         self.eager = eager
+        self.odd = odd
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static: tuple[Tensor, Tensor, Tensor] | None = None
         self.shape: torch.Size | None = None
@@ -194,7 +203,7 @@ class _CapturedStep:
         if self.shape is None:
             self.shape = x.shape
         if x.shape != self.shape:
-            return self.eager(x, y)
+            return self.odd(x, y)
         if self.graph is not None and self.static is not None:
             static_x, static_y, static_loss = self.static
             static_x.copy_(x)

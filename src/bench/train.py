@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
         result.device = device.type
         result.device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
         run_dir.mkdir(parents=True, exist_ok=True)  # a run writes into it before metrics.json (the trace)
-        with math_mode(cfg.precision):
+        with math_mode(cfg.precision), _cudnn_benchmark(bool(cfg.cudnn_benchmark), device):
             if cfg.task == "max_batch":
                 capacity.measure(cfg, device, result)
             else:
@@ -189,9 +190,20 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Path) -> None:
+@contextlib.contextmanager
+def _cudnn_benchmark(on: bool, device: torch.device) -> Iterator[None]:
+    """cuDNN's autotuner on or off for a CUDA run, restored after, so the next run in the process (a sweep's,
+    a benchmark's) starts from the same setting."""
+    saved = torch.backends.cudnn.benchmark
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(cfg.cudnn_benchmark)
+        torch.backends.cudnn.benchmark = on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Path) -> None:
     result.cudnn_benchmark = bool(cfg.cudnn_benchmark)
     measure.reset_peak_memory(device)
     allocator = memory.allocator_for(device)
