@@ -5,14 +5,13 @@ For each (model, batch size, precision) it trains the same model on the same dat
   (a) lab        the lab's pipeline: DataLoader, workers=2, per-sample PIL → ToTensor → Normalize, plain step
   (b) tuned      the same pipeline with persistent workers and pinned memory (non_blocking copies)
   (r) resident   loader=resident with the plain step: the data path alone, through bench's loop
-  (c) fast       recipe=fast: the resident loader + the lean step measured fastest for the device
-                 (on a GPU the whole step captured as one CUDA graph)
-  (m) max        recipe=fast step.compile=max: the compiled model inside the captured step, the input
-                 gather and normalization included (CUDA)
-  (n) max, NHWC  (m) with channels_last memory format (tensor cores' native layout for bf16 convolutions)
+  (g) captured   recipe=fast step.compile=cudagraph: the eager model's whole step captured as one CUDA
+                 graph, without compilation (CUDA): what (c)'s fused kernels add on top of the capture
+  (c) fast       recipe=fast: the resident loader + the step measured fastest for the device (on a GPU,
+                 step.compile=max: the compiled model inside the captured step, input gather included)
   (d) bare       no harness at all: pre-normalized tensors on the device, plain step, no metrics — the floor
 
-(a)–(n) run through bench's own training loop: (r) against (d), the same step, is what the harness
+(a)–(c) run through bench's own training loop: (r) against (d), the same step, is what the harness
 (clocks, CUDA events, progress, loss accumulation) costs; (c) against (r) is what the lean step buys. Each
 figure is the median epoch time over the timed epochs (warm-up excluded). Run: ``make bench`` or
 ``python benchmarks/pipelines.py --help``.
@@ -41,12 +40,12 @@ from bench.loaders import normalize
 from bench.schema import compose, instantiate, validate
 from bench.step import autocast_dtype, math_mode
 
-#: model:batch:precision[:variants] (default variants: all but (m) on the CPU, where it cannot capture). On a GPU
+#: model:batch:precision[:variants] (default variants: all but (g) on the CPU, where it cannot capture). On a GPU
 #: the lean set fits `make gpu-check`'s 6 minutes: (a), (r) and (d) once, the fast paths per target.
 DEFAULT_CONFIGS = {
     "cpu": ["small:128:fp32:abrcd", "medium:64:fp32:abrcd"],
     "cuda": [
-        "medium:256:fp32:arcd", "medium:256:tf32:cm", "medium:4096:amp_bf16:cmn", "large:1024:amp_bf16:cmn",
+        "medium:256:fp32:arcd", "medium:256:tf32:gc", "medium:4096:amp_bf16:gc", "large:1024:amp_bf16:gc",
     ],
 }  # fmt: skip
 LAB = ["loader=dataloader", "workers=2", "step.adam=default", "step.channels_last=false"]
@@ -55,9 +54,8 @@ VARIANTS = {
     "a": ("lab", LAB),
     "b": ("tuned", [*LAB, "loader.persistent_workers=true", "loader.pin_memory=true"]),
     "r": ("resident", PLAIN),
+    "g": ("fast, captured only", ["recipe=fast", "step.compile=cudagraph"]),
     "c": ("fast", ["recipe=fast"]),
-    "m": ("fast, compile=max", ["recipe=fast", "step.compile=max"]),
-    "n": ("fast, compile=max, NHWC", ["recipe=fast", "step.compile=max", "step.channels_last=true"]),
 }
 #: the targets of the issues, printed as PASS/FAIL lines after the tables
 CPU_TARGETS = {("small", 128), ("medium", 64)}
@@ -190,11 +188,11 @@ def verdicts(spec: str, figures: list[Figure], device: torch.device) -> list[str
 
 
 def gpu_targets(results: dict[str, list[Figure]]) -> list[str]:
-    """The GPU targets over every config run: the best fast path (c, m or n) per model and batch."""
+    """The GPU targets over every config run: the best fast path ((c), or (g) if faster) per model and batch."""
 
     def best(model: str, batches: set[int] | None = None, precisions: set[str] | None = None) -> tuple[float, str]:
         found = [(f.samples_per_s, f"{spec} ({f.variant})") for spec, figs in results.items() for f in figs
-                 if f.variant in "cmn" and spec.split(":")[0] == model
+                 if f.variant in "gc" and spec.split(":")[0] == model
                  and (batches is None or int(spec.split(":")[1]) in batches)
                  and (precisions is None or spec.split(":")[2] in precisions)]  # fmt: skip
         return max(found, default=(0.0, "not run"))
@@ -219,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per pipeline (median reported)")
     parser.add_argument("--warmup-steps", type=int, default=10)
     parser.add_argument("--train-size", type=int, help="images per epoch (default: all 50,000)")
-    parser.add_argument("--variants", default="abrcmnd", help="which of a, b, r, c, m, n, d to run (of each config's)")
+    parser.add_argument("--variants", default="abrgcd", help="which of a, b, r, g, c, d to run (of each config's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write results.md and results.json here")
     args = parser.parse_args(argv)
@@ -256,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     lines.append(f"Benchmark time: {time.monotonic() - started:.0f} s.\n")
     print(lines[-1], flush=True)
     if device.type == "cuda":
-        block = ["### Targets (the best fast path: (c), (m) or (n))", "", *gpu_targets(results)]
+        block = ["### Targets (the best fast path, (c) or (g))", "", *gpu_targets(results)]
         print("\n".join(block), flush=True)
         lines += block
     if args.out:

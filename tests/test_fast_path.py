@@ -196,8 +196,36 @@ def test_tf32_is_fp32_on_the_cpu_and_says_so(cfg_for, tmp_path: Path) -> None:
 @needs_cuda
 @pytest.mark.parametrize("option", ["recipe=fast", "step.compile=max", "precision=tf32"])
 def test_cuda_fast_recipe_trains_the_same_model(cfg_for, tmp_path: Path, option: str) -> None:
-    cuda = ("device=cuda", "dataset.train_size=2560", "batch_size=128")  # 20 steps an epoch
+    # 20 steps. Inductor's fused kernels round differently from eager ones, and Adam's first updates are
+    # about sign(gradient): on an H100, compile=max's third epoch differed by 0.13% from the plain step's.
+    # Over more steps, "the same model" is the accuracy test below.
+    cuda = ("device=cuda", "dataset.train_size=2560", "batch_size=128", "epochs=1")
     plain = _losses(cfg_for, tmp_path, *cuda, "loader=resident", "step.adam=default", "step.channels_last=false")
     extra = ("loader=resident",) if option != "recipe=fast" else ()
     tolerance = 1e-2 if option == "precision=tf32" else 1e-3  # TF32 rounds the matmul inputs to 10 bits
     assert _losses(cfg_for, tmp_path, *cuda, *extra, option) == pytest.approx(plain, rel=tolerance)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_fast_recipe_reaches_the_same_accuracy(cfg_for, tmp_path: Path) -> None:
+    data = ("dataset.train_size=4096", "dataset.test_size=1024", "batch_size=64", "epochs=3", "device=cuda")
+    lab = train.run(cfg_for(*data, "workers=0", tiny=False), tmp_path / "lab")
+    fast = train.run(cfg_for(*data, "recipe=fast", tiny=False), tmp_path / "fast")
+    assert lab.status == fast.status == "ok", (lab.error, fast.error)
+    assert fast.step["compile"] == "max" and fast.step["channels_last"] and fast.step["input_in_step"]
+    assert lab.metrics["test_accuracy"] > 0.25  # it learned, so the comparison means something
+    assert abs(fast.metrics["test_accuracy"] - lab.metrics["test_accuracy"]) <= 0.01
+
+
+def test_auto_choices_follow_the_gpu_measurements() -> None:
+    # Pure resolution, no GPU needed: what README "Performance" says the H100 measured fastest.
+    from bench.step import resolve_adam, resolve_channels_last, resolve_compile
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert resolve_compile("auto", cuda, grad_scaler=False) == "max"
+    assert resolve_compile("auto", cuda, grad_scaler=True) == "none"  # a GradScaler cannot be captured
+    assert resolve_adam("auto", cuda) == "fused"
+    assert resolve_channels_last(None, cuda, "max") and resolve_channels_last(None, cuda, "cudagraph")
+    assert not resolve_channels_last(None, cuda, "none")  # the eager step keeps one layout in every precision
+    assert resolve_channels_last(None, cpu) and not resolve_channels_last(False, cuda, "max")

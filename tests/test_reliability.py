@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench import train
 from conftest import TINY, offline_env, only_run_dir, read_metrics, run_cli
 
 SWEEP = [t for t in TINY if not t.startswith("batch_size=")]
@@ -367,3 +368,12 @@ def test_a_garbage_cifar_archive_is_called_corrupt(tmp_path: Path) -> None:
     (tmp_path / "data" / "cifar-10-python.tar.gz").write_bytes(b"this is not an archive")
     proc = run_cli(tmp_path, *TINY, "dataset=cifar10", "data_dir=data")
     _one_error_line(proc, 2, "data/cifar-10-python.tar.gz is corrupt")
+
+
+def test_a_failure_before_the_epochs_is_recorded_as_itself(cfg_for, tmp_path: Path) -> None:
+    # The run's cleanup once met an unassigned energy meter here and recorded an UnboundLocalError in place of
+    # the real failure (an OOM on a GPU). A learning rate that validate() would refuse makes Adam raise first.
+    result = train.run(cfg_for("lr=-1"), tmp_path / "run")
+    assert result.status == "failed"
+    assert result.error.startswith("ValueError: Invalid learning rate"), result.error
+    assert read_metrics(tmp_path / "run")["status"] == "failed"

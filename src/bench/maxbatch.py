@@ -219,12 +219,14 @@ def _free(device: torch.device) -> None:
 def memory_cap(fraction: float, device: torch.device | str = "cuda") -> Iterator[None]:
     """Let the caching allocator use only ``fraction`` of the GPU, so a search can run in a small budget."""
     device = torch.device(device)
+    # The fraction's getter wants an index: torch.device("cuda") has none (seen on torch 2.11).
+    index = device.index if device.index is not None else torch.cuda.current_device()
     getter = getattr(torch.cuda, "get_per_process_memory_fraction", None)  # torch >= 2.8; before it, 1.0
-    before = getter(device) if getter is not None else 1.0
+    before = getter(index) if getter is not None else 1.0
     torch.cuda.empty_cache()  # cached blocks from before would count against the cap
-    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    torch.cuda.set_per_process_memory_fraction(fraction, index)
     try:
         yield
     finally:
         torch.cuda.empty_cache()
-        torch.cuda.set_per_process_memory_fraction(before, device)
+        torch.cuda.set_per_process_memory_fraction(before, index)

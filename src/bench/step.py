@@ -32,15 +32,18 @@ from torch import Tensor, nn
 StepFn = Callable[[Tensor, Tensor], Tensor]
 Prepare = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
-# What `step.adam=auto` and `step.channels_last=null` resolve to per device type. CPU: measured by
-# benchmarks/step_options.py (README "Performance": fused Adam 1.03x, channels_last 1.17-1.25x on 2 cores).
-# CUDA: fused Adam is one kernel per step and lets GradScaler skip its per-step found-inf host sync;
-# channels_last stays off there until measured on a GPU.
-# compile: on CUDA the whole-step capture, measured on an H100 (torch 2.11) at 4.05x the eager step for
-# MediumNet at batch 256 (reduce-overhead 1.41x, default 0.84x); on the CPU torch.compile measured 0.63x.
+# What `step.adam=auto`, `step.channels_last=null` and `step.compile=auto` resolve to per device type, from
+# benchmarks/step_options.py (README "Performance" has the tables).
+# CPU (2 cores): fused Adam 1.03x, channels_last 1.17-1.25x, torch.compile 0.63x.
+# CUDA (H100, torch 2.11, MediumNet·256 tf32 / MediumNet·4096 bf16 / LargeNet·1024 bf16, x the eager step):
+# fused Adam 1.16 / 1.02 / 1.02; whole-step capture 3.82 / 1.02 / 1.02, with fused Adam 4.42 / 1.04 / 1.04,
+# and channels_last 4.62 / 1.15 / 1.35; compile=max with fused Adam 5.24 / 1.43 / 2.10, and channels_last
+# 5.72 / 1.61 / 2.24, the fastest in every column. channels_last is on wherever the step is compiled or
+# captured. The eager step keeps NCHW on CUDA in every precision (tf32 eager measured 0.91x with it; bf16
+# 1.11-1.31x), so the lab's path compares precisions (experiment=amp) with one layout.
 AUTO_ADAM = {"cuda": "fused", "cpu": "fused"}
-AUTO_CHANNELS_LAST = {"cuda": False, "cpu": True}
-AUTO_COMPILE = {"cuda": "cudagraph", "cpu": "none"}
+AUTO_CHANNELS_LAST = {"cuda": False, "cpu": True}  # the eager step's; compiled or captured: on everywhere
+AUTO_COMPILE = {"cuda": "max", "cpu": "none"}
 #: compile modes whose step is captured as one CUDA graph (on CUDA)
 CAPTURED = ("cudagraph", "max")
 _ADAM_KWARGS: dict[str, dict[str, bool]] = {
@@ -97,8 +100,11 @@ def math_precision(precision: DictConfig) -> str:
     return {"float16": "fp16", "bfloat16": "bf16"}.get(dtype) or ("tf32" if precision.get("tf32") else "fp32")
 
 
-def resolve_channels_last(choice: bool | None, device: torch.device) -> bool:
-    return AUTO_CHANNELS_LAST.get(device.type, False) if choice is None else bool(choice)
+def resolve_channels_last(choice: bool | None, device: torch.device, compile_mode: str = "none") -> bool:
+    """``null`` → on for a compiled or captured step (``compile_mode``, resolved), else per device."""
+    if choice is not None:
+        return bool(choice)
+    return compile_mode != "none" or AUTO_CHANNELS_LAST.get(device.type, False)
 
 
 def _torch_version() -> tuple[int, int]:
@@ -171,7 +177,7 @@ def build_step(
     settings = {
         "adam": adam,
         "set_to_none": set_to_none,
-        "channels_last": resolve_channels_last(options.channels_last, device),
+        "channels_last": resolve_channels_last(options.channels_last, device, compile_mode),
         "compile": compile_mode,
         "autocast": precision.autocast_dtype,
         "grad_scaler": scaler.is_enabled(),

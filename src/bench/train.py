@@ -214,14 +214,15 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
 
     _seed_everything(cfg.seed)
     model = instantiate(cfg.model, num_classes=result.classes).to(device)
-    channels_last = resolve_channels_last(cfg.step.channels_last, device)
+    compile_mode = resolve_compile(cfg.step.compile, device, bool(cfg.precision.grad_scaler))
+    channels_last = resolve_channels_last(cfg.step.channels_last, device, compile_mode)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     result.params = count_parameters(model)
     train = _loader(cfg, arrays.train_x, arrays.train_y, device, shuffle=True, channels_last=channels_last)
+    energy: EnergyMeter | None = None  # before the try: a failure ahead of the epochs (an OOM) reaches finally
     try:
         # compile=max moves the resident loader's gather into the step, where the capture replays it.
-        compile_mode = resolve_compile(cfg.step.compile, device, bool(cfg.precision.grad_scaler))
         prepare = train.defer() if compile_mode == "max" and hasattr(train, "defer") else None
         step = build_step(model, device, options=cfg.step, precision=cfg.precision, lr=cfg.lr, prepare=prepare)
         result.step = {**step.settings, "input_in_step": prepare is not None}
