@@ -23,7 +23,7 @@ part() { echo; echo "== $1 ($(date +%T))"; }
 
 part "CUDA tests"
 # SIGINT at the limit: pytest still prints what failed so far.
-timeout -s INT -k 5 110 "$PY" -m pytest -v -m cuda -p no:cacheprovider --timeout 60 --tb=short -rfE --durations=8 tests \
+timeout -s INT -k 5 130 "$PY" -m pytest -v -m cuda -p no:cacheprovider --timeout 60 --tb=short -rfE --durations=8 tests \
   > "$OUT/pytest-cuda.txt" 2>&1 || status=1
 grep -E '(PASSED|FAILED|ERROR|SKIPPED)( |$)|^[0-9.]+s (call|setup)|passed|failed' "$OUT/pytest-cuda.txt" | tail -n 40
 
@@ -37,13 +37,13 @@ sed -n '/### What peak memory is made of/,/^Parameters/p' "$OUT/batch_size/repor
 sed -n "/The lab's figures/,/^Of our peak/p" "$OUT/batch_size/report.md" 2>/dev/null
 
 part "experiment=max_batch: MediumNet and LargeNet, fp32 and bf16"
-timeout 45 "$PY" -m bench experiment=max_batch model=medium,large precision=fp32,amp_bf16 max_batch.memory_fraction=0.1 max_batch.budget_s=6 \
+timeout 40 "$PY" -m bench experiment=max_batch model=medium,large precision=fp32,amp_bf16 max_batch.memory_fraction=0.1 max_batch.budget_s=5 \
   "hydra.sweep.dir=$OUT/max_batch" > "$OUT/max_batch.log" 2>&1 || status=1
 grep '^|' "$OUT/max_batch/report.md" 2>/dev/null | head -7
 
 part "Pipelines benchmark (median of 3 epochs of 50,000 images)"
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
-timeout 130 "$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-} 2>"$OUT/pipelines.err" | tee "$OUT/pipelines.md" || status=1
+timeout 115 "$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-} 2>"$OUT/pipelines.err" | tee "$OUT/pipelines.md" || status=1
 
 part "Summary"
 grep -h -E '^- (PASS|FAIL)' "$OUT/pipelines.md" 2>/dev/null

@@ -63,13 +63,13 @@ def test_a_slow_data_path_is_input_bound_and_the_resident_loader_is_not(cfg_for,
     [
         ({"data_wait_frac": 0.5, "loader": "dataloader", "device": "cuda"}, "input-bound", "loader=resident"),
         ({"data_wait_frac": 0.05, "gpu_busy_frac": 0.3, "device": "cuda", "batch_size": 64, "step": {}},
-         "launch-bound", "step.compile=cudagraph"),
+         "launch-bound", "step.compile=max"),
         ({"data_wait_frac": 0.05, "gpu_busy_frac": 0.3, "device": "cuda", "batch_size": 64,
           "step": {"compile": "cudagraph"}}, "launch-bound", "batch_size=128"),
         ({"data_wait_frac": 0.02, "gpu_busy_frac": 0.95, "device": "cuda", "precision": "fp32",
           "peak_flops_frac": 0.4}, "compute-bound", "precision=amp_bf16"),
         ({"data_wait_frac": 0.1, "gpu_busy_frac": 0.7, "device": "cuda", "step": {}}, "host overhead",
-         "step.compile=cudagraph"),
+         "step.compile=max"),
     ],
 )  # fmt: skip
 def test_the_thresholds_decide_the_verdict(run: dict, verdict: str, next_step: str) -> None:

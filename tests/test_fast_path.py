@@ -209,7 +209,10 @@ def test_cuda_fast_recipe_trains_the_same_model(cfg_for, tmp_path: Path, option:
 @pytest.mark.cuda
 @needs_cuda
 def test_cuda_fast_recipe_reaches_the_same_accuracy(cfg_for, tmp_path: Path) -> None:
-    data = ("dataset.train_size=4096", "dataset.test_size=1024", "batch_size=64", "epochs=3", "device=cuda")
+    # On an H100 the CPU test's size (4,096 images, 1,024 to test) gave 41.1% against 36.7%: 192 steps end on
+    # the steep part of the learning curve, where the rounding of other kernels moves accuracy by points, and
+    # 1,024 test images alone have a standard error of 1.5 points. 4x the data ends nearer the plateau.
+    data = ("dataset.train_size=16384", "dataset.test_size=4096", "batch_size=64", "epochs=3", "device=cuda")
     lab = train.run(cfg_for(*data, "workers=0", tiny=False), tmp_path / "lab")
     fast = train.run(cfg_for(*data, "recipe=fast", tiny=False), tmp_path / "fast")
     assert lab.status == fast.status == "ok", (lab.error, fast.error)

@@ -75,9 +75,9 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
     evidence = f"GPU busy {busy:.0%} of the epoch, data wait {wait:.0%}"
     captured = step.get("compile") in ("cudagraph", "max")
     if busy < LAUNCH_BOUND_BUSY:
-        return "launch-bound", evidence, f"batch_size={2 * batch}" if captured else "step.compile=cudagraph"
+        return "launch-bound", evidence, f"batch_size={2 * batch}" if captured else "step.compile=max"
     if busy < COMPUTE_BOUND_BUSY:
-        return "host overhead", evidence, f"batch_size={2 * batch}" if captured else "step.compile=cudagraph"
+        return "host overhead", evidence, f"batch_size={2 * batch}" if captured else "step.compile=max"
     peak = _share(run, "peak_flops_frac")
     if peak is not None:
         evidence += f", {peak:.0%} of the GPU's dense peak"

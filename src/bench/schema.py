@@ -49,7 +49,7 @@ class StepConfig:
     adam: str = "auto"
     set_to_none: bool = True
     non_blocking: bool = True
-    # null: as measured (on for the CPU and for a compiled or captured CUDA step; off for CUDA's eager one).
+    # null: as measured (on for the CPU and for a captured CUDA step; off for CUDA's other steps).
     channels_last: bool | None = None
     # none (eager), default / reduce-overhead (torch.compile), cudagraph (the whole step captured, CUDA),
     # max (compiled model inside the captured step, input gather included), auto (the fastest measured).

@@ -38,11 +38,12 @@ Prepare = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 # CUDA (H100, torch 2.11, MediumNet·256 tf32 / MediumNet·4096 bf16 / LargeNet·1024 bf16, x the eager step):
 # fused Adam 1.16 / 1.02 / 1.02; whole-step capture 3.82 / 1.02 / 1.02, with fused Adam 4.42 / 1.04 / 1.04,
 # and channels_last 4.62 / 1.15 / 1.35; compile=max with fused Adam 5.24 / 1.43 / 2.10, and channels_last
-# 5.72 / 1.61 / 2.24, the fastest in every column. channels_last is on wherever the step is compiled or
-# captured. The eager step keeps NCHW on CUDA in every precision (tf32 eager measured 0.91x with it; bf16
-# 1.11-1.31x), so the lab's path compares precisions (experiment=amp) with one layout.
+# 5.72 / 1.61 / 2.24, the fastest in every column. So channels_last is on wherever the step is captured
+# (cudagraph, max); other steps keep AUTO_CHANNELS_LAST. CUDA's eager step stays NCHW in every precision
+# (tf32 eager measured 0.91x with it, bf16 1.11-1.31x), so the lab's path compares precisions
+# (experiment=amp) in one layout.
 AUTO_ADAM = {"cuda": "fused", "cpu": "fused"}
-AUTO_CHANNELS_LAST = {"cuda": False, "cpu": True}  # the eager step's; compiled or captured: on everywhere
+AUTO_CHANNELS_LAST = {"cuda": False, "cpu": True}  # a captured step (CAPTURED, below) has it on everywhere
 AUTO_COMPILE = {"cuda": "max", "cpu": "none"}
 #: compile modes whose step is captured as one CUDA graph (on CUDA)
 CAPTURED = ("cudagraph", "max")
@@ -101,10 +102,10 @@ def math_precision(precision: DictConfig) -> str:
 
 
 def resolve_channels_last(choice: bool | None, device: torch.device, compile_mode: str = "none") -> bool:
-    """``null`` → on for a compiled or captured step (``compile_mode``, resolved), else per device."""
+    """``null`` → on for a captured step (``compile_mode``, resolved: cudagraph or max), else per device."""
     if choice is not None:
         return bool(choice)
-    return compile_mode != "none" or AUTO_CHANNELS_LAST.get(device.type, False)
+    return compile_mode in CAPTURED or AUTO_CHANNELS_LAST.get(device.type, False)
 
 
 def _torch_version() -> tuple[int, int]:

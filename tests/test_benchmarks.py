@@ -1,0 +1,48 @@
+"""The benchmark scripts run end to end on the CPU, on tiny data: `make bench` and the step-options table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import offline_env
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / name), *args], cwd=tmp_path, env=offline_env(),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_pipelines_prints_each_pipeline_and_the_harness_verdict(tmp_path: Path) -> None:
+    args = ("--device", "cpu", "--configs", "small:64:fp32:rcd", "--train-size", "512", "--out", "out")
+    proc = _script("pipelines.py", tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert all(row in md for row in ("| (r) resident |", "| (c) fast |", "| (d) bare |"))
+    assert "bench's loop (r) runs at" in md and "Benchmark time:" in md
+    figures = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["small:64:fp32:rcd"]
+    assert [f["variant"] for f in figures] == ["r", "c", "d"]
+    assert all(f["samples_per_s"] > 0 and len(f["epochs"]) == 3 for f in figures)
+
+
+@pytest.mark.slow
+def test_step_options_records_an_option_that_fails_and_times_the_rest(tmp_path: Path) -> None:
+    # step.compile=cudagraph cannot run on the CPU: its row says so, and the next option is still timed.
+    args = ("--device", "cpu", "--configs", "small:64:fp32", "--train-size", "256", "--out", "out",
+            "--options", "step.compile=cudagraph", "step.adam=fused")  # fmt: skip
+    proc = _script("step_options.py", tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "out" / "step_options.json").read_text())["rows"]
+    assert [r["option"] for r in rows] == ["plain", "step.compile=cudagraph", "step.adam=fused"]
+    assert rows[1]["samples_per_s"] is None and rows[2]["samples_per_s"] > 0 and rows[0]["ratio"] == 1.0
+    table = (tmp_path / "out" / "step_options.md").read_text()
+    assert "| small:64:fp32 | step.compile=cudagraph | failed | — | — |" in table
