@@ -73,16 +73,17 @@ class Figure:
     warmup_s: float | None
 
 
-def _through_bench(variant: str, overrides: list[str], out: Path) -> Figure:
+def through_bench(overrides: list[str], run_dir: Path, variant: str = "", name: str = "") -> Figure:
+    """One run through bench's own training loop, its figure the median timed epoch (step_options.py uses it
+    too); SystemExit with the status and error if the run did not end ``ok``."""
     cfg = compose(overrides)
     validate(cfg)
-    result = train.run(cfg, out / variant)
+    result = train.run(cfg, run_dir)
     if result.status != "ok":
-        raise SystemExit(f"({variant}) {VARIANTS[variant][0]} ended {result.status}: {result.error}")
+        raise SystemExit(f"{result.status}: {result.error}")
     times = [e.time_s for e in result.epochs_detail]
     median = statistics.median(times)
-    warmup = result.metrics.get("warmup_time")
-    return Figure(variant, VARIANTS[variant][0], median, result.train_samples / median, times, warmup)
+    return Figure(variant, name, median, result.train_samples / median, times, result.metrics.get("warmup_time"))
 
 
 def _bare(cfg: DictConfig, device: torch.device) -> Figure:
@@ -139,7 +140,8 @@ def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: P
             continue
         print(f"  ({variant}) {name} ...", flush=True, file=sys.stderr)
         try:
-            figures.append(_through_bench(variant, [*common, *overrides], out / spec.replace(":", "_")))
+            run_dir = out / spec.replace(":", "_") / variant
+            figures.append(through_bench([*common, *overrides], run_dir, variant, name))
         except (Exception, SystemExit) as err:  # one pipeline failing must not cost the others their figures
             failed.append(f"- ({variant}) {name} failed: {err}")
             print(failed[-1], file=sys.stderr, flush=True)

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from bench import train
 from bench.device import resolve_device
 from bench.environment import environment
-from bench.schema import compose, validate
+from pipelines import through_bench  # this folder's: one timed run through bench's loop
 
 OPTIONS = {
     "cpu": ["step.adam=forloop", "step.adam=foreach", "step.adam=fused", "step.channels_last=true",
@@ -45,14 +43,8 @@ TRAIN_SIZE = {"cpu": 20_000, "cuda": 49_152}
 
 def measure(overrides: list[str], out: Path) -> tuple[float, float | None]:
     """Samples per second (median timed epoch) and the warm-up's seconds (compilation and capture)."""
-    cfg = compose(overrides)
-    validate(cfg)
-    result = train.run(cfg, out / str(len(list(out.iterdir()))))
-    if result.status != "ok":
-        raise SystemExit(f"{result.status}: {result.error}")
-    return result.train_samples / statistics.median(e.time_s for e in result.epochs_detail), result.metrics.get(
-        "warmup_time"
-    )
+    figure = through_bench(overrides, out / str(len(list(out.iterdir()))))
+    return figure.samples_per_s, figure.warmup_s
 
 
 def main(argv: list[str] | None = None) -> None:

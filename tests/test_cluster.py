@@ -34,12 +34,7 @@ TINY_SWEEP = [t for t in TINY if not t.startswith("batch_size=")]
 def test_a_submitit_sweep_ends_in_the_same_report(tmp_path: Path) -> None:
     # submitit_local is submitit_slurm's code path without SLURM: each job is pickled, run in a new
     # process, and its result collected; the report reads only the job folders.
-    proc = run_cli(tmp_path, "-m", "hydra/launcher=submitit_local", *TINY_SWEEP, "batch_size=16,32")
-    assert proc.returncode == 0, proc.stderr
-    sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
-    summary = pd.read_csv(sweep / "summary.csv")
-    assert list(summary["batch_size"]) == [16, 32] and (summary["status"] == "ok").all()
-    assert (sweep / "report.md").exists()
+    _two_jobs_reported(tmp_path, "submitit_local")
 
 
 # ------------------------------------------------------------------------------------------- SLURM
@@ -155,15 +150,21 @@ def test_the_local_setup_gives_each_job_its_own_gpu_slot() -> None:
 @pytest.mark.slow
 def test_a_local_sweep_runs_its_jobs_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCH_LOCAL_GPUS", "0")  # one slot, as on a machine with one GPU or none
-    proc = run_cli(tmp_path, "-m", "hydra/launcher=local", *TINY_SWEEP, "batch_size=16,32")
+    sweep = _two_jobs_reported(tmp_path, "local")
+    # The jobs' logs do not overlap in time: the second started after the first had finished.
+    spans = sorted(_log_span(sweep / str(job) / "bench.log") for job in (0, 1))
+    assert spans[0][1] < spans[1][0], spans
+
+
+def _two_jobs_reported(tmp_path: Path, launcher: str) -> Path:
+    """A sweep of batch_size=16,32 through ``hydra/launcher``: both jobs ok, in summary.csv and the report."""
+    proc = run_cli(tmp_path, "-m", f"hydra/launcher={launcher}", *TINY_SWEEP, "batch_size=16,32")
     assert proc.returncode == 0, proc.stderr
     sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
     summary = pd.read_csv(sweep / "summary.csv")
     assert list(summary["batch_size"]) == [16, 32] and (summary["status"] == "ok").all()
     assert (sweep / "report.md").exists()
-    # The jobs' logs do not overlap in time: the second started after the first had finished.
-    spans = sorted(_log_span(sweep / str(job) / "bench.log") for job in (0, 1))
-    assert spans[0][1] < spans[1][0], spans
+    return sweep
 
 
 def _log_span(log: Path) -> tuple[datetime, datetime]:
