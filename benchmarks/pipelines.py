@@ -35,7 +35,7 @@ from bench import interrupts, measure, train
 from bench.datasets import load_arrays
 from bench.device import resolve_device
 from bench.environment import environment
-from bench.errors import Interrupted
+from bench.errors import Interrupted, OneLineParser, describe
 from bench.loaders import normalize
 from bench.schema import compose, instantiate, validate
 from bench.step import autocast_dtype, math_mode
@@ -84,6 +84,19 @@ def through_bench(overrides: list[str], run_dir: Path, variant: str = "", name: 
     times = [e.time_s for e in result.epochs_detail]
     median = statistics.median(times)
     return Figure(variant, name, median, result.train_samples / median, times, result.metrics.get("warmup_time"))
+
+
+def check_specs(parser: argparse.ArgumentParser, specs: list[str], *, variants: bool = True) -> None:
+    """Refuse a malformed or unknown model:batch:precision[:variants] before any work: one line, exit 2."""
+    form = "model:batch:precision" + ("[:variants]" if variants else "")
+    for spec in specs:
+        parts = spec.split(":")
+        if not 3 <= len(parts) <= 3 + variants or not parts[1].isdigit():
+            parser.error(f"--configs {spec!r}: write {form}, e.g. medium:256:fp32")
+        try:
+            validate(compose([f"model={parts[0]}", f"batch_size={parts[1]}", f"precision={parts[2]}"]))
+        except Exception as err:  # an unknown model or precision, a batch size out of range
+            parser.error(f"--configs {spec!r}: {describe(err)}")
 
 
 def _bare(cfg: DictConfig, device: torch.device) -> Figure:
@@ -213,7 +226,7 @@ def _mark(ok: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", help="model:batch:precision (default: per device, see source)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per pipeline (median reported)")
@@ -227,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--epochs must be at least 3: the figure is a median over timed epochs")
     device = resolve_device(args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
+    check_specs(parser, specs)
     env = environment(device)
     header = [
         "## Pipelines, side by side",

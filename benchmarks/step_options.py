@@ -9,7 +9,6 @@ Run: ``python benchmarks/step_options.py [--configs medium:256:fp32 ...] [--trai
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -19,7 +18,8 @@ import torch
 
 from bench.device import resolve_device
 from bench.environment import environment
-from pipelines import through_bench  # this folder's: one timed run through bench's loop
+from bench.errors import OneLineParser
+from pipelines import check_specs, through_bench  # this folder's
 
 OPTIONS = {
     "cpu": ["step.adam=forloop", "step.adam=foreach", "step.adam=fused", "step.channels_last=true",
@@ -48,7 +48,7 @@ def measure(overrides: list[str], out: Path) -> tuple[float, float | None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", help="model:batch:precision (default: per device)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--epochs", type=int, default=3)
@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="write step_options.md and step_options.json here")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    specs = args.configs or DEFAULT_CONFIGS[device.type]
+    check_specs(parser, specs, variants=False)
     options = args.options or OPTIONS[device.type]
     train_size = args.train_size or TRAIN_SIZE[device.type]
     env = environment(device)
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             (args.out / "step_options.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))
 
     with tempfile.TemporaryDirectory() as tmp:
-        for spec in args.configs or DEFAULT_CONFIGS[device.type]:
+        for spec in specs:
             model, batch, precision = spec.split(":")
             common = [
                 f"model={model}", f"batch_size={batch}", f"precision={precision}", f"device={device.type}",

@@ -46,3 +46,17 @@ def test_step_options_records_an_option_that_fails_and_times_the_rest(tmp_path: 
     assert rows[1]["samples_per_s"] is None and rows[2]["samples_per_s"] > 0 and rows[0]["ratio"] == 1.0
     table = (tmp_path / "out" / "step_options.md").read_text()
     assert "| small:64:fp32 | step.compile=cudagraph | failed | — | — |" in table
+
+
+@pytest.mark.parametrize(
+    ("script", "spec", "expected"),
+    [
+        ("pipelines.py", "bogus", "write model:batch:precision[:variants]"),
+        ("pipelines.py", "nonet:64:fp32", "unknown model 'nonet'"),
+        ("step_options.py", "medium:64:fp32:rc", "write model:batch:precision,"),
+    ],
+)
+def test_a_bad_config_spec_is_one_line_and_exit_2(tmp_path: Path, script: str, spec: str, expected: str) -> None:
+    proc = _script(script, tmp_path, "--device", "cpu", "--configs", spec)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and expected in proc.stderr, proc.stderr
