@@ -35,7 +35,7 @@ from bench import interrupts, measure, train
 from bench.datasets import load_arrays
 from bench.device import resolve_device
 from bench.environment import environment
-from bench.errors import Interrupted, OneLineParser, describe
+from bench.errors import Interrupted, OneLineParser, UsageError, describe, exit_interrupted
 from bench.loaders import normalize
 from bench.schema import compose, instantiate, validate
 from bench.step import autocast_dtype, math_mode
@@ -84,6 +84,14 @@ def through_bench(overrides: list[str], run_dir: Path, variant: str = "", name: 
     times = [e.time_s for e in result.epochs_detail]
     median = statistics.median(times)
     return Figure(variant, name, median, result.train_samples / median, times, result.metrics.get("warmup_time"))
+
+
+def device_for(parser: argparse.ArgumentParser, name: str) -> torch.device:
+    """``--device``, or one line and exit 2 if it is not usable here (cuda without a GPU)."""
+    try:
+        return resolve_device(name)
+    except UsageError as err:
+        parser.error(str(err))
 
 
 def check_specs(parser: argparse.ArgumentParser, specs: list[str], *, variants: bool = True) -> None:
@@ -238,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figure is a median over timed epochs")
-    device = resolve_device(args.device)
+    device = device_for(parser, args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
     check_specs(parser, specs)
     env = environment(device)
@@ -254,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     lines = list(header)
     results = {}
     started = time.monotonic()
+    stop: Interrupted | None = None
     # SIGTERM (a time limit) or Ctrl-C ends the run early, but the targets are still judged on what ran.
     with tempfile.TemporaryDirectory() as tmp, interrupts.interruptible():
         try:
@@ -264,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
                 print("\n".join(block), flush=True)
                 lines += block
                 results[spec] = figures
-        except Interrupted as stop:
+        except Interrupted as err:
+            stop = err
             lines.append(f"Cut short by {stop}: {len(results)} of {len(specs)} configs ran.\n")
             print(lines[-1], flush=True)
     lines.append(f"Benchmark time: {time.monotonic() - started:.0f} s.\n")
@@ -279,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
         serial = {spec: [f.__dict__ for f in figs] for spec, figs in results.items()}
         (args.out / "results.json").write_text(json.dumps({"env": env, "results": serial}, indent=2))
         print(f"wrote {args.out / 'results.md'}", file=sys.stderr)
+    if stop is not None:
+        exit_interrupted(stop, f"{len(results)} of {len(specs)} configs ran; their figures are above")
 
 
 if __name__ == "__main__":

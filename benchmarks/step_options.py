@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from bench.device import resolve_device
+from bench import interrupts
 from bench.environment import environment
-from bench.errors import OneLineParser
-from pipelines import check_specs, through_bench  # this folder's
+from bench.errors import Interrupted, OneLineParser, exit_interrupted
+from pipelines import check_specs, device_for, through_bench  # this folder's
 
 OPTIONS = {
     "cpu": ["step.adam=forloop", "step.adam=foreach", "step.adam=fused", "step.channels_last=true",
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--options", nargs="+", help="options to time, each one quoted list of overrides")
     parser.add_argument("--out", type=Path, help="write step_options.md and step_options.json here")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    device = device_for(parser, args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
     check_specs(parser, specs, variants=False)
     options = args.options or OPTIONS[device.type]
@@ -86,24 +86,28 @@ def main(argv: list[str] | None = None) -> None:
             (args.out / "step_options.md").write_text("\n".join([*lines, ""]))
             (args.out / "step_options.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        for spec in specs:
-            model, batch, precision = spec.split(":")
-            common = [
-                f"model={model}", f"batch_size={batch}", f"precision={precision}", f"device={device.type}",
-                "loader=resident", f"epochs={args.epochs}", "warmup_steps=10", "evaluate=false",
-                f"dataset.train_size={train_size}", "step.adam=default", "step.channels_last=false",
-            ]  # fmt: skip
-            plain, warmup = measure(common, Path(tmp))
-            record(spec, "plain", plain, warmup, plain)
-            for option in options:
-                try:
-                    rate, warmup = measure([*common, *option.split()], Path(tmp))
-                except (Exception, SystemExit) as err:  # one option failing must not cost the others
-                    print(f"  {spec} {option}: {err}", file=sys.stderr, flush=True)
-                    rate, warmup = None, None
-                record(spec, option, rate, warmup, plain)
+    with tempfile.TemporaryDirectory() as tmp, interrupts.interruptible():
+        try:
+            for spec in specs:
+                model, batch, precision = spec.split(":")
+                common = [
+                    f"model={model}", f"batch_size={batch}", f"precision={precision}", f"device={device.type}",
+                    "loader=resident", f"epochs={args.epochs}", "warmup_steps=10", "evaluate=false",
+                    f"dataset.train_size={train_size}", "step.adam=default", "step.channels_last=false",
+                ]  # fmt: skip
+                plain, warmup = measure(common, Path(tmp))
+                record(spec, "plain", plain, warmup, plain)
+                for option in options:
+                    try:
+                        rate, warmup = measure([*common, *option.split()], Path(tmp))
+                    except (Exception, SystemExit) as err:  # one option failing must not cost the others
+                        print(f"  {spec} {option}: {err}", file=sys.stderr, flush=True)
+                        rate, warmup = None, None
+                    record(spec, option, rate, warmup, plain)
+                write()
+        except Interrupted as stop:  # Ctrl-C or SIGTERM: the rows measured so far are kept
             write()
+            exit_interrupted(stop, f"{len(rows)} rows measured" + (f", written to {args.out}" if args.out else ""))
 
 
 if __name__ == "__main__":

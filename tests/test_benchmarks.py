@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import offline_env
 
@@ -49,14 +51,35 @@ def test_step_options_records_an_option_that_fails_and_times_the_rest(tmp_path: 
 
 
 @pytest.mark.parametrize(
-    ("script", "spec", "expected"),
+    ("script", "args", "expected"),
     [
-        ("pipelines.py", "bogus", "write model:batch:precision[:variants]"),
-        ("pipelines.py", "nonet:64:fp32", "unknown model 'nonet'"),
-        ("step_options.py", "medium:64:fp32:rc", "write model:batch:precision,"),
+        ("pipelines.py", ["--configs", "bogus"], "write model:batch:precision[:variants]"),
+        ("pipelines.py", ["--configs", "nonet:64:fp32"], "unknown model 'nonet'"),
+        ("step_options.py", ["--configs", "medium:64:fp32:rc"], "write model:batch:precision,"),
+        *[(script, ["--device", "cuda"], "device=cuda but no CUDA GPU is usable here")
+          for script in ("pipelines.py", "step_options.py") if not torch.cuda.is_available()],
     ],
-)
-def test_a_bad_config_spec_is_one_line_and_exit_2(tmp_path: Path, script: str, spec: str, expected: str) -> None:
-    proc = _script(script, tmp_path, "--device", "cpu", "--configs", spec)
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, script: str, args: list[str], expected: str) -> None:
+    proc = _script(script, tmp_path, *(["--device", "cpu"] if "--device" not in args else []), *args)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and expected in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_ends_a_benchmark_with_what_it_measured(tmp_path: Path) -> None:
+    args = ["--device", "cpu", "--configs", "small:64:fp32:rd", "small:32:fp32:rd", "--train-size", "2048"]
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "benchmarks" / "pipelines.py"), *args], cwd=tmp_path, env=offline_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the first config's table is out once the second config starts
+        if line.startswith("small:32:fp32:rd"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "| (r) resident |" in out and "Cut short by SIGTERM: 1 of 2 configs ran." in out
+    assert err.strip().splitlines()[-1] == "bench: interrupted by SIGTERM: 1 of 2 configs ran; their figures are above"
+    assert "Traceback" not in err
