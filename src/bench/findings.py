@@ -85,6 +85,10 @@ def _memory_sentence(ok: pd.DataFrame, x: str) -> str:
     return text + "."
 
 
+#: below this R², the max-batch fit is called rough in the report
+STRAIGHT_R2 = 0.95
+
+
 def capacity_sentences(runs: pd.DataFrame) -> list[str]:
     """task=max_batch: per model and precision, the largest batch and what the fit says per GB."""
     out = []
@@ -95,6 +99,12 @@ def capacity_sentences(runs: pd.DataFrame) -> list[str]:
                 f"; peak ≈ {r['mem_intercept_mb']:,.1f} MB + {r['mem_mb_per_image']:,.4f} MB × batch "
                 f"(R² {r['mem_fit_r2']:.4f}), so each GB of memory holds about {r['images_per_gb']:,.0f} more images"
             )
+            if r["mem_fit_r2"] < STRAIGHT_R2:
+                text += (
+                    f"; but the peak is not a straight line in the batch (R² below {STRAIGHT_R2}): convolution "
+                    "workspaces change with it, and near the cap PyTorch falls back to algorithms with smaller "
+                    "workspaces, so a larger batch can peak lower; read the per-GB figure as rough"
+                )
         out.append(text + ".")
     return out
 
