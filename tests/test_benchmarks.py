@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -83,3 +84,12 @@ def test_sigterm_ends_a_benchmark_with_what_it_measured(tmp_path: Path) -> None:
     assert "| (r) resident |" in out and "Cut short by SIGTERM: 1 of 2 configs ran." in out
     assert err.strip().splitlines()[-1] == "bench: interrupted by SIGTERM: 1 of 2 configs ran; their figures are above"
     assert "Traceback" not in err
+
+
+def test_gpu_check_parts_fit_in_six_minutes() -> None:
+    script = (REPO / "benchmarks" / "gpu_check.sh").read_text()
+    # Every part runs under `timeout [-s SIG] [-k GRACE] LIMIT`; the grace is time too.
+    limits = re.findall(r"^(?:\{ )?timeout (?:-s \w+ )?(?:-k (\d+) )?(\d+) ", script, re.MULTILINE)
+    assert len(limits) == 5  # the tests, two sweeps, max_batch, the pipelines benchmark
+    total = sum(int(grace or 0) + int(limit) for grace, limit in limits)
+    assert total + 8 <= 360, total  # 8 s for the GPU query and nvidia-smi before the parts (6 s on an H100)

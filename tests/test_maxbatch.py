@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 
@@ -264,16 +265,18 @@ def test_cuda_search_finds_the_largest_batch_under_a_memory_cap(dtype: torch.dty
     assert any(not a.fits and a.peak_mb is None for a in search.attempts)  # an OOM, recorded as not fitting
     fitting = sorted(search.points)
     peaks = [peak for _, peak in fitting]
-    assert peaks[-1] > 2 * peaks[0] and peaks[-1] <= cap_mb
-    # The peak grows with the batch, but not step by step: below ~1000 images cuDNN's per-shape workspaces
-    # may outweigh the activations, and near the cap PyTorch falls back to a convolution algorithm with a
-    # smaller workspace when the preferred one's does not fit. On an H100 under this cap a larger batch
-    # peaked up to 750 MB lower than a smaller one, both near the cap. Batches 2x apart must still grow.
-    large = [(batch, peak) for batch, peak in fitting if batch >= 1024]
-    assert len(large) >= 3
-    assert all(p2 > p1 for b1, p1 in large for b2, p2 in large if b2 >= 2 * b1)
-    fit = fit_line(search.points)
-    assert fit is not None and fit.r2 > 0.95 and fit.images_per_gb > 0
+    assert peaks[-1] > 2 * peaks[0] and max(peaks) <= cap_mb, fitting
+    # Away from the cap the peak grows with the batch in a straight line. Near it, it need not: when the
+    # preferred convolution algorithm's workspace does not fit, PyTorch falls back to one with a smaller
+    # workspace. On an H100 in fp32 under a 10% cap, 32,768 images peaked at 7,842 MB and 49,152 at 7,699.
+    # Below ~1,000 images cuDNN's per-shape workspaces may outweigh the activations.
+    free = [(batch, peak) for batch, peak in fitting if batch >= 1024 and peak < cap_mb / 2]
+    assert len(free) >= 3, fitting
+    assert all(p2 > p1 for (_, p1), (_, p2) in itertools.pairwise(free)), fitting
+    line = fit_line(free)
+    assert line is not None and line.r2 > 0.95 and line.images_per_gb > 0, (line, fitting)
+    whole = fit_line(search.points)  # the report's line, rough near the cap (R² in the report)
+    assert whole is not None and whole.images_per_gb > 0
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() <= before + MIB  # the attempts left nothing allocated
     if hasattr(torch.cuda, "get_per_process_memory_fraction"):
