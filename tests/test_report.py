@@ -156,6 +156,20 @@ def test_lab_figures_match_ours_even_when_a_job_is_missing(tmp_path: Path) -> No
     assert "Lab part 2: Batch size" in (tmp_path / "s" / "report.md").read_text()
 
 
+def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path) -> None:
+    # The lab's epochs were CIFAR-10's 50,000 images; ours here had 25,000, so 2.0 s is 4.0 s of the lab's.
+    lab = {"part": 2, "title": "Batch size", "figures": [{"batch_size": 16, "avg_epoch_time": 20.4}]}
+    _fake_run(tmp_path / "s", 0, "cuda", 16, 2.0)
+    metrics = tmp_path / "s" / "0" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "train_samples": 25000}))
+    (tmp_path / "s" / "0" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 16}))
+    report = build_report([tmp_path / "s"])
+    assert list(lab_comparison(report.runs, lab)["ours s/epoch"]) == [4.0]
+    assert report.runs["avg_epoch_time"].iloc[0] == 2.0  # the run's own figure is unchanged
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "Our epochs had 25,000 images, the lab's 50,000" in text
+
+
 def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, str(tmp_path), module="bench.report")
     assert proc.returncode == 2

@@ -93,6 +93,10 @@ def overall_speedup(table: pd.DataFrame) -> float | None:
     return float(table["total_time_cpu"].sum() / table["total_time_gpu"].sum())
 
 
+#: images in each of the lab's epochs: CIFAR-10's whole training set
+LAB_EPOCH_IMAGES = 50_000
+
+
 def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
     """The lab's figures beside ours, matched on the variable the lab swept (one row per run of ours).
 
@@ -104,7 +108,9 @@ def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
         return figures
     x = next(c for c in figures.columns if c in CONFIG_COLUMNS)
     measures = [m for m in METRICS if m.key in figures]
-    ours = runs[~runs["status"].isin([MISSING, UNREADABLE])]
+    ours = runs[~runs["status"].isin([MISSING, UNREADABLE])].copy()
+    if "avg_epoch_time" in figures and "avg_epoch_time" in ours:  # like for like: per epoch of the lab's size
+        ours["avg_epoch_time"] = ours["avg_epoch_time"] * lab_epoch_scale(ours)
     ours = ours[list(dict.fromkeys([x, "device", "loader", "status", "dataset_memory_mb", *(m.key for m in measures)]))]
     merged = figures.assign(_key=_match_key(figures[x])).merge(
         ours.drop(columns=x).assign(_key=_match_key(ours[x])), on="_key", how="left", suffixes=("_lab", "_ours")
@@ -115,6 +121,13 @@ def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
     for m in measures:
         columns |= {f"{m.key}_lab": f"lab {m.header}", f"{m.key}_ours": f"ours {m.header}"}
     return merged[list(columns)].rename(columns=columns)
+
+
+def lab_epoch_scale(runs: pd.DataFrame) -> pd.Series:
+    """Per run, LAB_EPOCH_IMAGES ÷ its images per epoch (1 where unknown): our epoch time × this is the
+    time of an epoch as long as the lab's."""
+    images = pd.to_numeric(runs.get("train_samples", pd.Series(index=runs.index, dtype=float)), errors="coerce")
+    return (LAB_EPOCH_IMAGES / images).where(images > 0, 1.0)
 
 
 def _lab_formats(comparison: pd.DataFrame) -> dict[str, str]:
@@ -274,6 +287,11 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         lines += ["The lab's figures (a Colab-class GPU, CIFAR-10, the per-sample DataLoader path) beside ours, "
                   "like for like (our peak memory without the resident dataset, which the lab did not have):", "",
                   markdown(comparison, like=_lab_formats(comparison)), ""]  # fmt: skip
+        scaled = lab_epoch_scale(runs) != 1.0
+        if "lab s/epoch" in comparison and scaled.any():
+            sizes = ", ".join(f"{n:,.0f}" for n in sorted(set(runs.loc[scaled, "train_samples"])))
+            lines += [f"Our epochs had {sizes} images, the lab's {LAB_EPOCH_IMAGES:,}: \"ours s/epoch\" is our "
+                      f"measured epoch time × {LAB_EPOCH_IMAGES:,} ÷ our images per epoch.", ""]  # fmt: skip
         why = findings.lab_memory_sentence(runs) if "lab peak alloc MB" in comparison else ""
         if why:
             lines += [why, ""]

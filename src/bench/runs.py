@@ -30,6 +30,8 @@ from bench.results import MetricsError, load_metrics
 CONFIG_COLUMNS = [
     "model", "device", "precision", "dataset", "loader", "recipe", "batch_size", "workers", "epochs", "seed",
 ]  # fmt: skip
+#: what a run resolved beyond its config: cuDNN autotuning, and images per epoch (the dataset's size)
+RUN_FACTS = ["cudnn_benchmark", "train_samples"]
 ENV_COLUMNS = ["env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_cpu", "env_hostname", "env_git_commit"]
 #: Statuses a run folder can have in a report besides metrics.json's own.
 UNREADABLE = "unreadable"
@@ -44,7 +46,7 @@ DIAGNOSIS_COLUMNS = ["verdict", "evidence", "next", "learned", "noisy"]
 def summary_columns(settings: Sequence[str] = ()) -> list[str]:
     """summary.csv's columns: the config (and any other ``settings`` that vary), the status, the diagnosis,
     every metric of the table, then where the run is."""
-    return ["job", "task", *CONFIG_COLUMNS, *settings, "cudnn_benchmark", "status", *DIAGNOSIS_COLUMNS,
+    return ["job", "task", *CONFIG_COLUMNS, *settings, *RUN_FACTS, "status", *DIAGNOSIS_COLUMNS,
             *(m.key for m in METRICS), "device_name", "error", "experiment", "run_dir"]  # fmt: skip
 
 
@@ -112,7 +114,7 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
         row.update({key: row["_config"].get(key) for key in (*CONFIG_COLUMNS, "task")})
         row.update(status=UNREADABLE, error=str(err))
         return row
-    row.update({k: metrics.get(k) for k in (*CONFIG_COLUMNS, "status", "error", "device_name", "cudnn_benchmark")})
+    row.update({k: metrics.get(k) for k in (*CONFIG_COLUMNS, *RUN_FACTS, "status", "error", "device_name")})
     row["task"] = metrics.get("task") or "train"
     # Files written before a metric existed get it derived from their epochs, where it can be.
     derived = summarize(metrics.get("epochs_detail") or [])
