@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from bench import train
+from bench.measure import MIB
 from conftest import TINY, needs_cuda, only_run_dir, read_metrics, run_cli
 
 # Three epochs of 8 steps, with a partial last batch (200 = 6 * 32 + 8): enough to compare trajectories.
@@ -203,7 +205,12 @@ def test_cuda_fast_recipe_trains_the_same_model(cfg_for, tmp_path: Path, option:
     plain = _losses(cfg_for, tmp_path, *cuda, "loader=resident", "step.adam=default", "step.channels_last=false")
     extra = ("loader=resident",) if option != "recipe=fast" else ()
     tolerance = 1e-2 if option == "precision=tf32" else 1e-3  # TF32 rounds the matmul inputs to 10 bits
+    held = torch.cuda.memory_allocated()
     assert _losses(cfg_for, tmp_path, *cuda, *extra, option) == pytest.approx(plain, rel=tolerance)
+    # A run leaves nothing allocated behind (its captured graphs and compiled model included), or the next
+    # run in the process would count it as its own persistent memory.
+    gc.collect()
+    assert torch.cuda.memory_allocated() <= held + MIB, (held, torch.cuda.memory_allocated())
 
 
 @pytest.mark.cuda

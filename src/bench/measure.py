@@ -107,8 +107,20 @@ def reset_peak_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+        _clear_cublas_workspaces()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def _clear_cublas_workspaces() -> None:
+    # cuBLAS keeps one workspace per (handle, stream), allocated through the caching allocator (so counted
+    # as allocated memory) and never freed: a run on new streams would leave its workspaces to the next
+    # job's peak. Clearing them makes every run allocate its own in its warm-up, as job 0 of a process
+    # does. This is what PyTorch's own CUDA leak check and Inductor's CUDA graphs do; the call is private,
+    # hence the guard.
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is not None:
+        clear()
     _reset_peak_rss()
 
 

@@ -21,6 +21,7 @@ Compilation and capture happen in the warm-up, never inside a timed epoch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -193,6 +194,12 @@ def build_step(
     return Step(_CapturedStep(eager, make(model)), optimizer, scaler, settings, min_warmup_steps=CAPTURE_WARMUP + 1)
 
 
+@functools.cache
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    """One warm-up stream per device for the process: each new stream costs cuBLAS a new workspace."""
+    return torch.cuda.Stream(device)
+
+
 class _CapturedStep:
     """The eager step, captured as one CUDA graph on its first full-size batch and replayed after.
 
@@ -221,7 +228,7 @@ class _CapturedStep:
             return static_loss
         self.seen += 1
         if self.seen <= CAPTURE_WARMUP:
-            side = torch.cuda.Stream()
+            side = _side_stream(x.device)
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 loss = self.eager(x, y)
