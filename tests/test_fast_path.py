@@ -196,7 +196,9 @@ def test_tf32_is_fp32_on_the_cpu_and_says_so(cfg_for, tmp_path: Path) -> None:
 
 @pytest.mark.cuda
 @needs_cuda
-@pytest.mark.parametrize("option", ["recipe=fast", "step.compile=max", "precision=tf32"])
+# step.compile=max alone is not a case of its own on CUDA: its auto choices (fused Adam, channels_last) make
+# it recipe=fast on the resident loader.
+@pytest.mark.parametrize("option", ["recipe=fast", "precision=tf32"])
 def test_cuda_fast_recipe_trains_the_same_model(cfg_for, tmp_path: Path, option: str) -> None:
     # 20 steps. Inductor's fused kernels round differently from eager ones, and Adam's first updates are
     # about sign(gradient): on an H100, compile=max's third epoch differed by 0.13% from the plain step's.
@@ -216,12 +218,15 @@ def test_cuda_fast_recipe_trains_the_same_model(cfg_for, tmp_path: Path, option:
 @pytest.mark.cuda
 @needs_cuda
 def test_cuda_fast_recipe_reaches_the_same_accuracy(cfg_for, tmp_path: Path) -> None:
-    # On an H100 the CPU test's size (4,096 images, 1,024 to test) gave 41.1% against 36.7%: 192 steps end on
-    # the steep part of the learning curve, where the rounding of other kernels moves accuracy by points, and
-    # 1,024 test images alone have a standard error of 1.5 points. 4x the data ends nearer the plateau.
+    # Three epochs end short of the plateau, where rounding alone moves the accuracy: on the CPU, switching
+    # only the convolutions' memory layout (the same maths) moved MediumNet's 3-epoch accuracy by up to 3.3
+    # points with 16,384 images (seeds 0 and 1) and by 0.4, 1.0, 0.6 and 0.6 points with 50,000 (seeds 0-3,
+    # batch 64; 2.0 at worst with batch 256). On an H100 with 16,384 images: plain 84.9%, fast 82.5%. So this
+    # uses the full 50,000 at batch 64, where a single pair is within about 1 point; it can still fail by
+    # chance, which says nothing about the maths (the 20-step test above does).
     # The plain step on the resident loader stands for the lab's path: the same values (the CPU tests show
-    # the two give the very same losses), without the DataLoader's image-by-image decoding (~10 s of the check).
-    data = ("dataset.train_size=16384", "dataset.test_size=4096", "batch_size=64", "epochs=3", "device=cuda")
+    # the two give the very same losses), without the DataLoader's image-by-image decoding.
+    data = ("dataset.train_size=50000", "dataset.test_size=10000", "batch_size=64", "epochs=3", "device=cuda")
     plain = ("loader=resident", "step.adam=default", "step.channels_last=false")
     lab = train.run(cfg_for(*data, *plain, tiny=False), tmp_path / "lab")
     fast = train.run(cfg_for(*data, "recipe=fast", tiny=False), tmp_path / "fast")

@@ -245,7 +245,7 @@ def test_the_module_stays_independent_of_the_training_run() -> None:
 
 # --- on a GPU ---------------------------------------------------------------------------------------------
 
-CAP = 0.05  # of the GPU: a few GB on a data-centre card, so MediumNet runs out well below 2**24 images
+CAP = 0.1  # of the GPU: 8 GB on an H100, so MediumNet runs out well below 2**24 images (fp32: ~50,000)
 
 
 @pytest.mark.cuda
@@ -266,16 +266,19 @@ def test_cuda_search_finds_the_largest_batch_under_a_memory_cap(dtype: torch.dty
     fitting = sorted(search.points)
     peaks = [peak for _, peak in fitting]
     assert peaks[-1] > 2 * peaks[0] and max(peaks) <= cap_mb, fitting
-    # Away from the cap the peak grows with the batch in a straight line. Near it, it need not: when the
+    # Away from the cap the peak grows with the batch. Near it, it need not: when the
     # preferred convolution algorithm's workspace does not fit, PyTorch falls back to one with a smaller
     # workspace. On an H100 in fp32 under a 10% cap, 32,768 images peaked at 7,842 MB and 49,152 at 7,699.
-    # Below ~1,000 images cuDNN's per-shape workspaces may outweigh the activations.
-    free = [(batch, peak) for batch, peak in fitting if batch >= 1024 and peak < cap_mb / 2]
+    # Below ~1,000 images cuDNN's per-shape workspaces may outweigh the activations. "Away" is relative to
+    # what the process held before the search: in the whole CUDA suite on an H100, 16 images peaked at 913 MB
+    # (most likely cuBLAS workspaces that earlier runs' warm-up streams left, which runs now release).
+    held = peaks[0]
+    free = [(batch, peak) for batch, peak in fitting if batch >= 1024 and peak - held < (cap_mb - held) / 2]
     assert len(free) >= 3, fitting
     assert all(p2 > p1 for (_, p1), (_, p2) in itertools.pairwise(free)), fitting
-    line = fit_line(free)
-    assert line is not None and line.r2 > 0.95 and line.images_per_gb > 0, (line, fitting)
-    whole = fit_line(search.points)  # the report's line, rough near the cap (R² in the report)
+    # Not asserted: a straight line. On an H100 in fp32 the step from 1,024 to 2,048 images cost 0.46 MB per
+    # image in this test and 0.32 in a fresh process; the report gives R² and calls a fit under 0.95 rough.
+    whole = fit_line(search.points)
     assert whole is not None and whole.images_per_gb > 0
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() <= before + MIB  # the attempts left nothing allocated
