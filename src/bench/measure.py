@@ -110,6 +110,7 @@ def reset_peak_memory(device: torch.device) -> None:
         _clear_cublas_workspaces()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    _reset_peak_rss()
 
 
 def _clear_cublas_workspaces() -> None:
@@ -121,7 +122,6 @@ def _clear_cublas_workspaces() -> None:
     clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
     if clear is not None:
         clear()
-    _reset_peak_rss()
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float | None, float | None]:
