@@ -266,12 +266,12 @@ def test_cuda_search_finds_the_largest_batch_under_a_memory_cap(dtype: torch.dty
     fitting = sorted(search.points)
     peaks = [peak for _, peak in fitting]
     assert peaks[-1] > 2 * peaks[0] and max(peaks) <= cap_mb, fitting
-    # Away from the cap the peak grows with the batch. Near it, it need not: when the
-    # preferred convolution algorithm's workspace does not fit, PyTorch falls back to one with a smaller
-    # workspace. On an H100 in fp32 under a 10% cap, 32,768 images peaked at 7,842 MB and 49,152 at 7,699.
-    # Below ~1,000 images cuDNN's per-shape workspaces may outweigh the activations. "Away" is relative to
-    # what the process held before the search: in the whole CUDA suite on an H100, 16 images peaked at 913 MB
-    # (most likely cuBLAS workspaces that earlier runs' warm-up streams left, which runs now release).
+    # Away from the cap the peak grows with the batch. Near it, it need not: when the preferred convolution
+    # algorithm's workspace does not fit, PyTorch falls back to one with a smaller workspace. On an H100 in
+    # fp32 under a 10% cap, 32,768 images peaked at 7,842 MB and 49,152 at 7,699. Below ~1,000 images
+    # cuDNN's per-shape workspaces may outweigh the activations. "Away" counts from the smallest attempt's
+    # peak, which is mostly what the process already held: in the whole CUDA suite on an H100, 913 MB at 16
+    # images (most likely cuBLAS workspaces that earlier runs' warm-up streams left; runs now release them).
     held = peaks[0]
     free = [(batch, peak) for batch, peak in fitting if batch >= 1024 and peak - held < (cap_mb - held) / 2]
     assert len(free) >= 3, fitting
