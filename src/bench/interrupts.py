@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.errors import Interrupted
 
+log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: the last signal this process received under interruptible() or deferred(); None when none did
 _received: int | None = None
@@ -69,8 +70,16 @@ def interruptible() -> Iterator[None]:
         raise Interrupted(signum)
 
     def unraisable(event: Any) -> None:
-        if not isinstance(event.exc_value, Interrupted):  # ours is pending: check() raises it again
-            default(event)
+        if isinstance(event.exc_value, Interrupted):  # ours is pending: check() raises it again
+            return
+        if _received is not None:
+            # After a signal, objects it cut off half-built fail in their destructors: a DataLoader iterator
+            # interrupted while forking its workers has no `_shutdown` when collected. That is teardown, not
+            # news: the log file gets it, the terminal keeps its one line.
+            log.debug("After %s, in %r:", signal.Signals(_received).name, event.object,
+                      exc_info=(event.exc_type, event.exc_value, event.exc_traceback))  # fmt: skip
+            return
+        default(event)
 
     default = sys.unraisablehook
     sys.unraisablehook = unraisable
@@ -78,7 +87,8 @@ def interruptible() -> Iterator[None]:
         with _handlers(handler) as previous:
             yield
     finally:
-        sys.unraisablehook = default
+        if _received is None:  # after a signal, keep quiet through the exit too, where the rest is collected
+            sys.unraisablehook = default
 
 
 @contextmanager
