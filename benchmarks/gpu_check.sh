@@ -1,9 +1,9 @@
 #!/usr/bin/env sh
 # `make gpu-check`: everything that needs a CUDA GPU in one script of at most 6 minutes (the parts' time
-# limits, with the tests' 5 s to report after SIGINT, add up to 349 s; the GPU query before them took 6 s on
-# an H100), its figures under $OUT and PASS/FAIL lines at the end. On the slower of two H100s the parts took
-# 6 + 139 (cut) + 41 (cut) + 31 + 43 + 100 (cut) s; the cuts since (fewer images, no (g) rows, a shorter
-# max_batch budget, a cheaper OOM test, a resident loader in the clock test) have not run on a GPU yet.
+# limits, with the grace each has to exit after its signal, add up to 352 s; the GPU query before them took
+# 6 s on an H100), its figures under $OUT and PASS/FAIL lines at the end. On the slower of two H100s the
+# parts took 6 + 139 (cut) + 41 (cut) + 31 + 43 + 100 (cut) s; the cuts since (fewer images, no (g) rows,
+# shorter max_batch searches, a cheaper OOM test, the resident loader in two tests) have not run on a GPU.
 # Each part has its own limit, so one slow part cannot eat the others' time; what a part printed before its
 # limit is kept.
 #   1. the CUDA-only tests (steady-state peak, job 0 vs job 2, the breakdown's sum, events and clocks, the
@@ -27,30 +27,31 @@ part() { echo; echo "== $1 ($(date +%T))"; }
 
 part "CUDA tests"
 # SIGINT at the limit: pytest still prints what failed so far.
-timeout -s INT -k 5 155 "$PY" -m pytest -v -m cuda -p no:cacheprovider --timeout 60 --tb=short -rfE --durations=8 tests \
+timeout -s INT -k 5 154 "$PY" -m pytest -v -m cuda -p no:cacheprovider --timeout 60 --tb=short -rfE --durations=8 tests \
   > "$OUT/pytest-cuda.txt" 2>&1 || status=1
 grep -E '(PASSED|FAILED|ERROR|SKIPPED)( |$)|^[0-9.]+s (call|setup)|passed|failed' "$OUT/pytest-cuda.txt" | tail -n 40
 
 part "The user's sweep: the lab's pipeline, batch 16/64/256/1024, 1 epoch of 10,000 images"
-timeout 30 "$PY" -m bench -m batch_size=16,64,256,1024 epochs=1 dataset.train_size=10000 "hydra.sweep.dir=$OUT/sweep" > "$OUT/sweep.log" 2>&1 || status=1
+timeout -k 2 32 "$PY" -m bench -m batch_size=16,64,256,1024 epochs=1 dataset.train_size=10000 "hydra.sweep.dir=$OUT/sweep" > "$OUT/sweep.log" 2>&1 || status=1
 awk '/### Why it is fast or slow/{f=1} /^## Status/{f=0} f' "$OUT/sweep/report.md" 2>/dev/null
 
-part "experiment=batch_size on the resident loader, 20,000 images: memory like for like with the lab"
-timeout 28 "$PY" -m bench experiment=batch_size loader=resident epochs=1 dataset.train_size=20000 "hydra.sweep.dir=$OUT/batch_size" > "$OUT/batch_size.log" 2>&1 || status=1
+part "experiment=batch_size on the resident loader, 15,000 images: memory like for like with the lab"
+timeout -k 2 28 "$PY" -m bench experiment=batch_size loader=resident epochs=1 dataset.train_size=15000 "hydra.sweep.dir=$OUT/batch_size" > "$OUT/batch_size.log" 2>&1 || status=1
 sed -n '/### What peak memory is made of/,/^Parameters/p' "$OUT/batch_size/report.md" 2>/dev/null | grep '^|'
 sed -n "/The lab's figures/,/^Of our peak/p" "$OUT/batch_size/report.md" 2>/dev/null
 
 part "experiment=max_batch: MediumNet and LargeNet, fp32 and bf16"
-timeout 36 "$PY" -m bench experiment=max_batch model=medium,large precision=fp32,amp_bf16 max_batch.memory_fraction=0.1 max_batch.budget_s=3 \
+timeout -k 2 34 "$PY" -m bench experiment=max_batch model=medium,large precision=fp32,amp_bf16 max_batch.memory_fraction=0.1 max_batch.budget_s=2 \
   "hydra.sweep.dir=$OUT/max_batch" > "$OUT/max_batch.log" 2>&1 || status=1
 sed -n '/^## Largest batch that fits/,/^!\[/p' "$OUT/max_batch/report.md" 2>/dev/null | grep -v '^!\['
 
 part "Pipelines benchmark (median of 3 epochs of 50,000 images)"
 # The configs the targets name, without the capture-only rows (g) that `make bench` adds: ~20 s less.
+# BENCH_ARGS, when set, replaces them (and may need more than this part's limit).
 TARGETS="--configs medium:256:fp32:arcd medium:256:tf32:c medium:4096:amp_bf16:c large:1024:amp_bf16:c"
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
 # sh has no pipefail: the benchmark's own exit code goes through a file, past tee.
-{ timeout 95 "$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-$TARGETS} 2>"$OUT/pipelines.err"; echo $? > "$OUT/pipelines.rc"; } \
+{ timeout -k 2 91 "$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-$TARGETS} 2>"$OUT/pipelines.err"; echo $? > "$OUT/pipelines.rc"; } \
   | tee "$OUT/pipelines.md"
 [ "$(cat "$OUT/pipelines.rc")" = 0 ] || status=1
 

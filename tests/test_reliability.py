@@ -151,6 +151,13 @@ with interrupts.entry_point():
     first = HalfBuilt()
     del first  # collected inside the entry point
 kept = HalfBuilt()  # collected at the interpreter's exit
+
+class Broken:  # a destructor that fails for another reason is news, signal or not
+    def __del__(self):
+        raise ValueError("a real bug")
+
+broken = Broken()
+del broken
 """
 
 
@@ -163,9 +170,10 @@ def test_destructors_that_fail_after_a_signal_print_no_traceback(tmp_path: Path,
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=offline_env(), capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("ValueError: a real bug") == 1
     if after_a_signal:
-        assert proc.stderr == ""
-    else:  # without a signal a failing destructor is news, and Python says so as usual
+        assert "AttributeError" not in proc.stderr
+    else:  # without a signal a half-built object is news too, and Python says so as usual
         assert proc.stderr.count("AttributeError") == 2
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from hydra.types import RunMode
+from matplotlib.axes import Axes
 from PIL import Image
 
 from bench.metrics import summarize
@@ -156,18 +157,29 @@ def test_lab_figures_match_ours_even_when_a_job_is_missing(tmp_path: Path) -> No
     assert "Lab part 2: Batch size" in (tmp_path / "s" / "report.md").read_text()
 
 
-def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path) -> None:
+def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path, monkeypatch) -> None:
     # The lab's epochs were CIFAR-10's 50,000 images; ours here had 25,000, so 2.0 s is 4.0 s of the lab's.
-    lab = {"part": 2, "title": "Batch size", "figures": [{"batch_size": 16, "avg_epoch_time": 20.4}]}
-    _fake_run(tmp_path / "s", 0, "cuda", 16, 2.0)
-    metrics = tmp_path / "s" / "0" / "metrics.json"
-    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "train_samples": 25000}))
-    (tmp_path / "s" / "0" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 16}))
+    lab = {"part": 2, "title": "Batch size", "figures": [{"batch_size": 16, "avg_epoch_time": 20.4},
+                                                         {"batch_size": 64, "avg_epoch_time": 12.9}]}  # fmt: skip
+    for job, batch in enumerate((16, 64)):
+        _fake_run(tmp_path / "s", job, "cuda", batch, 2.0)
+        metrics = tmp_path / "s" / str(job) / "metrics.json"
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "train_samples": 25000}))
+        (tmp_path / "s" / str(job) / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": batch}))
+    drawn = []  # the lines the figure draws, by label: the lab's goes the other way, to our epoch size
+    plot = Axes.plot
+
+    def spy(ax: Axes, *args, **kwargs):
+        drawn.append((kwargs.get("label"), [float(v) for v in args[1]]))
+        return plot(ax, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
     report = build_report([tmp_path / "s"])
-    assert list(lab_comparison(report.runs, lab)["ours s/epoch"]) == [4.0]
-    assert report.runs["avg_epoch_time"].iloc[0] == 2.0  # the run's own figure is unchanged
+    assert list(lab_comparison(report.runs, lab)["ours s/epoch"]) == [4.0, 4.0]
+    assert list(report.runs["avg_epoch_time"]) == [2.0, 2.0]  # the runs' own figures are unchanged
     text = (tmp_path / "s" / "report.md").read_text()
-    assert "Our epochs had 25,000 images, the lab's 50,000" in text
+    assert "The lab's epochs had 50,000 images and ours 25,000" in text
+    assert ("lab (Colab GPU), times per 25,000 images", [10.2, 6.45]) in drawn  # 20.4 and 12.9 s per 50,000
 
 
 def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:

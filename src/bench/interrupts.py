@@ -72,10 +72,11 @@ def interruptible() -> Iterator[None]:
     def unraisable(event: Any) -> None:
         if isinstance(event.exc_value, Interrupted):  # ours is pending: check() raises it again
             return
-        if _received is not None:
-            # After a signal, objects it cut off half-built fail in their destructors: a DataLoader iterator
-            # interrupted while forking its workers has no `_shutdown` when collected. That is teardown, not
-            # news: the log file gets it, the terminal keeps its one line.
+        if _received is not None and isinstance(event.exc_value, AttributeError):
+            # After a signal, objects it cut off half-built fail in their destructors for want of an
+            # attribute: a DataLoader iterator interrupted while forking its workers has no `_shutdown` when
+            # collected. That is teardown, not news: the terminal keeps its one line, and a Hydra job's log
+            # file gets the traceback. Any other destructor error is printed as Python always does.
             log.debug("After %s, in %r:", signal.Signals(_received).name, event.object,
                       exc_info=(event.exc_type, event.exc_value, event.exc_traceback))  # fmt: skip
             return

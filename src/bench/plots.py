@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from bench.metrics import METRICS, Metric
-from bench.runs import is_numeric, x_axis
+from bench.runs import LAB_EPOCH_IMAGES, is_numeric, x_axis
 
 LABELS = {
     "batch_size": "Batch size",
@@ -66,7 +66,7 @@ def plot_experiment(
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False, layout="constrained")
     categories = list(dict.fromkeys(str(v) for v in runs[x].dropna()))
     groups = list(ok.groupby(hue, sort=False)) if hue else [(None, ok)]
-    lab_df = pd.DataFrame((lab or {}).get("figures") or [])
+    lab_df, lab_style = _lab_at_our_epoch_size(pd.DataFrame((lab or {}).get("figures") or []), ok)
     for ax, (column, label) in zip(axes[0], panels, strict=True):
         if numeric:
             _lines(ax, groups, x, column, hue)
@@ -83,7 +83,7 @@ def plot_experiment(
         else:
             _bars(ax, groups, x, column, hue, categories)
         if not lab_df.empty and column in lab_df and x in lab_df:
-            _lab_overlay(ax, lab_df, x, column, numeric, categories)
+            _lab_overlay(ax, lab_df, x, column, numeric, categories, lab_style)
         _mark_unfinished(ax, runs, x, numeric, categories)
         ax.set_xlabel(LABELS.get(x, x))
         ax.set_ylabel(label)
@@ -122,14 +122,26 @@ def _bars(ax: Axes, groups: list, x: str, column: str, hue: list[str], categorie
     ax.set_xticks(positions, categories)
 
 
-def _lab_overlay(ax: Axes, lab: pd.DataFrame, x: str, column: str, numeric: bool, categories: list[str]) -> None:
+def _lab_at_our_epoch_size(lab: pd.DataFrame, ok: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The lab's epoch times scaled to our runs' images per epoch, where all of ours share one other size,
+    so the time panel compares like with like and its legend says so; else the lab's own figures."""
+    sizes = pd.to_numeric(ok.get("train_samples", pd.Series(dtype=float)), errors="coerce").dropna().unique()
+    if "avg_epoch_time" not in lab or len(sizes) != 1 or sizes[0] in (0, LAB_EPOCH_IMAGES):
+        return lab, LAB_STYLE
+    scaled = lab.assign(avg_epoch_time=lab["avg_epoch_time"] * sizes[0] / LAB_EPOCH_IMAGES)
+    return scaled, {**LAB_STYLE, "label": f"{LAB_STYLE['label']}, times per {sizes[0]:,.0f} images"}
+
+
+def _lab_overlay(
+    ax: Axes, lab: pd.DataFrame, x: str, column: str, numeric: bool, categories: list[str], style: dict[str, Any]
+) -> None:
     if numeric:
-        ax.plot(pd.to_numeric(lab[x]), lab[column], **LAB_STYLE)
+        ax.plot(pd.to_numeric(lab[x]), lab[column], **style)
         return
     where = {c: i for i, c in enumerate(categories)}
     points = [(where[str(v)], y) for v, y in zip(lab[x], lab[column], strict=True) if str(v) in where]
     if points:
-        ax.plot(*zip(*points, strict=True), **{**LAB_STYLE, "linestyle": "none"})
+        ax.plot(*zip(*points, strict=True), **{**style, "linestyle": "none"})
 
 
 def _mark_unfinished(ax: Axes, runs: pd.DataFrame, x: str, numeric: bool, categories: list[str]) -> None:

@@ -26,6 +26,7 @@ from bench.metrics import METRICS, metric
 from bench.runs import (
     CONFIG_COLUMNS,
     DEFAULT_EXPERIMENT,
+    LAB_EPOCH_IMAGES,
     MISSING,
     UNREADABLE,
     load_runs,
@@ -91,10 +92,6 @@ def overall_speedup(table: pd.DataFrame) -> float | None:
     if table.empty:
         return None
     return float(table["total_time_cpu"].sum() / table["total_time_gpu"].sum())
-
-
-#: images in each of the lab's epochs: CIFAR-10's whole training set
-LAB_EPOCH_IMAGES = 50_000
 
 
 def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
@@ -287,11 +284,13 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         lines += ["The lab's figures (a Colab-class GPU, CIFAR-10, the per-sample DataLoader path) beside ours, "
                   "like for like (our peak memory without the resident dataset, which the lab did not have):", "",
                   markdown(comparison, like=_lab_formats(comparison)), ""]  # fmt: skip
-        scaled = lab_epoch_scale(runs) != 1.0
-        if "lab s/epoch" in comparison and scaled.any():
-            sizes = ", ".join(f"{n:,.0f}" for n in sorted(set(runs.loc[scaled, "train_samples"])))
-            lines += [f"Our epochs had {sizes} images, the lab's {LAB_EPOCH_IMAGES:,}: \"ours s/epoch\" is our "
-                      f"measured epoch time × {LAB_EPOCH_IMAGES:,} ÷ our images per epoch.", ""]  # fmt: skip
+        shown = runs[~runs["status"].isin([MISSING, UNREADABLE])]
+        scaled = shown[lab_epoch_scale(shown) != 1.0]
+        if "lab s/epoch" in comparison and not scaled.empty:
+            sizes = " and ".join(f"{n:,.0f}" for n in sorted(set(scaled["train_samples"])))
+            lines += [f"The lab's epochs had {LAB_EPOCH_IMAGES:,} images and ours {sizes}: \"ours s/epoch\" is our "
+                      f"measured epoch time × {LAB_EPOCH_IMAGES:,} ÷ our images per epoch (fixed costs of an "
+                      "epoch, such as starting workers, are scaled with it).", ""]  # fmt: skip
         why = findings.lab_memory_sentence(runs) if "lab peak alloc MB" in comparison else ""
         if why:
             lines += [why, ""]

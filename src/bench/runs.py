@@ -30,6 +30,8 @@ from bench.results import MetricsError, load_metrics
 CONFIG_COLUMNS = [
     "model", "device", "precision", "dataset", "loader", "recipe", "batch_size", "workers", "epochs", "seed",
 ]  # fmt: skip
+#: images in each of the lab's epochs (CIFAR-10's whole training set): its epoch times are per this many
+LAB_EPOCH_IMAGES = 50_000
 #: what a run resolved beyond its config: cuDNN autotuning, and images per epoch (the dataset's size)
 RUN_FACTS = ["cudnn_benchmark", "train_samples"]
 ENV_COLUMNS = ["env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_cpu", "env_hostname", "env_git_commit"]
