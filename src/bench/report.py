@@ -18,9 +18,7 @@ import pandas as pd
 
 from bench import findings, interrupts
 from bench.diagnosis import NOISY_CV
-from bench.errors import (
-    OneLineParser,
-)  # fmt: skip
+from bench.errors import OneLineParser
 from bench.folders import make_writable
 from bench.metrics import METRICS, metric
 from bench.runs import (

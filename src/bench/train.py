@@ -33,6 +33,7 @@ from bench.errors import DeviceUnavailable, UsageError, one_line
 from bench.flops import count_untouched, utilization
 from bench.loaders import BatchSource, build_loader, normalize
 from bench.loop import evaluate, profile, rolled_back, run_epoch, warm_up
+from bench.measure import MIB
 from bench.metrics import metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
@@ -227,7 +228,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
         step = build_step(model, device, options=cfg.step, precision=cfg.precision, lr=cfg.lr, prepare=prepare)
         result.step = {**step.settings, "input_in_step": prepare is not None}
         if train.device_bytes:
-            result.metrics["dataset_memory_mb"] = train.device_bytes / measure.MIB
+            result.metrics["dataset_memory_mb"] = train.device_bytes / MIB
         _note_setup(cfg, train, result)
         clock = measure.Stopwatch(device)
         warmup_steps = max(cfg.warmup_steps, step.min_warmup_steps)
@@ -249,7 +250,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
         sizes = memory.persistent_sizes(model, step.optimizer, train.device_bytes)
         baseline = 0
         if allocator is not None:
-            result.metrics["warmup_peak_memory_mb"] = allocator.peak_allocated() / measure.MIB
+            result.metrics["warmup_peak_memory_mb"] = allocator.peak_allocated() / MIB
             allocator.start_steady_state()
             baseline = allocator.allocated()
         events = measure.StepEvents(device, len(train))  # made here, outside the timed epochs
@@ -283,10 +284,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     result.notes.extend([note] if note else [])
     if allocator is not None:
         peak, reserved = allocator.peak_allocated(), allocator.peak_reserved()
-        result.metrics["peak_memory_mb"], result.metrics["peak_reserved_mb"] = (
-            peak / measure.MIB,
-            reserved / measure.MIB,
-        )
+        result.metrics["peak_memory_mb"], result.metrics["peak_reserved_mb"] = peak / MIB, reserved / MIB
         result.memory = memory.breakdown(sizes, baseline, peak, reserved)
     else:
         result.memory = memory.sizes_mb(sizes)
