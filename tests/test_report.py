@@ -164,7 +164,9 @@ def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path,
     for job, batch in enumerate((16, 64)):
         _fake_run(tmp_path / "s", job, "cuda", batch, 2.0)
         metrics = tmp_path / "s" / str(job) / "metrics.json"
-        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "train_samples": 25000}))
+        # Job 1 as a hand-edited file might have it, the number as text: read as the number it says.
+        samples = 25000 if job == 0 else "25000"
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "train_samples": samples}))
         (tmp_path / "s" / str(job) / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": batch}))
     drawn = []  # the lines the figure draws, by label: the lab's goes the other way, to our epoch size
     plot = Axes.plot

@@ -285,7 +285,8 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         shown = runs[~runs["status"].isin([MISSING, UNREADABLE])]
         scaled = shown[lab_epoch_scale(shown) != 1.0]
         if "lab s/epoch" in comparison and not scaled.empty:
-            sizes = " and ".join(f"{n:,.0f}" for n in sorted(set(scaled["train_samples"])))
+            images = pd.to_numeric(scaled["train_samples"], errors="coerce")  # as lab_epoch_scale reads them
+            sizes = " and ".join(f"{n:,.0f}" for n in sorted(set(images)))
             lines += [f"The lab's epochs had {LAB_EPOCH_IMAGES:,} images and ours {sizes}: \"ours s/epoch\" is our "
                       f"measured epoch time × {LAB_EPOCH_IMAGES:,} ÷ our images per epoch (fixed costs of an "
                       "epoch, such as starting workers, are scaled with it).", ""]  # fmt: skip
