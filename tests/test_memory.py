@@ -87,6 +87,30 @@ def test_each_cpu_run_reports_its_own_peak_rss(cfg_for, tmp_path: Path) -> None:
     assert small.metrics["peak_rss_mb"] < large.metrics["peak_rss_mb"] - 150, (small.metrics, large.metrics)
 
 
+def test_a_run_frees_cycles_made_after_the_first_run(cfg_for, tmp_path: Path) -> None:
+    # Runs freeze what survives their first collection (the imports) so later collections are cheap; what is
+    # made after it, here a cycle like those a model or a captured graph leaves, must still be freed.
+    import gc
+    import weakref
+
+    class Node:
+        pass
+
+    first = train.run(cfg_for("device=cpu"), tmp_path / "first")
+    node = Node()
+    node.self = node
+    gone = weakref.ref(node)
+    del node
+    gc.disable()  # only the run's own collections may free it
+    try:
+        second = train.run(cfg_for("device=cpu"), tmp_path / "second")
+    finally:
+        gc.enable()
+    assert first.status == second.status == "ok", (first.error, second.error)
+    assert gone() is None
+    assert gc.get_freeze_count() > 100_000  # torch and Hydra's objects: frozen, not walked by every run
+
+
 def _gpu_run(root: Path, job: int, batch: int, peak: float) -> None:
     sizes = {"params": 484_728, "grads": 484_728, "optimizer": 969_464, "dataset": 154_140_000}
     breakdown = memory.breakdown(sizes, baseline=int(160 * MIB), peak_allocated=int(peak * MIB),

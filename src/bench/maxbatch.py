@@ -10,7 +10,6 @@ attempts into peak ≈ a + b·batch. "MB" is MiB (2**20 bytes) throughout, as in
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 import time
 import traceback
@@ -22,7 +21,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from bench.measure import MIB
+from bench.measure import MIB, collect_garbage
 from bench.schema import StepConfig
 from bench.step import build_step
 
@@ -210,7 +209,7 @@ def cuda_step_trial(
 
 def _free(device: torch.device) -> None:
     """Return the cached blocks of the last attempt to the driver, for the next attempt and the next job."""
-    gc.collect()
+    collect_garbage()
     torch.cuda.synchronize(device)
     torch.cuda.empty_cache()
 

@@ -15,13 +15,12 @@ with a stand-in; on CUDA it is torch.cuda's caching allocator.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterable
 from typing import Protocol
 
 import torch
 
-from bench.measure import MIB
+from bench.measure import MIB, collect_garbage
 
 PARTS = ("params", "grads", "optimizer", "dataset", "other_persistent", "activations", "reserve")
 LABELS = {
@@ -60,7 +59,7 @@ class CudaAllocator:
     def start_steady_state(self) -> None:
         """Forget the warm-up's one-time transients (autotuning, workspaces): release the cached blocks they
         left and reset the peaks, so the timed epochs report their own."""
-        gc.collect()
+        collect_garbage()
         torch.cuda.synchronize(self.device)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(self.device)
