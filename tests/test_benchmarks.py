@@ -33,7 +33,7 @@ def test_pipelines_prints_each_pipeline_and_the_harness_verdict(tmp_path: Path) 
     assert all(row in md for row in ("| (r) resident |", "| (c) fast |", "| (d) bare |"))
     assert "bench's loop (r) runs at" in md and "Benchmark time:" in md
     figures = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["small:64:fp32:rcd"]
-    assert [f["variant"] for f in figures] == ["r", "c", "d"]
+    assert [f["variant"] for f in figures] == ["r", "d", "c"]  # the pair (r), (d) one after the other
     assert all(f["samples_per_s"] > 0 and len(f["epochs"]) == 3 for f in figures)
 
 
