@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from bench.metrics import METRICS, Metric
-from bench.runs import LAB_EPOCH_IMAGES, is_numeric, x_axis
+from bench.runs import LAB_EPOCH_IMAGES, images_per_epoch, is_numeric, x_axis
 
 LABELS = {
     "batch_size": "Batch size",
@@ -125,7 +125,7 @@ def _bars(ax: Axes, groups: list, x: str, column: str, hue: list[str], categorie
 def _lab_at_our_epoch_size(lab: pd.DataFrame, ok: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The lab's epoch times scaled to our runs' images per epoch, where all of ours share one other size,
     so the time panel compares like with like and its legend says so; else the lab's own figures."""
-    sizes = pd.to_numeric(ok.get("train_samples", pd.Series(dtype=float)), errors="coerce").dropna().unique()
+    sizes = images_per_epoch(ok).dropna().unique()
     if "avg_epoch_time" not in lab or len(sizes) != 1 or sizes[0] in (0, LAB_EPOCH_IMAGES):
         return lab, LAB_STYLE
     scaled = lab.assign(avg_epoch_time=lab["avg_epoch_time"] * sizes[0] / LAB_EPOCH_IMAGES)

@@ -27,6 +27,7 @@ from bench.runs import (
     LAB_EPOCH_IMAGES,
     MISSING,
     UNREADABLE,
+    images_per_epoch,
     load_runs,
     settings,
     summary_columns,
@@ -121,7 +122,7 @@ def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
 def lab_epoch_scale(runs: pd.DataFrame) -> pd.Series:
     """Per run, LAB_EPOCH_IMAGES ÷ its images per epoch (1 where unknown): our epoch time × this is the
     time of an epoch as long as the lab's."""
-    images = pd.to_numeric(runs.get("train_samples", pd.Series(index=runs.index, dtype=float)), errors="coerce")
+    images = images_per_epoch(runs)
     return (LAB_EPOCH_IMAGES / images).where(images > 0, 1.0)
 
 
@@ -285,8 +286,7 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         shown = runs[~runs["status"].isin([MISSING, UNREADABLE])]
         scaled = shown[lab_epoch_scale(shown) != 1.0]
         if "lab s/epoch" in comparison and not scaled.empty:
-            images = pd.to_numeric(scaled["train_samples"], errors="coerce")  # as lab_epoch_scale reads them
-            sizes = " and ".join(f"{n:,.0f}" for n in sorted(set(images)))
+            sizes = " and ".join(f"{n:,.0f}" for n in sorted(set(images_per_epoch(scaled))))
             lines += [f"The lab's epochs had {LAB_EPOCH_IMAGES:,} images and ours {sizes}: \"ours s/epoch\" is our "
                       f"measured epoch time × {LAB_EPOCH_IMAGES:,} ÷ our images per epoch (fixed costs of an "
                       "epoch, such as starting workers, are scaled with it).", ""]  # fmt: skip

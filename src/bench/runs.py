@@ -235,6 +235,13 @@ def swept_variables(df: pd.DataFrame) -> list[str]:
     return [c for c in [*CONFIG_COLUMNS, *settings(df)] if df[c].dropna().astype(str).nunique() > 1]
 
 
+def images_per_epoch(runs: pd.DataFrame) -> pd.Series:
+    """Each run's training images per epoch as numbers (NaN where unknown or not a number): the one reading
+    behind every comparison of our epoch times with the lab's 50,000-image ones."""
+    column = runs["train_samples"] if "train_samples" in runs else pd.Series(index=runs.index, dtype=float)
+    return pd.to_numeric(column, errors="coerce")
+
+
 def is_numeric(col: pd.Series) -> bool:
     """True for batch sizes and worker counts, also when pandas 3 stores them as strings or objects."""
     values = col.dropna()
