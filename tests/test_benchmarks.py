@@ -35,6 +35,9 @@ def test_pipelines_prints_each_pipeline_and_the_harness_verdict(tmp_path: Path) 
     figures = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["small:64:fp32:rcd"]
     assert [f["variant"] for f in figures] == ["r", "d", "c"]  # the pair (r), (d) one after the other
     assert all(f["samples_per_s"] > 0 and len(f["epochs"]) == 3 for f in figures)
+    # Where the epochs varied more than the 3% judged, the verdict says that one run cannot tell.
+    spread = max((max(f["epochs"]) - min(f["epochs"])) / f["epoch_s"] for f in figures if f["variant"] in "rd")
+    assert ("so this run alone cannot tell" in md) == (spread > 0.03), (spread, md)
 
 
 @pytest.mark.slow
