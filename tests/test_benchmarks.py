@@ -40,6 +40,26 @@ def test_pipelines_prints_each_pipeline_and_the_harness_verdict(tmp_path: Path) 
     assert ("so this run alone cannot tell" in md) == (spread > 0.03), (spread, md)
 
 
+def test_the_harness_verdict_says_when_one_run_cannot_judge_3_percent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from pipelines import Figure, verdicts
+
+    def pair(r_epochs: list[float], d_epochs: list[float]) -> str:
+        r, d = sorted(r_epochs)[1], sorted(d_epochs)[1]
+        figures = [
+            Figure("r", "resident", r, 1000 / r, r_epochs, None),
+            Figure("d", "bare", d, 1000 / d, d_epochs, None),
+        ]
+        return verdicts("medium:64:fp32", figures, torch.device("cuda"))[0]
+
+    steady = pair([1.02, 1.021, 1.019], [1.0, 1.001, 0.999])
+    assert steady.startswith("- PASS:") and "0.980× the bare loop" in steady and "cannot tell" not in steady
+    slow = pair([1.05, 1.051, 1.049], [1.0, 1.001, 0.999])
+    assert slow.startswith("- FAIL:") and "0.952×" in slow and "cannot tell" not in slow
+    noisy = pair([1.02, 1.06, 1.0], [1.0, 1.001, 0.999])  # r's epochs 5.9% apart
+    assert "0.980×" in noisy and "varied by up to 5.9%, more than the 3% judged, so this run alone cannot tell" in noisy
+
+
 @pytest.mark.slow
 def test_step_options_records_an_option_that_fails_and_times_the_rest(tmp_path: Path) -> None:
     # step.compile=cudagraph cannot run on the CPU: its row says so, and the next option is still timed.

@@ -89,25 +89,34 @@ def test_each_cpu_run_reports_its_own_peak_rss(cfg_for, tmp_path: Path) -> None:
 
 def test_a_run_frees_cycles_made_after_the_first_run(cfg_for, tmp_path: Path) -> None:
     # Runs freeze what survives their first collection (the imports) so later collections are cheap; what is
-    # made after it, here a cycle like those a model or a captured graph leaves, must still be freed.
+    # made after it, here a cycle like those a model or a captured graph leaves, must still be freed, also
+    # when it was alive through a later run (as a run's own model is through its collections).
     import gc
     import weakref
 
     class Node:
         pass
 
+    def cycle() -> weakref.ref:
+        node = Node()
+        node.self = node
+        return weakref.ref(node)
+
     first = train.run(cfg_for("device=cpu"), tmp_path / "first")
-    node = Node()
-    node.self = node
-    gone = weakref.ref(node)
-    del node
-    gc.disable()  # only the run's own collections may free it
+    dead = cycle()  # garbage before the next run starts
+    alive = Node()
+    alive.self = alive  # in use through the next run, garbage after it
+    held = weakref.ref(alive)
+    gc.disable()  # only the runs' own collections may free them
     try:
         second = train.run(cfg_for("device=cpu"), tmp_path / "second")
+        assert dead() is None
+        del alive
+        third = train.run(cfg_for("device=cpu"), tmp_path / "third")
     finally:
         gc.enable()
-    assert first.status == second.status == "ok", (first.error, second.error)
-    assert gone() is None
+    assert first.status == second.status == third.status == "ok", (first.error, second.error, third.error)
+    assert held() is None
     assert gc.get_freeze_count() > 100_000  # torch and Hydra's objects: frozen, not walked by every run
 
 

@@ -107,12 +107,12 @@ def collect_garbage() -> None:
     memory read next is the run's own.
 
     A full collection walks every object the collector tracks, and once torch and Hydra are imported a
-    process holds ~350,000 that live as long as it does (~500,000 with Inductor): 0.2 s a collection on 2
-    cores, three a CUDA run, more in a `max_batch` search. So the first collection freezes what survives it
-    (``gc.freeze``), mostly the imported modules, and later ones walk only what was made since. A frozen
-    object in a cycle that dies is never freed; only what was alive at that first collection (in the CLI,
-    before any training) is frozen, so this can leak only that once. It also spares forked DataLoader
-    workers from copying those objects' pages.
+    process holds ~350,000 that live as long as it does: 0.2 s a collection on 2 cores, three a CUDA run,
+    more in a `max_batch` search. So the first collection freezes what survives it (``gc.freeze``), mostly
+    the imported modules, and later ones walk only what was made since (which includes Inductor's ~150,000
+    objects when a later run is the first to compile). A frozen object in a cycle that dies is never freed;
+    only what was alive at that first collection (in the CLI, before any training) is frozen, so this can
+    leak only that once. Forked DataLoader workers also copy fewer of the parent's pages.
     """
     global _frozen
     gc.collect()
