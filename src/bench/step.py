@@ -124,6 +124,13 @@ def resolve_compile(choice: str, device: torch.device, grad_scaler: bool) -> str
     return "none" if grad_scaler and mode in CAPTURED else mode
 
 
+def resolve_compile_and_layout(options: DictConfig, device: torch.device, precision: DictConfig) -> tuple[str, bool]:
+    """The compile mode and channels_last a step built from ``options`` runs with: the run lays out its model
+    and data by them before it builds the step, so both read them here."""
+    compile_mode = resolve_compile(options.compile, device, bool(precision.grad_scaler))
+    return compile_mode, resolve_channels_last(options.channels_last, device, compile_mode)
+
+
 def build_step(
     model: nn.Module,
     device: torch.device,
@@ -138,7 +145,7 @@ def build_step(
     ``prepare`` turns what the loader yields into the model's input inside the step (with compile=max, the
     resident loader's index gather and normalization), so a captured step replays it too.
     """
-    compile_mode = resolve_compile(options.compile, device, bool(precision.grad_scaler))
+    compile_mode, channels_last = resolve_compile_and_layout(options, device, precision)
     captured = compile_mode in CAPTURED and device.type == "cuda"
 
     adam = resolve_adam(options.adam, device)
@@ -181,7 +188,7 @@ def build_step(
     settings = {
         "adam": adam,
         "set_to_none": set_to_none,
-        "channels_last": resolve_channels_last(options.channels_last, device, compile_mode),
+        "channels_last": channels_last,
         "compile": compile_mode,
         "autocast": precision.autocast_dtype,
         "grad_scaler": scaler.is_enabled(),

@@ -38,14 +38,7 @@ from bench.metrics import metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
 from bench.schema import instantiate
-from bench.step import (
-    autocast_dtype,
-    build_step,
-    math_mode,
-    math_precision,
-    resolve_channels_last,
-    resolve_compile,
-)  # fmt: skip
+from bench.step import autocast_dtype, build_step, math_mode, math_precision, resolve_compile_and_layout
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +208,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
 
     _seed_everything(cfg.seed)
     model = instantiate(cfg.model, num_classes=result.classes).to(device)
-    compile_mode = resolve_compile(cfg.step.compile, device, bool(cfg.precision.grad_scaler))
-    channels_last = resolve_channels_last(cfg.step.channels_last, device, compile_mode)
+    compile_mode, channels_last = resolve_compile_and_layout(cfg.step, device, cfg.precision)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     result.params = count_parameters(model)
