@@ -21,7 +21,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from bench.measure import MIB, collect_garbage
+from bench.measure import MIB, release_cached_memory
 from bench.schema import StepConfig
 from bench.step import build_step
 
@@ -184,7 +184,7 @@ def cuda_step_trial(
         return torch.cuda.max_memory_allocated(device) / MIB
 
     def trial(batch: int) -> float | None:
-        _free(device)  # what the caller left cached, or garbage cycles holding tensors
+        release_cached_memory(device)  # what the caller left cached, or garbage cycles holding tensors
         torch.cuda.reset_peak_memory_stats(device)
         try:
             return one_step(batch)
@@ -201,17 +201,10 @@ def cuda_step_trial(
                 chained = chained.__cause__ or chained.__context__
         finally:
             torch.cuda.empty_cache()  # this attempt's blocks go back to the driver: the next job starts clean
-        _free(device)  # out of the except clause, the exception and its traceback are gone
+        release_cached_memory(device)  # out of the except clause, the exception and its traceback are gone
         return None
 
     return trial
-
-
-def _free(device: torch.device) -> None:
-    """Return the cached blocks of the last attempt to the driver, for the next attempt and the next job."""
-    collect_garbage()
-    torch.cuda.synchronize(device)
-    torch.cuda.empty_cache()
 
 
 @contextlib.contextmanager

@@ -114,14 +114,17 @@ def collect_garbage() -> None:
     only what was alive at that first collection (in the CLI, before any training) is frozen, so this can
     leak only that once. Forked DataLoader workers also copy fewer of the parent's pages.
     """
-    global _frozen
     gc.collect()
-    if not _frozen:
+    if gc.get_freeze_count() == 0:
         gc.freeze()
-        _frozen = True
 
 
-_frozen = False
+def release_cached_memory(device: torch.device) -> None:
+    """Free garbage cycles and hand the caching allocator's unused blocks back to the driver (CUDA), so what
+    comes next (the timed epochs, the next attempt, the next job) starts from what is really in use."""
+    collect_garbage()
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
 
 
 def reset_peak_memory(device: torch.device) -> None:

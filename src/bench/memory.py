@@ -20,7 +20,7 @@ from typing import Protocol
 
 import torch
 
-from bench.measure import MIB, collect_garbage
+from bench.measure import MIB, release_cached_memory
 
 PARTS = ("params", "grads", "optimizer", "dataset", "other_persistent", "activations", "reserve")
 LABELS = {
@@ -59,9 +59,7 @@ class CudaAllocator:
     def start_steady_state(self) -> None:
         """Forget the warm-up's one-time transients (autotuning, workspaces): release the cached blocks they
         left and reset the peaks, so the timed epochs report their own."""
-        collect_garbage()
-        torch.cuda.synchronize(self.device)
-        torch.cuda.empty_cache()
+        release_cached_memory(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
 
 
