@@ -19,7 +19,7 @@ import torch
 from bench import interrupts
 from bench.environment import environment
 from bench.errors import Interrupted, OneLineParser, exit_interrupted
-from pipelines import check_specs, device_for, through_bench  # this folder's
+from pipelines import PLAIN, check_specs, device_for, through_bench  # this folder's
 
 OPTIONS = {
     "cpu": ["step.adam=forloop", "step.adam=foreach", "step.adam=fused", "step.channels_last=true",
@@ -92,8 +92,8 @@ def main(argv: list[str] | None = None) -> None:
                 model, batch, precision = spec.split(":")
                 common = [
                     f"model={model}", f"batch_size={batch}", f"precision={precision}", f"device={device.type}",
-                    "loader=resident", f"epochs={args.epochs}", "warmup_steps=10", "evaluate=false",
-                    f"dataset.train_size={train_size}", "step.adam=default", "step.channels_last=false",
+                    f"epochs={args.epochs}", "warmup_steps=10", "evaluate=false", f"dataset.train_size={train_size}",
+                    *PLAIN,  # the plain step on the resident loader, pipelines.py's (r)
                 ]  # fmt: skip
                 plain, warmup = measure(common, Path(tmp))
                 record(spec, "plain", plain, warmup, plain)

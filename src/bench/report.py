@@ -104,7 +104,7 @@ def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
         return figures
     x = next(c for c in figures.columns if c in CONFIG_COLUMNS)
     measures = [m for m in METRICS if m.key in figures]
-    ours = runs[~runs["status"].isin([MISSING, UNREADABLE])].copy()
+    ours = _recorded(runs).copy()
     if "avg_epoch_time" in figures and "avg_epoch_time" in ours:  # like for like: per epoch of the lab's size
         ours["avg_epoch_time"] = ours["avg_epoch_time"] * lab_epoch_scale(ours)
     ours = ours[list(dict.fromkeys([x, "device", "loader", "status", "dataset_memory_mb", *(m.key for m in measures)]))]
@@ -117,6 +117,11 @@ def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
     for m in measures:
         columns |= {f"{m.key}_lab": f"lab {m.header}", f"{m.key}_ours": f"ours {m.header}"}
     return merged[list(columns)].rename(columns=columns)
+
+
+def _recorded(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs the lab comparison shows: those with a readable metrics.json (not missing or unreadable)."""
+    return runs[~runs["status"].isin([MISSING, UNREADABLE])]
 
 
 def lab_epoch_scale(runs: pd.DataFrame) -> pd.Series:
@@ -283,7 +288,7 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         lines += ["The lab's figures (a Colab-class GPU, CIFAR-10, the per-sample DataLoader path) beside ours, "
                   "like for like (our peak memory without the resident dataset, which the lab did not have):", "",
                   markdown(comparison, like=_lab_formats(comparison)), ""]  # fmt: skip
-        shown = runs[~runs["status"].isin([MISSING, UNREADABLE])]
+        shown = _recorded(runs)
         scaled = shown[lab_epoch_scale(shown) != 1.0]
         if "lab s/epoch" in comparison and not scaled.empty:
             sizes = " and ".join(f"{n:,.0f}" for n in sorted(set(images_per_epoch(scaled))))
