@@ -110,6 +110,16 @@ def check_specs(parser: argparse.ArgumentParser, specs: list[str], *, variants: 
             parser.error(f"--configs {spec!r}: {describe(err)}")
 
 
+def check_train_size(parser: argparse.ArgumentParser, train_size: int | None) -> None:
+    """Refuse a --train-size that bench itself would refuse, before any work: one line, exit 2."""
+    if train_size is None:
+        return
+    try:
+        validate(compose([f"dataset.train_size={train_size}"]))
+    except Exception as err:  # out of range
+        parser.error(f"--train-size {train_size}: {describe(err)}")
+
+
 def _bare(cfg: DictConfig, device: torch.device) -> Figure:
     """The floor: the same model, data and Adam with nothing around it."""
     arrays = load_arrays(cfg.dataset)
@@ -265,9 +275,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figure is a median over timed epochs")
+    unknown = sorted(set(args.variants) - set(ORDER))
+    if unknown:
+        parser.error(f"--variants {args.variants!r}: no variant {', '.join(unknown)}; choose from {', '.join(ORDER)}")
     device = device_for(parser, args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
     check_specs(parser, specs)
+    check_train_size(parser, args.train_size)
     env = environment(device)
     header = [
         "## Pipelines, side by side",
