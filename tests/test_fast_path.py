@@ -61,7 +61,8 @@ def test_resident_records_its_memory_and_the_ignored_workers(tmp_path: Path) -> 
 def test_a_captured_step_needs_cuda(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, *TINY, "device=cpu", "step.compile=cudagraph")
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "bench: error: step.compile=cudagraph needs CUDA; on cpu use none or default"
+    expected = "bench: error: step.compile=cudagraph needs CUDA; on cpu use auto, none, default or max"
+    assert proc.stderr.strip() == expected
 
 
 def test_lab_presets_accept_the_resident_loader(tmp_path: Path) -> None:

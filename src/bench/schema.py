@@ -317,7 +317,7 @@ def _check_combinations(cfg: DictConfig) -> None:
     compile_mode = cfg.step.compile
     if compile_mode in CUDA_ONLY_COMPILE and not targets_cuda(cfg.device.name):
         where = "cpu" if cfg.device.name == "cpu" else "this machine (no CUDA)"
-        raise ConfigError(f"step.compile={compile_mode} needs CUDA; on {where} use none or default")
+        raise ConfigError(f"step.compile={compile_mode} needs CUDA; on {where} use auto, none, default or max")
     captures = compile_mode == "cudagraph" or (compile_mode == "max" and targets_cuda(cfg.device.name))
     if captures and cfg.precision.grad_scaler:
         raise ConfigError(
