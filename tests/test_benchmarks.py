@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import offline_env
+from conftest import TINY, offline_env, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,3 +120,65 @@ def test_gpu_check_parts_fit_in_six_minutes() -> None:
     assert len(limits) == 5  # the tests, two sweeps, max_batch, the pipelines benchmark
     total = sum(int(grace or 0) + int(limit) for grace, limit in limits)
     assert total + 8 <= 360, total  # 8 s for the GPU query and nvidia-smi before the parts (6 s on an H100)
+
+
+@pytest.mark.slow
+def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What gpu_check.sh's parts leave under OUT, made by real CPU runs: the user's sweep (all ok), max_batch
+    # (skipped without CUDA), batch_size never ran, the CUDA tests cut at their limit, and a pipelines run
+    # whose (g) cannot capture on the CPU.
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from pipelines import main as pipelines
+
+    def check(out: Path, seconds: int) -> tuple[int, list[str]]:
+        proc = subprocess.run(["sh", str(REPO / "benchmarks" / "gpu_check_summary.sh"), str(out), str(seconds)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert proc.stderr == ""
+        return proc.returncode, proc.stdout.splitlines()
+
+    def benchmark(out: Path, config: str) -> list[str]:
+        pipelines(["--device", "cpu", "--configs", config, "--train-size", "256", "--out", str(out / "pipelines")])
+        (out / "pipelines.md").write_text(capsys.readouterr().out)
+        (out / "pipelines.rc").write_text("0\n")
+        return (out / "pipelines.md").read_text().splitlines()
+
+    tiny = [o for o in TINY if not o.startswith("batch_size=")]
+    out = tmp_path / "check"
+    assert run_cli(tmp_path, "-m", "batch_size=32,64", *tiny, f"hydra.sweep.dir={out / 'sweep'}").returncode == 0
+    max_batch = ("experiment=max_batch", "model=small", "precision=fp32", f"hydra.sweep.dir={out / 'max_batch'}")
+    assert run_cli(tmp_path, *max_batch).returncode == 0
+    for part, rc in (("sweep", 0), ("max_batch", 0), ("pytest-cuda", 124)):
+        (out / f"{part}.rc").write_text(f"{rc}\n")
+    (out / "pytest-cuda.txt").write_text("tests/test_cuda.py::test_x PASSED\n== 19 passed, 3 skipped in 130.02s ==\n")
+    md = benchmark(out, "small:64:fp32:rdg")
+
+    rc, lines = check(out, 361)
+    assert rc == 1
+    assert "- FAIL: the CUDA tests cut at its time limit: 19 passed, 3 skipped in 130.02s" in lines
+    assert "- PASS: sweep finished: Runs: 2 (2 ok)" in lines
+    assert "- FAIL: batch_size did not run: no report" in lines
+    assert "- FAIL: max_batch finished: Runs: 1 (1 skipped)" in lines
+    assert "- PASS: the pipelines benchmark finished" in lines
+    assert any(line.startswith("- FAIL: pipeline (g) fast, captured only failed: ") for line in lines), lines
+    harness = next(line for line in md if "bench's loop (r) runs at" in line)
+    assert harness in lines  # the benchmark's own PASS or FAIL line, as it printed it
+    assert "- FAIL: gpu-check took 361 s (target ≤ 360 s)" in lines
+    marks = [line[2:6] for line in lines if line.startswith("- ")]
+    assert lines[-1] == f"gpu-check: {marks.count('PASS')} PASS, {marks.count('FAIL')} FAIL; figures in {out}"
+
+    # Everything finished, every job ok, no FAIL line: exit 0.
+    good = tmp_path / "good"
+    for part in ("sweep", "batch_size", "max_batch"):
+        shutil.copytree(out / "sweep", good / part)
+    for part in ("sweep", "batch_size", "max_batch", "pytest-cuda"):
+        (good / f"{part}.rc").write_text("0\n")
+    (good / "pytest-cuda.txt").write_text("== 22 passed in 150.00s ==\n")
+    benchmark(good, "small:64:fp32:r")
+    rc, lines = check(good, 359)
+    assert rc == 0 and lines[-1] == f"gpu-check: 6 PASS, 0 FAIL; figures in {good}", lines
+    # Tests that all skipped (no GPU seen by pytest) check nothing: FAIL, though pytest exits 0.
+    (good / "pytest-cuda.txt").write_text("== 21 skipped in 2.52s ==\n")
+    rc, lines = check(good, 359)
+    assert rc == 1 and lines[0] == "- FAIL: the CUDA tests finished: 21 skipped in 2.52s", lines

@@ -1,0 +1,62 @@
+#!/usr/bin/env sh
+# The verdict of `make gpu-check`, from what its parts left under OUT: one PASS/FAIL line for each thing the
+# check promises (every part finished, every job of its sweeps is ok, the GPU targets, the 6 minutes), a
+# count, and exit 1 if any line is FAIL. A check that prints FAIL and exits 0 would pass in a script.
+# Usage: sh benchmarks/gpu_check_summary.sh OUT SECONDS (SECONDS: how long the whole check took).
+# Reads OUT/<part>.rc (each part's exit status), OUT/pytest-cuda.txt, OUT/<sweep>/report.md, OUT/pipelines.md.
+set -u
+OUT=$1
+TOOK=$2
+LIMIT=360
+passed=0
+failed=0
+
+mark() {  # mark OK WHAT: one verdict line; OK is 0 for PASS
+  if [ "$1" = 0 ]; then echo "- PASS: $2"; passed=$((passed + 1)); else echo "- FAIL: $2"; failed=$((failed + 1)); fi
+}
+
+ended() {  # ended PART: how the part's command ended, from its exit status
+  rc=$(cat "$OUT/$1.rc" 2>/dev/null || echo none)
+  case $rc in
+    0) echo "finished" ;;
+    124 | 137) echo "cut at its time limit" ;;
+    none) echo "did not run" ;;
+    *) echo "exit $rc" ;;
+  esac
+}
+
+# The CUDA tests: pytest's own closing line ("N passed, M skipped in T s"), without its rulers. Exit 0 with
+# nothing passed (every test skipped) is no check of the GPU.
+result=$(tail -n 1 "$OUT/pytest-cuda.txt" 2>/dev/null | sed 's/^=* *//; s/ *=*$//')
+how=$(ended pytest-cuda)
+[ "$how" = finished ] && case $result in *" passed"*) true ;; *) false ;; esac
+mark $? "the CUDA tests $how: ${result:-no output}"
+
+# Each sweep: its report's "Runs: N (N ok)" line, and nothing but ok.
+for sweep in sweep batch_size max_batch; do
+  runs=$(grep -m 1 '^Runs: ' "$OUT/$sweep/report.md" 2>/dev/null)
+  how=$(ended "$sweep")
+  echo "$runs" | awk '{ n = $2; line = $0 } END { exit !(line == "Runs: " n " (" n " ok)") }' && [ "$how" = finished ]
+  mark $? "$sweep $how: ${runs:-no report}"
+done
+
+# The pipelines benchmark: its own PASS/FAIL lines (the GPU targets and the harness), and a FAIL for any
+# pipeline that failed or a benchmark that did not finish.
+how=$(ended pipelines)
+[ "$how" = finished ]
+mark $? "the pipelines benchmark $how"
+if [ -f "$OUT/pipelines.md" ]; then
+  while IFS= read -r line; do
+    case $line in
+      "- PASS: "*) echo "$line"; passed=$((passed + 1)) ;;
+      "- FAIL: "*) echo "$line"; failed=$((failed + 1)) ;;
+      "- ("?") "*" failed: "*) mark 1 "pipeline ${line#- }" ;;
+    esac
+  done < "$OUT/pipelines.md"
+fi
+
+[ "$TOOK" -le "$LIMIT" ]
+mark $? "gpu-check took $TOOK s (target ≤ $LIMIT s)"
+
+echo "gpu-check: $passed PASS, $failed FAIL; figures in $OUT"
+[ "$failed" = 0 ]
