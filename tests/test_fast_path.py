@@ -175,7 +175,9 @@ def test_the_fast_recipe_reaches_the_same_accuracy(cfg_for, tmp_path: Path) -> N
     lab = train.run(cfg_for(*data, "workers=0", tiny=False), tmp_path / "lab")
     fast = train.run(cfg_for(*data, "recipe=fast", tiny=False), tmp_path / "fast")
     assert lab.metrics["test_accuracy"] > 0.25  # 2.5x chance: it learned, so the comparison means something
-    assert abs(fast.metrics["test_accuracy"] - lab.metrics["test_accuracy"]) <= 0.01
+    # Within 1 point, exactly 1 included: 100 images of 10,000 as a difference of two quotients can exceed
+    # 0.01 by rounding alone.
+    assert abs(fast.metrics["test_accuracy"] - lab.metrics["test_accuracy"]) <= 0.01 + 1e-9
 
 
 @pytest.mark.slow
@@ -234,7 +236,9 @@ def test_cuda_fast_recipe_reaches_the_same_accuracy(cfg_for, tmp_path: Path) -> 
     assert lab.status == fast.status == "ok", (lab.error, fast.error)
     assert fast.step["compile"] == "max" and fast.step["channels_last"] and fast.step["input_in_step"]
     assert lab.metrics["test_accuracy"] > 0.25  # it learned, so the comparison means something
-    assert abs(fast.metrics["test_accuracy"] - lab.metrics["test_accuracy"]) <= 0.01
+    # Within 1 point, exactly 1 included: 100 images of 10,000 as a difference of two quotients can exceed
+    # 0.01 by rounding alone.
+    assert abs(fast.metrics["test_accuracy"] - lab.metrics["test_accuracy"]) <= 0.01 + 1e-9
 
 
 def test_auto_choices_follow_the_gpu_measurements() -> None:
