@@ -6,6 +6,7 @@ comparison like for like) are in test_cuda.py.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -188,6 +189,35 @@ def test_max_batch_records_the_search_and_the_fit(monkeypatch, cfg_for, tmp_path
     text = (sweep / "report.md").read_text()
     assert "max batch" in text and "images/GB" in text and "4,096" in text
     assert "each GB of memory holds about 4,096 more images" in text  # computed from the fit
+    assert "| bracketed within 5% " in text and "trains at up to" in text and "lower bound" not in text
+
+
+@pytest.mark.parametrize("oom_at", [None, 32], ids=["before-any-oom", "before-bracketing"])
+def test_a_search_cut_short_by_its_budget_reports_a_lower_bound(
+    monkeypatch, cfg_for, tmp_path: Path, oom_at: int | None
+) -> None:
+    from bench import capacity
+
+    # Batch 16 fits at once; batch 32 takes 0.3 s (and fits, or runs out of memory), past the 0.2 s budget.
+    def trial(batch: int) -> float | None:
+        if batch > 16:
+            time.sleep(0.3)
+        return None if oom_at is not None and batch >= oom_at else 30 + 0.25 * batch
+
+    monkeypatch.setattr(capacity, "_cuda_trial", lambda cfg, device: trial)
+    sweep = tmp_path / "s"
+    result = train.run(cfg_for("task=max_batch", "model=small", "device=cpu", "max_batch.budget_s=0.2"), sweep / "0")
+    assert result.status == "ok" and result.capacity["stopped"] == "time budget", result.error
+    largest = 16 if oom_at else 32
+    assert result.metrics["max_batch"] == largest
+    build_report([sweep])
+    text = (sweep / "report.md").read_text()
+    assert "| search " in text and "| time budget " in text  # the table says why it stopped
+    cause = "32 ran out of memory, the gap not narrowed" if oom_at else "no batch ran out of memory"
+    sentence = f"small in fp32 trains at least {largest} images per batch (its search stopped: time budget; {cause})"
+    assert sentence in text
+    assert "trains at up to" not in text
+    assert any(note.startswith(f"max_batch {largest} is a lower bound") for note in result.notes), result.notes
 
 
 def test_a_fit_that_is_not_a_straight_line_is_called_rough(monkeypatch, cfg_for, tmp_path: Path) -> None:

@@ -94,6 +94,13 @@ def capacity_sentences(runs: pd.DataFrame) -> list[str]:
     out = []
     for _, r in runs[runs["max_batch"].notna()].iterrows():
         text = f"{r['model']} in {r['precision']} trains at up to {r['max_batch']:,.0f} images per batch"
+        search, oom = r.get("search"), r.get("oom_batch")
+        if isinstance(search, str) and not search.startswith("bracketed"):  # cut short: a lower bound only
+            why = (
+                f"{oom:,.0f} ran out of memory, the gap not narrowed" if pd.notna(oom) else "no batch ran out of memory"
+            )
+            text = (f"{r['model']} in {r['precision']} trains at least {r['max_batch']:,.0f} images per batch "
+                    f"(its search stopped: {search}; {why})")  # fmt: skip
         if pd.notna(r["mem_mb_per_image"]) and pd.notna(r["images_per_gb"]):
             text += (
                 f"; peak ≈ {r['mem_intercept_mb']:,.1f} MB + {r['mem_mb_per_image']:,.4f} MB × batch "

@@ -170,7 +170,9 @@ def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     measured = [m.key for m in METRICS if m.table and runs[m.key].notna().any()]
     judged = [c for c in ("verdict", "learning") if runs[c].fillna("").astype(str).str.len().gt(0).any()]
     spread = ["samples/s (median ± IQR)"] if "samples/s (median ± IQR)" in runs else []
-    return [*shown, "status", *judged, *spread, *measured]
+    # A max_batch search says why it stopped: its max batch is the largest only where it bracketed it.
+    searched = ["search"] if not training and runs["search"].notna().any() else []
+    return [*shown, "status", *searched, *judged, *spread, *measured]
 
 
 def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:

@@ -43,13 +43,16 @@ DEFAULT_EXPERIMENT = "Runs"
 
 #: columns from each run's diagnosis (bench.diagnosis): the verdict, its evidence, the next step, learning
 DIAGNOSIS_COLUMNS = ["verdict", "evidence", "next", "learned", "noisy"]
+#: task=max_batch (bench.capacity): why the search stopped, and the smallest batch that ran out of memory;
+#: together they say whether max_batch is the largest batch that trains or only one that does
+SEARCH_COLUMNS = ["search", "oom_batch"]
 
 
 def summary_columns(settings: Sequence[str] = ()) -> list[str]:
     """summary.csv's columns: the config (and any other ``settings`` that vary), the status, the diagnosis,
     every metric of the table, then where the run is."""
     return ["job", "task", *CONFIG_COLUMNS, *settings, *RUN_FACTS, "status", *DIAGNOSIS_COLUMNS,
-            *(m.key for m in METRICS), "device_name", "error", "experiment", "run_dir"]  # fmt: skip
+            *(m.key for m in METRICS), *SEARCH_COLUMNS, "device_name", "error", "experiment", "run_dir"]  # fmt: skip
 
 
 def find_run_dirs(path: Path, *, planned: bool = False) -> list[Path]:
@@ -124,6 +127,8 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     found = metrics.get("diagnosis") or (diagnose({**metrics, **row}) if metrics["status"] == "ok" else {})
     row.update({k: found.get(k) for k in DIAGNOSIS_COLUMNS})
     row["memory"] = metrics.get("memory") or None
+    capacity = metrics.get("capacity") or {}
+    row.update(search=capacity.get("stopped"), oom_batch=capacity.get("smallest_failing"))
     env = metrics.get("env") or {}
     row.update({col: env.get(col.removeprefix("env_")) for col in ENV_COLUMNS})
     return row
