@@ -1,12 +1,11 @@
 #!/usr/bin/env sh
-# `make gpu-check`: everything that needs a CUDA GPU in one script of at most 6 minutes (the parts' time
-# limits, with the grace each has to exit after its signal, add up to 352 s; the GPU query before them took
-# 6 s on an H100), its figures under $OUT and PASS/FAIL lines at the end. On the slower of two H100s the
+# `make gpu-check`: everything that needs a CUDA GPU in one script of at most 6 minutes (see RESERVES for how
+# the parts share them), its figures under $OUT and PASS/FAIL lines at the end. On the slower of two H100s the
 # parts took 6 + 139 (cut) + 41 (cut) + 31 + 43 + 100 (cut) s; the cuts since (fewer images, no (g) rows,
 # shorter max_batch searches, a cheaper OOM test, the resident loader in two tests, fewer test images in the
 # user's sweep, garbage collections that skip the imports' objects) have not run on a GPU.
-# Each part has its own limit, so one slow part cannot eat the others' time; what a part printed before its
-# limit is kept.
+# Each part has its own limit, so one slow part cannot eat the later parts' reserves; what a part printed
+# before its limit is kept.
 #   1. the CUDA-only tests (steady-state peak, job 0 vs job 2, the breakdown's sum, events and clocks, the
 #      no-sync loop, AMP memory, OOM status, the fast recipe's maths, max_batch's search);
 #   2. the user's sweep on the lab's pipeline, `-m batch_size=16,64,256,1024`, and its verdict table;
@@ -31,39 +30,59 @@ START=$(date +%s)
 "$PY" -c 'import sys, torch; torch.cuda.is_available() or sys.exit("bench: error: gpu-check: no CUDA GPU is visible here"); print("GPU:", torch.cuda.get_device_name(), "| torch", torch.__version__, "| CUDA", torch.version.cuda)' || exit 2
 mkdir -p "$OUT" || exit 2
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
-part() { echo; echo "== $1 ($(date +%T))"; }
+# Time. Each part has a reserve, the least it is given (its grace to exit after the signal included); it may
+# also use what the parts before it left unused, never the later parts' reserves. The reserves add up to
+# 352 s, with 6 s for the GPU query before them (an H100) and 2 s for the summary: the check ends within 360 s.
+RESERVES="pytest-cuda:159 sweep:34 batch_size:30 max_batch:36 pipelines:93"
+END=$((START + 358))
+limit() {  # limit PART GRACE: the seconds PART's command may run, before its grace
+  later=0
+  after=no
+  for reserve in $RESERVES; do
+    if [ $after = yes ]; then later=$((later + ${reserve#*:})); fi
+    if [ "${reserve%%:*}" = "$1" ]; then after=yes; fi
+  done
+  left=$((END - $(date +%s) - later - $2))
+  echo $((left > 1 ? left : 1))  # timeout 0 would mean no limit at all
+}
+part() { echo; echo "== $1 ($(date +%T), up to $2 s)"; }
 
-part "CUDA tests"
+secs=$(limit pytest-cuda 5)
+part "CUDA tests" "$secs"
 # SIGINT at the limit: pytest still prints what failed so far.
-timeout -s INT -k 5 154 "$PY" -m pytest -v -m cuda -p no:cacheprovider --timeout 60 --tb=short -rfE --durations=8 tests \
+timeout -s INT -k 5 "$secs" "$PY" -m pytest -v -m cuda -p no:cacheprovider --timeout 60 --tb=short -rfE --durations=8 tests \
   > "$OUT/pytest-cuda.txt" 2>&1; echo $? > "$OUT/pytest-cuda.rc"
 grep -E '(PASSED|FAILED|ERROR|SKIPPED)( |$)|^[0-9.]+s (call|setup)|passed|failed' "$OUT/pytest-cuda.txt" | tail -n 40
 
-part "The user's sweep: the lab's pipeline, batch 16/64/256/1024, 1 epoch of 10,000 images"
+secs=$(limit sweep 2)
+part "The user's sweep: the lab's pipeline, batch 16/64/256/1024, 1 epoch of 10,000 images" "$secs"
 # 2,000 test images: evaluating 10,000 through the lab's pipeline took 1-2 s a job, a sixth of the limit.
-timeout -k 2 32 "$PY" -m bench -m batch_size=16,64,256,1024 epochs=1 dataset.train_size=10000 dataset.test_size=2000 \
+timeout -k 2 "$secs" "$PY" -m bench -m batch_size=16,64,256,1024 epochs=1 dataset.train_size=10000 dataset.test_size=2000 \
   "hydra.sweep.dir=$OUT/sweep" > "$OUT/sweep.log" 2>&1; echo $? > "$OUT/sweep.rc"
 awk '/### Why it is fast or slow/{f=1} /^## Status/{f=0} f' "$OUT/sweep/report.md" 2>/dev/null
 
-part "experiment=batch_size on the resident loader, 15,000 images: memory like for like with the lab"
-timeout -k 2 28 "$PY" -m bench experiment=batch_size loader=resident epochs=1 dataset.train_size=15000 "hydra.sweep.dir=$OUT/batch_size" > "$OUT/batch_size.log" 2>&1
+secs=$(limit batch_size 2)
+part "experiment=batch_size on the resident loader, 15,000 images: memory like for like with the lab" "$secs"
+timeout -k 2 "$secs" "$PY" -m bench experiment=batch_size loader=resident epochs=1 dataset.train_size=15000 "hydra.sweep.dir=$OUT/batch_size" > "$OUT/batch_size.log" 2>&1
 echo $? > "$OUT/batch_size.rc"
 sed -n '/### What peak memory is made of/,/^Parameters/p' "$OUT/batch_size/report.md" 2>/dev/null | grep '^|'
 sed -n "/The lab's figures/,/^Of our peak/p" "$OUT/batch_size/report.md" 2>/dev/null
 
-part "experiment=max_batch: MediumNet and LargeNet, fp32 and bf16"
-timeout -k 2 34 "$PY" -m bench experiment=max_batch model=medium,large precision=fp32,amp_bf16 max_batch.memory_fraction=0.1 max_batch.budget_s=2 \
+secs=$(limit max_batch 2)
+part "experiment=max_batch: MediumNet and LargeNet, fp32 and bf16" "$secs"
+timeout -k 2 "$secs" "$PY" -m bench experiment=max_batch model=medium,large precision=fp32,amp_bf16 max_batch.memory_fraction=0.1 max_batch.budget_s=2 \
   "hydra.sweep.dir=$OUT/max_batch" > "$OUT/max_batch.log" 2>&1; echo $? > "$OUT/max_batch.rc"
 sed -n '/^## Largest batch that fits/,/^!\[/p' "$OUT/max_batch/report.md" 2>/dev/null | grep -v '^!\['
 
-part "Pipelines benchmark (median of 3 epochs of 50,000 images)"
+secs=$(limit pipelines 2)
+part "Pipelines benchmark (median of 3 epochs of 50,000 images)" "$secs"
 # The configs the targets name, without the capture-only rows (g) that `make bench` adds: ~20 s less.
 # BENCH_ARGS, when set, replaces them (and may need more than this part's limit).
 TARGETS="--configs medium:256:fp32:arcd medium:256:tf32:c medium:4096:amp_bf16:c large:1024:amp_bf16:c"
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
 # sh has no pipefail: the benchmark's own exit code goes through a file, past tee.
-{ timeout -k 2 91 "$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-$TARGETS} 2>"$OUT/pipelines.err"; echo $? > "$OUT/pipelines.rc"; } \
+{ timeout -k 2 "$secs" "$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-$TARGETS} 2>"$OUT/pipelines.err"; echo $? > "$OUT/pipelines.rc"; } \
   | tee "$OUT/pipelines.md"
 
-part "Summary"
+echo; echo "== Summary ($(date +%T))"
 sh benchmarks/gpu_check_summary.sh "$OUT" $(($(date +%s) - START))

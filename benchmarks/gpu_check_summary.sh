@@ -25,9 +25,11 @@ ended() {  # ended PART: how the part's command ended, from its exit status
   esac
 }
 
-# The CUDA tests: pytest's own closing line ("N passed, M skipped in T s"), without its rulers. Exit 0 with
-# nothing passed (every test skipped) is no check of the GPU.
-result=$(tail -n 1 "$OUT/pytest-cuda.txt" 2>/dev/null | sed 's/^=* *//; s/ *=*$//')
+# The CUDA tests: pytest's own closing line ("N passed, M skipped in T s"), without its rulers (else the
+# file's last line: "Killed" when the grace ran out too). Exit 0 with nothing passed (every test skipped) is
+# no check of the GPU.
+result=$( (grep -E '^=+ .* in [0-9.]+s' "$OUT/pytest-cuda.txt" || tail -n 1 "$OUT/pytest-cuda.txt") 2>/dev/null \
+  | tail -n 1 | sed 's/^=* *//; s/ *=*$//')
 how=$(ended pytest-cuda)
 [ "$how" = finished ] && case $result in *" passed"*) true ;; *) false ;; esac
 mark $? "the CUDA tests $how: ${result:-no output}"

@@ -113,13 +113,35 @@ def test_sigterm_ends_a_benchmark_with_what_it_measured(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
-def test_gpu_check_parts_fit_in_six_minutes() -> None:
+def test_gpu_check_parts_share_six_minutes() -> None:
     script = (REPO / "benchmarks" / "gpu_check.sh").read_text()
-    # Every part runs under `timeout [-s SIG] [-k GRACE] LIMIT`; the grace is time too.
-    limits = re.findall(r"^(?:\{ )?timeout (?:-s \w+ )?(?:-k (\d+) )?(\d+) ", script, re.MULTILINE)
-    assert len(limits) == 5  # the tests, two sweeps, max_batch, the pipelines benchmark
-    total = sum(int(grace or 0) + int(limit) for grace, limit in limits)
-    assert total + 8 <= 360, total  # 8 s for the GPU query and nvidia-smi before the parts (6 s on an H100)
+    reserves_line = re.search(r'^RESERVES="([^"]+)"$', script, re.MULTILINE)
+    end = re.search(r"^END=\$\(\(START \+ (\d+)\)\)$", script, re.MULTILINE)
+    func = re.search(r"^limit\(\) \{.*?^\}$", script, re.MULTILINE | re.DOTALL)
+    assert reserves_line and end and func
+    reserves = {part: int(s) for part, s in re.findall(r"(\S+):(\d+)", reserves_line[1])}
+    # Every part runs under `timeout [-s SIG] -k GRACE "$secs"` after secs=$(limit PART GRACE), in order.
+    parts = re.findall(r"^secs=\$\(limit (\S+) (\d+)\)$", script, re.MULTILINE)
+    graces = re.findall(r'^(?:\{ )?timeout (?:-s \w+ )?-k (\d+) "\$secs" ', script, re.MULTILINE)
+    assert [part for part, _ in parts] == list(reserves) and [grace for _, grace in parts] == graces
+    assert len(parts) == 5  # the tests, two sweeps, max_batch, the pipelines benchmark
+    # The reserves, the GPU query before them (6 s on an H100) and 2 s for the summary fit in 360 s.
+    assert sum(reserves.values()) + 6 <= int(end[1]) <= 358, (sum(reserves.values()), end[1])
+
+    def limit(part: str, grace: int, elapsed: int) -> int:
+        """What limit() gives ``part`` when the check started ``elapsed`` seconds ago (run by sh)."""
+        env = f'RESERVES="{reserves_line[1]}"; END=$(($(date +%s) - {elapsed} + {end[1]}))'
+        proc = subprocess.run(["sh", "-c", f"{env}\n{func[0]}\nlimit {part} {grace}"], capture_output=True,
+                              text=True, timeout=10)  # fmt: skip
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        return int(proc.stdout)
+
+    later = sum(reserves.values()) - reserves["pytest-cuda"]
+    assert abs(limit("pytest-cuda", 5, elapsed=6) - (352 - later - 5)) <= 1  # its reserve, less its grace
+    # Tests done in 100 s of their 159: the sweep gets its reserve and the 59 s the tests left.
+    sweep = limit("sweep", 2, elapsed=106)
+    assert abs(sweep - (reserves["sweep"] + 59 - 2)) <= 1, sweep
+    assert limit("pipelines", 2, elapsed=500) == 1  # time is up: 1 s, never 0 (timeout 0 is no limit)
 
 
 @pytest.mark.slow
