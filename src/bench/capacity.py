@@ -57,7 +57,11 @@ def measure(cfg: DictConfig, device: torch.device, result: RunResult, trial: Tri
     if largest is not None and not search.stopped.startswith("bracketed"):
         # A search cut short (its time budget, or the batch limit) found a batch that fits, not the largest.
         failing = search.smallest_failing
-        why = f"{failing:,} ran out of memory, the gap not narrowed" if failing else "no batch ran out of memory"
+        why = (
+            f"{failing:,} ({failing / largest - 1:.0%} more) ran out of memory"
+            if failing
+            else "no batch ran out of memory"
+        )
         result.notes.append(f"max_batch {largest:,} is a lower bound: the search stopped ({search.stopped}); {why}")
     seconds = sum(a.seconds for a in search.attempts)
     log.info("Largest batch that fits: %s (%s; %d attempts in %.1f s)", largest, search.stopped,

@@ -96,9 +96,8 @@ def capacity_sentences(runs: pd.DataFrame) -> list[str]:
         text = f"{r['model']} in {r['precision']} trains at up to {r['max_batch']:,.0f} images per batch"
         search, oom = r.get("search"), r.get("oom_batch")
         if isinstance(search, str) and not search.startswith("bracketed"):  # cut short: a lower bound only
-            why = (
-                f"{oom:,.0f} ran out of memory, the gap not narrowed" if pd.notna(oom) else "no batch ran out of memory"
-            )
+            why = (f"{oom:,.0f} ({oom / r['max_batch'] - 1:.0%} more) ran out of memory" if pd.notna(oom)
+                   else "no batch ran out of memory")  # fmt: skip
             text = (f"{r['model']} in {r['precision']} trains at least {r['max_batch']:,.0f} images per batch "
                     f"(its search stopped: {search}; {why})")  # fmt: skip
         if pd.notna(r["mem_mb_per_image"]) and pd.notna(r["images_per_gb"]):

@@ -160,15 +160,22 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
     return env.astype(str)  # versions are text: CUDA "13.0" is not the number 13
 
 
+def _trains(runs: pd.DataFrame) -> bool:
+    """Whether the experiment trains (not task=max_batch); a missing job, whose task is unknown, does not say."""
+    tasks = runs["task"].dropna()
+    return tasks.empty or bool((tasks != "max_batch").any())
+
+
 def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
-    training = (runs["task"] != "max_batch").any()
+    training = _trains(runs)
     # Which pipeline and recipe made each row.
     shown = [*varied, *(c for c in ("loader", "recipe") if c not in varied and training)]
     if (runs["device"] == "cuda").any() and "cudnn_benchmark" not in shown:
         shown.append("cudnn_benchmark")  # autotuning changes both time and memory
     # Measurement columns no run has (e.g. GPU memory in a CPU sweep) are left out.
     measured = [m.key for m in METRICS if m.table and runs[m.key].notna().any()]
-    judged = [c for c in ("verdict", "learning") if runs[c].fillna("").astype(str).str.len().gt(0).any()]
+    # A column of text with holes: all-missing is float NaN to pandas, so test the values, not the dtype.
+    judged = [c for c in ("verdict", "learning") if runs[c].map(lambda v: isinstance(v, str) and v != "").any()]
     spread = ["samples/s (median ± IQR)"] if "samples/s (median ± IQR)" in runs else []
     # A max_batch search says why it stopped: its max batch is the largest only where it bracketed it.
     searched = ["search"] if not training and runs["search"].notna().any() else []
@@ -223,7 +230,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
         heading = f"Sweep over {', '.join(varied)}" if title == DEFAULT_EXPERIMENT else title
     lines = [f"## {heading}", ""]
     loaders = values(runs["loader"])
-    if len(loaders) == 1 and (runs["task"] != "max_batch").any():
+    if len(loaders) == 1 and _trains(runs):
         lines += [f"Pipeline: loader={loaders[0]} ({PIPELINES.get(loaders[0], 'see README')})", ""]
     shown = runs.assign(learning=["did not learn" if v is False else "" for v in runs["learned"]])
     if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median ± IQR, and a noise flag
