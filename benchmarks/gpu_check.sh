@@ -50,7 +50,7 @@ part() { echo; echo "== $1 ($(date +%T), up to $2 s)"; }
 secs=$(limit pytest-cuda 5)
 part "CUDA tests" "$secs"
 # SIGINT at the limit: pytest still prints what failed so far.
-timeout -s INT -k 5 "$secs" "$PY" -m pytest -v -m cuda -p no:cacheprovider --timeout 60 --tb=short -rfE --durations=8 tests \
+timeout -s INT -k 5 "$secs" "$PY" -m pytest -v -m cuda -p no:cacheprovider --timeout 60 --tb=short -rfEs --durations=8 tests \
   > "$OUT/pytest-cuda.txt" 2>&1; echo $? > "$OUT/pytest-cuda.rc"
 grep -E '(PASSED|FAILED|ERROR|SKIPPED)( |$)|^[0-9.]+s (call|setup)|passed|failed' "$OUT/pytest-cuda.txt" | tail -n 40
 
@@ -85,4 +85,8 @@ TARGETS="--configs medium:256:fp32:arcd medium:256:tf32:c medium:4096:amp_bf16:c
   | tee "$OUT/pipelines.md"
 
 echo; echo "== Summary ($(date +%T))"
-sh benchmarks/gpu_check_summary.sh "$OUT" $(($(date +%s) - START))
+# The verdict is kept beside the figures; its exit status is the check's (sh has no pipefail for a tee).
+sh benchmarks/gpu_check_summary.sh "$OUT" $(($(date +%s) - START)) > "$OUT/summary.txt"
+verdict=$?
+cat "$OUT/summary.txt"
+exit $verdict

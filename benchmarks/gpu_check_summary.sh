@@ -11,8 +11,14 @@ LIMIT=360
 passed=0
 failed=0
 
-mark() {  # mark OK WHAT: one verdict line; OK is 0 for PASS
-  if [ "$1" = 0 ]; then echo "- PASS: $2"; passed=$((passed + 1)); else echo "- FAIL: $2"; failed=$((failed + 1)); fi
+mark() {  # mark OK WHAT: one verdict line; OK is 0 for PASS (printf: dash's echo would act on a backslash)
+  if [ "$1" = 0 ]; then
+    printf -- '- PASS: %s\n' "$2"
+    passed=$((passed + 1))
+  else
+    printf -- '- FAIL: %s\n' "$2"
+    failed=$((failed + 1))
+  fi
 }
 
 ended() {  # ended PART: how the part's command ended, from its exit status
@@ -33,6 +39,12 @@ result=$( (grep -E '^=+ .* in [0-9.]+s' "$OUT/pytest-cuda.txt" || tail -n 1 "$OU
 how=$(ended pytest-cuda)
 [ "$how" = finished ] && case $result in *" passed"*) true ;; *) false ;; esac
 mark $? "the CUDA tests $how: ${result:-no output}"
+# A skipped CUDA test (no NVML, say) checked nothing: a FAIL of its own, with pytest's reason (-rs).
+grep '^SKIPPED \[' "$OUT/pytest-cuda.txt" 2>/dev/null | while IFS= read -r line; do
+  printf -- '- FAIL: a CUDA test was skipped: %s\n' "${line#SKIPPED }"
+done
+skipped=$(grep -c '^SKIPPED \[' "$OUT/pytest-cuda.txt" 2>/dev/null)
+failed=$((failed + ${skipped:-0}))
 
 # Each sweep: its report's "Runs: N (N ok)" line, and nothing but ok.
 for sweep in sweep batch_size max_batch; do
@@ -50,8 +62,8 @@ mark $? "the pipelines benchmark $how"
 if [ -f "$OUT/pipelines.md" ]; then
   while IFS= read -r line; do
     case $line in
-      "- PASS: "*) echo "$line"; passed=$((passed + 1)) ;;
-      "- FAIL: "*) echo "$line"; failed=$((failed + 1)) ;;
+      "- PASS: "*) printf '%s\n' "$line"; passed=$((passed + 1)) ;;
+      "- FAIL: "*) printf '%s\n' "$line"; failed=$((failed + 1)) ;;
       "- ("?") "*" failed: "*) mark 1 "pipeline ${line#- }" ;;
     esac
   done < "$OUT/pipelines.md"

@@ -173,12 +173,17 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     assert run_cli(tmp_path, *max_batch).returncode == 0
     for part, rc in (("sweep", 0), ("max_batch", 0), ("pytest-cuda", 124)):
         (out / f"{part}.rc").write_text(f"{rc}\n")
-    (out / "pytest-cuda.txt").write_text("tests/test_cuda.py::test_x PASSED\n== 19 passed, 3 skipped in 130.02s ==\n")
+    # A skip reason with backslashes, which dash's echo would act on.
+    skip = "SKIPPED [1] tests/test_energy.py:73: could not import 'pynvml': C:\\new\\path"
+    (out / "pytest-cuda.txt").write_text(
+        f"tests/test_cuda.py::test_x PASSED\n{skip}\n== 19 passed, 3 skipped in 130.02s ==\n"
+    )
     md = benchmark(out, "small:64:fp32:rdg")
 
     rc, lines = check(out, 361)
     assert rc == 1
     assert "- FAIL: the CUDA tests cut at its time limit: 19 passed, 3 skipped in 130.02s" in lines
+    assert f"- FAIL: a CUDA test was skipped: {skip.removeprefix('SKIPPED ')}" in lines  # printed as it is
     assert "- PASS: sweep finished: Runs: 2 (2 ok)" in lines
     assert "- FAIL: batch_size did not run: no report" in lines
     assert "- FAIL: max_batch finished: Runs: 1 (1 skipped)" in lines
