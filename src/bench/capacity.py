@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from bench.datasets import load_arrays
 from bench.errors import DeviceUnavailable
-from bench.maxbatch import Trial, cuda_step_trial, fit_line, memory_cap, search_max_batch
+from bench.maxbatch import Trial, cuda_step_trial, fit_line, lower_bound_reason, memory_cap, search_max_batch
 from bench.results import RunResult
 from bench.schema import instantiate
 from bench.step import autocast_dtype, resolve_channels_last
@@ -54,15 +54,10 @@ def measure(cfg: DictConfig, device: torch.device, result: RunResult, trial: Tri
         "memory_fraction": options.memory_fraction,
         "steps_per_attempt": STEPS_PER_ATTEMPT,
     }
-    if largest is not None and not search.stopped.startswith("bracketed"):
-        # A search cut short (its time budget, or the batch limit) found a batch that fits, not the largest.
-        failing = search.smallest_failing
-        why = (
-            f"{failing:,} ({failing / largest - 1:.0%} more) ran out of memory"
-            if failing
-            else "no batch ran out of memory"
-        )
-        result.notes.append(f"max_batch {largest:,} is a lower bound: the search stopped ({search.stopped}); {why}")
+    # A search cut short (its time budget, or the batch limit) found a batch that fits, not the largest.
+    reason = lower_bound_reason(search.stopped, largest, search.smallest_failing) if largest is not None else None
+    if reason:
+        result.notes.append(f"max_batch {largest:,} is a lower bound ({reason})")
     seconds = sum(a.seconds for a in search.attempts)
     log.info("Largest batch that fits: %s (%s; %d attempts in %.1f s)", largest, search.stopped,
              len(search.attempts), seconds)  # fmt: skip

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench.diagnosis import INPUT_BOUND_WAIT
+from bench.maxbatch import lower_bound_reason
 from bench.memory import LABELS, PARTS
 from bench.runs import is_numeric
 
@@ -93,13 +94,11 @@ def capacity_sentences(runs: pd.DataFrame) -> list[str]:
     """task=max_batch: per model and precision, the largest batch and what the fit says per GB."""
     out = []
     for _, r in runs[runs["max_batch"].notna()].iterrows():
-        text = f"{r['model']} in {r['precision']} trains at up to {r['max_batch']:,.0f} images per batch"
-        search, oom = r.get("search"), r.get("oom_batch")
-        if isinstance(search, str) and not search.startswith("bracketed"):  # cut short: a lower bound only
-            why = (f"{oom:,.0f} ({oom / r['max_batch'] - 1:.0%} more) ran out of memory" if pd.notna(oom)
-                   else "no batch ran out of memory")  # fmt: skip
-            text = (f"{r['model']} in {r['precision']} trains at least {r['max_batch']:,.0f} images per batch "
-                    f"(its search stopped: {search}; {why})")  # fmt: skip
+        reason = lower_bound_reason(r.get("search"), r["max_batch"], r.get("oom_batch"))
+        text = f"{r['model']} in {r['precision']} trains " + (
+            f"at least {r['max_batch']:,.0f} images per batch ({reason})" if reason
+            else f"at up to {r['max_batch']:,.0f} images per batch"
+        )  # fmt: skip
         if pd.notna(r["mem_mb_per_image"]) and pd.notna(r["images_per_gb"]):
             text += (
                 f"; peak ≈ {r['mem_intercept_mb']:,.1f} MB + {r['mem_mb_per_image']:,.4f} MB × batch "
