@@ -5,6 +5,7 @@
 # Usage: sh benchmarks/gpu_check_summary.sh OUT SECONDS (SECONDS: how long the whole check took).
 # Reads OUT/<part>.rc (each part's exit status), OUT/pytest-cuda.txt, OUT/<sweep>/report.md, OUT/pipelines.md.
 set -u
+[ $# = 2 ] || { echo "bench: error: usage: sh benchmarks/gpu_check_summary.sh OUT SECONDS" >&2; exit 2; }
 OUT=$1
 TOOK=$2
 LIMIT=360
@@ -39,12 +40,14 @@ result=$( (grep -E '^=+ .* in [0-9.]+s' "$OUT/pytest-cuda.txt" || tail -n 1 "$OU
 how=$(ended pytest-cuda)
 [ "$how" = finished ] && case $result in *" passed"*) true ;; *) false ;; esac
 mark $? "the CUDA tests $how: ${result:-no output}"
-# A skipped CUDA test (no NVML, say) checked nothing: a FAIL of its own, with pytest's reason (-rs).
-grep '^SKIPPED \[' "$OUT/pytest-cuda.txt" 2>/dev/null | while IFS= read -r line; do
-  printf -- '- FAIL: a CUDA test was skipped: %s\n' "${line#SKIPPED }"
-done
-skipped=$(grep -c '^SKIPPED \[' "$OUT/pytest-cuda.txt" 2>/dev/null)
-failed=$((failed + ${skipped:-0}))
+# A skipped CUDA test (no NVML, say) checked nothing: a FAIL of its own, with pytest's reason (-rs). A here-
+# document, not a pipe: a loop at the end of a pipe runs in a subshell, whose counts would be lost.
+skips=$(grep '^SKIPPED \[' "$OUT/pytest-cuda.txt" 2>/dev/null)
+if [ -n "$skips" ]; then
+  while IFS= read -r line; do mark 1 "a CUDA test was skipped: ${line#SKIPPED }"; done <<EOF
+$skips
+EOF
+fi
 
 # Each sweep: its report's "Runs: N (N ok)" line, and nothing but ok.
 for sweep in sweep batch_size max_batch; do
@@ -62,8 +65,8 @@ mark $? "the pipelines benchmark $how"
 if [ -f "$OUT/pipelines.md" ]; then
   while IFS= read -r line; do
     case $line in
-      "- PASS: "*) printf '%s\n' "$line"; passed=$((passed + 1)) ;;
-      "- FAIL: "*) printf '%s\n' "$line"; failed=$((failed + 1)) ;;
+      "- PASS: "*) mark 0 "${line#- PASS: }" ;;
+      "- FAIL: "*) mark 1 "${line#- FAIL: }" ;;
       "- ("?") "*" failed: "*) mark 1 "pipeline ${line#- }" ;;
     esac
   done < "$OUT/pipelines.md"
