@@ -35,6 +35,15 @@ DID_NOT_LEARN = "did not learn"
 NOISY_CV = 0.05
 
 
+def input_bound(wait: float | None, busy: float | None) -> bool:
+    """The one rule for "input-bound", shared by the verdict and the report's sentences: the loop waited at least
+    ``INPUT_BOUND_WAIT`` of the epoch, and the GPU (where measured) was not busy with steps all along. With a
+    full launch queue even the resident loader's gather blocks, and that counts as data wait."""
+    if wait is None or wait < INPUT_BOUND_WAIT:
+        return False
+    return not (busy is not None and busy >= COMPUTE_BOUND_BUSY)
+
+
 def diagnose(run: Mapping[str, Any]) -> dict[str, Any]:
     """The verdict, its evidence and a next step (an override to paste), plus the learning check.
 
@@ -60,9 +69,7 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
     loader, batch = run.get("loader"), run.get("batch_size") or 0
     step = run.get("step") or {}
     busy = _share(run, "gpu_busy_frac")
-    # A GPU busy with steps all along is the bottleneck, whatever the host waited for: with a full launch
-    # queue even the resident loader's gather blocks, and that counts as data wait.
-    if wait >= INPUT_BOUND_WAIT and not (busy is not None and busy >= COMPUTE_BOUND_BUSY):
+    if input_bound(wait, busy):
         evidence = f"data wait {wait:.0%} of the epoch (input-bound from {INPUT_BOUND_WAIT:.0%})"
         return "input-bound", evidence, "loader=resident" if loader == "dataloader" else f"batch_size={2 * batch}"
     if run.get("device") != "cuda" or busy is None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.diagnosis import INPUT_BOUND_WAIT
+from bench.diagnosis import INPUT_BOUND_WAIT, input_bound
 from bench.maxbatch import lower_bound_reason
 from bench.memory import LABELS, PARTS
+from bench.metrics import finite
 from bench.runs import is_numeric
 
 
@@ -59,7 +60,12 @@ def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
     if waits.isna().all():
         return ""
     first, last = ok.iloc[0], ok.iloc[-1]
-    bound = [_label(x, r[x]) for _, r in ok.iterrows() if (r["data_wait_frac"] or 0) >= INPUT_BOUND_WAIT]
+    # The verdict's own rule (a GPU busy all along is not input-bound), so a sentence never contradicts the table.
+    bound = [
+        _label(x, r[x])
+        for _, r in ok.iterrows()
+        if input_bound(finite(r["data_wait_frac"]), finite(r.get("gpu_busy_frac")))
+    ]
     span = f"from {first['data_wait_frac']:.0%} at {_label(x, first[x])} to {last['data_wait_frac']:.0%} at " + (
         f"{_label(x, last[x])}"
     )
