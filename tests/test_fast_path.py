@@ -77,6 +77,17 @@ def test_lab_presets_accept_the_resident_loader(tmp_path: Path) -> None:
     assert "Pipeline: loader=resident" in (sweep / "report.md").read_text()
 
 
+def test_the_readmes_fast_sweep_runs_as_typed_with_m_after_an_override(tmp_path: Path) -> None:
+    # `python -m bench recipe=fast -m batch_size=16,64,256,1024`: Hydra's own parser refuses overrides on both
+    # sides of -m; bench moves its options ahead of the overrides first.
+    tiny = [t for t in TINY if not t.startswith("batch_size=")]
+    proc = run_cli(tmp_path, "recipe=fast", "-m", *tiny, "batch_size=16,32", "hydra.sweep.dir=S")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "S" / "summary.csv")
+    assert list(summary["batch_size"]) == [16, 32] and (summary["status"] == "ok").all()
+    assert list(summary["recipe"]) == ["fast", "fast"] and list(summary["loader"]) == ["resident", "resident"]
+
+
 # ------------------------------------------------------------------------------------------------ CUDA
 
 

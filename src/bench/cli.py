@@ -114,6 +114,7 @@ def main() -> None:
     user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Let Hydra's exceptions reach us instead of being printed as a multi-line report with exit code 1.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.argv[1:] = options_first(sys.argv[1:])
     _check_arguments(sys.argv[1:])
     _register_sweeper()
     with interrupts.entry_point():
@@ -141,6 +142,35 @@ def _register_sweeper() -> None:
     plugins.register(BenchSweeper)
 
 
+def options_first(argv: list[str]) -> list[str]:
+    """``argv`` with Hydra's options (``-m``, ``--cfg job``, ``-cn NAME`` ...) ahead of the overrides, each option
+    with its value, the overrides in their order: so ``recipe=fast -m batch_size=16,64`` is a sweep, as typed.
+    Hydra's argparse parser takes the overrides in one run only, and refuses any after an option."""
+    from hydra._internal.utils import get_args_parser
+
+    actions = {flag: action for action in get_args_parser()._actions for flag in action.option_strings}
+    options: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("-"):
+            overrides.append(arg)
+            continue
+        options.append(arg)  # an unknown option too: the parser says so in one line
+        action = actions.get(arg)
+        if action is None or i == len(argv):
+            continue
+        # The next word is this option's value: always for one that takes a value (-cn NAME), and for
+        # --info only when it is one of its choices (--info config), since its value is optional.
+        takes_next = action.nargs is None or (action.nargs == "?" and argv[i] in (action.choices or ()))
+        if takes_next:
+            options.append(argv[i])
+            i += 1
+    return options + overrides
+
+
 def _check_arguments(argv: list[str]) -> None:
     """What Hydra's own argument parser would answer with a usage screen or a deep ValueError, as one line."""
     from hydra._internal.utils import get_args_parser
@@ -148,8 +178,7 @@ def _check_arguments(argv: list[str]) -> None:
     parser = get_args_parser()
 
     def error(message: str) -> NoReturn:
-        hint = " (put -m and the other options before the overrides)" if "unrecognized" in message else ""
-        fail(f"{message}{hint}", EXIT_USAGE)
+        fail(message, EXIT_USAGE)
 
     parser.error = error  # type: ignore[method-assign]
     parser.parse_args(argv)
