@@ -87,3 +87,18 @@ def test_the_breakdown_sums_to_the_peak(cfg_for, tmp_path: Path, model: str) -> 
     assert allocated == pytest.approx(result.metrics["peak_memory_mb"], abs=1.0)
     assert allocated + parts["reserve_mb"] == pytest.approx(result.metrics["peak_reserved_mb"], abs=1.0)
     assert parts["activations_mb"] > 0 and parts["reserve_mb"] >= 0
+
+
+def test_a_captured_steps_activations_count_in_its_peak(cfg_for, tmp_path: Path) -> None:
+    # Between replays torch counts a CUDA graph's activations as reserved, not allocated: without its pool, a
+    # captured step's peak would be its persistent tensors alone (4,096 images in batches of 256 leave no
+    # partial batch, whose eager step would allocate in the open).
+    data = ("loader=resident", "dataset.train_size=4096", "dataset.test_size=256", "epochs=1", "batch_size=256")
+    eager = _run(cfg_for, tmp_path, *data)
+    captured = _run(cfg_for, tmp_path, *data, "step.compile=cudagraph")
+    activations = eager.memory["activations_mb"]
+    held = captured.memory["activations_mb"] + captured.memory["graph_pool_mb"]
+    assert eager.memory["graph_pool_mb"] == 0 and captured.memory["graph_pool_mb"] > 0
+    assert 0.5 * activations <= held <= 3 * activations + 64, (eager.memory, captured.memory)
+    assert captured.metrics["peak_memory_mb"] == pytest.approx(captured.memory["peak_allocated_mb"])
+    assert any("held by captured CUDA graphs" in note for note in captured.notes), captured.notes

@@ -24,6 +24,7 @@ class StandInAllocator:
     def __init__(self) -> None:
         self.steady = False
         self.calls: list[str] = []
+        self.pool = 0  # what a captured CUDA graph's pool would hold beyond its live tensors
 
     def allocated(self) -> int:
         self.calls.append("allocated")
@@ -39,6 +40,10 @@ class StandInAllocator:
     def start_steady_state(self) -> None:
         self.calls.append("start_steady_state")
         self.steady = True
+
+    def graph_pool(self) -> int | None:
+        self.calls.append("graph_pool")
+        return self.pool
 
 
 @pytest.fixture
@@ -65,6 +70,28 @@ def test_the_breakdown_adds_up_to_the_steady_state_peak(stand_in, cfg_for, tmp_p
     assert result.metrics["warmup_peak_memory_mb"] == 50 and result.metrics["peak_memory_mb"] == 19
     assert stand_in.calls.count("start_steady_state") == 1
     assert stand_in.calls.index("start_steady_state") < len(stand_in.calls) - 1
+
+
+def test_a_captured_graphs_pool_counts_in_the_peak_and_comes_out_of_the_reserve(
+    stand_in, cfg_for, tmp_path: Path
+) -> None:
+    # Between replays torch counts a CUDA graph's activations as reserved, not allocated: the pool is read
+    # once before the timed epochs and added to the peak, which would otherwise leave the activations out.
+    stand_in.pool = 3 * MIB
+    result = train.run(cfg_for("device=cpu", "loader=resident", "warmup_steps=3"), tmp_path / "run")
+    assert result.status == "ok", result.error
+    parts = result.memory
+    assert parts["graph_pool_mb"] == 3 and parts["activations_mb"] == pytest.approx(19 - 7)
+    assert result.metrics["peak_memory_mb"] == parts["peak_allocated_mb"] == 19 + 3
+    assert parts["reserve_mb"] == pytest.approx(24 - 19 - 3) and result.metrics["peak_reserved_mb"] == 24
+    assert sum(parts[f"{p}_mb"] for p in memory.PARTS) == pytest.approx(parts["peak_reserved_mb"])
+    assert stand_in.calls.index("graph_pool") > stand_in.calls.index("start_steady_state")
+    assert any("3.0 MB held by captured CUDA graphs" in note for note in result.notes), result.notes
+    # The report's memory table shows the pool as its own part; without a captured step it has no such column.
+    write_metrics(tmp_path / "S" / "0", result)
+    (tmp_path / "S" / "0" / ".hydra").mkdir()
+    build_report([tmp_path / "S"])
+    assert "CUDA graphs' pool" in (tmp_path / "S" / "report.md").read_text()
 
 
 def test_a_cpu_run_reports_its_persistent_tensors_beside_peak_rss(cfg_for, tmp_path: Path) -> None:
@@ -148,6 +175,7 @@ def test_the_report_shows_the_breakdown_and_compares_with_the_lab_like_for_like(
     text = (tmp_path / "s" / "report.md").read_text()
     assert "### What peak memory is made of" in text and (tmp_path / "s" / "batch_size_memory.png").exists()
     assert "activations & temporaries" in text and "allocator reserve" in text
+    assert "CUDA graphs' pool" not in text  # no captured step: no column of zeros
     assert "cudnn_benchmark" in text  # recorded in every CUDA run's row
     # Like for like: the lab had no resident dataset, so ours is shown without it.
     dataset = 154_140_000 / MIB

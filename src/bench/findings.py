@@ -136,10 +136,14 @@ def memory_table(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
         if not isinstance(parts, dict) or "activations_mb" not in parts:
             continue
         row = {v: run[v] for v in varied}
-        row.update({LABELS[p]: parts.get(f"{p}_mb") for p in PARTS})
+        row.update({LABELS[p]: parts.get(f"{p}_mb", 0.0 if p == "graph_pool" else None) for p in PARTS})
         row.update({"peak allocated": parts.get("peak_allocated_mb"), "peak reserved": parts.get("peak_reserved_mb")})
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    pool = LABELS["graph_pool"]
+    if pool in table and not table[pool].fillna(0).any():  # no captured step: a column of zeros says nothing
+        table = table.drop(columns=pool)
+    return table
 
 
 def lab_memory_sentence(runs: pd.DataFrame) -> str:
@@ -148,9 +152,10 @@ def lab_memory_sentence(runs: pd.DataFrame) -> str:
         parts = run.get("memory")
         if isinstance(parts, dict) and "activations_mb" in parts:
             own = parts["params_mb"] + parts["grads_mb"] + parts["optimizer_mb"]
+            transient = parts["activations_mb"] + parts.get("graph_pool_mb", 0.0)  # a captured step's are pooled
             return (
                 f"Of our peak at {run.get('batch_size')} images per batch, {own:,.1f} MB are the model's weights, "
-                f"gradients and Adam state, {parts['activations_mb']:,.1f} MB activations and temporaries, and "
+                f"gradients and Adam state, {transient:,.1f} MB activations and temporaries, and "
                 f"{parts['other_persistent_mb']:,.1f} MB other persistent memory (library workspaces and handles, "
                 "which differ by GPU, driver and library version); the resident dataset is left out above."
             )

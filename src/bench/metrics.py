@@ -162,10 +162,12 @@ METRICS: list[Metric] = [
            derive=_sum_ratio("samples", "energy_j")),
     Metric("power_limit_w", "GPU power limit", "W", ",.0f", compare=""),
     Metric("sm_clock_mhz", "SM clock in the first epoch", "MHz", ",.0f", compare=""),
+    # Allocated, plus what captured CUDA graphs' pools hold (torch counts that as reserved: bench.memory).
     Metric("peak_memory_mb", "peak CUDA memory allocated", "MB", ",.1f", "peak alloc MB", table=True,
            panel="memory"),
     Metric("peak_reserved_mb", "peak CUDA memory reserved", "MB", ",.1f", "peak reserved MB", table=True),
-    Metric("warmup_peak_memory_mb", "peak CUDA memory allocated in the warm-up", "MB", ",.1f"),
+    Metric("warmup_peak_memory_mb", "peak CUDA memory allocated before the timed epochs (data, model, warm-up)",
+           "MB", ",.1f"),
     Metric("peak_rss_mb", "peak RSS", "MB", ",.0f", "peak RSS MB", panel="memory"),
     Metric("dataset_memory_mb", "resident dataset on the device", "MB", ",.1f", "dataset MB", table=True),
     Metric("max_batch", "largest batch that trains (task=max_batch)", "images", ",.0f", "max batch", "ratio",

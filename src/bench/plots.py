@@ -206,7 +206,9 @@ def plot_memory(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -
     ]
     if not rows:
         return False
-    stacks = {LABELS[p]: [parts[f"{p}_mb"] for _, parts in rows] for p in PARTS}
+    stacks = {LABELS[p]: [parts.get(f"{p}_mb", 0.0) for _, parts in rows] for p in PARTS}
+    if not any(stacks[LABELS["graph_pool"]]):  # no captured step: no legend entry for an empty part
+        del stacks[LABELS["graph_pool"]]
     labels = _job_labels(runs.loc[[i for i, _ in rows]], varied)
     _stacked(path, f"What peak memory is made of: {title}", labels, stacks, "MB (the stack is peak reserved)")
     return True
