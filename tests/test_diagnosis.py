@@ -83,6 +83,14 @@ def test_the_thresholds_decide_the_verdict(run: dict, verdict: str, next_step: s
         assert "40% of the GPU's dense peak" in found["evidence"]
 
 
+def test_on_the_cpu_the_evidence_says_the_workers_share_the_cores() -> None:
+    # The workers' decoding is not data wait, yet it takes cores from the step: the evidence must say so.
+    found = diagnosis.diagnose({"data_wait_frac": 0.05, "loader": "dataloader", "workers": 2, "device": "cpu"})
+    assert found["verdict"] == "compute-bound (CPU)" and "2 worker processes" in found["evidence"]
+    alone = diagnosis.diagnose({"data_wait_frac": 0.05, "loader": "dataloader", "workers": 0, "device": "cpu"})
+    assert "worker" not in alone["evidence"]
+
+
 def test_a_run_that_did_not_learn_is_flagged_but_stays_ok(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "-m", *[t for t in TINY if "batch_size" not in t], "hydra.sweep.dir=S", "lr=1e-9,0.001")
     assert proc.returncode == 0, proc.stderr

@@ -75,6 +75,9 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
     if run.get("device") != "cuda" or busy is None:
         evidence = f"data wait {wait:.0%}; the rest of the epoch is the model's compute on the CPU"
         if loader == "dataloader":
+            workers = run.get("workers") or 0
+            if workers:  # the workers' decoding takes cores from the step without showing as wait
+                evidence += f", which shares the cores with the loader's {workers} worker processes"
             return "compute-bound (CPU)", evidence, "loader=resident"
         if not step.get("channels_last"):
             return "compute-bound (CPU)", evidence, "step.channels_last=true"
