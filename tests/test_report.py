@@ -56,6 +56,12 @@ def test_a_multirun_ends_in_summary_report_and_plots(two_variable_sweep: Path) -
     report = (two_variable_sweep / "report.md").read_text()
     assert "Swept: **model** = small, medium; **batch_size** = 16, 32" in report
     assert "## Environment" in report and "## Status of every run" in report
+    # The sentences go along batch_size within each model, never from one model's run to another's.
+    for model in ("small", "medium"):
+        rows = summary[summary["model"] == model]
+        first, last = rows.iloc[0]["samples_per_s"], rows.iloc[-1]["samples_per_s"]
+        assert (f"**model={model}**: Throughput goes from {first:,.0f} samples/s at batch_size=16 to "
+                f"{last:,.0f} at batch_size=32") in report  # fmt: skip
     pngs = sorted(two_variable_sweep.glob("*.png"))
     assert [p.name for p in pngs] == ["runs.png", "runs_time.png"]  # the experiment, and where its time goes
     for png in pngs:

@@ -79,7 +79,8 @@ def test_a_reproduction_is_a_new_run_with_identical_losses(original: Path, tmp_p
     assert "None: the same config ran." in md
     assert "All 2 compared epoch losses are identical." in md
     assert "| avg epoch time (s) |" in md and "(new / original)" in md
-    assert "| peak CUDA memory allocated (MB) | n/a | n/a | n/a |" in md  # CPU: no CUDA memory
+    assert "peak CUDA memory allocated" not in md and "energy" not in md  # CPU: metrics neither run has
+    assert "| achieved training compute (TFLOP/s) | 0.0" in md  # significant digits, not 0.00
     assert "| peak RSS (MB) |" in md and "| test accuracy |" in md
     assert "| torch |" in md and "| git_commit |" in md and "| packages.torch |" in md
     if same_code(original, new_dir):  # another commit may land while the suite runs

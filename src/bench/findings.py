@@ -7,6 +7,8 @@ verdict is (bench.diagnosis).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -21,6 +23,23 @@ def _label(x: str, value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return f"{x}={value}"
+
+
+def paragraphs(runs: pd.DataFrame, x: str, by: Sequence[str] = ()) -> list[str]:
+    """The sentences about one experiment, a paragraph per value of the other swept variables ``by`` (named at
+    its start): along ``x`` within each, never across them (SmallNet's batch 64 against LargeNet's 256)."""
+    by = [b for b in by if b != x and b in runs]
+    if not by or runs["max_batch"].notna().any():
+        found = sentences(runs, x)
+        return [" ".join(found)] if found else []
+    out = []
+    for key, group in runs.groupby(by, sort=False, dropna=False):
+        found = sentences(group, x)
+        if found:
+            values = key if isinstance(key, tuple) else (key,)
+            name = ", ".join(_label(b, v) for b, v in zip(by, values, strict=True))
+            out.append(f"**{name}**: " + " ".join(found))
+    return out
 
 
 def sentences(runs: pd.DataFrame, x: str) -> list[str]:

@@ -20,6 +20,19 @@ import numpy as np
 Epochs = Sequence[Mapping[str, Any]]
 
 
+#: ``Metric.fmt`` for figures that span orders of magnitude (TFLOP/s: 0.0123 on a CPU, 372 on a GPU): three
+#: significant digits, never scientific notation
+SIGNIFICANT = "3 significant digits"
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits, with thousands separators: 0.0123, 1.50, 372, 1,234."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:,.0f}" if value == 0 else str(value)
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:,.{decimals}f}"
+
+
 @dataclass(frozen=True)
 class Metric:
     key: str
@@ -53,7 +66,7 @@ class Metric:
             return missing
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return str(value)
-        return format(value, self.fmt)
+        return significant(value) if self.fmt == SIGNIFICANT else format(value, self.fmt)
 
 
 def _values(epochs: Epochs, key: str) -> list[float]:
@@ -151,7 +164,7 @@ METRICS: list[Metric] = [
     Metric("warmup_time", "warm-up time (one-time costs)", "s", ",.2f", compare="ratio"),
     Metric("flops_per_sample", "training FLOPs per sample (forward + backward)", "FLOP", ",.0f", "FLOP/sample",
            compare=""),
-    Metric("tflops", "achieved training TFLOP/s", "TFLOP/s", ",.2f", "TFLOP/s", "ratio", table=True),
+    Metric("tflops", "achieved training compute", "TFLOP/s", SIGNIFICANT, "TFLOP/s", "ratio", table=True),
     Metric("peak_flops_frac", "share of the GPU's dense peak for the precision used", "", ".1%", "% of peak",
            table=True),
     Metric("energy_j_per_epoch", "GPU energy per epoch (NVML)", "J", ",.0f", "J/epoch", "ratio",

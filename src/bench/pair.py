@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.metrics import METRICS, Metric, finite
+from bench.metrics import METRICS, SIGNIFICANT, Metric, finite, significant
 from bench.tables import MISSING, cell, markdown
 
 #: environment fields shown side by side; a difference in any of CODE_FIELDS means other code ran
@@ -151,16 +151,24 @@ def change(m: Metric, old: Any, new: Any) -> str:
         return MISSING
     if m.compare == "ratio":
         return f"× {b / a:.3f} (new / original)" if a else MISSING
+    if m.fmt == SIGNIFICANT:
+        return ("+" if b >= a else "-") + significant(abs(b - a))
     return format(b - a, "+" + m.fmt.lstrip("+"))
 
 
 def metric_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
-    """One row per comparable metric of the table: both values and the change."""
+    """One row per comparable metric of the table: both values and the change; none for a metric neither run
+    has (energy on the CPU)."""
     rows = [
-        (f"{m.label} ({m.unit})" if m.unit else m.label, m.format(old.get(m.key)), m.format(new.get(m.key)),
-         change(m, old.get(m.key), new.get(m.key)))
-        for m in METRICS if m.compare
-    ]  # fmt: skip
+        (
+            f"{m.label} ({m.unit})" if m.unit else m.label,
+            m.format(old.get(m.key)),
+            m.format(new.get(m.key)),
+            change(m, old.get(m.key), new.get(m.key)),
+        )
+        for m in METRICS
+        if m.compare and not (finite(old.get(m.key)) is None and finite(new.get(m.key)) is None)
+    ]
     return pd.DataFrame(rows, columns=["metric", "original", "new", "new vs original"], dtype=object)
 
 

@@ -236,9 +236,9 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median ± IQR, and a noise flag
         shown["samples/s (median ± IQR)"] = [_spread(r) for _, r in runs.iterrows()]
     lines += [markdown(shown, _experiment_columns(shown, varied)), ""]
-    found = findings.sentences(runs, x_axis(runs, varied))
-    if found:
-        lines += [" ".join(found), ""]
+    x = x_axis(runs, varied)
+    for paragraph in findings.paragraphs(runs, x, [v for v in varied if v != x]):
+        lines += [paragraph, ""]
 
     slug = _slug(title)
     figures = [
