@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from bench.energy import EnergyMeter, EpochEnergy, epoch_energy
+from bench.energy import EnergyMeter, EpochEnergy, epoch_energy, short_window_note
 from conftest import needs_cuda
 
 NO_FIGURES = EpochEnergy(joules=None, watts=None, samples_per_joule=None)
@@ -22,8 +22,15 @@ def test_epoch_energy_arithmetic():
     assert figures.samples_per_joule == pytest.approx(20.0)
 
 
+def test_a_short_timed_window_is_noted_as_rough():
+    # A fast path's epochs can last tens of milliseconds, and the counter moves in steps: such figures are rough.
+    note = short_window_note(0.21)
+    assert note is not None and "0.21 s in all" in note and "rough" in note
+    assert short_window_note(3.0) is None
+
+
 def test_epoch_energy_edge_cases():
-    assert epoch_energy(5_000, 5_000, seconds=1.0, samples=64) == EpochEnergy(0.0, 0.0, None)  # no tick: no rate
+    assert epoch_energy(5_000, 5_000, seconds=1.0, samples=64) == NO_FIGURES  # not updated yet: unknown, not 0 J
     assert epoch_energy(5_000, 6_000, seconds=0.0, samples=64) == EpochEnergy(1.0, None, 64.0)
     assert epoch_energy(6_000, 5_000, seconds=1.0, samples=64) == NO_FIGURES  # counter went back
 

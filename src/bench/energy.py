@@ -30,14 +30,29 @@ class EpochEnergy:
     samples_per_joule: float | None = None
 
 
+#: timed epochs shorter than this in all get a note: the counter moves in steps, not continuously
+SHORT_WINDOW_S = 1.0
+
+
 def epoch_energy(start_mj: float, end_mj: float, seconds: float, samples: int) -> EpochEnergy:
     """The figures from two counter reads (millijoules), the epoch's wall time and its sample count."""
     joules = (end_mj - start_mj) / 1000.0
-    if joules < 0:  # the counter went back: a driver reload; nothing can be said
+    # Went back: a driver reload. Did not move: the counter has not updated since the epoch began (a GPU never
+    # draws 0 W); 0 J would pull the run's mean down, so both are unknown.
+    if joules <= 0:
         return EpochEnergy()
     watts = joules / seconds if seconds > 0 else None
-    per_joule = samples / joules if joules > 0 else None  # a counter that did not tick gives no rate
-    return EpochEnergy(joules=joules, watts=watts, samples_per_joule=per_joule)
+    return EpochEnergy(joules=joules, watts=watts, samples_per_joule=samples / joules)
+
+
+def short_window_note(seconds: float) -> str | None:
+    """A note when the timed epochs (``seconds`` in all) are too short for NVML's counter to be read closely."""
+    if seconds >= SHORT_WINDOW_S:
+        return None
+    return (
+        f"energy: the timed epochs lasted {seconds:.2f} s in all; NVML's counter moves in steps, not continuously, "
+        f"so over less than {SHORT_WINDOW_S:.0f} s the energy figures are rough (more or longer epochs firm them up)"
+    )
 
 
 class EnergyMeter:

@@ -27,7 +27,7 @@ from bench import capacity, interrupts, measure, memory
 from bench.datasets import Arrays, load_arrays
 from bench.device import device_type, resolve_device, synchronize
 from bench.diagnosis import diagnose
-from bench.energy import EnergyMeter
+from bench.energy import EnergyMeter, short_window_note
 from bench.environment import cpu_name, environment
 from bench.errors import DeviceUnavailable, UsageError, one_line
 from bench.flops import count_untouched, utilization
@@ -283,6 +283,9 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
             result.metrics["power_limit_w"], result.metrics["sm_clock_mhz"] = energy.power_limit_w, energy.sm_clock_mhz
             if energy.note and energy.note not in result.notes:  # NVML stopped answering during the epochs
                 result.notes.append(energy.note)
+            measured = [e.time_s for e in result.epochs_detail if e.energy_j is not None]
+            short = short_window_note(sum(measured)) if measured else None
+            result.notes.extend([short] if short else [])
     finally:
         train.close()
         if energy is not None:
