@@ -13,9 +13,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.axes import Axes
 
 from bench import diagnosis, train
 from bench.loaders import ResidentSource
@@ -193,7 +195,7 @@ def test_the_report_shows_median_and_iqr_and_flags_noise(tmp_path: Path) -> None
     assert "500 ± 20 (noisy: CV 20.0%)" in text and "(noisy: CV 1.0%)" not in text
 
 
-def test_the_reports_sentence_and_its_verdict_table_agree_on_input_bound(tmp_path: Path) -> None:
+def test_the_reports_sentence_and_its_verdict_table_agree_on_input_bound(tmp_path: Path, monkeypatch) -> None:
     # Two CUDA runs that both waited for data 35-40% of the epoch: at batch 64 the GPU was idle meanwhile
     # (input-bound); at batch 256 it was busy with steps 95% of it (a full launch queue makes even a resident
     # gather wait), which the verdict calls compute-bound. The sentence must not say otherwise.
@@ -207,7 +209,17 @@ def test_the_reports_sentence_and_its_verdict_table_agree_on_input_bound(tmp_pat
         result.diagnosis = diagnosis.diagnose({**asdict(result), **result.metrics})
         write_metrics(tmp_path / "S" / str(job), result)
         (tmp_path / "S" / str(job) / ".hydra").mkdir()
+    tops: dict[str, list[float]] = {}  # "Where the time goes": the GPU's timeline, stacked, never over 100%
+    bar = Axes.bar
+
+    def spy(ax: Axes, x, height, *args, bottom=0, **kwargs):
+        tops[kwargs["label"]] = [float(b + h) for b, h in zip(np.broadcast_to(bottom, len(x)), height, strict=True)]
+        return bar(ax, x, height, *args, bottom=bottom, **kwargs)
+
+    monkeypatch.setattr(Axes, "bar", spy)
     build_report([tmp_path / "S"])
+    assert tops["GPU idle"] == pytest.approx([100.0, 100.0])  # copy + busy + idle: the whole epoch
+    assert "data wait" not in tops  # the host's wait overlaps the GPU's work: a point, not a slice
     report = (tmp_path / "S" / "report.md").read_text()
     rows = [row.split("|") for row in report.splitlines() if "GPU busy 95%" in row]
     assert rows and rows[0][1].strip() == "256" and rows[0][3].strip() == "compute-bound", rows

@@ -162,13 +162,24 @@ def _job_labels(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     return ["\n".join(f"{k}={value(r[k])}" for k in varied) or str(r["job"]) for _, r in runs.iterrows()]
 
 
-def _stacked(path: Path, title: str, labels: list[str], stacks: dict[str, list[float]], ylabel: str) -> None:
+def _stacked(
+    path: Path,
+    title: str,
+    labels: list[str],
+    stacks: dict[str, list[float]],
+    ylabel: str,
+    marks: dict[str, list[float]] | None = None,
+) -> None:
+    """Stacked bars, one per run; ``marks`` are drawn over them as points (a measure on another timeline)."""
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(labels) + 2.5), 4.4), layout="constrained")
     bottom = np.zeros(len(labels))
     for i, (name, heights) in enumerate(stacks.items()):
         values = np.nan_to_num(np.asarray(heights, dtype=float))
-        ax.bar(range(len(labels)), values, 0.6, bottom=bottom, label=name, color=f"C{i}")
+        color = "0.82" if name.endswith("idle") else f"C{i}"  # idle time in grey: nothing ran
+        ax.bar(range(len(labels)), values, 0.6, bottom=bottom, label=name, color=color)
         bottom += values
+    for name, heights in (marks or {}).items():
+        ax.plot(range(len(labels)), heights, "D", color="black", markersize=7, label=name)
     ax.set_xticks(range(len(labels)), labels, fontsize="small")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -179,21 +190,24 @@ def _stacked(path: Path, title: str, labels: list[str], stacks: dict[str, list[f
 
 
 def plot_time_split(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -> bool:
-    """Where the time goes, per finished run: stacked shares of the epoch (CUDA: data wait, copy, GPU busy,
-    other; CPU: data wait and compute). False (and no file) when no run has the shares."""
+    """Where the time goes, per finished run: stacked shares of the epoch (CUDA: the GPU's timeline, copy, busy
+    with steps and idle, with the host's data wait as a point, since the GPU may run queued steps while the
+    host waits; CPU: data wait and compute). False (and no file) when no run has the shares."""
     ok = runs[(runs["status"] == "ok") & runs["data_wait_frac"].notna()]
     if ok.empty:
         return False
     wait = ok["data_wait_frac"].astype(float).tolist()
+    marks = None
     if ok["gpu_busy_frac"].notna().any():
         copy = ok["copy_frac"].fillna(0).astype(float).tolist()
         busy = ok["gpu_busy_frac"].fillna(0).astype(float).tolist()
-        other = [max(0.0, 1 - w - c - b) for w, c, b in zip(wait, copy, busy, strict=True)]
-        stacks = {"data wait": wait, "host-to-device copy": copy, "GPU busy (steps)": busy, "other": other}
+        idle = [max(0.0, 1 - c - b) for c, b in zip(copy, busy, strict=True)]
+        stacks = {"host-to-device copy": copy, "GPU busy (steps)": busy, "GPU idle": idle}
+        marks = {"host waiting for data": [100 * w for w in wait]}
     else:
         stacks = {"data wait": wait, "compute (CPU)": [1 - w for w in wait]}
     percent = {k: [100 * v for v in vs] for k, vs in stacks.items()}
-    _stacked(path, f"Where the time goes: {title}", _job_labels(ok, varied), percent, "share of the epoch (%)")
+    _stacked(path, f"Where the time goes: {title}", _job_labels(ok, varied), percent, "share of the epoch (%)", marks)
     return True
 
 
