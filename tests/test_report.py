@@ -102,7 +102,9 @@ def test_failed_skipped_and_ok_jobs_share_one_sweep_and_report(tmp_path: Path) -
 # -------------------------------------------------------------------- reports from crafted metrics
 
 
-def _fake_run(root: Path, job: int, device: str, batch_size: int, epoch_time: float, status: str = "ok") -> None:
+def _fake_run(
+    root: Path, job: int, device: str, batch_size: int, epoch_time: float, status: str = "ok", cudnn: bool = False
+) -> None:
     """A run folder as a sweep job leaves it, with made-up timings (so CPU and GPU can pair up here)."""
     run_dir = root / str(job)
     ok = status == "ok"
@@ -115,7 +117,7 @@ def _fake_run(root: Path, job: int, device: str, batch_size: int, epoch_time: fl
         RunResult(
             status=status, model="medium", device=device, precision="fp32", dataset="synthetic",
             loader="dataloader", batch_size=batch_size, workers=2, epochs=2, seed=0,
-            epochs_detail=epochs, metrics=measured,
+            epochs_detail=epochs, metrics=measured, cudnn_benchmark=cudnn,
             env={"torch": "2.x", "gpu": "Test GPU" if device == "cuda" else None},
         ),
     )  # fmt: skip
@@ -139,6 +141,14 @@ def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -
     summary = pd.read_csv(tmp_path / "combined" / "summary.csv")
     assert len(summary) == 5 and list(summary["device"]) == ["cpu", "cpu", "cuda", "cuda", "cuda"]
     _assert_png(next((tmp_path / "combined").glob("*.png")))
+
+
+def test_gpu_runs_that_differ_in_autotuning_each_pair_with_the_same_cpu_run(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "s", 0, "cpu", 64, 25.0)
+    _fake_run(tmp_path / "s", 1, "cuda", 64, 12.5, cudnn=False)
+    _fake_run(tmp_path / "s", 2, "cuda", 64, 10.0, cudnn=True)
+    table = speedup_table(build_report([tmp_path / "s"]).runs)
+    assert dict(zip(table["cudnn_benchmark"], table["speedup"], strict=True)) == {False: 2.0, True: 2.5}
 
 
 def test_without_cuda_the_report_says_gpu_runs_were_skipped(tmp_path: Path) -> None:

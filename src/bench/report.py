@@ -73,15 +73,18 @@ def speedup_table(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[df["status"] == "ok"].copy()
     ok["total_time"] = ok["total_time"] / ok["repeats"].fillna(1)
     keys = [c for c in [*CONFIG_COLUMNS, *settings(df)] if c != "device"]
+    # cuDNN autotuning means nothing on the CPU, so it does not take part in the match; but two GPU runs that
+    # differ in it are two rows, each beside the same CPU run, not one dropped for the other.
+    autotune = ["cudnn_benchmark"] if "cudnn_benchmark" in ok else []
     cpu = ok[ok["device"] == "cpu"].drop_duplicates(keys, keep="last")
-    gpu = ok[ok["device"] == "cuda"].drop_duplicates(keys, keep="last")
+    gpu = ok[ok["device"] == "cuda"].drop_duplicates([*keys, *autotune], keep="last")
     if cpu.empty or gpu.empty:
         return pd.DataFrame()
-    pairs = cpu.merge(gpu, on=keys, suffixes=("_cpu", "_gpu"))
+    pairs = cpu.drop(columns=autotune).merge(gpu, on=keys, suffixes=("_cpu", "_gpu"))
     if pairs.empty:
         return pairs
     pairs["speedup"] = pairs["avg_epoch_time_cpu"] / pairs["avg_epoch_time_gpu"]
-    varied = [k for k in keys if pairs[k].astype(str).nunique() > 1] or ["model", "batch_size"]
+    varied = [k for k in [*keys, *autotune] if pairs[k].astype(str).nunique() > 1] or ["model", "batch_size"]
     return pairs[[*varied, "avg_epoch_time_cpu", "avg_epoch_time_gpu", "total_time_cpu", "total_time_gpu", "speedup"]]
 
 
