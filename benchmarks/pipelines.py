@@ -264,9 +264,15 @@ def _mark(ok: bool) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", nargs="+", help="model:batch:precision (default: per device, see source)")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        metavar="MODEL:BATCH:PRECISION[:VARIANTS]",
+        help="e.g. medium:256:fp32 or small:128:fp32:rd (VARIANTS: which of a, b, r, g, c, d; default: per device, "
+        "see DEFAULT_CONFIGS in the source)",
+    )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per pipeline (median reported)")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per pipeline, at least 3 (median reported)")
     parser.add_argument("--warmup-steps", type=int, default=10)
     parser.add_argument("--train-size", type=int, help="images per epoch (default: all 50,000)")
     parser.add_argument("--variants", default="abrgcd", help="which of a, b, r, g, c, d to run (of each config's)")
