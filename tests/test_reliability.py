@@ -272,6 +272,7 @@ def test_report_never_creates_the_folder_it_reads(tmp_path: Path) -> None:
         (["+batchsize=128"], "bench", "batchsize is not a bench setting; did you mean batch_size?"),
         (["+foo=1"], "bench", "foo is not a bench setting"),
         (["+step.fused=true"], "bench", "step.fused is not a bench setting"),
+        (["model.width=2"], "bench", "Key 'width' is not in struct (a key its YAML does not list, such as an "),
         (["epochs=[1"], "bench", "cannot parse the override 'epochs=[1'"),
     ],
 )

@@ -88,6 +88,8 @@ def describe(err: BaseException) -> str:
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", None)
         msg = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if key and "is not in struct" in msg:  # a component's YAML lacks the key (model.width): say how to add it
+            msg += f" (a key its YAML does not list, such as an argument of the class, is added with +{key}=...)"
         return f"{key}: {msg}" if key and not msg.startswith(f"{key}:") else msg
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     if isinstance(err, MissingConfigException) and len(lines) > 1:
