@@ -88,7 +88,8 @@ def plot_experiment(
         ax.set_xlabel(LABELS.get(x, x))
         ax.set_ylabel(label)
         ax.set_title(label.split(" (")[0])
-        ax.set_ylim(bottom=0)
+        # From 0, and 5% of the whole height above the highest point, so its marker is not cut by the frame.
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.05)
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0] and (hue or not lab_df.empty):
             ax.legend(fontsize="small")
