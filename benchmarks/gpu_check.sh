@@ -6,8 +6,8 @@
 # user's sweep, garbage collections that skip the imports' objects) have not run on a GPU.
 # Each part has its own limit, so one slow part cannot eat the later parts' reserves; what a part printed
 # before its limit is kept.
-#   1. the CUDA-only tests (steady-state peak, job 0 vs job 2, the breakdown's sum, events and clocks, the
-#      no-sync loop, AMP memory, OOM status, the fast recipe's maths, max_batch's search);
+#   1. the CUDA-only tests (steady-state peak, job 0 vs job 2, the breakdown's sum, a captured step's pool,
+#      events and clocks, the no-sync loop, AMP memory, OOM status, the fast recipe's maths, max_batch's search);
 #   2. the user's sweep on the lab's pipeline, `-m batch_size=16,64,256,1024`, and its verdict table;
 #   3. experiment=batch_size on the resident loader: the memory breakdown, like for like with the lab;
 #   4. experiment=max_batch for MediumNet and LargeNet in fp32 and bf16;
