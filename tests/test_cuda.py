@@ -99,6 +99,7 @@ def test_a_captured_steps_activations_count_in_its_peak(cfg_for, tmp_path: Path)
     activations = eager.memory["activations_mb"]
     held = captured.memory["activations_mb"] + captured.memory["graph_pool_mb"]
     assert eager.memory["graph_pool_mb"] == 0 and captured.memory["graph_pool_mb"] > 0
-    assert 0.5 * activations <= held <= 3 * activations + 64, (eager.memory, captured.memory)
+    # About the eager step's: the pool reuses blocks freed within the capture, and rounds its segments up.
+    assert 0.5 * activations <= held <= 5 * activations + 64, (eager.memory, captured.memory)
     assert captured.metrics["peak_memory_mb"] == pytest.approx(captured.memory["peak_allocated_mb"])
     assert any("held by captured CUDA graphs" in note for note in captured.notes), captured.notes
