@@ -272,6 +272,7 @@ def test_report_never_creates_the_folder_it_reads(tmp_path: Path) -> None:
         (["+batchsize=128"], "bench", "batchsize is not a bench setting; did you mean batch_size?"),
         (["+foo=1"], "bench", "foo is not a bench setting"),
         (["+step.fused=true"], "bench", "step.fused is not a bench setting"),
+        (["device.name=gpu"], "bench", "device.name=gpu is not allowed; choose one of: auto, cpu, cuda"),
         (["model.width=2"], "bench", "Key 'width' is not in struct (a key its YAML does not list, such as an "),
         (["epochs=[1"], "bench", "cannot parse the override 'epochs=[1'"),
     ],
@@ -284,6 +285,16 @@ def test_reproduce_answers_a_parse_error_in_one_line(tmp_path: Path) -> None:
     assert run_cli(tmp_path, *TINY, "hydra.run.dir=orig").returncode == 0
     _one_error_line(run_cli(tmp_path, "orig", "=3", module="bench.reproduce"), 2, "bench: error:")
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_device_torch_cannot_parse_is_that_sweep_jobs_config_error(tmp_path: Path) -> None:
+    # Recording the config error asked torch what device.name=gpu means, and torch's error ended the sweep.
+    proc = run_cli(tmp_path, "-m", *TINY, "device.name=gpu,cpu", "hydra.sweep.dir=S")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "S" / "summary.csv")
+    assert list(summary["status"]) == ["failed", "ok"]
+    assert "config error: device.name=gpu is not allowed" in summary.loc[0, "error"]
+    assert (tmp_path / "S" / "report.md").exists()
 
 
 def test_a_late_interpolation_error_in_a_sweep_is_that_jobs_status(tmp_path: Path) -> None:

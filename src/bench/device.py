@@ -32,7 +32,7 @@ def device_type(name: str) -> str:
     """What ``name`` means here, for records (``auto`` is recorded as cpu or cuda)."""
     try:
         return resolve_device(name).type
-    except DeviceUnavailable:
+    except (DeviceUnavailable, RuntimeError):  # unavailable, or not a device torch knows (device.name=gpu)
         return name
 
 
