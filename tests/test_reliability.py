@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -185,6 +186,20 @@ def test_sigterm_records_the_run_as_interrupted(tmp_path: Path) -> None:
     metrics = read_metrics(tmp_path / "run")
     assert metrics["status"] == "interrupted" and metrics["error"] == "interrupted by SIGTERM"
     assert len(metrics["epochs_detail"]) >= 1  # what finished is kept
+
+
+@pytest.mark.parametrize("after_s", [0.8, 1.6])
+def test_a_signal_while_a_job_imports_torch_is_one_line(tmp_path: Path, after_s: float) -> None:
+    # A signal halfway through torch's import (a job's first seconds) left a half-made module, which the partial
+    # report imported again: 60-90 lines of tracebacks and exit 1, once a segmentation fault. Any moment must
+    # end in one line and 143; the import's window moves with the machine, so two moments are tried.
+    proc = _start(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "batch_size=16,32")
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGTERM)
+    _one_error_line(_finish(proc), 143, "interrupted by SIGTERM")
+    job = tmp_path / "S" / "0"
+    if (job / "metrics.json").exists():  # the job had started: it is recorded, even before it trained
+        assert read_metrics(job)["status"] == "interrupted"
 
 
 def test_ctrl_c_stops_a_sweep_keeps_finished_jobs_and_reports(tmp_path: Path) -> None:

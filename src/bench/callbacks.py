@@ -13,6 +13,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from bench import interrupts
 from bench.errors import Refused, UsageError
 from bench.folders import claim_run_dir, claim_sweep_dir
 
@@ -42,7 +43,9 @@ class FolderGuard(Callback):
 
 class ReportCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from bench.report import build_report
+        with interrupts.deferred():  # a signal inside an import leaves a half-made module the partial report needs
+            from bench import plots  # noqa: F401  (matplotlib, imported whole)
+            from bench.report import build_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:

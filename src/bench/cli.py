@@ -9,6 +9,7 @@ job never raises: its failure is its status, so the other jobs and the report st
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -73,8 +74,16 @@ def app(cfg: DictConfig) -> float | None:
 
 
 def _job(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> float | None:
-    from bench import train  # after composition, so that --help and config errors do not wait for torch
-    from bench.results import METRICS_FILE, NotRecorded, write_metrics
+    # After composition, so that --help and config errors do not wait for torch; and whole: a signal halfway
+    # through torch's import would leave a half-made module, which the partial report then trips over.
+    try:
+        with interrupts.deferred():
+            from bench import train
+            from bench.results import METRICS_FILE, NotRecorded, write_metrics
+    except Interrupted as stop:  # before training: the job is still recorded, as interrupted
+        with interrupts.deferred(reraise=False), contextlib.suppress(OSError):
+            write_metrics(run_dir, train.result_for(cfg, status="interrupted", error=f"interrupted by {stop.name}"))
+        raise
 
     try:
         schema.validate(cfg)
