@@ -226,6 +226,15 @@ def test_report_cli_writes_to_out(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert {"summary.csv", "report.md"} <= {p.name for p in (tmp_path / "r").iterdir()}
     assert json.loads((tmp_path / "s" / "0" / "metrics.json").read_text())["status"] == "ok"
+    # Rebuilt in place, and into the same --out again: fine. Into another sweep, or a run folder: refused,
+    # since that folder's own report would be replaced (or a run folder filled with one).
+    _fake_run(tmp_path / "other", 0, "cpu", 64, 25.0)
+    assert run_cli(tmp_path, "s", "--out", "s", module="bench.report").returncode == 0
+    assert run_cli(tmp_path, "s", "--out", "r", module="bench.report").returncode == 0
+    for out in ("other", "other/0"):
+        proc = run_cli(tmp_path, "s", "--out", out, module="bench.report")
+        assert proc.returncode == 2 and "holds runs of its own" in proc.stderr, proc.stderr
+    assert not (tmp_path / "other" / "report.md").exists() and not (tmp_path / "other" / "0" / "report.md").exists()
 
 
 # -------------------------------------------------------------------------------- lab presets

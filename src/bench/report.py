@@ -19,7 +19,7 @@ import pandas as pd
 from bench import findings, interrupts
 from bench.diagnosis import NOISY_CV
 from bench.errors import OneLineParser
-from bench.folders import make_writable
+from bench.folders import is_run_dir, make_writable
 from bench.metrics import METRICS, metric
 from bench.runs import (
     CONFIG_COLUMNS,
@@ -337,6 +337,17 @@ def _speedup_lines(runs: pd.DataFrame) -> list[str]:
 # ------------------------------------------------------------------------------------------------- CLI
 
 
+def _holds_other_runs(out: Path, dirs: Sequence[Path]) -> bool:
+    """Whether ``out`` is a run folder, or a sweep's, that is not among those read (a folder's own report may be
+    rebuilt in place; another's must not be replaced, nor a run folder filled with a report)."""
+    if not out.is_dir() or out.resolve() in {d.resolve() for d in dirs}:
+        return False
+    try:
+        return is_run_dir(out) or any(child.is_dir() and is_run_dir(child) for child in out.iterdir())
+    except OSError:
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = OneLineParser(
         prog="python -m bench.report",
@@ -347,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if len(args.dirs) > 1 and args.out is None:  # the combined report must not replace the first folder's own
         parser.error(f"{len(args.dirs)} folders are combined into one report: say where it goes with --out DIR")
+    if args.out is not None and _holds_other_runs(args.out, args.dirs):
+        parser.error(f"--out {args.out}: that folder holds runs of its own, whose report this would replace; "
+                     "choose a new folder")  # fmt: skip
     with interrupts.command("build the report"):
         report = build_report(args.dirs, args.out)
     counts = report.runs["status"].value_counts()
