@@ -37,6 +37,7 @@ from bench.datasets import load_arrays
 from bench.device import resolve_device
 from bench.environment import environment
 from bench.errors import Interrupted, OneLineParser, UsageError, describe, exit_interrupted
+from bench.folders import make_writable
 from bench.loaders import normalize
 from bench.schema import compose, instantiate, validate
 from bench.step import autocast_dtype, math_mode
@@ -104,6 +105,10 @@ def check_specs(parser: argparse.ArgumentParser, specs: list[str], *, variants: 
         parts = spec.split(":")
         if not 3 <= len(parts) <= 3 + variants or not parts[1].isdigit():
             parser.error(f"--configs {spec!r}: write {form}, e.g. medium:256:fp32")
+        unknown = sorted(set(parts[3]) - set(ORDER)) if len(parts) == 4 else []
+        if unknown or (len(parts) == 4 and not parts[3]):  # else the config would silently run nothing
+            parser.error(f"--configs {spec!r}: no variant {', '.join(unknown) or '(none named)'}; "
+                         f"choose from {', '.join(ORDER)}")  # fmt: skip
         try:
             validate(compose([f"model={parts[0]}", f"batch_size={parts[1]}", f"precision={parts[2]}"]))
         except Exception as err:  # an unknown model or precision, a batch size out of range
@@ -118,6 +123,15 @@ def check_train_size(parser: argparse.ArgumentParser, train_size: int | None) ->
         validate(compose([f"dataset.train_size={train_size}"]))
     except Exception as err:  # out of range
         parser.error(f"--train-size {train_size}: {describe(err)}")
+
+
+def check_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a --warmup-steps or --seed that bench would refuse, before any work, not as a failed pipeline."""
+    for flag, key, value in (("--warmup-steps", "warmup_steps", args.warmup_steps), ("--seed", "seed", args.seed)):
+        try:
+            validate(compose([f"{key}={value}"]))
+        except Exception as err:  # out of range
+            parser.error(f"{flag} {value}: {describe(err)}")
 
 
 def _bare(cfg: DictConfig, device: torch.device) -> Figure:
@@ -284,10 +298,16 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(args.variants) - set(ORDER))
     if unknown:
         parser.error(f"--variants {args.variants!r}: no variant {', '.join(unknown)}; choose from {', '.join(ORDER)}")
+    if args.out is not None:  # before minutes of benchmarking, not after them
+        try:
+            make_writable(args.out, "--out")
+        except UsageError as err:
+            parser.error(str(err))
     device = device_for(parser, args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
     check_specs(parser, specs)
     check_train_size(parser, args.train_size)
+    check_settings(parser, args)
     env = environment(device)
     header = [
         "## Pipelines, side by side",

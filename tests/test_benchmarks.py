@@ -82,6 +82,10 @@ def test_step_options_records_an_option_that_fails_and_times_the_rest(tmp_path: 
         ("pipelines.py", ["--configs", "nonet:64:fp32"], "unknown model 'nonet'"),
         ("step_options.py", ["--configs", "medium:64:fp32:rc"], "write model:batch:precision,"),
         ("pipelines.py", ["--variants", "rzq"], "no variant q, z; choose from a, b, r, d, g, c"),
+        ("pipelines.py", ["--configs", "medium:64:fp32:zz"], "no variant z; choose from a, b, r, d, g, c"),
+        ("pipelines.py", ["--warmup-steps", "-1"], "--warmup-steps -1: warmup_steps=-1"),
+        ("pipelines.py", ["--seed", "-1"], "--seed -1: seed=-1"),
+        ("pipelines.py", ["--out", "/etc/passwd"], "--out=/etc/passwd: that is a file, not a folder"),
         ("pipelines.py", ["--train-size", "-5"], "dataset.train_size=-5 is out of range"),
         ("step_options.py", ["--train-size", "0"], "dataset.train_size=0 is out of range"),
         *[(script, ["--device", "cuda"], "device=cuda but no CUDA GPU is usable here")
