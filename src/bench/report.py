@@ -21,6 +21,7 @@ from bench.diagnosis import NOISY_CV
 from bench.errors import OneLineParser
 from bench.folders import is_run_dir, make_writable
 from bench.metrics import METRICS, metric
+from bench.results import write_atomically
 from bench.runs import (
     CONFIG_COLUMNS,
     DEFAULT_EXPERIMENT,
@@ -194,7 +195,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     report = Report(out=out, runs=df)
 
     summary = out / "summary.csv"
-    df[summary_columns(settings(df))].to_csv(summary, index=False)
+    write_atomically(summary, df[summary_columns(settings(df))].to_csv(index=False))
     report.files.append(summary)
 
     lines = ["# bench report", ""]
@@ -216,7 +217,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     lines += ["## Status of every run", ""]
     lines += [markdown(df, ["job", *[c for c in varied if c in df], "status", "error", "run_dir"]), ""]
     report_md = out / "report.md"
-    report_md.write_text("\n".join(lines))
+    write_atomically(report_md, "\n".join(lines))
     report.files.append(report_md)
     return report
 

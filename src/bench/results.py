@@ -128,12 +128,16 @@ def write_metrics(run_dir: Path, result: RunResult | dict[str, Any]) -> Path:
     """Write metrics.json so that a reader never sees half a file: temp file, fsync, rename."""
     run_dir.mkdir(parents=True, exist_ok=True)
     data = result.to_dict() if isinstance(result, RunResult) else _finite(result)
-    target = run_dir / METRICS_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=run_dir)
+    return write_atomically(run_dir / METRICS_FILE, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def write_atomically(target: Path, text: str) -> Path:
+    """``text`` into ``target`` whole or not at all (temp file, fsync, rename): a full disk or a signal leaves
+    the earlier file, never half of one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, allow_nan=False)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
