@@ -167,10 +167,12 @@ RANGES: dict[str, tuple[int, int | None]] = {
     "repeat": (1, 1_000),
     "warmup_steps": (0, 1_000_000),
     "seed": (0, 2**32 - 1),  # numpy's seed range; every seed in it is valid for torch too
+    "dataset.seed": (0, 2**32 - 1),  # the synthetic dataset's, numpy's range too
     "dataset.train_size": (1, None),
     "dataset.test_size": (1, None),
     "loader.prefetch_factor": (1, None),
     "max_batch.start": (1, 2**24),
+    "model.width": (1, 2**16),  # the nets' channel multiplier, where a variant sets it (+model.width=2)
 }
 #: DataLoader workers beyond this many per CPU core only add processes competing for the same cores
 WORKERS_PER_CORE = 4
@@ -235,6 +237,9 @@ def _check_keys(cfg: DictConfig) -> None:
         for key in node:
             if key not in known:
                 raise ConfigError(_unknown(f"{prefix}{key}", known, prefix))
+        for key in known:  # removed with ~ (~batch_size): the run would fail on it halfway
+            if key not in node:
+                raise ConfigError(f"{prefix}{key} was removed; bench needs it: set it with {prefix}{key}=...")
 
 
 _TYPED_NODES = {
