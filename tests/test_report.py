@@ -76,11 +76,19 @@ def test_report_survives_a_deleted_job_and_a_corrupt_metrics_file(two_variable_s
         (sweep / name).unlink()
     shutil.rmtree(sweep / "1")
     (sweep / "2" / "metrics.json").write_text('{"status": "ok", "trunc')
+    # Valid JSON, but a number no float holds (edited by hand): unreadable too, not an OverflowError.
+    huge = (
+        (sweep / "3" / "metrics.json")
+        .read_text()
+        .replace('"samples_per_s": ', '"samples_per_s": 1' + "0" * 400 + ', "x": ', 1)
+    )
+    (sweep / "3" / "metrics.json").write_text(huge)
     proc = run_cli(tmp_path, str(sweep), module="bench.report")
     assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(sweep / "summary.csv")
     assert list(summary["job"]) == [0, 1, 2, 3]
-    assert list(summary["status"]) == ["ok", "missing", "unreadable", "ok"]
+    assert list(summary["status"]) == ["ok", "missing", "unreadable", "unreadable"]
+    assert "a number too large" in summary.loc[3, "error"]
     assert summary.loc[2, "model"] == "small" and summary.loc[2, "batch_size"] == 32  # from .hydra/config.yaml
     assert "not valid JSON" in summary.loc[2, "error"]
     assert "unreadable" in (sweep / "report.md").read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,7 +173,20 @@ def load_metrics(path: Path) -> dict[str, Any]:
     if data["status"] not in STATUSES:
         raise MetricsError(f"{path}: unknown status {data['status']!r}")
     _check_shapes(path, data)
+    _check_numbers(path, data)
     return data
+
+
+def _check_numbers(path: Path, value: Any) -> None:
+    """An integer beyond a float's range (10**400, written by hand) would stop every table built from it."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_numbers(path, item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_numbers(path, item)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
+        raise MetricsError(f"{path}: a number too large for any measurement ({str(value)[:12]}...)")
 
 
 def _check_shapes(path: Path, data: dict[str, Any]) -> None:
