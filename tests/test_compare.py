@@ -265,6 +265,18 @@ def test_two_real_cpu_sweeps_compare_row_by_row(tmp_path: Path) -> None:
     assert "candidate vs baseline: " in proc.stdout and (tmp_path / "cmp" / "compare.png").is_file()
 
 
+def test_a_candidate_job_unreadable_through_and_through_is_a_regression(tmp_path: Path) -> None:
+    # Its metrics.json and its config are both corrupt: it matches no baseline config, but it may be any of
+    # them, so a CI gate must not pass it.
+    base = _sweep(tmp_path / "base", "cpu", {64: 1000, 128: 1000})
+    cand = _sweep(tmp_path / "cand", "cpu", {64: 1000, 128: 1000})
+    (cand / "1" / "metrics.json").write_text("{ not json")
+    (cand / "1" / ".hydra" / "config.yaml").write_text(": not yaml [")
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "unreadable in the candidate, config unknown" in proc.stderr
+
+
 def test_a_partly_failed_config_gets_no_verdict_and_is_a_regression(tmp_path: Path) -> None:
     base = _sweep(tmp_path / "base", "cpu", {64: 1000})
     cand = tmp_path / "cand"

@@ -283,6 +283,9 @@ def regressions(c: Comparison) -> list[str]:
             found.append(f"{label} slower ({row['ratio']:.2f}×, band ±{_percent(row['band'])})")
         elif pd.notna(row["base_samples_per_s"]) and row["cand_broken"]:
             found.append(f"{label} {row['cand_status']} in the candidate, ok in the baseline")
+        elif row["cand_broken"] and "unreadable" in str(row["cand_status"]):
+            # Its config could not be read either, so it matched nothing: it may be any of the baseline's.
+            found.append(f"{label} unreadable in the candidate, config unknown")
     return found
 
 
