@@ -19,6 +19,10 @@ epochs (warm-up excluded). Run: ``make bench`` or ``python benchmarks/pipelines.
 
 from __future__ import annotations
 
+import bench  # noqa: F401  (first: until the command's own handlers, a signal in the imports is one line)
+
+# isort: split
+
 import argparse
 import json
 import statistics

@@ -9,6 +9,10 @@ Run: ``python benchmarks/step_options.py [--configs medium:256:fp32 ...] [--trai
 
 from __future__ import annotations
 
+import bench  # noqa: F401  (first: until the command's own handlers, a signal in the imports is one line)
+
+# isort: split
+
 import json
 import sys
 import tempfile

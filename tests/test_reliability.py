@@ -23,6 +23,7 @@ from bench import train
 from conftest import TINY, offline_env, only_run_dir, read_metrics, run_cli
 
 SWEEP = [t for t in TINY if not t.startswith("batch_size=")]
+REPO = Path(__file__).resolve().parents[1]
 #: long enough to be stopped mid-run (an epoch of a few seconds at most), short once stopped
 LONG = ("dataset.train_size=4000", "dataset.test_size=64", "epochs=50", "warmup_steps=1")
 
@@ -200,6 +201,22 @@ def test_a_signal_while_a_job_imports_torch_is_one_line(tmp_path: Path, after_s:
     job = tmp_path / "S" / "0"
     if (job / "metrics.json").exists():  # the job had started: it is recorded, even before it trained
         assert read_metrics(job)["status"] == "interrupted"
+
+
+@pytest.mark.parametrize(
+    ("command", "signum"),
+    [(["-m", "bench.report", "S"], signal.SIGINT), ([str(REPO / "benchmarks" / "pipelines.py")], signal.SIGTERM)],
+)
+def test_a_signal_while_a_command_imports_is_one_line(tmp_path: Path, command: list[str], signum: int) -> None:
+    # Half a second in, bench.report is importing pandas and matplotlib and pipelines.py torch, before their own
+    # handlers: a KeyboardInterrupt traceback (or a silent 143) until bench's package set start-up handlers.
+    (tmp_path / "S").mkdir()
+    proc = subprocess.Popen([sys.executable, *command], cwd=tmp_path, env=offline_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    name = signal.Signals(signum).name
+    _one_error_line(_finish(proc), 128 + signum, f"interrupted by {name}")
 
 
 def test_ctrl_c_stops_a_sweep_keeps_finished_jobs_and_reports(tmp_path: Path) -> None:

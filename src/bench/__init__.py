@@ -1,1 +1,39 @@
 """bench: a Hydra-configured PyTorch training benchmark."""
+
+import os
+import signal
+import sys
+import threading
+
+#: folders whose programs are bench's commands: ``python -m bench[.report ...]`` and ``benchmarks/*.py``
+_COMMAND_FOLDERS = ("bench", "benchmarks")
+
+
+def _quiet_start() -> None:
+    """A command's first second is imports (torch, pandas, Hydra): a Ctrl-C or SIGTERM there would print a
+    traceback from deep inside them. Until the command installs its own handlers (bench.interrupts), either
+    ends it with one line and 130 or 143: nothing was started, so nothing is lost. A signal the shell has set
+    to be ignored (a background job) stays ignored."""
+
+    def handler(signum: int, frame: object) -> None:
+        sys.stderr.write(f"bench: interrupted by {signal.Signals(signum).name}: nothing was started\n")
+        sys.stderr.flush()
+        os._exit(128 + signum)  # no finalizers of half-imported modules, which could print their own errors
+
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    for signum, default in defaults.items():
+        if signal.getsignal(signum) is default:
+            signal.signal(signum, handler)
+
+
+def _is_command() -> bool:
+    """Whether this process is one of bench's commands, starting: ``python -m bench...`` (Python sets argv[0] to
+    "-m" while it imports the package to find the module) or a script in benchmarks/."""
+    first = sys.argv[0] if sys.argv else ""
+    if first == "-m":
+        return True
+    return bool(first) and os.path.basename(os.path.dirname(os.path.abspath(first))) in _COMMAND_FOLDERS
+
+
+if _is_command() and threading.current_thread() is threading.main_thread():
+    _quiet_start()
