@@ -16,7 +16,8 @@ def _quiet_start() -> None:
     to be ignored (a background job) stays ignored."""
 
     def handler(signum: int, frame: object) -> None:
-        sys.stderr.write(f"bench: interrupted by {signal.Signals(signum).name}: nothing was started\n")
+        when = "after its work, while exiting" if _done else "nothing was started"
+        sys.stderr.write(f"bench: interrupted by {signal.Signals(signum).name}: {when}\n")
         sys.stderr.flush()
         os._exit(128 + signum)  # no finalizers of half-imported modules, which could print their own errors
 
@@ -24,6 +25,16 @@ def _quiet_start() -> None:
     for signum, default in defaults.items():
         if signal.getsignal(signum) is default:
             signal.signal(signum, handler)
+
+
+_done = False  # set when the command's own handlers end: its work is over and written
+
+
+def _work_done() -> None:
+    """Called by bench.interrupts when a command's handlers end: a signal in the exit is not 'nothing was
+    started'."""
+    global _done
+    _done = True
 
 
 def _is_command() -> bool:

@@ -115,8 +115,13 @@ def entry_point() -> Iterator[None]:
     ``--- Logging error ---`` tracebacks when a log file cannot be written (a full disk)."""
     logging.raiseExceptions = False
     reset()
-    with interruptible():
-        yield
+    try:
+        with interruptible():
+            yield
+    finally:
+        import bench
+
+        bench._work_done()  # the start-up handlers, back now, must not say "nothing was started"
 
 
 @contextmanager
