@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -150,10 +150,10 @@ def test_a_failing_run_still_writes_metrics(cfg_for, tmp_path: Path) -> None:
 def test_metrics_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
     write_metrics(tmp_path, train.RunResult(status="ok", model="small", device="cpu", precision="fp32", batch_size=8))
 
-    def broken_dump(*args, **kwargs):
+    def disk_full(*args, **kwargs):  # the temp file is written; making it durable fails, as on a full disk
         raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", broken_dump)
+    monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError):
         write_metrics(tmp_path, train.RunResult(status="failed"))
     assert load_metrics(tmp_path)["model"] == "small"  # the earlier file is whole
