@@ -165,6 +165,8 @@ BAD: dict[str, tuple[list[str], tuple[str, Callable[[str], str | None]] | None, 
     "not a key": (["{run}", "nokey=1"], None, "nokey"),
     "a sweep": (["{run}", "batch_size=16,32"], None, "Ambiguous value"),
     "hydra setting": (["{run}", "hydra.job.name=x"], None, "hydra settings do not apply"),
+    "a lab preset": (["{run}", "experiment=batch_size"], None, "experiment=batch_size: a sweep setting"),
+    "resume": (["{run}", "resume=true"], None, "resume=true: a sweep setting"),
     "out inside the run": (["{run}", "--out", "{run}/x"], None, "never writes there"),
     "no run dir": ([], None, "RUN_DIR is missing"),
 }
