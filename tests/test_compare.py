@@ -212,6 +212,7 @@ def test_bad_input_is_one_line_and_exit_2(laptop_and_gpu: tuple[Path, Path], tmp
         (str(base),): "expected BASELINE CANDIDATE (two folders)",
         (str(base), str(cand), "--band", "1.5"): "--band 1.5: expected a share between 0 and 1",
         ("--baseline", str(base)): "expected BASELINE CANDIDATE",
+        (str(base), str(cand), "--ignore", "precison"): "--ignore precison: no run records that key",
     }
     for args, message in cases.items():
         proc = run_cli(tmp_path, *args, module="bench.compare")

@@ -157,6 +157,10 @@ def _row(b: dict[str, Any], c: dict[str, Any], band: float) -> dict[str, Any]:
 
 def compare(base: pd.DataFrame, cand: pd.DataFrame, band: float = BAND, ignore: Sequence[str] = ()) -> Comparison:
     """Every config of either side, matched by config; the module's docstring gives the rules."""
+    recorded = {*CONFIG_COLUMNS, *(k for c in [*base["_flat"], *cand["_flat"]] if c for k in c)}
+    for key in ignore:  # a typo would silently ignore nothing
+        if not any(k == key or k.startswith(f"{key}.") for k in recorded):
+            raise UsageError(f"--ignore {key}: no run records that key (e.g. precision, batch_size, step.compile)")
     keys = match_keys(base, cand, ignore)
     extra = [k for k in keys if k not in CONFIG_COLUMNS]  # settings from the saved configs, as columns
     base, cand = (df.assign(**{k: [f.get(k) for f in df["_flat"]] for k in extra}) for df in (base, cand))
