@@ -22,6 +22,7 @@ Compilation and capture happen in the warm-up, never inside a timed epoch.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -166,6 +167,8 @@ def build_step(
         # default mode (fused kernels, no CUDA graphs of its own: the whole-step capture makes those);
         # max-autotune would add minutes of autotuning to every warm-up.
         forward = torch.compile(model, mode="default" if compile_mode == "max" else compile_mode, dynamic=False)
+        if device.type == "cpu":  # Inductor's "No CUDA runtime is found" warning: on a CPU run, that is expected
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
     def make(net: nn.Module | Callable[[Tensor], Tensor]) -> StepFn:
         def eager(x: Tensor, y: Tensor) -> Tensor:
