@@ -119,6 +119,8 @@ def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path)
             "bench keeps one folder per job named by its number",
         ),
         (["resume=true"], "resume=true resumes a sweep: add -m"),
+        # Even with the folder guard removed, a finished run is never overwritten.
+        (["hydra.run.dir=S/0", "~hydra.callbacks.folders"], "the folder guard stays; it keeps finished runs"),
     ],
 )
 def test_a_folder_that_holds_runs_is_refused_untouched(

@@ -194,6 +194,9 @@ def _check_arguments(argv: list[str]) -> None:
     for arg in argv:
         if arg.startswith("="):  # Hydra's parser lets this through to a ValueError deep in composition
             fail(f"{arg}: an override needs a key before '=' (key=value)", EXIT_USAGE)
+        # Without the guard, Hydra writes a new .hydra/ over a finished run's before any check of bench's runs.
+        if arg.lstrip("+~").split("=")[0].startswith("hydra.callbacks.folders"):
+            fail(f"{arg}: the folder guard stays; it keeps finished runs from being overwritten", EXIT_USAGE)
 
 
 def _one_line(err: BaseException) -> str:
