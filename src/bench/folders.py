@@ -45,7 +45,14 @@ def holds_runs(path: Path) -> bool:
     """Whether ``path`` is a run folder, or a sweep folder with results or job folders in it."""
     if not path.is_dir():
         return False
-    if is_run_dir(path) or any((path / name).exists() for name in SWEEP_OUTPUTS):
+    return any((path / name).exists() for name in SWEEP_OUTPUTS) or holds_run_dirs(path)
+
+
+def holds_run_dirs(path: Path) -> bool:
+    """Whether ``path`` is a run folder or has one in it (a sweep's job): its results, not a report of them."""
+    if not path.is_dir():
+        return False
+    if is_run_dir(path):
         return True
     try:
         return any(child.is_dir() and is_run_dir(child) for child in path.iterdir())

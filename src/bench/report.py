@@ -19,7 +19,7 @@ import pandas as pd
 from bench import findings, interrupts
 from bench.diagnosis import NOISY_CV
 from bench.errors import OneLineParser
-from bench.folders import is_run_dir, make_writable
+from bench.folders import holds_run_dirs, make_writable
 from bench.metrics import METRICS, metric
 from bench.results import write_atomically
 from bench.runs import (
@@ -340,13 +340,8 @@ def _speedup_lines(runs: pd.DataFrame) -> list[str]:
 
 def _holds_other_runs(out: Path, dirs: Sequence[Path]) -> bool:
     """Whether ``out`` is a run folder, or a sweep's, that is not among those read (a folder's own report may be
-    rebuilt in place; another's must not be replaced, nor a run folder filled with a report)."""
-    if not out.is_dir() or out.resolve() in {d.resolve() for d in dirs}:
-        return False
-    try:
-        return is_run_dir(out) or any(child.is_dir() and is_run_dir(child) for child in out.iterdir())
-    except OSError:
-        return False
+    rebuilt in place, and a report folder reused; another's must not be replaced, nor a run folder filled)."""
+    return out.resolve() not in {d.resolve() for d in dirs} and holds_run_dirs(out)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
