@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench.diagnosis import INPUT_BOUND_WAIT, input_bound
 from bench.maxbatch import lower_bound_reason
-from bench.memory import LABELS, PARTS
+from bench.memory import LABELS, parts_shown
 from bench.metrics import finite
 from bench.runs import is_numeric
 
@@ -149,20 +149,16 @@ def verdict_table(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
 
 def memory_table(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
     """Per CUDA run with a breakdown: each part in MB, and the peaks they add up to."""
+    found = [(run, run.get("memory")) for _, run in runs.iterrows()]
+    found = [(run, parts) for run, parts in found if isinstance(parts, dict) and "activations_mb" in parts]
+    shown = parts_shown(parts for _, parts in found)
     rows = []
-    for _, run in runs.iterrows():
-        parts = run.get("memory")
-        if not isinstance(parts, dict) or "activations_mb" not in parts:
-            continue
+    for run, parts in found:
         row = {v: run[v] for v in varied}
-        row.update({LABELS[p]: parts.get(f"{p}_mb", 0.0 if p == "graph_pool" else None) for p in PARTS})
+        row.update({LABELS[p]: parts.get(f"{p}_mb", 0.0 if p == "graph_pool" else None) for p in shown})
         row.update({"peak allocated": parts.get("peak_allocated_mb"), "peak reserved": parts.get("peak_reserved_mb")})
         rows.append(row)
-    table = pd.DataFrame(rows)
-    pool = LABELS["graph_pool"]
-    if pool in table and not table[pool].fillna(0).any():  # no captured step: a column of zeros says nothing
-        table = table.drop(columns=pool)
-    return table
+    return pd.DataFrame(rows)
 
 
 def lab_memory_sentence(runs: pd.DataFrame) -> str:

@@ -20,7 +20,7 @@ stand-in; on CUDA it is torch.cuda's caching allocator.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import torch
@@ -38,6 +38,13 @@ LABELS = {
     "graph_pool": "CUDA graphs' pool",
     "reserve": "allocator reserve",
 }
+
+
+def parts_shown(breakdowns: Iterable[Mapping[str, float]]) -> list[str]:
+    """The parts a table or bar of these breakdowns shows: every one, but the CUDA graphs' pool only where a
+    run captured a graph (elsewhere, and in older metrics.json files, it is zero or absent and says nothing)."""
+    pooled = any(parts.get("graph_pool_mb") for parts in breakdowns)
+    return [p for p in PARTS if p != "graph_pool" or pooled]
 
 
 class Allocator(Protocol):

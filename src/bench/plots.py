@@ -214,16 +214,15 @@ def plot_time_split(runs: pd.DataFrame, varied: list[str], title: str, path: Pat
 
 def plot_memory(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -> bool:
     """What peak memory is made of, per CUDA run with a breakdown (bench.memory); False when none has one."""
-    from bench.memory import LABELS, PARTS
+    from bench.memory import LABELS, parts_shown
 
     rows = [
         (i, r["memory"]) for i, r in runs.iterrows() if isinstance(r["memory"], dict) and "reserve_mb" in r["memory"]
     ]
     if not rows:
         return False
-    stacks = {LABELS[p]: [parts.get(f"{p}_mb", 0.0) for _, parts in rows] for p in PARTS}
-    if not any(stacks[LABELS["graph_pool"]]):  # no captured step: no legend entry for an empty part
-        del stacks[LABELS["graph_pool"]]
+    shown = parts_shown(parts for _, parts in rows)  # the CUDA graphs' pool only where a run captured one
+    stacks = {LABELS[p]: [parts.get(f"{p}_mb", 0.0) for _, parts in rows] for p in shown}
     labels = _job_labels(runs.loc[[i for i, _ in rows]], varied)
     _stacked(path, f"What peak memory is made of: {title}", labels, stacks, "MB (the stack is peak reserved)")
     return True

@@ -298,9 +298,10 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     result.notes.extend([note] if note else [])
     if allocator is not None:
         peak, reserved = allocator.peak_allocated(), allocator.peak_reserved()
-        result.metrics["peak_memory_mb"] = (peak + graph_pool) / MIB
-        result.metrics["peak_reserved_mb"] = reserved / MIB
         result.memory = memory.breakdown(sizes, baseline, peak, reserved, graph_pool)
+        # The headline peaks are the breakdown's own (its peak allocated has what captured graphs hold).
+        result.metrics["peak_memory_mb"] = result.memory["peak_allocated_mb"]
+        result.metrics["peak_reserved_mb"] = result.memory["peak_reserved_mb"]
     else:
         result.memory = memory.sizes_mb(sizes)
 
