@@ -109,33 +109,31 @@ def check_specs(parser: argparse.ArgumentParser, specs: list[str], *, variants: 
         parts = spec.split(":")
         if not 3 <= len(parts) <= 3 + variants or not parts[1].isdigit():
             parser.error(f"--configs {spec!r}: write {form}, e.g. medium:256:fp32")
-        unknown = sorted(set(parts[3]) - set(ORDER)) if len(parts) == 4 else []
-        if unknown or (len(parts) == 4 and not parts[3]):  # else the config would silently run nothing
-            parser.error(f"--configs {spec!r}: no variant {', '.join(unknown) or '(none named)'}; "
-                         f"choose from {', '.join(ORDER)}")  # fmt: skip
+        if len(parts) == 4 and (wrong := _unknown_variants(parts[3])):  # else the config would run nothing
+            parser.error(f"--configs {spec!r}: {wrong}")
         try:
             validate(compose([f"model={parts[0]}", f"batch_size={parts[1]}", f"precision={parts[2]}"]))
         except Exception as err:  # an unknown model or precision, a batch size out of range
             parser.error(f"--configs {spec!r}: {describe(err)}")
 
 
-def check_train_size(parser: argparse.ArgumentParser, train_size: int | None) -> None:
-    """Refuse a --train-size that bench itself would refuse, before any work: one line, exit 2."""
-    if train_size is None:
+def _unknown_variants(letters: str) -> str | None:
+    """What is wrong with a set of variant letters (none named, or a letter that is no variant), or None."""
+    unknown = sorted(set(letters) - set(ORDER))
+    if letters and not unknown:
+        return None
+    return f"no variant {', '.join(unknown) or '(none named)'}; choose from {', '.join(ORDER)}"
+
+
+def check_setting(parser: argparse.ArgumentParser, flag: str, key: str, value: object) -> None:
+    """Refuse a ``flag`` value that bench itself would refuse as ``key``, before any work, not as a failed
+    pipeline afterwards: one line, exit 2. None (the flag not given) is fine."""
+    if value is None:
         return
     try:
-        validate(compose([f"dataset.train_size={train_size}"]))
+        validate(compose([f"{key}={value}"]))
     except Exception as err:  # out of range
-        parser.error(f"--train-size {train_size}: {describe(err)}")
-
-
-def check_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse a --warmup-steps or --seed that bench would refuse, before any work, not as a failed pipeline."""
-    for flag, key, value in (("--warmup-steps", "warmup_steps", args.warmup_steps), ("--seed", "seed", args.seed)):
-        try:
-            validate(compose([f"{key}={value}"]))
-        except Exception as err:  # out of range
-            parser.error(f"{flag} {value}: {describe(err)}")
+        parser.error(f"{flag} {value}: {describe(err)}")
 
 
 def _bare(cfg: DictConfig, device: torch.device) -> Figure:
@@ -299,9 +297,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figure is a median over timed epochs")
-    unknown = sorted(set(args.variants) - set(ORDER))
-    if unknown:
-        parser.error(f"--variants {args.variants!r}: no variant {', '.join(unknown)}; choose from {', '.join(ORDER)}")
+    if wrong := _unknown_variants(args.variants):
+        parser.error(f"--variants {args.variants!r}: {wrong}")
     if args.out is not None:  # before minutes of benchmarking, not after them
         try:
             make_writable(args.out, "--out")
@@ -310,8 +307,9 @@ def main(argv: list[str] | None = None) -> None:
     device = device_for(parser, args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
     check_specs(parser, specs)
-    check_train_size(parser, args.train_size)
-    check_settings(parser, args)
+    check_setting(parser, "--train-size", "dataset.train_size", args.train_size)
+    check_setting(parser, "--warmup-steps", "warmup_steps", args.warmup_steps)
+    check_setting(parser, "--seed", "seed", args.seed)
     env = environment(device)
     header = [
         "## Pipelines, side by side",

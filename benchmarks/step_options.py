@@ -23,7 +23,7 @@ import torch
 from bench import interrupts
 from bench.environment import environment
 from bench.errors import Interrupted, OneLineParser, exit_interrupted
-from pipelines import PLAIN, check_specs, check_train_size, device_for, through_bench  # this folder's
+from pipelines import PLAIN, check_setting, check_specs, device_for, through_bench  # this folder's
 
 OPTIONS = {
     "cpu": ["step.adam=forloop", "step.adam=foreach", "step.adam=fused", "step.channels_last=true",
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     device = device_for(parser, args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
     check_specs(parser, specs, variants=False)
-    check_train_size(parser, args.train_size)
+    check_setting(parser, "--train-size", "dataset.train_size", args.train_size)
     options = args.options or OPTIONS[device.type]
     train_size = args.train_size or TRAIN_SIZE[device.type]
     env = environment(device)
