@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+import bench
 from bench.errors import Interrupted
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,6 @@ def entry_point() -> Iterator[None]:
         with interruptible():
             yield
     finally:
-        import bench
-
         bench._work_done()  # the start-up handlers, back now, must not say "nothing was started"
 
 
