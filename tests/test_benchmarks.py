@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ def _script(name: str, tmp_path: Path, *args: str) -> subprocess.CompletedProces
 @pytest.mark.slow
 def test_pipelines_prints_each_pipeline_and_the_harness_verdict(tmp_path: Path) -> None:
     args = ("--device", "cpu", "--configs", "small:64:fp32:rcd", "--train-size", "512", "--out", "out")
-    proc = _script("pipelines.py", tmp_path, *args)
+    proc = _script("pipelines.py", tmp_path, *args, "--pairs", "1")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "out" / "results.md").read_text()
     assert all(row in md for row in ("| (r) resident |", "| (c) fast |", "| (d) bare |"))
@@ -41,9 +42,29 @@ def test_pipelines_prints_each_pipeline_and_the_harness_verdict(tmp_path: Path) 
     assert ("so this run alone cannot tell" in md) == (spread > 0.03), (spread, md)
 
 
+@pytest.mark.slow
+def test_pipelines_interleaves_the_harness_pairs_and_judges_their_median(tmp_path: Path) -> None:
+    # The CPU's default: (r) and (d) three times each, r d d r r d, then (c) once.
+    args = ("--device", "cpu", "--configs", "small:64:fp32:rcd", "--train-size", "256", "--out", "out")
+    proc = _script("pipelines.py", tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr
+    started = re.findall(r"\(([rdc])\) [a-z ]+(?:, pair (\d))? \.\.\.", proc.stderr)
+    assert started == [("r", "1"), ("d", "1"), ("d", "2"), ("r", "2"), ("r", "3"), ("d", "3"), ("c", "")]
+    figures = {f["variant"]: f for f in json.loads((tmp_path / "out" / "results.json").read_text())["results"][
+        "small:64:fp32:rcd"]}  # fmt: skip
+    r, d = figures["r"], figures["d"]
+    assert len(r["runs"]) == len(d["runs"]) == 3 and len(r["epochs"]) == len(d["epochs"]) == 9
+    assert len(figures["c"]["runs"]) == 1 and len(figures["c"]["epochs"]) == 3
+    ratios = sorted(d_s / r_s for r_s, d_s in zip(r["runs"], d["runs"], strict=True))
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "((r) and (d): 3 interleaved runs each)" in md
+    assert f"runs at {statistics.median(ratios):.3f}× the bare loop, the median of 3 interleaved pairs " \
+           f"({ratios[0]:.3f}–{ratios[-1]:.3f})" in md  # fmt: skip
+
+
 def test_the_harness_verdict_says_when_one_run_cannot_judge_3_percent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    from pipelines import Figure, verdicts
+    from pipelines import Figure, pooled, verdicts
 
     def pair(r_epochs: list[float], d_epochs: list[float]) -> str:
         r, d = sorted(r_epochs)[1], sorted(d_epochs)[1]
@@ -59,6 +80,25 @@ def test_the_harness_verdict_says_when_one_run_cannot_judge_3_percent(monkeypatc
     assert slow.startswith("- FAIL:") and "0.952×" in slow and "cannot tell" not in slow
     noisy = pair([1.02, 1.06, 1.0], [1.0, 1.001, 0.999])  # r's epochs 5.9% apart
     assert "0.980×" in noisy and "varied by up to 5.9%, more than the 3% judged, so this run alone cannot tell" in noisy
+
+    # Pairs: the median of the pairs' ratios decides, not one noisy pair, and not the epochs' spread.
+    def pairs(r_runs: list[float], d_runs: list[float]) -> str:
+        figures = [
+            pooled([Figure(v, v, t, 1000 / t, [t * 0.9, t, t * 1.1], None) for t in times])
+            for v, times in (("r", r_runs), ("d", d_runs))
+        ]
+        assert figures[0].runs == r_runs and len(figures[0].epochs) == 3 * len(r_runs)
+        return verdicts("small:128:fp32", figures, torch.device("cpu"))[0]
+
+    one_slow = pairs([1.0, 1.3, 1.01], [1.0, 1.0, 1.0])  # ratios 1.0, 0.769, 0.990
+    assert one_slow.startswith("- PASS:") and "0.990× the bare loop, the median of 3 interleaved pairs (0.769–1.000)" \
+        in one_slow and "the pairs fall on both sides of it" in one_slow  # fmt: skip
+    assert "cannot tell" not in one_slow  # the epochs' 20% spread is not the judge when there are pairs
+    clear = pairs([1.0, 1.01, 1.02, 1.0], [1.0, 1.0, 1.0, 1.0])
+    assert clear.startswith("- PASS:") and "median of 4 interleaved pairs (0.980–1.000)" in clear
+    assert "both sides" not in clear
+    costly = pairs([1.1, 1.1, 1.0], [1.0, 1.0, 1.0])
+    assert costly.startswith("- FAIL:") and "0.909×" in costly and "both sides" in costly
 
 
 @pytest.mark.slow
@@ -85,6 +125,7 @@ def test_step_options_records_an_option_that_fails_and_times_the_rest(tmp_path: 
         ("pipelines.py", ["--configs", "medium:64:fp32:zz"], "no variant z; choose from a, b, r, d, g, c"),
         ("pipelines.py", ["--warmup-steps", "-1"], "--warmup-steps -1: warmup_steps=-1"),
         ("pipelines.py", ["--seed", "-1"], "--seed -1: seed=-1"),
+        ("pipelines.py", ["--pairs", "0"], "--pairs 0: at least 1"),
         ("pipelines.py", ["--out", "/etc/passwd"], "--out=/etc/passwd: that is a file, not a folder"),
         ("pipelines.py", ["--train-size", "-5"], "dataset.train_size=-5 is out of range"),
         ("step_options.py", ["--train-size", "0"], "dataset.train_size=0 is out of range"),
@@ -165,7 +206,8 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
         return proc.returncode, proc.stdout.splitlines()
 
     def benchmark(out: Path, config: str) -> list[str]:
-        pipelines(["--device", "cpu", "--configs", config, "--train-size", "256", "--out", str(out / "pipelines")])
+        pipelines(["--device", "cpu", "--configs", config, "--train-size", "256", "--pairs", "1",
+                   "--out", str(out / "pipelines")])  # fmt: skip
         (out / "pipelines.md").write_text(capsys.readouterr().out)
         (out / "pipelines.rc").write_text("0\n")
         return (out / "pipelines.md").read_text().splitlines()
