@@ -130,6 +130,14 @@ def test_cifar10_without_archive_or_download_names_the_fix(cfg_for, tmp_path: Pa
         load(cfg_for("dataset=cifar10", f"data_dir={tmp_path}", "dataset.download=false"))
 
 
+def test_a_failed_cifar10_download_leaves_no_folders_behind(cfg_for, tmp_path: Path, monkeypatch) -> None:
+    for proxy in ("https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY"):  # offline, whatever the machine
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+    with pytest.raises(DatasetUnavailable, match="could not be fetched"):
+        load(cfg_for("dataset=cifar10", f"data_dir={tmp_path / 'typo' / 'deep'}"))
+    assert list(tmp_path.iterdir()) == []  # torchvision had made typo/deep/ for the archive
+
+
 def test_a_subset_larger_than_the_dataset_is_an_error(cfg_for, tmp_path: Path) -> None:
     root = _image_folder(tmp_path / "imgs")
     with pytest.raises(DatasetUnavailable, match="train_size=99 is more than the 6 images"):
