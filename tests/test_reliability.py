@@ -257,6 +257,19 @@ def test_a_disk_that_fills_mid_run_is_one_line_and_exit_1(tmp_path: Path) -> Non
     _one_error_line(done, 1, "metrics.json (File too large); the run ended ok, ")
 
 
+def test_a_disk_that_fills_between_sweep_jobs_stops_the_sweep_in_one_line_keeping_its_jobs(tmp_path: Path) -> None:
+    proc = _start(tmp_path, "-m", *LONG, "hydra.sweep.dir=S", "loader=resident", "epochs=1,2")
+    _wait_for(proc, "Epoch 1/1")  # job 0's one epoch is done
+    # A real write failure, where a full disk would give one: no file may now grow as large as the .hydra/hydra.yaml
+    # that Hydra writes for the next job, before bench runs it (job 0's smaller metrics.json still fits).
+    limit = (tmp_path / "S" / "0" / ".hydra" / "hydra.yaml").stat().st_size - 64
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (limit, limit))
+    done = _finish(proc)
+    _one_error_line(done, 1, "File too large; the sweep stopped: ")
+    assert read_metrics(tmp_path / "S" / "0")["status"] == "ok"  # the finished job is kept
+    assert not (tmp_path / "S" / "1" / "metrics.json").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "module", "expected"),
     [

@@ -130,14 +130,19 @@ def main() -> None:
         try:
             app()
         except Interrupted as stop:
-            exit_interrupted(stop, _after_interrupt())
+            exit_interrupted(stop, _what_is_kept())
         except (UsageError, Refused) as err:
             fail(str(err), EXIT_USAGE)
         except Exception as err:
             if user_wants_traces:
                 raise
             # Before any job started it was the input (Hydra's parser, composition, the output folder).
-            fail(_one_line(err), EXIT_RUN_FAILED if SESSION.started else EXIT_USAGE)
+            if not SESSION.started:
+                fail(_one_line(err), EXIT_USAGE)
+            # A sweep stopped between jobs, in Hydra's own code (the next job's .hydra/ on a full disk): as after
+            # an interrupt, say what is kept and write the partial report if the disk still takes it.
+            in_sweep = SESSION.sweep_dir or folders.claimed_sweep_dir()
+            fail(f"{_one_line(err)}{f'; the sweep stopped: {_what_is_kept()}' if in_sweep else ''}", EXIT_RUN_FAILED)
 
 
 def _register_sweeper() -> None:
@@ -209,8 +214,9 @@ def _one_line(err: BaseException) -> str:
     return describe(err)
 
 
-def _after_interrupt() -> str:
-    """Write what can still be written (a sweep's partial report); say where the results are."""
+def _what_is_kept() -> str:
+    """After a stop (a signal, or a sweep that cannot go on): write what can still be written (a sweep's
+    partial report) and say where the results are."""
     # Under the submitit launchers the jobs run elsewhere: the sweep folder is the one FolderGuard claimed.
     sweep_dir = SESSION.sweep_dir or folders.claimed_sweep_dir()
     with interrupts.deferred(reraise=False):
@@ -221,7 +227,8 @@ def _after_interrupt() -> str:
         try:
             report = build_report([sweep_dir])
         except Exception as err:  # the job folders are safe on disk; the report can be built later
-            return f"finished jobs are kept in {sweep_dir} (no report: {describe(err)})"
+            return (f"finished jobs are kept in {sweep_dir} (no report: {_one_line(err)}; build it later with "
+                    f"python -m bench.report {sweep_dir})")  # fmt: skip
         counts: Any = report.runs["status"].value_counts()
         done = ", ".join(f"{n} {s}" for s, n in counts.items())
         return f"{done}; partial report: {sweep_dir / 'report.md'}"
