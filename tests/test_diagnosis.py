@@ -143,6 +143,15 @@ def test_profile_writes_a_trace_and_changes_nothing(cfg_for, tmp_path: Path, cap
     assert "Top operators by self time" in caplog.text  # bench.log, where a CLI run logs DEBUG
 
 
+def test_profile_on_the_cpu_prints_no_lines_of_kinetos_own(tmp_path: Path) -> None:
+    # A process of its own: Kineto reads its log level when first used in a process.
+    proc = run_cli(tmp_path, *TINY, "profile=true", "hydra.run.dir=run", isolated=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run" / "trace.json").exists()
+    kineto = re.compile(r"^(USDT|ERROR|WARNING):\S+ \S+ \d+:\d+ ", re.MULTILINE)  # its C++ log lines' start
+    assert not kineto.search(proc.stdout + proc.stderr), proc.stderr
+
+
 def test_old_metrics_files_get_a_diagnosis_in_the_report(tmp_path: Path) -> None:
     from test_report import _fake_run
 

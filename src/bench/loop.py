@@ -7,6 +7,7 @@ one-time costs and is then undone in place, so training is exactly as without it
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -167,6 +168,10 @@ def profile(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, s
     device = next(model.parameters()).device
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    if not cuda:
+        # Kineto prints C++ lines to the console ("profiler_start", "gpuGetDeviceCount failed") that are noise
+        # on a CPU run; it reads its log level once, when first used in the process. A user's own level wins.
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     model.train()
     with rolled_back(model, step, device), torch_profile(activities=activities) as prof:
         for done, (x, y) in enumerate(train.device_batches(epoch_seed(seed, PROFILE_EPOCH))):
