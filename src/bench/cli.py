@@ -195,7 +195,10 @@ def _check_arguments(argv: list[str]) -> None:
         fail(message, EXIT_USAGE)
 
     parser.error = error  # type: ignore[method-assign]
-    parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.experimental_rerun is not None:  # Hydra's rerun reads a config.pickle, which bench does not write
+        fail("--experimental-rerun: bench does not keep Hydra's pickle; rerun a run with "
+             "python -m bench.reproduce RUN_DIR", EXIT_USAGE)  # fmt: skip
     for arg in argv:
         if arg.startswith("="):  # Hydra's parser lets this through to a ValueError deep in composition
             fail(f"{arg}: an override needs a key before '=' (key=value)", EXIT_USAGE)
