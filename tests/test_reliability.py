@@ -332,6 +332,15 @@ def test_bad_overrides_are_one_line_and_exit_2(tmp_path: Path, args: list[str], 
     _one_error_line(run_cli(tmp_path, *TINY, *args, module=module), 2, expected)
 
 
+def test_a_saved_config_run_by_config_path_still_refuses_a_wrong_type(tmp_path: Path) -> None:
+    # README "Reproducing a run": the saved config.yaml has no schema behind it; bench's own checks still hold.
+    assert run_cli(tmp_path, *TINY, "hydra.run.dir=orig").returncode == 0
+    saved = ("--config-path", str(tmp_path / "orig" / ".hydra"), "--config-name", "config")
+    wrong = (("batch_size=abc", "batch_size=abc is not an integer"), ("lr=x", "lr=x is not a number"))
+    for override, expected in wrong:
+        _one_error_line(run_cli(tmp_path, *saved, "hydra.run.dir=again", override), 2, expected)
+
+
 def test_reproduce_answers_a_parse_error_in_one_line(tmp_path: Path) -> None:
     assert run_cli(tmp_path, *TINY, "hydra.run.dir=orig").returncode == 0
     _one_error_line(run_cli(tmp_path, "orig", "=3", module="bench.reproduce"), 2, "bench: error:")

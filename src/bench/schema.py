@@ -209,9 +209,14 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if key == "workers":
             high = workers_limit()
+        # The schema types these; a config without it (a run's saved config.yaml, with --config-path) may not.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{key}={value} is not an integer")
         if value is not None and (value < low or (high is not None and value > high)):
             bound = f"from {low} to {high:,}" if high is not None else f">= {low}"
             raise ConfigError(f"{key}={value} is out of range; it must be an integer {bound}")
+    if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, int | float):
+        raise ConfigError(f"lr={cfg.lr} is not a number")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ConfigError(f"lr={cfg.lr} is out of range; it must be a finite number > 0")
     _check_combinations(cfg)
