@@ -6,6 +6,7 @@ comparison like for like) are in test_cuda.py.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from bench import memory, train
 from bench.memory import MIB
 from bench.report import build_report
 from bench.results import RunResult, write_metrics
+from conftest import TINY, read_metrics, run_cli
 
 
 class StandInAllocator:
@@ -113,6 +115,18 @@ def test_each_cpu_run_reports_its_own_peak_rss(cfg_for, tmp_path: Path) -> None:
     small = train.run(cfg_for("device=cpu", "loader=resident", "model=small"), tmp_path / "small")
     assert large.status == small.status == "ok", (large.error, small.error)
     assert small.metrics["peak_rss_mb"] < large.metrics["peak_rss_mb"] - 150, (small.metrics, large.metrics)
+
+
+def test_the_recorded_peak_rss_is_the_runs_not_the_environment_readings(tmp_path: Path) -> None:
+    # A process of its own, as job 0 of every sweep: asking torch for cuDNN's version after the run used to
+    # load the library and add ~50 MB to metrics.json's peak, above the figure the run printed.
+    proc = run_cli(tmp_path, *TINY, "hydra.run.dir=run", isolated=True)
+    assert proc.returncode == 0, proc.stderr
+    printed = re.search(r"peak RSS ([\d,]+) MB", proc.stdout + proc.stderr)
+    assert printed, proc.stdout + proc.stderr
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["peak_rss_mb"] == pytest.approx(float(printed[1].replace(",", "")), abs=1)
+    assert metrics["env"]["cudnn"] is None  # the CPU run does not load it
 
 
 def test_a_run_frees_cycles_made_after_the_first_run(cfg_for, tmp_path: Path) -> None:

@@ -126,7 +126,8 @@ def _fake_run(
             status=status, model="medium", device=device, precision="fp32", dataset="synthetic",
             loader="dataloader", batch_size=batch_size, workers=2, epochs=2, seed=0,
             epochs_detail=epochs, metrics=measured, cudnn_benchmark=cudnn,
-            env={"torch": "2.x", "gpu": "Test GPU" if device == "cuda" else None},
+            env={"torch": "2.x", "gpu": "Test GPU" if device == "cuda" else None, "cuda": "13.0",
+                 "cudnn": 92400 if device == "cuda" else None},
         ),
     )  # fmt: skip
     (run_dir / ".hydra").mkdir()
@@ -146,6 +147,10 @@ def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -
     assert "Overall GPU speedup: 2.73x" in text
     assert "Swept: **device** = cpu, cuda; **batch_size** = 64, 256, 1024" in text
     assert "allocated" in text  # the memory panel says which memory it shows
+    # The CUDA that torch was built for is not a GPU in use; cuDNN's code is shown as its version.
+    env = [" ".join(line.split()) for line in text.split("## Environment")[1].split("##")[0].splitlines()]
+    assert "| device | device_name | gpu | torch | CUDA (torch build) | cudnn | hostname | git_commit |" in env
+    assert any(line.startswith("| cuda | n/a | Test GPU | 2.x | 13.0 | 9.24.0 |") for line in env), env
     summary = pd.read_csv(tmp_path / "combined" / "summary.csv")
     assert len(summary) == 5 and list(summary["device"]) == ["cpu", "cpu", "cuda", "cuda", "cuda"]
     _assert_png(next((tmp_path / "combined").glob("*.png")))

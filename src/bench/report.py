@@ -161,7 +161,21 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
     env = env.rename(columns={c: c.removeprefix("env_") for c in present})
     if "git_commit" in env:
         env["git_commit"] = env["git_commit"].map(lambda c: c[:10] if isinstance(c, str) else c)
+    if "cudnn" in env:  # torch gives 92400 for cuDNN 9.24.0
+        env["cudnn"] = env["cudnn"].map(_cudnn_version)
+    # torch.version.cuda is the CUDA torch was built for, recorded for CPU runs too: not a GPU in use.
+    env = env.rename(columns={"cuda": "CUDA (torch build)"})
     return env.astype(str)  # versions are text: CUDA "13.0" is not the number 13
+
+
+def _cudnn_version(code: object) -> object:
+    """torch's cuDNN code as a version: 92400 → "9.24.0" (from cuDNN 9, major·10,000 + minor·100 + patch),
+    8907 → "8.9.7" (before, major·1,000); anything else as it is."""
+    if not isinstance(code, int | float) or pd.isna(code) or code < 1_000:
+        return code
+    major = 10_000 if code >= 10_000 else 1_000
+    code = int(code)
+    return f"{code // major}.{code % major // 100}.{code % 100}"
 
 
 def _trains(runs: pd.DataFrame) -> bool:

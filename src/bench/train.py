@@ -147,6 +147,9 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
 def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> None:
     """Record the last facts and write metrics.json. A broken device cannot stop a sweep (its errors become
     notes); only a metrics.json that cannot be written is raised, as NotRecorded, whose line says it all."""
+    # The run's own peak, read before the environment is gathered (which may load libraries); none for a run
+    # that was skipped before it did any work.
+    result.metrics["peak_rss_mb"] = measure.peak_rss_mb() if result.status != "skipped" else None
     try:
         if device is not None and result.metrics.get("peak_memory_mb") is None:  # how far an OOM run got
             _record_peak_memory(result, device)
@@ -154,7 +157,6 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
     except Exception as err:  # after a sticky CUDA error every CUDA call fails; keep what we have
         result.env = result.env or environment(torch.device("cpu"))
         result.notes.append(f"could not read the device after the run: {one_line(err)}")
-    result.metrics["peak_rss_mb"] = measure.peak_rss_mb()
     try:
         write_metrics(run_dir, result)
     except OSError as err:
