@@ -131,6 +131,8 @@ def test_verdict_and_band_rules() -> None:
     assert [verdict(r, 0.05) for r in (0.94, 0.96, 1.0, 1.04, 1.06)] == ["slower", "same", "same", "same", "faster"]
     assert noise_band(0.02, 0.03) == (pytest.approx(0.05), "IQR")
     assert noise_band(0.02, None, 0.1) == (0.1, "fixed")
+    # One side repeated and noisy (CV 97%): its spread widens the band, not a fixed ±5% that it cannot support.
+    assert noise_band(None, 0.8) == (pytest.approx(1.6), "IQR") and noise_band(0.04, None) == (0.08, "IQR")
 
 
 def test_several_runs_of_one_config_count_once_with_their_median(tmp_path: Path) -> None:

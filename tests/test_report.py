@@ -282,3 +282,19 @@ def test_each_preset_composes_the_labs_sweep(preset: str) -> None:
         assert OmegaConf.select(cfg, key) == value
     assert cfg.lab.part == list(PRESETS).index(preset) + 1 and cfg.lab.figures
     assert overridden.epochs == 1 and overridden.dataset.train_size == 5000  # the command line still wins
+
+
+def test_sweeps_that_repeat_a_config_are_kept_apart_by_their_folder(tmp_path: Path) -> None:
+    # The same batch sizes run twice (a rerun, another commit): one line per folder, never a zigzag through
+    # two batch-256 rows, and sentences per folder.
+    for sweep, times in (("main", (25.0, 20.0)), ("branch", (24.0, 30.0))):
+        for job, (bs, t) in enumerate(zip((64, 256), times, strict=True)):
+            _fake_run(tmp_path / "runs" / sweep, job, "cpu", bs, t)
+    build_report([tmp_path / "runs" / "main", tmp_path / "runs" / "branch"], tmp_path / "both")
+    text = (tmp_path / "both" / "report.md").read_text()
+    assert "## Sweep over batch_size, source" in text
+    assert "**source=main**: Throughput goes from 40 samples/s at batch_size=64 to 50 at batch_size=256" in text
+    assert "**source=branch**: Throughput goes from 42 samples/s at batch_size=64 to 33 at batch_size=256" in text
+    # One sweep alone has no such column.
+    build_report([tmp_path / "runs" / "main"], tmp_path / "one")
+    assert "source" not in (tmp_path / "one" / "report.md").read_text()

@@ -130,9 +130,13 @@ def verdict(ratio: float, band: float) -> str:
 
 
 def noise_band(base_rel_iqr: float | None, cand_rel_iqr: float | None, band: float = BAND) -> tuple[float, str]:
-    """The sum of both sides' relative IQRs where both were repeated, else the fixed band; and which."""
+    """The sum of both sides' relative IQRs where both were repeated; where one side was, twice its IQR (its
+    spread taken for both) if that is wider than the fixed band; else the fixed band. And which rule it was."""
     if base_rel_iqr is not None and cand_rel_iqr is not None:
         return base_rel_iqr + cand_rel_iqr, "IQR"
+    known = base_rel_iqr if base_rel_iqr is not None else cand_rel_iqr
+    if known is not None and 2 * known > band:  # a side known to be noisy: ±5% would claim more than it can show
+        return 2 * known, "IQR"
     return band, "fixed"
 
 
@@ -256,7 +260,8 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
         markdown(display(c), like=LIKE), "",
         "ratio: candidate / baseline (above 1: the candidate is faster, or uses more memory). Verdict: faster or "
         "slower beyond 1 ± the band, else same; the band is the sum of both sides' relative IQRs (IQR / median "
-        f"of samples/s over repeat=N) where both were repeated, else ±{_percent(c.band)}. Memory: peak CUDA "
+        "of samples/s over repeat=N) where both were repeated, twice the one side's where only one was (if wider), "
+        f"else ±{_percent(c.band)}. Memory: peak CUDA "
         "memory allocated on a GPU, else peak RSS; a ratio only where both sides measured the same.", "",
     ]  # fmt: skip
     if unjudged:

@@ -3,6 +3,7 @@ value of a second swept variable. Runs that did not finish are marked with their
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def plot_experiment(
         if not lab_df.empty and column in lab_df and x in lab_df:
             _lab_overlay(ax, lab_df, x, column, numeric, categories, lab_style)
         _mark_unfinished(ax, runs, x, numeric, categories)
-        ax.set_xlabel(LABELS.get(x, x))
+        ax.set_xlabel(LABELS.get(x, x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
         ax.set_ylabel(label)
         ax.set_title(label.split(" (")[0])
         # From 0, and 5% of the whole height above the highest point, so its marker is not cut by the frame.
@@ -233,19 +234,25 @@ def plot_ratios(rows: pd.DataFrame, labels: list[str], title: str, path: Path, c
     its verdict, the noise band shaded around 1, and a line at 1."""
     from matplotlib.ticker import FuncFormatter
 
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2.5), 4.4), layout="constrained")
-    ax.bar(range(len(rows)), rows["ratio"], 0.6, color=[colors[v] for v in rows["verdict"]])
+    inches = max(5.0, 1.1 * len(rows) + 2.5)
+    fig, ax = plt.subplots(figsize=(inches, 4.4), layout="constrained")
+    # From the line at 1×, up or down: a bar's length is how far from as-fast-as-the-baseline it is (on a log
+    # scale, a bar from an arbitrary floor would make 0.02× a stub and 1.08× a tower).
+    ax.bar(range(len(rows)), rows["ratio"] - 1, 0.6, bottom=1, color=[colors[v] for v in rows["verdict"]])
+    for verdict in dict.fromkeys(rows["verdict"]):
+        ax.bar([0], [0], 0, bottom=1, color=colors[verdict], label=verdict)  # a legend entry per verdict shown
     for i, (ratio, width) in enumerate(zip(rows["ratio"], rows["band"], strict=True)):
         ax.fill_between([i - 0.45, i + 0.45], 1 - width, 1 + width, color="0.5", alpha=0.3, linewidth=0,
                         label="noise band" if i == 0 else None)  # fmt: skip
         ax.annotate(f"{ratio:.2f}×", (i, ratio), xytext=(0, 3), textcoords="offset points", ha="center")
     ax.axhline(1.0, color="black", linewidth=1, label="as fast as the baseline")
-    if rows["ratio"].max() / rows["ratio"].min() > 20:
+    log = rows["ratio"].max() / rows["ratio"].min() > 20
+    if log:
         ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
     ax.set_xticks(range(len(rows)), [label.replace(", ", "\n") for label in labels], fontsize="small")
-    ax.set_ylabel("samples/s, candidate / baseline")
-    ax.set_title(title)
+    ax.set_ylabel("samples/s, candidate / baseline" + (" (log scale)" if log else ""))
+    ax.set_title("\n".join(textwrap.wrap(title, int(8 * inches))))  # ~8 characters an inch: no title past the edge
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small")
     fig.savefig(path, dpi=110)

@@ -242,6 +242,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
 
     lab = next((lab for lab in runs.get("lab", []) if isinstance(lab, dict)), None)
     varied = swept_variables(runs) or [v for v in ("model",) if v in runs]
+    runs, varied = _by_source(runs, varied)
     if lab and "part" in lab:
         heading = f"Lab part {lab['part']}: {title}"
     else:
@@ -282,6 +283,19 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     if "device" in varied or (lab and lab.get("part") == 1):
         lines += _speedup_lines(runs)
     return lines
+
+
+def _by_source(runs: pd.DataFrame, varied: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Where folders given together repeat a config (a sweep run twice, two commits), the folder each run
+    came from becomes a variable of its own ("source"), so the table, the plots and the sentences keep them
+    apart instead of zigzagging between two batch-256 rows."""
+    if runs["sweep"].nunique() < 2 or not runs[varied].astype(str).duplicated().any():
+        return runs, varied
+    paths = [Path(p) for p in runs["sweep"]]
+    depth = 1  # the shortest tail of the paths that still tells the folders apart
+    while len({p.parts[-depth:] for p in paths}) < runs["sweep"].nunique() and depth < max(len(p.parts) for p in paths):
+        depth += 1
+    return runs.assign(source=["/".join(p.parts[-depth:]) for p in paths]), [*varied, "source"]
 
 
 def _spread(run: pd.Series) -> str:
