@@ -200,8 +200,35 @@ def test_the_report_shows_median_and_iqr_and_flags_noise(tmp_path: Path) -> None
         write_metrics(tmp_path / "s" / str(job), metrics)
     build_report([tmp_path / "s"])
     text = (tmp_path / "s" / "report.md").read_text()
-    assert "samples/s (median ± IQR)" in text and "500 ± 20 " in text
-    assert "500 ± 20 (noisy: CV 20.0%)" in text and "(noisy: CV 1.0%)" not in text
+    # The IQR is a width, not a ± around the median (500 ± 20 would read as 480-520).
+    assert "samples/s: median (IQR) over the repeats" in text and "500 (IQR 20) " in text
+    assert "500 (IQR 20) (noisy: CV 20.0%)" in text and "(noisy: CV 1.0%)" not in text
+    assert "Noisy: batch_size=128 (CV 20%) varied by more than 5% over its repeats, so a difference" in text
+
+
+def test_noise_over_the_epochs_of_a_single_repeat_is_shown_too(tmp_path: Path) -> None:
+    from bench.results import load_metrics, write_metrics
+    from test_report import _fake_run
+
+    for job, cv in ((0, 0.01), (1, 0.2), (2, 0.3)):
+        _fake_run(tmp_path / "s", job, "cpu", 64 * (job + 1), 2.0)
+        metrics = load_metrics(tmp_path / "s" / str(job))
+        metrics.update(samples_per_s_cv=cv)  # repeats=1: the CV is over the epochs
+        write_metrics(tmp_path / "s" / str(job), metrics)
+    build_report([tmp_path / "s"])
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "samples/s spread over the epochs" in text and "CV 20.0% (noisy)" in text and "CV 1.0% " in text
+    assert (
+        "Noisy: batch_size=128 (CV 20%), batch_size=192 (CV 30%) varied by more than 5% over their epochs, "
+        "so a difference between runs smaller than that spread is not a finding; `repeat=3` measures it."
+    ) in text
+    # A steady sweep gets neither the column nor the sentence.
+    for job in (1, 2):
+        metrics = load_metrics(tmp_path / "s" / str(job))
+        write_metrics(tmp_path / "s" / str(job), {**metrics, "samples_per_s_cv": 0.02})
+    build_report([tmp_path / "s"])
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "spread over the epochs" not in text and "Noisy:" not in text
 
 
 def test_the_reports_sentence_and_its_verdict_table_agree_on_input_bound(tmp_path: Path, monkeypatch) -> None:
@@ -233,3 +260,17 @@ def test_the_reports_sentence_and_its_verdict_table_agree_on_input_bound(tmp_pat
     rows = [row.split("|") for row in report.splitlines() if "GPU busy 95%" in row]
     assert rows and rows[0][1].strip() == "256" and rows[0][3].strip() == "compute-bound", rows
     assert "input-bound at batch_size=64." in report  # and only there: not "every run is input-bound"
+
+
+def test_a_sweep_of_names_states_a_range_not_a_trend(tmp_path: Path) -> None:
+    # Models have no order: "from 5% at small to 2% at large" would hide medium's 36% in the middle.
+    from bench.results import load_metrics, write_metrics
+    from test_report import _fake_run
+
+    for job, (model, wait) in enumerate([("small", 0.05), ("medium", 0.36), ("large", 0.02)]):
+        _fake_run(tmp_path / "s", job, "cpu", 64, 2.0)
+        metrics = load_metrics(tmp_path / "s" / str(job))
+        write_metrics(tmp_path / "s" / str(job), {**metrics, "model": model, "data_wait_frac": wait})
+    build_report([tmp_path / "s"])
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "The data path's share of the epoch ranges from 2% at model=large to 36% at model=medium: " in text

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from bench.diagnosis import INPUT_BOUND_WAIT, input_bound
+from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, input_bound
 from bench.maxbatch import lower_bound_reason
 from bench.memory import LABELS, parts_shown
 from bench.metrics import finite
@@ -71,7 +71,23 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
     memory = _memory_sentence(ok, x)
     if memory:
         out.append(memory)
+    out.append(_noise_sentence(ok, x))
     return [s for s in out if s]
+
+
+def _noise_sentence(ok: pd.DataFrame, x: str) -> str:
+    """Which runs' timings moved by more than NOISY_CV, since the sentences above rank runs by them."""
+    cv = pd.to_numeric(ok["samples_per_s_cv"], errors="coerce")
+    noisy = ok[cv > NOISY_CV]
+    if noisy.empty:
+        return ""
+    over = "repeats" if (pd.to_numeric(ok["repeats"], errors="coerce").fillna(1) > 1).any() else "epochs"
+    names = ", ".join(f"{_label(x, r[x])} (CV {r['samples_per_s_cv']:.0%})" for _, r in noisy.iterrows())
+    return (
+        f"Noisy: {names} varied by more than {NOISY_CV:.0%} over {'its' if len(noisy) == 1 else 'their'} "
+        f"{over}, so a difference between runs "
+        "smaller than that spread is not a finding" + ("; `repeat=3` measures it." if over == "epochs" else ".")
+    )
 
 
 def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
@@ -85,24 +101,30 @@ def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
         for _, r in ok.iterrows()
         if input_bound(finite(r["data_wait_frac"]), finite(r.get("gpu_busy_frac")))
     ]
-    span = f"from {first['data_wait_frac']:.0%} at {_label(x, first[x])} to {last['data_wait_frac']:.0%} at " + (
-        f"{_label(x, last[x])}"
-    )
+    if is_numeric(ok[x]):
+        span = f"goes from {first['data_wait_frac']:.0%} at {_label(x, first[x])} to {last['data_wait_frac']:.0%} at "
+        span += _label(x, last[x])
+    else:  # no order to go along (models, loaders): the range, lowest to highest
+        low, high = ok.loc[waits.idxmin()], ok.loc[waits.idxmax()]
+        span = f"ranges from {low['data_wait_frac']:.0%} at {_label(x, low[x])} to {high['data_wait_frac']:.0%} at "
+        span += _label(x, high[x])
     if not bound:
-        return (
-            f"The data path's share of the epoch goes {span}: no run is input-bound (threshold {INPUT_BOUND_WAIT:.0%})."
-        )
+        return f"The data path's share of the epoch {span}: no run is input-bound (threshold {INPUT_BOUND_WAIT:.0%})."
     if len(bound) == len(ok):
-        return f"The data path's share of the epoch goes {span}: every run is input-bound."
-    return f"The data path's share of the epoch goes {span}: input-bound at {', '.join(bound)}."
+        return f"The data path's share of the epoch {span}: every run is input-bound."
+    return f"The data path's share of the epoch {span}: input-bound at {', '.join(bound)}."
 
 
 def _memory_sentence(ok: pd.DataFrame, x: str) -> str:
     if ok["peak_memory_mb"].isna().all():
         return ""
     first, last = ok.iloc[0], ok.iloc[-1]
+    goes = "goes"
+    if not is_numeric(ok[x]):  # no order to go along: the range, lowest to highest
+        memory = pd.to_numeric(ok["peak_memory_mb"], errors="coerce")
+        first, last, goes = ok.loc[memory.idxmin()], ok.loc[memory.idxmax()], "ranges"
     text = (
-        f"Peak memory allocated goes from {first['peak_memory_mb']:,.1f} MB at {_label(x, first[x])} to "
+        f"Peak memory allocated {goes} from {first['peak_memory_mb']:,.1f} MB at {_label(x, first[x])} to "
         f"{last['peak_memory_mb']:,.1f} MB at {_label(x, last[x])}"
     )
     if x == "batch_size" and is_numeric(ok[x]) and ok[x].nunique() >= 2:

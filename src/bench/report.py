@@ -46,6 +46,9 @@ MEMORY_NOTE = (
     "temporaries are the steady-state peak minus that; the allocator reserve is reserved minus allocated. "
     "Together they are the peak reserved."
 )
+#: the spread columns: over repeat=N, else (only where some run is noisy) over the epochs of one repeat
+SPREAD_REPEATS = "samples/s: median (IQR) over the repeats"
+SPREAD_EPOCHS = "samples/s spread over the epochs"
 PIPELINES = {
     "dataloader": "the lab's path: DataLoader workers, per-sample PIL → ToTensor → Normalize",
     "resident": "the whole dataset on the device, shuffled and normalized there",
@@ -194,7 +197,7 @@ def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     measured = [m.key for m in METRICS if m.table and runs[m.key].notna().any()]
     # A column of text with holes: all-missing is float NaN to pandas, so test the values, not the dtype.
     judged = [c for c in ("verdict", "learning") if runs[c].map(lambda v: isinstance(v, str) and v != "").any()]
-    spread = ["samples/s (median ± IQR)"] if "samples/s (median ± IQR)" in runs else []
+    spread = [c for c in (SPREAD_REPEATS, SPREAD_EPOCHS) if c in runs]
     # A max_batch search says why it stopped: its max batch is the largest only where it bracketed it.
     searched = ["search"] if not training and runs["search"].notna().any() else []
     return [*shown, "status", *searched, *judged, *spread, *measured]
@@ -252,8 +255,10 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     if len(loaders) == 1 and _trains(runs):
         lines += [f"Pipeline: loader={loaders[0]} ({PIPELINES.get(loaders[0], 'see README')})", ""]
     shown = runs.assign(learning=["did not learn" if v is False else "" for v in runs["learned"]])
-    if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median ± IQR, and a noise flag
-        shown["samples/s (median ± IQR)"] = [_spread(r) for _, r in runs.iterrows()]
+    if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median and IQR, and a noise flag
+        shown[SPREAD_REPEATS] = [_spread(r) for _, r in runs.iterrows()]
+    elif (runs["samples_per_s_cv"] > NOISY_CV).any():  # one repeat, but epochs far apart: say so beside the rates
+        shown[SPREAD_EPOCHS] = [_noise(r["samples_per_s_cv"]) for _, r in runs.iterrows()]
     lines += [markdown(shown, _experiment_columns(shown, varied)), ""]
     x = x_axis(runs, varied)
     for paragraph in findings.paragraphs(runs, x, [v for v in varied if v != x]):
@@ -299,11 +304,16 @@ def _by_source(runs: pd.DataFrame, varied: list[str]) -> tuple[pd.DataFrame, lis
 
 
 def _spread(run: pd.Series) -> str:
+    """``500 (IQR 20)``: the IQR is a width (upper minus lower quartile), never a ± around the median."""
     median, iqr, cv = run["samples_per_s_median"], run["samples_per_s_iqr"], run["samples_per_s_cv"]
     if pd.isna(median):
         return ""
-    text = f"{median:,.0f} ± {iqr:,.0f}" if pd.notna(iqr) else f"{median:,.0f}"
+    text = f"{median:,.0f} (IQR {iqr:,.0f})" if pd.notna(iqr) else f"{median:,.0f}"
     return text + (f" (noisy: CV {cv:.1%})" if pd.notna(cv) and cv > NOISY_CV else "")
+
+
+def _noise(cv: float) -> str:
+    return "" if pd.isna(cv) else f"CV {cv:.1%}" + (" (noisy)" if cv > NOISY_CV else "")
 
 
 def _memory_lines(
