@@ -91,6 +91,12 @@ def test_on_the_cpu_the_evidence_says_the_workers_share_the_cores() -> None:
     assert found["verdict"] == "compute-bound (CPU)" and "2 worker processes" in found["evidence"]
     alone = diagnosis.diagnose({"data_wait_frac": 0.05, "loader": "dataloader", "workers": 0, "device": "cpu"})
     assert "worker" not in alone["evidence"]
+    # Without workers the decoding is all in the 5% wait: the resident loader is not the next step.
+    assert found["next"] == "loader=resident" and alone["next"] == "step.channels_last=true"
+    # fp16 autocast on the CPU (the lab's AMP part run here) is the slow part, whatever the loader.
+    fp16 = diagnosis.diagnose({"data_wait_frac": 0.01, "loader": "dataloader", "workers": 2, "device": "cpu",
+                               "precision": "amp_fp16"})  # fmt: skip
+    assert fp16["next"] == "precision=fp32" and "no fast path on the CPU" in fp16["evidence"]
 
 
 def test_a_run_that_did_not_learn_is_flagged_but_stays_ok(tmp_path: Path) -> None:

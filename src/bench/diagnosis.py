@@ -26,6 +26,8 @@ from bench.metrics import finite
 INPUT_BOUND_WAIT = 0.30
 LAUNCH_BOUND_BUSY = 0.50
 COMPUTE_BOUND_BUSY = 0.90
+#: on the CPU, a DataLoader without workers whose wait is below this is not worth replacing first
+CPU_LOADER_WAIT = 0.10
 #: a final loss this close to ln(classes), relatively, is what a model that guesses uniformly scores
 NEAR_CHANCE_LOSS = 0.02
 #: a test accuracy under this many times chance (1 / classes) is no evidence of learning
@@ -74,10 +76,14 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
         return "input-bound", evidence, "loader=resident" if loader == "dataloader" else f"batch_size={2 * batch}"
     if run.get("device") != "cuda" or busy is None:
         evidence = f"data wait {wait:.0%}; the rest of the epoch is the model's compute on the CPU"
-        if loader == "dataloader":
-            workers = run.get("workers") or 0
-            if workers:  # the workers' decoding takes cores from the step without showing as wait
-                evidence += f", which shares the cores with the loader's {workers} worker processes"
+        workers = run.get("workers") or 0
+        if workers and loader == "dataloader":  # the workers' decoding takes cores from the step unseen as wait
+            evidence += f", which shares the cores with the loader's {workers} worker processes"
+        if run.get("precision") == "amp_fp16":
+            # The lab's AMP is a GPU feature: on the CPU, fp16 autocast is no shortcut (here 22x slower than fp32).
+            return "compute-bound (CPU)", evidence + "; fp16 autocast has no fast path on the CPU", "precision=fp32"
+        # Without workers the per-sample decoding is all in the wait: the resident loader saves no more than it.
+        if loader == "dataloader" and (workers or wait >= CPU_LOADER_WAIT):
             return "compute-bound (CPU)", evidence, "loader=resident"
         if not step.get("channels_last"):
             return "compute-bound (CPU)", evidence, "step.channels_last=true"
