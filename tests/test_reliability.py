@@ -121,8 +121,12 @@ def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path)
         (["resume=true"], "resume=true resumes a sweep: add -m"),
         # Even with the folder guard removed, a finished run is never overwritten.
         (["hydra.run.dir=S/0", "~hydra.callbacks.folders"], "the folder guard stays; it keeps finished runs"),
+        (["hydra.run.dir=S/0", "hydra.callbacks={folders:{_target_:bench.callbacks.ReportCallback}}"],
+         "the folder guard stays"),
+        # A folder that holds a whole sweep one level down: a new sweep's job 0 would write into ./S's place.
+        (["-m", "hydra.sweep.dir=.", "batch_size=16,32"], "hydra.sweep.dir=. already holds a sweep"),
     ],
-)
+)  # fmt: skip
 def test_a_folder_that_holds_runs_is_refused_untouched(
     finished_sweep: Path, tmp_path: Path, args: list[str], expected: str
 ) -> None:
@@ -337,8 +341,14 @@ def test_a_saved_config_run_by_config_path_still_refuses_a_wrong_type(tmp_path: 
     assert run_cli(tmp_path, *TINY, "hydra.run.dir=orig").returncode == 0
     saved = ("--config-path", str(tmp_path / "orig" / ".hydra"), "--config-name", "config")
     wrong = (("batch_size=abc", "batch_size=abc is not an integer"), ("lr=x", "lr=x is not a number"))
-    for override, expected in wrong:
-        _one_error_line(run_cli(tmp_path, *saved, "hydra.run.dir=again", override), 2, expected)
+    for i, (override, expected) in enumerate(wrong):
+        _one_error_line(run_cli(tmp_path, *saved, f"hydra.run.dir=again{i}", override), 2, expected)
+    # Nor does its folder guard go: the saved config has no defaults list, so bench adds its callbacks.
+    before = _snapshot(tmp_path / "orig")
+    _one_error_line(run_cli(tmp_path, *saved, "hydra.run.dir=orig"), 2, "hydra.run.dir=orig already holds a run")
+    assert _snapshot(tmp_path / "orig") == before
+    assert run_cli(tmp_path, *saved, "-m", "batch_size=8,16", "hydra.sweep.dir=S").returncode == 0
+    assert (tmp_path / "S" / "report.md").is_file()  # and its report callback
 
 
 def test_reproduce_answers_a_parse_error_in_one_line(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 from pathlib import Path
 
@@ -56,3 +57,18 @@ def test_jobs_are_matched_by_config_not_by_number() -> None:
     # A job whose folder was removed runs under its own number again, where the sweep's plan expects it.
     gone = resume.plan([(["x=a"], "a"), (["x=d"], "d"), (["x=e"], "e")], [existing[0], resume.Existing(2, "e", False)])
     assert sorted(gone.run) == [(1, ["x=d"]), (2, ["x=e"])]
+
+
+def test_folders_not_named_as_hydra_names_jobs_are_never_taken_for_one(tmp_path: Path) -> None:
+    # "01" is not job 1: Hydra would write job 1 into "1", over the finished run there. "②" is no number at all.
+    assert run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=16,32").returncode == 0
+    for name in ("01", "②"):
+        shutil.copytree(tmp_path / "S" / "0", tmp_path / "S" / name)
+    config = tmp_path / "S" / "01" / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("batch_size: 16", "batch_size: 64"))
+    finished = _snapshot(tmp_path / "S" / "1")
+    again = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=16,32,64", "resume=true")
+    assert again.returncode == 0, again.stderr
+    assert _snapshot(tmp_path / "S" / "1") == finished
+    runs = pd.read_csv(tmp_path / "S" / "summary.csv")
+    assert list(runs["job"].dropna().astype(int)) == [0, 1, 2] and list(runs["batch_size"])[:3] == [16, 32, 64]

@@ -125,6 +125,7 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     sys.argv[1:] = options_first(sys.argv[1:])
     _check_arguments(sys.argv[1:])
+    sys.argv[1:] = with_callbacks(sys.argv[1:])
     _register_sweeper()
     with interrupts.entry_point():
         try:
@@ -202,9 +203,26 @@ def _check_arguments(argv: list[str]) -> None:
     for arg in argv:
         if arg.startswith("="):  # Hydra's parser lets this through to a ValueError deep in composition
             fail(f"{arg}: an override needs a key before '=' (key=value)", EXIT_USAGE)
-        # Without the guard, Hydra writes a new .hydra/ over a finished run's before any check of bench's runs.
-        if arg.lstrip("+~").split("=")[0].startswith("hydra.callbacks.folders"):
+        # Without the guard, Hydra writes a new .hydra/ over a finished run's before any check of bench's runs:
+        # refused whether it is named (hydra.callbacks.folders...) or replaced with the node above it.
+        key = arg.lstrip("+~").split("=")[0]
+        if key in ("hydra", "hydra.callbacks") or key.startswith("hydra.callbacks.folders"):
             fail(f"{arg}: the folder guard stays; it keeps finished runs from being overwritten", EXIT_USAGE)
+
+
+#: Hydra's options that choose another primary config (a run's saved .hydra/config.yaml, README "Reproducing")
+FOREIGN_CONFIG = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir")
+#: bench's callbacks, which a config without bench's defaults list would run without
+CALLBACKS = {"folders": "bench.callbacks.FolderGuard", "report": "bench.callbacks.ReportCallback"}
+
+
+def with_callbacks(argv: list[str]) -> list[str]:
+    """``argv``, plus bench's callbacks where another primary config is chosen: a saved config.yaml has no
+    defaults list, so without them nothing would guard its folder (a finished run's, given as hydra.run.dir,
+    would be overwritten) and a sweep would get no report."""
+    if not any(arg.split("=")[0] in FOREIGN_CONFIG for arg in argv):
+        return argv
+    return [*argv, *(f"++hydra.callbacks.{name}._target_={target}" for name, target in CALLBACKS.items())]
 
 
 def _one_line(err: BaseException) -> str:

@@ -38,7 +38,10 @@ def is_run_dir(path: Path) -> bool:
 
 
 def job_number(path: Path) -> int | None:
-    return int(path.name) if path.name.isdigit() else None
+    """The job number Hydra names a sweep's job folder by (``0``, ``12``), or None for any other name: not
+    ``01`` (Hydra would write job 1 into ``1``, beside it) nor a Unicode digit such as ``②``."""
+    name = path.name
+    return int(name) if name.isascii() and name.isdigit() and str(int(name)) == name else None
 
 
 def holds_runs(path: Path) -> bool:
@@ -55,7 +58,8 @@ def holds_run_dirs(path: Path) -> bool:
     if is_run_dir(path):
         return True
     try:
-        return any(child.is_dir() and is_run_dir(child) for child in path.iterdir())
+        # A child that is a run, or a whole sweep copied or moved in (where a new sweep's job 0 would write).
+        return any(child.is_dir() and (is_run_dir(child) or (child / SWEEP_FILE).is_file()) for child in path.iterdir())
     except OSError:
         return False
 
