@@ -43,7 +43,7 @@ from bench.datasets import load_arrays
 from bench.device import resolve_device
 from bench.environment import environment
 from bench.errors import Interrupted, OneLineParser, UsageError, describe, exit_interrupted
-from bench.folders import make_writable
+from bench.folders import holds_run_dirs, make_writable
 from bench.loaders import normalize
 from bench.schema import compose, instantiate, validate
 from bench.step import autocast_dtype, math_mode
@@ -71,6 +71,8 @@ ORDER = "abrdgc"  # see run_config
 CPU_TARGETS = {("small", 128), ("medium", 64)}
 GPU_TARGETS = {"medium_any": 1_000_000, "medium_256": 450_000, "large_any": 250_000}
 HARNESS_TARGET = 0.97  # (r) / (d): the harness costs at most 3%
+#: what --out gets: the tables as printed, and the figures
+RESULT_FILES = ("results.md", "results.json")
 #: how many times (r) and (d) run, interleaved, per config: a single pair cannot judge 3% on the shared
 #: CPU box (README "Performance"); a GPU's pair is steadier and `make gpu-check` has no time for more
 DEFAULT_PAIRS = {"cpu": 3, "cuda": 1}
@@ -166,6 +168,21 @@ def check_setting(parser: argparse.ArgumentParser, flag: str, key: str, value: o
         validate(compose([f"{key}={value}"]))
     except Exception as err:  # out of range
         parser.error(f"{flag} {value}: {describe(err)}")
+
+
+def check_out(parser: argparse.ArgumentParser, out: Path | None, files: tuple[str, ...]) -> None:
+    """``--out``, before minutes of benchmarking: a folder that can be written, holds no runs, and holds no
+    earlier results of this benchmark (they are kept, not replaced); else one line and exit 2."""
+    if out is None:
+        return
+    if holds_run_dirs(out):
+        parser.error(f"--out {out}: that folder holds runs; write the benchmark's results to a folder of its own")
+    if earlier := [name for name in files if (out / name).exists()]:
+        parser.error(f"--out {out}: it holds {earlier[0]} from an earlier run, which is kept; choose a new folder")
+    try:
+        make_writable(out, "--out")
+    except UsageError as err:
+        parser.error(str(err))
 
 
 def _bare(cfg: DictConfig, device: torch.device) -> Figure:
@@ -349,13 +366,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figure is a median over timed epochs")
+    check_setting(parser, "--epochs", "epochs", args.epochs)
     if wrong := _unknown_variants(args.variants):
         parser.error(f"--variants {args.variants!r}: {wrong}")
-    if args.out is not None:  # before minutes of benchmarking, not after them
-        try:
-            make_writable(args.out, "--out")
-        except UsageError as err:
-            parser.error(str(err))
+    check_out(parser, args.out, RESULT_FILES)
     if args.pairs is not None and args.pairs < 1:
         parser.error(f"--pairs {args.pairs}: at least 1")
     device = device_for(parser, args.device)
@@ -402,10 +416,11 @@ def main(argv: list[str] | None = None) -> None:
         lines += block
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.md").write_text("\n".join(lines))
+        markdown, data = RESULT_FILES
+        (args.out / markdown).write_text("\n".join(lines))
         serial = {spec: [f.__dict__ for f in figs] for spec, figs in results.items()}
-        (args.out / "results.json").write_text(json.dumps({"env": env, "results": serial}, indent=2))
-        print(f"wrote {args.out / 'results.md'}", file=sys.stderr)
+        (args.out / data).write_text(json.dumps({"env": env, "results": serial}, indent=2))
+        print(f"wrote {args.out / markdown}", file=sys.stderr)
     if stop is not None:
         exit_interrupted(stop, f"{len(results)} of {len(specs)} configs ran; their figures are above")
 

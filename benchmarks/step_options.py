@@ -23,7 +23,7 @@ import torch
 from bench import interrupts
 from bench.environment import environment
 from bench.errors import Interrupted, OneLineParser, exit_interrupted
-from pipelines import PLAIN, check_setting, check_specs, device_for, through_bench  # this folder's
+from pipelines import PLAIN, check_out, check_setting, check_specs, device_for, through_bench  # this folder's
 
 OPTIONS = {
     "cpu": ["step.adam=forloop", "step.adam=foreach", "step.adam=fused", "step.channels_last=true",
@@ -43,6 +43,8 @@ DEFAULT_CONFIGS = {
 }
 #: images per epoch: on a GPU a multiple of every batch size above, so no epoch ends in a partial batch
 TRAIN_SIZE = {"cpu": 20_000, "cuda": 49_152}
+#: what --out gets: the table as printed, and the rows
+RESULT_FILES = ("step_options.md", "step_options.json")
 
 
 def measure(overrides: list[str], out: Path) -> tuple[float, float | None]:
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     specs = args.configs or DEFAULT_CONFIGS[device.type]
     check_specs(parser, specs, variants=False)
     check_setting(parser, "--train-size", "dataset.train_size", args.train_size)
+    check_setting(parser, "--epochs", "epochs", args.epochs)
+    check_out(parser, args.out, RESULT_FILES)
     options = args.options or OPTIONS[device.type]
     train_size = args.train_size or TRAIN_SIZE[device.type]
     env = environment(device)
@@ -88,8 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     def write() -> None:
         if args.out:  # after every config, so a run cut short keeps what it measured
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "step_options.md").write_text("\n".join([*lines, ""]))
-            (args.out / "step_options.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+            markdown, data = RESULT_FILES
+            (args.out / markdown).write_text("\n".join([*lines, ""]))
+            (args.out / data).write_text(json.dumps({"env": env, "rows": rows}, indent=2))
 
     with tempfile.TemporaryDirectory() as tmp, interrupts.interruptible():
         try:

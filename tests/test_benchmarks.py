@@ -126,6 +126,9 @@ def test_step_options_records_an_option_that_fails_and_times_the_rest(tmp_path: 
         ("pipelines.py", ["--warmup-steps", "-1"], "--warmup-steps -1: warmup_steps=-1"),
         ("pipelines.py", ["--seed", "-1"], "--seed -1: seed=-1"),
         ("pipelines.py", ["--pairs", "0"], "--pairs 0: at least 1"),
+        ("pipelines.py", ["--epochs", "2000000"], "--epochs 2000000: epochs=2000000 is out of range"),
+        ("step_options.py", ["--epochs", "0"], "--epochs 0: epochs=0 is out of range"),
+        ("step_options.py", ["--out", "/etc/passwd"], "--out=/etc/passwd: that is a file, not a folder"),
         ("pipelines.py", ["--out", "/etc/passwd"], "--out=/etc/passwd: that is a file, not a folder"),
         ("pipelines.py", ["--train-size", "-5"], "dataset.train_size=-5 is out of range"),
         ("step_options.py", ["--train-size", "0"], "dataset.train_size=0 is out of range"),
@@ -137,6 +140,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, script: str, args: lis
     proc = _script(script, tmp_path, *(["--device", "cpu"] if "--device" not in args else []), *args)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and expected in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("script", "kept"), [("pipelines.py", "results.json"), ("step_options.py", "step_options.md")])
+def test_out_never_replaces_an_earlier_runs_results(tmp_path: Path, script: str, kept: str) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / kept).write_text("the figures of an earlier run")
+    proc = _script(script, tmp_path, "--device", "cpu", "--out", "out")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"--out out: it holds {kept} from an earlier run, which is kept; choose a new folder" in proc.stderr
+    assert (tmp_path / "out" / kept).read_text() == "the figures of an earlier run"
 
 
 @pytest.mark.slow

@@ -248,6 +248,11 @@ def test_out_gets_compare_md_and_compare_png(laptop_and_gpu: tuple[Path, Path], 
     assert f"wrote {out / 'compare.md'}" in proc.stdout and f"wrote {out / 'compare.png'}" in proc.stdout
     with Image.open(out / "compare.png") as img:
         assert img.format == "PNG" and img.size[0] > 400 and img.size[1] > 200
+    # Never into a sweep's or a run's folder, where a comparison would sit among the results.
+    for into in (base, base / "0"):
+        proc = run_cli(tmp_path, str(base), str(cand), "--out", str(into), module="bench.compare")
+        assert proc.returncode == 2 and "that folder holds runs" in proc.stderr, proc.stderr
+        assert not (into / "compare.md").exists()
 
 
 # ------------------------------------------------------------------------------------------- real runs

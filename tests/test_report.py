@@ -248,6 +248,10 @@ def test_report_cli_writes_to_out(tmp_path: Path) -> None:
         proc = run_cli(tmp_path, "s", "--out", out, module="bench.report")
         assert proc.returncode == 2 and "holds runs of its own" in proc.stderr, proc.stderr
     assert not (tmp_path / "other" / "report.md").exists() and not (tmp_path / "other" / "0" / "report.md").exists()
+    # Nor a report combined from several folders into one of them: that folder's own report would go.
+    proc = run_cli(tmp_path, "s", "other", "--out", "other", module="bench.report")
+    assert proc.returncode == 2 and "holds runs of its own" in proc.stderr, proc.stderr
+    assert not (tmp_path / "other" / "report.md").exists()
 
 
 # -------------------------------------------------------------------------------- lab presets

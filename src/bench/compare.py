@@ -27,7 +27,7 @@ import pandas as pd
 
 from bench import interrupts
 from bench.errors import EXIT_RUN_FAILED, OneLineParser, UsageError, fail
-from bench.folders import make_writable
+from bench.folders import holds_run_dirs, make_writable
 from bench.metrics import finite
 from bench.runs import CONFIG_COLUMNS, flat_config, load_runs, saved_config
 from bench.tables import MISSING, cell, markdown
@@ -330,6 +330,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.baseline, args.candidate = base, cand
     if not 0 <= args.band < 1:
         parser.error(f"--band {args.band}: expected a share between 0 and 1, e.g. 0.05 for ±5%")
+    if args.out is not None and holds_run_dirs(args.out):  # a comparison is not a result: never among the runs
+        parser.error(f"--out {args.out}: that folder holds runs; write the comparison to a folder of its own")
     return args
 
 

@@ -377,9 +377,13 @@ def _speedup_lines(runs: pd.DataFrame) -> list[str]:
 
 
 def _holds_other_runs(out: Path, dirs: Sequence[Path]) -> bool:
-    """Whether ``out`` is a run folder, or a sweep's, that is not among those read (a folder's own report may be
-    rebuilt in place, and a report folder reused; another's must not be replaced, nor a run folder filled)."""
-    return out.resolve() not in {d.resolve() for d in dirs} and holds_run_dirs(out)
+    """Whether writing to ``out`` would replace another report: ``out`` is a run folder, or a sweep's, other than
+    the one folder read (a folder's own report may be rebuilt in place, and a report folder reused; but a report
+    combined from several folders must not replace one's own, nor fill a run folder)."""
+    read = {d.resolve() for d in dirs}
+    if out.resolve() in read:
+        return len(read) > 1 and holds_run_dirs(out)
+    return holds_run_dirs(out)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
