@@ -330,6 +330,8 @@ def test_report_never_creates_the_folder_it_reads(tmp_path: Path) -> None:
         (["model.width=2"], "bench", "Key 'width' is not in struct (a key its YAML does not list, such as an "),
         (["epochs=[1"], "bench", "cannot parse the override 'epochs=[1'"),
         (["--experimental-rerun", "r/.hydra/config.pickle"], "bench", "rerun a run with python -m bench.reproduce"),
+        # A label every table shows: refused before training, not lost after it to metrics.json's JSON.
+        (["model.name=[a]"], "bench", "model.name=['a'] is not a name; write a word"),
     ],
 )
 def test_bad_overrides_are_one_line_and_exit_2(tmp_path: Path, args: list[str], module: str, expected: str) -> None:

@@ -160,6 +160,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 }
 CUDA_ONLY_COMPILE = ("reduce-overhead", "cudagraph")
 #: inclusive ranges; a key that a component does not have (e.g. loader.prefetch_factor) is skipped
+#: the components' names, which metrics.json, the tables and the plots record as labels
+NAMES = ("model.name", "precision.name", "dataset.name", "loader.name", "recipe.name")
 RANGES: dict[str, tuple[int, int | None]] = {
     "batch_size": (1, 2**24),
     "workers": (0, None),
@@ -200,6 +202,10 @@ def validate(cfg: DictConfig) -> None:
     _check_keys(cfg)
     for group in RUNTIME_ARGUMENTS:
         _check_component(group, cfg[group])
+    for key in NAMES:  # the labels every table and plot shows: a word, not a list or a node
+        value = OmegaConf.select(cfg, key, default=None)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{key}={value} is not a name; write a word, e.g. {key}=mine")
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bench import capacity, interrupts, measure, memory
 from bench.datasets import Arrays, load_arrays
@@ -70,7 +70,9 @@ def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
     """
 
     def get(key: str) -> Any:
-        return OmegaConf.select(cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False, throw_on_resolution_failure=False)
+        # A value the check refuses (a list where a name goes) is still recorded, as text, not lost to JSON.
+        return str(OmegaConf.to_container(value)) if isinstance(value, DictConfig | ListConfig) else value
 
     device = get("device.name")
     return RunResult(
