@@ -144,6 +144,29 @@ def test_a_failing_reproduction_exits_1_after_writing_the_comparison(original: P
     assert "| lr | 0.001 | 1e+06 |" in squeezed((out / "reproduce.md").read_text())
 
 
+@pytest.mark.parametrize(
+    ("where", "value", "says"),
+    [(("epochs_detail", 0, "loss"), "2.30", "an epoch's loss is '2.30'"),
+     (("epochs_detail", 0, "epoch"), [1], "an epoch's epoch is [1]"),
+     (("env", "packages"), "torch==2.0", "env.packages is a str")],
+)  # fmt: skip
+def test_an_original_with_hand_edited_figures_is_unreadable_not_a_traceback(
+    original: Path, tmp_path: Path, where: tuple, value: object, says: str
+) -> None:
+    shutil.copytree(original, tmp_path / "orig")
+    metrics = read_metrics(tmp_path / "orig")
+    node = metrics
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    (tmp_path / "orig" / "metrics.json").write_text(json.dumps(metrics))
+    proc = run_cli(tmp_path, "orig", "epochs=1", "--out", "again", module="bench.reproduce")
+    assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    md = (tmp_path / "again" / "reproduce.md").read_text()
+    assert "status: original unknown, new ok" in md and "the original run's metrics are unreadable: " in md
+    assert says in md
+
+
 # case: (arguments, with {run} and {cwd} filled in; a .hydra file and its new text, None deletes it; message)
 BAD: dict[str, tuple[list[str], tuple[str, Callable[[str], str | None]] | None, str]] = {
     "missing folder": (["{cwd}/nope"], None, "no such folder"),

@@ -12,7 +12,7 @@ import math
 import os
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,10 @@ class EpochStats:
     energy_j: float | None = None
     #: which repeat of the timed epochs this epoch belongs to (repeat=N), from 1
     repeat: int = 1
+
+
+#: an epoch's figures in metrics.json, every one a number or null
+EPOCH_FIELDS = tuple(f.name for f in fields(EpochStats))
 
 
 @dataclass
@@ -197,7 +201,18 @@ def _check_shapes(path: Path, data: dict[str, Any]) -> None:
     for epoch in data.get("epochs_detail") or []:
         if not isinstance(epoch, dict):
             raise MetricsError(f"{path}: epochs_detail holds a {type(epoch).__name__}, expected objects")
+        for key in EPOCH_FIELDS:  # every figure of an epoch is a number (the loss "2.30" is text, not a loss)
+            value = epoch.get(key)
+            if value is not None and not _number(value):
+                raise MetricsError(f"{path}: an epoch's {key} is {value!r}, expected a number or null")
+    packages = (data.get("env") or {}).get("packages")
+    if packages is not None and not isinstance(packages, dict):
+        raise MetricsError(f"{path}: env.packages is a {type(packages).__name__}, expected an object")
     for m in METRICS:
         value = data.get(m.key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if value is not None and not _number(value):
             raise MetricsError(f"{path}: {m.key} is {value!r}, expected a number or null")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
