@@ -433,7 +433,8 @@ def test_every_swept_key_has_a_column_and_a_heading(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("epochs_detail", "x"), ("env", "nope"), ("avg_epoch_time", "fast"), ("notes", 3)]
+    ("field", "value"),
+    [("epochs_detail", "x"), ("env", "nope"), ("avg_epoch_time", "fast"), ("notes", 3), ("samples_per_s", 0)],
 )
 def test_malformed_but_valid_json_is_unreadable(
     finished_sweep: Path, tmp_path: Path, field: str, value: object

@@ -227,8 +227,9 @@ def summary_line(c: Comparison) -> str:
     iqr = int((judged["band_rule"] == "IQR").sum())
     band = f"band {_percent(c.band)}" if not iqr else "band: the repeats' IQR" + (
         f" on {iqr} of {len(judged)}, else {_percent(c.band)}" if iqr < len(judged) else "")  # fmt: skip
+    mean = geometric_mean(list(judged["ratio"]))
     return (f"candidate vs baseline: {n.get(FASTER, 0)} faster, {n.get(SAME, 0)} same, {n.get(SLOWER, 0)} slower "
-            f"({band}); geometric mean speedup {geometric_mean(list(judged['ratio'])):.2f}×")  # fmt: skip
+            f"({band}); geometric mean speedup {f'{mean:.2f}×' if mean else MISSING}")  # fmt: skip
 
 
 def _labels(c: Comparison) -> list[str]:

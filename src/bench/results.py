@@ -23,6 +23,8 @@ SCHEMA = 1
 STATUSES = ("ok", "oom", "failed", "diverged", "skipped", "interrupted")
 REQUIRED = ("schema", "status", "model", "device", "precision", "batch_size")
 #: the JSON type each structured field must have; anything else makes the file unreadable, not a crash
+#: measured figures that are above 0 whenever present
+POSITIVE = ("samples_per_s", "avg_epoch_time", "samples_per_s_median", "epoch_time_median")
 SHAPES: dict[str, type] = {
     "epochs_detail": list, "env": dict, "step": dict, "notes": list, "memory": dict, "diagnosis": dict,
     "capacity": dict,
@@ -212,6 +214,10 @@ def _check_shapes(path: Path, data: dict[str, Any]) -> None:
         value = data.get(m.key)
         if value is not None and not _number(value):
             raise MetricsError(f"{path}: {m.key} is {value!r}, expected a number or null")
+    for key in POSITIVE:  # a rate or an epoch of 0 s or less was never measured: every ratio of it would mislead
+        value = data.get(key)
+        if value is not None and value <= 0:
+            raise MetricsError(f"{path}: {key} is {value!r}, expected a positive number or null")
 
 
 def _number(value: Any) -> bool:
