@@ -353,6 +353,16 @@ def test_a_saved_config_run_by_config_path_still_refuses_a_wrong_type(tmp_path: 
     assert (tmp_path / "S" / "report.md").is_file()  # and its report callback
 
 
+@pytest.mark.parametrize("args", [["hydra.run.dir=${oc.env:BENCH_NOT_SET}"],
+                                  ["-m", "hydra.sweep.dir=${oc.env:BENCH_NOT_SET}", "batch_size=8,16"]])  # fmt: skip
+def test_an_output_folder_that_does_not_resolve_is_one_line(tmp_path: Path, args: list[str]) -> None:
+    # A process of its own, where warnings reach the console: Hydra turns a callback's error into a
+    # many-line UserWarning, so the folder guard resolves the folder itself.
+    key = "hydra.sweep.dir" if "-m" in args else "hydra.run.dir"
+    proc = run_cli(tmp_path, *args, isolated=True)
+    _one_error_line(proc, 2, f"{key}: KeyError raised while resolving interpolation")
+
+
 def test_reproduce_answers_a_parse_error_in_one_line(tmp_path: Path) -> None:
     assert run_cli(tmp_path, *TINY, "hydra.run.dir=orig").returncode == 0
     _one_error_line(run_cli(tmp_path, "orig", "=3", module="bench.reproduce"), 2, "bench: error:")

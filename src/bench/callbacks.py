@@ -12,9 +12,10 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from bench import interrupts
-from bench.errors import Refused, UsageError
+from bench.errors import Refused, UsageError, one_line
 from bench.folders import claim_run_dir, claim_sweep_dir
 
 log = logging.getLogger("bench")
@@ -27,7 +28,7 @@ class FolderGuard(Callback):
         try:
             if OmegaConf.select(config, "resume", default=False):
                 raise UsageError("resume=true resumes a sweep: add -m and hydra.sweep.dir=<the sweep's folder>")
-            claim_run_dir(Path(config.hydra.run.dir))
+            claim_run_dir(Path(_resolved(config, "hydra.run.dir")))
         except UsageError as err:
             raise Refused(str(err)) from None
 
@@ -36,9 +37,18 @@ class FolderGuard(Callback):
         assert isinstance(sweep, dict)
         resume = bool(OmegaConf.select(config, "resume", default=False))
         try:
-            claim_sweep_dir(Path(config.hydra.sweep.dir), str(sweep.get("subdir")), resume=resume)
+            claim_sweep_dir(Path(_resolved(config, "hydra.sweep.dir")), str(sweep.get("subdir")), resume=resume)
         except UsageError as err:
             raise Refused(str(err)) from None
+
+
+def _resolved(config: DictConfig, key: str) -> str:
+    """The folder ``key`` names, or a UsageError in one line: an interpolation that does not resolve
+    (``${oc.env:NOPE}``) would otherwise become Hydra's multi-line warning, and the guard would not run."""
+    try:
+        return str(OmegaConf.select(config, key, throw_on_missing=True))
+    except OmegaConfBaseException as err:
+        raise UsageError(f"{key}: {one_line(err)}") from None
 
 
 class ReportCallback(Callback):
