@@ -433,6 +433,15 @@ def test_a_sweep_stopped_early_lists_the_jobs_it_never_ran(finished_sweep: Path,
     assert list(summary["batch_size"]) == [16, 32, 64, 128]
 
 
+def test_a_stray_metrics_json_beside_a_sweeps_jobs_does_not_unmake_the_sweep(
+    finished_sweep: Path, tmp_path: Path
+) -> None:
+    sweep = _copy_sweep(finished_sweep, tmp_path)
+    shutil.copy(sweep / "0" / "metrics.json", sweep / "metrics.json")  # copied up by hand
+    assert run_cli(tmp_path, "S", module="bench.report").returncode == 0
+    assert list(pd.read_csv(sweep / "summary.csv")["batch_size"]) == [16, 32]  # both jobs, not one "run"
+
+
 def test_every_swept_key_has_a_column_and_a_heading(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "lr=0.001,1e30")
     assert proc.returncode == 0, proc.stderr

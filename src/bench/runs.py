@@ -61,7 +61,7 @@ def find_run_dirs(path: Path, *, planned: bool = False) -> list[Path]:
         raise UsageError(f"{path}: no such folder")
     if not path.is_dir():
         raise UsageError(f"{path} is not a folder")
-    if is_run_dir(path):
+    if is_run_dir(path) and not (path / SWEEP_FILE).is_file():  # a stray metrics.json does not unmake a sweep
         return [path]
     try:
         children = [p for p in path.iterdir() if p.is_dir() and is_run_dir(p)]
