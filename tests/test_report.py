@@ -238,6 +238,8 @@ def test_report_cli_writes_to_out(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, str(tmp_path / "s"), "--out", str(tmp_path / "r"), module="bench.report")
     assert proc.returncode == 0, proc.stderr
     assert {"summary.csv", "report.md"} <= {p.name for p in (tmp_path / "r").iterdir()}
+    text = (tmp_path / "r" / "report.md").read_text()  # one run: nothing was swept, so no "Sweep over model"
+    assert "Swept: nothing" in text and "## The run" in text and "## Sweep over" not in text
     assert json.loads((tmp_path / "s" / "0" / "metrics.json").read_text())["status"] == "ok"
     # Rebuilt in place, and into the same --out again: fine. Into another sweep, or a run folder: refused,
     # since that folder's own report would be replaced (or a run folder filled with one).

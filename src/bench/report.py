@@ -244,12 +244,17 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     from bench import plots  # matplotlib is imported only when a report is built
 
     lab = next((lab for lab in runs.get("lab", []) if isinstance(lab, dict)), None)
-    varied = swept_variables(runs) or [v for v in ("model",) if v in runs]
+    swept = swept_variables(runs)
+    varied = swept or [v for v in ("model",) if v in runs]
     runs, varied = _by_source(runs, varied)
     if lab and "part" in lab:
         heading = f"Lab part {lab['part']}: {title}"
+    elif title != DEFAULT_EXPERIMENT:
+        heading = title
+    elif not swept and "source" not in varied:  # nothing varies: no "sweep over model" for one model
+        heading = "The run" if len(runs) == 1 else f"{len(runs)} runs of one config"
     else:
-        heading = f"Sweep over {', '.join(varied)}" if title == DEFAULT_EXPERIMENT else title
+        heading = f"Sweep over {', '.join(varied)}"
     lines = [f"## {heading}", ""]
     loaders = values(runs["loader"])
     if len(loaders) == 1 and _trains(runs):
