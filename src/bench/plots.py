@@ -83,16 +83,19 @@ def plot_experiment(
             ax.set_xticklabels([f"{v:g}" for v in xs])
         else:
             _bars(ax, groups, x, column, hue, categories)
-        if not lab_df.empty and column in lab_df and x in lab_df:
+        lab_drawn = not lab_df.empty and column in lab_df and x in lab_df
+        if lab_drawn:
             _lab_overlay(ax, lab_df, x, column, numeric, categories, lab_style)
         _mark_unfinished(ax, runs, x, numeric, categories)
         ax.set_xlabel(LABELS.get(x, x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
         ax.set_ylabel(label)
         ax.set_title(label.split(" (")[0])
-        # From 0, and 5% of the whole height above the highest point, so its marker is not cut by the frame.
-        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.05)
+        # A legend only where there is more than one series to tell apart (not a lone "bench").
+        legend = bool(ax.get_legend_handles_labels()[0]) and bool(hue or lab_drawn)
+        # From 0, and room above the highest point: 5% so its marker is not cut by the frame, 25% under a legend.
+        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * (1.25 if legend else 1.05))
         ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0] and (hue or not lab_df.empty):
+        if legend:
             ax.legend(fontsize="small")
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
@@ -122,6 +125,7 @@ def _bars(ax: Axes, groups: list, x: str, column: str, hue: list[str], categorie
         label = _series_label(key, hue) if hue else "bench"
         ax.bar(positions + offset, heights, width, color=f"C{i}", label=label)
     ax.set_xticks(positions, categories)
+    ax.set_xlim(-0.5, len(categories) - 0.5)  # every category in the frame, also one with no bar (skipped)
 
 
 def _lab_at_our_epoch_size(lab: pd.DataFrame, ok: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -137,6 +141,8 @@ def _lab_at_our_epoch_size(lab: pd.DataFrame, ok: pd.DataFrame) -> tuple[pd.Data
 def _lab_overlay(
     ax: Axes, lab: pd.DataFrame, x: str, column: str, numeric: bool, categories: list[str], style: dict[str, Any]
 ) -> None:
+    if x == "device":  # part 1: the lab's points are its CPU's and its GPU's
+        style = {**style, "label": style["label"].replace("Colab GPU", "Colab CPU and GPU")}
     if numeric:
         ax.plot(pd.to_numeric(lab[x]), lab[column], **style)
         return
