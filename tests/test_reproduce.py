@@ -224,3 +224,13 @@ def test_the_command_line_itself_answers_bad_input_and_help(tmp_path: Path) -> N
     assert proc.stderr.strip() == "bench: error: run/.hydra/config.yaml: not valid YAML at line 1"
     proc = run_cli(tmp_path, "--help", module="bench.reproduce")
     assert proc.returncode == 0 and "RUN_DIR" in proc.stdout and "--out" in proc.stdout
+
+
+def test_a_shares_change_is_in_percentage_points() -> None:
+    from bench.metrics import metric
+    from bench.pair import change
+
+    # 35% → 9% is 27 points down, not "−27%" (which reads as 27% less of 35%).
+    assert change(metric("data_wait_frac"), 0.354, 0.086) == "-27 pp"
+    assert change(metric("samples_per_s_cv"), 0.01, 0.99) == "+98.0 pp"
+    assert change(metric("samples_per_s"), 100.0, 150.0) == "× 1.500 (new / original)"

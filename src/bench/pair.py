@@ -153,6 +153,9 @@ def change(m: Metric, old: Any, new: Any) -> str:
         return f"× {b / a:.3f} (new / original)" if a else MISSING
     if m.fmt == SIGNIFICANT:
         return ("+" if b >= a else "-") + significant(abs(b - a))
+    if m.fmt.endswith("%"):  # a share's change is in percentage points: 35% → 9% is −26 pp, not "−26%"
+        decimals = m.fmt.removesuffix("%").lstrip("+").lstrip(".") or "0"
+        return f"{100 * (b - a):+.{decimals}f} pp"
     return format(b - a, "+" + m.fmt.lstrip("+"))
 
 
