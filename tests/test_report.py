@@ -307,5 +307,10 @@ def test_sweeps_that_repeat_a_config_are_kept_apart_by_their_folder(tmp_path: Pa
     assert "**source=main**: Throughput goes from 40 samples/s at batch_size=64 to 50 at batch_size=256" in text
     assert "**source=branch**: Throughput goes from 42 samples/s at batch_size=64 to 33 at batch_size=256" in text
     # One sweep alone has no such column.
-    build_report([tmp_path / "runs" / "main"], tmp_path / "one")
+    one = build_report([tmp_path / "runs" / "main"], tmp_path / "one")
     assert "source" not in (tmp_path / "one" / "report.md").read_text()
+    # The figure names what its runs share, for a figure read away from the report.
+    from bench.plots import context
+
+    assert context(one.runs, ["batch_size"]) == "cpu · medium · fp32 · loader=dataloader"
+    assert context(one.runs, ["batch_size", "model"]) == "cpu · fp32 · loader=dataloader"

@@ -97,10 +97,26 @@ def plot_experiment(
         ax.grid(True, alpha=0.3)
         if legend:
             ax.legend(fontsize="small")
-    fig.suptitle(title)
+    fig.suptitle(f"{title}\n{context(runs, varied)}".strip())
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def context(runs: pd.DataFrame, varied: list[str]) -> str:
+    """What every run of the figure shares, for a figure read away from its report: the device (and its
+    name), model, precision, loader and batch size, where they are one value (not swept)."""
+    parts = []
+    for key in ("device", "model", "precision", "loader", "recipe", "batch_size"):
+        found = list(dict.fromkeys(str(v) for v in runs[key].dropna())) if key in runs else []
+        if key in varied or len(found) != 1:
+            continue
+        value = found[0].removesuffix(".0") if key == "batch_size" else found[0]
+        if key == "device":
+            names = list(dict.fromkeys(str(v) for v in runs.get("device_name", pd.Series()).dropna()))
+            value += f" ({names[0]})" if len(names) == 1 else ""
+        parts.append(value if key in ("device", "model", "precision") else f"{key}={value}")
+    return " · ".join(parts)
 
 
 def _lines(ax: Axes, groups: list, x: str, column: str, hue: list[str]) -> None:
