@@ -209,6 +209,33 @@ def test_sigterm_to_a_submitit_job_records_it_as_interrupted(tmp_path: Path) -> 
         sweep.communicate()
 
 
+@pytest.mark.slow
+def test_a_submitit_job_killed_outright_stops_the_sweep_as_a_failure_not_bad_input(tmp_path: Path) -> None:
+    # SIGKILL leaves submitit no result to return: the launching process raises. Work had begun (the job's
+    # folder is there), so it is exit 1 with what is kept and the partial report, never exit 2 ("bad input").
+    args = [*TINY_SWEEP, "loader=resident", "dataset.train_size=512", "epochs=500", "evaluate=false"]
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "bench", "-m", "hydra/launcher=submitit_local", *args, "batch_size=64"],
+        cwd=tmp_path, env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        log = _wait_for(lambda: next(tmp_path.glob("outputs/sweeps/*/0/bench.log"), None), sweep)
+        _wait_for(lambda: "Epoch 1/" in log.read_text(), sweep)
+        (job,) = _job_processes(log.parent.parent / ".submitit")
+        os.kill(job, signal.SIGKILL)
+        _, err = sweep.communicate(timeout=120)
+        assert sweep.returncode == 1, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("bench: error: submitit job ") and "has not produced any output (state: " in last
+        assert "; the sweep stopped: 1 unreadable; partial report: " in last
+        assert "Traceback" not in err and (log.parent.parent / "report.md").is_file()
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.communicate()
+
+
 def _wait_for(found, proc: subprocess.Popen, timeout: float = 60):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -209,7 +209,7 @@ def test_the_report_shows_median_and_iqr_and_flags_noise(tmp_path: Path) -> None
     # The IQR is a width, not a ± around the median (500 ± 20 would read as 480-520).
     assert "samples/s: median (IQR) over the repeats" in text and "500 (IQR 20) " in text
     assert "500 (IQR 20) (noisy: CV 20.0%)" in text and "(noisy: CV 1.0%)" not in text
-    assert "Noisy: batch_size=128 (CV 20%) varied by more than 5% over its repeats, so a difference" in text
+    assert "Noisy: batch_size=128 (CV 20.0% over its repeats) varied by more than 5%, so a difference" in text
 
 
 def test_noise_over_the_epochs_of_a_single_repeat_is_shown_too(tmp_path: Path) -> None:
@@ -225,8 +225,9 @@ def test_noise_over_the_epochs_of_a_single_repeat_is_shown_too(tmp_path: Path) -
     text = (tmp_path / "s" / "report.md").read_text()
     assert "samples/s spread over the epochs" in text and "CV 20.0% (noisy)" in text and "CV 1.0% " in text
     assert (
-        "Noisy: batch_size=128 (CV 20%), batch_size=192 (CV 30%) varied by more than 5% over their epochs, "
-        "so a difference between runs smaller than that spread is not a finding; `repeat=3` measures it."
+        "Noisy: batch_size=128 (CV 20.0% over its epochs), batch_size=192 (CV 30.0% over its epochs) varied by "
+        "more than 5%, so a difference between runs smaller than that spread is not a finding; `repeat=3` "
+        "measures it."
     ) in text
     # A steady sweep gets neither the column nor the sentence.
     for job in (1, 2):

@@ -125,6 +125,9 @@ def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path)
          "the folder guard stays"),
         # A folder that holds a whole sweep one level down: a new sweep's job 0 would write into ./S's place.
         (["-m", "hydra.sweep.dir=.", "batch_size=16,32"], "hydra.sweep.dir=. already holds a sweep"),
+        # Only bench's sweeper skips finished jobs: Hydra's basic one would run them again, over them.
+        (["-m", "hydra/sweeper=basic", "hydra.sweep.dir=S", "resume=true", "batch_size=16,32"],
+         "resume=true needs bench's sweeper, which skips finished jobs"),
     ],
 )  # fmt: skip
 def test_a_folder_that_holds_runs_is_refused_untouched(
@@ -336,6 +339,13 @@ def test_report_never_creates_the_folder_it_reads(tmp_path: Path) -> None:
 )
 def test_bad_overrides_are_one_line_and_exit_2(tmp_path: Path, args: list[str], module: str, expected: str) -> None:
     _one_error_line(run_cli(tmp_path, *TINY, *args, module=module), 2, expected)
+
+
+def test_an_options_value_is_not_taken_for_an_override(tmp_path: Path) -> None:
+    # `--cfg hydra` names a package to print, not the key `hydra` that the guard's check refuses.
+    for args in (["--cfg", "hydra"], ["--cfg", "all", "-p", "hydra.callbacks"]):
+        proc = run_cli(tmp_path, *args)
+        assert proc.returncode == 0 and "bench.callbacks.FolderGuard" in proc.stdout, proc.stderr
 
 
 def test_a_saved_config_run_by_config_path_still_refuses_a_wrong_type(tmp_path: Path) -> None:

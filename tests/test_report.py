@@ -314,3 +314,33 @@ def test_sweeps_that_repeat_a_config_are_kept_apart_by_their_folder(tmp_path: Pa
 
     assert context(one.runs, ["batch_size"]) == "cpu · medium · fp32 · loader=dataloader"
     assert context(one.runs, ["batch_size", "model"]) == "cpu · fp32 · loader=dataloader"
+
+
+def test_the_lab_table_marks_a_figure_we_lack_as_n_a_and_keeps_folders_apart(tmp_path: Path, monkeypatch) -> None:
+    lab = {"part": 2, "title": "Batch size", "figures": [{"batch_size": 16, "avg_epoch_time": 20.4},
+                                                         {"batch_size": 256, "avg_epoch_time": 10.0}]}  # fmt: skip
+    for sweep in ("a", "b"):
+        _fake_run(tmp_path / sweep, 0, "cpu", 16, 2.0)
+        (tmp_path / sweep / "0" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 16}))
+    monkeypatch.chdir(tmp_path / "a")  # "." is a folder too: its name is its own, never an empty label
+    build_report([Path("."), tmp_path / "b"], tmp_path / "both")
+    cells = " ".join((tmp_path / "both" / "report.md").read_text().split())
+    assert "| 16 | a | cpu | dataloader | ok | 20.4 | 2.00 |" in cells  # a row per folder, as in every table
+    assert "| 16 | b | cpu | dataloader | ok | 20.4 | 2.00 |" in cells
+    assert "| 256 | n/a | n/a | n/a | n/a | 10.0 | n/a |" in cells  # the status word "missing" is for jobs
+
+
+def test_two_runs_of_one_config_are_headed_as_such_and_a_search_names_only_what_it_used(tmp_path: Path) -> None:
+    from bench.plots import context
+
+    for sweep in ("first", "again"):
+        _fake_run(tmp_path / sweep, 0, "cpu", 64, 2.0)
+    build_report([tmp_path / "first" / "0", tmp_path / "again" / "0"], tmp_path / "both")
+    text = (tmp_path / "both" / "report.md").read_text()
+    assert "Swept: nothing" in text and "## 2 runs of one config, one per folder (source)" in text
+    assert "## Sweep over" not in text
+
+    searched = pd.DataFrame({"device": ["cuda"] * 2, "device_name": ["H100"] * 2, "model": ["medium", "large"],
+                             "precision": ["fp32"] * 2, "loader": ["dataloader"] * 2, "recipe": ["lab"] * 2,
+                             "batch_size": [64, 64], "max_batch": [49152.0, 16384.0]})  # fmt: skip
+    assert context(searched, ["model"]) == "cuda (H100) · fp32"  # no loader or batch size: the search used neither

@@ -19,6 +19,8 @@ from bench.errors import Refused, UsageError, one_line
 from bench.folders import claim_run_dir, claim_sweep_dir
 
 log = logging.getLogger("bench")
+#: the sweeper conf/hydra/sweeper/bench.yaml names: Hydra's basic sweeper plus resume=true
+BENCH_SWEEPER = "hydra_plugins.bench_sweeper.BenchSweeper"
 
 
 class FolderGuard(Callback):
@@ -36,6 +38,10 @@ class FolderGuard(Callback):
         sweep = OmegaConf.to_container(config.hydra.sweep, resolve=False)
         assert isinstance(sweep, dict)
         resume = bool(OmegaConf.select(config, "resume", default=False))
+        sweeper = OmegaConf.select(config, "hydra.sweeper._target_", default=None)
+        if resume and sweeper != BENCH_SWEEPER:  # another sweeper would run the finished jobs again, over them
+            raise Refused(f"resume=true needs bench's sweeper, which skips finished jobs; this sweep has {sweeper} "
+                          "(a saved config with --config-path, or hydra/sweeper=...): resume without it")  # fmt: skip
         try:
             claim_sweep_dir(Path(_resolved(config, "hydra.sweep.dir")), str(sweep.get("subdir")), resume=resume)
         except UsageError as err:

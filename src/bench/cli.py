@@ -137,13 +137,14 @@ def main() -> None:
         except Exception as err:
             if user_wants_traces:
                 raise
-            # Before any job started it was the input (Hydra's parser, composition, the output folder).
-            if not SESSION.started:
+            # Before any job started it was the input (Hydra's parser, composition, the output folder). Under the
+            # submitit launchers the jobs run in other processes: there, a job folder says that work began.
+            sweep = SESSION.sweep_dir or folders.claimed_sweep_dir()
+            if not SESSION.started and not (sweep is not None and folders.holds_run_dirs(sweep)):
                 fail(_one_line(err), EXIT_USAGE)
-            # A sweep stopped between jobs, in Hydra's own code (the next job's .hydra/ on a full disk): as after
-            # an interrupt, say what is kept and write the partial report if the disk still takes it.
-            in_sweep = SESSION.sweep_dir or folders.claimed_sweep_dir()
-            fail(f"{_one_line(err)}{f'; the sweep stopped: {_what_is_kept()}' if in_sweep else ''}", EXIT_RUN_FAILED)
+            # A sweep stopped between jobs, in Hydra's own code (the next job's .hydra/ on a full disk, a submitit
+            # job killed): as after an interrupt, say what is kept and write the partial report if the disk takes it.
+            fail(f"{_one_line(err)}{f'; the sweep stopped: {_what_is_kept()}' if sweep else ''}", EXIT_RUN_FAILED)
 
 
 def _register_sweeper() -> None:
@@ -200,7 +201,7 @@ def _check_arguments(argv: list[str]) -> None:
     if args.experimental_rerun is not None:  # Hydra's rerun reads a config.pickle, which bench does not write
         fail("--experimental-rerun: bench does not keep Hydra's pickle; rerun a run with "
              "python -m bench.reproduce RUN_DIR", EXIT_USAGE)  # fmt: skip
-    for arg in argv:
+    for arg in args.overrides:  # the overrides alone: `--cfg hydra` names a package, not a key
         if arg.startswith("="):  # Hydra's parser lets this through to a ValueError deep in composition
             fail(f"{arg}: an override needs a key before '=' (key=value)", EXIT_USAGE)
         # Without the guard, Hydra writes a new .hydra/ over a finished run's before any check of bench's runs:
@@ -227,6 +228,9 @@ def with_callbacks(argv: list[str]) -> list[str]:
 
 def _one_line(err: BaseException) -> str:
     """An OSError anywhere in the chain says which path and why; anything else, Hydra's message cut short."""
+    if type(err).__name__ == "UncompletedJobError":  # submitit: "Job 12 (task: 0) with path P" / "has not produced
+        first, *rest = str(err).strip().splitlines()  # any output (state: ...)": the reason is on its second line
+        return f"submitit {first[0].lower()}{first[1:]} {rest[0].strip() if rest else ''}".strip()
     cause: BaseException | None = err
     while cause is not None:
         if isinstance(cause, OSError) and cause.errno is not None:  # Hydra's MissingConfigException is an

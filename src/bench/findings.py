@@ -81,12 +81,14 @@ def _noise_sentence(ok: pd.DataFrame, x: str) -> str:
     noisy = ok[cv > NOISY_CV]
     if noisy.empty:
         return ""
-    over = "repeats" if (pd.to_numeric(ok["repeats"], errors="coerce").fillna(1) > 1).any() else "epochs"
-    names = ", ".join(f"{_label(x, r[x])} (CV {r['samples_per_s_cv']:.0%})" for _, r in noisy.iterrows())
+    repeats = pd.to_numeric(noisy["repeats"], errors="coerce").fillna(1)
+    names = ", ".join(
+        f"{_label(x, r[x])} (CV {r['samples_per_s_cv']:.1%} over its {'repeats' if n > 1 else 'epochs'})"
+        for (_, r), n in zip(noisy.iterrows(), repeats, strict=True)
+    )
     return (
-        f"Noisy: {names} varied by more than {NOISY_CV:.0%} over {'its' if len(noisy) == 1 else 'their'} "
-        f"{over}, so a difference between runs "
-        "smaller than that spread is not a finding" + ("; `repeat=3` measures it." if over == "epochs" else ".")
+        f"Noisy: {names} varied by more than {NOISY_CV:.0%}, so a difference between runs smaller than that "
+        "spread is not a finding" + ("; `repeat=3` measures it." if (repeats <= 1).any() else ".")
     )
 
 

@@ -107,7 +107,11 @@ def context(runs: pd.DataFrame, varied: list[str]) -> str:
     """What every run of the figure shares, for a figure read away from its report: the device (and its
     name), model, precision, loader and batch size, where they are one value (not swept)."""
     parts = []
-    for key in ("device", "model", "precision", "loader", "recipe", "batch_size"):
+    # A max_batch search trains no epochs of the configured loader and batch: only what it searched on.
+    searched = "max_batch" in runs and runs["max_batch"].notna().any()
+    keys = ("device", "model", "precision") if searched else ("device", "model", "precision", "loader", "recipe",
+                                                               "batch_size")  # fmt: skip
+    for key in keys:
         found = list(dict.fromkeys(str(v) for v in runs[key].dropna())) if key in runs else []
         if key in varied or len(found) != 1:
             continue

@@ -36,6 +36,7 @@ from bench.runs import (
     values,
     x_axis,
 )
+from bench.tables import MISSING as NO_VALUE
 from bench.tables import markdown
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,15 @@ def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
     ours = _recorded(runs).copy()
     if "avg_epoch_time" in figures and "avg_epoch_time" in ours:  # like for like: per epoch of the lab's size
         ours["avg_epoch_time"] = ours["avg_epoch_time"] * lab_epoch_scale(ours)
-    ours = ours[list(dict.fromkeys([x, "device", "loader", "status", "dataset_memory_mb", *(m.key for m in measures)]))]
+    source = ["source"] if "source" in ours else []  # folders given together that repeat a config (_by_source)
+    ours = ours[list(dict.fromkeys([x, *source, "device", "loader", "status", "dataset_memory_mb",
+                                    *(m.key for m in measures)]))]  # fmt: skip
     merged = figures.assign(_key=_match_key(figures[x])).merge(
         ours.drop(columns=x).assign(_key=_match_key(ours[x])), on="_key", how="left", suffixes=("_lab", "_ours")
     )
     if "peak_memory_mb_ours" in merged:  # like for like: the lab had no resident dataset on the GPU
         merged["peak_memory_mb_ours"] = merged["peak_memory_mb_ours"] - merged["dataset_memory_mb"].fillna(0)
-    columns = {x: x, "device": "device", "loader": "loader", "status": "status"}
+    columns = {x: x, **{c: c for c in source}, "device": "device", "loader": "loader", "status": "status"}
     for m in measures:
         columns |= {f"{m.key}_lab": f"lab {m.header}", f"{m.key}_ours": f"ours {m.header}"}
     return merged[list(columns)].rename(columns=columns)
@@ -144,7 +147,7 @@ def _lab_digits(comparison: pd.DataFrame) -> pd.DataFrame:
     figures = [c for c in comparison if c.startswith(("lab ", "ours "))]
     empty = [c for c in figures if c.startswith("ours ") and comparison[c].isna().all()]
     shown = comparison.drop(columns=empty)
-    return shown.assign(**{c: [significant(v) if pd.notna(v) else MISSING for v in shown[c]]
+    return shown.assign(**{c: [significant(v) if pd.notna(v) else NO_VALUE for v in shown[c]]
                            for c in figures if c not in empty})  # fmt: skip
 
 
@@ -255,8 +258,9 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
         heading = f"Lab part {lab['part']}: {title}"
     elif title != DEFAULT_EXPERIMENT:
         heading = title
-    elif not swept and "source" not in varied:  # nothing varies: no "sweep over model" for one model
-        heading = "The run" if len(runs) == 1 else f"{len(runs)} runs of one config"
+    elif not swept:  # nothing varies: no "sweep over model" for one model
+        by_folder = ", one per folder (source)" if "source" in varied else ""
+        heading = "The run" if len(runs) == 1 else f"{len(runs)} runs of one config{by_folder}"
     else:
         heading = f"Sweep over {', '.join(varied)}"
     lines = [f"## {heading}", ""]
@@ -305,7 +309,7 @@ def _by_source(runs: pd.DataFrame, varied: list[str]) -> tuple[pd.DataFrame, lis
     apart instead of zigzagging between two batch-256 rows."""
     if runs["sweep"].nunique() < 2 or not runs[varied].astype(str).duplicated().any():
         return runs, varied
-    paths = [Path(p) for p in runs["sweep"]]
+    paths = [Path(p).resolve() for p in runs["sweep"]]  # "." has no name of its own
     depth = 1  # the shortest tail of the paths that still tells the folders apart
     while len({p.parts[-depth:] for p in paths}) < runs["sweep"].nunique() and depth < max(len(p.parts) for p in paths):
         depth += 1
