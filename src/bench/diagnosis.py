@@ -80,7 +80,7 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
         if workers and loader == "dataloader":  # the workers' decoding takes cores from the step unseen as wait
             evidence += f", which shares the cores with the loader's {workers} worker processes"
         if run.get("precision") == "amp_fp16":
-            # The lab's AMP is a GPU feature: on the CPU, fp16 autocast is no shortcut (here 22x slower than fp32).
+            # The lab's AMP is a GPU feature: on the CPU fp16 autocast is no shortcut (22x slower than fp32, EPYC).
             return "compute-bound (CPU)", evidence + "; fp16 autocast has no fast path on the CPU", "precision=fp32"
         # Without workers the per-sample decoding is all in the wait: the resident loader saves no more than it.
         if loader == "dataloader" and (workers or wait >= CPU_LOADER_WAIT):

@@ -107,7 +107,8 @@ def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
         span = f"goes from {first['data_wait_frac']:.0%} at {_label(x, first[x])} to {last['data_wait_frac']:.0%} at "
         span += _label(x, last[x])
     else:  # no order to go along (models, loaders): the range, lowest to highest
-        low, high = ok.loc[waits.idxmin()], ok.loc[waits.idxmax()]
+        shares = pd.to_numeric(waits, errors="coerce")
+        low, high = ok.loc[shares.idxmin()], ok.loc[shares.idxmax()]
         span = f"ranges from {low['data_wait_frac']:.0%} at {_label(x, low[x])} to {high['data_wait_frac']:.0%} at "
         span += _label(x, high[x])
     if not bound:

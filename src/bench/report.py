@@ -270,7 +270,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     shown = runs.assign(learning=["did not learn" if v is False else "" for v in runs["learned"]])
     if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median and IQR, and a noise flag
         shown[SPREAD_REPEATS] = [_spread(r) for _, r in runs.iterrows()]
-    elif (runs["samples_per_s_cv"] > NOISY_CV).any():  # one repeat, but epochs far apart: say so beside the rates
+    elif (pd.to_numeric(runs["samples_per_s_cv"], errors="coerce") > NOISY_CV).any():  # one repeat, epochs far apart
         shown[SPREAD_EPOCHS] = [_noise(r["samples_per_s_cv"]) for _, r in runs.iterrows()]
     lines += [markdown(shown, _experiment_columns(shown, varied)), ""]
     x = x_axis(runs, varied)
