@@ -9,6 +9,7 @@ job never raises: its failure is its status, so the other jobs and the report st
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -123,9 +124,10 @@ def main() -> None:
     user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Let Hydra's exceptions reach us instead of being printed as a multi-line report with exit code 1.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    sys.argv[1:] = options_first(sys.argv[1:])
-    _check_arguments(sys.argv[1:])
-    sys.argv[1:] = with_callbacks(sys.argv[1:])
+    parser = _hydra_parser()
+    sys.argv[1:] = options_first(sys.argv[1:], parser)
+    args = _check_arguments(sys.argv[1:], parser)
+    sys.argv[1:] = with_callbacks(sys.argv[1:], args)
     _register_sweeper()
     with interrupts.entry_point():
         try:
@@ -158,13 +160,25 @@ def _register_sweeper() -> None:
     plugins.register(BenchSweeper)
 
 
-def options_first(argv: list[str]) -> list[str]:
+def _hydra_parser() -> argparse.ArgumentParser:
+    """Hydra's own argument parser, built once per command, answering an error with one line and exit 2
+    instead of its usage screen."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+
+    def error(message: str) -> NoReturn:
+        fail(message, EXIT_USAGE)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+def options_first(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     """``argv`` with Hydra's options (``-m``, ``--cfg job``, ``-cn NAME`` ...) ahead of the overrides, each option
     with its value, the overrides in their order: so ``recipe=fast -m batch_size=16,64`` is a sweep, as typed.
     Hydra's argparse parser takes the overrides in one run only, and refuses any after an option."""
-    from hydra._internal.utils import get_args_parser
-
-    actions = {flag: action for action in get_args_parser()._actions for flag in action.option_strings}
+    actions = {flag: action for action in parser._actions for flag in action.option_strings}
     options: list[str] = []
     overrides: list[str] = []
     i = 0
@@ -187,16 +201,9 @@ def options_first(argv: list[str]) -> list[str]:
     return options + overrides
 
 
-def _check_arguments(argv: list[str]) -> None:
-    """What Hydra's own argument parser would answer with a usage screen or a deep ValueError, as one line."""
-    from hydra._internal.utils import get_args_parser
-
-    parser = get_args_parser()
-
-    def error(message: str) -> NoReturn:
-        fail(message, EXIT_USAGE)
-
-    parser.error = error  # type: ignore[method-assign]
+def _check_arguments(argv: list[str], parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Hydra's parsed arguments; what its parser would answer with a usage screen, or a deep ValueError, is one
+    line and exit 2."""
     args = parser.parse_args(argv)
     if args.experimental_rerun is not None:  # Hydra's rerun reads a config.pickle, which bench does not write
         fail("--experimental-rerun: bench does not keep Hydra's pickle; rerun a run with "
@@ -209,19 +216,19 @@ def _check_arguments(argv: list[str]) -> None:
         key = arg.lstrip("+~").split("=")[0]
         if key in ("hydra", "hydra.callbacks") or key.startswith("hydra.callbacks.folders"):
             fail(f"{arg}: the folder guard stays; it keeps finished runs from being overwritten", EXIT_USAGE)
+    return args
 
 
-#: Hydra's options that choose another primary config (a run's saved .hydra/config.yaml, README "Reproducing")
-FOREIGN_CONFIG = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir")
 #: bench's callbacks, which a config without bench's defaults list would run without
 CALLBACKS = {"folders": "bench.callbacks.FolderGuard", "report": "bench.callbacks.ReportCallback"}
 
 
-def with_callbacks(argv: list[str]) -> list[str]:
-    """``argv``, plus bench's callbacks where another primary config is chosen: a saved config.yaml has no
-    defaults list, so without them nothing would guard its folder (a finished run's, given as hydra.run.dir,
-    would be overwritten) and a sweep would get no report."""
-    if not any(arg.split("=")[0] in FOREIGN_CONFIG for arg in argv):
+def with_callbacks(argv: list[str], args: argparse.Namespace) -> list[str]:
+    """``argv``, plus bench's callbacks where ``args`` (Hydra's parsed options) choose another primary config
+    (-cp, -cn, -cd: a run's saved .hydra/config.yaml, README "Reproducing"): it has no defaults list, so
+    without them nothing would guard its folder (a finished run's, given as hydra.run.dir, would be
+    overwritten) and a sweep would get no report."""
+    if not (args.config_path or args.config_name or args.config_dir):
         return argv
     return [*argv, *(f"++hydra.callbacks.{name}._target_={target}" for name, target in CALLBACKS.items())]
 
