@@ -234,12 +234,13 @@ def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: P
     if args.train_size:
         common.append(f"dataset.train_size={args.train_size}")
     runs: dict[str, list[Figure]] = {}
-    failed = []
+    failed: list[str] = []
+    broken: set[str] = set()  # variants that failed once: they would fail again in a later pair
     # (d) runs right after (r): the pair that prices the harness is measured in the same state of the
     # process and the GPU, before the compiled and captured paths (g, c) run, not after them.
     for variant in sequence(wanted, args.pairs):
-        if any(line.startswith(f"- ({variant}) ") for line in failed):
-            continue  # failed in an earlier pair: it would fail again
+        if variant in broken:
+            continue
         name, overrides = VARIANTS[variant]
         again = len(runs.get(variant, []))
         print(f"  ({variant}) {name}{f', pair {again + 1}' if variant in 'rd' and args.pairs > 1 else ''} ...",
@@ -252,6 +253,7 @@ def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: P
                 figure = through_bench([*common, *overrides], run_dir, variant, name)
             runs.setdefault(variant, []).append(figure)
         except (Exception, SystemExit) as err:  # one pipeline failing must not cost the others their figures
+            broken.add(variant)
             failed.append(f"- ({variant}) {name} failed: {err}")
             print(failed[-1], file=sys.stderr, flush=True)
     return [pooled(figs) for figs in runs.values()], failed

@@ -22,9 +22,9 @@ from bench.metrics import METRICS
 SCHEMA = 1
 STATUSES = ("ok", "oom", "failed", "diverged", "skipped", "interrupted")
 REQUIRED = ("schema", "status", "model", "device", "precision", "batch_size")
-#: the JSON type each structured field must have; anything else makes the file unreadable, not a crash
 #: measured figures that are above 0 whenever present
 POSITIVE = ("samples_per_s", "avg_epoch_time", "samples_per_s_median", "epoch_time_median")
+#: the JSON type each structured field must have; anything else makes the file unreadable, not a crash
 SHAPES: dict[str, type] = {
     "epochs_detail": list, "env": dict, "step": dict, "notes": list, "memory": dict, "diagnosis": dict,
     "capacity": dict,

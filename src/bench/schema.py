@@ -159,9 +159,9 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "task": ("train", "max_batch"),
 }
 CUDA_ONLY_COMPILE = ("reduce-overhead", "cudagraph")
-#: inclusive ranges; a key that a component does not have (e.g. loader.prefetch_factor) is skipped
 #: the components' names, which metrics.json, the tables and the plots record as labels
 NAMES = ("model.name", "precision.name", "dataset.name", "loader.name", "recipe.name")
+#: inclusive ranges; a key that a component does not have (e.g. loader.prefetch_factor) is skipped
 RANGES: dict[str, tuple[int, int | None]] = {
     "batch_size": (1, 2**24),
     "workers": (0, None),
