@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -175,44 +177,10 @@ def _log_span(log: Path) -> tuple[datetime, datetime]:
 # ------------------------------------------------------------------------------------------- signals
 
 
-@pytest.mark.slow
-def test_sigterm_to_a_submitit_job_records_it_as_interrupted(tmp_path: Path) -> None:
-    # submitit's job process sets SIGTERM to "bypass" (log and ignore) before it runs the job
-    # (submitit/core/submission.py, process_job; core/job_environment.py, _handle_signals); bench's app()
-    # installs its own handlers after that, so inside the job SIGTERM becomes `interrupted`. The job then
-    # ends normally (app() returns under submitit), so submitit writes its result, and the sweep goes on
-    # to its report, as for any job's status.
-    args = [*TINY_SWEEP, "loader=resident", "dataset.train_size=512", "epochs=500", "evaluate=false"]
-    sweep = subprocess.Popen(
-        [sys.executable, "-m", "bench", "-m", "hydra/launcher=submitit_local", *args, "batch_size=64"],
-        cwd=tmp_path, env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        log = _wait_for(lambda: next(tmp_path.glob("outputs/sweeps/*/0/bench.log"), None), sweep)
-        _wait_for(lambda: "Epoch 1/" in log.read_text(), sweep)
-        (job,) = _job_processes(log.parent.parent / ".submitit")
-        os.kill(job, signal.SIGTERM)
-        metrics = log.parent / "metrics.json"
-        _wait_for(metrics.exists, sweep)
-        record = read_metrics(log.parent)
-        assert record["status"] == "interrupted" and record["error"] == "interrupted by SIGTERM"
-        assert 1 <= len(record["epochs_detail"]) < 500
-        out, _ = sweep.communicate(timeout=120)
-        assert sweep.returncode == 0, out[-3000:]
-        assert "Traceback" not in out
-        summary = pd.read_csv(log.parent.parent / "summary.csv")
-        assert list(summary["status"]) == ["interrupted"]
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)  # the sweep's own session: launcher, controller, job
-        sweep.communicate()
-
-
-@pytest.mark.slow
-def test_a_submitit_job_killed_outright_stops_the_sweep_as_a_failure_not_bad_input(tmp_path: Path) -> None:
-    # SIGKILL leaves submitit no result to return: the launching process raises. Work had begun (the job's
-    # folder is there), so it is exit 1 with what is kept and the partial report, never exit 2 ("bad input").
+@contextmanager
+def _submitit_job_training(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path, int]]:
+    """A one-job submitit_local sweep whose job is mid-training (500 epochs): the sweep's process, the job's
+    bench.log and the job's process id. The sweep's whole session is killed after, if still running."""
     args = [*TINY_SWEEP, "loader=resident", "dataset.train_size=512", "epochs=500", "evaluate=false"]
     sweep = subprocess.Popen(
         [sys.executable, "-m", "bench", "-m", "hydra/launcher=submitit_local", *args, "batch_size=64"],
@@ -223,6 +191,39 @@ def test_a_submitit_job_killed_outright_stops_the_sweep_as_a_failure_not_bad_inp
         log = _wait_for(lambda: next(tmp_path.glob("outputs/sweeps/*/0/bench.log"), None), sweep)
         _wait_for(lambda: "Epoch 1/" in log.read_text(), sweep)
         (job,) = _job_processes(log.parent.parent / ".submitit")
+        yield sweep, log, job
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)  # the sweep's own session: launcher, controller, job
+        sweep.communicate()
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_submitit_job_records_it_as_interrupted(tmp_path: Path) -> None:
+    # submitit's job process sets SIGTERM to "bypass" (log and ignore) before it runs the job
+    # (submitit/core/submission.py, process_job; core/job_environment.py, _handle_signals); bench's app()
+    # installs its own handlers after that, so inside the job SIGTERM becomes `interrupted`. The job then
+    # ends normally (app() returns under submitit), so submitit writes its result, and the sweep goes on
+    # to its report, as for any job's status.
+    with _submitit_job_training(tmp_path) as (sweep, log, job):
+        os.kill(job, signal.SIGTERM)
+        metrics = log.parent / "metrics.json"
+        _wait_for(metrics.exists, sweep)
+        record = read_metrics(log.parent)
+        assert record["status"] == "interrupted" and record["error"] == "interrupted by SIGTERM"
+        assert 1 <= len(record["epochs_detail"]) < 500
+        out, err = sweep.communicate(timeout=120)
+        assert sweep.returncode == 0, (out + err)[-3000:]
+        assert "Traceback" not in out + err
+        summary = pd.read_csv(log.parent.parent / "summary.csv")
+        assert list(summary["status"]) == ["interrupted"]
+
+
+@pytest.mark.slow
+def test_a_submitit_job_killed_outright_stops_the_sweep_as_a_failure_not_bad_input(tmp_path: Path) -> None:
+    # SIGKILL leaves submitit no result to return: the launching process raises. Work had begun (the job's
+    # folder is there), so it is exit 1 with what is kept and the partial report, never exit 2 ("bad input").
+    with _submitit_job_training(tmp_path) as (sweep, log, job):
         os.kill(job, signal.SIGKILL)
         _, err = sweep.communicate(timeout=120)
         assert sweep.returncode == 1, err[-3000:]
@@ -230,10 +231,6 @@ def test_a_submitit_job_killed_outright_stops_the_sweep_as_a_failure_not_bad_inp
         assert last.startswith("bench: error: submitit job ") and "has not produced any output (state: " in last
         assert "; the sweep stopped: 1 unreadable; partial report: " in last
         assert "Traceback" not in err and (log.parent.parent / "report.md").is_file()
-    finally:
-        if sweep.poll() is None:
-            os.killpg(sweep.pid, signal.SIGKILL)
-        sweep.communicate()
 
 
 def _wait_for(found, proc: subprocess.Popen, timeout: float = 60):  # type: ignore[no-untyped-def]
