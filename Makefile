@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run sweep lab test lint bench gpu-check clean venv
+.PHONY: run sweep lab test lint bench harness gpu-check clean venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: $(STAMP)
 ## bench: lab pipeline vs tuned vs resident+lean vs bare loop, side by side
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipelines.py $(ARGS)
+
+## harness: what bench's timed loop costs over a bare loop, epochs alternated in one process (PASS/FAIL/UNDECIDED)
+harness: $(STAMP)
+	$(BIN)/python benchmarks/harness.py $(ARGS)
 
 ## gpu-check: CUDA tests + one short run per model + figures (uses the python on PATH if .venv is absent)
 gpu-check:

@@ -14,9 +14,10 @@ For each (model, batch size, precision) it trains the same model on the same dat
 (a)–(c) run through bench's own training loop: (r) against (d), the same step, is what the harness
 (clocks, CUDA events, progress, loss accumulation) costs (the two run one after the other, before (g) and
 (c); with ``--pairs N``, N times, interleaved r d d r r d …, and judged by the median of the N pairs'
-ratios, since a shared CPU box drifts by more than the 3% judged); (c) against (r) is what the lean step
-buys. Each figure is the median epoch time over the timed epochs (warm-up excluded; for (r) and (d), over
-all their pairs' epochs). Run: ``make bench`` or ``python benchmarks/pipelines.py --help``.
+ratios). A shared CPU box drifts between runs by more than the 3% judged: there, harness.py judges it,
+alternating the two loops epoch by epoch. (c) against (r) is what the lean step buys. Each figure is the
+median epoch time over the timed epochs (warm-up excluded; for (r) and (d), over all their pairs' epochs).
+Run: ``make bench`` or ``python benchmarks/pipelines.py --help``.
 """
 
 from __future__ import annotations
@@ -73,9 +74,12 @@ GPU_TARGETS = {"medium_any": 1_000_000, "medium_256": 450_000, "large_any": 250_
 HARNESS_TARGET = 0.97  # (r) / (d): the harness costs at most 3%
 #: what --out gets: the tables as printed, and the figures
 RESULT_FILES = ("results.md", "results.json")
-#: how many times (r) and (d) run, interleaved, per config: a single pair cannot judge 3% on the shared
-#: CPU box (README "Performance"); a GPU's pair is steadier and `make gpu-check` has no time for more
-DEFAULT_PAIRS = {"cpu": 3, "cuda": 1}
+#: how many times (r) and (d) run, interleaved, per config. On the shared CPU box no number of whole-run
+#: pairs has judged 3% (README "Performance"): harness.py does, by alternating epochs in one process. A
+#: GPU's pair is steadier, and `make gpu-check` has no time for more.
+DEFAULT_PAIRS = {"cpu": 1, "cuda": 1}
+#: where a verdict that one run cannot give is given
+HARNESS_SCRIPT = "benchmarks/harness.py (make harness) judges it by alternating epochs in one process"
 
 
 @dataclass
@@ -185,42 +189,55 @@ def check_out(parser: argparse.ArgumentParser, out: Path | None, files: tuple[st
         parser.error(str(err))
 
 
-def _bare(cfg: DictConfig, device: torch.device) -> Figure:
-    """The floor: the same model, data and Adam with nothing around it."""
-    arrays = load_arrays(cfg.dataset)
-    x_all = normalize(torch.from_numpy(arrays.train_x)).to(device)
-    y_all = torch.from_numpy(arrays.train_y).to(device)
-    n, bs = len(y_all), cfg.batch_size
-    torch.manual_seed(cfg.seed)
-    model = instantiate(cfg.model, num_classes=len(arrays.classes)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    criterion = torch.nn.CrossEntropyLoss()
-    dtype = autocast_dtype(cfg.precision)
+class BareLoop:
+    """The floor, (d): the same model, data and Adam as bench's plain step, with nothing around them: the
+    dataset pre-normalized on the device, a permutation and an index per batch (harness.py times it too)."""
 
-    def epoch(steps: int | None = None) -> None:
-        order = torch.randperm(n, device=device)
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        arrays = load_arrays(cfg.dataset)
+        self.x = normalize(torch.from_numpy(arrays.train_x)).to(device)
+        self.y = torch.from_numpy(arrays.train_y).to(device)
+        self.device, self.batch_size = device, cfg.batch_size
+        torch.manual_seed(cfg.seed)
+        self.model = instantiate(cfg.model, num_classes=len(arrays.classes)).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.criterion = torch.nn.CrossEntropyLoss()
+        self.dtype = autocast_dtype(cfg.precision)
+
+    @property
+    def samples(self) -> int:
+        return len(self.y)
+
+    def epoch(self, steps: int | None = None) -> None:
+        """One pass in a fresh random order (only its first ``steps`` batches, if given)."""
+        n, bs, dtype = self.samples, self.batch_size, self.dtype
+        order = torch.randperm(n, device=self.device)
         for i, start in enumerate(range(0, n, bs)):
             if steps is not None and i >= steps:
                 break
             idx = order[start : start + bs]
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                loss = criterion(model(x_all[idx]), y_all[idx])
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+                loss = self.criterion(self.model(self.x[idx]), self.y[idx])
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
 
+
+def _bare(cfg: DictConfig, device: torch.device) -> Figure:
+    """(d): the bare loop's warm-up steps, then its timed epochs."""
+    bare = BareLoop(cfg, device)
     clock = measure.Stopwatch(device)
     with math_mode(cfg.precision):  # TF32 on or off as in bench's runs: fp32 is true FP32 in both
         clock.start()
-        epoch(steps=cfg.warmup_steps)
+        bare.epoch(steps=cfg.warmup_steps)
         warm = clock.stop().wall_s
         times = []
         for _ in range(cfg.epochs):
             clock.start()
-            epoch()
+            bare.epoch()
             times.append(clock.stop().wall_s)
     median = statistics.median(times)
-    return Figure("d", "bare", median, n / median, times, warm)
+    return Figure("d", "bare", median, bare.samples / median, times, warm)
 
 
 def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: Path) -> tuple[list[Figure], list[str]]:
@@ -323,15 +340,15 @@ def _harness(r: Figure, d: Figure) -> str:
         ratio, low, high = statistics.median(ratios), min(ratios), max(ratios)
         how = f", the median of {len(ratios)} interleaved pairs ({low:.3f}–{high:.3f})"
         # Pairs on both sides of the target: the median decides, and the line says the box is too noisy.
-        noise = (f"; the pairs fall on both sides of it: this box's noise is larger than the {judged}, and more "
-                 "pairs would tell better" if low < HARNESS_TARGET <= high else "")  # fmt: skip
+        noise = (f"; the pairs fall on both sides of it: this box's noise is larger than the {judged}, and "
+                 f"{HARNESS_SCRIPT}" if low < HARNESS_TARGET <= high else "")  # fmt: skip
     else:
         ratio, how = r.samples_per_s / d.samples_per_s, ""
         spread = max(_spread(r), _spread(d))
         # A shared CPU box varies more from epoch to epoch than the 3% judged here: then say so, since one
         # run's ratio is as likely to miss as to meet the target (README "Performance" has repeated pairs).
         noise = (f"; its epochs varied by up to {spread:.1%}, more than the {judged}, so this run alone cannot "
-                 "tell" if spread > 1 - HARNESS_TARGET else "")  # fmt: skip
+                 f"tell: {HARNESS_SCRIPT}" if spread > 1 - HARNESS_TARGET else "")  # fmt: skip
     return (f"- {_mark(ratio >= HARNESS_TARGET)}: with the same plain step, bench's loop (r) runs at {ratio:.3f}× "
             f"the bare loop{how} (target ≥ {HARNESS_TARGET}: the harness costs at most 3%{noise})")  # fmt: skip
 

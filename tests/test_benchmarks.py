@@ -39,13 +39,13 @@ def test_pipelines_prints_each_pipeline_and_the_harness_verdict(tmp_path: Path) 
     assert all(f["samples_per_s"] > 0 and len(f["epochs"]) == 3 for f in figures)
     # Where the epochs varied more than the 3% judged, the verdict says that one run cannot tell.
     spread = max((max(f["epochs"]) - min(f["epochs"])) / f["epoch_s"] for f in figures if f["variant"] in "rd")
-    assert ("so this run alone cannot tell" in md) == (spread > 0.03), (spread, md)
+    assert ("so this run alone cannot tell: benchmarks/harness.py (make harness) judges it" in md) == (spread > 0.03)
 
 
 @pytest.mark.slow
 def test_pipelines_interleaves_the_harness_pairs_and_judges_their_median(tmp_path: Path) -> None:
-    # The CPU's default: (r) and (d) three times each, r d d r r d, then (c) once.
-    args = ("--device", "cpu", "--configs", "small:64:fp32:rcd", "--train-size", "256", "--out", "out")
+    # (r) and (d) three times each, r d d r r d, then (c) once.
+    args = ("--device", "cpu", "--configs", "small:64:fp32:rcd", "--train-size", "256", "--pairs", "3", "--out", "out")
     proc = _script("pipelines.py", tmp_path, *args)
     assert proc.returncode == 0, proc.stderr
     started = re.findall(r"\(([rdc])\) [a-z ]+(?:, pair (\d))? \.\.\.", proc.stderr)
@@ -102,6 +102,66 @@ def test_the_harness_verdict_says_when_one_run_cannot_judge_3_percent(monkeypatc
 
 
 @pytest.mark.slow
+def test_harness_alternates_epochs_and_judges_the_median_ratios_interval(tmp_path: Path) -> None:
+    args = ("--device", "cpu", "--configs", "small:64:fp32", "--train-size", "256", "--rounds", "10", "--out", "out")
+    proc = _script("harness.py", tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr
+    rounds = re.findall(r"round (\d+)/10: \(([rd])\) [0-9.]+ s, then \(([rd])\)", proc.stderr)
+    assert [(int(i), a + b) for i, a, b in rounds] == [(i + 1, "rd" if i % 2 == 0 else "dr") for i in range(10)]
+    result = json.loads((tmp_path / "out" / "harness.json").read_text())["results"][0]
+    assert len(result["r"]) == len(result["d"]) == 10 and result["samples"] == 256
+    ratios = sorted(d / r for r, d in zip(result["r"], result["d"], strict=True))
+    # 10 rounds: the 95% interval of the median is the 2nd smallest to the 2nd largest ratio (sign-test table).
+    md = (tmp_path / "out" / "harness.md").read_text()
+    assert f"runs at {statistics.median(ratios):.3f}× the bare loop's speed, the median of 10 alternated rounds; " \
+           f"its 95% confidence interval, {ratios[1]:.3f}–{ratios[8]:.3f}," in md  # fmt: skip
+    verdict = "PASS" if ratios[1] >= 0.97 else "FAIL" if ratios[8] < 0.97 else "UNDECIDED"
+    assert f"- {verdict}: bench's loop (r)" in md and "| (r) bench's loop |" in md and "| (d) bare |" in md
+
+
+def test_the_harness_verdict_reads_the_median_ratios_confidence_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from harness import median_interval, min_rounds, verdict
+
+    # The sign test's order statistics (the standard table): n=6 → 1st–6th, 20 → 6th–15th, 40 → 14th–27th.
+    assert median_interval([float(i) for i in range(1, 7)]) == (3.5, 1.0, 6.0)
+    assert median_interval([float(i) for i in range(1, 21)]) == (10.5, 6.0, 15.0)
+    assert median_interval([float(i) for i in range(40, 0, -1)]) == (20.5, 14.0, 27.0)
+    assert min_rounds() == 6
+    with pytest.raises(ValueError, match="5 values give no 95% interval for their median; at least 6"):
+        median_interval([1.0] * 5)
+
+    steady = verdict([0.99, 0.985, 0.995, 0.99, 0.98, 1.0, 0.99, 0.992, 0.988, 0.99])
+    assert steady.startswith("- PASS: bench's loop (r) runs at 0.990× the bare loop's speed, the median of 10")
+    assert "its 95% confidence interval, 0.985–0.995, is at or above the target ≥ 0.97" in steady
+    costly = verdict([0.95, 0.96, 0.94, 0.955, 0.95, 0.965, 0.95, 0.96])
+    assert costly.startswith("- FAIL:") and "lies below the target" in costly
+    # One slow round cannot fail it, nor one fast round pass it: the interval's ends are order statistics.
+    noisy = verdict([1.0, 0.8, 0.99, 0.96, 1.02, 0.95, 0.97, 1.01])
+    assert noisy.startswith("- UNDECIDED:") and "straddles the target" in noisy and "more rounds" in noisy
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) -> None:
+    args = ["--device", "cpu", "--configs", "small:64:fp32", "--train-size", "256", "--rounds", "500"]
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "benchmarks" / "harness.py"), *args], cwd=tmp_path, env=offline_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("  round 8/500"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    finished = int(re.search(r"the median of (\d+) alternated rounds", out)[1])  # type: ignore[index]
+    assert finished >= 8 and f"· {finished} rounds" in out and "Cut short by SIGTERM: 0 of 1 configs finished." in out
+    assert err.strip().splitlines()[-1] == "bench: interrupted by SIGTERM: the rounds that finished are judged above"
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
 def test_step_options_records_an_option_that_fails_and_times_the_rest(tmp_path: Path) -> None:
     # step.compile=cudagraph cannot run on the CPU: its row says so, and the next option is still timed.
     args = ("--device", "cpu", "--configs", "small:64:fp32", "--train-size", "256", "--out", "out",
@@ -132,6 +192,8 @@ def test_step_options_records_an_option_that_fails_and_times_the_rest(tmp_path: 
         ("pipelines.py", ["--out", "/etc/passwd"], "--out=/etc/passwd: that is a file, not a folder"),
         ("pipelines.py", ["--train-size", "-5"], "dataset.train_size=-5 is out of range"),
         ("step_options.py", ["--train-size", "0"], "dataset.train_size=0 is out of range"),
+        ("harness.py", ["--rounds", "5"], "--rounds 5: at least 6, for a 95% interval of the median"),
+        ("harness.py", ["--train-size", "0"], "dataset.train_size=0 is out of range"),
         *[(script, ["--device", "cuda"], "device=cuda but no CUDA GPU is usable here")
           for script in ("pipelines.py", "step_options.py") if not torch.cuda.is_available()],
     ],
@@ -142,7 +204,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, script: str, args: lis
     assert proc.stderr.count("\n") == 1 and expected in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize(("script", "kept"), [("pipelines.py", "results.json"), ("step_options.py", "step_options.md")])
+@pytest.mark.parametrize(
+    ("script", "kept"),
+    [("pipelines.py", "results.json"), ("step_options.py", "step_options.md"), ("harness.py", "harness.json")],
+)
 def test_out_never_replaces_an_earlier_runs_results(tmp_path: Path, script: str, kept: str) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / kept).write_text("the figures of an earlier run")
