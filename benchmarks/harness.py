@@ -28,6 +28,7 @@ import math
 import statistics
 import sys
 import time
+from argparse import Namespace
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ from omegaconf import DictConfig
 from bench import interrupts, measure
 from bench.datasets import load_arrays
 from bench.environment import environment
-from bench.errors import Interrupted, OneLineParser, exit_interrupted
+from bench.errors import Interrupted, OneLineParser, describe, exit_interrupted
 from bench.loaders import build_loader
 from bench.loop import run_epoch
 from bench.schema import compose, instantiate
@@ -50,6 +51,7 @@ DEFAULT_CONFIGS = {"cpu": ["small:128:fp32", "medium:64:fp32"], "cuda": ["medium
 #: mostly the clock's synchronize
 DEFAULT_TRAIN_SIZE = {"cpu": 5_000, "cuda": 20_000}
 DEFAULT_ROUNDS = 40
+MAX_ROUNDS = 10_000
 #: the confidence of the interval the verdict reads
 LEVEL = 0.95
 #: what --out gets: the verdicts as printed, and every epoch time
@@ -83,16 +85,24 @@ def min_rounds(level: float = LEVEL) -> int:
 
 @dataclass
 class Rounds:
-    """One config's epoch times, filled a whole round at a time (a cut-short run keeps the rounds it finished)."""
+    """One config's epoch times, a (r, d) pair per finished round (a cut-short run keeps those it finished)."""
 
     spec: str
     samples: int
-    r: list[float] = field(default_factory=list)
-    d: list[float] = field(default_factory=list)
+    pairs: list[tuple[float, float]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def r(self) -> list[float]:
+        return [r for r, _ in self.pairs]
+
+    @property
+    def d(self) -> list[float]:
+        return [d for _, d in self.pairs]
 
     @property
     def ratios(self) -> list[float]:
-        return [d / r for r, d in zip(self.r, self.d, strict=True)]
+        return [d / r for r, d in self.pairs]
 
 
 def bench_loop(cfg: DictConfig, device: torch.device) -> Callable[[], float]:
@@ -129,14 +139,17 @@ def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch
             bare.epoch()
             return clock.stop().wall_s
 
-        r_epoch(), d_epoch()  # one-time costs (allocator, kernels' first calls) outside the timed rounds
+        # One-time costs (allocator, kernels' first calls) outside the timed rounds; d first, so that every
+        # round's first epoch follows an epoch of its own loop, round 0's too. Then a full collection, as a
+        # run makes before its epochs (measure.reset_peak_memory), so none lands in a timed epoch.
+        d_epoch(), r_epoch()
+        measure.collect_garbage()
         for i in range(rounds):
             if i % 2 == 0:
                 r, d = r_epoch(), d_epoch()
             else:
                 d, r = d_epoch(), r_epoch()
-            into.r.append(r)
-            into.d.append(d)
+            into.pairs.append((r, d))  # one append: a signal cannot leave half a round
             first, second = ("r", "d") if i % 2 == 0 else ("d", "r")
             times = {"r": r, "d": d}
             print(f"  round {i + 1}/{rounds}: ({first}) {times[first]:.3f} s, then ({second}) {times[second]:.3f} s",
@@ -146,26 +159,26 @@ def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch
 def report(rounds: Rounds) -> list[str]:
     """The config's table and its verdict line, from the rounds it finished."""
     model, batch, precision = rounds.spec.split(":")
-    lines = [
-        f"### {model} · batch {batch} · {precision} · {rounds.samples:,} images · {len(rounds.ratios)} rounds",
-        "",
-        "| loop | epoch (s, median) | samples/s | fastest epoch (s) |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, times in (("(r) bench's loop", rounds.r), ("(d) bare", rounds.d)):
-        if times:
+    lines = [f"### {model} · batch {batch} · {precision} · {rounds.samples:,} images · {len(rounds.pairs)} rounds", ""]
+    if rounds.pairs:
+        lines += ["| loop | epoch (s, median) | samples/s | fastest epoch (s) |", "|---|---:|---:|---:|"]
+        for name, times in (("(r) bench's loop", rounds.r), ("(d) bare", rounds.d)):
             median = statistics.median(times)
             lines.append(f"| {name} | {median:.3f} | {rounds.samples / median:,.0f} | {min(times):.3f} |")
-    return [*lines, "", verdict(rounds.ratios), ""]
+        # On a drifting box the two medians can differ where no round's pair does: the verdict reads the pairs.
+        lines += ["", "Each loop's median is over its own epochs; the verdict pairs each round's two epochs.", ""]
+    if rounds.error:
+        lines += [f"- stopped: {rounds.error}"]
+    return [*lines, verdict(rounds.ratios), ""]
 
 
 def verdict(ratios: list[float]) -> str:
     """PASS, FAIL or UNDECIDED: where the median ratio's confidence interval lies against the target."""
     target = f"target ≥ {HARNESS_TARGET} (the harness costs at most {1 - HARNESS_TARGET:.0%})"
-    try:
-        median, low, high = median_interval(ratios)
-    except ValueError as err:
-        return f"- UNDECIDED: {err} (target ≥ {HARNESS_TARGET})"
+    if len(ratios) < min_rounds():
+        return (f"- UNDECIDED: {len(ratios)} rounds finished; a {LEVEL:.0%} interval of the median needs at least "
+                f"{min_rounds()} ({target})")  # fmt: skip
+    median, low, high = median_interval(ratios)
     mark = "PASS" if low >= HARNESS_TARGET else "FAIL" if high < HARNESS_TARGET else "UNDECIDED"
     where = {
         "PASS": "is at or above",
@@ -190,14 +203,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write harness.md and harness.json here")
     args = parser.parse_args(argv)
-    if args.rounds < min_rounds():
-        parser.error(f"--rounds {args.rounds}: at least {min_rounds()}, for a {LEVEL:.0%} interval of the median")
+    if not min_rounds() <= args.rounds <= MAX_ROUNDS:
+        parser.error(f"--rounds {args.rounds}: from {min_rounds()} (for a {LEVEL:.0%} interval of the median) to "
+                     f"{MAX_ROUNDS:,}")  # fmt: skip
     check_out(parser, args.out, RESULT_FILES)
     device = device_for(parser, args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
     check_specs(parser, specs, variants=False)
     train_size = DEFAULT_TRAIN_SIZE[device.type] if args.train_size is None else args.train_size
     check_setting(parser, "--train-size", "dataset.train_size", train_size)
+    for spec in specs:  # an epoch of one partial batch would time the per-epoch costs, not the steps'
+        if train_size < (batch := int(spec.split(":")[1])):
+            parser.error(f"--train-size {train_size}: smaller than {spec}'s batch of {batch}; an epoch needs a "
+                         "full batch")  # fmt: skip
     check_setting(parser, "--seed", "seed", args.seed)
 
     env = environment(device)
@@ -211,35 +229,62 @@ def main(argv: list[str] | None = None) -> None:
     ]
     print("\n".join(header), flush=True)
     done: list[Rounds] = []
+    finished = 0  # configs whose report is out
     started = time.monotonic()
     stop: Interrupted | None = None
-    # SIGTERM (a time limit) or Ctrl-C ends the run early; the rounds that finished are still judged.
-    with interrupts.interruptible():
+    # SIGTERM (a time limit) or Ctrl-C ends the run early; the rounds that finished are still judged, and a
+    # second signal waits until the results are written.
+    with interrupts.entry_point():
         try:
             for spec in specs:
                 print(f"{spec}:", file=sys.stderr, flush=True)
                 done.append(Rounds(spec, train_size))
-                run_config(spec, args.rounds, train_size, args.seed, device, done[-1])
+                try:
+                    run_config(spec, args.rounds, train_size, args.seed, device, done[-1])
+                except Exception as err:  # out of memory, say: the other configs still run
+                    done[-1].error = describe(err)
+                finished += 1
                 print("\n".join(report(done[-1])), flush=True)
         except Interrupted as err:
             stop = err
-            if done and done[-1].ratios:
-                print("\n".join(report(done[-1])), flush=True)
-    lines = header + [line for rounds in done if rounds.ratios for line in report(rounds)]
+        try:
+            with interrupts.deferred():
+                lines = _finish(header, done, finished, len(specs), stop, time.monotonic() - started)
+                if args.out:
+                    _write(args.out, lines, env, done, args, train_size, stop)
+        except Interrupted as err:  # held while writing, raised after
+            stop = stop or err
     if stop is not None:
-        lines.append(f"Cut short by {stop}: {len(done) - 1} of {len(specs)} configs finished.\n")
-        print(lines[-1], flush=True)
-    lines.append(f"Benchmark time: {time.monotonic() - started:.0f} s.\n")
-    print(lines[-1], flush=True)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        markdown, data = RESULT_FILES
-        (args.out / markdown).write_text("\n".join(lines))
-        serial = [{**asdict(rounds), "ratios": rounds.ratios} for rounds in done]
-        (args.out / data).write_text(json.dumps({"env": env, "results": serial}, indent=2))
-        print(f"wrote {args.out / markdown}", file=sys.stderr)
+        judged = "the rounds that finished are judged above" if any(r.pairs for r in done) else "no round finished"
+        exit_interrupted(stop, judged)
+
+
+def _finish(header: list[str], done: list[Rounds], finished: int, configs: int, stop: Interrupted | None,
+            seconds: float) -> list[str]:  # fmt: skip
+    """The whole results as markdown lines; prints what the console has not shown yet (the config a signal cut,
+    the closing lines)."""
+    tail = []
     if stop is not None:
-        exit_interrupted(stop, "the rounds that finished are judged above")
+        if len(done) > finished:
+            print("\n".join(report(done[-1])), flush=True)
+        tail.append(f"Cut short by {stop}: {finished} of {configs} configs done.\n")
+    tail.append(f"Benchmark time: {seconds:.0f} s.\n")
+    print("\n".join(tail), flush=True)
+    return header + [line for rounds in done for line in report(rounds)] + tail
+
+
+def _write(out: Path, lines: list[str], env: dict, done: list[Rounds], args: Namespace, train_size: int,
+           stop: Interrupted | None) -> None:  # fmt: skip
+    """harness.md as printed, and harness.json: the settings, each config's epoch pairs and verdict."""
+    out.mkdir(parents=True, exist_ok=True)
+    markdown, data = RESULT_FILES
+    (out / markdown).write_text("\n".join(lines))
+    settings = {"device": args.device, "rounds": args.rounds, "train_size": train_size, "seed": args.seed,
+                "interrupted": stop.name if stop is not None else None}  # fmt: skip
+    results = [{**asdict(rounds), "ratios": rounds.ratios, "rounds_finished": len(rounds.pairs),
+                "verdict": verdict(rounds.ratios)} for rounds in done]  # fmt: skip
+    (out / data).write_text(json.dumps({"env": env, "settings": settings, "results": results}, indent=2))
+    print(f"wrote {out / markdown}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -191,7 +191,8 @@ def check_out(parser: argparse.ArgumentParser, out: Path | None, files: tuple[st
 
 class BareLoop:
     """The floor, (d): the same model, data and Adam as bench's plain step, with nothing around them: the
-    dataset pre-normalized on the device, a permutation and an index per batch (harness.py times it too)."""
+    dataset pre-normalized on the device, a permutation and an index per batch (harness.py times it too).
+    With fp16 autocast it has the lab's GradScaler too, as bench's step does: the same step on both sides."""
 
     def __init__(self, cfg: DictConfig, device: torch.device) -> None:
         arrays = load_arrays(cfg.dataset)
@@ -203,6 +204,7 @@ class BareLoop:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.criterion = torch.nn.CrossEntropyLoss()
         self.dtype = autocast_dtype(cfg.precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=bool(cfg.precision.grad_scaler))
 
     @property
     def samples(self) -> int:
@@ -219,8 +221,9 @@ class BareLoop:
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                 loss = self.criterion(self.model(self.x[idx]), self.y[idx])
-            loss.backward()
-            self.optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
 
 
 def _bare(cfg: DictConfig, device: torch.device) -> Figure:
@@ -405,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Device: {env['gpu'] or env['cpu']} · torch {env['torch']} · {torch.get_num_threads()} CPU threads · "
         f"median of {args.epochs} timed epochs after {args.warmup_steps} warm-up steps"
         f"{f' ((r) and (d): {args.pairs} interleaved runs each)' if args.pairs > 1 else ''} · "
-        f"{args.train_size or 50_000} synthetic images per epoch · {time.strftime('%Y-%m-%d')}",
+        f"{args.train_size or 50_000:,} synthetic images per epoch · {time.strftime('%Y-%m-%d')}",
         "",
     ]
     print("\n".join(header), flush=True)
@@ -413,8 +416,9 @@ def main(argv: list[str] | None = None) -> None:
     results = {}
     started = time.monotonic()
     stop: Interrupted | None = None
-    # SIGTERM (a time limit) or Ctrl-C ends the run early, but the targets are still judged on what ran.
-    with tempfile.TemporaryDirectory() as tmp, interrupts.interruptible():
+    # SIGTERM (a time limit) or Ctrl-C ends the run early, but the targets are still judged on what ran, and a
+    # second signal waits until the results are written.
+    with tempfile.TemporaryDirectory() as tmp, interrupts.entry_point():
         try:
             for spec in specs:
                 print(f"{spec}:", file=sys.stderr, flush=True)
@@ -425,23 +429,34 @@ def main(argv: list[str] | None = None) -> None:
                 results[spec] = figures
         except Interrupted as err:
             stop = err
-            lines.append(f"Cut short by {stop}: {len(results)} of {len(specs)} configs ran.\n")
-            print(lines[-1], flush=True)
-    lines.append(f"Benchmark time: {time.monotonic() - started:.0f} s.\n")
+        try:
+            with interrupts.deferred():
+                _finish(lines, results, len(specs), stop, time.monotonic() - started, device)
+                if args.out:
+                    args.out.mkdir(parents=True, exist_ok=True)
+                    markdown, data = RESULT_FILES
+                    (args.out / markdown).write_text("\n".join(lines))
+                    serial = {spec: [f.__dict__ for f in figs] for spec, figs in results.items()}
+                    (args.out / data).write_text(json.dumps({"env": env, "results": serial}, indent=2))
+                    print(f"wrote {args.out / markdown}", file=sys.stderr)
+        except Interrupted as err:  # held while writing, raised after
+            stop = stop or err
+    if stop is not None:
+        exit_interrupted(stop, f"{len(results)} of {len(specs)} configs ran; their figures are above")
+
+
+def _finish(lines: list[str], results: dict[str, list[Figure]], configs: int, stop: Interrupted | None,
+            seconds: float, device: torch.device) -> None:  # fmt: skip
+    """The closing lines, printed and added to ``lines``: a cut-short run's count, the time, the GPU targets."""
+    if stop is not None:
+        lines.append(f"Cut short by {stop}: {len(results)} of {configs} configs ran.\n")
+        print(lines[-1], flush=True)
+    lines.append(f"Benchmark time: {seconds:.0f} s.\n")
     print(lines[-1], flush=True)
     if device.type == "cuda":
         block = ["### Targets (the best fast path, (c) or (g))", "", *gpu_targets(results)]
         print("\n".join(block), flush=True)
         lines += block
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        markdown, data = RESULT_FILES
-        (args.out / markdown).write_text("\n".join(lines))
-        serial = {spec: [f.__dict__ for f in figs] for spec, figs in results.items()}
-        (args.out / data).write_text(json.dumps({"env": env, "results": serial}, indent=2))
-        print(f"wrote {args.out / markdown}", file=sys.stderr)
-    if stop is not None:
-        exit_interrupted(stop, f"{len(results)} of {len(specs)} configs ran; their figures are above")
 
 
 if __name__ == "__main__":

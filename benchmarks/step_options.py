@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             (args.out / markdown).write_text("\n".join([*lines, ""]))
             (args.out / data).write_text(json.dumps({"env": env, "rows": rows}, indent=2))
 
-    with tempfile.TemporaryDirectory() as tmp, interrupts.interruptible():
+    with tempfile.TemporaryDirectory() as tmp, interrupts.entry_point():
         try:
             for spec in specs:
                 model, batch, precision = spec.split(":")
@@ -114,9 +114,11 @@ def main(argv: list[str] | None = None) -> None:
                         print(f"  {spec} {option}: {err}", file=sys.stderr, flush=True)
                         rate, warmup = None, None
                     record(spec, option, rate, warmup, plain)
-                write()
+                with interrupts.deferred():  # a signal waits until the files are whole
+                    write()
         except Interrupted as stop:  # Ctrl-C or SIGTERM: the rows measured so far are kept
-            write()
+            with interrupts.deferred(reraise=False):  # a second signal, too
+                write()
             exit_interrupted(stop, f"{len(rows)} rows measured" + (f", written to {args.out}" if args.out else ""))
 
 

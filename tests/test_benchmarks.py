@@ -108,15 +108,18 @@ def test_harness_alternates_epochs_and_judges_the_median_ratios_interval(tmp_pat
     assert proc.returncode == 0, proc.stderr
     rounds = re.findall(r"round (\d+)/10: \(([rd])\) [0-9.]+ s, then \(([rd])\)", proc.stderr)
     assert [(int(i), a + b) for i, a, b in rounds] == [(i + 1, "rd" if i % 2 == 0 else "dr") for i in range(10)]
-    result = json.loads((tmp_path / "out" / "harness.json").read_text())["results"][0]
-    assert len(result["r"]) == len(result["d"]) == 10 and result["samples"] == 256
-    ratios = sorted(d / r for r, d in zip(result["r"], result["d"], strict=True))
+    data = json.loads((tmp_path / "out" / "harness.json").read_text())
+    assert data["settings"] == {"device": "cpu", "rounds": 10, "train_size": 256, "seed": 0, "interrupted": None}
+    result = data["results"][0]
+    assert len(result["pairs"]) == result["rounds_finished"] == 10 and result["samples"] == 256
+    ratios = sorted(d / r for r, d in result["pairs"])
     # 10 rounds: the 95% interval of the median is the 2nd smallest to the 2nd largest ratio (sign-test table).
     md = (tmp_path / "out" / "harness.md").read_text()
     assert f"runs at {statistics.median(ratios):.3f}× the bare loop's speed, the median of 10 alternated rounds; " \
            f"its 95% confidence interval, {ratios[1]:.3f}–{ratios[8]:.3f}," in md  # fmt: skip
     verdict = "PASS" if ratios[1] >= 0.97 else "FAIL" if ratios[8] < 0.97 else "UNDECIDED"
     assert f"- {verdict}: bench's loop (r)" in md and "| (r) bench's loop |" in md and "| (d) bare |" in md
+    assert result["verdict"].startswith(f"- {verdict}: ")
 
 
 def test_the_harness_verdict_reads_the_median_ratios_confidence_interval(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,6 +133,8 @@ def test_the_harness_verdict_reads_the_median_ratios_confidence_interval(monkeyp
     assert min_rounds() == 6
     with pytest.raises(ValueError, match="5 values give no 95% interval for their median; at least 6"):
         median_interval([1.0] * 5)
+    too_few = verdict([1.0] * 5)
+    assert too_few.startswith("- UNDECIDED: 5 rounds finished; a 95% interval of the median needs at least 6")
 
     steady = verdict([0.99, 0.985, 0.995, 0.99, 0.98, 1.0, 0.99, 0.992, 0.988, 0.99])
     assert steady.startswith("- PASS: bench's loop (r) runs at 0.990× the bare loop's speed, the median of 10")
@@ -156,7 +161,7 @@ def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) ->
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     finished = int(re.search(r"the median of (\d+) alternated rounds", out)[1])  # type: ignore[index]
-    assert finished >= 8 and f"· {finished} rounds" in out and "Cut short by SIGTERM: 0 of 1 configs finished." in out
+    assert finished >= 8 and f"· {finished} rounds" in out and "Cut short by SIGTERM: 0 of 1 configs done." in out
     assert err.strip().splitlines()[-1] == "bench: interrupted by SIGTERM: the rounds that finished are judged above"
     assert "Traceback" not in err
 
@@ -192,7 +197,8 @@ def test_step_options_records_an_option_that_fails_and_times_the_rest(tmp_path: 
         ("pipelines.py", ["--out", "/etc/passwd"], "--out=/etc/passwd: that is a file, not a folder"),
         ("pipelines.py", ["--train-size", "-5"], "dataset.train_size=-5 is out of range"),
         ("step_options.py", ["--train-size", "0"], "dataset.train_size=0 is out of range"),
-        ("harness.py", ["--rounds", "5"], "--rounds 5: at least 6, for a 95% interval of the median"),
+        ("harness.py", ["--rounds", "5"], "--rounds 5: from 6 (for a 95% interval of the median) to 10,000"),
+        ("harness.py", ["--train-size", "100"], "--train-size 100: smaller than small:128:fp32's batch of 128"),
         ("harness.py", ["--train-size", "0"], "dataset.train_size=0 is out of range"),
         *[(script, ["--device", "cuda"], "device=cuda but no CUDA GPU is usable here")
           for script in ("pipelines.py", "step_options.py") if not torch.cuda.is_available()],
