@@ -146,6 +146,30 @@ def test_the_harness_verdict_reads_the_median_ratios_confidence_interval(monkeyp
     assert noisy.startswith("- UNDECIDED:") and "straddles the target" in noisy and "more rounds" in noisy
 
 
+def test_a_harness_config_that_fails_is_its_own_line_and_the_others_still_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import harness
+
+    real = harness.run_config
+
+    def out_of_memory_on_the_first(spec: str, *args: object) -> None:
+        if spec == "medium:64:fp32":  # what a CUDA OOM would do halfway through its rounds
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        real(spec, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(harness, "run_config", out_of_memory_on_the_first)
+    harness.main(["--device", "cpu", "--configs", "medium:64:fp32", "small:64:fp32", "--train-size", "128",
+                  "--rounds", "6", "--out", str(tmp_path / "out")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "- stopped: CUDA out of memory. Tried to allocate 2.00 GiB" in out
+    assert "- UNDECIDED: 0 rounds finished" in out and "the median of 6 alternated rounds" in out
+    results = json.loads((tmp_path / "out" / "harness.json").read_text())["results"]
+    assert [(r["spec"], r["rounds_finished"], bool(r["error"])) for r in results] == [
+        ("medium:64:fp32", 0, True), ("small:64:fp32", 6, False)]  # fmt: skip
+
+
 @pytest.mark.slow
 def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) -> None:
     args = ["--device", "cpu", "--configs", "small:64:fp32", "--train-size", "256", "--rounds", "500"]
