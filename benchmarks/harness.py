@@ -44,7 +44,7 @@ from bench.loaders import build_loader
 from bench.loop import run_epoch
 from bench.schema import compose, instantiate
 from bench.step import build_step, math_mode
-from pipelines import HARNESS_TARGET, PLAIN, BareLoop, check_out, check_setting, check_specs, device_for
+from pipelines import HARNESS_TARGET, PLAIN, BareLoop, check_out, check_setting, check_specs, device_for, machine
 
 DEFAULT_CONFIGS = {"cpu": ["small:128:fp32", "medium:64:fp32"], "cuda": ["medium:256:fp32"]}
 #: images per epoch: short epochs make many rounds affordable; on a GPU, long enough that a round is not
@@ -222,9 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     header = [
         "## The harness's cost: bench's loop (r) and a bare loop (d), an epoch each in turn",
         "",
-        f"Device: {env['gpu'] or env['cpu']} · torch {env['torch']} · {torch.get_num_threads()} CPU threads · "
-        f"{args.rounds} rounds (r d, then d r, …) of {train_size:,} synthetic images per epoch, after one untimed "
-        f"epoch each · {time.strftime('%Y-%m-%d')}",
+        f"{machine(env)} · {args.rounds} rounds (r d, then d r, …) of {train_size:,} synthetic images per "
+        f"epoch, after one untimed epoch each · {time.strftime('%Y-%m-%d')}",
         "",
     ]
     print("\n".join(header), flush=True)

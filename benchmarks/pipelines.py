@@ -155,6 +155,11 @@ def check_specs(parser: argparse.ArgumentParser, specs: list[str], *, variants: 
             parser.error(f"--configs {spec!r}: {describe(err)}")
 
 
+def machine(env: dict) -> str:
+    """The header's first facts (harness.py's too): the device, torch, and the CPU threads the run had."""
+    return f"Device: {env['gpu'] or env['cpu']} · torch {env['torch']} · {torch.get_num_threads()} CPU threads"
+
+
 def _unknown_variants(letters: str) -> str | None:
     """What is wrong with a set of variant letters (none named, or a letter that is no variant), or None."""
     unknown = sorted(set(letters) - set(ORDER))
@@ -405,8 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     header = [
         "## Pipelines, side by side",
         "",
-        f"Device: {env['gpu'] or env['cpu']} · torch {env['torch']} · {torch.get_num_threads()} CPU threads · "
-        f"median of {args.epochs} timed epochs after {args.warmup_steps} warm-up steps"
+        f"{machine(env)} · median of {args.epochs} timed epochs after {args.warmup_steps} warm-up steps"
         f"{f' ((r) and (d): {args.pairs} interleaved runs each)' if args.pairs > 1 else ''} · "
         f"{args.train_size or 50_000:,} synthetic images per epoch · {time.strftime('%Y-%m-%d')}",
         "",
