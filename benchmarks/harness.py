@@ -12,8 +12,9 @@ data, so each round's two epochs are seconds apart and a drift slows both:
 
 A round's ratio is (d)'s epoch time ÷ (r)'s: 1.0 when the harness is free, 0.97 when it costs 3%. The
 verdict is the median ratio with its 95% confidence interval, which assumes nothing about the noise's
-shape (the order statistics of a sign test): PASS when the whole interval is at or above 0.97, FAIL when
-it is all below, else UNDECIDED (more rounds narrow it). Each loop first runs one untimed epoch.
+shape, only that rounds are independent (the order statistics of a sign test): PASS when the whole
+interval is at or above 0.97, FAIL when it is all below, else UNDECIDED (more rounds narrow it). Each loop
+first runs one untimed epoch.
 Run: ``make harness`` or ``python benchmarks/harness.py --help``.
 """
 
