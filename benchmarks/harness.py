@@ -24,7 +24,6 @@ import bench  # noqa: F401  (first: until the command's own handlers, a signal i
 
 # isort: split
 
-import json
 import math
 import statistics
 import sys
@@ -45,7 +44,17 @@ from bench.loaders import build_loader
 from bench.loop import run_epoch
 from bench.schema import compose, instantiate
 from bench.step import build_step, math_mode
-from pipelines import HARNESS_TARGET, PLAIN, BareLoop, check_out, check_setting, check_specs, device_for, machine
+from pipelines import (
+    HARNESS_TARGET,
+    PLAIN,
+    BareLoop,
+    check_out,
+    check_setting,
+    check_specs,
+    device_for,
+    machine,
+    write_results,
+)
 
 DEFAULT_CONFIGS = {"cpu": ["small:128:fp32", "medium:64:fp32"], "cuda": ["medium:256:fp32"]}
 #: images per epoch: short epochs make many rounds affordable; on a GPU, long enough that a round is not
@@ -276,15 +285,12 @@ def _finish(header: list[str], done: list[Rounds], finished: int, configs: int, 
 def _write(out: Path, lines: list[str], env: dict, done: list[Rounds], args: Namespace, train_size: int,
            stop: Interrupted | None) -> None:  # fmt: skip
     """harness.md as printed, and harness.json: the settings, each config's epoch pairs and verdict."""
-    out.mkdir(parents=True, exist_ok=True)
-    markdown, data = RESULT_FILES
-    (out / markdown).write_text("\n".join(lines))
     settings = {"device": args.device, "rounds": args.rounds, "train_size": train_size, "seed": args.seed,
                 "interrupted": stop.name if stop is not None else None}  # fmt: skip
     results = [{**asdict(rounds), "ratios": rounds.ratios, "rounds_finished": len(rounds.pairs),
                 "verdict": verdict(rounds.ratios)} for rounds in done]  # fmt: skip
-    (out / data).write_text(json.dumps({"env": env, "settings": settings, "results": results}, indent=2))
-    print(f"wrote {out / markdown}", file=sys.stderr)
+    written = write_results(out, RESULT_FILES, lines, {"env": env, "settings": settings, "results": results})
+    print(f"wrote {written}", file=sys.stderr)
 
 
 if __name__ == "__main__":

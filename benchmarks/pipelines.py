@@ -46,6 +46,7 @@ from bench.environment import environment
 from bench.errors import Interrupted, OneLineParser, UsageError, describe, exit_interrupted
 from bench.folders import holds_run_dirs, make_writable
 from bench.loaders import normalize
+from bench.results import write_atomically
 from bench.schema import compose, instantiate, validate
 from bench.step import autocast_dtype, math_mode
 
@@ -192,6 +193,15 @@ def check_out(parser: argparse.ArgumentParser, out: Path | None, files: tuple[st
         make_writable(out, "--out")
     except UsageError as err:
         parser.error(str(err))
+
+
+def write_results(out: Path, files: tuple[str, str], lines: list[str], data: dict[str, object]) -> Path:
+    """A benchmark's ``--out`` (harness.py's and step_options.py's too): its tables as printed and its figures
+    as JSON, each file whole or not at all (bench's own atomic write); the markdown file's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    markdown, figures = files
+    write_atomically(out / figures, json.dumps(data, indent=2))
+    return write_atomically(out / markdown, "\n".join(lines))
 
 
 class BareLoop:
@@ -354,7 +364,7 @@ def _harness(r: Figure, d: Figure) -> str:
         ratio, how = r.samples_per_s / d.samples_per_s, ""
         spread = max(_spread(r), _spread(d))
         # A shared CPU box varies more from epoch to epoch than the 3% judged here: then say so, since one
-        # run's ratio is as likely to miss as to meet the target (README "Performance" has repeated pairs).
+        # run's ratio is as likely to miss as to meet the target (harness.py decides it there).
         noise = (f"; its epochs varied by up to {spread:.1%}, more than the {judged}, so this run alone cannot "
                  f"tell: {HARNESS_SCRIPT}" if spread > 1 - HARNESS_TARGET else "")  # fmt: skip
     return (f"- {_mark(ratio >= HARNESS_TARGET)}: with the same plain step, bench's loop (r) runs at {ratio:.3f}× "
@@ -437,12 +447,9 @@ def main(argv: list[str] | None = None) -> None:
             with interrupts.deferred():
                 _finish(lines, results, len(specs), stop, time.monotonic() - started, device)
                 if args.out:
-                    args.out.mkdir(parents=True, exist_ok=True)
-                    markdown, data = RESULT_FILES
-                    (args.out / markdown).write_text("\n".join(lines))
                     serial = {spec: [f.__dict__ for f in figs] for spec, figs in results.items()}
-                    (args.out / data).write_text(json.dumps({"env": env, "results": serial}, indent=2))
-                    print(f"wrote {args.out / markdown}", file=sys.stderr)
+                    written = write_results(args.out, RESULT_FILES, lines, {"env": env, "results": serial})
+                    print(f"wrote {written}", file=sys.stderr)
         except Interrupted as err:  # held while writing, raised after
             stop = stop or err
     if stop is not None:

@@ -13,7 +13,6 @@ import bench  # noqa: F401  (first: until the command's own handlers, a signal i
 
 # isort: split
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 from bench import interrupts
 from bench.environment import environment
 from bench.errors import Interrupted, OneLineParser, exit_interrupted
-from pipelines import PLAIN, check_out, check_setting, check_specs, device_for, through_bench  # this folder's
+from pipelines import PLAIN, check_out, check_setting, check_specs, device_for, through_bench, write_results
 
 OPTIONS = {
     "cpu": ["step.adam=forloop", "step.adam=foreach", "step.adam=fused", "step.channels_last=true",
@@ -91,10 +90,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def write() -> None:
         if args.out:  # after every config, so a run cut short keeps what it measured
-            args.out.mkdir(parents=True, exist_ok=True)
-            markdown, data = RESULT_FILES
-            (args.out / markdown).write_text("\n".join([*lines, ""]))
-            (args.out / data).write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+            write_results(args.out, RESULT_FILES, [*lines, ""], {"env": env, "rows": rows})
 
     with tempfile.TemporaryDirectory() as tmp, interrupts.entry_point():
         try:
