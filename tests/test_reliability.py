@@ -241,6 +241,53 @@ def test_ctrl_c_stops_a_sweep_keeps_finished_jobs_and_reports(tmp_path: Path) ->
     assert list(summary["epochs"]) == [1, 50, 50]  # the job that never started is named by its overrides
 
 
+def test_ctrl_c_mid_epoch_with_dataloader_workers_is_one_line(tmp_path: Path) -> None:
+    # Each DataLoader worker (forked, so with bench's handlers) printed "bench: interrupted by SIGINT: nothing
+    # was started" under the run's own line, and died with exit 130, which the main process then reported as a
+    # failed worker. The run is stopped inside its second epoch, while its workers are busy.
+    proc = _start(tmp_path, *LONG, "workers=2", "batch_size=128", "hydra.run.dir=run", new_session=True)
+    _wait_for(proc, "Epoch 1/")
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    _one_error_line(_finish(proc), 130, f"interrupted by SIGINT: the run is recorded in {tmp_path / 'run'}")
+    assert read_metrics(tmp_path / "run")["status"] == "interrupted"
+
+
+SIGNAL_THEN_FAILED_CLEANUP = """
+import os, signal, time
+from bench.models import SmallNet
+
+class CleanupFailsAfterSignal(SmallNet):
+    calls = 0
+
+    def forward(self, x):
+        type(self).calls += 1
+        if type(self).calls == 12:  # in the first job's first epoch
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # the handler raises here
+            finally:  # like torch's optimizer.step, whose cleanup can raise while the signal unwinds it
+                raise RuntimeError("a cleanup that failed on the way out")
+        return super().forward(x)
+"""
+
+
+def test_a_signal_that_an_error_overtakes_still_stops_the_sweep(tmp_path: Path) -> None:
+    # Ctrl-C inside optimizer.step, while a DataLoader worker died of the same signal: torch's SIGCHLD handler
+    # raised in the step's cleanup, the error replaced the interruption, and the job was recorded as
+    # interrupted, but the sweep went on (with grad mode left off: every later job failed, "interrupted").
+    (tmp_path / "signalnet.py").write_text(SIGNAL_THEN_FAILED_CLEANUP)
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "signalnet.yaml").write_text(
+        "_target_: signalnet.CleanupFailsAfterSignal\nname: signalnet\n"
+    )
+    args = [*SWEEP, "model=signalnet", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "hydra.sweep.dir=S"]
+    proc = _start(tmp_path, "-m", *args, "batch_size=16,32")
+    _one_error_line(_finish(proc), 130, "interrupted by SIGINT: 1 interrupted, 1 missing; partial report")
+    assert read_metrics(tmp_path / "S" / "0")["status"] == "interrupted"
+    assert not (tmp_path / "S" / "1" / "metrics.json").exists()
+
+
 def test_ctrl_c_during_a_reproduction_still_writes_the_comparison(tmp_path: Path) -> None:
     first = run_cli(tmp_path, *TINY, "hydra.run.dir=orig")
     assert first.returncode == 0, first.stderr

@@ -63,9 +63,8 @@ def interruptible() -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         global _received, _pending
-        if os.getpid() != owner:  # a forked DataLoader worker inherited this handler: behave as before
-            signal.signal(signum, previous.get(signum) or signal.SIG_DFL)  # type: ignore[arg-type]
-            os.kill(os.getpid(), signum)
+        if os.getpid() != owner:  # a forked DataLoader worker inherited this handler
+            _in_a_worker(signum)
             return
         _received = _pending = signum
         raise Interrupted(signum)
@@ -73,11 +72,10 @@ def interruptible() -> Iterator[None]:
     def unraisable(event: Any) -> None:
         if isinstance(event.exc_value, Interrupted):  # ours is pending: check() raises it again
             return
-        if _received is not None and isinstance(event.exc_value, AttributeError):
-            # After a signal, objects it cut off half-built fail in their destructors for want of an
-            # attribute: a DataLoader iterator interrupted while forking its workers has no `_shutdown` when
-            # collected. That is teardown, not news: the terminal keeps its one line, and a Hydra job's log
-            # file gets the traceback. Any other destructor error is printed as Python always does.
+        if _received is not None and _teardown_after_a_signal(event.exc_value):
+            # After a signal, objects it cut off fail in their destructors. That is teardown, not news: the
+            # terminal keeps its one line, and a Hydra job's log file gets the traceback. Any other destructor
+            # error is printed as Python always does.
             log.debug("After %s, in %r:", signal.Signals(_received).name, event.object,
                       exc_info=(event.exc_type, event.exc_value, event.exc_traceback))  # fmt: skip
             return
@@ -86,11 +84,33 @@ def interruptible() -> Iterator[None]:
     default = sys.unraisablehook
     sys.unraisablehook = unraisable
     try:
-        with _handlers(handler) as previous:
+        with _handlers(handler):
             yield
     finally:
         if _received is None:  # after a signal, keep quiet through the exit too, where the rest is collected
             sys.unraisablehook = default
+
+
+def _in_a_worker(signum: int) -> None:
+    """A forked DataLoader worker's answer to the signal that also reached its main process (Ctrl-C and SLURM
+    signal the whole process group). SIGINT: carry on; the main process, interrupted, shuts its workers down.
+    A worker that died of it (bench's start-up handler, inherited, used to end it with exit 130 and "nothing
+    was started") would also make the main process report a failed worker. SIGTERM: end, as without bench,
+    since it is also how the DataLoader stops a worker that does not stop when asked."""
+    if signum == signal.SIGINT:
+        signal.signal(signum, signal.SIG_IGN)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _teardown_after_a_signal(error: BaseException | None) -> bool:
+    """Whether a destructor's error after a signal is the signal's doing: an object it cut off half-built
+    (a DataLoader iterator interrupted while forking its workers has no ``_shutdown`` when collected), or a
+    DataLoader worker that the same signal ended, found by the iterator's shutdown."""
+    if isinstance(error, AttributeError):
+        return True
+    return isinstance(error, RuntimeError) and str(error).startswith("DataLoader worker")
 
 
 @contextmanager
@@ -124,15 +144,15 @@ def entry_point() -> Iterator[None]:
 
 
 @contextmanager
-def _handlers(handler: signal.Handlers | object) -> Iterator[dict[int, object]]:
+def _handlers(handler: signal.Handlers | object) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
-        yield {}  # signals are delivered to the main thread; a helper thread cannot install handlers
+        yield  # signals are delivered to the main thread; a helper thread cannot install handlers
         return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
     for s in SIGNALS:
         signal.signal(s, handler)  # type: ignore[arg-type]
     try:
-        yield previous
+        yield
     finally:
         for s, old in previous.items():
             signal.signal(s, old if old is not None else signal.SIG_DFL)  # type: ignore[arg-type]

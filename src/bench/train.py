@@ -29,7 +29,7 @@ from bench.device import device_type, resolve_device, synchronize
 from bench.diagnosis import diagnose
 from bench.energy import EnergyMeter, short_window_note
 from bench.environment import cpu_name, environment
-from bench.errors import DeviceUnavailable, UsageError, one_line
+from bench.errors import DeviceUnavailable, Interrupted, UsageError, one_line
 from bench.flops import count_untouched, utilization
 from bench.loaders import BatchSource, build_loader, normalize
 from bench.loop import evaluate, profile, rolled_back, run_epoch, warm_up
@@ -123,9 +123,16 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
         log.warning("Run interrupted by %s", _signal_name(stop))
         raise
     except Exception as err:
-        if interrupts.received() is not None:  # e.g. a DataLoader worker killed by the same Ctrl-C
+        if interrupts.received() is not None:
+            # The signal came first, but an error overtook its Interrupted: raised in a cleanup on the way out
+            # (a DataLoader worker that the same Ctrl-C or SIGTERM ended, found by torch's SIGCHLD handler in
+            # optimizer.step's `finally`). Still an interruption: recorded as one, and it stops the sweep.
+            interrupts.delivered()
             result.status, result.error = "interrupted", f"interrupted by {_signal_name(None)}"
-        elif type(err).__name__ == "UncompletedJobError":  # submitit, on SLURM's warning before the time limit
+            log.warning("Run interrupted by %s", _signal_name(None))
+            log.debug("What overtook the interruption", exc_info=True)  # to the log file only
+            raise Interrupted(interrupts.received() or signal.SIGINT) from err
+        if type(err).__name__ == "UncompletedJobError":  # submitit, on SLURM's warning before the time limit
             result.status, result.error = "interrupted", f"interrupted: the job's time limit ({one_line(err)})"
         elif is_out_of_memory(err):
             result.status, result.error = "oom", one_line(err)
