@@ -226,6 +226,17 @@ def test_the_trial_runs_the_benchmarks_step_for_each_precision(
     assert all(not torch.equal(a, b) for a, b in zip(initial[1], trained, strict=True))  # Adam moved every tensor
 
 
+def test_the_trials_labels_are_the_models_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An image folder of 3 classes: labels drawn from CIFAR's 10 were out of the model's range (on CUDA a
+    # device-side assert, which breaks the context for every later job of the sweep).
+    for name in ("synchronize", "empty_cache", "reset_peak_memory_stats"):
+        monkeypatch.setattr(torch.cuda, name, lambda *args, **kwargs: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *args: 5 * MIB)
+    trial = cuda_step_trial(lambda: MediumNet(num_classes=3), device="cpu", precision_dtype=None,
+                            grad_scaler=False, num_classes=3)  # fmt: skip
+    assert all(trial(64) == 5.0 for _ in range(3))  # 64 labels of 3 classes, three times over
+
+
 def test_other_errors_are_not_taken_for_out_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("synchronize", "empty_cache", "reset_peak_memory_stats"):
         monkeypatch.setattr(torch.cuda, name, lambda *args, **kwargs: None)

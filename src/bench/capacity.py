@@ -78,4 +78,5 @@ def _cuda_trial(cfg: DictConfig, device: torch.device) -> Trial:
         lr=cfg.lr,
         channels_last=resolve_channels_last(cfg.step.channels_last, device),
         steps=STEPS_PER_ATTEMPT,
+        num_classes=classes,
     )

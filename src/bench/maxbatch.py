@@ -165,6 +165,7 @@ def cuda_step_trial(
     lr: float = 1e-3,
     channels_last: bool = False,
     steps: int = 1,
+    num_classes: int = 10,
 ) -> Trial:
     """A trial for ``search_max_batch``: the peak allocated MB of one training step at a batch size.
 
@@ -174,7 +175,8 @@ def cuda_step_trial(
     carry Adam's state and the gradients of the last attempt into the next).
     By default an attempt is a run's first step; later steps also hold Adam's two moment buffers through the
     forward pass, 8 bytes per parameter more (34 MB for LargeNet): ``steps=2`` measures that steady state.
-    The peak counts everything allocated in the process, including what the caller held before.
+    The peak counts everything allocated in the process, including what the caller held before. The labels
+    are drawn from ``num_classes``, the model's outputs (an image folder may have fewer than CIFAR's 10).
     """
     from bench.train import is_out_of_memory  # here, not above: train may come to import this module
 
@@ -189,7 +191,7 @@ def cuda_step_trial(
         model = build_model().to(device, memory_format=memory_format)
         step = build_step(model, device, options=options, precision=precision, lr=lr)
         x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=memory_format)
-        y = torch.randint(0, 10, (batch,), device=device)
+        y = torch.randint(0, num_classes, (batch,), device=device)
         for _ in range(steps):
             step.fn(x, y)
         torch.cuda.synchronize(device)
