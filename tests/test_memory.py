@@ -44,6 +44,9 @@ class StandInAllocator:
         self.calls.append("start_steady_state")
         self.steady = True
 
+    def reset_peaks(self) -> None:
+        self.calls.append("reset_peaks")
+
     def graph_pool(self) -> int | None:
         self.calls.append("graph_pool")
         return self.pool
@@ -73,6 +76,16 @@ def test_the_breakdown_adds_up_to_the_steady_state_peak(stand_in, cfg_for, tmp_p
     assert result.metrics["warmup_peak_memory_mb"] == 50 and result.metrics["peak_memory_mb"] == 19
     assert stand_in.calls.count("start_steady_state") == 1
     assert stand_in.calls.index("start_steady_state") < len(stand_in.calls) - 1
+    # The cache that start_steady_state released is refilled by one more step before the epochs, whose
+    # peaks then start afresh: after the baseline was read, so the refill is no part of it.
+    assert stand_in.calls.index("reset_peaks") > stand_in.calls.index("graph_pool")
+
+
+def test_without_a_warm_up_nothing_refills_the_cache(stand_in, cfg_for, tmp_path: Path) -> None:
+    # warmup_steps=0 asks to see the cold costs in the first epoch: no step runs before it.
+    result = train.run(cfg_for("device=cpu", "loader=resident", "warmup_steps=0"), tmp_path / "run")
+    assert result.status == "ok", result.error
+    assert "reset_peaks" not in stand_in.calls and "start_steady_state" in stand_in.calls
 
 
 def test_a_captured_graphs_pool_counts_in_the_peak_and_comes_out_of_the_reserve(

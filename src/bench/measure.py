@@ -77,6 +77,12 @@ class StepEvents:
             for kind in self.KINDS
         }
         self._counts = dict.fromkeys(self.KINDS, 0)
+        if self.enabled:  # torch creates a CUDA event at its first record: here, not in the first timed epoch
+            for pair in self._pairs.values():
+                for start, end in pair:
+                    start.record()
+                    end.record()
+            torch.cuda.synchronize(device)
 
     def reset(self) -> None:
         self._counts = dict.fromkeys(self.KINDS, 0)

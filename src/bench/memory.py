@@ -52,6 +52,7 @@ class Allocator(Protocol):
     def peak_allocated(self) -> int: ...
     def peak_reserved(self) -> int: ...
     def start_steady_state(self) -> None: ...
+    def reset_peaks(self) -> None: ...
     def graph_pool(self) -> int | None: ...
 
 
@@ -74,6 +75,10 @@ class CudaAllocator:
         """Forget the warm-up's one-time transients (autotuning, workspaces): release the cached blocks they
         left and reset the peaks, so the timed epochs report their own."""
         release_cached_memory(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def reset_peaks(self) -> None:
+        """The peaks from here on, the cached blocks kept."""
         torch.cuda.reset_peak_memory_stats(self.device)
 
     def graph_pool(self) -> int | None:
