@@ -146,7 +146,7 @@ def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -
     text = (tmp_path / "combined" / "report.md").read_text()
     assert "Overall GPU speedup: 2.73x" in text
     assert "Swept: **device** = cpu, cuda; **batch_size** = 64, 256, 1024" in text
-    assert "allocated" in text  # the memory panel says which memory it shows
+    assert "allocated* by tensors (`torch.cuda.max_memory_allocated`) in the timed epochs; reserved" in text
     # The CUDA that torch was built for is not a GPU in use; cuDNN's code is shown as its version.
     env = [" ".join(line.split()) for line in text.split("## Environment")[1].split("##")[0].splitlines()]
     assert "| device | device_name | gpu | torch | CUDA (torch build) | cudnn | hostname | git_commit |" in env
@@ -154,6 +154,22 @@ def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -
     summary = pd.read_csv(tmp_path / "combined" / "summary.csv")
     assert len(summary) == 5 and list(summary["device"]) == ["cpu", "cpu", "cuda", "cuda", "cuda"]
     _assert_png(next((tmp_path / "combined").glob("*.png")))
+
+
+def test_the_memory_panels_say_what_a_max_batch_searchs_peak_is(tmp_path: Path) -> None:
+    # A search times nothing: its peak is the attempt at the largest batch, not "the timed epochs".
+    for job, (model, largest) in enumerate([("medium", 8192), ("large", 2048)]):
+        run_dir = tmp_path / "s" / str(job)
+        write_metrics(run_dir, RunResult(
+            status="ok", task="max_batch", model=model, device="cuda", precision="fp32", dataset="synthetic",
+            loader="dataloader", batch_size=64, workers=2, epochs=1, seed=0,
+            metrics={"max_batch": largest, "peak_memory_mb": largest / 10}, env={"gpu": "Test GPU"},
+        ))  # fmt: skip
+        (run_dir / ".hydra").mkdir()
+    build_report([tmp_path / "s"])
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "in the attempt at each run's largest batch (a fresh model, a few steps); nothing was timed." in text
+    assert "in the timed epochs" not in text
 
 
 def test_gpu_runs_that_differ_in_autotuning_each_pair_with_the_same_cpu_run(tmp_path: Path) -> None:

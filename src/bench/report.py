@@ -20,6 +20,7 @@ from bench import findings, interrupts
 from bench.diagnosis import NOISY_CV
 from bench.errors import OneLineParser
 from bench.folders import holds_run_dirs, make_writable
+from bench.memory import parts_shown
 from bench.metrics import METRICS, metric, significant
 from bench.results import write_atomically
 from bench.runs import (
@@ -210,6 +211,20 @@ def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     return [*shown, "status", *searched, *judged, *spread, *measured]
 
 
+def _memory_panels(runs: pd.DataFrame) -> str:
+    """What the memory panels' peak is, for these runs: a search's attempt or the timed epochs, and for a
+    captured step also its CUDA graphs' pool."""
+    measured = "Memory panels show peak memory *allocated* by tensors (`torch.cuda.max_memory_allocated`)"
+    if not _trains(runs):
+        return f"{measured} in the attempt at each run's largest batch (a fresh model, a few steps); nothing was timed."
+    if "graph_pool" in parts_shown(p for p in runs["memory"] if isinstance(p, dict)):
+        measured += (" in the timed epochs, plus a captured step's CUDA graphs' pool (between replays torch counts the "
+                     "step's activations there as reserved, not allocated)")  # fmt: skip
+    else:
+        measured += " in the timed epochs"
+    return f"{measured}; reserved memory is in the table."
+
+
 def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     """Write summary.csv, report.md and the PNGs of each experiment into ``out`` (default: the first path)."""
     paths = [Path(p) for p in paths]
@@ -290,8 +305,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
             report.files.append(out / name)
             lines += [f"![{alt}]({name})", ""]
     if figures[0][0] and runs["peak_memory_mb"].notna().any():
-        lines += ["Memory panels show peak memory *allocated* by tensors (`torch.cuda.max_memory_allocated`) in "
-                  "the timed epochs; reserved memory is in the table.", ""]  # fmt: skip
+        lines += [_memory_panels(runs), ""]
 
     if runs["verdict"].notna().any():
         lines += ["### Why it is fast or slow", "", markdown(findings.verdict_table(runs, varied)), ""]

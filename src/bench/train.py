@@ -375,7 +375,10 @@ def _conclude(result: RunResult) -> None:
     line = [f"avg epoch {metric('avg_epoch_time').format(m['avg_epoch_time'])} s",
             f"{metric('samples_per_s').format(m['samples_per_s'])} samples/s"]  # fmt: skip
     if m.get("peak_memory_mb") is not None:
-        line.append(f"peak memory {m['peak_memory_mb']:,.1f} MB allocated / {m['peak_reserved_mb']:,.1f} MB reserved")
+        pooled = " (with CUDA graphs' pool)" if (result.memory or {}).get("graph_pool_mb") else ""
+        line.append(
+            f"peak memory {m['peak_memory_mb']:,.1f} MB allocated{pooled} / {m['peak_reserved_mb']:,.1f} MB reserved"
+        )
     else:
         line.append(f"peak RSS {measure.peak_rss_mb():,.0f} MB")
     if m.get("test_accuracy") is not None:
