@@ -147,6 +147,10 @@ def test_profile_writes_a_trace_and_changes_nothing(cfg_for, tmp_path: Path, cap
     trace = json.loads((run_dir / "trace.json").read_text())
     assert trace["traceEvents"]
     assert "Top operators by self time" in caplog.text  # bench.log, where a CLI run logs DEBUG
+    # After the timed epochs: a profiler may leave CUDA's tracing on, slowing what follows it.
+    messages = [r.getMessage() for r in caplog.records]
+    profiled_at = next(i for i, m in enumerate(messages) if m.startswith("Profiled "))
+    assert profiled_at > max(i for i, m in enumerate(messages) if m.startswith("Epoch 2/2"))
 
 
 def test_profile_on_the_cpu_prints_no_lines_of_kinetos_own(tmp_path: Path) -> None:

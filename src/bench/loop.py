@@ -157,7 +157,7 @@ def warm_up(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, c
 
 
 def profile(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, steps: int, trace: Path) -> str:
-    """A torch.profiler trace of ``steps`` training steps, rolled back like the warm-up, outside the timed epochs.
+    """A torch.profiler trace of ``steps`` training steps, rolled back like the warm-up, after the timed epochs.
 
     Writes ``trace`` (Chrome trace JSON: open it in Perfetto or chrome://tracing) and returns the top operators
     by self time as a table for the log.

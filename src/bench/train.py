@@ -260,10 +260,6 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
         if warmup_steps > 0:
             result.metrics["warmup_time"] = warmup = warm_up(cfg.seed, model, step, train, clock, warmup_steps)
             log.info("Warm-up: %d steps in %.2fs (rolled back)", warmup_steps, warmup)
-        if cfg.profile:
-            table = profile(cfg.seed, model, step, train, PROFILE_STEPS, run_dir / TRACE_FILE)
-            log.info("Profiled %d steps (rolled back): %s", PROFILE_STEPS, run_dir / TRACE_FILE)
-            log.debug("Top operators by self time:\n%s", table)  # to bench.log
 
         if allocator is not None and warmup_steps == 0:
             result.notes.append("memory: with warmup_steps=0, gradients and optimizer state count as activations")
@@ -303,6 +299,13 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
             measured = [e.time_s for e in result.epochs_detail if e.energy_j is not None]
             short = short_window_note(sum(measured)) if measured else None
             result.notes.extend([short] if short else [])
+        peaks = (allocator.peak_allocated(), allocator.peak_reserved()) if allocator is not None else (0, 0)
+        if cfg.profile:
+            # After the timed epochs and their peaks: a profiler can leave CUDA's tracing (CUPTI) active in the
+            # process after it stops, which slows the kernels that follow it.
+            table = profile(cfg.seed, model, step, train, PROFILE_STEPS, run_dir / TRACE_FILE)
+            log.info("Profiled %d steps (rolled back): %s", PROFILE_STEPS, run_dir / TRACE_FILE)
+            log.debug("Top operators by self time:\n%s", table)  # to bench.log
     finally:
         train.close()
         if energy is not None:
@@ -314,8 +317,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     m["tflops"], m["peak_flops_frac"], note = utilization(m, gpu, math_precision(cfg.precision))
     result.notes.extend([note] if note else [])
     if allocator is not None:
-        peak, reserved = allocator.peak_allocated(), allocator.peak_reserved()
-        result.memory = memory.breakdown(sizes, baseline, peak, reserved, graph_pool)
+        result.memory = memory.breakdown(sizes, baseline, *peaks, graph_pool)
         # The headline peaks are the breakdown's own (its peak allocated has what captured graphs hold).
         result.metrics["peak_memory_mb"] = result.memory["peak_allocated_mb"]
         result.metrics["peak_reserved_mb"] = result.memory["peak_reserved_mb"]
