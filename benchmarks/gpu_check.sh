@@ -5,7 +5,8 @@
 # shorter max_batch searches, a cheaper OOM test, the resident loader in two tests, fewer test images in the
 # user's sweep, garbage collections that skip the imports' objects) have not run on a GPU.
 # Each part has its own limit, so one slow part cannot eat the later parts' reserves; what a part printed
-# before its limit is kept.
+# before its limit is kept. Ctrl-C stops the running part as its limit would (a sweep keeps its finished jobs
+# and writes its partial report), then the check, with exit 130.
 #   1. the CUDA-only tests (steady-state peak, job 0 vs job 2, the breakdown's sum, a captured step's pool,
 #      events and clocks, the no-sync loop, AMP memory, OOM status, the fast recipe's maths, max_batch's search);
 #   2. the user's sweep on the lab's pipeline, `-m batch_size=16,64,256,1024`, and its verdict table;
@@ -46,32 +47,68 @@ limit() {  # limit PART GRACE: the seconds PART's command may run, before its gr
   echo $((left > 1 ? left : 1))  # timeout 0 would mean no limit at all
 }
 part() { echo; echo "== $1 ($(date +%T), up to $2 s)"; }
+# Ctrl-C. timeout runs each part in a process group of its own, so that its limit stops the part's children
+# too; the terminal's Ctrl-C then reaches this shell alone, which would wait for the part's limit (minutes).
+# So the part runs in the background, the shell waits in `wait` (which a trap interrupts), and the trap passes
+# the signal on as SIGINT: the first time to the part's command itself, which records what it finished (a
+# sweep: its partial report) and exits, in its own time; again, to timeout, which allows the part its grace.
+RUNNING=
+STOPPED=
+exec 3>&2  # the check's own stderr: a part's redirection also covers what timed prints
+stop() {
+  if [ -n "$RUNNING" ]; then
+    if [ -z "$STOPPED" ]; then pkill -INT -P "$RUNNING" || kill -INT "$RUNNING"; else kill -INT "$RUNNING"; fi
+  fi 2>/dev/null
+  STOPPED=$1
+}
+trap 'stop 130' INT
+trap 'stop 143' TERM
+timed() {  # timed PART SIGNAL GRACE SECONDS COMMAND...: COMMAND under its limit; its exit status in $OUT/PART.rc
+  name=$1 signal=$2 grace=$3 secs=$4
+  shift 4
+  if [ -z "$STOPPED" ]; then
+    timeout -s "$signal" -k "$grace" "$secs" "$@" &
+    RUNNING=$!
+    rc=
+    # A wait cut short by the trap returns > 128 with the part still running: wait again for its own status.
+    while [ -z "$rc" ] || kill -0 "$RUNNING" 2>/dev/null; do
+      wait "$RUNNING"
+      rc=$?
+    done
+    RUNNING=
+    echo "$rc" > "$OUT/$name.rc"
+  fi
+  if [ -n "$STOPPED" ]; then
+    echo "bench: gpu-check interrupted during $name; what ran is in $OUT" >&3
+    exit "$STOPPED"
+  fi
+}
 
 secs=$(limit pytest-cuda 5)
 part "CUDA tests" "$secs"
 # SIGINT at the limit: pytest still prints what failed so far.
-timeout -s INT -k 5 "$secs" "$PY" -m pytest -v -m cuda -p no:cacheprovider --timeout 60 --tb=short -rfEs --durations=8 tests \
-  > "$OUT/pytest-cuda.txt" 2>&1; echo $? > "$OUT/pytest-cuda.rc"
+timed pytest-cuda INT 5 "$secs" "$PY" -m pytest -v -m cuda -p no:cacheprovider --timeout 60 --tb=short -rfEs --durations=8 tests \
+  > "$OUT/pytest-cuda.txt" 2>&1
 grep -E '(PASSED|FAILED|ERROR|SKIPPED)( |$)|^[0-9.]+s (call|setup)|passed|failed' "$OUT/pytest-cuda.txt" | tail -n 40
 
 secs=$(limit sweep 2)
 part "The user's sweep: the lab's pipeline, batch 16/64/256/1024, 1 epoch of 10,000 images" "$secs"
 # 2,000 test images: evaluating 10,000 through the lab's pipeline took 1-2 s a job, a sixth of the limit.
-timeout -k 2 "$secs" "$PY" -m bench -m batch_size=16,64,256,1024 epochs=1 dataset.train_size=10000 dataset.test_size=2000 \
-  "hydra.sweep.dir=$OUT/sweep" > "$OUT/sweep.log" 2>&1; echo $? > "$OUT/sweep.rc"
+timed sweep TERM 2 "$secs" "$PY" -m bench -m batch_size=16,64,256,1024 epochs=1 dataset.train_size=10000 dataset.test_size=2000 \
+  "hydra.sweep.dir=$OUT/sweep" > "$OUT/sweep.log" 2>&1
 awk '/### Why it is fast or slow/{f=1} /^## Status/{f=0} f' "$OUT/sweep/report.md" 2>/dev/null
 
 secs=$(limit batch_size 2)
 part "experiment=batch_size on the resident loader, 15,000 images: memory like for like with the lab" "$secs"
-timeout -k 2 "$secs" "$PY" -m bench experiment=batch_size loader=resident epochs=1 dataset.train_size=15000 "hydra.sweep.dir=$OUT/batch_size" > "$OUT/batch_size.log" 2>&1
-echo $? > "$OUT/batch_size.rc"
+timed batch_size TERM 2 "$secs" "$PY" -m bench experiment=batch_size loader=resident epochs=1 dataset.train_size=15000 \
+  "hydra.sweep.dir=$OUT/batch_size" > "$OUT/batch_size.log" 2>&1
 sed -n '/### What peak memory is made of/,/^Parameters/p' "$OUT/batch_size/report.md" 2>/dev/null | grep '^|'
 sed -n "/The lab's figures/,/^Of our peak/p" "$OUT/batch_size/report.md" 2>/dev/null
 
 secs=$(limit max_batch 2)
 part "experiment=max_batch: MediumNet and LargeNet, fp32 and bf16" "$secs"
-timeout -k 2 "$secs" "$PY" -m bench experiment=max_batch model=medium,large precision=fp32,amp_bf16 max_batch.memory_fraction=0.1 max_batch.budget_s=2 \
-  "hydra.sweep.dir=$OUT/max_batch" > "$OUT/max_batch.log" 2>&1; echo $? > "$OUT/max_batch.rc"
+timed max_batch TERM 2 "$secs" "$PY" -m bench experiment=max_batch model=medium,large precision=fp32,amp_bf16 max_batch.memory_fraction=0.1 \
+  max_batch.budget_s=2 "hydra.sweep.dir=$OUT/max_batch" > "$OUT/max_batch.log" 2>&1
 sed -n '/^## Largest batch that fits/,/^!\[/p' "$OUT/max_batch/report.md" 2>/dev/null | grep -v '^!\['
 
 secs=$(limit pipelines 2)
@@ -79,10 +116,11 @@ part "Pipelines benchmark (median of 3 epochs of 50,000 images)" "$secs"
 # The configs the targets name, without the capture-only rows (g) that `make bench` adds: ~20 s less.
 # BENCH_ARGS, when set, replaces them (and may need more than this part's limit).
 TARGETS="--configs medium:256:fp32:arcd medium:256:tf32:c medium:4096:amp_bf16:c large:1024:amp_bf16:c"
+# Printed when it ends, as the other parts are: behind a pipe to tee, the part would be out of the trap's reach.
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
-# sh has no pipefail: the benchmark's own exit code goes through a file, past tee.
-{ timeout -k 2 "$secs" "$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-$TARGETS} 2>"$OUT/pipelines.err"; echo $? > "$OUT/pipelines.rc"; } \
-  | tee "$OUT/pipelines.md"
+timed pipelines TERM 2 "$secs" "$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-$TARGETS} \
+  > "$OUT/pipelines.md" 2> "$OUT/pipelines.err"
+cat "$OUT/pipelines.md"
 
 echo; echo "== Summary ($(date +%T))"
 # The verdict is kept beside the figures; its exit status is the check's (sh has no pipefail for a tee).

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -273,10 +275,10 @@ def test_gpu_check_parts_share_six_minutes() -> None:
     func = re.search(r"^limit\(\) \{.*?^\}$", script, re.MULTILINE | re.DOTALL)
     assert reserves_line and end and func
     reserves = {part: int(s) for part, s in re.findall(r"(\S+):(\d+)", reserves_line[1])}
-    # Every part runs under `timeout [-s SIG] -k GRACE "$secs"` after secs=$(limit PART GRACE), in order.
+    # Every part runs under `timed PART SIGNAL GRACE "$secs"` after secs=$(limit PART GRACE), in order.
     parts = re.findall(r"^secs=\$\(limit (\S+) (\d+)\)$", script, re.MULTILINE)
-    graces = re.findall(r'^(?:\{ )?timeout (?:-s \w+ )?-k (\d+) "\$secs" ', script, re.MULTILINE)
-    assert [part for part, _ in parts] == list(reserves) and [grace for _, grace in parts] == graces
+    timed = re.findall(r'^timed (\S+) \w+ (\d+) "\$secs" ', script, re.MULTILINE)
+    assert parts == timed and [part for part, _ in parts] == list(reserves)
     assert len(parts) == 5  # the tests, two sweeps, max_batch, the pipelines benchmark
     # The reserves, the GPU query before them (6 s on an H100) and 2 s for the summary fit in 360 s.
     assert sum(reserves.values()) + 6 <= int(end[1]) <= 358, (sum(reserves.values()), end[1])
@@ -295,6 +297,40 @@ def test_gpu_check_parts_share_six_minutes() -> None:
     sweep = limit("sweep", 2, elapsed=106)
     assert abs(sweep - (reserves["sweep"] + 59 - 2)) <= 1, sweep
     assert limit("pipelines", 2, elapsed=500) == 1  # time is up: 1 s, never 0 (timeout 0 is no limit)
+
+
+#: a part that takes 3 s to record what it finished after Ctrl-C: longer than its 2 s of grace
+SLOW_TO_STOP = """
+import sys, time
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    time.sleep(3)
+    open(sys.argv[1], "w").write("kept")
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_on_gpu_check_stops_the_running_part_at_once_and_lets_it_finish_writing(tmp_path: Path) -> None:
+    # Each part runs under timeout, in a process group of its own, which the terminal's Ctrl-C does not reach:
+    # the check waited for the part's limit (minutes), then went on to the next part. The script's own
+    # Ctrl-C handling (its `stop` and `timed`), run by sh with a part of 60 s under a limit of 30.
+    script = (REPO / "benchmarks" / "gpu_check.sh").read_text()
+    handling = re.search(r"^RUNNING=$.*?^timed\(\) \{.*?^\}$", script, re.MULTILINE | re.DOTALL)
+    assert handling
+    kept = tmp_path / "kept"
+    part = f'timed part INT 2 30 "{sys.executable}" -c \'{SLOW_TO_STOP}\' "{kept}"\necho "the next part"\n'
+    proc = subprocess.Popen(["sh", "-c", f"OUT={tmp_path}\n{handling[0]}\n{part}"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    time.sleep(1.5)
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the shell's group, not the part's
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.monotonic() - started < 10
+    assert err.strip() == f"bench: gpu-check interrupted during part; what ran is in {tmp_path}"
+    assert "the next part" not in out
+    assert kept.read_text() == "kept"  # its 3 s were not cut at 2: the first Ctrl-C arms no grace
+    assert (tmp_path / "part.rc").read_text().strip() == "130"
 
 
 @pytest.mark.slow
