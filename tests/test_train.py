@@ -160,6 +160,19 @@ def test_metrics_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # and no temp file is left
 
 
+def test_results_are_as_readable_as_any_other_file(tmp_path: Path) -> None:
+    # The atomic writer's temp file was mkstemp's, private to its owner (0600): metrics.json and summary.csv
+    # could not be read by the rest of a group sharing a cluster's folder, while the plots beside them could.
+    old = os.umask(0o022)
+    try:
+        write_metrics(tmp_path, train.RunResult(status="ok", model="small"))
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    modes = {name: (tmp_path / name).stat().st_mode & 0o777 for name in ("metrics.json", "plain.txt")}
+    assert modes == {"metrics.json": 0o644, "plain.txt": 0o644}
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -141,7 +141,10 @@ def write_metrics(run_dir: Path, result: RunResult | dict[str, Any]) -> Path:
 def write_atomically(target: Path, text: str) -> Path:
     """``text`` into ``target`` whole or not at all (temp file, fsync, rename): a full disk or a signal leaves
     the earlier file, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=target.parent)
+    # Not mkstemp, which makes the file private (0600): results are read by others (a cluster's shared
+    # folders), so the file gets the mode every other file here gets, 0666 less the umask.
+    tmp = target.parent / f".{target.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
