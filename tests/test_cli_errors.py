@@ -12,6 +12,9 @@ CASES = {
     "batch size zero": (["batch_size=0"], "batch_size=0 is out of range"),
     "negative batch size": (["batch_size=-5"], "batch_size=-5 is out of range"),
     "negative workers": (["workers=-1"], "workers=-1 is out of range"),
+    # loader.workers follows workers, which metrics.json records and the checks bound: set directly, it ran 64
+    # workers recorded as 0, and -1 failed halfway as a run error.
+    "the loader's workers": (["loader.workers=64"], "loader.workers=64: set workers=64 instead"),
     "zero epochs": (["epochs=0"], "epochs=0 is out of range"),
     "unknown precision": (
         ["precision=int8"],
@@ -58,3 +61,15 @@ def test_a_missing_device_is_still_recorded(tmp_path: Path) -> None:
     assert metrics["status"] == "skipped"
     assert "no CUDA GPU" in metrics["error"]
     assert metrics["peak_rss_mb"] is None  # it did no work: no memory figure to compare
+
+
+def test_a_sweep_refused_for_one_bad_value_leaves_its_folder_to_the_corrected_sweep(tmp_path: Path) -> None:
+    # The refused sweep left its multirun.yaml, and the corrected command was then refused in turn: "already holds
+    # a sweep; bench never writes over one".
+    sweep = [*(t for t in TINY if not t.startswith("batch_size=")), "hydra.sweep.dir=S"]
+    refused = run_cli(tmp_path, "-m", *sweep, "batch_size=32,abc")
+    assert refused.returncode == 2 and "batch_size" in refused.stderr
+    assert not (tmp_path / "S").exists()
+    corrected = run_cli(tmp_path, "-m", *sweep, "batch_size=32,64")
+    assert corrected.returncode == 0, corrected.stderr
+    assert sorted(p.name for p in (tmp_path / "S").iterdir() if p.is_dir()) == ["0", "1"]

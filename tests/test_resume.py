@@ -19,6 +19,9 @@ JOBS = ("loader=resident", "epochs=1,1,20,1")  # job 2 is long enough to be stop
 def test_an_interrupted_sweep_resumes_its_unfinished_jobs_only(tmp_path: Path) -> None:
     proc = _start(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", *JOBS)
     _wait_for(proc, "Epoch 1/20")
+    # Not while the sweep runs: the resume would train its unfinished jobs into the same folders at once.
+    early = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", *JOBS, "resume=true")
+    assert early.returncode == 2 and "S is in use by another bench process" in early.stderr, early.stderr
     proc.send_signal(signal.SIGINT)
     assert _finish(proc).returncode == 130
     assert list(pd.read_csv(tmp_path / "S" / "summary.csv")["status"]) == ["ok", "ok", "interrupted", "missing"]

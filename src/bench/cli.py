@@ -120,7 +120,6 @@ def _job(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> float | None:
 def main() -> None:
     """Console entry point: Hydra's own CLI, one line for every failure, and the exit codes of the README."""
     SESSION.__init__()  # type: ignore[misc]  # a fresh session (main() may run more than once in a process)
-    folders.forget_claims()
     user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Let Hydra's exceptions reach us instead of being printed as a multi-line report with exit code 1.
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -129,12 +128,13 @@ def main() -> None:
     args = _check_arguments(sys.argv[1:], parser)
     sys.argv[1:] = with_callbacks(sys.argv[1:], args)
     _register_sweeper()
-    with interrupts.entry_point():
+    with folders.session(), interrupts.entry_point():
         try:
             app()
         except Interrupted as stop:
             exit_interrupted(stop, _what_is_kept())
         except (UsageError, Refused) as err:
+            folders.abandon_claim()
             fail(str(err), EXIT_USAGE)
         except Exception as err:
             if user_wants_traces:
@@ -143,6 +143,7 @@ def main() -> None:
             # submitit launchers the jobs run in other processes: there, a job folder says that work began.
             sweep = SESSION.sweep_dir or folders.claimed_sweep_dir()
             if not SESSION.started and not (sweep is not None and folders.holds_run_dirs(sweep)):
+                folders.abandon_claim()  # e.g. model=small,nope: the corrected sweep may have the folder
                 fail(_one_line(err), EXIT_USAGE)
             # A sweep stopped between jobs, in Hydra's own code (the next job's .hydra/ on a full disk, a submitit
             # job killed): as after an interrupt, say what is kept and write the partial report if the disk takes it.

@@ -3,13 +3,18 @@
 Two sweeps started in the same second, a reused ``hydra.sweep.dir`` or a constant ``hydra.sweep.subdir``
 would otherwise mix two runs in one folder (one's config beside the other's metrics). A new run or sweep
 claims its folder atomically before Hydra writes anything there, and a folder that already holds a run or
-a sweep is refused in one line. ``resume=true`` (see bench.resume) is the one way back into a sweep folder.
+a sweep is refused in one line. ``resume=true`` (see bench.resume) is the one way back into a sweep folder,
+and only while no other process holds it: the sweep, or another resume, still running.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench.errors import UsageError, os_error_line
@@ -20,12 +25,43 @@ SWEEP_FILE = "multirun.yaml"
 SWEEP_OUTPUTS = (SWEEP_FILE, "summary.csv", "report.md")
 #: a sweep's subdir: one folder per job, named by its number, which resume and the reports rely on
 JOB_SUBDIR = "${hydra.job.num}"
+#: the lock a sweep's process holds on its folder while it runs (flock: the kernel drops it however it ends)
+LOCK_FILE = ".bench.lock"
 _claimed: list[Path] = []  # the sweep folders this process claimed, latest last
+_held: list[int] = []  # the open lock files of the sweep folders this process holds
+_new: dict[Path, bool] = {}  # the new sweep folders this process claimed: whether it made the folder itself
+
+
+@contextlib.contextmanager
+def session() -> Iterator[None]:
+    """An entry point's main: it starts with no claimed folder, and lets go of the folders it held when it
+    ends (closing a lock file releases its lock), also in a process that goes on (a test, a notebook)."""
+    forget_claims()
+    try:
+        yield
+    finally:
+        forget_claims()
 
 
 def forget_claims() -> None:
-    """A new session (an entry point's main) starts with no claimed folder."""
     _claimed.clear()
+    _new.clear()
+    while _held:
+        os.close(_held.pop())
+
+
+def abandon_claim() -> None:
+    """Give back the new sweep folder this process claimed, when no job has written into it: the sweep was
+    refused before its first job (an option one of its values does not have), and the corrected command must
+    be able to have the folder. A resumed sweep's folder is never touched."""
+    path = claimed_sweep_dir()
+    if path is None or path not in _new or holds_run_dirs(path):
+        return
+    for name in (SWEEP_FILE, LOCK_FILE):
+        (path / name).unlink(missing_ok=True)
+    if _new[path]:
+        with contextlib.suppress(OSError):
+            path.rmdir()  # only if nothing else is in it
 
 
 def claimed_sweep_dir() -> Path | None:
@@ -105,6 +141,7 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
         if not (path / SWEEP_FILE).is_file():
             raise UsageError(f"resume=true: {path} holds no sweep to resume (no {SWEEP_FILE}); check hydra.sweep.dir")
         make_writable(path, "hydra.sweep.dir")
+        _hold(path)
         _claimed.append(path)
         return
     if holds_runs(path):
@@ -112,7 +149,9 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
             f"hydra.sweep.dir={path} already holds a sweep; bench never writes over one: choose a new folder, "
             "or add resume=true to run only its unfinished jobs"
         )
+    made = not path.exists()
     make_writable(path, "hydra.sweep.dir")
+    _hold(path)
     try:
         # Claimed atomically: Hydra's sweeper overwrites this placeholder with the sweep's config.
         fd = os.open(path / SWEEP_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -122,3 +161,24 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
     except OSError as err:
         raise UsageError(f"hydra.sweep.dir={path}: cannot write there ({os_error_line(err)})") from None
     _claimed.append(path)
+    _new[path] = made
+
+
+def _hold(path: Path) -> None:
+    """Lock the sweep folder ``path`` for this session, or refuse it if another process holds it: two resumes
+    of one sweep, or a resume of a sweep still running, would train the same jobs into the same folders."""
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise UsageError(f"hydra.sweep.dir={path}: cannot write there ({os_error_line(err)})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise UsageError(
+                f"hydra.sweep.dir={path} is in use by another bench process (the sweep itself, or a resume of "
+                "it, still running): wait for it to end, or stop it, then resume"
+            ) from None
+        return  # a filesystem without locks (some network mounts): the folder is claimed as before, unlocked
+    _held.append(fd)

@@ -221,6 +221,11 @@ def validate(cfg: DictConfig) -> None:
         if value is not None and (value < low or (high is not None and value > high)):
             bound = f"from {low} to {high:,}" if high is not None else f">= {low}"
             raise ConfigError(f"{key}={value} is out of range; it must be an integer {bound}")
+    # The loader's workers follow `workers`, which the range above bounds and metrics.json records.
+    loader_workers = OmegaConf.select(cfg, "loader.workers", default=None)
+    if loader_workers is not None and loader_workers != cfg.workers:
+        raise ConfigError(f"loader.workers={loader_workers}: set workers={loader_workers} instead; the loader takes "
+                          "it from there, and the records and checks know it")  # fmt: skip
     if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, int | float):
         raise ConfigError(f"lr={cfg.lr} is not a number")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
