@@ -219,13 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     check_out(parser, args.out, RESULT_FILES)
     device = device_for(parser, args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
-    check_specs(parser, specs, variants=False)
     train_size = DEFAULT_TRAIN_SIZE[device.type] if args.train_size is None else args.train_size
     check_setting(parser, "--train-size", "dataset.train_size", train_size)
-    for spec in specs:  # an epoch of one partial batch would time the per-epoch costs, not the steps'
-        if train_size < (batch := int(spec.split(":")[1])):
-            parser.error(f"--train-size {train_size}: smaller than {spec}'s batch of {batch}; an epoch needs a "
-                         "full batch")  # fmt: skip
+    check_specs(parser, specs, train_size, variants=False)
     check_setting(parser, "--seed", "seed", args.seed)
 
     env = environment(device)

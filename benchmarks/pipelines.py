@@ -59,6 +59,8 @@ DEFAULT_CONFIGS = {
     ],
 }  # fmt: skip
 LAB = ["loader=dataloader", "workers=2", "step.adam=default", "step.channels_last=false"]
+#: images per epoch without --train-size: bench's synthetic dataset, whole
+DEFAULT_TRAIN_SIZE = 50_000
 PLAIN = ["loader=resident", "step.adam=default", "step.channels_last=false", "step.compile=none"]
 VARIANTS = {
     "a": ("lab", LAB),
@@ -141,13 +143,17 @@ def device_for(parser: argparse.ArgumentParser, name: str) -> torch.device:
         parser.error(str(err))
 
 
-def check_specs(parser: argparse.ArgumentParser, specs: list[str], *, variants: bool = True) -> None:
-    """Refuse a malformed or unknown model:batch:precision[:variants] before any work: one line, exit 2."""
+def check_specs(parser: argparse.ArgumentParser, specs: list[str], train_size: int, *, variants: bool = True) -> None:
+    """Refuse a malformed or unknown model:batch:precision[:variants], or a batch larger than the ``train_size``
+    images of an epoch, before any work: one line, exit 2."""
     form = "model:batch:precision" + ("[:variants]" if variants else "")
     for spec in specs:
         parts = spec.split(":")
         if not 3 <= len(parts) <= 3 + variants or not parts[1].isdigit():
             parser.error(f"--configs {spec!r}: write {form}, e.g. medium:256:fp32")
+        if train_size < int(parts[1]):  # the epoch would be one partial batch: a figure for another batch size
+            parser.error(f"--train-size {train_size:,}: smaller than {spec}'s batch of {int(parts[1]):,}; an epoch "
+                         "needs a full batch")  # fmt: skip
         if len(parts) == 4 and (wrong := _unknown_variants(parts[3])):  # else the config would run nothing
             parser.error(f"--configs {spec!r}: {wrong}")
         try:
@@ -412,8 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     device = device_for(parser, args.device)
     args.pairs = args.pairs or DEFAULT_PAIRS[device.type]
     specs = args.configs or DEFAULT_CONFIGS[device.type]
-    check_specs(parser, specs)
     check_setting(parser, "--train-size", "dataset.train_size", args.train_size)
+    check_specs(parser, specs, args.train_size or DEFAULT_TRAIN_SIZE)
     check_setting(parser, "--warmup-steps", "warmup_steps", args.warmup_steps)
     check_setting(parser, "--seed", "seed", args.seed)
     env = environment(device)
@@ -422,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"{machine(env)} · median of {args.epochs} timed epochs after {args.warmup_steps} warm-up steps"
         f"{f' ((r) and (d): {args.pairs} interleaved runs each)' if args.pairs > 1 else ''} · "
-        f"{args.train_size or 50_000:,} synthetic images per epoch · {time.strftime('%Y-%m-%d')}",
+        f"{args.train_size or DEFAULT_TRAIN_SIZE:,} synthetic images per epoch · {time.strftime('%Y-%m-%d')}",
         "",
     ]
     print("\n".join(header), flush=True)

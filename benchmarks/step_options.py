@@ -21,7 +21,8 @@ import torch
 
 from bench import interrupts
 from bench.environment import environment
-from bench.errors import Interrupted, OneLineParser, exit_interrupted
+from bench.errors import Interrupted, OneLineParser, describe, exit_interrupted
+from bench.schema import compose, validate
 from pipelines import PLAIN, check_out, check_setting, check_specs, device_for, through_bench, write_results
 
 OPTIONS = {
@@ -46,6 +47,29 @@ TRAIN_SIZE = {"cpu": 20_000, "cuda": 49_152}
 RESULT_FILES = ("step_options.md", "step_options.json")
 
 
+def plain_overrides(spec: str, device: torch.device, epochs: int, train_size: int) -> list[str]:
+    """A config's run with the plain step on the resident loader (pipelines.py's (r)); an option adds to it."""
+    model, batch, precision = spec.split(":")
+    return [
+        f"model={model}", f"batch_size={batch}", f"precision={precision}", f"device={device.type}",
+        f"epochs={epochs}", "warmup_steps=10", "evaluate=false", f"dataset.train_size={train_size}", *PLAIN,
+    ]  # fmt: skip
+
+
+def check_options(parser: OneLineParser, options: list[str], specs: list[str], common: dict[str, list[str]]) -> None:
+    """Refuse, before any timing, an option that is not a bench setting or that a config cannot run: one line,
+    exit 2 (it was a `failed` row after the baseline's minutes, exit 0)."""
+    for option in options:
+        words = option.split()
+        if not words or any(w.lstrip("+~").startswith("hydra.") for w in words):
+            parser.error(f"--options {option!r}: an option is bench settings (e.g. step.adam=fused), not hydra.*")
+        for spec in specs:
+            try:
+                validate(compose([*common[spec], *words]))
+            except Exception as err:  # a parse error, an unknown key or value, a combination this device refuses
+                parser.error(f"--options {option!r}: {describe(err)}")
+
+
 def measure(overrides: list[str], out: Path) -> tuple[float, float | None]:
     """Samples per second (median timed epoch) and the warm-up's seconds (compilation and capture)."""
     figure = through_bench(overrides, out / str(len(list(out.iterdir()))))
@@ -63,12 +87,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     device = device_for(parser, args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
-    check_specs(parser, specs, variants=False)
     check_setting(parser, "--train-size", "dataset.train_size", args.train_size)
+    train_size = args.train_size or TRAIN_SIZE[device.type]
+    check_specs(parser, specs, train_size, variants=False)
     check_setting(parser, "--epochs", "epochs", args.epochs)
     check_out(parser, args.out, RESULT_FILES)
     options = args.options or OPTIONS[device.type]
-    train_size = args.train_size or TRAIN_SIZE[device.type]
+    common = {spec: plain_overrides(spec, device, args.epochs, train_size) for spec in specs}
+    check_options(parser, options, specs, common)
     env = environment(device)
     where = f"{env['gpu'] or env['cpu']}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     rows: list[dict[str, object]] = []
@@ -95,17 +121,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, interrupts.entry_point():
         try:
             for spec in specs:
-                model, batch, precision = spec.split(":")
-                common = [
-                    f"model={model}", f"batch_size={batch}", f"precision={precision}", f"device={device.type}",
-                    f"epochs={args.epochs}", "warmup_steps=10", "evaluate=false", f"dataset.train_size={train_size}",
-                    *PLAIN,  # the plain step on the resident loader, pipelines.py's (r)
-                ]  # fmt: skip
-                plain, warmup = measure(common, Path(tmp))
+                plain, warmup = measure(common[spec], Path(tmp))
                 record(spec, "plain", plain, warmup, plain)
                 for option in options:
                     try:
-                        rate, warmup = measure([*common, *option.split()], Path(tmp))
+                        rate, warmup = measure([*common[spec], *option.split()], Path(tmp))
                     except (Exception, SystemExit) as err:  # one option failing must not cost the others
                         print(f"  {spec} {option}: {err}", file=sys.stderr, flush=True)
                         rate, warmup = None, None
