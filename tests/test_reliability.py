@@ -332,6 +332,11 @@ def test_a_disk_that_fills_between_sweep_jobs_stops_the_sweep_in_one_line_keepin
         (["-m", "hydra.sweep.dir=afile/s", "batch_size=16,32"], "bench", "hydra.sweep.dir=afile/s: cannot write"),
         (["S", "--out", "afile"], "bench.report", "--out=afile: that is a file, not a folder"),
         (["S/0", "--out", "afile/new"], "bench.reproduce", "--out=afile/new: cannot write there"),
+        # Inside another's folder: a finished run's .hydra/, a sweep's job that has not run (its resume would
+        # adopt the run as that job), a finished job (a whole sweep inside it).
+        (["hydra.run.dir=S/0/.hydra"], "bench", "hydra.run.dir=S/0/.hydra is inside "),
+        (["hydra.run.dir=S/7"], "bench", "hydra.run.dir=S/7 is inside "),
+        (["-m", "hydra.sweep.dir=S/0/inner", "batch_size=16,32"], "bench", "hydra.sweep.dir=S/0/inner is inside "),
     ],
 )
 def test_an_unusable_output_folder_is_refused_before_any_work(
