@@ -93,15 +93,30 @@ def interruptible() -> Iterator[None]:
 
 def _in_a_worker(signum: int) -> None:
     """A forked DataLoader worker's answer to the signal that also reached its main process (Ctrl-C and SLURM
-    signal the whole process group). SIGINT: carry on; the main process, interrupted, shuts its workers down.
-    A worker that died of it (bench's start-up handler, inherited, used to end it with exit 130 and "nothing
-    was started") would also make the main process report a failed worker. SIGTERM: end, as without bench,
-    since it is also how the DataLoader stops a worker that does not stop when asked."""
+    signal the whole process group), which records the run and stops the workers it no longer needs.
+
+    SIGINT: end at once, silently and with status 0. bench's start-up handler, inherited, used to print
+    "nothing was started" and exit 130, which the main process then reported as a failed worker; a worker
+    that carried on instead could print a thread's traceback from its own shutdown (multiprocessing's
+    resource sharer) under the run's one line. A worker holds no results: nothing is lost. SIGTERM: end as
+    without bench, since it is also how the DataLoader stops a worker that does not stop when asked."""
     if signum == signal.SIGINT:
-        signal.signal(signum, signal.SIG_IGN)
-        return
+        os._exit(0)
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+def quiet_worker(worker_id: int) -> None:
+    """A DataLoader's ``worker_init_fn``: the worker's last-resort error hook logs (debug, the run's log file)
+    instead of printing. Its one caller is multiprocessing's resource sharer, the worker's thread that hands
+    each batch's tensors to the main process: when the main process is interrupted halfway through a
+    hand-over, the thread's broken connection printed a traceback under the run's one line (seen once in a
+    full test run). The dataset's own errors still reach the main process, which reports them as always."""
+
+    def logged(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        log.debug("In DataLoader worker %d:", worker_id, exc_info=(kind, value, tb))
+
+    sys.excepthook = logged
 
 
 def _teardown_after_a_signal(error: BaseException | None) -> bool:

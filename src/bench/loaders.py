@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 from torchvision import transforms
 
+from bench import interrupts
 from bench.schema import instantiate
 
 # The lab's data path: ToTensor, then Normalize(mean 0.5, std 0.5) per channel.
@@ -113,6 +114,7 @@ class DataLoaderSource(BatchSource):
         sampler = RandomSampler(data, generator=self._order) if shuffle else SequentialSampler(data)
         extra: dict[str, object] = {}
         if workers > 0:
+            extra["worker_init_fn"] = interrupts.quiet_worker  # no thread's traceback when Ctrl-C cuts a hand-over
             extra["persistent_workers"] = persistent_workers
             if prefetch_factor is not None:
                 extra["prefetch_factor"] = prefetch_factor
