@@ -264,10 +264,16 @@ def _bare(cfg: DictConfig, device: torch.device) -> Figure:
     return Figure("d", "bare", median, bare.samples / median, times, warm)
 
 
+def variants_of(spec: str, variants: str) -> set[str]:
+    """The variants a config runs: its own (all but (g) by default) that ``--variants`` also names."""
+    own = spec.split(":")[3] if spec.count(":") == 3 else "abrcd"
+    return set(own) & set(variants)
+
+
 def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: Path) -> tuple[list[Figure], list[str]]:
     """The figures of the variants that ran, and one line for each that failed (the others still run)."""
-    model, batch_size, precision, *rest = spec.split(":")
-    wanted = set(rest[0] if rest else "abrcd") & set(args.variants)
+    model, batch_size, precision = spec.split(":")[:3]
+    wanted = variants_of(spec, args.variants)
     common = [
         f"model={model}", f"batch_size={batch_size}", f"precision={precision}", f"device={device.type}",
         f"epochs={args.epochs}", f"warmup_steps={args.warmup_steps}", "evaluate=false", f"seed={args.seed}",
@@ -420,6 +426,9 @@ def main(argv: list[str] | None = None) -> None:
     specs = args.configs or DEFAULT_CONFIGS[device.type]
     check_setting(parser, "--train-size", "dataset.train_size", args.train_size)
     check_specs(parser, specs, args.train_size or DEFAULT_TRAIN_SIZE)
+    for spec in specs:  # else it would print an empty table, exit 0
+        if not variants_of(spec, args.variants):
+            parser.error(f"--variants {args.variants}: {spec} runs none of them; name one of its variants")
     check_setting(parser, "--warmup-steps", "warmup_steps", args.warmup_steps)
     check_setting(parser, "--seed", "seed", args.seed)
     env = environment(device)
