@@ -44,6 +44,7 @@ def session() -> Iterator[None]:
 
 
 def forget_claims() -> None:
+    """Let go of every folder this process claimed, and of their locks."""
     _claimed.clear()
     _new.clear()
     while _held:
