@@ -179,6 +179,8 @@ def test_results_are_as_readable_as_any_other_file(tmp_path: Path) -> None:
         ("{not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
         ('{"schema": 1}', "missing status"),
+        # Hand-edited or foreign: read back as numbers, it was an `ok` run with inf samples/s in the report.
+        ('{"status": "ok", "samples_per_s": Infinity}', "Infinity is not a JSON value"),
     ],
 )
 def test_corrupt_metrics_are_reported_in_one_line(tmp_path: Path, content: str, reason: str) -> None:

@@ -157,19 +157,30 @@ def write_atomically(target: Path, text: str) -> Path:
     return target
 
 
+class _NotJSON(ValueError):
+    """NaN, Infinity or -Infinity, which Python's reader accepts and JSON does not."""
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJSON(f"{constant} is not a JSON value")
+
+
 def load_metrics(path: Path) -> dict[str, Any]:
     """Read a metrics.json (or the one in a run folder), raising MetricsError with a one-line reason."""
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
     try:
-        data = json.loads(path.read_text())
+        # bench writes NaN and infinities as null (strict JSON); Python would read them back as numbers.
+        data = json.loads(path.read_text(), parse_constant=_not_json)
     except FileNotFoundError:
         raise MetricsError(f"{path}: no metrics.json (the run did not finish writing one)") from None
     except (OSError, UnicodeDecodeError) as err:
         raise MetricsError(f"{path}: cannot read: {err}") from None
     except json.JSONDecodeError as err:
         raise MetricsError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except _NotJSON as err:
+        raise MetricsError(f"{path}: not valid JSON ({err})") from None
     except RecursionError:
         raise MetricsError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
