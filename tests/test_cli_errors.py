@@ -73,3 +73,13 @@ def test_a_sweep_refused_for_one_bad_value_leaves_its_folder_to_the_corrected_sw
     corrected = run_cli(tmp_path, "-m", *sweep, "batch_size=32,64")
     assert corrected.returncode == 0, corrected.stderr
     assert sorted(p.name for p in (tmp_path / "S").iterdir() if p.is_dir()) == ["0", "1"]
+
+
+def test_a_sweep_of_no_jobs_is_bad_input(tmp_path: Path) -> None:
+    # A glob over a key with no options: "Launching 0 jobs", a report that could not be built, exit 0.
+    sweep = [*(t for t in TINY if not t.startswith("batch_size=")), "hydra.sweep.dir=S"]
+    proc = run_cli(tmp_path, "-m", *sweep, "batch_size=glob(*)")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "bench: error: the sweep has no jobs: its sweep overrides expand to no values"
+    ]
+    assert not (tmp_path / "S").exists()  # given back

@@ -20,6 +20,17 @@ log = logging.getLogger(__name__)
 class BenchSweeper(BasicSweeper):
     """The basic sweeper; with ``resume=true``, only the jobs the sweep folder has not finished."""
 
+    @staticmethod
+    def split_arguments(overrides: Any, max_batch_size: int | None) -> list[list[list[str]]]:
+        """Hydra's batches of jobs; none at all (``batch_size='glob(*)'``, a glob that matches no key's
+        values) is bad input: exit 2, and the folder given back, not an empty sweep that exits 0."""
+        batches = BasicSweeper.split_arguments(overrides, max_batch_size)
+        if not any(batches):
+            from bench.errors import UsageError
+
+            raise UsageError("the sweep has no jobs: its sweep overrides expand to no values")
+        return batches
+
     def sweep(self, arguments: list[str]) -> Any:
         if not OmegaConf.select(self.config, "resume", default=False):
             return super().sweep(arguments)
