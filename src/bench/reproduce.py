@@ -80,6 +80,11 @@ def plan(source: Source, extra: Sequence[str]) -> Plan:
     sweep_keys = [o for o in extra if o.lstrip("+~").split("=")[0] in ("experiment", "resume")]
     if sweep_keys:
         raise UsageError(f"{sweep_keys[0]}: a sweep setting; reproduce runs the one saved job (override its keys)")
+    # Removing a key of the saved run took this checkout's default in its place, without a word (~epochs ran 3).
+    removed = [o for o in extra if o.startswith("~")]
+    if removed:
+        raise UsageError(f"{removed[0]}: a reproduction keeps every setting of the saved run; give the key a "
+                         "value instead (key=value)")  # fmt: skip
     base, target, notes = _compose_pair(source.overrides, list(extra))
     drift = config_changes(source.config, base)
     if drift and not notes:
