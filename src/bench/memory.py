@@ -75,7 +75,7 @@ class CudaAllocator:
         """Forget the warm-up's one-time transients (autotuning, workspaces): release the cached blocks they
         left and reset the peaks, so the timed epochs report their own."""
         release_cached_memory(self.device)
-        torch.cuda.reset_peak_memory_stats(self.device)
+        self.reset_peaks()
 
     def reset_peaks(self) -> None:
         """The peaks from here on, the cached blocks kept."""

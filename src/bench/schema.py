@@ -196,14 +196,11 @@ def workers_limit() -> int:
     return max(WORKERS_ALWAYS_ALLOWED, WORKERS_PER_CORE * (os.cpu_count() or 1))
 
 
-#: the config groups, each a node of settings: a saved config run with --config-path has no groups to choose from
-GROUPS = ("device", "precision", "step", "max_batch", "recipe", *RUNTIME_ARGUMENTS)
-
-
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first value the run cannot use; called before any work."""
     _resolve_all(cfg)
-    for group in GROUPS:
+    # The config groups (the typed nodes and the components): a saved config run with --config-path has none.
+    for group in (*(prefix[:-1] for prefix in _TYPED_NODES if prefix), *RUNTIME_ARGUMENTS):
         node = OmegaConf.select(cfg, group, default=None)
         if node is not None and not isinstance(node, DictConfig):  # model=large on a saved config.yaml
             raise ConfigError(f"{group}={node}: this config has no {group} group to choose from (a run's saved "
