@@ -206,6 +206,23 @@ def test_tf32_is_fp32_on_the_cpu_and_says_so(cfg_for, tmp_path: Path) -> None:
     assert result.step["math"] == "tf32"
 
 
+@pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9")
+def test_precision_runs_where_the_process_set_tf32_with_torchs_new_api(cfg_for, tmp_path: Path) -> None:
+    # torch's docs advise the new setting; after it, reading the old allow_tf32 flag raises (torch 2.9 on).
+    settings = [torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn]
+    saved = [s.fp32_precision for s in settings]
+    try:
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        before = [s.fp32_precision for s in settings]
+        for precision in ("fp32", "tf32"):
+            result = train.run(cfg_for(*DATA, "epochs=1", f"precision={precision}"), tmp_path / precision)
+            assert result.status == "ok", result.error
+            assert [s.fp32_precision for s in settings] == before  # the process's own setting, restored
+    finally:
+        for setting, value in zip(settings, saved, strict=True):
+            setting.fp32_precision = value
+
+
 @pytest.mark.cuda
 @needs_cuda
 # step.compile=max alone is not a case of its own on CUDA: its auto choices (fused Adam, channels_last) make

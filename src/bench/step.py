@@ -90,12 +90,39 @@ def autocast_dtype(precision: DictConfig) -> torch.dtype | None:
 
 @contextmanager
 def math_mode(precision: DictConfig) -> Iterator[None]:
-    """TF32 on or off for the run's fp32 matmuls and convolutions, as ``precision.tf32`` says; restored after."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    """TF32 on or off for the run's fp32 matmuls and convolutions, as ``precision.tf32`` says; restored after.
+
+    Set with the ``allow_tf32`` flags, which every torch since 1.7 has and which leave torch's newer
+    ``fp32_precision`` settings consistent. But from torch 2.9 on, *reading* ``allow_tf32`` raises once a
+    process has set one of those settings itself (``torch.backends.cuda.matmul.fp32_precision = "tf32"``, as
+    torch's docs now advise), so where they exist the saved state is read, and restored, through them.
+    """
+    saved = _tf32_state()
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(precision.tf32)
     try:
         yield
     finally:
+        _restore_tf32(saved)
+
+
+_FP32_PRECISION = ("cuda.matmul", "cudnn.conv", "cudnn.rnn")  # torch >= 2.9: each has its own fp32_precision
+
+
+def _backend(path: str) -> object:
+    return functools.reduce(getattr, path.split("."), torch.backends)
+
+
+def _tf32_state() -> tuple:
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        return tuple(_backend(path).fp32_precision for path in _FP32_PRECISION)
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+def _restore_tf32(saved: tuple) -> None:
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        for path, value in zip(_FP32_PRECISION, saved, strict=True):
+            _backend(path).fp32_precision = value
+    else:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
