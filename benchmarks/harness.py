@@ -39,7 +39,7 @@ from omegaconf import DictConfig
 from bench import interrupts, measure
 from bench.datasets import load_arrays
 from bench.environment import environment
-from bench.errors import Interrupted, OneLineParser, describe, exit_interrupted
+from bench.errors import EXIT_RUN_FAILED, Interrupted, OneLineParser, describe, exit_interrupted, fail
 from bench.loaders import build_loader
 from bench.loop import run_epoch
 from bench.schema import compose, instantiate
@@ -262,6 +262,9 @@ def main(argv: list[str] | None = None) -> None:
     if stop is not None:
         judged = "the rounds that finished are judged above" if any(r.pairs for r in done) else "no round finished"
         exit_interrupted(stop, judged)
+    failed = [r.spec for r in done if r.error]
+    if failed:  # a script or a CI job must not read a config that stopped as a pass
+        fail(f"{', '.join(failed)} stopped before its rounds finished; see its line above", EXIT_RUN_FAILED)
 
 
 def _finish(header: list[str], done: list[Rounds], finished: int, configs: int, stop: Interrupted | None,

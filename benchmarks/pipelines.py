@@ -43,7 +43,7 @@ from bench import interrupts, measure, train
 from bench.datasets import load_arrays
 from bench.device import resolve_device
 from bench.environment import environment
-from bench.errors import Interrupted, OneLineParser, UsageError, describe, exit_interrupted
+from bench.errors import EXIT_RUN_FAILED, Interrupted, OneLineParser, UsageError, describe, exit_interrupted, fail
 from bench.folders import holds_run_dirs, make_writable
 from bench.loaders import normalize
 from bench.results import write_atomically
@@ -443,6 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(header), flush=True)
     lines = list(header)
     results = {}
+    failures = 0
     started = time.monotonic()
     stop: Interrupted | None = None
     # SIGTERM (a time limit) or Ctrl-C ends the run early, but the targets are still judged on what ran, and a
@@ -456,6 +457,7 @@ def main(argv: list[str] | None = None) -> None:
                 print("\n".join(block), flush=True)
                 lines += block
                 results[spec] = figures
+                failures += len(failed)
         except Interrupted as err:
             stop = err
         try:
@@ -469,6 +471,8 @@ def main(argv: list[str] | None = None) -> None:
             stop = stop or err
     if stop is not None:
         exit_interrupted(stop, f"{len(results)} of {len(specs)} configs ran; their figures are above")
+    if failures:  # a script or a CI job must not read a missing pipeline as a pass
+        fail(f"{failures} pipeline run(s) failed; their lines and the others' figures are above", EXIT_RUN_FAILED)
 
 
 def _finish(lines: list[str], results: dict[str, list[Figure]], configs: int, stop: Interrupted | None,

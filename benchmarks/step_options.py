@@ -21,7 +21,7 @@ import torch
 
 from bench import interrupts
 from bench.environment import environment
-from bench.errors import Interrupted, OneLineParser, describe, exit_interrupted
+from bench.errors import EXIT_RUN_FAILED, Interrupted, OneLineParser, describe, exit_interrupted, fail
 from bench.schema import compose, validate
 from pipelines import PLAIN, check_out, check_setting, check_specs, device_for, through_bench, write_results
 
@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
             with interrupts.deferred(reraise=False):  # a second signal, too
                 write()
             exit_interrupted(stop, f"{len(rows)} rows measured" + (f", written to {args.out}" if args.out else ""))
+    failed = sum(1 for row in rows if row["samples_per_s"] is None)
+    if failed:  # a script or a CI job must not read a `failed` row as a pass
+        fail(f"{failed} option(s) failed: their rows say `failed` and the reason is above", EXIT_RUN_FAILED)
 
 
 if __name__ == "__main__":

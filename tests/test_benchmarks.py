@@ -162,14 +162,58 @@ def test_a_harness_config_that_fails_is_its_own_line_and_the_others_still_run(
         real(spec, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(harness, "run_config", out_of_memory_on_the_first)
-    harness.main(["--device", "cpu", "--configs", "medium:64:fp32", "small:64:fp32", "--train-size", "128",
-                  "--rounds", "6", "--out", str(tmp_path / "out")])  # fmt: skip
-    out = capsys.readouterr().out
+    with pytest.raises(SystemExit) as ended:  # the other config still ran, but the harness did not pass
+        harness.main(["--device", "cpu", "--configs", "medium:64:fp32", "small:64:fp32", "--train-size", "128",
+                      "--rounds", "6", "--out", str(tmp_path / "out")])  # fmt: skip
+    assert ended.value.code == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1] == "bench: error: medium:64:fp32 stopped before its rounds finished; see its line above"
     assert "- stopped: CUDA out of memory. Tried to allocate 2.00 GiB" in out
     assert "- UNDECIDED: 0 rounds finished" in out and "the median of 6 alternated rounds" in out
     results = json.loads((tmp_path / "out" / "harness.json").read_text())["results"]
     assert [(r["spec"], r["rounds_finished"], bool(r["error"])) for r in results] == [
         ("medium:64:fp32", 0, True), ("small:64:fp32", 6, False)]  # fmt: skip
+
+
+def test_a_step_option_that_fails_at_run_time_is_a_failed_row_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import step_options
+
+    real = step_options.measure
+
+    def out_of_memory_with_fused_adam(overrides: list[str], out: Path) -> tuple[float, float | None]:
+        if "step.adam=fused" in overrides:  # what a CUDA OOM would do, which the up-front check cannot see
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(overrides, out)
+
+    monkeypatch.setattr(step_options, "measure", out_of_memory_with_fused_adam)
+    with pytest.raises(SystemExit) as ended:
+        step_options.main(
+            [
+                "--device",
+                "cpu",
+                "--configs",
+                "small:32:fp32",
+                "--train-size",
+                "64",
+                "--epochs",
+                "1",
+                "--options",
+                "step.adam=fused",
+                "step.adam=foreach",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+    assert ended.value.code == 1
+    out, err = capsys.readouterr()
+    rows = json.loads((tmp_path / "out" / "step_options.json").read_text())["rows"]
+    assert [(r["option"], r["samples_per_s"] is None) for r in rows] == [
+        ("plain", False), ("step.adam=fused", True), ("step.adam=foreach", False)]  # fmt: skip
+    assert "| small:32:fp32 | step.adam=fused | failed |" in out
+    assert err.splitlines()[-1] == "bench: error: 1 option(s) failed: their rows say `failed` and the reason is above"
 
 
 @pytest.mark.slow
@@ -348,10 +392,14 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
         return proc.returncode, proc.stdout.splitlines()
 
     def benchmark(out: Path, config: str) -> list[str]:
-        pipelines(["--device", "cpu", "--configs", config, "--train-size", "256", "--pairs", "1",
-                   "--out", str(out / "pipelines")])  # fmt: skip
+        try:
+            pipelines(["--device", "cpu", "--configs", config, "--train-size", "256", "--pairs", "1",
+                       "--out", str(out / "pipelines")])  # fmt: skip
+            rc = 0
+        except SystemExit as ended:  # a pipeline failed: the figures of the others, and exit 1
+            rc = ended.code
         (out / "pipelines.md").write_text(capsys.readouterr().out)
-        (out / "pipelines.rc").write_text("0\n")
+        (out / "pipelines.rc").write_text(f"{rc}\n")
         return (out / "pipelines.md").read_text().splitlines()
 
     tiny = [o for o in TINY if not o.startswith("batch_size=")]
@@ -375,7 +423,7 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     assert "- PASS: sweep finished: Runs: 2 (2 ok)" in lines
     assert "- FAIL: batch_size did not run: no report" in lines
     assert "- FAIL: max_batch finished: Runs: 1 (1 skipped)" in lines
-    assert "- PASS: the pipelines benchmark finished" in lines
+    assert "- FAIL: the pipelines benchmark exit 1" in lines
     assert any(line.startswith("- FAIL: pipeline (g) fast, captured only failed: ") for line in lines), lines
     harness = next(line for line in md if "bench's loop (r) runs at" in line)
     assert harness in lines  # the benchmark's own PASS or FAIL line, as it printed it
