@@ -275,6 +275,13 @@ def test_report_cli_writes_to_out(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "s", "other", "--out", "other", module="bench.report")
     assert proc.returncode == 2 and "holds runs of its own" in proc.stderr, proc.stderr
     assert not (tmp_path / "other" / "report.md").exists()
+    # A folder given twice, or with one of its own runs, would count those runs twice.
+    for twice, expected in ((("s", str(tmp_path / "s")), f"s and {tmp_path / 's'} are one folder"),
+                            (("s", "other", "./s/"), "s is given twice"),
+                            (("other/0", "s", "other"), "other/0 is inside other, given too")):  # fmt: skip
+        proc = run_cli(tmp_path, *twice, "--out", "both", module="bench.report")
+        assert proc.returncode == 2 and f"bench: error: {expected}: " in proc.stderr, proc.stderr
+    assert not (tmp_path / "both").exists()
 
 
 # -------------------------------------------------------------------------------- lab presets
