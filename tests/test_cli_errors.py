@@ -16,6 +16,11 @@ CASES = {
     # workers recorded as 0, and -1 failed halfway as a run error.
     "the loader's workers": (["loader.workers=64"], "loader.workers=64: set workers=64 instead"),
     "zero epochs": (["epochs=0"], "epochs=0 is out of range"),
+    # Each epoch was one partial batch of 100, timed and reported as batch 128.
+    "batch larger than the data": (
+        ["dataset.train_size=100", "batch_size=128"],
+        "batch_size=128 is larger than the 100 training images",
+    ),
     "unknown precision": (
         ["precision=int8"],
         "unknown precision 'int8'; choose one of: amp_bf16, amp_fp16, fp32",

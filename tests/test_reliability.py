@@ -552,6 +552,15 @@ def test_the_number_of_classes_comes_from_the_dataset(tmp_path: Path, classes: i
     assert metrics["params"] == 378_866 + (classes - 10) * 121  # the last layer has one row per class
 
 
+def test_a_batch_larger_than_the_image_folder_is_refused_not_timed_as_that_batch(tmp_path: Path) -> None:
+    # Each epoch was one partial batch of 3 images, timed and reported as batch 64 (and a captured step on
+    # CUDA captured it in epoch 1). The folder's size is known only once it is read: the run's error, exit 2.
+    root = _image_folder(tmp_path / "imgs", 3)
+    proc = run_cli(tmp_path, *[t for t in TINY if "_size" not in t], "dataset=imagefolder", f"dataset.root={root}")
+    _one_error_line(proc, 2, "batch_size=64 is larger than the 3 training images: each epoch would be one batch of 3")
+    assert read_metrics(only_run_dir(tmp_path))["status"] == "failed"
+
+
 def test_a_corrupt_image_cache_is_rebuilt(tmp_path: Path, cfg_for, caplog) -> None:
     from bench.datasets import load_arrays
 

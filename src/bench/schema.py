@@ -351,8 +351,19 @@ def _check_combinations(cfg: DictConfig) -> None:
         raise ConfigError(
             f"step.compile={compile_mode} cannot capture GradScaler; use precision=fp32, tf32 or amp_bf16"
         )
+    train_size = cfg.dataset.get("train_size")
+    if cfg.task == "train" and isinstance(train_size, int) and train_size < cfg.batch_size:
+        raise ConfigError(batch_exceeds_data(cfg.batch_size, train_size))
     if cfg.dataset.name == "synthetic":
         _check_synthetic_fits(cfg.dataset.train_size + cfg.dataset.test_size)
+
+
+def batch_exceeds_data(batch_size: int, images: int) -> str:
+    """Why a batch larger than the training set is refused: its every step would be one partial batch."""
+    return (
+        f"batch_size={batch_size} is larger than the {images:,} training images: each epoch would be one batch "
+        f"of {images:,}, timed and reported as batch {batch_size}; lower batch_size or raise dataset.train_size"
+    )
 
 
 def _check_synthetic_fits(images: int) -> None:

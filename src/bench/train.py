@@ -29,7 +29,7 @@ from bench.device import device_type, resolve_device, synchronize
 from bench.diagnosis import diagnose
 from bench.energy import EnergyMeter, short_window_note
 from bench.environment import cpu_name, environment
-from bench.errors import DeviceUnavailable, Interrupted, UsageError, one_line
+from bench.errors import ConfigError, DeviceUnavailable, Interrupted, UsageError, one_line
 from bench.flops import count_untouched, utilization
 from bench.loaders import BatchSource, build_loader, normalize
 from bench.loop import evaluate, profile, rolled_back, run_epoch, warm_up
@@ -37,7 +37,7 @@ from bench.measure import MIB
 from bench.metrics import metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
-from bench.schema import instantiate
+from bench.schema import batch_exceeds_data, instantiate
 from bench.step import autocast_dtype, build_step, math_mode, math_precision, resolve_compile_and_layout
 
 log = logging.getLogger(__name__)
@@ -234,6 +234,8 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     arrays = load_arrays(cfg.dataset)
     result.train_samples, result.test_samples = len(arrays.train_y), len(arrays.test_y)
     result.classes = len(arrays.classes)
+    if result.train_samples < cfg.batch_size:  # a dataset's own size (an image folder), which no config states
+        raise ConfigError(batch_exceeds_data(cfg.batch_size, result.train_samples))
 
     _seed_everything(cfg.seed)
     model = instantiate(cfg.model, num_classes=result.classes).to(device)
