@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,28 @@ def _script(name: str, tmp_path: Path, *args: str) -> subprocess.CompletedProces
         [sys.executable, str(REPO / "benchmarks" / name), *args], cwd=tmp_path, env=offline_env(),
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+
+
+@pytest.fixture
+def script_main(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., subprocess.CompletedProcess]:
+    """A benchmark script's ``main(ARGS)`` run from ``tmp_path`` in this process, as ``_script`` would run it:
+    its exit status, stdout and stderr (a new process costs seconds of imports on 2 cores)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    monkeypatch.chdir(tmp_path)
+
+    def run(name: str, *args: str) -> subprocess.CompletedProcess:
+        main = importlib.import_module(name.removesuffix(".py")).main
+        code: int | str | None = 0
+        try:
+            main(list(args))
+        except SystemExit as stop:
+            code = stop.code
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([name, *args], code if isinstance(code, int) else 1, out, err)
+
+    return run
 
 
 @pytest.mark.slow
@@ -190,23 +214,9 @@ def test_a_step_option_that_fails_at_run_time_is_a_failed_row_and_exit_1(
 
     monkeypatch.setattr(step_options, "measure", out_of_memory_with_fused_adam)
     with pytest.raises(SystemExit) as ended:
-        step_options.main(
-            [
-                "--device",
-                "cpu",
-                "--configs",
-                "small:32:fp32",
-                "--train-size",
-                "64",
-                "--epochs",
-                "1",
-                "--options",
-                "step.adam=fused",
-                "step.adam=foreach",
-                "--out",
-                str(tmp_path / "out"),
-            ]
-        )
+        step_options.main(["--device", "cpu", "--configs", "small:32:fp32", "--train-size", "64", "--epochs", "1",
+                           "--options", "step.adam=fused", "step.adam=foreach",
+                           "--out", str(tmp_path / "out")])  # fmt: skip
     assert ended.value.code == 1
     out, err = capsys.readouterr()
     rows = json.loads((tmp_path / "out" / "step_options.json").read_text())["rows"]
@@ -272,8 +282,8 @@ def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) ->
           for script in ("pipelines.py", "step_options.py") if not torch.cuda.is_available()],
     ],
 )  # fmt: skip
-def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, script: str, args: list[str], expected: str) -> None:
-    proc = _script(script, tmp_path, *(["--device", "cpu"] if "--device" not in args else []), *args)
+def test_bad_input_is_one_line_and_exit_2(script_main, script: str, args: list[str], expected: str) -> None:
+    proc = script_main(script, *(["--device", "cpu"] if "--device" not in args else []), *args)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and expected in proc.stderr, proc.stderr
 
@@ -282,10 +292,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, script: str, args: lis
     ("script", "kept"),
     [("pipelines.py", "results.json"), ("step_options.py", "step_options.md"), ("harness.py", "harness.json")],
 )
-def test_out_never_replaces_an_earlier_runs_results(tmp_path: Path, script: str, kept: str) -> None:
+def test_out_never_replaces_an_earlier_runs_results(script_main, tmp_path: Path, script: str, kept: str) -> None:
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / kept).write_text("the figures of an earlier run")
-    proc = _script(script, tmp_path, "--device", "cpu", "--out", "out")
+    proc = script_main(script, "--device", "cpu", "--out", "out")
     assert proc.returncode == 2 and proc.stdout == ""
     assert f"--out out: it holds {kept} from an earlier run, which is kept; choose a new folder" in proc.stderr
     assert (tmp_path / "out" / kept).read_text() == "the figures of an earlier run"
