@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import pickle
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from torchvision.datasets import CIFAR10
 from bench.datasets import load_arrays
 from bench.errors import DatasetUnavailable
 from bench.loaders import build_loader, epoch_seed
+from conftest import TINY, offline_env, only_run_dir, read_metrics
 
 
 def load(cfg):
@@ -216,3 +220,24 @@ def test_shuffle_depends_on_the_epoch_seed_only(cfg_for) -> None:
     first = [next(iter(source.batches(epoch_seed(0, e))))[1] for e in (1, 2, 1)]
     assert torch.equal(first[0], first[2]) and not torch.equal(first[0], first[1])
     assert sorted(first[0].tolist()) == sorted(arrays.train_y.tolist())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_workers_beyond_the_usable_cores_are_one_note_not_torchs_warnings(tmp_path: Path) -> None:
+    # A SLURM job (or a container) may use fewer cores than the node has: the note judged workers by the
+    # node's count and said nothing, while torch printed its paragraph-long warning, with file and line, twice.
+    core = min(os.sched_getaffinity(0))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", *(t for t in TINY if not t.startswith("workers=")), "workers=2"], cwd=tmp_path,
+        env=offline_env(), capture_output=True, text=True, timeout=300,
+        preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    note = "workers=2 is more than the 1 CPU core this run may use"
+    assert f"Note: {note}" in proc.stdout + proc.stderr
+    assert "UserWarning" not in proc.stdout + proc.stderr
+    metrics = read_metrics(only_run_dir(tmp_path))
+    assert any(n.startswith(note) for n in metrics["notes"])
+    if (os.cpu_count() or 1) > 1:
+        assert metrics["env"]["cpu"].endswith(f"({os.cpu_count()} logical cores, 1 usable here)")

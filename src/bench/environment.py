@@ -12,14 +12,27 @@ from pathlib import Path
 import torch
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on: a SLURM job's or a container's share (its affinity mask), not
+    the machine's count, which ``os.cpu_count()`` gives. torch's DataLoader judges its workers by the same."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
+
+
 def cpu_name() -> str:
+    """The CPU's model and core count, with the cores this process may use where they are fewer."""
+    cores = f"{os.cpu_count()} logical cores"
+    if usable_cores() < (os.cpu_count() or 1):
+        cores += f", {usable_cores()} usable here"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical cores)"
+                return f"{line.split(':', 1)[1].strip()} ({cores})"
     except OSError:
         pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical cores)"
+    return f"{platform.processor() or platform.machine()} ({cores})"
 
 
 def _driver_version() -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import random
 import signal
 import time
@@ -28,7 +27,7 @@ from bench.datasets import Arrays, load_arrays
 from bench.device import device_type, resolve_device, synchronize
 from bench.diagnosis import diagnose
 from bench.energy import EnergyMeter, short_window_note
-from bench.environment import cpu_name, environment
+from bench.environment import cpu_name, environment, usable_cores
 from bench.errors import ConfigError, DeviceUnavailable, Interrupted, UsageError, one_line
 from bench.flops import count_untouched, utilization
 from bench.loaders import BatchSource, build_loader, normalize
@@ -357,10 +356,10 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     if cfg.precision.tf32 and result.device != "cuda":
         result.notes.append("precision=tf32 is fp32 here: TF32 is a GPU tensor-core format")
     result.notes.extend(f"{key} is ignored by loader={cfg.loader.name}" for key in train.ignored)
-    cores = os.cpu_count() or 1
+    cores = usable_cores()  # a SLURM job's share, not the node's count
     if cfg.workers > cores and "workers" not in train.ignored:
-        result.notes.append(f"workers={cfg.workers} is more than the {cores} CPU cores here: the worker "
-                            "processes compete with training and with each other for them")  # fmt: skip
+        result.notes.append(f"workers={cfg.workers} is more than the {cores} CPU core{'s' * (cores > 1)} this run may "
+                            "use: the worker processes compete with training and with each other for them")  # fmt: skip
         log.warning("Note: %s", result.notes[-1])
     log.info(
         "Training %s (%s params) on %s (%s) | %s | batch %d | %s, %d train / %d test images | loader=%s",
