@@ -545,7 +545,7 @@ def _image_folder(root: Path, classes: int) -> Path:
 def test_the_number_of_classes_comes_from_the_dataset(tmp_path: Path, classes: int) -> None:
     root = _image_folder(tmp_path / "imgs", classes)
     proc = run_cli(tmp_path, *[t for t in TINY if "_size" not in t], "dataset=imagefolder", f"dataset.root={root}",
-                   "batch_size=4", "model=small")  # fmt: skip
+                   "batch_size=2", "model=small")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     metrics = read_metrics(only_run_dir(tmp_path))
     assert metrics["status"] == "ok"
