@@ -1,5 +1,6 @@
 """Bad input: one line naming the problem, exit code 2, no traceback (docs/architecture.md, "Failure")."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,12 @@ CASES = {
     ),
     "imagefolder without root": (["dataset=imagefolder"], "dataset.root is not set"),
 }
+if importlib.util.find_spec("hydra._internal.target_policy") is not None:  # Hydra versions with a blocklist
+    # Reported as a failed run, cut mid-sentence at Hydra's line break: "... is blocklisted because it allows".
+    CASES["a target Hydra refuses"] = (
+        ["model._target_=os.system"],
+        "_target_=os.system: Target 'os.system' is blocklisted because it allows config data to control",
+    )
 if not torch.cuda.is_available():
     CASES["cuda without a GPU"] = (["device=cuda"], "device=cuda but no CUDA GPU is usable here")
 

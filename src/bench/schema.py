@@ -146,7 +146,9 @@ def instantiate(node: DictConfig, *args: Any, **runtime: Any) -> Any:
         # Hydra wraps what the component raised; the run needs the original (a missing dataset, an OOM).
         if err.__cause__ is not None:
             raise err.__cause__ from None
-        raise
+        # Hydra's own refusal (a target it blocklists, such as os.system): bad input, in its whole sentence,
+        # which it wraps over several lines.
+        raise ConfigError(f"_target_={kwargs.get('_target_')}: {' '.join(str(err).split())}") from None
 
 
 # ------------------------------------------------------------------------------------------- checks
