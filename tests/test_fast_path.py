@@ -206,6 +206,26 @@ def test_tf32_is_fp32_on_the_cpu_and_says_so(cfg_for, tmp_path: Path) -> None:
     assert result.step["math"] == "tf32"
 
 
+def _tf32_flags() -> tuple[object, ...]:
+    """torch's old TF32 flags as a user's code reads them, or the error reading them raises."""
+    flags: list[object] = []
+    for read in (lambda: torch.backends.cuda.matmul.allow_tf32, lambda: torch.backends.cudnn.allow_tf32,
+                 torch.get_float32_matmul_precision):  # fmt: skip
+        try:
+            flags.append(read())
+        except RuntimeError as err:
+            flags.append(type(err))
+    return tuple(flags)
+
+
+def test_a_run_leaves_torchs_tf32_flags_as_it_found_them(cfg_for, tmp_path: Path) -> None:
+    before = _tf32_flags()
+    for precision in ("fp32", "tf32"):
+        result = train.run(cfg_for(*DATA, "epochs=1", f"precision={precision}"), tmp_path / precision)
+        assert result.status == "ok", result.error
+        assert _tf32_flags() == before  # readable as before, with the same values
+
+
 @pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9")
 def test_precision_runs_where_the_process_set_tf32_with_torchs_new_api(cfg_for, tmp_path: Path) -> None:
     # torch's docs advise the new setting; after it, reading the old allow_tf32 flag raises (torch 2.9 on).

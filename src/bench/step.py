@@ -92,10 +92,11 @@ def autocast_dtype(precision: DictConfig) -> torch.dtype | None:
 def math_mode(precision: DictConfig) -> Iterator[None]:
     """TF32 on or off for the run's fp32 matmuls and convolutions, as ``precision.tf32`` says; restored after.
 
-    Set with the ``allow_tf32`` flags, which every torch since 1.7 has and which leave torch's newer
-    ``fp32_precision`` settings consistent. But from torch 2.9 on, *reading* ``allow_tf32`` raises once a
-    process has set one of those settings itself (``torch.backends.cuda.matmul.fp32_precision = "tf32"``, as
-    torch's docs now advise), so where they exist the saved state is read, and restored, through them.
+    Set with the ``allow_tf32`` flags, which every torch since 1.7 has. From torch 2.9 on, *reading* them
+    raises once the process has mixed them with torch's newer ``fp32_precision`` settings (set
+    ``torch.backends.cuda.matmul.fp32_precision = "tf32"`` alone, say); only then is the saved state read, and
+    restored, through those settings. Otherwise the flags are saved and restored as they are, so that a
+    process that never touched the new settings is left exactly as it was.
     """
     saved = _tf32_state()
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(precision.tf32)
@@ -112,18 +113,19 @@ def _backend(path: str) -> object:
     return functools.reduce(getattr, path.split("."), torch.backends)
 
 
-def _tf32_state() -> tuple:
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+def _tf32_state() -> tuple[bool, ...] | tuple[str, ...]:
+    try:
+        return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    except RuntimeError:  # the two APIs mixed: the new one still reads
         return tuple(_backend(path).fp32_precision for path in _FP32_PRECISION)
-    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
 
-def _restore_tf32(saved: tuple) -> None:
-    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
-        for path, value in zip(_FP32_PRECISION, saved, strict=True):
-            _backend(path).fp32_precision = value
-    else:
+def _restore_tf32(saved: tuple[bool, ...] | tuple[str, ...]) -> None:
+    if isinstance(saved[0], bool):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        return
+    for path, value in zip(_FP32_PRECISION, saved, strict=True):
+        _backend(path).fp32_precision = value
 
 
 def math_precision(precision: DictConfig) -> str:
