@@ -181,7 +181,9 @@ def check_setting(parser: argparse.ArgumentParser, flag: str, key: str, value: o
     if value is None:
         return
     try:
-        validate(compose([f"{key}={value}"]))
+        # batch_size=1: only the value's own range is judged here; check_specs holds each config's batch
+        # against the images per epoch.
+        validate(compose([f"{key}={value}", "batch_size=1"]))
     except Exception as err:  # out of range
         parser.error(f"{flag} {value}: {describe(err)}")
 

@@ -266,6 +266,9 @@ def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) ->
         ("harness.py", ["--rounds", "5"], "--rounds 5: from 6 (for a 95% interval of the median) to 10,000"),
         ("harness.py", ["--train-size", "100"], "--train-size 100: smaller than small:128:fp32's batch of 128"),
         ("harness.py", ["--train-size", "0"], "dataset.train_size=0 is out of range"),
+        # Judged on the default batch of 64, --train-size 32 was refused for configs of batch 16.
+        ("harness.py", ["--configs", "small:16:fp32", "--train-size", "8"],
+         "--train-size 8: smaller than small:16:fp32's batch of 16"),
         # An epoch of one partial batch of 256 was timed and judged as batch 512, PASS included.
         ("pipelines.py", ["--train-size", "256", "--configs", "small:512:fp32:rd"],
          "--train-size 256: smaller than small:512:fp32:rd's batch of 512"),
