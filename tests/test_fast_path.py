@@ -266,25 +266,32 @@ def test_cuda_fast_recipe_trains_the_same_model(cfg_for, tmp_path: Path, option:
 
 @pytest.mark.cuda
 @needs_cuda
+@pytest.mark.timeout(120)  # six runs of 3 epochs, ~45 s on an H100; gpu-check gives each test 60 s
 def test_cuda_fast_recipe_reaches_the_same_accuracy(cfg_for, tmp_path: Path) -> None:
     # Three epochs end short of the plateau, where rounding alone moves the accuracy: on the CPU, switching
     # only the convolutions' memory layout (the same maths) moved MediumNet's 3-epoch accuracy by up to 3.3
     # points with 16,384 images (seeds 0 and 1) and by 0.4, 1.0, 0.6 and 0.6 points with 50,000 (seeds 0-3,
-    # batch 64; 2.0 at worst with batch 256). On an H100 with 16,384 images: plain 84.9%, fast 82.5%. So this
-    # uses the full 50,000 at batch 64, where a single pair is within about 1 point; it can still fail by
-    # chance, which says nothing about the maths (the 20-step test above does).
+    # batch 64; 2.0 at worst with batch 256). On an H100 with 50,000 images one pair differed by 1.7 points
+    # in a gpu-check, and seeds 0-2 by +0.1, +0.9 and +0.8 (fast higher). One pair is a coin toss at 1
+    # point, so the test compares the mean over three seeds (a pair each), which is what "the same accuracy"
+    # means; the maths itself is the 20-step test above.
     # The plain step on the resident loader stands for the lab's path: the same values (the CPU tests show
     # the two give the very same losses), without the DataLoader's image-by-image decoding.
     data = ("dataset.train_size=50000", "dataset.test_size=10000", "batch_size=64", "epochs=3", "device=cuda")
     plain = ("loader=resident", "step.adam=default", "step.channels_last=false")
-    lab = train.run(cfg_for(*data, *plain, tiny=False), tmp_path / "lab")
-    fast = train.run(cfg_for(*data, "recipe=fast", tiny=False), tmp_path / "fast")
-    assert lab.status == fast.status == "ok", (lab.error, fast.error)
-    assert fast.step["compile"] == "max" and fast.step["channels_last"] and fast.step["input_in_step"]
-    assert lab.metrics["test_accuracy"] > 0.25  # it learned, so the comparison means something
-    # Within 1 point, exactly 1 included: 100 images of 10,000 as a difference of two quotients can exceed
-    # 0.01 by rounding alone.
-    assert abs(fast.metrics["test_accuracy"] - lab.metrics["test_accuracy"]) <= 0.01 + 1e-9
+    accuracy: dict[str, list[float]] = {"lab": [], "fast": []}
+    for seed in (0, 1, 2):
+        for name, options in (("lab", plain), ("fast", ("recipe=fast",))):
+            result = train.run(cfg_for(*data, *options, f"seed={seed}", tiny=False), tmp_path / f"{name}{seed}")
+            assert result.status == "ok", result.error
+            if name == "fast":
+                assert result.step["compile"] == "max" and result.step["channels_last"]
+                assert result.step["input_in_step"]
+            accuracy[name].append(result.metrics["test_accuracy"])
+    assert min(accuracy["lab"]) > 0.25, accuracy  # it learned, so the comparison means something
+    # Within 1 point, exactly 1 included: a difference of quotients of 10,000 can exceed 0.01 by rounding alone.
+    gap = sum(accuracy["fast"]) / 3 - sum(accuracy["lab"]) / 3
+    assert abs(gap) <= 0.01 + 1e-9, accuracy
 
 
 def test_auto_choices_follow_the_gpu_measurements() -> None:
