@@ -383,6 +383,23 @@ def test_report_never_creates_the_folder_it_reads(tmp_path: Path) -> None:
         (["dataset.seed=-1"], "bench", "dataset.seed=-1 is out of range"),
         (["~batch_size"], "bench", "batch_size was removed; bench needs it: set it with batch_size=..."),
         (["model.width=2"], "bench", "Key 'width' is not in struct (a key its YAML does not list, such as an "),
+        # A typo without `+`, the usual case, was OmegaConf's "Key 'epoch' not in 'Config'", with no suggestion;
+        # in a component it advised adding the typo with +dataset.trainsize=...
+        (["epoch=1"], "bench", "epoch is not a bench setting; did you mean epochs?"),
+        (["step.adamm=fused"], "bench", "step.adamm is not a bench setting; did you mean step.adam?"),
+        (
+            ["dataset.trainsize=5"],
+            "bench",
+            "dataset.trainsize is not an option of dataset=synthetic; did you mean dataset.train_size?",
+        ),
+        (["model.widht=2"], "bench", "model.widht is not an option of model=medium; did you mean model.width?"),
+        # Hydra's "Ambiguous value for argument 'batch_size=16,32'", its three hints cut off.
+        (
+            ["batch_size=16,32"],
+            "bench",
+            "batch_size=16,32 is several values, and a run takes one: sweep them with "
+            "python -m bench -m batch_size=16,32",
+        ),
         (["epochs=[1"], "bench", "cannot parse the override 'epochs=[1'"),
         (["--experimental-rerun", "r/.hydra/config.pickle"], "bench", "rerun a run with python -m bench.reproduce"),
         # A label every table shows: refused before training, not lost after it to metrics.json's JSON.

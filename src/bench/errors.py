@@ -8,6 +8,7 @@ or 143 (SIGTERM). See docs/architecture.md, "Failure".
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 from typing import NoReturn
@@ -88,10 +89,21 @@ def describe(err: BaseException) -> str:
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", None)
         msg = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        parent = getattr(cause, "parent_node", None)
+        if key and parent is not None and ("not in '" in msg or "is not in struct" in msg):  # an unknown key
+            from bench.schema import unknown_key  # lazily: schema imports this module
+
+            line = unknown_key(key, parent)
+            if line:
+                return line
         if key and "is not in struct" in msg:  # a component's YAML lacks the key (model.width): say how to add it
             msg += f" (a key its YAML does not list, such as an argument of the class, is added with +{key}=...)"
         return f"{key}: {msg}" if key and not msg.startswith(f"{key}:") else msg
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    ambiguous = re.match(r"Ambiguous value for argument '(.+)'$", lines[0]) if lines else None
+    if ambiguous:  # Hydra's three numbered hints on three more lines, in one
+        return (f"{ambiguous[1]} is several values, and a run takes one: sweep them with python -m bench -m "
+                f"{ambiguous[1]}, or write a list as key=[a,b]")  # fmt: skip
     if isinstance(err, MissingConfigException) and len(lines) > 1:
         return " ".join(lines[:2])
     return lines[0] if lines else type(err).__name__

@@ -280,6 +280,31 @@ def _unknown(key: str, known: Sequence[str], prefix: str = "") -> str:
     return f"{key} is not a bench setting{hint}"
 
 
+def unknown_key(key: str, parent: DictConfig) -> str | None:
+    """The line for an override of a key that ``parent`` (the node it would go in) does not have, with the
+    closest known key; None where nothing is close and the node is a component (whose class may take it,
+    added with ``+``). For what Hydra's composition refuses: ``epoch=1``, ``step.adamm=fused``."""
+    leaf = key.rsplit(".", 1)[-1]
+    prefix = key[: len(key) - len(leaf)]
+    known = [str(k) for k in parent if str(k) not in LABEL_KEYS and k != "hydra"]
+    component = "_target_" in parent
+    if component:
+        try:
+            call = target_of(parent)
+            call = call.__init__ if inspect.isclass(call) else call
+            group = prefix.rstrip(".")
+            known += [p for p in inspect.signature(call).parameters
+                      if p not in (*known, "self", *RUNTIME_ARGUMENTS.get(group, ()))]  # fmt: skip
+        except (ConfigError, TypeError, ValueError):
+            pass
+    if not component:
+        return _unknown(key, known, prefix)
+    if leaf in known or not difflib.get_close_matches(leaf, known, n=1):
+        return None  # an argument of the class that the YAML does not list (+model.width=2), or no guess
+    option = f"{prefix.rstrip('.')}={parent.get('name', '?')}"
+    return _unknown(key, known, prefix).replace("is not a bench setting", f"is not an option of {option}")
+
+
 def target_of(node: DictConfig | dict) -> Any:
     """The class or function a component node names with ``_target_``."""
     path = str(node.get("_target_") or "")
