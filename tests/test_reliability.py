@@ -450,24 +450,23 @@ def test_reproduce_answers_a_parse_error_in_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "outputs").exists()
 
 
-def test_a_device_torch_cannot_parse_is_that_sweep_jobs_config_error(tmp_path: Path) -> None:
-    # Recording the config error asked torch what device.name=gpu means, and torch's error ended the sweep.
-    proc = run_cli(tmp_path, "-m", *TINY, "device.name=gpu,cpu", "hydra.sweep.dir=S")
-    assert proc.returncode == 0, proc.stderr
-    summary = pd.read_csv(tmp_path / "S" / "summary.csv")
-    assert list(summary["status"]) == ["failed", "ok"]
-    assert "config error: device.name=gpu is not allowed" in summary.loc[0, "error"]
-    assert (tmp_path / "S" / "report.md").exists()
-
-
-def test_a_late_interpolation_error_in_a_sweep_is_that_jobs_status(tmp_path: Path) -> None:
-    proc = run_cli(tmp_path, "-m", *[t for t in SWEEP if not t.startswith("epochs")], "epochs=${nope},1")
-    assert proc.returncode == 0, proc.stderr
-    sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
-    summary = pd.read_csv(sweep / "summary.csv")
-    assert list(summary["status"]) == ["failed", "ok"]
-    assert "Interpolation key 'nope' not found" in summary.loc[0, "error"]
-    assert (sweep / "report.md").exists()
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # Recording the config error asked torch what device.name=gpu means, and torch's error ended the sweep.
+        ("device.name=gpu,cpu", "device.name=gpu is not allowed; choose one of: auto, cpu, cuda (in job 0, "
+                                "device.name=gpu; no job was run)"),
+        # Found only when its job came, after the others had run; the sweep then exited 0.
+        ("batch_size=16,-4", "batch_size=-4 is out of range; it must be an integer from 1 to 16,777,216 (in job 1, "
+                             "batch_size=-4; no job was run)"),
+        ("epochs=1,${nope}", "epochs: Interpolation key 'nope' not found (in job 1, epochs=${nope}; no job was run)"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_in_any_job_refuses_the_sweep_before_its_first(tmp_path: Path, values: str, expected: str) -> None:
+    keys = {values.split("=")[0]}
+    tiny = [t for t in SWEEP if t.split("=")[0] not in keys]
+    _one_error_line(run_cli(tmp_path, "-m", *tiny, values, "hydra.sweep.dir=S"), 2, expected)
+    assert not (tmp_path / "S").exists()  # given back: the corrected sweep may have it
 
 
 # ------------------------------------------------------------------------ values that cannot run

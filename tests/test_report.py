@@ -95,16 +95,26 @@ def test_report_survives_a_deleted_job_and_a_corrupt_metrics_file(two_variable_s
 
 
 def test_failed_skipped_and_ok_jobs_share_one_sweep_and_report(tmp_path: Path) -> None:
-    proc = run_cli(tmp_path, "-m", *TINY, "device=cpu,cuda", "batch_size=0,16")
+    # An image folder of 8 training images: batch 16 fails when its job reads the data (a size no config
+    # states, so no check before the sweep can know it); batch 4 trains.
+    root = tmp_path / "imgs"
+    for split, n in (("train", 4), ("test", 2)):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (32, 32), (40 * i, 100, 200)).save(root / split / cls / f"{i}.png")
+    tiny = [t for t in TINY if "_size=" not in t]
+    proc = run_cli(tmp_path, "-m", *tiny, "dataset=imagefolder", f"dataset.root={root}", "model=small",
+                   "device=cpu,cuda", "batch_size=16,4")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(_sweep_dir(tmp_path) / "summary.csv")
     by_config = {(r.device, r.batch_size): r.status for r in summary.itertuples()}
-    assert by_config[("cpu", 0)] == "failed" and by_config[("cpu", 16)] == "ok"
-    assert by_config[("cuda", 0)] == "failed"
+    assert by_config[("cpu", 16)] == "failed" and by_config[("cpu", 4)] == "ok"
     import torch
 
-    assert by_config[("cuda", 16)] == ("ok" if torch.cuda.is_available() else "skipped")
-    assert "config error: batch_size=0" in summary.loc[summary["batch_size"] == 0, "error"].iloc[0]
+    assert by_config[("cuda", 16)] == ("failed" if torch.cuda.is_available() else "skipped")
+    assert by_config[("cuda", 4)] == ("ok" if torch.cuda.is_available() else "skipped")
+    assert "batch_size=16 is larger than the 8 training images" in summary.loc[0, "error"]
 
 
 # -------------------------------------------------------------------- reports from crafted metrics
