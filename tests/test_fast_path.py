@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -198,11 +199,13 @@ def test_compile_max_gathers_in_the_step_and_trains_the_same_model(cfg_for, tmp_
     assert [e.loss for e in result.epochs_detail] == pytest.approx(plain, rel=1e-4)
 
 
-def test_tf32_is_fp32_on_the_cpu_and_says_so(cfg_for, tmp_path: Path) -> None:
+def test_tf32_is_fp32_on_the_cpu_and_says_so(cfg_for, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fp32 = _losses(cfg_for, tmp_path, "loader=resident")
-    result = train.run(cfg_for(*DATA, "loader=resident", "precision=tf32"), tmp_path / "tf32")
+    with caplog.at_level(logging.WARNING, logger="bench.train"):
+        result = train.run(cfg_for(*DATA, "loader=resident", "precision=tf32"), tmp_path / "tf32")
     assert [e.loss for e in result.epochs_detail] == fp32
     assert "precision=tf32 is fp32 here: TF32 is a GPU tensor-core format" in result.notes
+    assert "Note: precision=tf32 is fp32 here" in caplog.text  # on the console too, not only in metrics.json
     assert result.step["math"] == "tf32"
 
 

@@ -353,14 +353,17 @@ def _count_flops(
 
 def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     """Facts a reader of the numbers should know, in metrics.json's notes and on the console."""
+    notes = []  # on the console too, before the run: each changes what its numbers mean
     if cfg.precision.tf32 and result.device != "cuda":
-        result.notes.append("precision=tf32 is fp32 here: TF32 is a GPU tensor-core format")
-    result.notes.extend(f"{key} is ignored by loader={cfg.loader.name}" for key in train.ignored)
+        notes.append("precision=tf32 is fp32 here: TF32 is a GPU tensor-core format")
+    notes.extend(f"{key} is ignored by loader={cfg.loader.name}" for key in train.ignored)
     cores = usable_cores()  # a SLURM job's share, not the node's count
     if cfg.workers > cores and "workers" not in train.ignored:
-        result.notes.append(f"workers={cfg.workers} is more than the {cores} CPU core{'s' * (cores > 1)} this run may "
-                            "use: the worker processes compete with training and with each other for them")  # fmt: skip
-        log.warning("Note: %s", result.notes[-1])
+        notes.append(f"workers={cfg.workers} is more than the {cores} CPU core{'s' * (cores > 1)} this run may use: "
+                     "the worker processes compete with training and with each other for them")  # fmt: skip
+    for note in notes:
+        log.warning("Note: %s", note)
+    result.notes.extend(notes)
     log.info(
         "Training %s (%s params) on %s (%s) | %s | batch %d | %s, %d train / %d test images | loader=%s",
         cfg.model.name, f"{result.params:,}", result.device, result.device_name, cfg.precision.name,
@@ -375,8 +378,10 @@ def _conclude(result: RunResult) -> None:
         result.notes.append(result.diagnosis["learning"])
         log.warning("Note: %s", result.diagnosis["learning"])
     m = result.metrics
+    cv = m.get("samples_per_s_cv")
+    noisy = f" (noisy: CV {cv:.1%})" if result.diagnosis.get("noisy") and cv is not None else ""
     line = [f"avg epoch {metric('avg_epoch_time').format(m['avg_epoch_time'])} s",
-            f"{metric('samples_per_s').format(m['samples_per_s'])} samples/s"]  # fmt: skip
+            f"{metric('samples_per_s').format(m['samples_per_s'])} samples/s{noisy}"]  # fmt: skip
     if m.get("peak_memory_mb") is not None:
         pooled = " (with CUDA graphs' pool)" if (result.memory or {}).get("graph_pool_mb") else ""
         line.append(
