@@ -207,23 +207,28 @@ def test_a_step_option_that_fails_at_run_time_is_a_failed_row_and_exit_1(
 
     real = step_options.measure
 
-    def out_of_memory_with_fused_adam(overrides: list[str], out: Path) -> tuple[float, float | None]:
-        if "step.adam=fused" in overrides:  # what a CUDA OOM would do, which the up-front check cannot see
+    def out_of_memory(overrides: list[str], out: Path) -> tuple[float, float | None]:
+        # What a CUDA OOM would do, which the up-front check cannot see: fused Adam everywhere, and the plain
+        # baseline of the second config (it stopped the whole benchmark, unwritten).
+        if "step.adam=fused" in overrides or ("batch_size=16" in overrides and "step.adam=foreach" not in overrides):
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(overrides, out)
 
-    monkeypatch.setattr(step_options, "measure", out_of_memory_with_fused_adam)
+    monkeypatch.setattr(step_options, "measure", out_of_memory)
     with pytest.raises(SystemExit) as ended:
-        step_options.main(["--device", "cpu", "--configs", "small:32:fp32", "--train-size", "64", "--epochs", "1",
-                           "--options", "step.adam=fused", "step.adam=foreach",
+        step_options.main(["--device", "cpu", "--configs", "small:32:fp32", "small:16:fp32", "--train-size", "64",
+                           "--epochs", "1", "--options", "step.adam=fused", "step.adam=foreach",
                            "--out", str(tmp_path / "out")])  # fmt: skip
     assert ended.value.code == 1
     out, err = capsys.readouterr()
     rows = json.loads((tmp_path / "out" / "step_options.json").read_text())["rows"]
-    assert [(r["option"], r["samples_per_s"] is None) for r in rows] == [
-        ("plain", False), ("step.adam=fused", True), ("step.adam=foreach", False)]  # fmt: skip
+    assert [(r["config"], r["option"], r["samples_per_s"] is None, r["ratio"] is None) for r in rows] == [
+        ("small:32:fp32", "plain", False, False), ("small:32:fp32", "step.adam=fused", True, True),
+        ("small:32:fp32", "step.adam=foreach", False, False), ("small:16:fp32", "plain", True, True),
+        ("small:16:fp32", "step.adam=fused", True, True), ("small:16:fp32", "step.adam=foreach", False, True),
+    ]  # fmt: skip
     assert "| small:32:fp32 | step.adam=fused | failed |" in out
-    assert err.splitlines()[-1] == "bench: error: 1 option(s) failed: their rows say `failed` and the reason is above"
+    assert err.splitlines()[-1] == "bench: error: 3 row(s) failed: they say `failed`, and the reason is above"
 
 
 @pytest.mark.slow
