@@ -573,7 +573,12 @@ def test_a_batch_larger_than_the_image_folder_is_refused_not_timed_as_that_batch
     # CUDA captured it in epoch 1). The folder's size is known only once it is read: the run's error, exit 2.
     root = _image_folder(tmp_path / "imgs", 3)
     proc = run_cli(tmp_path, *[t for t in TINY if "_size" not in t], "dataset=imagefolder", f"dataset.root={root}")
-    _one_error_line(proc, 2, "batch_size=64 is larger than the 3 training images: each epoch would be one batch of 3")
+    _one_error_line(
+        proc,
+        2,
+        "batch_size=64 is larger than the 3 training images: each epoch would be one batch of 3, "
+        "timed and reported as batch 64; lower batch_size (the dataset has no more)",
+    )
     assert read_metrics(only_run_dir(tmp_path))["status"] == "failed"
 
 

@@ -385,12 +385,12 @@ def _check_combinations(cfg: DictConfig) -> None:
         _check_synthetic_fits(cfg.dataset.train_size + cfg.dataset.test_size)
 
 
-def batch_exceeds_data(batch_size: int, images: int) -> str:
-    """Why a batch larger than the training set is refused: its every step would be one partial batch."""
-    return (
-        f"batch_size={batch_size} is larger than the {images:,} training images: each epoch would be one batch "
-        f"of {images:,}, timed and reported as batch {batch_size}; lower batch_size or raise dataset.train_size"
-    )
+def batch_exceeds_data(batch_size: int, images: int, *, whole_dataset: bool = False) -> str:
+    """Why a batch larger than the training set is refused: its every step would be one partial batch.
+    ``whole_dataset``: the images are all the dataset has, so only the batch can change."""
+    fix = "lower batch_size" + (" (the dataset has no more)" if whole_dataset else " or raise dataset.train_size")
+    return (f"batch_size={batch_size} is larger than the {images:,} training images: each epoch would be one batch "
+            f"of {images:,}, timed and reported as batch {batch_size}; {fix}")  # fmt: skip
 
 
 def _check_synthetic_fits(images: int) -> None:

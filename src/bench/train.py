@@ -234,7 +234,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     result.train_samples, result.test_samples = len(arrays.train_y), len(arrays.test_y)
     result.classes = len(arrays.classes)
     if result.train_samples < cfg.batch_size:  # a dataset's own size (an image folder), which no config states
-        raise ConfigError(batch_exceeds_data(cfg.batch_size, result.train_samples))
+        raise ConfigError(batch_exceeds_data(cfg.batch_size, result.train_samples, whole_dataset=True))
 
     _seed_everything(cfg.seed)
     model = instantiate(cfg.model, num_classes=result.classes).to(device)
