@@ -8,7 +8,6 @@ ToTensor + Normalize arithmetic, so on the CPU every loader trains the same mode
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -20,10 +19,6 @@ from torchvision import transforms
 
 from bench import interrupts
 from bench.schema import instantiate
-
-# torch warns, in a paragraph with its file and line, twice a run, when the workers outnumber the usable cores;
-# the run says so itself, in one line and in metrics.json's notes.
-warnings.filterwarnings("ignore", message=r"This DataLoader will create \d+ worker processes", category=UserWarning)
 
 # The lab's data path: ToTensor, then Normalize(mean 0.5, std 0.5) per channel.
 MEAN = 0.5

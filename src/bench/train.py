@@ -13,6 +13,7 @@ import math
 import random
 import signal
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -242,6 +243,9 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     result.params = count_parameters(model)
+    if cfg.workers > usable_cores():
+        # torch warns of it in a paragraph with its file and line, twice a run; the run's note says it in one line.
+        warnings.filterwarnings("ignore", r"This DataLoader will create \d+ worker processes", UserWarning)
     train = _loader(cfg, arrays.train_x, arrays.train_y, device, shuffle=True, channels_last=channels_last)
     energy: EnergyMeter | None = None  # before the try: a failure ahead of the epochs (an OOM) reaches finally
     try:
