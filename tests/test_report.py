@@ -285,13 +285,20 @@ def test_report_cli_writes_to_out(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "s", "other", "--out", "other", module="bench.report")
     assert proc.returncode == 2 and "holds runs of its own" in proc.stderr, proc.stderr
     assert not (tmp_path / "other" / "report.md").exists()
-    # A folder given twice, or with one of its own runs, would count those runs twice.
-    for twice, expected in ((("s", str(tmp_path / "s")), f"s and {tmp_path / 's'} are one folder"),
+    # A folder given twice, beside one of its own runs, or a link to a run read elsewhere: each would count runs
+    # twice. A folder that holds a run and a sweep is read as its run alone, so the sweep beside it is new.
+    (tmp_path / "link").symlink_to(tmp_path / "s" / "0")
+    for twice, expected in ((("s", str(tmp_path / "s")), f"{tmp_path / 's'} is given twice (also as s)"),
                             (("s", "other", "./s/"), "s is given twice"),
-                            (("other/0", "s", "other"), "other/0 is inside other, given too")):  # fmt: skip
+                            (("other/0", "s", "other"), "other/0 is read twice"),
+                            (("link", "s"), "s/0 is read twice (also as link)")):  # fmt: skip
         proc = run_cli(tmp_path, *twice, "--out", "both", module="bench.report")
         assert proc.returncode == 2 and f"bench: error: {expected}: " in proc.stderr, proc.stderr
     assert not (tmp_path / "both").exists()
+    _fake_run(tmp_path / "mixed", 0, "cpu", 64, 25.0)  # mixed/0 a run, and mixed/sweep a sweep of its own
+    _fake_run(tmp_path / "mixed" / "sweep", 0, "cpu", 32, 20.0)
+    proc = run_cli(tmp_path, "mixed", "mixed/sweep", "--out", "both", module="bench.report")
+    assert proc.returncode == 0 and "2 runs" in proc.stdout, proc.stderr
 
 
 # -------------------------------------------------------------------------------- lab presets

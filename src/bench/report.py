@@ -421,22 +421,6 @@ def _holds_other_runs(out: Path, dirs: Sequence[Path]) -> bool:
     return holds_run_dirs(out)
 
 
-def _overlap(dirs: Sequence[Path]) -> str:
-    """Why folders given together would count a run twice (the same folder twice, or one inside another), or ""."""
-    seen: list[tuple[Path, Path]] = []
-    for given in dirs:
-        path = given.resolve()
-        for other, shown in seen:
-            if path == other:
-                same = f"{given} is given twice" if given == shown else f"{shown} and {given} are one folder"
-                return f"{same}: each of its runs would be counted twice"
-            if other in path.parents or path in other.parents:
-                inner, outer = (given, shown) if other in path.parents else (shown, given)
-                return f"{inner} is inside {outer}, given too: its runs would be counted twice"
-        seen.append((path, given))
-    return ""
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = OneLineParser(
         prog="python -m bench.report",
@@ -445,9 +429,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep folders (several are combined)")
     parser.add_argument("--out", type=Path, help="where to write the report (default: the first folder)")
     args = parser.parse_args(argv)
-    overlap = _overlap(args.dirs)
-    if overlap:
-        parser.error(overlap)
     if len(args.dirs) > 1 and args.out is None:  # the combined report must not replace the first folder's own
         parser.error(f"{len(args.dirs)} folders are combined into one report: say where it goes with --out DIR")
     if args.out is not None and _holds_other_runs(args.out, args.dirs):

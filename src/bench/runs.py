@@ -168,10 +168,21 @@ def load_runs(paths: Sequence[Path]) -> pd.DataFrame:
     runs, beyond the standard columns, become columns of their own (e.g. ``lr``).
     """
     rows: list[dict[str, Any]] = []
+    # Each folder given, and each run folder read, resolved: the same folder twice, a sweep beside one of its
+    # jobs, or a link to a run read elsewhere would count runs twice in every table, plot and median.
+    given: dict[Path, Path] = {}
+    read: dict[Path, Path] = {}
     for path in paths:
         sweep = Path(path)
+        if sweep.resolve() in given:
+            raise UsageError(f"{sweep} is given twice{_also(sweep, given)}: its runs would count twice")
+        given[sweep.resolve()] = sweep
         plan = planned_jobs(sweep)
         run_dirs = find_run_dirs(sweep, planned=bool(plan))
+        for run_dir in run_dirs:
+            if run_dir.resolve() in read:
+                raise UsageError(f"{run_dir} is read twice{_also(run_dir, read)}: it would count twice")
+            read[run_dir.resolve()] = run_dir
         present = {n for n in (job_number(p) for p in run_dirs) if n is not None}
         for run_dir in run_dirs:
             rows.append(_row(run_dir, sweep))
@@ -190,6 +201,11 @@ def load_runs(paths: Sequence[Path]) -> pd.DataFrame:
     order = {str(p): i for i, p in enumerate(paths)}
     df["_order"] = df["sweep"].map(order)
     return df.sort_values(["_order", "job"], kind="stable", na_position="last").drop(columns=["_order", "_config"])
+
+
+def _also(path: Path, seen: dict[Path, Path]) -> str:
+    earlier = seen[path.resolve()]
+    return "" if earlier == path else f" (also as {earlier})"
 
 
 def _missing_row(sweep: Path, job: int, overrides: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
