@@ -124,7 +124,10 @@ def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path)
         (["hydra.run.dir=S/0", "hydra.callbacks={folders:{_target_:bench.callbacks.ReportCallback}}"],
          "the folder guard stays"),
         # A folder that holds a whole sweep one level down: a new sweep's job 0 would write into ./S's place.
-        (["-m", "hydra.sweep.dir=.", "batch_size=16,32"], "hydra.sweep.dir=. already holds a sweep"),
+        (["-m", "hydra.sweep.dir=.", "batch_size=16,32"], "hydra.sweep.dir=. is the current folder"),
+        # An empty hydra.run.dir ran into the working folder, which then refused every later run as "inside" one.
+        (["hydra.run.dir="], "hydra.run.dir=. is the current folder: a run or sweep needs a folder of its own"),
+        (["hydra.run.dir=.."], "is a folder above the current one"),
         # Only bench's sweeper skips finished jobs: Hydra's basic one would run them again, over them.
         (["-m", "hydra/sweeper=basic", "hydra.sweep.dir=S", "resume=true", "batch_size=16,32"],
          "resume=true needs bench's sweeper, which skips finished jobs"),

@@ -122,9 +122,20 @@ def _refuse_inside_results(path: Path, key: str) -> None:
                              "into one: choose a folder outside it")  # fmt: skip
 
 
+def _refuse_the_working_folder(path: Path, key: str) -> None:
+    """``hydra.run.dir=`` (empty) or ``.`` would put a run's files among the user's own, and make the folder a
+    run's, inside which every later run is refused: a run or sweep needs a folder of its own."""
+    here = Path.cwd().resolve()
+    if path.resolve() == here or path.resolve() in here.parents:
+        where = "the current folder" if path.resolve() == here else f"a folder above the current one ({path.resolve()})"
+        raise UsageError(f"{key}={path} is {where}: a run or sweep needs a folder of "
+                         f"its own, e.g. {key}=outputs/mine")  # fmt: skip
+
+
 def claim_run_dir(path: Path, key: str = "hydra.run.dir") -> None:
-    """Make ``path`` a new run's folder: refused if it holds another run or lies inside one or a sweep, cannot
-    be made, or cannot be written."""
+    """Make ``path`` a new run's folder: refused if it holds another run or lies inside one or a sweep, is the
+    working folder (or above it), cannot be made, or cannot be written."""
+    _refuse_the_working_folder(path, key)
     if holds_runs(path):
         raise UsageError(f"{key}={path} already holds a run; bench never writes over one: choose a new folder")
     _refuse_inside_results(path, key)
@@ -149,6 +160,7 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
             f"hydra.sweep.subdir={subdir}{same} bench keeps one folder per job named by its number "
             f"(resume and the reports rely on it): leave hydra.sweep.subdir at {JOB_SUBDIR}"
         )
+    _refuse_the_working_folder(path, "hydra.sweep.dir")
     if resume:
         if not (path / SWEEP_FILE).is_file():
             raise UsageError(f"resume=true: {path} holds no sweep to resume (no {SWEEP_FILE}); check hydra.sweep.dir")
