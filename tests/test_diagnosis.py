@@ -85,6 +85,17 @@ def test_the_thresholds_decide_the_verdict(run: dict, verdict: str, next_step: s
         assert "40% of the GPU's dense peak" in found["evidence"]
 
 
+@pytest.mark.parametrize(
+    ("wait", "verdict", "shown"),
+    [(0.2951, "compute-bound (CPU)", "data wait 29.5%"), (0.3049, "input-bound", "data wait 30.5% of the epoch"),
+     (0.3, "input-bound", "data wait 30% of the epoch"), (0.62, "input-bound", "data wait 62% of the epoch")],
+)  # fmt: skip
+def test_a_share_beside_the_threshold_is_not_rounded_onto_it(wait: float, verdict: str, shown: str) -> None:
+    # 29.5% read "data wait 30%" beside "input-bound from 30%", under a verdict that was not input-bound.
+    found = diagnosis.diagnose({"data_wait_frac": wait, "loader": "dataloader", "workers": 0, "device": "cpu"})
+    assert found["verdict"] == verdict and shown in found["evidence"], found["evidence"]
+
+
 def test_on_the_cpu_the_evidence_says_the_workers_share_the_cores() -> None:
     # The workers' decoding is not data wait, yet it takes cores from the step: the evidence must say so.
     found = diagnosis.diagnose({"data_wait_frac": 0.05, "loader": "dataloader", "workers": 2, "device": "cpu"})

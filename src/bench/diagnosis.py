@@ -60,6 +60,14 @@ def diagnose(run: Mapping[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def wait_share(wait: float) -> str:
+    """A data-wait share as a percentage, with one decimal where whole percents would read as the threshold
+    itself from the other side (29.5% is not input-bound, and "30% (input-bound from 30%)" would say it is)."""
+    if round(wait * 100) == round(INPUT_BOUND_WAIT * 100) and wait != INPUT_BOUND_WAIT:
+        return f"{wait:.1%}"
+    return f"{wait:.0%}"
+
+
 def _share(run: Mapping[str, Any], key: str) -> float | None:
     return finite(run.get(key))
 
@@ -72,10 +80,10 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
     step = run.get("step") or {}
     busy = _share(run, "gpu_busy_frac")
     if input_bound(wait, busy):
-        evidence = f"data wait {wait:.0%} of the epoch (input-bound from {INPUT_BOUND_WAIT:.0%})"
+        evidence = f"data wait {wait_share(wait)} of the epoch (input-bound from {INPUT_BOUND_WAIT:.0%})"
         return "input-bound", evidence, "loader=resident" if loader == "dataloader" else f"batch_size={2 * batch}"
     if run.get("device") != "cuda" or busy is None:
-        evidence = f"data wait {wait:.0%}; the rest of the epoch is the model's compute on the CPU"
+        evidence = f"data wait {wait_share(wait)}; the rest of the epoch is the model's compute on the CPU"
         workers = run.get("workers") or 0
         if workers and loader == "dataloader":  # the workers' decoding takes cores from the step unseen as wait
             evidence += f", which shares the cores with the loader's {workers} worker processes"
@@ -88,7 +96,7 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
         if not step.get("channels_last"):
             return "compute-bound (CPU)", evidence, "step.channels_last=true"
         return "compute-bound (CPU)", evidence, "device=cuda"
-    evidence = f"GPU busy {busy:.0%} of the epoch, data wait {wait:.0%}"
+    evidence = f"GPU busy {busy:.0%} of the epoch, data wait {wait_share(wait)}"
     captured = step.get("compile") in ("cudagraph", "max")
     if busy < LAUNCH_BOUND_BUSY:
         return "launch-bound", evidence, f"batch_size={2 * batch}" if captured else "step.compile=max"

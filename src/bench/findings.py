@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, input_bound
+from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, input_bound, wait_share
 from bench.maxbatch import lower_bound_reason
 from bench.memory import LABELS, parts_shown
 from bench.metrics import finite
@@ -104,12 +104,14 @@ def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
         if input_bound(finite(r["data_wait_frac"]), finite(r.get("gpu_busy_frac")))
     ]
     if is_numeric(ok[x]):
-        span = f"goes from {first['data_wait_frac']:.0%} at {_label(x, first[x])} to {last['data_wait_frac']:.0%} at "
+        span = (f"goes from {wait_share(first['data_wait_frac'])} at {_label(x, first[x])} to "
+                f"{wait_share(last['data_wait_frac'])} at ")  # fmt: skip
         span += _label(x, last[x])
     else:  # no order to go along (models, loaders): the range, lowest to highest
         shares = pd.to_numeric(waits, errors="coerce")
         low, high = ok.loc[shares.idxmin()], ok.loc[shares.idxmax()]
-        span = f"ranges from {low['data_wait_frac']:.0%} at {_label(x, low[x])} to {high['data_wait_frac']:.0%} at "
+        span = (f"ranges from {wait_share(low['data_wait_frac'])} at {_label(x, low[x])} to "
+                f"{wait_share(high['data_wait_frac'])} at ")  # fmt: skip
         span += _label(x, high[x])
     if not bound:
         return f"The data path's share of the epoch {span}: no run is input-bound (threshold {INPUT_BOUND_WAIT:.0%})."
