@@ -384,3 +384,26 @@ def test_two_runs_of_one_config_are_headed_as_such_and_a_search_names_only_what_
                              "precision": ["fp32"] * 2, "loader": ["dataloader"] * 2, "recipe": ["lab"] * 2,
                              "batch_size": [64, 64], "max_batch": [49152.0, 16384.0]})  # fmt: skip
     assert context(searched, ["model"]) == "cuda (H100) · fp32"  # no loader or batch size: the search used neither
+
+
+def test_no_text_of_a_lab_parts_plots_runs_past_their_edges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "Where the time goes: Lab part 2: Batch size vs epoch time and peak GPU memory" lost its left end.
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    save, outside = Figure.savefig, []
+
+    def checked(fig: Figure, path: object, *args: object, **kwargs: object) -> None:
+        fig.canvas.draw()  # the constrained layout places everything at draw time
+        renderer = fig.canvas.get_renderer()
+        for text in fig.findobj(Text):
+            box = text.get_window_extent(renderer)
+            if text.get_visible() and text.get_text() and (box.x0 < -1 or box.x1 > fig.bbox.x1 + 1):
+                outside.append((Path(str(path)).name, text.get_text()))
+        save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked)
+    tiny = [t for t in TINY if not t.startswith("batch_size=")]
+    proc = run_cli(tmp_path, "experiment=batch_size", *tiny, "batch_size=16,32", "hydra.sweep.dir=S")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "S").glob("*.png"))) >= 2 and outside == []

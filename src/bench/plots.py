@@ -199,7 +199,8 @@ def _stacked(
     marks: dict[str, list[float]] | None = None,
 ) -> None:
     """Stacked bars, one per run; ``marks`` are drawn over them as points (a measure on another timeline)."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(labels) + 2.5), 4.4), layout="constrained")
+    width = max(5.0, 1.1 * len(labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(width, 4.4), layout="constrained")
     bottom = np.zeros(len(labels))
     for i, (name, heights) in enumerate(stacks.items()):
         values = np.nan_to_num(np.asarray(heights, dtype=float))
@@ -210,7 +211,7 @@ def _stacked(
         ax.plot(range(len(labels)), heights, "D", color="black", markersize=7, label=name)
     ax.set_xticks(range(len(labels)), labels, fontsize="small")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, int(7 * width))))  # the legend takes a share: no title past the edge
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.savefig(path, dpi=110)
