@@ -216,6 +216,20 @@ def test_lab_figures_match_ours_even_when_a_job_is_missing(tmp_path: Path) -> No
     assert "like for like" not in text and "| 20.4 |" in " ".join(text.split()).replace("  ", " ")
 
 
+def test_lab_figures_that_none_of_ours_matches_stand_alone(tmp_path: Path) -> None:
+    # batch_size=32 against the lab's 16 and 64: a table of n/a rows headed "beside ours, like for like", and a
+    # note on an "ours s/epoch" column that was not there.
+    lab = {"part": 2, "title": "Batch size", "figures": [{"batch_size": 16, "avg_epoch_time": 20.4},
+                                                         {"batch_size": 64, "avg_epoch_time": 12.9}]}  # fmt: skip
+    _fake_run(tmp_path / "s", 0, "cpu", 32, 2.0)
+    (tmp_path / "s" / "0" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 32}))
+    text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
+    assert "none of our runs has a batch_size the lab ran (16, 64), so there is nothing of ours to set" in text
+    assert "like for like" not in text and "ours s/epoch" not in text
+    section = text.split("The lab's figures")[1].split("## Status")[0]
+    assert "n/a" not in section and "| 20.4 |" in " ".join(section.split()), section
+
+
 def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path, monkeypatch) -> None:
     # The lab's epochs were CIFAR-10's 50,000 images; ours here had 25,000, so 2.0 s is 4.0 s of the lab's.
     lab = {"part": 2, "title": "Batch size", "figures": [{"batch_size": 16, "avg_epoch_time": 20.4},

@@ -362,7 +362,20 @@ def _memory_lines(
 def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
     lines = []
     comparison = lab_comparison(runs, lab)
-    if not comparison.empty:
+    if not comparison.empty and comparison["status"].isna().all():
+        # None of ours matches a lab row (batch_size=32 against its 16/64/256/1024): the lab's alone, said so.
+        x = comparison.columns[0]
+        table = _lab_digits(comparison)
+        table = table[[x, *(c for c in table if c.startswith("lab "))]]
+        values = ", ".join(str(v) for v in table[x])
+        lines += [
+            f"The lab's figures (CIFAR-10, the per-sample DataLoader path): none of our runs has a {x} the "
+            f"lab ran ({values}), so there is nothing of ours to set beside them:",
+            "",
+            markdown(table),
+            "",
+        ]
+    elif not comparison.empty:
         # The lab ran on a Colab-class GPU, and in part 1 (matched on the device) also on its CPU: where ours ran
         # on the CPU beside a lab GPU figure the rows compare machines, not code paths: no "like for like".
         matched_on_device = comparison.columns[0] == "device"
