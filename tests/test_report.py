@@ -230,6 +230,18 @@ def test_lab_figures_that_none_of_ours_matches_stand_alone(tmp_path: Path) -> No
     assert "n/a" not in section and "| 20.4 |" in " ".join(section.split()), section
 
 
+def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> None:
+    # experiment=amp batch_size=64: our batch 64 sat beside the lab's batch 512, and nothing said so.
+    lab = {"part": 5, "title": "AMP", "ran_with": {"model": "medium", "batch_size": 512, "workers": 2},
+           "figures": [{"precision": "fp32", "avg_epoch_time": 11.6}]}  # fmt: skip
+    _fake_run(tmp_path / "s", 0, "cuda", 64, 2.0)  # MediumNet, 2 workers, as the lab; batch 64, not 512
+    (tmp_path / "s" / "0" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 64}))
+    text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
+    assert "beside ours, with settings of ours that the lab's runs did not have (below)" in text
+    assert "Our runs differ from the lab's in batch_size (ours 64; the lab's 512): these rows compare" in text
+    assert "like for like" not in text and "workers (ours" not in text
+
+
 def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path, monkeypatch) -> None:
     # The lab's epochs were CIFAR-10's 50,000 images; ours here had 25,000, so 2.0 s is 4.0 s of the lab's.
     lab = {"part": 2, "title": "Batch size", "figures": [{"batch_size": 16, "avg_epoch_time": 20.4},

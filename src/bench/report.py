@@ -382,11 +382,17 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         ours_cpu = not matched_on_device and (comparison["device"] == "cpu").any()
         how = ("ours ran on the CPU where the lab's ran on its GPU, so these rows compare machines, not code paths"
                if ours_cpu else "like for like")  # fmt: skip
+        differ = _settings_unlike_the_labs(_recorded(runs), lab, str(comparison.columns[0]))
+        if differ and not ours_cpu:
+            how = "with settings of ours that the lab's runs did not have (below)"
         table = _lab_digits(comparison)
         memory = (" (our peak memory without the resident dataset, which the lab did not have)"
                   if "ours peak alloc MB" in table else "")  # fmt: skip
         lines += [f"The lab's figures (CIFAR-10, the per-sample DataLoader path) beside ours, {how}{memory}:", "",
                   markdown(table), ""]  # fmt: skip
+        if differ:
+            lines += [f"Our runs differ from the lab's in {'; '.join(differ)}: these rows compare different "
+                      "workloads, not only code paths.", ""]  # fmt: skip
         shown = _recorded(runs)
         scaled = shown[lab_epoch_scale(shown) != 1.0]
         if "lab s/epoch" in comparison and not scaled.empty:
@@ -400,6 +406,19 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
     if lab.get("note"):
         lines += [f"Lab: {lab['note']}", ""]
     return lines
+
+
+def _settings_unlike_the_labs(runs: pd.DataFrame, lab: dict[str, Any], swept: str) -> list[str]:
+    """``batch_size (ours 64; the lab's 512)`` for each setting the lab's runs had (its preset's ``ran_with``)
+    that ours do not (a preset run with batch_size=64): the lab figures then stand beside another workload."""
+    differ = []
+    for key, theirs in (lab.get("ran_with") or {}).items():
+        if key == swept or key not in runs:
+            continue
+        ours = sorted({str(v) for v in runs[key].dropna()} - {str(theirs)})
+        if ours:
+            differ.append(f"{key} (ours {', '.join(ours)}; the lab's {theirs})")
+    return differ
 
 
 def _speedup_lines(runs: pd.DataFrame) -> list[str]:
