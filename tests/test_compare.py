@@ -235,6 +235,9 @@ def test_nothing_matched_is_exit_2_and_says_how_the_sides_differ(tmp_path: Path)
     proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "precision", module="bench.compare")
     assert proc.returncode == 0, proc.stderr
     assert "2 faster, 0 same, 0 slower" in proc.stdout
+    # Several keys in one flag, as the help's a,b says: it was one key named "precision,loader", not recorded.
+    proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "precision,loader", module="bench.compare")
+    assert proc.returncode == 0 and "2 faster, 0 same, 0 slower" in proc.stdout, proc.stderr
 
 
 def test_out_gets_compare_md_and_compare_png(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:

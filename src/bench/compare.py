@@ -316,7 +316,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--band", type=float, default=BAND, metavar="SHARE",
         help="the noise band where a side was not repeated (default 0.05: ±5%%)")  # fmt: skip
     add("--ignore", action="append", default=[], metavar="KEY",
-        help="a config key not to match on, e.g. precision: fp32 runs against amp runs (repeatable)")  # fmt: skip
+        help="config keys not to match on, e.g. precision: fp32 against amp runs (repeatable, or a,b)")  # fmt: skip
     add("--out", type=Path, metavar="DIR", help=f"write {REPORT_FILE} and {PLOT_FILE} there (default: print only)")
     add("--fail-on-regression", action="store_true",
         help="exit 1 if a config is slower beyond the band, or broke (oom, failed, diverged): a CI guard")  # fmt: skip
@@ -329,6 +329,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if rest or not base or not cand:
         parser.error("expected BASELINE CANDIDATE (two folders), or --baseline DIR... --candidate DIR...")
     args.baseline, args.candidate = base, cand
+    # --ignore loader,recipe as well as --ignore loader --ignore recipe
+    args.ignore = [key.strip() for keys in args.ignore for key in keys.split(",") if key.strip()]
     if not 0 <= args.band < 1:
         parser.error(f"--band {args.band}: expected a share between 0 and 1, e.g. 0.05 for ±5%")
     if args.out is not None and holds_run_dirs(args.out):  # a comparison is not a result: never among the runs
