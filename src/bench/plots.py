@@ -118,7 +118,7 @@ def context(runs: pd.DataFrame, varied: list[str]) -> str:
         value = found[0].removesuffix(".0") if key == "batch_size" else found[0]
         if key == "device":
             names = list(dict.fromkeys(str(v) for v in runs.get("device_name", pd.Series()).dropna()))
-            value += f" ({names[0]})" if len(names) == 1 else ""
+            value += f": {names[0]}" if len(names) == 1 else ""  # "cpu: AMD EPYC (2 logical cores)"
         parts.append(value if key in ("device", "model", "precision") else f"{key}={value}")
     return " · ".join(parts)
 
