@@ -250,7 +250,22 @@ def test_noise_over_the_epochs_of_a_single_repeat_is_shown_too(tmp_path: Path) -
         write_metrics(tmp_path / "s" / str(job), {**metrics, "samples_per_s_cv": 0.02})
     build_report([tmp_path / "s"])
     text = (tmp_path / "s" / "report.md").read_text()
-    assert "spread over the epochs" not in text and "Noisy:" not in text
+    assert "spread over the epochs" not in text and "Noisy:" not in text and "Unmeasured noise" not in text
+
+
+def test_runs_of_one_epoch_each_say_their_noise_is_unmeasured(tmp_path: Path) -> None:
+    # epochs=1: no CV, so a 10x "finding" between two runs on a busy box came with no word of caution.
+    from bench.results import load_metrics, write_metrics
+    from test_report import _fake_run
+
+    for job in (0, 1):
+        _fake_run(tmp_path / "s", job, "cpu", 64 * (job + 1), 2.0)
+        metrics = load_metrics(tmp_path / "s" / str(job))
+        one = {"epochs": 1, "epochs_detail": metrics["epochs_detail"][:1], "samples_per_s_cv": None}
+        write_metrics(tmp_path / "s" / str(job), {**metrics, **one})
+    build_report([tmp_path / "s"])
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "Unmeasured noise: each run timed a single epoch" in text and "`epochs=3` or `repeat=3`" in text
 
 
 def test_the_reports_sentence_and_its_verdict_table_agree_on_input_bound(tmp_path: Path, monkeypatch) -> None:

@@ -78,6 +78,10 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
 def _noise_sentence(ok: pd.DataFrame, x: str) -> str:
     """Which runs' timings moved by more than NOISY_CV, since the sentences above rank runs by them."""
     cv = pd.to_numeric(ok["samples_per_s_cv"], errors="coerce")
+    if len(ok) > 1 and cv.isna().all():  # one timed epoch each, no repeats: no spread to judge differences by
+        return ("Unmeasured noise: each run timed a single epoch, so nothing here says how much its time moves "
+                "from one epoch to the next, and a small difference between runs may be that alone; `epochs=3` "
+                "or `repeat=3` measures it.")  # fmt: skip
     noisy = ok[cv > NOISY_CV]
     if noisy.empty:
         return ""
