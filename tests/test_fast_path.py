@@ -221,12 +221,50 @@ def _tf32_flags() -> tuple[object, ...]:
     return tuple(flags)
 
 
-def test_a_run_leaves_torchs_tf32_flags_as_it_found_them(cfg_for, tmp_path: Path) -> None:
-    before = _tf32_flags()
-    for precision in ("fp32", "tf32"):
-        result = train.run(cfg_for(*DATA, "epochs=1", f"precision={precision}"), tmp_path / precision)
-        assert result.status == "ok", result.error
-        assert _tf32_flags() == before  # readable as before, with the same values
+@pytest.mark.parametrize("matmul", [None, "medium"])
+def test_a_run_leaves_torchs_tf32_flags_as_it_found_them(cfg_for, tmp_path: Path, matmul: str | None) -> None:
+    saved = torch.get_float32_matmul_precision()
+    try:
+        if matmul:  # more than the old flag can say: restoring the flag alone made its getter raise
+            torch.set_float32_matmul_precision(matmul)
+        before = _tf32_flags()
+        for precision in ("fp32", "tf32"):
+            result = train.run(cfg_for(*DATA, "epochs=1", f"precision={precision}"), tmp_path / precision)
+            assert result.status == "ok", result.error
+            assert _tf32_flags() == before  # readable as before, with the same values
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
+@pytest.mark.skipif(not hasattr(torch.backends, "fp32_precision"), reason="torch < 2.9")
+@pytest.mark.parametrize("asked", ["", "cudnn"])
+def test_fp32_is_fp32_where_the_process_asked_for_tf32_everywhere(cfg_for, asked: str) -> None:
+    # Clearing cuDNN's old flag left its convolutions to inherit the process's (or cuDNN's) "tf32": precision=fp32
+    # ran them in TF32 and recorded fp32. Checked through the switch a run and the benchmarks use.
+    from bench.step import math_mode
+
+    paths = ["", "cuda.matmul", "cudnn", "cudnn.conv", "cudnn.rnn"]
+
+    def setting(path: str) -> object:
+        node = torch.backends
+        for part in filter(None, path.split(".")):
+            node = getattr(node, part)
+        return node
+
+    saved = [setting(p).fp32_precision for p in paths]
+    try:
+        setting(asked).fp32_precision = "tf32"
+        before = [setting(p).fp32_precision for p in paths[1:] if p != "cudnn"]
+        assert before[1:] == ["tf32", "tf32"]  # convolutions and RNNs: TF32, through the setting above
+        for precision, wanted in (("fp32", "ieee"), ("tf32", "tf32")):
+            with math_mode(cfg_for(f"precision={precision}").precision):
+                assert [setting(p).fp32_precision for p in paths[1:] if p != "cudnn"] == [wanted] * 3
+                assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (
+                    wanted == "tf32", wanted == "tf32")  # fmt: skip
+            assert [setting(p).fp32_precision for p in paths[1:] if p != "cudnn"] == before  # as it was
+    finally:
+        for path, value in zip(paths, saved, strict=True):
+            setting(path).fp32_precision = value
 
 
 @pytest.mark.skipif(not hasattr(torch.backends.cuda.matmul, "fp32_precision"), reason="torch < 2.9")

@@ -92,21 +92,42 @@ def autocast_dtype(precision: DictConfig) -> torch.dtype | None:
 def math_mode(precision: DictConfig) -> Iterator[None]:
     """TF32 on or off for the run's fp32 matmuls and convolutions, as ``precision.tf32`` says; restored after.
 
-    Set with the ``allow_tf32`` flags, which every torch since 1.7 has. From torch 2.9 on, *reading* them
-    raises once the process has mixed them with torch's newer ``fp32_precision`` settings (set
-    ``torch.backends.cuda.matmul.fp32_precision = "tf32"`` alone, say); only then is the saved state read, and
-    restored, through those settings. Otherwise the flags are saved and restored as they are, so that a
-    process that never touched the new settings is left exactly as it was.
+    Set with the ``allow_tf32`` flags, which every torch since 1.7 has and torch's own code still reads. From
+    torch 2.9 on two things need care. Reading the flags raises once the process has mixed them with torch's
+    newer ``fp32_precision`` settings, so there the state is saved and restored through those. And clearing
+    cuDNN's flag only clears its convolution and RNN settings, which then inherit cuDNN's (or the process's)
+    own: after ``torch.backends.fp32_precision = "tf32"``, precision=fp32 ran its convolutions in TF32. So
+    cuDNN's settings are then set outright, and put back after.
     """
     saved = _tf32_state()
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(precision.tf32)
+    try:
+        matmul: str | None = torch.get_float32_matmul_precision()  # "medium" is more than the flag can say
+    except RuntimeError:
+        matmul = None
+    cudnn = [_backend(path).fp32_precision for path in _CUDNN] if _NEW_API else []
+    tf32 = bool(precision.tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    wanted = "tf32" if tf32 else "ieee"
+    # "none" leaves it to the old flag; another value (shown resolved through cuDNN's or the process's setting)
+    # overrides it.
+    inherited = _NEW_API and any(_backend(op).fp32_precision not in (wanted, "none") for op in _CUDNN[1:])
+    if inherited:
+        for path in _CUDNN:
+            _backend(path).fp32_precision = wanted
     try:
         yield
     finally:
         _restore_tf32(saved)
+        if matmul is not None:
+            torch.set_float32_matmul_precision(matmul)
+        if inherited:
+            for path, value in zip(_CUDNN, cudnn, strict=True):
+                _backend(path).fp32_precision = value
 
 
 _FP32_PRECISION = ("cuda.matmul", "cudnn.conv", "cudnn.rnn")  # torch >= 2.9: each has its own fp32_precision
+_CUDNN = ("cudnn", "cudnn.conv", "cudnn.rnn")  # cuDNN's own setting first: its convolutions and RNNs inherit it
+_NEW_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")
 
 
 def _backend(path: str) -> object:
