@@ -122,6 +122,30 @@ def _setup_script(*overrides: str) -> str:
     return " && ".join(OmegaConf.to_container(cfg.hydra.launcher.setup, resolve=True))  # as submitit joins it
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a login node without CUDA")
+def test_a_slurm_sweep_is_checked_for_bad_values_but_not_against_the_login_nodes_hardware(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sweep's checks before its first job ran on the submitting machine: step.compile=cudagraph was refused
+    # there for want of CUDA, though the jobs run on the cluster's GPU nodes.
+    from submitit.slurm.slurm import SlurmExecutor
+
+    scripts: list[str] = []
+
+    def submit(self: SlurmExecutor, command: str) -> None:
+        scripts.append(self._make_submission_file_text(command, "uid"))
+        raise RuntimeError("submitted (captured by the test)")
+
+    monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # as if srun were installed
+    monkeypatch.setattr(SlurmExecutor, "_submit_command", submit)
+    args = ["-m", "hydra/launcher=slurm", *TINY_SWEEP, "step.compile=cudagraph"]
+    proc = run_cli(tmp_path, *args, "batch_size=16,32", "hydra.sweep.dir=S")
+    assert "needs CUDA" not in proc.stderr and len(scripts) == 1, proc.stderr
+    # What is wrong anywhere is still refused before anything is submitted.
+    proc = run_cli(tmp_path, *args, "batch_size=16,-4", "hydra.sweep.dir=T")
+    assert proc.returncode == 2 and "batch_size=-4 is out of range" in proc.stderr and len(scripts) == 1
+
+
 def test_the_local_preset_is_submitit_local_with_one_gpu_per_job() -> None:
     cfg = compose(["hydra/launcher=local", "hydra.launcher.timeout_min=5"], return_hydra_config=True)
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)

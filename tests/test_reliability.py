@@ -470,6 +470,32 @@ def test_a_bad_value_in_any_job_refuses_the_sweep_before_its_first(tmp_path: Pat
     tiny = [t for t in SWEEP if t.split("=")[0] not in keys]
     _one_error_line(run_cli(tmp_path, "-m", *tiny, values, "hydra.sweep.dir=S"), 2, expected)
     assert not (tmp_path / "S").exists()  # given back: the corrected sweep may have it
+    # Also where Hydra's sweeper launches the jobs in batches: the later batches were checked after the first ran.
+    batched = run_cli(tmp_path, "-m", *tiny, values, "hydra.sweeper.max_batch_size=1", "hydra.sweep.dir=B")
+    _one_error_line(batched, 2, expected)
+    assert not (tmp_path / "B").exists()
+
+
+def test_the_sweeps_checks_see_hydras_job_number(tmp_path: Path) -> None:
+    # ${hydra:job.num} is set by the launcher for each job; the checks before the first job must set it too.
+    proc = run_cli(tmp_path, "-m", *[t for t in SWEEP if not t.startswith("warmup")], "batch_size=32",
+                   "seed=${hydra:job.num}", "warmup_steps=1,2", "hydra.sweep.dir=S")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [read_metrics(tmp_path / "S" / str(job))["seed"] for job in (0, 1)] == [0, 1]
+
+
+def test_ctrl_c_while_a_sweeps_jobs_are_checked_leaves_no_folder(tmp_path: Path) -> None:
+    # Checking a few hundred jobs takes seconds: a Ctrl-C then left a sweep folder and a report of jobs all
+    # "missing", though nothing had started.
+    proc = _start(tmp_path, "-m", *SWEEP, "batch_size=range(1,250)", "hydra.sweep.dir=S", new_session=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "Checking the configs of all 249 jobs before the first one runs" in line:
+            break
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    _one_error_line(_finish(proc), 130, "interrupted by SIGINT: no job had started; nothing was kept")
+    assert not (tmp_path / "S").exists()
 
 
 # ------------------------------------------------------------------------ values that cannot run

@@ -132,6 +132,10 @@ def main() -> None:
         try:
             app()
         except Interrupted as stop:
+            sweep = SESSION.sweep_dir or folders.claimed_sweep_dir()
+            if not SESSION.started and sweep is not None and not folders.holds_run_dirs(sweep):
+                folders.abandon_claim()  # while the sweep's jobs were checked: no report of jobs all "missing"
+                exit_interrupted(stop, "no job had started; nothing was kept")
             exit_interrupted(stop, _what_is_kept())
         except (UsageError, Refused) as err:
             folders.abandon_claim()

@@ -122,7 +122,7 @@ def _refuse_inside_results(path: Path, key: str) -> None:
                              "into one: choose a folder outside it")  # fmt: skip
 
 
-def _refuse_the_working_folder(path: Path, key: str) -> None:
+def refuse_the_working_folder(path: Path, key: str) -> None:
     """``hydra.run.dir=`` (empty) or ``.`` would put a run's files among the user's own, and make the folder a
     run's, inside which every later run is refused: a run or sweep needs a folder of its own."""
     here = Path.cwd().resolve()
@@ -135,7 +135,7 @@ def _refuse_the_working_folder(path: Path, key: str) -> None:
 def claim_run_dir(path: Path, key: str = "hydra.run.dir") -> None:
     """Make ``path`` a new run's folder: refused if it holds another run or lies inside one or a sweep, is the
     working folder (or above it), cannot be made, or cannot be written."""
-    _refuse_the_working_folder(path, key)
+    refuse_the_working_folder(path, key)
     if holds_runs(path):
         raise UsageError(f"{key}={path} already holds a run; bench never writes over one: choose a new folder")
     _refuse_inside_results(path, key)
@@ -160,7 +160,6 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
             f"hydra.sweep.subdir={subdir}{same} bench keeps one folder per job named by its number "
             f"(resume and the reports rely on it): leave hydra.sweep.subdir at {JOB_SUBDIR}"
         )
-    _refuse_the_working_folder(path, "hydra.sweep.dir")
     if resume:
         if not (path / SWEEP_FILE).is_file():
             raise UsageError(f"resume=true: {path} holds no sweep to resume (no {SWEEP_FILE}); check hydra.sweep.dir")
@@ -168,6 +167,7 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
         _hold(path)
         _claimed.append(path)
         return
+    refuse_the_working_folder(path, "hydra.sweep.dir")  # a resume from inside its sweep's folder is fine
     if holds_runs(path):
         raise UsageError(
             f"hydra.sweep.dir={path} already holds a sweep; bench never writes over one: choose a new folder, "

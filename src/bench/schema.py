@@ -198,8 +198,11 @@ def workers_limit() -> int:
     return max(WORKERS_ALWAYS_ALLOWED, WORKERS_PER_CORE * (os.cpu_count() or 1))
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first value the run cannot use; called before any work."""
+def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
+    """Raise ConfigError for the first value the run cannot use; called before any work.
+
+    ``this_machine=False``: the run will run elsewhere (a SLURM job, checked on the login node), so what only
+    its own machine can tell (CUDA, the cores, the memory) is left to the run."""
     _resolve_all(cfg)
     # The config groups (the typed nodes and the components): a saved config run with --config-path has none.
     for group in (*(prefix[:-1] for prefix in _TYPED_NODES if prefix), *RUNTIME_ARGUMENTS):
@@ -223,7 +226,7 @@ def validate(cfg: DictConfig) -> None:
     for key, (low, high) in RANGES.items():
         value = OmegaConf.select(cfg, key, default=None)
         if key == "workers":
-            high = workers_limit()
+            high = workers_limit() if this_machine else None
         # The schema types these; a config without it (a run's saved config.yaml, with --config-path) may not.
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"{key}={value} is not an integer")
@@ -239,7 +242,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"lr={cfg.lr} is not a number")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ConfigError(f"lr={cfg.lr} is out of range; it must be a finite number > 0")
-    _check_combinations(cfg)
+    _check_combinations(cfg, this_machine)
 
 
 def _resolve_all(cfg: DictConfig) -> None:
@@ -366,14 +369,17 @@ def _describe_type(hint: Any) -> str:
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
-def _check_combinations(cfg: DictConfig) -> None:
+def _check_combinations(cfg: DictConfig, this_machine: bool = True) -> None:
     from bench.device import targets_cuda  # lazily: it imports torch, and --help must not wait for it
 
+    def cuda() -> bool:  # elsewhere, any device but the CPU may be a GPU
+        return targets_cuda(cfg.device.name) if this_machine else cfg.device.name != "cpu"
+
     compile_mode = cfg.step.compile
-    if compile_mode in CUDA_ONLY_COMPILE and not targets_cuda(cfg.device.name):
+    if compile_mode in CUDA_ONLY_COMPILE and not cuda():
         where = "cpu" if cfg.device.name == "cpu" else "this machine (no CUDA)"
         raise ConfigError(f"step.compile={compile_mode} needs CUDA; on {where} use auto, none, default or max")
-    captures = compile_mode == "cudagraph" or (compile_mode == "max" and targets_cuda(cfg.device.name))
+    captures = compile_mode == "cudagraph" or (compile_mode == "max" and cuda())
     if captures and cfg.precision.grad_scaler:
         raise ConfigError(
             f"step.compile={compile_mode} cannot capture GradScaler; use precision=fp32, tf32 or amp_bf16"
@@ -381,7 +387,7 @@ def _check_combinations(cfg: DictConfig) -> None:
     train_size = cfg.dataset.get("train_size")
     if cfg.task == "train" and isinstance(train_size, int) and train_size < cfg.batch_size:
         raise ConfigError(batch_exceeds_data(cfg.batch_size, train_size))
-    if cfg.dataset.name == "synthetic":
+    if cfg.dataset.name == "synthetic" and this_machine:
         _check_synthetic_fits(cfg.dataset.train_size + cfg.dataset.test_size)
 
 

@@ -6,6 +6,7 @@ with ``Plugins.instance().register``, since an editable install hides it from Hy
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from pathlib import Path
@@ -32,30 +33,33 @@ class BenchSweeper(BasicSweeper):
             raise UsageError("the sweep has no jobs: its sweep overrides expand to no values")
         return batches
 
+    _checked = False  # every job composed and checked by bench, before the first batch
+
     def validate_batch_is_legal(self, batch: Any) -> None:
-        """Hydra's check that every job composes, and bench's checks of every job's values: a value out of
-        range (``-m batch_size=16,-4``) is bad input before the first job, not a failed job after the others."""
-        super().validate_batch_is_legal(batch)
-        _validate_jobs(self, batch)
+        """Hydra's check that each job of a batch composes: done already, for every job, by ``_check_jobs``."""
+        if not self._checked:
+            super().validate_batch_is_legal(batch)
 
     def sweep(self, arguments: list[str]) -> Any:
-        if not OmegaConf.select(self.config, "resume", default=False):
-            return super().sweep(arguments)
-        from bench import resume
-
+        """Every job's config is composed and checked before the first job runs (a value out of range in any job,
+        ``-m batch_size=16,-4``, is bad input, not a failed job after the others), whatever the batches."""
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         loader = self.hydra_context.config_loader
         overrides = OverridesParser.create(config_loader=loader).parse_overrides([*self._parse_config(), *arguments])
         jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
-        identities = [resume.job_hash(loader.load_sweep_config(self.config, list(job))) for job in jobs]
+        configs = _check_jobs(self, jobs)
+        self._checked = True
+        if not OmegaConf.select(self.config, "resume", default=False):
+            return super().sweep(arguments)
+        from bench import resume
+
+        identities = [resume.job_hash(cfg) for cfg in configs]
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        _validate_jobs(self, jobs)  # all of them now: their batches are launched one after another
         the_plan = resume.plan(list(zip(jobs, identities, strict=True)), resume.existing_jobs(sweep_dir))
         log.info("Resuming %s: %d of %d jobs finished already (kept as they are), %d to run",
                  sweep_dir, len(the_plan.skipped), len(jobs), len(the_plan.run))  # fmt: skip
         returns = []
         for first, batch in the_plan.batches():
-            self.validate_batch_is_legal(batch)
             results = self.launcher.launch(batch, initial_job_idx=first)
             for r in results:
                 _ = r.return_value  # as the basic sweeper does: a job that raised stops the sweep
@@ -63,8 +67,17 @@ class BenchSweeper(BasicSweeper):
         return returns
 
 
-def _validate_jobs(sweeper: BenchSweeper, jobs: Any) -> None:
-    """bench's own checks (bench.schema.validate) on each job's composed config, as the job would run them."""
+#: sweeps of more jobs than this say that their jobs are being checked (it takes seconds)
+CHECKS_SHOWN_FROM = 20
+#: launchers whose jobs run on this machine: the checks of what this machine has (CUDA, cores, memory) hold
+LOCAL_LAUNCHERS = ("BasicLauncher", "LocalLauncher")
+
+
+def _check_jobs(sweeper: BenchSweeper, jobs: Any) -> list[Any]:
+    """Each job's composed config (with its ``hydra`` node), after bench's own checks (bench.schema.validate) of
+    what the job would run, with Hydra's job number set as its launcher sets it (``${hydra:job.num}``)."""
+    from hydra.core.hydra_config import HydraConfig
+
     from bench import interrupts
     from bench.errors import UsageError
     from bench.schema import validate
@@ -74,14 +87,30 @@ def _validate_jobs(sweeper: BenchSweeper, jobs: Any) -> None:
 
     assert sweeper.config is not None and sweeper.hydra_context is not None
     loader = sweeper.hydra_context.config_loader
+    launcher = str(OmegaConf.select(sweeper.config, "hydra.launcher._target_", default=""))
+    here = launcher.endswith(LOCAL_LAUNCHERS)  # SLURM jobs run on nodes with other hardware than this one
     common = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
-    for number, job in enumerate(jobs):
-        cfg = loader.load_sweep_config(sweeper.config, list(job))
-        with open_dict(cfg):
-            del cfg["hydra"]  # the job's own config, as Hydra passes it to the task
-        try:
-            validate(cfg)
-        except UsageError as err:
-            swept = " ".join(o for o in job if o not in common) or " ".join(job)
-            swept = re.sub(r"\\(.)", r"\1", swept)  # as typed: Hydra escapes ${...} in a job's overrides
-            raise UsageError(f"{err} (in job {number}, {swept}; no job was run)") from None
+    if len(jobs) > CHECKS_SHOWN_FROM:  # about 0.1 s a job on 2 cores: say what the wait is
+        log.info("Checking the configs of all %d jobs before the first one runs", len(jobs))
+    configs = []
+    hydra_config = HydraConfig.instance().cfg
+    try:
+        for number, job in enumerate(jobs):
+            cfg = loader.load_sweep_config(sweeper.config, list(job))
+            with open_dict(cfg):
+                cfg.hydra.job.num = cfg.hydra.job.id = number
+                cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
+            HydraConfig.instance().set_config(cfg)
+            task = copy.deepcopy(cfg)
+            with open_dict(task):
+                del task["hydra"]  # the job's own config, as Hydra passes it to the task
+            try:
+                validate(task, this_machine=here)
+            except UsageError as err:
+                swept = " ".join(o for o in job if o not in common) or " ".join(job)
+                swept = re.sub(r"\\(.)", r"\1", swept)  # as typed: Hydra escapes ${...} in a job's overrides
+                raise UsageError(f"{err} (in job {number}, {swept}; no job was run)") from None
+            configs.append(cfg)
+    finally:
+        HydraConfig.instance().cfg = hydra_config
+    return configs
