@@ -33,9 +33,12 @@ def test_an_interrupted_sweep_resumes_its_unfinished_jobs_only(tmp_path: Path) -
     assert list(summary["status"]) == ["ok"] * 4 and list(summary["epochs"]) == [1, 1, 20, 1]
     assert {job: _snapshot(tmp_path / "S" / job) for job in ("0", "1")} == finished  # not a byte, not a time
 
-    # Resuming a finished sweep runs nothing.
+    # Resuming a finished sweep runs nothing, from inside its folder too (the working folder is refused as a
+    # new sweep's, not as the sweep being resumed).
     done = {job: _snapshot(tmp_path / "S" / job) for job in ("0", "1", "2", "3")}
     assert run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", *JOBS, "resume=true").returncode == 0
+    inside = run_cli(tmp_path / "S", "-m", *SWEEP, "hydra.sweep.dir=.", *JOBS, "resume=true")
+    assert inside.returncode == 0, inside.stderr
     assert {job: _snapshot(tmp_path / "S" / job) for job in ("0", "1", "2", "3")} == done
 
 
