@@ -274,11 +274,13 @@ def test_precision_runs_where_the_process_set_tf32_with_torchs_new_api(cfg_for, 
     saved = [s.fp32_precision for s in settings]
     try:
         torch.backends.cuda.matmul.fp32_precision = "tf32"
-        before = [s.fp32_precision for s in settings]
+        before, flags = [s.fp32_precision for s in settings], _tf32_flags()
+        assert flags[0] is RuntimeError and flags[1] is not RuntimeError  # the matmul flag raises, cuDNN's reads
         for precision in ("fp32", "tf32"):
             result = train.run(cfg_for(*DATA, "epochs=1", f"precision={precision}"), tmp_path / precision)
             assert result.status == "ok", result.error
             assert [s.fp32_precision for s in settings] == before  # the process's own setting, restored
+            assert _tf32_flags()[1] == flags[1]  # and cuDNN's flag still reads (Inductor reads it), as before
     finally:
         for setting, value in zip(settings, saved, strict=True):
             setting.fp32_precision = value

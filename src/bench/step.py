@@ -134,19 +134,29 @@ def _backend(path: str) -> object:
     return functools.reduce(getattr, path.split("."), torch.backends)
 
 
-def _tf32_state() -> tuple[bool, ...] | tuple[str, ...]:
-    try:
-        return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    except RuntimeError:  # the two APIs mixed: the new one still reads
-        return tuple(_backend(path).fp32_precision for path in _FP32_PRECISION)
+def _tf32_state() -> tuple[list[bool | None], tuple[str, ...]]:
+    """Each old flag where it reads (None where the process's mixing of the APIs makes it raise), and the new
+    settings where torch has them."""
+    flags: list[bool | None] = []
+    for read in (lambda: torch.backends.cuda.matmul.allow_tf32, lambda: torch.backends.cudnn.allow_tf32):
+        try:
+            flags.append(read())
+        except RuntimeError:
+            flags.append(None)
+    return flags, tuple(_backend(path).fp32_precision for path in _FP32_PRECISION) if _NEW_API else ()
 
 
-def _restore_tf32(saved: tuple[bool, ...] | tuple[str, ...]) -> None:
-    if isinstance(saved[0], bool):
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-        return
-    for path, value in zip(_FP32_PRECISION, saved, strict=True):
-        _backend(path).fp32_precision = value
+def _restore_tf32(saved: tuple[list[bool | None], tuple[str, ...]]) -> None:
+    """Each flag as it read; where it could not be read, its new settings as they were."""
+    (matmul, cudnn), settings = saved
+    if matmul is not None:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+    elif settings:
+        torch.backends.cuda.matmul.fp32_precision = settings[0]
+    if cudnn is not None:
+        torch.backends.cudnn.allow_tf32 = cudnn
+    elif settings:
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.rnn.fp32_precision = settings[1:]
 
 
 def math_precision(precision: DictConfig) -> str:
