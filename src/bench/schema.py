@@ -285,27 +285,29 @@ def _unknown(key: str, known: Sequence[str], prefix: str = "") -> str:
 
 def unknown_key(key: str, parent: DictConfig) -> str | None:
     """The line for an override of a key that ``parent`` (the node it would go in) does not have, with the
-    closest known key; None where nothing is close and the node is a component (whose class may take it,
-    added with ``+``). For what Hydra's composition refuses: ``epoch=1``, ``step.adamm=fused``."""
+    closest known key; None where the key is an argument of a component's class that its YAML does not list
+    (added with ``+``, which OmegaConf's message says). For what Hydra's composition refuses: ``epoch=1``,
+    ``step.adamm=fused``, ``model.nmae=x``."""
     leaf = key.rsplit(".", 1)[-1]
     prefix = key[: len(key) - len(leaf)]
-    known = [str(k) for k in parent if str(k) not in LABEL_KEYS and k != "hydra"]
-    component = "_target_" in parent
-    if component:
-        try:
-            call = target_of(parent)
-            call = call.__init__ if inspect.isclass(call) else call
-            group = prefix.rstrip(".")
-            known += [p for p in inspect.signature(call).parameters
-                      if p not in (*known, "self", *RUNTIME_ARGUMENTS.get(group, ()))]  # fmt: skip
-        except (ConfigError, TypeError, ValueError):
-            pass
-    if not component:
+    known = [str(k) for k in parent if k not in ("_target_", "hydra")]
+    if key.startswith("hydra."):  # Hydra's own nodes: their keys, in Hydra's words
+        return _unknown(key, known, prefix).replace("is not a bench setting", f"is not a key of {prefix.rstrip('.')}")
+    if "_target_" not in parent:
         return _unknown(key, known, prefix)
-    if leaf in known or not difflib.get_close_matches(leaf, known, n=1):
-        return None  # an argument of the class that the YAML does not list (+model.width=2), or no guess
-    option = f"{prefix.rstrip('.')}={parent.get('name', '?')}"
-    return _unknown(key, known, prefix).replace("is not a bench setting", f"is not an option of {option}")
+    group = prefix.rstrip(".")
+    try:
+        call = target_of(parent)
+        params = inspect.signature(call.__init__ if inspect.isclass(call) else call).parameters.values()
+    except (ConfigError, TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return None  # it takes any keyword: the key may be one, added with +
+    arguments = [p.name for p in params if p.name != "self" and p.name not in RUNTIME_ARGUMENTS.get(group, ())]
+    if leaf in arguments:
+        return None  # an argument its YAML does not list: added with +model.width=2
+    line = _unknown(key, list(dict.fromkeys([*known, *arguments])), prefix)
+    return line.replace("is not a bench setting", f"is not an option of {group}={parent.get('name', '?')}")
 
 
 def target_of(node: DictConfig | dict) -> Any:
