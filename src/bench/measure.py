@@ -90,7 +90,8 @@ class StepEvents:
         """Start an epoch's count; outside its clock."""
         self._counts = dict.fromkeys(self.KINDS, 0)
         # The stream, looked up once: record() with no stream builds a Stream object (a device switch and back)
-        # at every call. Two a step cost MediumNet's plain step at batch 256 ~3% on an H100, the harness's budget.
+        # at every call. Two a step cost MediumNet's plain step at batch 256 about 3% in a probe on an H100 (a
+        # noisy one), which is the harness's whole budget.
         self._stream = torch.cuda.current_stream(self.device) if self.enabled else None
 
     def started(self, kind: str) -> None:
