@@ -240,6 +240,11 @@ def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> N
     assert "beside ours, with settings of ours that the lab's runs did not have (below)" in text
     assert "Our runs differ from the lab's in batch_size (ours 64; the lab's 512): these rows compare" in text
     assert "like for like" not in text and "workers (ours" not in text
+    # A job missing from the sweep makes batch_size a float column: 512.0 is still the lab's 512.
+    _fake_run(tmp_path / "t", 1, "cuda", 512, 2.0)
+    (tmp_path / "t" / "1" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 512}))
+    text = (build_report([tmp_path / "t"]).out / "report.md").read_text()
+    assert "Our runs differ" not in text and "beside ours, like for like" in text
 
 
 def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path, monkeypatch) -> None:

@@ -415,7 +415,9 @@ def _settings_unlike_the_labs(runs: pd.DataFrame, lab: dict[str, Any], swept: st
     for key, theirs in (lab.get("ran_with") or {}).items():
         if key == swept or key not in runs:
             continue
-        ours = sorted({str(v) for v in runs[key].dropna()} - {str(theirs)})
+        # A job missing from a sweep makes a number column float: 512.0 is the lab's 512.
+        plain = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in runs[key].dropna()}
+        ours = sorted(plain - {str(theirs)})
         if ours:
             differ.append(f"{key} (ours {', '.join(ours)}; the lab's {theirs})")
     return differ
