@@ -1,4 +1,5 @@
-"""bench's sweeper: Hydra's basic sweeper, plus ``resume=true`` (see bench.resume).
+"""bench's sweeper: Hydra's basic sweeper, plus every job's config checked before the first job runs, plus
+``resume=true`` (see bench.resume).
 
 It lives in the ``hydra_plugins`` namespace, where Hydra looks for plugins; bench's CLI also registers it
 with ``Plugins.instance().register``, since an editable install hides it from Hydra's package scan.
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class BenchSweeper(BasicSweeper):
-    """The basic sweeper; with ``resume=true``, only the jobs the sweep folder has not finished."""
+    """The basic sweeper, after bench's checks of every job; with ``resume=true``, only the jobs the sweep folder
+    has not finished."""
 
     @staticmethod
     def split_arguments(overrides: Any, max_batch_size: int | None) -> list[list[list[str]]]:
