@@ -98,20 +98,23 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any) -> list[Any]:
     hydra_config = HydraConfig.instance().cfg
     try:
         for number, job in enumerate(jobs):
-            cfg = loader.load_sweep_config(sweeper.config, list(job))
-            with open_dict(cfg):
-                cfg.hydra.job.num = cfg.hydra.job.id = number
-                cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
-            HydraConfig.instance().set_config(cfg)
-            task = copy.deepcopy(cfg)
-            with open_dict(task):
-                del task["hydra"]  # the job's own config, as Hydra passes it to the task
-            try:
-                validate(task, this_machine=here)
-            except UsageError as err:
-                swept = " ".join(o for o in job if o not in common) or " ".join(job)
-                swept = re.sub(r"\\(.)", r"\1", swept)  # as typed: Hydra escapes ${...} in a job's overrides
-                raise UsageError(f"{err} (in job {number}, {swept}; no job was run)") from None
+            # A signal is taken between jobs, not inside OmegaConf's work on a node: cut there, a context
+            # manager's exit met the half-made node and its AttributeError replaced the interruption.
+            with interrupts.deferred():
+                cfg = loader.load_sweep_config(sweeper.config, list(job))
+                with open_dict(cfg):
+                    cfg.hydra.job.num = cfg.hydra.job.id = number
+                    cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
+                HydraConfig.instance().set_config(cfg)
+                task = copy.deepcopy(cfg)
+                with open_dict(task):
+                    del task["hydra"]  # the job's own config, as Hydra passes it to the task
+                try:
+                    validate(task, this_machine=here)
+                except UsageError as err:
+                    swept = " ".join(o for o in job if o not in common) or " ".join(job)
+                    swept = re.sub(r"\\(.)", r"\1", swept)  # as typed: Hydra escapes ${...} in a job's overrides
+                    raise UsageError(f"{err} (in job {number}, {swept}; no job was run)") from None
             configs.append(cfg)
     finally:
         HydraConfig.instance().cfg = hydra_config
