@@ -35,7 +35,7 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 # also use what the parts before it left unused, never the later parts' reserves. The reserves add up to
 # 352 s, with 6 s for the GPU query before them (an H100) and 2 s for the summary: the check ends within 360 s.
 # On an H100 the parts took 120 s (with the 3-seed accuracy test now ~146), 24, 18, 25 and 92 s: the sweeps'
-# reserves gave 4-6 s each to the tests, which come first and so cannot use what later parts leave.
+# reserves gave 4 s each to the tests, which come first and so cannot use what later parts leave.
 RESERVES="pytest-cuda:171 sweep:30 batch_size:26 max_batch:32 pipelines:93"
 END=$((START + 358))
 limit() {  # limit PART GRACE: the seconds PART's command may run, before its grace

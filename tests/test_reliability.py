@@ -399,6 +399,11 @@ def test_report_never_creates_the_folder_it_reads(tmp_path: Path) -> None:
         # No close key: the class takes no such argument, so adding it with + (as OmegaConf advised) fails too.
         (["loader.zzz=1"], "bench", "loader.zzz is not an option of loader=dataloader; known keys: name, workers,"),
         (["device.nme=cpu"], "bench", "device.nme is not a bench setting; did you mean device.name?"),
+        # The run sets it, with + or without; loader.workers follows the top-level workers, which is the fix.
+        (["model.num_classes=5"], "bench", "model.num_classes is set by the run, not by model=medium"),
+        (["loader.worker=4"], "bench", "loader.worker is not an option of loader=dataloader; did you mean workers?"),
+        # A node with no keys to suggest keeps OmegaConf's words (it listed "known keys: " and nothing).
+        (["hydra.launcher.timeout=1"], "bench", "hydra.launcher.timeout: Key 'timeout' not in 'BasicLauncherConf'"),
         (
             ["hydra.sweeper.parms=1"],
             "bench",

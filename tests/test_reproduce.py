@@ -186,6 +186,8 @@ BAD: dict[str, tuple[list[str], tuple[str, Callable[[str], str | None]] | None, 
     "out of range": (["{run}", "epochs=0"], None, "epochs=0 is out of range"),
     "wrong type": (["{run}", "batch_size=abc"], None, "batch_size: Value 'abc'"),
     "not a key": (["{run}", "nokey=1"], None, "nokey"),
+    # With +, the saved config's merge refused it in OmegaConf's words, without the closest key.
+    "a typo added with +": (["{run}", "+epoch=1"], None, "epoch is not a bench setting; did you mean epochs?"),
     "a sweep": (["{run}", "batch_size=16,32"], None, "batch_size=16,32 is several values, and a run takes one"),
     "hydra setting": (["{run}", "hydra.job.name=x"], None, "hydra settings do not apply"),
     "a lab preset": (["{run}", "experiment=batch_size"], None, "experiment=batch_size: a sweep setting"),

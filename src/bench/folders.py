@@ -60,6 +60,10 @@ def abandon_claim() -> None:
         return
     for name in (SWEEP_FILE, LOCK_FILE):
         (path / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a job folder Hydra made before a signal stopped it: still empty
+        for child in path.iterdir():
+            if child.is_dir() and job_number(child) is not None and not any(child.iterdir()):
+                child.rmdir()
     if _new[path]:
         with contextlib.suppress(OSError):
             path.rmdir()  # only if nothing else is in it

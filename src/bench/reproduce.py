@@ -40,7 +40,6 @@ from bench.errors import (
     describe,
     exit_interrupted,
     fail,
-    one_line,
     os_error_line,
 )  # fmt: skip
 from bench.folders import make_writable, refuse_the_working_folder
@@ -145,9 +144,8 @@ def checked(config: DictConfig | dict) -> DictConfig:
     """Typed by the schema and range-checked by schema.validate, as ``python -m bench`` does."""
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(schema.Config), config)
-    except OmegaConfBaseException as err:
-        key, msg = getattr(err, "full_key", None), one_line(err)
-        raise ConfigError(f"{key}: {msg}" if key else msg) from None
+    except OmegaConfBaseException as err:  # an unknown key gets the closest one, as in python -m bench
+        raise ConfigError(describe(err)) from None
     assert isinstance(cfg, DictConfig)
     schema.validate(cfg)
     return cfg

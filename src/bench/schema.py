@@ -285,29 +285,40 @@ def _unknown(key: str, known: Sequence[str], prefix: str = "") -> str:
 
 def unknown_key(key: str, parent: DictConfig) -> str | None:
     """The line for an override of a key that ``parent`` (the node it would go in) does not have, with the
-    closest known key; None where the key is an argument of a component's class that its YAML does not list
-    (added with ``+``, which OmegaConf's message says). For what Hydra's composition refuses: ``epoch=1``,
-    ``step.adamm=fused``, ``model.nmae=x``."""
+    closest known key; None where OmegaConf's own message says more: the key is an argument of a component's
+    class that its YAML does not list (added with ``+``), or the node has no keys to suggest. For what Hydra's
+    composition refuses: ``epoch=1``, ``step.adamm=fused``, ``model.nmae=x``."""
     leaf = key.rsplit(".", 1)[-1]
     prefix = key[: len(key) - len(leaf)]
     known = [str(k) for k in parent if k not in ("_target_", "hydra")]
     if key.startswith("hydra."):  # Hydra's own nodes: their keys, in Hydra's words
+        if not known:
+            return None
         return _unknown(key, known, prefix).replace("is not a bench setting", f"is not a key of {prefix.rstrip('.')}")
     if "_target_" not in parent:
-        return _unknown(key, known, prefix)
-    group = prefix.rstrip(".")
+        return _unknown(key, known, prefix) if known else None
+    group, option = prefix.rstrip("."), f"{prefix.rstrip('.')}={parent.get('name', '?')}"
+    if leaf in RUNTIME_ARGUMENTS.get(group, ()):  # as _check_component says it, with + or without
+        return f"{key} is set by the run, not by {option}"
     try:
         call = target_of(parent)
         params = inspect.signature(call.__init__ if inspect.isclass(call) else call).parameters.values()
     except (ConfigError, TypeError, ValueError):
         return None
-    if any(p.kind == p.VAR_KEYWORD for p in params):
-        return None  # it takes any keyword: the key may be one, added with +
-    arguments = [p.name for p in params if p.name != "self" and p.name not in RUNTIME_ARGUMENTS.get(group, ())]
+    # Only named arguments: _check_component refuses any other key, a class's **kwargs notwithstanding.
+    arguments = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
+                 and p.name not in RUNTIME_ARGUMENTS.get(group, ())]  # fmt: skip
     if leaf in arguments:
         return None  # an argument its YAML does not list: added with +model.width=2
-    line = _unknown(key, list(dict.fromkeys([*known, *arguments])), prefix)
-    return line.replace("is not a bench setting", f"is not an option of {group}={parent.get('name', '?')}")
+    candidates = list(dict.fromkeys([*known, *arguments]))
+    close = difflib.get_close_matches(leaf, candidates, n=1)
+    if not close:
+        return f"{key} is not an option of {option}; known keys: {', '.join(candidates)}"
+    # A key the YAML takes from a top-level setting (loader.workers: ${workers}) is set there.
+    raw = OmegaConf.to_container(parent, resolve=False)
+    value = raw.get(close[0]) if isinstance(raw, dict) else None
+    top = value[2:-1] if isinstance(value, str) and value.startswith("${") and value.endswith("}") else None
+    return f"{key} is not an option of {option}; did you mean {top or prefix + close[0]}?"
 
 
 def target_of(node: DictConfig | dict) -> Any:
