@@ -301,24 +301,38 @@ def unknown_key(key: str, parent: DictConfig) -> str | None:
     if leaf in RUNTIME_ARGUMENTS.get(group, ()):  # as _check_component says it, with + or without
         return f"{key} is set by the run, not by {option}"
     try:
-        call = target_of(parent)
-        params = inspect.signature(call.__init__ if inspect.isclass(call) else call).parameters.values()
+        _, params = _parameters(target_of(parent))
     except (ConfigError, TypeError, ValueError):
         return None
-    # Only named arguments: _check_component refuses any other key, a class's **kwargs notwithstanding.
-    arguments = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
-                 and p.name not in RUNTIME_ARGUMENTS.get(group, ())]  # fmt: skip
+    # The keys _check_component lets a node set: named arguments only, a class's **kwargs notwithstanding.
+    arguments = [p for p in params if p not in RUNTIME_ARGUMENTS.get(group, ())]
     if leaf in arguments:
         return None  # an argument its YAML does not list: added with +model.width=2
     candidates = list(dict.fromkeys([*known, *arguments]))
     close = difflib.get_close_matches(leaf, candidates, n=1)
-    if not close:
-        return f"{key} is not an option of {option}; known keys: {', '.join(candidates)}"
     # A key the YAML takes from a top-level setting (loader.workers: ${workers}) is set there.
     raw = OmegaConf.to_container(parent, resolve=False)
-    value = raw.get(close[0]) if isinstance(raw, dict) else None
-    top = value[2:-1] if isinstance(value, str) and value.startswith("${") and value.endswith("}") else None
-    return f"{key} is not an option of {option}; did you mean {top or prefix + close[0]}?"
+    value = raw.get(close[0]) if close and isinstance(raw, dict) else None
+    if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+        return f"{key} is not an option of {option}; did you mean {value[2:-1]}?"
+    return _not_an_option(key, candidates, prefix, option)
+
+
+def _not_an_option(key: str, known: Sequence[str], prefix: str, option: str) -> str:
+    """``_unknown``'s line for a component's key: ``model.nmae is not an option of model=medium; ...``."""
+    return _unknown(key, known, prefix).replace("is not a bench setting", f"is not an option of {option}")
+
+
+def _parameters(target: Any) -> tuple[Any, dict[str, inspect.Parameter]]:
+    """What a component's ``_target_`` is called through (a class's ``__init__``), and its named parameters:
+    the keys a component node may set (not ``self``, ``*args`` or ``**kwargs``)."""
+    call = target.__init__ if inspect.isclass(target) else target
+    params = {
+        p.name: p
+        for p in inspect.signature(call).parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
+    }
+    return call, params
 
 
 def target_of(node: DictConfig | dict) -> Any:
@@ -333,13 +347,7 @@ def target_of(node: DictConfig | dict) -> Any:
 
 def _check_component(group: str, node: DictConfig) -> None:
     name = node.get("name", "?")
-    target = target_of(node)
-    call = target.__init__ if inspect.isclass(target) else target
-    params = {
-        p.name: p
-        for p in list(inspect.signature(call).parameters.values())
-        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name != "self"
-    }
+    call, params = _parameters(target_of(node))
     hints = typing.get_type_hints(call)
     settable = [p for p in params if p not in RUNTIME_ARGUMENTS[group]]
     for key in node:
@@ -348,8 +356,7 @@ def _check_component(group: str, node: DictConfig) -> None:
         if key in RUNTIME_ARGUMENTS[group]:
             raise ConfigError(f"{group}.{key} is set by the run, not by {group}={name}")
         if key not in params:
-            raise ConfigError(_unknown(f"{group}.{key}", settable, f"{group}.").replace(
-                "is not a bench setting", f"is not an option of {group}={name}"))  # fmt: skip
+            raise ConfigError(_not_an_option(f"{group}.{key}", settable, f"{group}.", f"{group}={name}"))
         value = node[key]
         if value is None and key in hints and not _fits(None, hints[key]):
             raise ConfigError(f"{group}.{key} is not set; {group}={name} needs {group}.{key}=...")
