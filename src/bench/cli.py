@@ -132,8 +132,7 @@ def main() -> None:
         try:
             app()
         except Interrupted as stop:
-            sweep = SESSION.sweep_dir or folders.claimed_sweep_dir()
-            if not SESSION.started and sweep is not None and not folders.holds_run_dirs(sweep):
+            if _no_job_began() and _sweep_dir() is not None:
                 folders.abandon_claim()  # while the sweep's jobs were checked: no report of jobs all "missing"
                 exit_interrupted(stop, "no job had started; nothing was kept")
             exit_interrupted(stop, _what_is_kept())
@@ -143,15 +142,28 @@ def main() -> None:
         except Exception as err:
             if user_wants_traces:
                 raise
-            # Before any job started it was the input (Hydra's parser, composition, the output folder). Under the
-            # submitit launchers the jobs run in other processes: there, a job folder says that work began.
-            sweep = SESSION.sweep_dir or folders.claimed_sweep_dir()
-            if not SESSION.started and not (sweep is not None and folders.holds_run_dirs(sweep)):
+            # Before any job started it was the input (Hydra's parser, composition, the output folder).
+            if _no_job_began():
                 folders.abandon_claim()  # e.g. model=small,nope: the corrected sweep may have the folder
                 fail(_one_line(err), EXIT_USAGE)
             # A sweep stopped between jobs, in Hydra's own code (the next job's .hydra/ on a full disk, a submitit
             # job killed): as after an interrupt, say what is kept and write the partial report if the disk takes it.
-            fail(f"{_one_line(err)}{f'; the sweep stopped: {_what_is_kept()}' if sweep else ''}", EXIT_RUN_FAILED)
+            fail(
+                f"{_one_line(err)}{f'; the sweep stopped: {_what_is_kept()}' if _sweep_dir() else ''}", EXIT_RUN_FAILED
+            )
+
+
+def _sweep_dir() -> Path | None:
+    """This command's sweep folder: its jobs' (a job ran here), else the one FolderGuard claimed (the jobs run
+    in other processes under the submitit launchers, or none has started)."""
+    return SESSION.sweep_dir or folders.claimed_sweep_dir()
+
+
+def _no_job_began() -> bool:
+    """Whether no job of this command has started. Under the submitit launchers the jobs run in other
+    processes: there, a job folder in the sweep's folder says that work began."""
+    sweep = _sweep_dir()
+    return not SESSION.started and not (sweep is not None and folders.holds_run_dirs(sweep))
 
 
 def _register_sweeper() -> None:
@@ -254,8 +266,7 @@ def _one_line(err: BaseException) -> str:
 def _what_is_kept() -> str:
     """After a stop (a signal, or a sweep that cannot go on): write what can still be written (a sweep's
     partial report) and say where the results are."""
-    # Under the submitit launchers the jobs run elsewhere: the sweep folder is the one FolderGuard claimed.
-    sweep_dir = SESSION.sweep_dir or folders.claimed_sweep_dir()
+    sweep_dir = _sweep_dir()
     with interrupts.deferred(reraise=False):
         if sweep_dir is None:
             return f"the run is recorded in {SESSION.run_dir}" if SESSION.run_dir else "nothing was started"
