@@ -104,7 +104,6 @@ def math_mode(precision: DictConfig) -> Iterator[None]:
         matmul: str | None = torch.get_float32_matmul_precision()  # "medium" is more than the flag can say
     except RuntimeError:
         matmul = None
-    cudnn = [_backend(path).fp32_precision for path in _CUDNN] if _NEW_API else []
     tf32 = bool(precision.tf32)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
     wanted = "tf32" if tf32 else "ieee"
@@ -121,12 +120,14 @@ def math_mode(precision: DictConfig) -> Iterator[None]:
         if matmul is not None:
             torch.set_float32_matmul_precision(matmul)
         if inherited:
-            for path, value in zip(_CUDNN, cudnn, strict=True):
+            for path, value in zip(_CUDNN, saved[1][1:], strict=True):
                 _backend(path).fp32_precision = value
 
 
-_FP32_PRECISION = ("cuda.matmul", "cudnn.conv", "cudnn.rnn")  # torch >= 2.9: each has its own fp32_precision
-_CUDNN = ("cudnn", "cudnn.conv", "cudnn.rnn")  # cuDNN's own setting first: its convolutions and RNNs inherit it
+#: torch >= 2.9's fp32_precision settings that math_mode touches; cuDNN's own before its convolutions and RNNs,
+#: which inherit it
+_FP32_PRECISION = ("cuda.matmul", "cudnn", "cudnn.conv", "cudnn.rnn")
+_CUDNN = _FP32_PRECISION[1:]
 _NEW_API = hasattr(torch.backends.cuda.matmul, "fp32_precision")
 
 
@@ -156,7 +157,7 @@ def _restore_tf32(saved: tuple[list[bool | None], tuple[str, ...]]) -> None:
     if cudnn is not None:
         torch.backends.cudnn.allow_tf32 = cudnn
     elif settings:
-        torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.rnn.fp32_precision = settings[1:]
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.rnn.fp32_precision = settings[2:]
 
 
 def math_precision(precision: DictConfig) -> str:
