@@ -84,9 +84,6 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any) -> list[Any]:
     from bench.errors import UsageError
     from bench.schema import validate
 
-    with interrupts.deferred():  # the checks import torch: a signal halfway through would leave a half-made module
-        import bench.device  # noqa: F401
-
     assert sweeper.config is not None and sweeper.hydra_context is not None
     loader = sweeper.hydra_context.config_loader
     launcher = str(OmegaConf.select(sweeper.config, "hydra.launcher._target_", default=""))
@@ -98,8 +95,9 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any) -> list[Any]:
     hydra_config = HydraConfig.instance().cfg
     try:
         for number, job in enumerate(jobs):
-            # A signal is taken between jobs, not inside OmegaConf's work on a node: cut there, a context
-            # manager's exit met the half-made node and its AttributeError replaced the interruption.
+            # A signal is taken between jobs, not inside OmegaConf's work on a node (cut there, a context
+            # manager's exit met the half-made node and its AttributeError replaced the interruption), nor inside
+            # the first check's import of torch (a half-made module).
             with interrupts.deferred():
                 cfg = loader.load_sweep_config(sweeper.config, list(job))
                 with open_dict(cfg):
