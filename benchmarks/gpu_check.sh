@@ -12,7 +12,10 @@
 #   2. the user's sweep on the lab's pipeline, `-m batch_size=16,64,256,1024`, and its verdict table;
 #   3. experiment=batch_size on the resident loader: the memory breakdown, like for like with the lab;
 #   4. experiment=max_batch for MediumNet and LargeNet in fp32 and bf16;
-#   5. the pipelines benchmark with the GPU targets (samples/s) as PASS/FAIL lines.
+#   5. the pipelines benchmark with the GPU targets (samples/s) as PASS/FAIL lines;
+#   6. the harness benchmark: bench's loop (r) against the bare loop (d), epochs alternated for the time left,
+#      judged by the median ratio's confidence interval (PASS, FAIL or UNDECIDED). One pair of whole runs
+#      cannot judge 3% on a GPU either: on an H100 the pipelines' pair had epochs 11% apart.
 # Runs where bench is importable: .venv if present, else $PYTHON or python3 (a machine with torch but no
 # Hydra: see README "GPU check" for the wheel install line). Each part's exit status goes to $OUT/<part>.rc;
 # gpu_check_summary.sh turns them, the reports and the targets into PASS/FAIL lines, and the check exits 0
@@ -34,9 +37,11 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 # Time. Each part has a reserve, the least it is given (its grace to exit after the signal included); it may
 # also use what the parts before it left unused, never the later parts' reserves. The reserves add up to
 # 352 s, with 6 s for the GPU query before them (an H100) and 2 s for the summary: the check ends within 360 s.
-# On an H100 the parts took 120 s (with the 3-seed accuracy test now ~146), 24, 18, 25 and 92 s: the sweeps'
-# reserves gave 4 s each to the tests, which come first and so cannot use what later parts leave.
-RESERVES="pytest-cuda:171 sweep:30 batch_size:26 max_batch:32 pipelines:93"
+# On an H100 the first five parts took 120 s (with the 3-seed accuracy test since, ~146), 24, 18, 25 and 92 s,
+# and `make harness` 20 s of rounds and ~10 s to start. The tests come first and so cannot use what later
+# parts leave: their reserve is what they need. The harness comes last and runs rounds for whatever time is
+# left: with its reserve alone, ~12 s of them; a limit that cuts it still leaves the rounds it finished judged.
+RESERVES="pytest-cuda:160 sweep:28 batch_size:22 max_batch:28 pipelines:86 harness:28"
 END=$((START + 358))
 limit() {  # limit PART GRACE: the seconds PART's command may run, before its grace
   later=0
@@ -123,6 +128,13 @@ TARGETS="--configs medium:256:fp32:arcd medium:256:tf32:c medium:4096:amp_bf16:c
 timed pipelines TERM 2 "$secs" "$PY" benchmarks/pipelines.py --out "$OUT/pipelines" ${BENCH_ARGS:-$TARGETS} \
   > "$OUT/pipelines.md" 2> "$OUT/pipelines.err"
 cat "$OUT/pipelines.md"
+
+secs=$(limit harness 2)
+part "Harness benchmark: (r) and (d) epochs of 20,000 images alternated, as many rounds as fit" "$secs"
+# --seconds: the benchmark's own end, its start included: 3 s before the limit, which would cut its writing.
+timed harness TERM 2 "$secs" "$PY" benchmarks/harness.py --device cuda --seconds $((secs > 13 ? secs - 3 : 10)) \
+  --out "$OUT/harness" > "$OUT/harness.md" 2> "$OUT/harness.err"
+cat "$OUT/harness.md"
 
 echo; echo "== Summary ($(date +%T))"
 # The verdict is kept beside the figures; its exit status is the check's (sh has no pipefail for a tee).

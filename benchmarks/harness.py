@@ -20,7 +20,7 @@ Run: ``make harness`` or ``python benchmarks/harness.py --help``.
 
 from __future__ import annotations
 
-import bench  # noqa: F401  (first: until the command's own handlers, a signal in the imports is one line)
+import bench  # first: until the command's own handlers, a signal in the imports is one line; its clock starts
 
 # isort: split
 
@@ -135,8 +135,10 @@ def bench_loop(cfg: DictConfig, device: torch.device) -> Callable[[], float]:
     return epoch
 
 
-def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch.device, into: Rounds) -> None:
-    """Alternate (r) and (d) epochs for ``rounds`` rounds, appending each round's times to ``into``."""
+def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch.device, into: Rounds,
+               until: float | None = None) -> None:  # fmt: skip
+    """Alternate (r) and (d) epochs for ``rounds`` rounds, appending each round's times to ``into``; with
+    ``until`` (a time.monotonic() deadline), no round starts that would likely end after it."""
     model, batch_size, precision = spec.split(":")
     cfg = compose([f"model={model}", f"batch_size={batch_size}", f"precision={precision}", f"device={device.type}",
                    f"dataset.train_size={train_size}", f"seed={seed}", *PLAIN])  # fmt: skip
@@ -152,9 +154,16 @@ def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch
         # One-time costs (allocator, kernels' first calls) outside the timed rounds; d first, so that every
         # round's first epoch follows an epoch of its own loop, round 0's too. Then a full collection, as a
         # run makes before its epochs (measure.reset_peak_memory), so none lands in a timed epoch.
+        began = time.monotonic()
         d_epoch(), r_epoch()
         measure.collect_garbage()
+        # A round takes about as long as the last one (at first, the warm-up's, which is longer): one starts
+        # only if that much, and a quarter more, is left.
+        last = time.monotonic() - began
         for i in range(rounds):
+            began = time.monotonic()
+            if until is not None and began + 1.25 * last > until:
+                break
             if i % 2 == 0:
                 r, d = r_epoch(), d_epoch()
             else:
@@ -162,8 +171,10 @@ def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch
             into.pairs.append((r, d))  # one append: a signal cannot leave half a round
             first, second = ("r", "d") if i % 2 == 0 else ("d", "r")
             times = {"r": r, "d": d}
-            print(f"  round {i + 1}/{rounds}: ({first}) {times[first]:.3f} s, then ({second}) {times[second]:.3f} s",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            last = time.monotonic() - began
+            left = f", {until - time.monotonic():.0f} s left" if until is not None else ""
+            print(f"  round {i + 1}/{rounds}: ({first}) {times[first]:.3f} s, then ({second}) {times[second]:.3f} s"
+                  f"{left}", file=sys.stderr, flush=True)  # fmt: skip
 
 
 def report(rounds: Rounds) -> list[str]:
@@ -207,12 +218,20 @@ def main(argv: list[str] | None = None) -> None:
         help="e.g. small:128:fp32 (default: per device, see DEFAULT_CONFIGS in the source)",
     )  # fmt: skip
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
-                        help=f"rounds of one (r) and one (d) epoch each (default {DEFAULT_ROUNDS})")  # fmt: skip
+    parser.add_argument("--rounds", type=int,
+                        help=f"rounds of one (r) and one (d) epoch each (default {DEFAULT_ROUNDS}; with --seconds, "
+                             f"as many as fit)")  # fmt: skip
+    parser.add_argument("--seconds", type=float,
+                        help="end within about this many seconds, the start included: rounds stop where the next "
+                             "would not fit, configs sharing the time left")  # fmt: skip
     parser.add_argument("--train-size", type=int, help="images per epoch (default: 5,000 on the CPU, 20,000 on a GPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write harness.md and harness.json here")
     args = parser.parse_args(argv)
+    if args.rounds is None:
+        args.rounds = DEFAULT_ROUNDS if args.seconds is None else MAX_ROUNDS
+    if args.seconds is not None and not 0 < args.seconds <= 86_400:
+        parser.error(f"--seconds {args.seconds:g}: more than 0 and at most 86,400 (a day)")
     if not min_rounds() <= args.rounds <= MAX_ROUNDS:
         parser.error(f"--rounds {args.rounds}: from {min_rounds()} (for a {LEVEL:.0%} interval of the median) to "
                      f"{MAX_ROUNDS:,}")  # fmt: skip
@@ -228,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     header = [
         "## The harness's cost: bench's loop (r) and a bare loop (d), an epoch each in turn",
         "",
-        f"{machine(env)} · {args.rounds} rounds (r d, then d r, …) of {train_size:,} synthetic images per "
+        f"{machine(env)} · {_how_many(args)} (r d, then d r, …) of {train_size:,} synthetic images per "
         f"epoch, after one untimed epoch each · {time.strftime('%Y-%m-%d')}",
         "",
     ]
@@ -244,8 +263,13 @@ def main(argv: list[str] | None = None) -> None:
             for spec in specs:
                 print(f"{spec}:", file=sys.stderr, flush=True)
                 done.append(Rounds(spec, train_size))
+                # Each config a fair share of the time left, the results' writing (a second) kept aside.
+                until = None
+                if args.seconds is not None:
+                    left = bench.STARTED + args.seconds - 1 - time.monotonic()
+                    until = time.monotonic() + left / (len(specs) - finished)
                 try:
-                    run_config(spec, args.rounds, train_size, args.seed, device, done[-1])
+                    run_config(spec, args.rounds, train_size, args.seed, device, done[-1], until)
                 except Exception as err:  # out of memory, say: the other configs still run
                     done[-1].error = describe(err)
                 finished += 1
@@ -267,6 +291,14 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"{', '.join(failed)} stopped before its rounds finished; see its line above", EXIT_RUN_FAILED)
 
 
+def _how_many(args: Namespace) -> str:
+    """The rounds a config gets, as the header says it."""
+    if args.seconds is None:
+        return f"{args.rounds} rounds"
+    upto = f", up to {args.rounds:,}" if args.rounds < MAX_ROUNDS else ""
+    return f"as many rounds as fit in {args.seconds:g} s{upto}"
+
+
 def _finish(header: list[str], done: list[Rounds], finished: int, configs: int, stop: Interrupted | None,
             seconds: float) -> list[str]:  # fmt: skip
     """The whole results as markdown lines; prints what the console has not shown yet (the config a signal cut,
@@ -284,8 +316,8 @@ def _finish(header: list[str], done: list[Rounds], finished: int, configs: int, 
 def _write(out: Path, lines: list[str], env: dict, done: list[Rounds], args: Namespace, train_size: int,
            stop: Interrupted | None) -> None:  # fmt: skip
     """harness.md as printed, and harness.json: the settings, each config's epoch pairs and verdict."""
-    settings = {"device": args.device, "rounds": args.rounds, "train_size": train_size, "seed": args.seed,
-                "interrupted": stop.name if stop is not None else None}  # fmt: skip
+    settings = {"device": args.device, "rounds": args.rounds, "seconds": args.seconds, "train_size": train_size,
+                "seed": args.seed, "interrupted": stop.name if stop is not None else None}  # fmt: skip
     results = [{**asdict(rounds), "ratios": rounds.ratios, "rounds_finished": len(rounds.pairs),
                 "verdict": verdict(rounds.ratios)} for rounds in done]  # fmt: skip
     written = write_results(out, RESULT_FILES, lines, {"env": env, "settings": settings, "results": results})

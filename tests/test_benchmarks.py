@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import bench
 from conftest import TINY, offline_env, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,8 +105,10 @@ def test_the_harness_verdict_says_when_one_run_cannot_judge_3_percent(monkeypatc
     assert steady.startswith("- PASS:") and "0.980× the bare loop" in steady and "cannot tell" not in steady
     slow = pair([1.05, 1.051, 1.049], [1.0, 1.001, 0.999])
     assert slow.startswith("- FAIL:") and "0.952×" in slow and "cannot tell" not in slow
-    noisy = pair([1.02, 1.06, 1.0], [1.0, 1.001, 0.999])  # r's epochs 5.9% apart
-    assert "0.980×" in noisy and "varied by up to 5.9%, more than the 3% judged, so this run alone cannot tell" in noisy
+    noisy = pair([1.02, 1.06, 1.0], [1.0, 1.001, 0.999])  # r's epochs 5.9% apart: neither PASS nor FAIL
+    assert noisy.startswith("- UNDECIDED:") and "0.980×" in noisy
+    assert "varied by up to 5.9%, more than the 3% judged, so this run alone cannot tell" in noisy
+    assert pair([1.06, 1.061, 1.0], [1.0, 1.001, 0.999]).startswith("- UNDECIDED:")  # and not a FAIL at 0.943
 
     # Pairs: the median of the pairs' ratios decides, not one noisy pair, and not the epochs' spread.
     def pairs(r_runs: list[float], d_runs: list[float]) -> str:
@@ -116,15 +119,16 @@ def test_the_harness_verdict_says_when_one_run_cannot_judge_3_percent(monkeypatc
         assert figures[0].runs == r_runs and len(figures[0].epochs) == 3 * len(r_runs)
         return verdicts("small:128:fp32", figures, torch.device("cpu"))[0]
 
-    one_slow = pairs([1.0, 1.3, 1.01], [1.0, 1.0, 1.0])  # ratios 1.0, 0.769, 0.990
-    assert one_slow.startswith("- PASS:") and "0.990× the bare loop, the median of 3 interleaved pairs (0.769–1.000)" \
-        in one_slow and "the pairs fall on both sides of it" in one_slow  # fmt: skip
+    one_slow = pairs([1.0, 1.3, 1.01], [1.0, 1.0, 1.0])  # ratios 1.0, 0.769, 0.990: on both sides of 0.97
+    assert one_slow.startswith("- UNDECIDED:") and "0.990× the bare loop, the median of 3 interleaved pairs " \
+        "(0.769–1.000)" in one_slow and "the pairs fall on both sides of it" in one_slow  # fmt: skip
     assert "cannot tell" not in one_slow  # the epochs' 20% spread is not the judge when there are pairs
     clear = pairs([1.0, 1.01, 1.02, 1.0], [1.0, 1.0, 1.0, 1.0])
     assert clear.startswith("- PASS:") and "median of 4 interleaved pairs (0.980–1.000)" in clear
     assert "both sides" not in clear
-    costly = pairs([1.1, 1.1, 1.0], [1.0, 1.0, 1.0])
-    assert costly.startswith("- FAIL:") and "0.909×" in costly and "both sides" in costly
+    costly = pairs([1.1, 1.1, 1.05], [1.0, 1.0, 1.0])
+    assert costly.startswith("- FAIL:") and "0.909×" in costly and "both sides" not in costly
+    assert pairs([1.1, 1.1, 1.0], [1.0, 1.0, 1.0]).startswith("- UNDECIDED:")  # one pair at 1.0
 
 
 @pytest.mark.slow
@@ -135,7 +139,8 @@ def test_harness_alternates_epochs_and_judges_the_median_ratios_interval(tmp_pat
     rounds = re.findall(r"round (\d+)/10: \(([rd])\) [0-9.]+ s, then \(([rd])\)", proc.stderr)
     assert [(int(i), a + b) for i, a, b in rounds] == [(i + 1, "rd" if i % 2 == 0 else "dr") for i in range(10)]
     data = json.loads((tmp_path / "out" / "harness.json").read_text())
-    assert data["settings"] == {"device": "cpu", "rounds": 10, "train_size": 256, "seed": 0, "interrupted": None}
+    assert data["settings"] == {"device": "cpu", "rounds": 10, "seconds": None, "train_size": 256, "seed": 0,
+                                "interrupted": None}  # fmt: skip
     result = data["results"][0]
     assert len(result["pairs"]) == result["rounds_finished"] == 10 and result["samples"] == 256
     ratios = sorted(d / r for r, d in result["pairs"])
@@ -170,6 +175,30 @@ def test_the_harness_verdict_reads_the_median_ratios_confidence_interval(monkeyp
     # One slow round cannot fail it, nor one fast round pass it: the interval's ends are order statistics.
     noisy = verdict([1.0, 0.8, 0.99, 0.96, 1.02, 0.95, 0.97, 1.01])
     assert noisy.startswith("- UNDECIDED:") and "straddles the target" in noisy and "more rounds" in noisy
+
+
+def test_harness_seconds_fits_as_many_rounds_as_the_time_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # gpu-check gives the harness whatever time is left, which its limit would otherwise cut mid-round. The
+    # time counts from the command's start (its imports): here, in-process, from now.
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import harness
+
+    started = time.monotonic()
+    monkeypatch.setattr(bench, "STARTED", started)
+    harness.main(["--device", "cpu", "--configs", "small:64:fp32", "small:32:fp32", "--train-size", "256",
+                  "--seconds", "8", "--out", str(tmp_path / "out")])  # fmt: skip
+    took = time.monotonic() - started
+    assert took <= 8.5, took  # a round is ~0.1 s here; half a second for a slow one on a loaded box
+    out = capsys.readouterr().out
+    assert "as many rounds as fit in 8 s (r d, then d r, …)" in out
+    data = json.loads((tmp_path / "out" / "harness.json").read_text())
+    assert data["settings"]["seconds"] == 8 and data["settings"]["rounds"] == 10_000
+    # Each config its share of the time: the first does not take it all.
+    finished = [r["rounds_finished"] for r in data["results"]]
+    assert all(n >= 6 for n in finished), finished
+    assert all("alternated rounds" in r["verdict"] for r in data["results"])
 
 
 def test_a_harness_config_that_fails_is_its_own_line_and_the_others_still_run(
@@ -269,6 +298,8 @@ def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) ->
         ("pipelines.py", ["--train-size", "-5"], "dataset.train_size=-5 is out of range"),
         ("step_options.py", ["--train-size", "0"], "dataset.train_size=0 is out of range"),
         ("harness.py", ["--rounds", "5"], "--rounds 5: from 6 (for a 95% interval of the median) to 10,000"),
+        ("harness.py", ["--seconds", "0"], "--seconds 0: more than 0 and at most 86,400 (a day)"),
+        ("harness.py", ["--seconds", "nan"], "--seconds nan: more than 0 and at most 86,400 (a day)"),
         ("harness.py", ["--train-size", "100"], "--train-size 100: smaller than small:128:fp32's batch of 128"),
         ("harness.py", ["--train-size", "0"], "dataset.train_size=0 is out of range"),
         # Judged on the default batch of 64, --train-size 32 was refused for configs of batch 16.
@@ -339,7 +370,7 @@ def test_gpu_check_parts_share_six_minutes() -> None:
     parts = re.findall(r"^secs=\$\(limit (\S+) (\d+)\)$", script, re.MULTILINE)
     timed = re.findall(r'^timed (\S+) \w+ (\d+) "\$secs" ', script, re.MULTILINE)
     assert parts == timed and [part for part, _ in parts] == list(reserves)
-    assert len(parts) == 5  # the tests, two sweeps, max_batch, the pipelines benchmark
+    assert len(parts) == 6  # the tests, two sweeps, max_batch, the pipelines and harness benchmarks
     # The reserves, the GPU query before them (6 s on an H100) and 2 s for the summary fit in 360 s.
     assert sum(reserves.values()) + 6 <= int(end[1]) <= 358, (sum(reserves.values()), end[1])
 
@@ -398,9 +429,11 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # What gpu_check.sh's parts leave under OUT, made by real CPU runs: the user's sweep (all ok), max_batch
-    # (skipped without CUDA), batch_size never ran, the CUDA tests cut at their limit, and a pipelines run
-    # whose (g) cannot capture on the CPU.
+    # (skipped without CUDA), batch_size never ran, the CUDA tests cut at their limit, a pipelines run
+    # whose (g) cannot capture on the CPU, and a harness run cut at its limit.
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from harness import main as harness
+    from harness import verdict
     from pipelines import main as pipelines
 
     def check(out: Path, seconds: int) -> tuple[int, list[str]]:
@@ -433,6 +466,10 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
         f"tests/test_cuda.py::test_x PASSED\n{skip}\n== 19 passed, 3 skipped in 130.02s ==\n"
     )
     md = benchmark(out, "small:64:fp32:rdg")
+    harness(["--device", "cpu", "--configs", "small:64:fp32", "--train-size", "256", "--rounds", "6"])
+    (out / "harness.md").write_text(capsys.readouterr().out)
+    (out / "harness.rc").write_text("124\n")
+    judged = next(line for line in (out / "harness.md").read_text().splitlines() if "bench's loop (r) runs" in line)
 
     rc, lines = check(out, 361)
     assert rc == 1
@@ -443,11 +480,15 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     assert "- FAIL: max_batch finished: Runs: 1 (1 skipped)" in lines
     assert "- FAIL: the pipelines benchmark exit 1" in lines
     assert any(line.startswith("- FAIL: pipeline (g) fast, captured only failed: ") for line in lines), lines
-    harness = next(line for line in md if "bench's loop (r) runs at" in line)
-    assert harness in lines  # the benchmark's own PASS or FAIL line, as it printed it
+    # The pipelines' one pair of (r) and (d) is a note; the harness's rounds are the verdict, as it printed it.
+    pair = next(line for line in md if "bench's loop (r) runs at" in line)
+    assert f"- note, judged by the harness below: {pair[2:]}" in lines and pair not in lines
+    assert "- FAIL: the harness benchmark cut at its time limit" in lines and judged in lines
     assert "- FAIL: gpu-check took 361 s (target ≤ 360 s)" in lines
     marks = [line[2:6] for line in lines if line.startswith("- ")]
-    assert lines[-1] == f"gpu-check: {marks.count('PASS')} PASS, {marks.count('FAIL')} FAIL; figures in {out}"
+    undecided = f", {marks.count('UNDE')} UNDECIDED" if "UNDE" in marks else ""
+    counts = f"{marks.count('PASS')} PASS, {marks.count('FAIL')} FAIL{undecided}"
+    assert lines[-1] == f"gpu-check: {counts}; figures in {out}"
 
     # Everything finished, every job ok, no FAIL line: exit 0.
     good = tmp_path / "good"
@@ -457,8 +498,16 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
         (good / f"{part}.rc").write_text("0\n")
     (good / "pytest-cuda.txt").write_text("== 22 passed in 150.00s ==\n")
     benchmark(good, "small:64:fp32:r")
+    (good / "harness.rc").write_text("0\n")
+    (good / "harness.md").write_text(f"{verdict([0.99] * 8)}\n")  # the harness's own line for 8 rounds at 0.99
     rc, lines = check(good, 359)
-    assert rc == 0 and lines[-1] == f"gpu-check: 6 PASS, 0 FAIL; figures in {good}", lines
+    assert rc == 0 and lines[-1] == f"gpu-check: 8 PASS, 0 FAIL; figures in {good}", lines
+    # Rounds that cannot tell 3% from noise are no PASS.
+    (good / "harness.md").write_text(f"{verdict([0.95, 0.99] * 4)}\n")
+    rc, lines = check(good, 359)
+    assert rc == 1 and lines[-3].startswith("- UNDECIDED: bench's loop (r) runs at 0.970×"), lines
+    assert lines[-1] == f"gpu-check: 7 PASS, 0 FAIL, 1 UNDECIDED; figures in {good}"
+    (good / "harness.md").write_text(f"{verdict([0.99] * 8)}\n")
     # Tests that all skipped (no GPU seen by pytest) check nothing: FAIL, though pytest exits 0.
     (good / "pytest-cuda.txt").write_text("== 21 skipped in 2.52s ==\n")
     rc, lines = check(good, 359)

@@ -4,6 +4,11 @@ import os
 import signal
 import sys
 import threading
+import time
+
+#: when this process first imported bench, which a command does first: its clock, imports included
+#: (benchmarks/harness.py's --seconds)
+STARTED = time.monotonic()
 
 #: folders whose programs are bench's commands: ``python -m bench[.report ...]`` and ``benchmarks/*.py``
 _COMMAND_FOLDERS = ("bench", "benchmarks")
