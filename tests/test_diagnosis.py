@@ -311,3 +311,13 @@ def test_a_sweep_of_names_states_a_range_not_a_trend(tmp_path: Path) -> None:
     build_report([tmp_path / "s"])
     text = (tmp_path / "s" / "report.md").read_text()
     assert "The data path's share of the epoch ranges from 2% at model=large to 36% at model=medium: " in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the line names a GPU as absent only where there is none")
+def test_the_console_says_where_device_cuda_can_be_tried(tmp_path: Path) -> None:
+    # A CPU run whose next step is a GPU, on a machine without one: the advice is still the run's, but the
+    # console does not send the user to an override that would fail here.
+    proc = run_cli(tmp_path, *TINY, "loader=resident", "model=small")
+    assert proc.returncode == 0, proc.stderr
+    verdict = next(line for line in (proc.stdout + proc.stderr).splitlines() if "Verdict: " in line)
+    assert verdict.endswith("; try device=cuda, on a machine with a CUDA GPU (none is usable here)"), verdict

@@ -399,6 +399,8 @@ def _conclude(result: RunResult) -> None:
     diagnosis = result.diagnosis
     if diagnosis["verdict"]:
         next_step = f"; try {diagnosis['next']}" if diagnosis["next"] else ""
+        if diagnosis["next"] == "device=cuda" and not torch.cuda.is_available():  # the verdict is the run's alone
+            next_step += ", on a machine with a CUDA GPU (none is usable here)"
         log.info("Verdict: %s: %s%s", diagnosis["verdict"], diagnosis["evidence"], next_step)
 
 
