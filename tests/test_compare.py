@@ -215,6 +215,9 @@ def test_bad_input_is_one_line_and_exit_2(laptop_and_gpu: tuple[Path, Path], tmp
         (str(base), str(cand), "--band", "1.5"): "--band 1.5: expected a share between 0 and 1",
         ("--baseline", str(base)): "expected BASELINE CANDIDATE",
         (str(base), str(cand), "--ignore", "precison"): "--ignore precison: no run records that key",
+        # A run compared with itself was "same", and exit 0.
+        (str(base), str(base)): f"{base / '0'} is on both sides: a run compared with itself is always the same",
+        (str(base), str(base / "1")): f"{base / '1'} is on both sides: a run compared with itself",
     }
     for args, message in cases.items():
         proc = run_cli(tmp_path, *args, module="bench.compare")

@@ -10,7 +10,8 @@ ratios candidate / baseline, and a verdict: ``slower`` below 1 − band, ``faste
 without a verdict; several runs of a config on a side count once, with their median samples/s.
 
 Exit codes: 0; 1 with ``--fail-on-regression`` when a config is slower, or ran ok in the baseline and oom,
-failed or diverged in the candidate; 2 bad input, or no config matched. Two single records: bench.pair.
+failed or diverged in the candidate; 2 bad input (a run on both sides included), or no config matched. Two
+single records: bench.pair.
 """
 
 from __future__ import annotations
@@ -340,7 +341,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> tuple[Comparison, str, list[Path]]:
     """Read both sides, compare, and write compare.md and compare.png into ``--out`` if given."""
-    c = compare(load_side(args.baseline), load_side(args.candidate), args.band, args.ignore)
+    base, cand = load_side(args.baseline), load_side(args.candidate)
+    _refuse_a_run_on_both_sides(base, cand)
+    c = compare(base, cand, args.band, args.ignore)
     if args.out is None:
         return c, render(c, args.baseline, args.candidate), []
     make_writable(args.out, "--out")
@@ -349,6 +352,16 @@ def run(args: argparse.Namespace) -> tuple[Comparison, str, list[Path]]:
     with interrupts.deferred():
         (args.out / REPORT_FILE).write_text(text)
     return c, text, [args.out / REPORT_FILE, *([args.out / PLOT_FILE] if figure else [])]
+
+
+def _refuse_a_run_on_both_sides(base: pd.DataFrame, cand: pd.DataFrame) -> None:
+    """A run compared with itself is always "same": a slip of the command line (the same folder twice, or a
+    sweep and one of its jobs), never a measurement."""
+    baseline = {Path(d).resolve(): d for d in base["run_dir"] if isinstance(d, str)}
+    for d in cand["run_dir"]:
+        if isinstance(d, str) and Path(d).resolve() in baseline:
+            also = "" if baseline[Path(d).resolve()] == d else f" (as {baseline[Path(d).resolve()]})"
+            raise UsageError(f"{d} is on both sides{also}: a run compared with itself is always the same")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
