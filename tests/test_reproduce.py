@@ -115,6 +115,17 @@ def test_overrides_go_on_top_and_a_changed_commit_is_warned_about(original: Path
         ("model._target_", "bench.models.MediumNet", "bench.models.SmallNet"),
         ("model.name", "medium", "small"),
     ]
+    # A saved config that its overrides no longer compose to (a run made from another primary config with
+    # --config-path, or defaults changed since): an override of a key to what they compose to now was
+    # dropped, and reproduce.md said "the same config ran".
+    saved = copy / ".hydra" / "config.yaml"
+    config = yaml.safe_load(saved.read_text())
+    assert config["workers"] == 0 and "workers=0" in yaml.safe_load((copy / ".hydra" / "overrides.yaml").read_text())
+    saved.write_text(yaml.safe_dump({**config, "workers": 3, "model": {**config["model"], "name": "mine"}}))
+    assert reproduce.plan(reproduce.load_source(copy), ["workers=0", "model=medium"]).config_changes == [
+        ("model.name", "mine", "medium"),
+        ("workers", 3, 0),
+    ]
 
 
 @pytest.mark.slow

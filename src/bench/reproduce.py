@@ -3,7 +3,8 @@
 A reproduction is a fresh run in a new folder (``outputs/runs/<time>_reproduce``); RUN_DIR is only read.
 What runs is the saved ``RUN_DIR/.hydra/config.yaml``, so a later change to the YAML defaults cannot
 change it silently. Extra overrides are applied on top: their effect is what Hydra's compose API makes of
-them on top of the saved overrides, set key by key on the saved config. The new folder gets its own
+them on top of the saved overrides, set key by key on the saved config, and each key or group they name
+(``workers=2``, the whole ``model`` node of ``model=large``) as they compose it. The new folder gets its own
 ``.hydra/`` files, so it can be reproduced in turn, and ``reproduce.md``: config, environment, per-epoch
 loss, time, memory and accuracy, side by side. On the CPU, same code and same environment, the losses are
 identical (docs/architecture.md); a changed commit, a dirty tree or other package versions get a warning.
@@ -92,7 +93,7 @@ def plan(source: Source, extra: Sequence[str]) -> Plan:
             + "; ".join(change_text(c) for c in drift)
             + " (the saved config is what runs)"
         )
-    new = _apply(source.config, config_changes(base, target))
+    new = _apply(source.config, config_changes(base, target) + _named(target, extra))
     try:
         cfg = checked(new)
     except ConfigError as err:
@@ -118,6 +119,23 @@ def _compose_pair(saved: list[str], extra: list[str]) -> tuple[dict, dict, list[
         base = _compose(saved)
     target = _compose([*saved, *extra]) if extra else base
     return base, target, notes
+
+
+def _named(target: dict, extra: Sequence[str]) -> list[tuple[str, Any, Any]]:
+    """What each override names, as composed with it: the whole node of a config group (``model=large``),
+    the value of a key. The difference of the two compositions misses a key whose value this checkout
+    composes already, where the saved config has another (a run made from another primary config, or
+    defaults changed since): ``workers=2`` where the saved run had 0 and the defaults now say 2."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    found = []
+    for override in OverridesParser.create().parse_overrides(list(extra)):
+        node: Any = target
+        for part in override.key_or_group.split("."):
+            node = node.get(part, ABSENT) if isinstance(node, dict) else ABSENT
+        if node is not ABSENT:  # a group without a node of its own (recipe) is all in the difference
+            found.append((override.key_or_group, None, node))
+    return found
 
 
 def _compose(overrides: list[str]) -> dict:
