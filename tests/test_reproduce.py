@@ -144,6 +144,12 @@ def test_one_job_of_a_sweep_can_be_reproduced(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:  # the sweep's own folder is not a run: name a job
         reproduce.main([str(sweep_dir)])
     assert exit_info.value.code == 2
+    # A reproduction inside the sweep's folder would read as its job 7 (and jobs 2-6 as missing) in its
+    # report; inside another job's folder, that folder would hold two runs.
+    for out in (sweep_dir / "7", sweep_dir / "0" / "sub"):
+        with pytest.raises(SystemExit) as exit_info:
+            reproduce.main([str(job), "--out", str(out)])
+        assert exit_info.value.code == 2 and not out.exists()
 
 
 @pytest.mark.slow

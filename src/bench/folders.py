@@ -117,7 +117,7 @@ def make_writable(path: Path, key: str) -> None:
         raise UsageError(f"{key}={path}: cannot write there ({os_error_line(err)})") from None
 
 
-def _refuse_inside_results(path: Path, key: str) -> None:
+def refuse_inside_results(path: Path, key: str) -> None:
     """A new run or sweep never goes inside another's folder: a finished run's ``.hydra/`` would get a second
     run's files, and a sweep's unrun job folder a run that its resume would then adopt as one of its jobs."""
     for parent in Path(os.path.abspath(path)).parents:
@@ -142,7 +142,7 @@ def claim_run_dir(path: Path, key: str = "hydra.run.dir") -> None:
     refuse_the_working_folder(path, key)
     if holds_runs(path):
         raise UsageError(f"{key}={path} already holds a run; bench never writes over one: choose a new folder")
-    _refuse_inside_results(path, key)
+    refuse_inside_results(path, key)
     make_writable(path, key)
     try:
         (path / ".hydra").mkdir()  # atomic: of two runs racing for one folder, exactly one gets it
@@ -177,7 +177,7 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
             f"hydra.sweep.dir={path} already holds a sweep; bench never writes over one: choose a new folder, "
             "or add resume=true to run only its unfinished jobs"
         )
-    _refuse_inside_results(path, "hydra.sweep.dir")
+    refuse_inside_results(path, "hydra.sweep.dir")
     made = not path.exists()
     make_writable(path, "hydra.sweep.dir")
     _hold(path)

@@ -43,7 +43,7 @@ from bench.errors import (
     fail,
     os_error_line,
 )  # fmt: skip
-from bench.folders import make_writable, refuse_the_working_folder
+from bench.folders import make_writable, refuse_inside_results, refuse_the_working_folder
 from bench.pair import ABSENT, CODE_CHANGED, change_text, code_notes, config_changes, render
 from bench.results import MetricsError, load_metrics
 from bench.runs import Source, load_source
@@ -188,6 +188,9 @@ def new_run_dir(out: Path | None, source: Path) -> Path:
     if dst == src or src in dst.parents:
         raise UsageError(f"--out {out}: inside the run being reproduced; reproduce never writes there")
     refuse_the_working_folder(out, "--out")  # an empty working folder would become a run's, refusing all later
+    # Inside a sweep's folder it would be read as one of its jobs (a resume, a report); inside another run's,
+    # that run's folder would hold two.
+    refuse_inside_results(out, "--out")
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise UsageError(f"--out {out}: already exists and is not empty; reproduce never overwrites")
     make_writable(out, "--out")
