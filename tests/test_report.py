@@ -94,6 +94,21 @@ def test_report_survives_a_deleted_job_and_a_corrupt_metrics_file(two_variable_s
     assert "unreadable" in (sweep / "report.md").read_text()
 
 
+def test_a_config_field_edited_into_a_list_is_unreadable_not_a_crash(two_variable_sweep: Path, tmp_path: Path) -> None:
+    # The report stopped at "TypeError: unhashable type: 'list'" and left a summary.csv with the row as ok.
+    sweep = tmp_path / "sweep"
+    shutil.copytree(two_variable_sweep, sweep)
+    for job, key, value in (("0", "model", ["medium"]), ("1", "device", {"a": 1})):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        (sweep / job / "metrics.json").write_text(json.dumps({**metrics, key: value}))
+    proc = run_cli(tmp_path, str(sweep), "--out", "rep", module="bench.report")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "rep" / "summary.csv")
+    assert list(summary["status"]) == ["unreadable", "unreadable", "ok", "ok"]
+    assert "model is a list, expected a single value" in summary.loc[0, "error"]
+    assert "device is a dict, expected a single value" in summary.loc[1, "error"]
+
+
 def test_failed_skipped_and_ok_jobs_share_one_sweep_and_report(tmp_path: Path) -> None:
     # An image folder of 8 training images: batch 16 fails when its job reads the data (a size no config
     # states, so no check before the sweep can know it); batch 4 trains.

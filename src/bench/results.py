@@ -120,6 +120,11 @@ class RunResult:
         return _finite(out)
 
 
+#: the record's single-valued fields (its config, status, counts): a list or an object in one is hand-edited,
+#: and a table cell or a match key made of it would crash whatever reads the runs
+SCALARS = tuple(f.name for f in fields(RunResult) if f.name not in SHAPES and f.name != "metrics")
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN or Infinity; a diverged loss is stored as null rather than breaking readers."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -214,6 +219,9 @@ def _check_shapes(path: Path, data: dict[str, Any]) -> None:
     for key, kind in SHAPES.items():
         if data.get(key) is not None and not isinstance(data[key], kind):
             raise MetricsError(f"{path}: {key} is a {type(data[key]).__name__}, expected a {kind.__name__}")
+    for key in SCALARS:
+        if isinstance(data.get(key), list | dict):
+            raise MetricsError(f"{path}: {key} is a {type(data[key]).__name__}, expected a single value")
     for epoch in data.get("epochs_detail") or []:
         if not isinstance(epoch, dict):
             raise MetricsError(f"{path}: epochs_detail holds a {type(epoch).__name__}, expected objects")
