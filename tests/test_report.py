@@ -92,6 +92,10 @@ def test_report_survives_a_deleted_job_and_a_corrupt_metrics_file(two_variable_s
     assert summary.loc[2, "model"] == "small" and summary.loc[2, "batch_size"] == 32  # from .hydra/config.yaml
     assert "not valid JSON" in summary.loc[2, "error"]
     assert "unreadable" in (sweep / "report.md").read_text()
+    # Its saved device=auto is not a device: beside the others' cpu, it made this a sweep over devices.
+    assert pd.isna(summary.loc[2, "device"]) and set(summary["device"].dropna()) == {"cpu"}
+    swept = next(line for line in (sweep / "report.md").read_text().splitlines() if line.startswith("Swept: "))
+    assert "device" not in swept and "GPU speedup" not in (sweep / "report.md").read_text()
 
 
 def test_a_config_field_edited_into_a_list_is_unreadable_not_a_crash(two_variable_sweep: Path, tmp_path: Path) -> None:

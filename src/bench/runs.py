@@ -117,6 +117,8 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     except MetricsError as err:
         # Still say what the run was, from its saved config, so the reader can tell which point is lost.
         row.update({key: row["_config"].get(key) for key in (*CONFIG_COLUMNS, "task")})
+        if row["device"] == "auto":  # what it chose is in the metrics; "auto" beside "cpu" would read as swept
+            row["device"] = None
         row.update(status=UNREADABLE, error=str(err))
         return row
     row.update({k: metrics.get(k) for k in (*CONFIG_COLUMNS, *RUN_FACTS, "status", "error", "device_name")})
