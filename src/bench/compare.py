@@ -311,7 +311,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "matched by config, never by device or environment: a CPU sweep pairs with a GPU sweep.",
     )
     add = parser.add_argument
-    add("dirs", nargs="*", type=Path, metavar="BASELINE CANDIDATE", help="two run or sweep folders")
+    add("dirs", nargs="*", type=Path, metavar="BASELINE CANDIDATE",
+        help="two run or sweep folders; with only --baseline or --candidate, the other side's")  # fmt: skip
     add("--baseline", nargs="+", type=Path, action="extend", metavar="DIR", help="baseline run or sweep folders")
     add("--candidate", nargs="+", type=Path, action="extend", metavar="DIR", help="candidate run or sweep folders")
     add("--band", type=float, default=BAND, metavar="SHARE",
