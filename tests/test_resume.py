@@ -78,3 +78,20 @@ def test_folders_not_named_as_hydra_names_jobs_are_never_taken_for_one(tmp_path:
     assert _snapshot(tmp_path / "S" / "1") == finished
     runs = pd.read_csv(tmp_path / "S" / "summary.csv")
     assert list(runs["job"].dropna().astype(int)) == [0, 1, 2] and list(runs["batch_size"])[:3] == [16, 32, 64]
+
+
+def test_a_job_whose_folder_was_removed_takes_back_its_first_number_in_any_order(tmp_path: Path) -> None:
+    # Resumed with the values in another order, batch 32 (job 0, its folder removed) ran as job 3: folder 0
+    # stayed empty and the finished sweep's report listed job 0 as missing beside job 3's batch 32.
+    assert run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=32,64").returncode == 0
+    shutil.rmtree(tmp_path / "S" / "0")
+    finished = _snapshot(tmp_path / "S" / "1")
+    again = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=64,128,32", "resume=true")
+    assert again.returncode == 0, again.stderr
+    assert _snapshot(tmp_path / "S" / "1") == finished
+    runs = pd.read_csv(tmp_path / "S" / "summary.csv")
+    assert list(runs["job"]) == [0, 1, 2] and list(runs["batch_size"]) == [32, 64, 128]
+    assert list(runs["status"]) == ["ok"] * 3
+    # The first plan's number, where that folder is free; else as before.
+    plan = resume.plan([(["x=b", "resume=true"], "b"), (["x=a", "resume=true"], "a")], [], planned=[["x=a"], ["x=c"]])
+    assert sorted(plan.run) == [(0, ["x=a", "resume=true"]), (1, ["x=b", "resume=true"])]

@@ -3,7 +3,8 @@
 ``python -m bench -m <the same sweep> hydra.sweep.dir=D resume=true``. A job is identified by a hash of its
 composed config (not by its number, which Hydra reassigns from 0 in every sweep): a job whose config
 already finished ``ok`` in D is skipped; one that started but did not finish (``interrupted``, ``failed``,
-no metrics.json) runs again in its own folder; a job D has never seen gets the next free number. The
+no metrics.json) runs again in its own folder; a job D has never seen gets the number the sweep's first plan
+(``multirun.yaml``) gave it, else its number in this sweep, where that folder is free, else the next free one. The
 sweeper (hydra_plugins.bench_sweeper.BenchSweeper, Hydra's basic sweeper otherwise) launches the jobs in
 runs of consecutive numbers, so any launcher (local, submitit) places them in the right folders.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.folders import METRICS_FILE, job_number
+from bench.folders import METRICS_FILE, SWEEP_FILE, job_number
 
 #: keys that do not define a job: how it was started, not what it runs
 NOT_THE_JOB = ("hydra", "resume")
@@ -75,8 +76,34 @@ class Plan:
         return out
 
 
-def plan(jobs: Sequence[tuple[list[str], str]], existing: Sequence[Existing]) -> Plan:
-    """Match the sweep's jobs (overrides, config hash) with the folders already there."""
+def planned_overrides(sweep_dir: Path) -> list[list[str]]:
+    """Each job's overrides in the sweep's first plan (its ``multirun.yaml``, which a resume leaves as it is),
+    in job order, as Hydra's basic sweeper expands them; [] when there is none to read (another sweeper)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        saved = OmegaConf.load(sweep_dir / SWEEP_FILE)
+        sweeper = str(OmegaConf.select(saved, "hydra.sweeper._target_", default=""))
+        if not sweeper.endswith(("BasicSweeper", "BenchSweeper")):  # another sweeper plans its own way
+            return []
+        params = OmegaConf.select(saved, "hydra.sweeper.params") or {}
+        task = list(OmegaConf.select(saved, "hydra.overrides.task") or [])
+        overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()] + task)
+        return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    except Exception:  # an unreadable plan only costs a new job its planned number
+        return []
+
+
+def _what_it_runs(overrides: Sequence[str]) -> tuple[str, ...]:
+    """A job's overrides without those that do not define it (resume=true), in any order."""
+    return tuple(sorted(o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] not in NOT_THE_JOB))
+
+
+def plan(jobs: Sequence[tuple[list[str], str]], existing: Sequence[Existing],
+         planned: Sequence[Sequence[str]] = ()) -> Plan:  # fmt: skip
+    """Match the sweep's jobs (overrides, config hash) with the folders already there; a job no folder holds
+    takes its number in ``planned`` (the sweep's first plan), where that folder is free."""
     # A sweep may hold the same config twice (model=medium,large,medium): folders are matched one to one.
     finished: dict[str, list[int]] = {}
     unfinished: dict[str, list[int]] = {}
@@ -93,11 +120,22 @@ def plan(jobs: Sequence[tuple[list[str], str]], existing: Sequence[Existing]) ->
             result.run.append((unfinished[identity].pop(0), overrides))
         else:
             new.append((index, overrides))
-    # A config the folder has never seen takes its own number in the sweep where that folder is free (a job
-    # that never started, or whose folder was removed), so the report's plan finds it; else the next free one.
+    # A config the folder has never seen takes the number the first plan gave it (a job that never started, or
+    # whose folder was removed, resumed with the values in another order), else its own number in this sweep,
+    # where that folder is free, so the report's plan finds it; else the next free one.
     numbers = {number for number, _ in result.run} | taken
+    first_plan: dict[tuple[str, ...], list[int]] = {}
+    for number, overrides in enumerate(planned):
+        first_plan.setdefault(_what_it_runs(overrides), []).append(number)
+    placed: dict[int, int] = {}  # index in this sweep → number: first the first plan's, so none is taken
     for index, overrides in new:
-        number = index if index not in numbers else max(numbers, default=-1) + 1
-        numbers.add(number)
-        result.run.append((number, overrides))
+        free = [n for n in first_plan.get(_what_it_runs(overrides), []) if n not in numbers]
+        if free:
+            placed[index] = free[0]
+            numbers.add(free[0])
+    for index, overrides in new:
+        if index not in placed:
+            placed[index] = index if index not in numbers else max(numbers, default=-1) + 1
+            numbers.add(placed[index])
+        result.run.append((placed[index], overrides))
     return result

@@ -25,6 +25,7 @@ from bench.errors import UsageError, one_line
 from bench.folders import SWEEP_FILE, is_run_dir, job_number
 from bench.metrics import METRICS, summarize
 from bench.results import MetricsError, load_metrics
+from bench.resume import planned_overrides
 
 #: What a run was configured with: the columns a sweep can vary.
 CONFIG_COLUMNS = [
@@ -139,20 +140,12 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
 def planned_jobs(sweep: Path) -> list[dict[str, Any]]:
     """Each job's overrides as ``{column: value}``, in job order, as Hydra's basic sweeper expands the
     sweep's ``multirun.yaml``; [] when there is none to read (a single run, another sweeper)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    parser = OverridesParser.create()
     try:
-        saved = OmegaConf.load(sweep / SWEEP_FILE)
-        sweeper = str(OmegaConf.select(saved, "hydra.sweeper._target_", default=""))
-        if not sweeper.endswith(("BasicSweeper", "BenchSweeper")):  # another sweeper plans its own way
-            return []
-        params = OmegaConf.select(saved, "hydra.sweeper.params") or {}
-        task = list(OmegaConf.select(saved, "hydra.overrides.task") or [])
-        parser = OverridesParser.create()
-        overrides = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + task)
-        jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
-        return [{_column(o.key_or_group): o.value() for o in parser.parse_overrides(job)} for job in jobs]
+        return [{_column(o.key_or_group): o.value() for o in parser.parse_overrides(job)}
+                for job in planned_overrides(sweep)]  # fmt: skip
     except Exception:  # an unreadable plan only costs the report its `missing` rows past the last folder
         return []
 

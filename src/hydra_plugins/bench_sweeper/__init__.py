@@ -57,7 +57,8 @@ class BenchSweeper(BasicSweeper):
 
         identities = [resume.job_hash(cfg) for cfg in configs]
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        the_plan = resume.plan(list(zip(jobs, identities, strict=True)), resume.existing_jobs(sweep_dir))
+        the_plan = resume.plan(list(zip(jobs, identities, strict=True)), resume.existing_jobs(sweep_dir),
+                               resume.planned_overrides(sweep_dir))  # fmt: skip
         log.info("Resuming %s: %d of %d jobs finished already (kept as they are), %d to run",
                  sweep_dir, len(the_plan.skipped), len(jobs), len(the_plan.run))  # fmt: skip
         returns = []
