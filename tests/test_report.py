@@ -113,6 +113,19 @@ def test_a_config_field_edited_into_a_list_is_unreadable_not_a_crash(two_variabl
     assert "device is a dict, expected a single value" in summary.loc[1, "error"]
 
 
+def test_a_sweep_over_true_false_and_null_is_reported_by_those_names(tmp_path: Path) -> None:
+    # A true/false sweep finished without its report (plots took false from true as numbers), and null against
+    # a value said that nothing was swept.
+    proc = run_cli(tmp_path, "-m", *TINY, "loader=resident", "step.channels_last=null,false,true", "hydra.sweep.dir=S")
+    assert proc.returncode == 0, proc.stderr
+    report = (tmp_path / "S" / "report.md").read_text()
+    assert "Swept: **step.channels_last** = null, false, true" in report
+    assert "step.channels_last=false" in report and "step.channels_last=False" not in report
+    assert (tmp_path / "S" / "runs.png").is_file()
+    assert list(pd.read_csv(tmp_path / "S" / "summary.csv", keep_default_na=False)["step.channels_last"]) == [
+        "null", "false", "true"]  # fmt: skip
+
+
 def test_failed_skipped_and_ok_jobs_share_one_sweep_and_report(tmp_path: Path) -> None:
     # An image folder of 8 training images: batch 16 fails when its job reads the data (a size no config
     # states, so no check before the sweep can know it); batch 4 trains.

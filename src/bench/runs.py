@@ -102,6 +102,18 @@ def flat_config(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _setting(config: dict[str, Any], key: str) -> Any:
+    """A setting's value as the user writes it: null and true/false as in an override (a report's sentences
+    name them so: step.channels_last=false). A setting a run gives as null (the device's choice) is a value
+    of its own, not a gap: else null against false would read as nothing swept."""
+    if key not in config:
+        return None
+    value = config[key]
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else value
+
+
 def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     cfg = saved_config(run_dir)
     lab = cfg.get("lab") if isinstance(cfg.get("lab"), dict) else {}
@@ -189,7 +201,7 @@ def load_runs(paths: Sequence[Path]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     extras = _varying_settings(df)
     for key in extras:
-        df[key] = [(cfg or {}).get(key) for cfg in df["_config"]]
+        df[key] = [_setting(cfg or {}, key) for cfg in df["_config"]]
     for col in [*summary_columns(), *ENV_COLUMNS, "lab", "memory"]:
         if col not in df:
             df[col] = None
@@ -259,9 +271,12 @@ def images_per_epoch(runs: pd.DataFrame) -> pd.Series:
 
 
 def is_numeric(col: pd.Series) -> bool:
-    """True for batch sizes and worker counts, also when pandas 3 stores them as strings or objects."""
+    """True for batch sizes and worker counts, also when pandas 3 stores them as strings or objects; never for
+    true/false settings (step.channels_last), which are names to tell apart, not an axis to plot along."""
     values = col.dropna()
-    return not values.empty and bool(pd.to_numeric(values, errors="coerce").notna().all())
+    if values.empty or pd.api.types.is_bool_dtype(values) or values.map(lambda v: isinstance(v, bool)).any():
+        return False
+    return bool(pd.to_numeric(values, errors="coerce").notna().all())
 
 
 def x_axis(runs: pd.DataFrame, varied: list[str]) -> str:
