@@ -58,6 +58,23 @@ def test_resident_records_its_memory_and_the_ignored_workers(tmp_path: Path) -> 
     assert metrics["dataset_memory_mb"] == pytest.approx((256 * 3072 * 4 + 256 * 8) / 2**20)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="what a CPU run does not use")
+def test_a_cpu_run_records_what_it_did_not_use(tmp_path: Path) -> None:
+    # Each was dropped without a word, and recipe=fast's autotuning was recorded as on.
+    extra = ("loader.pin_memory=true", "loader.persistent_workers=true", "loader.prefetch_factor=4")
+    proc = run_cli(tmp_path, *TINY, *extra, "cudnn_benchmark=true")
+    assert proc.returncode == 0, proc.stderr
+    metrics = read_metrics(only_run_dir(tmp_path))
+    assert metrics["loader"] == "dataloader" and metrics["workers"] == 0  # TINY's
+    assert metrics["cudnn_benchmark"] is None  # cuDNN autotunes CUDA convolutions only
+    assert [n for n in metrics["notes"] if "is ignored by" in n] == [
+        "loader.pin_memory is ignored by loader=dataloader here: pinned memory speeds copies to a GPU",
+        "loader.persistent_workers is ignored by loader=dataloader here: it applies to worker processes, and workers=0",
+        "loader.prefetch_factor is ignored by loader=dataloader here: it applies to worker processes, and workers=0",
+    ]
+    assert all(f"Note: {n}" in proc.stdout + proc.stderr for n in metrics["notes"] if "is ignored by" in n)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
 def test_a_captured_step_needs_cuda(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, *TINY, "device=cpu", "step.compile=cudagraph")
@@ -206,7 +223,7 @@ def test_tf32_is_fp32_on_the_cpu_and_says_so(cfg_for, tmp_path: Path, caplog: py
     assert [e.loss for e in result.epochs_detail] == fp32
     assert "precision=tf32 is fp32 here: TF32 is a GPU tensor-core format" in result.notes
     assert "Note: precision=tf32 is fp32 here" in caplog.text  # on the console too, not only in metrics.json
-    assert result.step["math"] == "tf32"
+    assert result.step["math"] == "fp32"  # what ran, as the peak table would name it
 
 
 def _tf32_flags() -> tuple[object, ...]:

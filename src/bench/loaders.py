@@ -35,8 +35,9 @@ class BatchSource:
     batch_size: int
     #: bytes this source keeps on the training device (the resident dataset); 0 when it streams.
     device_bytes: int = 0
-    #: config keys this loader does not use, recorded in metrics.json.
+    #: config keys this loader does not use, recorded in metrics.json's notes (with why, where it is not plain).
     ignored: tuple[str, ...] = ()
+    why_ignored: dict[str, str]
     #: whether :meth:`to_device` copies each batch to the device (else batches are made there)
     copies: bool = False
 
@@ -46,6 +47,7 @@ class BatchSource:
     ) -> None:  # fmt: skip
         self.samples, self.batch_size = len(x), batch_size
         self.device, self.shuffle, self.channels_last = device, shuffle, channels_last
+        self.why_ignored = {}
 
     def __len__(self) -> int:
         return -(-self.samples // self.batch_size)
@@ -107,6 +109,15 @@ class DataLoaderSource(BatchSource):
         super().__init__(x, y, device=device, batch_size=batch_size, shuffle=shuffle, channels_last=channels_last)
         data = LabTransform(x, y)
         pin = pin_memory and device.type == "cuda"
+        # What the DataLoader does not use here, recorded: pinning is for copies to a GPU, and persistence and
+        # prefetching are the worker processes'.
+        self.why_ignored = {
+            **({"loader.pin_memory": "pinned memory speeds copies to a GPU"} if pin_memory and not pin else {}),
+            **{f"loader.{key}": "it applies to worker processes, and workers=0"
+               for key, asked in (("persistent_workers", persistent_workers), ("prefetch_factor", prefetch_factor))
+               if asked not in (False, None) and workers == 0},
+        }  # fmt: skip
+        self.ignored = tuple(self.why_ignored)
         # An asynchronous copy is only asynchronous from pinned memory.
         self.non_blocking = pin and non_blocking
         # RandomSampler with a generator we reseed per epoch: the order depends on (seed, epoch) only.

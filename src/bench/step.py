@@ -256,7 +256,8 @@ def build_step(
         "compile": compile_mode,
         "autocast": precision.autocast_dtype,
         "grad_scaler": scaler.is_enabled(),
-        "math": math_precision(precision),
+        # What ran: TF32 is a GPU tensor-core format, so precision=tf32 is fp32 on the CPU (a note says so).
+        "math": "fp32" if device.type != "cuda" and math_precision(precision) == "tf32" else math_precision(precision),
     }
     if not captured:
         return Step(eager, optimizer, scaler, settings, min_warmup_steps=2 if compile_mode != "none" else 0)

@@ -227,7 +227,9 @@ def _graph_pool(allocator: memory.Allocator, result: RunResult) -> int:
 
 
 def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Path) -> None:
-    result.cudnn_benchmark = bool(cfg.cudnn_benchmark)
+    # What ran: cuDNN autotunes CUDA convolutions only, so a CPU run records null (recipe=fast asks for it
+    # everywhere).
+    result.cudnn_benchmark = bool(cfg.cudnn_benchmark) if device.type == "cuda" else None
     measure.reset_peak_memory(device)
     allocator = memory.allocator_for(device)
 
@@ -360,7 +362,9 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     notes = []  # on the console too, before the run: each changes what its numbers mean
     if cfg.precision.tf32 and result.device != "cuda":
         notes.append("precision=tf32 is fp32 here: TF32 is a GPU tensor-core format")
-    notes.extend(f"{key} is ignored by loader={cfg.loader.name}" for key in train.ignored)
+    notes.extend(f"{key} is ignored by loader={cfg.loader.name}"
+                 + (f" here: {train.why_ignored[key]}" if key in train.why_ignored else "")
+                 for key in train.ignored)  # fmt: skip
     cores = usable_cores()  # a SLURM job's share, not the node's count
     if cfg.workers > cores and "workers" not in train.ignored:
         notes.append(f"workers={cfg.workers} is more than the {cores} CPU core{'s' * (cores > 1)} this run may use: "
