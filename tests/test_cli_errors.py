@@ -36,6 +36,14 @@ CASES = {
         "dataset.root=/does/not/exist needs train/<class>/ and test/<class>/ folders",
     ),
     "imagefolder without root": (["dataset=imagefolder"], "dataset.root is not set"),
+    # It ran fp32 and recorded amp_bf16, which the reports and bench.compare then matched on.
+    "a precision renamed": (
+        ["precision.name=amp_bf16"],
+        "precision.name=amp_bf16: precision=fp32 is what runs, and its name is what the results record; choose "
+        "the option itself with precision=amp_bf16",
+    ),
+    "a loader renamed": (["loader.name=resident"], "loader=dataloader is what runs"),
+    "a recipe renamed": (["recipe.name=fast"], "recipe=lab is what runs"),
 }
 if importlib.util.find_spec("hydra._internal.target_policy") is not None:  # Hydra versions with a blocklist
     # Reported as a failed run, cut mid-sentence at Hydra's line break: "... is blocklisted because it allows".

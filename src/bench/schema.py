@@ -163,6 +163,9 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 CUDA_ONLY_COMPILE = ("reduce-overhead", "cudagraph")
 #: the components' names, which metrics.json, the tables and the plots record as labels
 NAMES = ("model.name", "precision.name", "dataset.name", "loader.name", "recipe.name")
+#: groups whose name is the option that runs, never a label of one's own (a model or dataset variant may be
+#: named freely: model.name=medium2x beside model.width=2)
+FIXED_NAMES = ("precision", "loader", "recipe")
 #: inclusive ranges; a key that a component does not have (e.g. loader.prefetch_factor) is skipped
 RANGES: dict[str, tuple[int, int | None]] = {
     "batch_size": (1, 2**24),
@@ -218,6 +221,7 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{key}={value} is not a name; write a word, e.g. {key}=mine")
+    _check_fixed_names(cfg)
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -243,6 +247,21 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ConfigError(f"lr={cfg.lr} is out of range; it must be a finite number > 0")
     _check_combinations(cfg, this_machine)
+
+
+def _check_fixed_names(cfg: DictConfig) -> None:
+    """``precision.name=amp_bf16`` on fp32 ran fp32 and recorded amp_bf16, which every report and comparison
+    then matched on. Where Hydra says which option was chosen, its name must be that option's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():  # bench.compose() in a benchmark, or a reproduction: no choices to read
+        return
+    choices = OmegaConf.select(HydraConfig.get(), "runtime.choices", default=None) or {}
+    for group in FIXED_NAMES:
+        chosen, name = choices.get(group), OmegaConf.select(cfg, f"{group}.name", default=None)
+        if chosen is not None and name != chosen:
+            raise ConfigError(f"{group}.name={name}: {group}={chosen} is what runs, and its name is what the "
+                              f"results record; choose the option itself with {group}={name}")  # fmt: skip
 
 
 def _resolve_all(cfg: DictConfig) -> None:
