@@ -101,6 +101,8 @@ class Rounds:
     samples: int
     pairs: list[tuple[float, float]] = field(default_factory=list)
     error: str | None = None
+    #: why it never started (no time left of --seconds): judged as no rounds, not as a failure
+    not_started: str | None = None
 
     @property
     def r(self) -> list[float]:
@@ -190,6 +192,8 @@ def report(rounds: Rounds) -> list[str]:
         lines += ["", "Each loop's median is over its own epochs; the verdict pairs each round's two epochs.", ""]
     if rounds.error:
         lines += [f"- stopped: {rounds.error}"]
+    if rounds.not_started:
+        lines += [f"- not started: {rounds.not_started}"]
     return [*lines, verdict(rounds.ratios), ""]
 
 
@@ -268,10 +272,15 @@ def main(argv: list[str] | None = None) -> None:
                 if args.seconds is not None:
                     left = bench.STARTED + args.seconds - 1 - time.monotonic()
                     until = time.monotonic() + left / (len(specs) - finished)
-                try:
-                    run_config(spec, args.rounds, train_size, args.seed, device, done[-1], until)
-                except Exception as err:  # out of memory, say: the other configs still run
-                    done[-1].error = describe(err)
+                if until is not None and until <= time.monotonic():  # its data and warm-up would overrun too
+                    done[-1].not_started = (f"the {args.seconds:g} s of --seconds were spent before it could start "
+                                            f"(the command's start included: {time.monotonic() - bench.STARTED:.0f} s "
+                                            "so far)")  # fmt: skip
+                else:
+                    try:
+                        run_config(spec, args.rounds, train_size, args.seed, device, done[-1], until)
+                    except Exception as err:  # out of memory, say: the other configs still run
+                        done[-1].error = describe(err)
                 finished += 1
                 print("\n".join(report(done[-1])), flush=True)
         except Interrupted as err:

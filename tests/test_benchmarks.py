@@ -200,6 +200,14 @@ def test_harness_seconds_fits_as_many_rounds_as_the_time_allows(
     assert all(n >= 6 for n in finished), finished
     assert all("alternated rounds" in r["verdict"] for r in data["results"])
 
+    # Time spent before a config could start (here, as if the imports had taken 10 s): it does not start, and
+    # says so. Each used to load its data and run its warm-up epochs anyway, to judge 0 rounds.
+    monkeypatch.setattr(bench, "STARTED", time.monotonic() - 10)
+    harness.main(["--device", "cpu", "--configs", "small:64:fp32", "small:32:fp32", "--seconds", "5"])
+    out = capsys.readouterr().out
+    assert out.count("- not started: the 5 s of --seconds were spent before it could start") == 2
+    assert out.count("- UNDECIDED: 0 rounds finished") == 2
+
 
 def test_a_harness_config_that_fails_is_its_own_line_and_the_others_still_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
