@@ -272,16 +272,33 @@ def variants_of(spec: str, variants: str) -> set[str]:
     return set(own) & set(variants)
 
 
-def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: Path) -> tuple[list[Figure], list[str]]:
-    """The figures of the variants that ran, and one line for each that failed (the others still run)."""
+def common_overrides(spec: str, args: argparse.Namespace, device: torch.device) -> list[str]:
+    """The overrides every variant of ``spec`` runs with (each adds its own, VARIANTS)."""
     model, batch_size, precision = spec.split(":")[:3]
-    wanted = variants_of(spec, args.variants)
     common = [
         f"model={model}", f"batch_size={batch_size}", f"precision={precision}", f"device={device.type}",
         f"epochs={args.epochs}", f"warmup_steps={args.warmup_steps}", "evaluate=false", f"seed={args.seed}",
     ]  # fmt: skip
-    if args.train_size:
-        common.append(f"dataset.train_size={args.train_size}")
+    return [*common, f"dataset.train_size={args.train_size}"] if args.train_size else common
+
+
+def check_variants(parser: argparse.ArgumentParser, specs: list[str], args: argparse.Namespace,
+                   device: torch.device) -> None:  # fmt: skip
+    """Refuse, before any work, a variant that bench would refuse for its config on this device: (g) on the CPU
+    or with fp16's GradScaler (neither can capture). It used to fail after the other pipelines' minutes."""
+    for spec in specs:
+        for variant in variants_of(spec, args.variants) - {"d"}:
+            name, overrides = VARIANTS[variant]
+            try:
+                validate(compose([*common_overrides(spec, args, device), *overrides]))
+            except Exception as err:
+                parser.error(f"--configs {spec}: ({variant}) {name}: {describe(err)}")
+
+
+def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: Path) -> tuple[list[Figure], list[str]]:
+    """The figures of the variants that ran, and one line for each that failed (the others still run)."""
+    wanted = variants_of(spec, args.variants)
+    common = common_overrides(spec, args, device)
     runs: dict[str, list[Figure]] = {}
     failed: list[str] = []
     broken: set[str] = set()  # variants that failed once: they would fail again in a later pair
@@ -437,12 +454,14 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--variants {args.variants}: {spec} runs none of them; name one of its variants")
     check_setting(parser, "--warmup-steps", "warmup_steps", args.warmup_steps)
     check_setting(parser, "--seed", "seed", args.seed)
+    check_variants(parser, specs, args, device)
+    paired = args.pairs > 1 and any({"r", "d"} <= variants_of(spec, args.variants) for spec in specs)
     env = environment(device)
     header = [
         "## Pipelines, side by side",
         "",
         f"{machine(env)} · median of {args.epochs} timed epochs after {args.warmup_steps} warm-up steps"
-        f"{f' ((r) and (d): {args.pairs} interleaved runs each)' if args.pairs > 1 else ''} · "
+        f"{f' ((r) and (d): {args.pairs} interleaved runs each)' if paired else ''} · "
         f"{args.train_size or DEFAULT_TRAIN_SIZE:,} synthetic images per epoch · {time.strftime('%Y-%m-%d')}",
         "",
     ]

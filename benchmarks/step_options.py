@@ -63,6 +63,10 @@ def check_options(parser: OneLineParser, options: list[str], specs: list[str], c
         words = option.split()
         if not words or any(w.lstrip("+~").startswith("hydra.") for w in words):
             parser.error(f"--options {option!r}: an option is bench settings (e.g. step.adam=fused), not hydra.*")
+        # Every row is timed against the baseline on one device: --device's (device=cuda here failed only after
+        # the baseline's minutes, on a machine without CUDA).
+        if any(w.lstrip("+~").split("=")[0].split(".")[0] == "device" for w in words):
+            parser.error(f"--options {option!r}: the device is --device's, for the baseline and every option alike")
         for spec in specs:
             try:
                 validate(compose([*common[spec], *words]))

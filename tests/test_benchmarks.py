@@ -325,6 +325,10 @@ def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) ->
         ("step_options.py", ["--options", "step.adam=fused", "garbage"], "--options 'garbage': "),
         ("step_options.py", ["--options", "lr=nan"], "lr=nan is out of range"),
         ("step_options.py", ["--options", "hydra.run.dir=/tmp/x"], "not hydra.*"),
+        ("step_options.py", ["--options", "device=cuda"], "the device is --device's"),
+        # Each failed after the other pipelines' minutes: exit 1 with a failed row.
+        ("pipelines.py", ["--train-size", "256", "--configs", "small:128:fp32:g"],
+         "--configs small:128:fp32:g: (g) fast, captured only: step.compile=cudagraph needs CUDA"),
         *[(script, ["--device", "cuda"], "device=cuda but no CUDA GPU is usable here")
           for script in ("pipelines.py", "step_options.py") if not torch.cuda.is_available()],
     ],
@@ -473,7 +477,13 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     (out / "pytest-cuda.txt").write_text(
         f"tests/test_cuda.py::test_x PASSED\n{skip}\n== 19 passed, 3 skipped in 130.02s ==\n"
     )
-    md = benchmark(out, "small:64:fp32:rdg")
+    # A pipeline that fails at run time (on a GPU: out of memory, say): (g) on the CPU, past the up-front check
+    # that refuses it today.
+    import pipelines as module
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "check_variants", lambda *args: None)
+        md = benchmark(out, "small:64:fp32:rdg")
     harness(["--device", "cpu", "--configs", "small:64:fp32", "--train-size", "256", "--rounds", "6"])
     (out / "harness.md").write_text(capsys.readouterr().out)
     (out / "harness.rc").write_text("124\n")
