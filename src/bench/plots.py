@@ -225,19 +225,28 @@ def plot_time_split(runs: pd.DataFrame, varied: list[str], title: str, path: Pat
     ok = runs[(runs["status"] == "ok") & runs["data_wait_frac"].notna()]
     if ok.empty:
         return False
-    wait = ok["data_wait_frac"].astype(float).tolist()
-    marks = None
-    if ok["gpu_busy_frac"].notna().any():
-        copy = ok["copy_frac"].fillna(0).astype(float).tolist()
-        busy = ok["gpu_busy_frac"].fillna(0).astype(float).tolist()
-        idle = [max(0.0, 1 - c - b) for c, b in zip(copy, busy, strict=True)]
-        stacks = {"host-to-device copy": copy, "GPU busy (steps)": busy, "GPU idle": idle}
-        marks = {"host waiting for data": [100 * w for w in wait]}
-    else:
-        stacks = {"data wait": wait, "compute (CPU)": [1 - w for w in wait]}
+    stacks, marks = time_shares(ok)
     percent = {k: [100 * v for v in vs] for k, vs in stacks.items()}
+    marks = {k: [100 * v for v in vs] for k, vs in marks.items()} if marks else None
     _stacked(path, f"Where the time goes: {title}", _job_labels(ok, varied), percent, "share of the epoch (%)", marks)
     return True
+
+
+def time_shares(ok: pd.DataFrame) -> tuple[dict[str, list[float]], dict[str, list[float]] | None]:
+    """Each run's epoch as shares on its own timeline: the stacks, and the points drawn over them. A CPU run
+    beside GPU runs (a CPU and a GPU sweep in one report) is its data wait and compute, not "GPU idle"."""
+    wait = ok["data_wait_frac"].astype(float).tolist()
+    gpu = ok["gpu_busy_frac"].notna().tolist()
+    if not any(gpu):
+        return {"data wait": wait, "compute (CPU)": [1 - w for w in wait]}, None
+    copy = [c if g else 0.0 for c, g in zip(ok["copy_frac"].fillna(0).astype(float), gpu, strict=True)]
+    busy = [b if g else 0.0 for b, g in zip(ok["gpu_busy_frac"].fillna(0).astype(float), gpu, strict=True)]
+    idle = [max(0.0, 1 - c - b) if g else 0.0 for c, b, g in zip(copy, busy, gpu, strict=True)]
+    stacks = {"host-to-device copy": copy, "GPU busy (steps)": busy, "GPU idle": idle}
+    if not all(gpu):
+        stacks |= {"data wait (CPU run)": [0.0 if g else w for w, g in zip(wait, gpu, strict=True)],
+                   "compute (CPU run)": [0.0 if g else 1 - w for w, g in zip(wait, gpu, strict=True)]}  # fmt: skip
+    return stacks, {"host waiting for data": [w if g else float("nan") for w, g in zip(wait, gpu, strict=True)]}
 
 
 def plot_memory(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -> bool:
