@@ -154,8 +154,9 @@ def test_failed_skipped_and_ok_jobs_share_one_sweep_and_report(tmp_path: Path) -
 
 
 def _fake_run(
-    root: Path, job: int, device: str, batch_size: int, epoch_time: float, status: str = "ok", cudnn: bool = False
-) -> None:
+    root: Path, job: int, device: str, batch_size: int, epoch_time: float, status: str = "ok", cudnn: bool = False,
+    loader: str = "dataloader",
+) -> None:  # fmt: skip
     """A run folder as a sweep job leaves it, with made-up timings (so CPU and GPU can pair up here)."""
     run_dir = root / str(job)
     ok = status == "ok"
@@ -167,7 +168,7 @@ def _fake_run(
         run_dir,
         RunResult(
             status=status, model="medium", device=device, precision="fp32", dataset="synthetic",
-            loader="dataloader", batch_size=batch_size, workers=2, epochs=2, seed=0,
+            loader=loader, batch_size=batch_size, workers=2, epochs=2, seed=0,
             epochs_detail=epochs, metrics=measured, cudnn_benchmark=cudnn,
             env={"torch": "2.x", "gpu": "Test GPU" if device == "cuda" else None, "cuda": "13.0",
                  "cudnn": 92400 if device == "cuda" else None},
@@ -292,6 +293,18 @@ def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> N
     (tmp_path / "t" / "1" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 512}))
     text = (build_report([tmp_path / "t"]).out / "report.md").read_text()
     assert "Our runs differ" not in text and "beside ours, like for like" in text
+    # The resident loader beside the lab's DataLoader path was "like for like"; on the CPU, "compare machines,
+    # not code paths" then "not only code paths".
+    lab["ran_with"] |= {"loader": "dataloader"}
+    for device, how in (
+        ("cuda", "beside ours, with settings of ours"),
+        ("cpu", "ours ran on the CPU where the lab's ran on its GPU, and with settings of ours"),
+    ):
+        _fake_run(tmp_path / device, 0, device, 512, 2.0, loader="resident")
+        (tmp_path / device / "0" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 512}))
+        text = " ".join((build_report([tmp_path / device]).out / "report.md").read_text().split())
+        assert how in text and "like for like" not in text and "compare machines" not in text, text
+        assert "Our runs differ from the lab's in loader (ours resident; the lab's dataloader)" in text
 
 
 def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path, monkeypatch) -> None:
@@ -410,6 +423,8 @@ def test_each_preset_composes_the_labs_sweep(preset: str) -> None:
     for key, value in settings.items():
         assert OmegaConf.select(cfg, key) == value
     assert cfg.lab.part == list(PRESETS).index(preset) + 1 and cfg.lab.figures
+    # The lab's own path, so that a run of ours on the resident loader or recipe=fast is named as unlike it.
+    assert cfg.lab.ran_with.loader == "dataloader" and cfg.lab.ran_with.recipe == "lab"
     assert overridden.epochs == 1 and overridden.dataset.train_size == 5000  # the command line still wins
 
 

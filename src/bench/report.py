@@ -380,11 +380,14 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         # on the CPU beside a lab GPU figure the rows compare machines, not code paths: no "like for like".
         matched_on_device = comparison.columns[0] == "device"
         ours_cpu = not matched_on_device and (comparison["device"] == "cpu").any()
-        how = ("ours ran on the CPU where the lab's ran on its GPU, so these rows compare machines, not code paths"
-               if ours_cpu else "like for like")  # fmt: skip
         differ = _settings_unlike_the_labs(_recorded(runs), lab, str(comparison.columns[0]))
-        if differ and not ours_cpu:
-            how = "with settings of ours that the lab's runs did not have (below)"
+        other = "with settings of ours that the lab's runs did not have (below)"
+        if ours_cpu:
+            how = "ours ran on the CPU where the lab's ran on its GPU" + (
+                f", and {other}" if differ else ", so these rows compare machines, not code paths"
+            )
+        else:
+            how = other if differ else "like for like"
         table = _lab_digits(comparison)
         memory = (" (our peak memory without the resident dataset, which the lab did not have)"
                   if "ours peak alloc MB" in table else "")  # fmt: skip
