@@ -188,7 +188,8 @@ def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -
     assert dict(zip(table["batch_size"], table["speedup"], strict=True)) == {64: 2.0, 256: 5.0}
     assert overall_speedup(table) == pytest.approx((50 + 40) / (25 + 8))
     text = (tmp_path / "combined" / "report.md").read_text()
-    assert "Overall GPU speedup: 2.73x" in text
+    assert "Overall GPU speedup: 2.73×** (total training time, CPU ÷ GPU" in text
+    assert "| CPU s/epoch |" in " ".join(text.split()) and "avg_epoch_time_cpu" not in text
     assert "Swept: **device** = cpu, cuda; **batch_size** = 64, 256, 1024" in text
     assert "allocated* by tensors (`torch.cuda.max_memory_allocated`) in the timed epochs; reserved" in text
     # The CUDA that torch was built for is not a GPU in use; cuDNN's code is shown as its version.
@@ -212,6 +213,15 @@ def test_a_cpu_run_beside_gpu_runs_is_its_own_time_split_not_gpu_idle() -> None:
     assert marks["host waiting for data"][1] == 0.1
     cpu_only, none = time_shares(runs.iloc[:1])
     assert cpu_only == {"data wait": [0.2], "compute (CPU)": [0.8]} and none is None
+
+
+def test_peak_memory_of_the_one_gpu_run_beside_a_cpu_run_is_no_range(tmp_path: Path) -> None:
+    # "Peak memory allocated ranges from 50.0 MB at device=cuda to 50.0 MB at device=cuda."
+    _fake_run(tmp_path / "cpu", 0, "cpu", 64, 25.0)
+    _fake_run(tmp_path / "gpu", 0, "cuda", 64, 12.5)
+    text = (build_report([tmp_path / "cpu", tmp_path / "gpu"], tmp_path / "both").out / "report.md").read_text()
+    assert "Peak memory allocated is 50.0 MB at device=cuda, the only run with a CUDA figure." in text
+    assert "ranges from 50.0 MB" not in text
 
 
 def test_the_memory_panels_say_what_a_max_batch_searchs_peak_is(tmp_path: Path) -> None:

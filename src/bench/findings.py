@@ -125,8 +125,13 @@ def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
 
 
 def _memory_sentence(ok: pd.DataFrame, x: str) -> str:
-    if ok["peak_memory_mb"].isna().all():
+    ok = ok[ok["peak_memory_mb"].notna()]  # CUDA runs only: beside CPU runs, no range over theirs
+    if ok.empty:
         return ""
+    if len(ok) == 1:
+        only = ok.iloc[0]
+        return (f"Peak memory allocated is {only['peak_memory_mb']:,.1f} MB at {_label(x, only[x])}, the only run "
+                "with a CUDA figure.")  # fmt: skip
     first, last = ok.iloc[0], ok.iloc[-1]
     goes = "goes"
     if not is_numeric(ok[x]):  # no order to go along: the range, lowest to highest

@@ -440,9 +440,19 @@ def _speedup_lines(runs: pd.DataFrame) -> list[str]:
         return lines
     seconds = metric("avg_epoch_time").key
     like = {c: seconds for c in table if c.endswith(("_cpu", "_gpu"))}
-    shown = table.assign(speedup=[f"{v:.2f}×" for v in table["speedup"]])
-    lines += [markdown(shown, like=like), "", f"**Overall GPU speedup: {overall_speedup(table):.2f}x**", ""]
+    shown = table.assign(speedup=[f"{v:.2f}×" for v in table["speedup"]]).rename(columns=SPEEDUP_HEADERS)
+    like = {SPEEDUP_HEADERS[c]: kind for c, kind in like.items()}
+    lines += [markdown(shown, like=like), "",
+              f"**Overall GPU speedup: {overall_speedup(table):.2f}×** (total training time, CPU ÷ GPU, summed over "
+              "the configs above, as the lab computes it; the table's speedups are per epoch)", ""]  # fmt: skip
     return lines
+
+
+#: the speedup table's columns as a reader wants them: what, on which device, in which unit
+SPEEDUP_HEADERS = {
+    "avg_epoch_time_cpu": "CPU s/epoch", "avg_epoch_time_gpu": "GPU s/epoch", "total_time_cpu": "CPU total s",
+    "total_time_gpu": "GPU total s", "speedup": "speedup (s/epoch, CPU ÷ GPU)",
+}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------- CLI
