@@ -123,6 +123,7 @@ def test_a_sweep_over_true_false_and_null_is_reported_by_those_names(tmp_path: P
     assert "Swept: **step.channels_last** = null, false, true" in report
     assert "step.channels_last=false" in report and "step.channels_last=False" not in report
     assert (tmp_path / "S" / "runs.png").is_file()
+    assert "peak RSS MB" in report  # a CPU run's memory figure, in the table too (not only in the plot)
     assert list(pd.read_csv(tmp_path / "S" / "summary.csv", keep_default_na=False)["step.channels_last"]) == [
         "null", "false", "true"]  # fmt: skip
 

@@ -81,7 +81,7 @@ def test_a_reproduction_is_a_new_run_with_identical_losses(original: Path, tmp_p
     assert "| avg epoch time (s) |" in md and "(new / original)" in md
     assert "peak CUDA memory allocated" not in md and "energy" not in md  # CPU: metrics neither run has
     assert "| achieved training compute (TFLOP/s) | 0.0" in md  # significant digits, not 0.00
-    assert "| peak RSS, main process (workers excluded) (MB) |" in md and "| test accuracy |" in md
+    assert "| peak RSS of the main process, workers excluded (MB) |" in md and "| test accuracy |" in md
     assert "| torch |" in md and "| git_commit |" in md and "| packages.torch |" in md
     if same_code(original, new_dir):  # another commit may land while the suite runs
         assert reproduce.CODE_CHANGED not in proc.stdout + md

@@ -185,9 +185,10 @@ METRICS: list[Metric] = [
     Metric("peak_reserved_mb", "peak CUDA memory reserved", "MB", ",.1f", "peak reserved MB", table=True),
     Metric("warmup_peak_memory_mb", "peak CUDA memory allocated before the timed epochs (data, model, warm-up)",
            "MB", ",.1f"),
-    # The training process's own: DataLoader workers are processes of their own, not counted in it.
-    Metric("peak_rss_mb", "peak RSS, main process (workers excluded)", "MB", ",.0f", "peak RSS MB",
-           panel="memory"),
+    # The training process's own: DataLoader workers are processes of their own, not counted in it. In a
+    # report's table only beside runs without a CUDA peak (the CPU's memory figure).
+    Metric("peak_rss_mb", "peak RSS of the main process, workers excluded", "MB", ",.0f", "peak RSS MB",
+           table=True, panel="memory"),
     Metric("dataset_memory_mb", "resident dataset on the device", "MB", ",.1f", "dataset MB", table=True),
     Metric("max_batch", "largest batch that trains (task=max_batch)", "images", ",.0f", "max batch", "ratio",
            table=True, panel="capacity"),

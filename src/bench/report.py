@@ -202,7 +202,10 @@ def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     if (runs["device"] == "cuda").any() and "cudnn_benchmark" not in shown:
         shown.append("cudnn_benchmark")  # autotuning changes both time and memory
     # Measurement columns no run has (e.g. GPU memory in a CPU sweep) are left out.
-    measured = [m.key for m in METRICS if m.table and runs[m.key].notna().any()]
+    # The host's RSS is the memory figure of a run without a CUDA peak; beside CUDA runs alone it is noise.
+    cpu_memory = (runs["peak_memory_mb"].isna() & runs["peak_rss_mb"].notna()).any()
+    measured = [m.key for m in METRICS
+                if m.table and runs[m.key].notna().any() and (m.key != "peak_rss_mb" or cpu_memory)]  # fmt: skip
     # A column of text with holes: all-missing is float NaN to pandas, so test the values, not the dtype.
     judged = [c for c in ("verdict", "learning") if runs[c].map(lambda v: isinstance(v, str) and v != "").any()]
     spread = [c for c in (SPREAD_REPEATS, SPREAD_EPOCHS) if c in runs]
