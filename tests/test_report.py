@@ -225,6 +225,21 @@ def test_peak_memory_of_the_one_gpu_run_beside_a_cpu_run_is_no_range(tmp_path: P
     assert "ranges from 50.0 MB" not in text
 
 
+def test_the_learning_column_says_learned_beside_did_not_learn(tmp_path: Path) -> None:
+    # A blank beside "did not learn" read as a check that was not made.
+    for job, bs in enumerate((64, 256)):
+        _fake_run(tmp_path / "s", job, "cpu", bs, 2.0)
+    metrics = json.loads((tmp_path / "s" / "1" / "metrics.json").read_text())
+    metrics["final_loss"] = math.log(10)  # a uniform guess
+    (tmp_path / "s" / "1" / "metrics.json").write_text(json.dumps(metrics))
+    text = " ".join((build_report([tmp_path / "s"]).out / "report.md").read_text().split())
+    assert "| learned |" in text and "| did not learn |" in text
+    # Where every run learned, no column of "learned".
+    shutil.rmtree(tmp_path / "s" / "1")
+    text = (build_report([tmp_path / "s"], tmp_path / "one").out / "report.md").read_text()
+    assert "did not learn" not in text and "| learning" not in text.split("## Why")[0]
+
+
 def test_the_memory_panels_say_what_a_max_batch_searchs_peak_is(tmp_path: Path) -> None:
     # A search times nothing: its peak is the attempt at the largest batch, not "the timed epochs".
     for job, (model, largest) in enumerate([("medium", 8192), ("large", 2048)]):

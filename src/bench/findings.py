@@ -175,11 +175,16 @@ def capacity_sentences(runs: pd.DataFrame) -> list[str]:
     return out
 
 
+def learning_cell(learned: object) -> str:
+    """The learning check as a table shows it: a blank beside "did not learn" would read as not checked."""
+    return {True: "learned", False: "did not learn"}.get(learned, "") if isinstance(learned, bool) else ""
+
+
 def verdict_table(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
     """Per run: the swept values, the verdict, its evidence and the next step to try."""
     table = runs[[*varied, "status", "verdict", "evidence", "next", "learned"]].copy()
     table["next"] = [f"`{n}`" if isinstance(n, str) and n else "" for n in table["next"]]
-    table["learned"] = ["did not learn" if v is False else "" for v in table["learned"]]
+    table["learned"] = [learning_cell(v) for v in table["learned"]]
     return table.rename(columns={"next": "try next", "learned": "learning"})
 
 

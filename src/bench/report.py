@@ -207,7 +207,8 @@ def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     measured = [m.key for m in METRICS
                 if m.table and runs[m.key].notna().any() and (m.key != "peak_rss_mb" or cpu_memory)]  # fmt: skip
     # A column of text with holes: all-missing is float NaN to pandas, so test the values, not the dtype.
-    judged = [c for c in ("verdict", "learning") if runs[c].map(lambda v: isinstance(v, str) and v != "").any()]
+    judged = ["verdict"] if runs["verdict"].map(lambda v: isinstance(v, str) and v != "").any() else []
+    judged += ["learning"] if (runs["learning"] == "did not learn").any() else []  # else a column of "learned"
     spread = [c for c in (SPREAD_REPEATS, SPREAD_EPOCHS) if c in runs]
     # A max_batch search says why it stopped: its max batch is the largest only where it bracketed it.
     searched = ["search"] if not training and runs["search"].notna().any() else []
@@ -285,7 +286,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     loaders = values(runs["loader"])
     if len(loaders) == 1 and _trains(runs):
         lines += [f"Pipeline: loader={loaders[0]} ({PIPELINES.get(loaders[0], 'see README')})", ""]
-    shown = runs.assign(learning=["did not learn" if v is False else "" for v in runs["learned"]])
+    shown = runs.assign(learning=[findings.learning_cell(v) for v in runs["learned"]])
     if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median and IQR, and a noise flag
         shown[SPREAD_REPEATS] = [_spread(r) for _, r in runs.iterrows()]
     elif (pd.to_numeric(runs["samples_per_s_cv"], errors="coerce") > NOISY_CV).any():  # one repeat, epochs far apart
