@@ -302,6 +302,9 @@ def test_lab_figures_that_none_of_ours_matches_stand_alone(tmp_path: Path) -> No
     assert "like for like" not in text and "ours s/epoch" not in text
     section = text.split("The lab's figures")[1].split("## Status")[0]
     assert "n/a" not in section and "| 20.4 |" in " ".join(section.split()), section
+    # Our one run is told along what the lab swept: its table shows the batch size it names, not the model.
+    table = " ".join(text.split("## Lab part 2")[1].split("![")[0].split())
+    assert "| batch_size | loader |" in table and "| 32 | dataloader |" in table, table
 
 
 def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> None:

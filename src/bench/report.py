@@ -102,6 +102,12 @@ def overall_speedup(table: pd.DataFrame) -> float | None:
     return float(table["total_time_cpu"].sum() / table["total_time_gpu"].sum())
 
 
+def _lab_variable(lab: dict[str, Any] | None) -> str | None:
+    """The config column the lab swept in this part (its figures' first), or None."""
+    figures = (lab or {}).get("figures") or []
+    return next((c for c in figures[0] if c in CONFIG_COLUMNS), None) if figures else None
+
+
 def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
     """The lab's figures beside ours, matched on the variable the lab swept (one row per run of ours).
 
@@ -271,7 +277,9 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
 
     lab = next((lab for lab in runs.get("lab", []) if isinstance(lab, dict)), None)
     swept = swept_variables(runs)
-    varied = swept or [v for v in ("model",) if v in runs]
+    # A lab part run at one value of what the lab swept (experiment=batch_size batch_size=32) is still told
+    # along that variable: its table, plot and lab comparison name the batch size, not the model.
+    varied = swept or [v for v in (_lab_variable(lab), "model") if v in runs][:1]
     runs, varied = _by_source(runs, varied)
     if lab and "part" in lab:
         heading = f"Lab part {lab['part']}: {title}"
