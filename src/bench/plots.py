@@ -54,6 +54,10 @@ def _series_label(key: Any, hue: list[str]) -> str:
     return ", ".join(f"{h}={k}" for h, k in zip(hue, keys, strict=True))
 
 
+#: a panel whose values span this factor or more gets a log y axis
+LOG_Y_SPAN = 30
+
+
 def plot_experiment(
     runs: pd.DataFrame, varied: list[str], title: str, path: Path, lab: dict[str, Any] | None = None
 ) -> bool:
@@ -88,12 +92,25 @@ def plot_experiment(
             _lab_overlay(ax, lab_df, x, column, numeric, categories, lab_style)
         _mark_unfinished(ax, runs, x, numeric, categories)
         ax.set_xlabel(LABELS.get(x, x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
-        ax.set_ylabel(label)
+        # Values far apart (a CPU run's 40 s beside a GPU's or the lab's 0.1 s): on a linear axis the small ones
+        # lie flat on the floor, the lab's markers hidden in its bottom pixel.
+        shown = pd.to_numeric(ok[column], errors="coerce")
+        if lab_drawn:
+            shown = pd.concat([shown, pd.to_numeric(lab_df[column], errors="coerce")])
+        shown = shown[shown > 0]
+        log_y = len(shown) >= 2 and shown.max() / shown.min() >= LOG_Y_SPAN
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_ylabel(label + (" (log scale)" if log_y else ""))
         ax.set_title(label.split(" (")[0])
         # A legend only where there is more than one series to tell apart (not a lone "bench").
         legend = bool(ax.get_legend_handles_labels()[0]) and bool(hue or lab_drawn)
-        # From 0, and room above the highest point: 5% so its marker is not cut by the frame, 25% under a legend.
-        ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * (1.25 if legend else 1.05))
+        # From 0 (linear), and room above the highest point: 5% so its marker is not cut by the frame, 25% under
+        # a legend (on a log axis, the same as factors).
+        if log_y:
+            ax.set_ylim(shown.min() / 1.5, shown.max() * (4 if legend else 1.5))
+        else:
+            ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * (1.25 if legend else 1.05))
         ax.grid(True, alpha=0.3)
         if legend:
             ax.legend(fontsize="small")
