@@ -211,7 +211,7 @@ def test_the_report_shows_the_breakdown_and_compares_with_the_lab_like_for_like(
     dataset = 154_140_000 / MIB
     cells = " ".join(text.split())  # tables are padded for reading; compare their cells
     assert f"| {significant(200.0 - dataset)} |" in cells and f"| {significant(260.0 - dataset)} |" in cells
-    assert "Of our peak at 16 images per batch" in text
+    assert "Of our peak with medium at 16 images per batch (our first run with a breakdown)" in text
     assert set(report.runs["batch_size"]) == {16, 64}
 
 

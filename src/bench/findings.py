@@ -210,7 +210,8 @@ def lab_memory_sentence(runs: pd.DataFrame) -> str:
             own = parts["params_mb"] + parts["grads_mb"] + parts["optimizer_mb"]
             transient = parts["activations_mb"] + parts.get("graph_pool_mb", 0.0)  # a captured step's are pooled
             return (
-                f"Of our peak at {run.get('batch_size')} images per batch, {own:,.1f} MB are the model's weights, "
+                f"Of our peak with {run.get('model')} at {run.get('batch_size')} images per batch (our first run with "
+                f"a breakdown), {own:,.1f} MB are the model's weights, "
                 f"gradients and Adam state, {transient:,.1f} MB activations and temporaries, and "
                 f"{parts['other_persistent_mb']:,.1f} MB other persistent memory (library workspaces and handles, "
                 "which differ by GPU, driver and library version); the resident dataset is left out above."
