@@ -243,6 +243,42 @@ def test_sigterm_to_a_submitit_job_records_it_as_interrupted(tmp_path: Path) -> 
         assert list(summary["status"]) == ["interrupted"]
 
 
+def test_a_sweep_folder_is_never_given_back_once_its_jobs_were_submitted(tmp_path: Path) -> None:
+    # A signal after a SLURM array was submitted (its jobs still queued, no job folder yet) said "no job had
+    # started; nothing was kept" and gave the folder back: a new sweep took it, and the queued jobs would
+    # later write into it.
+    from bench import folders
+    from bench.folders import claim_sweep_dir, claimed_sweep_dir
+
+    for launcher, kept in (
+        ("hydra._internal.core_plugins.basic_launcher.BasicLauncher", False),
+        ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", True),
+    ):
+        sweep = tmp_path / launcher.rsplit(".", 1)[1]
+        with folders.session():
+            claim_sweep_dir(sweep, folders.JOB_SUBDIR)
+            assert claimed_sweep_dir() == sweep
+            if kept:  # what bench's sweeper does before it hands jobs to a launcher of other processes
+                folders.hand_over(launcher)
+            folders.abandon_claim()
+        assert (sweep / folders.SWEEP_FILE).exists() == kept, launcher
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_sweeps_process_alone_stops_its_jobs_before_the_report(tmp_path: Path) -> None:
+    # `kill PID` reaches the launching process only: its submitit jobs ran on to the end with no parent, the
+    # partial report called them unreadable, and a resume then trained them again over their results.
+    with _submitit_job_training(tmp_path) as (sweep, log, job):
+        sweep.send_signal(signal.SIGTERM)
+        _, err = sweep.communicate(timeout=120)
+        assert sweep.returncode == 143, err[-3000:]
+        assert err.strip().splitlines()[-1].startswith("bench: interrupted by SIGTERM: 1 interrupted; partial report")
+        assert read_metrics(log.parent)["status"] == "interrupted"  # recorded before the report read it
+        assert list(pd.read_csv(log.parent.parent / "summary.csv")["status"]) == ["interrupted"]
+        with pytest.raises(ProcessLookupError):
+            os.kill(job, 0)  # the job's process has ended
+
+
 @pytest.mark.slow
 def test_a_submitit_job_killed_outright_stops_the_sweep_as_a_failure_not_bad_input(tmp_path: Path) -> None:
     # SIGKILL leaves submitit no result to return: the launching process raises. Work had begun (the job's

@@ -95,3 +95,22 @@ def test_a_job_whose_folder_was_removed_takes_back_its_first_number_in_any_order
     # The first plan's number, where that folder is free; else as before.
     plan = resume.plan([(["x=b", "resume=true"], "b"), (["x=a", "resume=true"], "a")], [], planned=[["x=a"], ["x=c"]])
     assert sorted(plan.run) == [(0, ["x=a", "resume=true"]), (1, ["x=b", "resume=true"])]
+
+
+def test_a_job_still_running_in_a_process_of_its_own_is_never_run_again(tmp_path: Path) -> None:
+    # A sweep whose launching process was stopped alone left its submitit jobs running; a resume took them for
+    # unfinished and trained them again into the same folders, over the results they then wrote.
+    from bench import folders
+
+    assert run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=16,32").returncode == 0
+    (tmp_path / "S" / "1" / "metrics.json").unlink()  # as if job 1 were still training
+    finished = _snapshot(tmp_path / "S" / "1")
+    with folders.hold_job(tmp_path / "S" / "1"):  # the lock its own process holds while it runs
+        again = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=16,32", "resume=true")
+        assert again.returncode == 2
+        assert "resume=true: job 1 of S is still running in a process of its own; wait for it" in again.stderr
+        assert _snapshot(tmp_path / "S" / "1") == finished
+    # Once it has ended, the resume runs it.
+    again = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=16,32", "resume=true")
+    assert again.returncode == 0, again.stderr
+    assert list(pd.read_csv(tmp_path / "S" / "summary.csv")["status"]) == ["ok", "ok"]

@@ -86,35 +86,43 @@ def _job(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> float | None:
             write_metrics(run_dir, train.result_for(cfg, status="interrupted", error=f"interrupted by {stop.name}"))
         raise
 
-    try:
-        schema.validate(cfg)
-        result = train.run(cfg, run_dir, raise_usage_errors=not in_sweep)
-    except UsageError as err:
-        # train.run has already recorded a missing device or dataset; a config error is recorded here.
-        if not (run_dir / METRICS_FILE).exists():
-            try:
-                write_metrics(run_dir, train.result_for(cfg, status="failed", error=f"config error: {err}"))
-            except OSError as write_err:  # the error line below still tells the user what was wrong
-                log.debug("Could not record the config error: %s", write_err)
-        if not in_sweep:
-            fail(str(err), EXIT_USAGE)  # SystemExit passes through Hydra untouched
-        log.error("Config error: %s", err)
-        return None
-    except (NotRecorded, OSError) as err:  # a full disk, a folder that went away
-        message = str(err) if isinstance(err, NotRecorded) else f"could not record the run: {os_error_line(err)}"
-        if not in_sweep:
-            fail(message, EXIT_RUN_FAILED)
-        log.error("%s", message)
-        return None
-    except Exception as err:  # a bug in bench: the job's status, never the end of the sweep
-        if not in_sweep:
-            raise
-        log.error("Job failed: %s", describe(err))
-        log.debug("Traceback", exc_info=True)
-        return None
-    if in_sweep or result.status == "ok":
-        return result.metrics.get("samples_per_s")
-    fail(f"run {result.status}: {result.error} (details in {run_dir})", EXIT_RUN_FAILED)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(folders.hold_job(run_dir))
+        except UsageError as err:  # its own process still runs it (a stopped sweep's, resumed): nothing written
+            if not in_sweep:
+                fail(str(err), EXIT_USAGE)
+            log.error("Job not run: %s", err)
+            return None
+        try:
+            schema.validate(cfg)
+            result = train.run(cfg, run_dir, raise_usage_errors=not in_sweep)
+        except UsageError as err:
+            # train.run has already recorded a missing device or dataset; a config error is recorded here.
+            if not (run_dir / METRICS_FILE).exists():
+                try:
+                    write_metrics(run_dir, train.result_for(cfg, status="failed", error=f"config error: {err}"))
+                except OSError as write_err:  # the error line below still tells the user what was wrong
+                    log.debug("Could not record the config error: %s", write_err)
+            if not in_sweep:
+                fail(str(err), EXIT_USAGE)  # SystemExit passes through Hydra untouched
+            log.error("Config error: %s", err)
+            return None
+        except (NotRecorded, OSError) as err:  # a full disk, a folder that went away
+            message = str(err) if isinstance(err, NotRecorded) else f"could not record the run: {os_error_line(err)}"
+            if not in_sweep:
+                fail(message, EXIT_RUN_FAILED)
+            log.error("%s", message)
+            return None
+        except Exception as err:  # a bug in bench: the job's status, never the end of the sweep
+            if not in_sweep:
+                raise
+            log.error("Job failed: %s", describe(err))
+            log.debug("Traceback", exc_info=True)
+            return None
+        if in_sweep or result.status == "ok":
+            return result.metrics.get("samples_per_s")
+        fail(f"run {result.status}: {result.error} (details in {run_dir})", EXIT_RUN_FAILED)
 
 
 def main() -> None:
@@ -135,7 +143,7 @@ def main() -> None:
             if _no_job_began() and _sweep_dir() is not None:
                 folders.abandon_claim()  # while the sweep's jobs were checked: no report of jobs all "missing"
                 exit_interrupted(stop, "no job had started; nothing was kept")
-            exit_interrupted(stop, _what_is_kept())
+            exit_interrupted(stop, _stop_the_jobs(stop) + _what_is_kept())
         except (UsageError, Refused) as err:
             folders.abandon_claim()
             fail(str(err), EXIT_USAGE)
@@ -161,9 +169,34 @@ def _sweep_dir() -> Path | None:
 
 def _no_job_began() -> bool:
     """Whether no job of this command has started. Under the submitit launchers the jobs run in other
-    processes: there, a job folder in the sweep's folder says that work began."""
+    processes: there, once they were submitted, they may start at any time (a queued SLURM array)."""
     sweep = _sweep_dir()
-    return not SESSION.started and not (sweep is not None and folders.holds_run_dirs(sweep))
+    return (
+        not SESSION.started and not folders.handed_over() and not (sweep is not None and folders.holds_run_dirs(sweep))
+    )
+
+
+#: seconds a stopped sweep waits for its jobs' own processes to record how they ended
+JOBS_STOP_S = 30
+
+
+def _stop_the_jobs(stop: Interrupted) -> str:
+    """Under the submitit launchers the jobs are processes of their own, which a signal to this process alone
+    (`kill PID`, not Ctrl-C, which reaches the whole group) does not stop: they ran on, and a resume then ran
+    them again. Here they get the signal too, and the partial report waits for them to record how they ended.
+    What is left to say (jobs that did not end, or went to SLURM) is the start of the closing line."""
+    launcher = folders.handed_over()
+    if not launcher:
+        return ""
+    with interrupts.deferred(reraise=False):
+        alive = interrupts.stop_descendants(stop.signum, JOBS_STOP_S)
+    sweep = _sweep_dir()
+    said = ""
+    if alive:
+        said += f"{len(alive)} job process(es) did not end within {JOBS_STOP_S} s and may still write into {sweep}; "
+    if not launcher.endswith("LocalLauncher"):  # SLURM: the jobs run on other machines, queued or started
+        said += f"jobs handed to the cluster go on: cancel them with scancel (their ids: {sweep}/.submitit); "
+    return said
 
 
 def _register_sweeper() -> None:

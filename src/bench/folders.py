@@ -30,6 +30,10 @@ LOCK_FILE = ".bench.lock"
 _claimed: list[Path] = []  # the sweep folders this process claimed, latest last
 _held: list[int] = []  # the open lock files of the sweep folders this process holds
 _new: dict[Path, bool] = {}  # the new sweep folders this process claimed: whether it made the folder itself
+#: the launcher (its _target_) this process handed jobs to that runs them in processes of their own
+#: (submitit): from then on they may write into the sweep folder whatever this process does, so it is never
+#: given back; "" while none
+_handed_over = ""
 
 
 @contextlib.contextmanager
@@ -45,10 +49,63 @@ def session() -> Iterator[None]:
 
 def forget_claims() -> None:
     """Let go of every folder this process claimed, and of their locks."""
+    global _handed_over
     _claimed.clear()
     _new.clear()
+    _handed_over = ""
     while _held:
         os.close(_held.pop())
+
+
+def hand_over(launcher: str) -> None:
+    """The sweep's jobs go to ``launcher`` (its _target_), which runs them in processes of their own (submitit,
+    locally or on SLURM): once submitted they may start, and write into the folder, at any time."""
+    global _handed_over
+    _handed_over = launcher
+
+
+def handed_over() -> str:
+    """The launcher this process handed jobs to, or "" (none, or jobs run in this process)."""
+    return _handed_over
+
+
+@contextlib.contextmanager
+def hold_job(run_dir: Path) -> Iterator[None]:
+    """Hold a job's folder while the job runs (a lock on its ``.bench.lock``, which the kernel drops however the
+    process ends). A job whose folder another live process holds (the same job, left running by a sweep that
+    was stopped, and now resumed) is refused: its results would be written over."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise UsageError(f"{run_dir}: cannot write there ({os_error_line(err)})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise UsageError(f"{run_dir} is in use by another process running this job; its results are not "
+                             "written over") from None  # fmt: skip
+        fd = -1  # a filesystem without locks: the job runs unlocked, as before
+    try:
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def job_running(run_dir: Path) -> bool:
+    """Whether a live process holds the job folder ``run_dir`` (see :func:`hold_job`)."""
+    try:
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR)
+    except OSError:
+        return False  # no lock file: a job from before locks, or one that never started
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        return err.errno in (errno.EWOULDBLOCK, errno.EACCES)
+    finally:
+        os.close(fd)
+    return False
 
 
 def abandon_claim() -> None:
@@ -56,7 +113,7 @@ def abandon_claim() -> None:
     refused before its first job (an option one of its values does not have), and the corrected command must
     be able to have the folder. A resumed sweep's folder is never touched."""
     path = claimed_sweep_dir()
-    if path is None or path not in _new or holds_run_dirs(path):
+    if path is None or path not in _new or holds_run_dirs(path) or _handed_over:
         return
     for name in (SWEEP_FILE, LOCK_FILE):
         (path / name).unlink(missing_ok=True)

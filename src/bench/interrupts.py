@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any
 
@@ -171,6 +171,48 @@ def _handlers(handler: signal.Handlers | object) -> Iterator[None]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old if old is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+
+
+def descendants() -> list[int]:
+    """The live processes descended from this one (Linux: read from /proc; elsewhere none), zombies left out."""
+    parents: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, queue = [], [os.getpid()]
+    while queue:
+        for child in parents.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def stop_descendants(signum: int, wait_s: float) -> list[int]:
+    """Pass ``signum`` on to every process descended from this one (a sweep's jobs in processes of their own,
+    when only this process was signalled: `kill PID`), and wait up to ``wait_s`` seconds for them to end, so
+    that each records how it ended before the partial report reads it. Returns those still alive."""
+    import time
+
+    for pid in descendants():
+        with suppress(OSError):  # ended meanwhile
+            os.kill(pid, signum)
+    deadline = time.monotonic() + wait_s
+    alive = descendants()
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = descendants()
+    return alive
 
 
 @contextmanager

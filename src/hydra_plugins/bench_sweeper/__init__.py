@@ -51,13 +51,28 @@ class BenchSweeper(BasicSweeper):
         jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
         configs = _check_jobs(self, jobs)
         self._checked = True
+        from bench import folders
+
+        # Jobs that run in processes of their own (submitit) may start, and write into the folder, as soon as they
+        # are submitted: from here on the folder is never given back as unused.
+        launcher = str(OmegaConf.select(self.config, "hydra.launcher._target_", default=""))
+        if not launcher.endswith("BasicLauncher"):
+            folders.hand_over(launcher)
         if not OmegaConf.select(self.config, "resume", default=False):
             return super().sweep(arguments)
         from bench import resume
+        from bench.errors import UsageError
 
         identities = [resume.job_hash(cfg) for cfg in configs]
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        the_plan = resume.plan(list(zip(jobs, identities, strict=True)), resume.existing_jobs(sweep_dir),
+        existing = resume.existing_jobs(sweep_dir)
+        # A sweep stopped while its jobs ran on in processes of their own (submitit's, its main process signalled
+        # alone): running them again would write over what they are about to finish.
+        running = [e.number for e in existing if folders.job_running(sweep_dir / str(e.number))]
+        if running:
+            raise UsageError(f"resume=true: job {', '.join(map(str, running))} of {sweep_dir} is still running in a "
+                             "process of its own; wait for it to end (or stop it), then resume")  # fmt: skip
+        the_plan = resume.plan(list(zip(jobs, identities, strict=True)), existing,
                                resume.planned_overrides(sweep_dir))  # fmt: skip
         log.info("Resuming %s: %d of %d jobs finished already (kept as they are), %d to run",
                  sweep_dir, len(the_plan.skipped), len(jobs), len(the_plan.run))  # fmt: skip
