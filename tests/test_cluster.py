@@ -243,6 +243,24 @@ def test_sigterm_to_a_submitit_job_records_it_as_interrupted(tmp_path: Path) -> 
         assert list(summary["status"]) == ["interrupted"]
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "hydra.launcher.timeout_min=0",
+        "hydra.launcher.tasks_per_node=0",
+        "hydra.launcher.nodes=-1",
+        "hydra.launcher.gpus_per_node=-1",
+    ],
+)
+def test_a_launcher_value_submitit_cannot_use_is_refused_before_any_job(tmp_path: Path, value: str) -> None:
+    # timeout_min=0 made every job "has not produced any output", exit 1, the folder used up with empty job
+    # folders; tasks_per_node=0 ended in "tuple index out of range" and two tracebacks.
+    proc = run_cli(tmp_path, "-m", "hydra/launcher=local", *TINY_SWEEP, "batch_size=16,32", value, "hydra.sweep.dir=S")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"bench: error: {value}: it must be a number of at least ")
+    assert not (tmp_path / "S").exists()  # the folder given back: nothing was made
+
+
 def test_a_sweep_folder_is_never_given_back_once_its_jobs_were_submitted(tmp_path: Path) -> None:
     # A signal after a SLURM array was submitted (its jobs still queued, no job folder yet) said "no job had
     # started; nothing was kept" and gave the folder back: a new sweep took it, and the queued jobs would

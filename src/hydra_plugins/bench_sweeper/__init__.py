@@ -49,6 +49,7 @@ class BenchSweeper(BasicSweeper):
         loader = self.hydra_context.config_loader
         overrides = OverridesParser.create(config_loader=loader).parse_overrides([*self._parse_config(), *arguments])
         jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        _check_launcher(self.config)
         configs = _check_jobs(self, jobs)
         self._checked = True
         from bench import folders
@@ -83,6 +84,22 @@ class BenchSweeper(BasicSweeper):
                 _ = r.return_value  # as the basic sweeper does: a job that raised stops the sweep
             returns.append(results)
         return returns
+
+
+#: submitit's numeric launcher keys and their least value: below it, submitit failed only after the jobs had
+#: been made (timeout_min=0: every job "has not produced any output"; tasks_per_node=0: a traceback)
+LAUNCHER_MINIMUM = {"timeout_min": 1, "nodes": 1, "tasks_per_node": 1, "gpus_per_node": 0, "cpus_per_task": 1,
+                    "mem_gb": 1, "array_parallelism": 1}  # fmt: skip
+
+
+def _check_launcher(config: Any) -> None:
+    """The launcher's numbers, before any job is made: one line and exit 2 for a value submitit cannot use."""
+    from bench.errors import UsageError
+
+    for key, least in LAUNCHER_MINIMUM.items():
+        value = OmegaConf.select(config, f"hydra.launcher.{key}", default=None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < least):
+            raise UsageError(f"hydra.launcher.{key}={value}: it must be a number of at least {least}")
 
 
 #: sweeps of more jobs than this say that their jobs are being checked (it takes seconds)
