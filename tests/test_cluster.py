@@ -261,6 +261,15 @@ def test_a_launcher_value_submitit_cannot_use_is_refused_before_any_job(tmp_path
     assert not (tmp_path / "S").exists()  # the folder given back: nothing was made
 
 
+@pytest.mark.parametrize("launcher", ["slurm", "local"])
+def test_a_single_run_with_a_cluster_launcher_is_refused_not_trained_here(tmp_path: Path, launcher: str) -> None:
+    # Without -m Hydra ignores the launcher: `hydra/launcher=slurm` trained on the login node, without a word.
+    proc = run_cli(tmp_path, f"hydra/launcher={launcher}", *TINY)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "and this is a single run, which would train here in this process: add -m" in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_a_sweep_folder_is_never_given_back_once_its_jobs_were_submitted(tmp_path: Path) -> None:
     # A signal after a SLURM array was submitted (its jobs still queued, no job folder yet) said "no job had
     # started; nothing was kept" and gave the folder back: a new sweep took it, and the queued jobs would

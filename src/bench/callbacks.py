@@ -30,6 +30,12 @@ class FolderGuard(Callback):
         try:
             if OmegaConf.select(config, "resume", default=False):
                 raise UsageError("resume=true resumes a sweep: add -m and hydra.sweep.dir=<the sweep's folder>")
+            # Without -m Hydra runs the one job here and ignores the launcher: a SLURM run trained on the login node.
+            launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+            if launcher and not launcher.endswith("BasicLauncher"):
+                name = launcher.rsplit(".", 1)[-1]
+                raise UsageError(f"the {name} runs a sweep's jobs, and this is a single run, which would train here "
+                                 "in this process: add -m (one value per key makes a sweep of one job)")  # fmt: skip
             claim_run_dir(Path(_resolved(config, "hydra.run.dir")))
         except UsageError as err:
             raise Refused(str(err)) from None
