@@ -73,3 +73,8 @@ def test_info_reports_the_config_search_path(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "--info")
     assert proc.returncode == 0, proc.stderr
     assert "pkg://bench.conf" in proc.stdout
+    # After an override, --info took it for its value: "invalid choice: 'model=small'", exit 2.
+    proc = run_cli(tmp_path, "model=small", "--info")
+    assert proc.returncode == 0 and "pkg://bench.conf" in proc.stdout, proc.stderr
+    proc = run_cli(tmp_path, "model=small", "--info", "defaults")  # with its value, wherever it is
+    assert proc.returncode == 0 and "Defaults List" in proc.stdout, proc.stderr

@@ -231,6 +231,7 @@ def options_first(argv: list[str], parser: argparse.ArgumentParser) -> list[str]
     actions = {flag: action for action in parser._actions for flag in action.option_strings}
     options: list[str] = []
     overrides: list[str] = []
+    last: list[str] = []  # an option whose value is optional, given none (--info): after the overrides
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -238,17 +239,19 @@ def options_first(argv: list[str], parser: argparse.ArgumentParser) -> list[str]
         if not arg.startswith("-"):
             overrides.append(arg)
             continue
-        options.append(arg)  # an unknown option too: the parser says so in one line
         action = actions.get(arg)
-        if action is None or i == len(argv):
-            continue
         # The next word is this option's value: always for one that takes a value (-cn NAME), and for
         # --info only when it is one of its choices (--info config), since its value is optional.
-        takes_next = action.nargs is None or (action.nargs == "?" and argv[i] in (action.choices or ()))
+        takes_next = action is not None and i < len(argv) and (
+            action.nargs is None or (action.nargs == "?" and argv[i] in (action.choices or ())))  # fmt: skip
         if takes_next:
-            options.append(argv[i])
+            options += [arg, argv[i]]
             i += 1
-    return options + overrides
+        elif action is not None and action.nargs == "?":  # ahead of an override, it would take it as its value
+            last.append(arg)
+        else:
+            options.append(arg)  # an unknown option too: the parser says so in one line
+    return options + overrides + last
 
 
 def _check_arguments(argv: list[str], parser: argparse.ArgumentParser) -> argparse.Namespace:
