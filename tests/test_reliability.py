@@ -201,6 +201,19 @@ def test_sigterm_records_the_run_as_interrupted(tmp_path: Path) -> None:
     assert len(metrics["epochs_detail"]) >= 1  # what finished is kept
 
 
+def test_a_closed_terminal_records_the_sweep_as_interrupted(tmp_path: Path) -> None:
+    # SIGHUP (a terminal closed, an SSH session dropped) ended the sweep on the spot: the running job had no
+    # metrics.json and there was no partial report.
+    proc = _start(tmp_path, "-m", *LONG, "workers=0", "batch_size=64,128", "hydra.sweep.dir=S", new_session=True)
+    _wait_for(proc, "Epoch 1/")
+    os.killpg(proc.pid, signal.SIGHUP)  # the terminal's whole session
+    done = _finish(proc)
+    assert done.returncode == 129, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("bench: interrupted by SIGHUP: 1 interrupted, 1 missing")
+    assert read_metrics(tmp_path / "S" / "0")["status"] == "interrupted"
+    assert (tmp_path / "S" / "report.md").is_file() and "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize("after_s", [0.8, 1.6])
 def test_a_signal_while_a_job_imports_torch_is_one_line(tmp_path: Path, after_s: float) -> None:
     # A signal halfway through torch's import (a job's first seconds) left a half-made module, which the partial

@@ -15,18 +15,25 @@ _COMMAND_FOLDERS = ("bench", "benchmarks")
 
 
 def _quiet_start() -> None:
-    """A command's first second is imports (torch, pandas, Hydra): a Ctrl-C or SIGTERM there would print a
-    traceback from deep inside them. Until the command installs its own handlers (bench.interrupts), either
-    ends it with one line and 130 or 143: nothing was started, so nothing is lost. A signal the shell has set
-    to be ignored (a background job) stays ignored."""
+    """A command's first second is imports (torch, pandas, Hydra): a Ctrl-C, SIGTERM or SIGHUP there would print
+    a traceback from deep inside them. Until the command installs its own handlers (bench.interrupts), each
+    ends it with one line and 130, 143 or 129: nothing was started, so nothing is lost. A signal the shell has
+    set to be ignored (a background job, nohup) stays ignored."""
 
     def handler(signum: int, frame: object) -> None:
         when = "after its work, while exiting" if _done else "nothing was started"
-        sys.stderr.write(f"bench: interrupted by {signal.Signals(signum).name}: {when}\n")
-        sys.stderr.flush()
+        try:
+            sys.stderr.write(f"bench: interrupted by {signal.Signals(signum).name}: {when}\n")
+            sys.stderr.flush()
+        except OSError:  # SIGHUP: the terminal is gone
+            pass
         os._exit(128 + signum)  # no finalizers of half-imported modules, which could print their own errors
 
-    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    defaults = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: signal.SIG_DFL,
+        signal.SIGHUP: signal.SIG_DFL,
+    }
     for signum, default in defaults.items():
         if signal.getsignal(signum) is default:
             signal.signal(signum, handler)

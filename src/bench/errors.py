@@ -8,6 +8,7 @@ or 143 (SIGTERM). See docs/architecture.md, "Failure".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import signal
 import sys
@@ -116,8 +117,9 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 def exit_interrupted(stop: Interrupted, detail: str) -> NoReturn:
-    """The one line for SIGINT or SIGTERM, and exit 130 or 143."""
-    print(f"bench: interrupted by {stop.name}: {detail}", file=sys.stderr, flush=True)
+    """The one line for SIGINT, SIGTERM or SIGHUP, and exit 130, 143 or 129 (128 + the signal's number)."""
+    with contextlib.suppress(OSError):  # SIGHUP: the terminal is gone; what was kept is on disk all the same
+        print(f"bench: interrupted by {stop.name}: {detail}", file=sys.stderr, flush=True)
     sys.exit(stop.exit_code)
 
 

@@ -23,7 +23,9 @@ import bench
 from bench.errors import Interrupted
 
 log = logging.getLogger(__name__)
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: SIGHUP too: a closed terminal or a dropped SSH session ended a sweep on the spot, its running job unrecorded
+#: and no partial report
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: the last signal this process received under interruptible() or deferred(); None when none did
 _received: int | None = None
 #: a signal whose Interrupted may have been swallowed: raised in a destructor or an at-fork callback (a
@@ -165,6 +167,8 @@ def _handlers(handler: signal.Handlers | object) -> Iterator[None]:
         return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
     for s in SIGNALS:
+        if s == signal.SIGHUP and previous[s] == signal.SIG_IGN:
+            continue  # nohup: the user asked for the command to outlive its terminal
         signal.signal(s, handler)  # type: ignore[arg-type]
     try:
         yield
@@ -198,16 +202,27 @@ def descendants() -> list[int]:
     return found
 
 
-def stop_descendants(signum: int, wait_s: float) -> list[int]:
+def stop_descendants(signum: int, wait_s: float, grace_s: float = 3.0) -> list[int]:
     """Pass ``signum`` on to every process descended from this one (a sweep's jobs in processes of their own,
     when only this process was signalled: `kill PID`), and wait up to ``wait_s`` seconds for them to end, so
-    that each records how it ended before the partial report reads it. Returns those still alive."""
+    that each records how it ended before the partial report reads it. Returns those still alive.
+
+    They first get ``grace_s`` to end by themselves: Ctrl-C reaches the whole process group, and a second
+    signal in the moment a job starts to record the first is one it need not get."""
     import time
 
-    for pid in descendants():
+    deadline = time.monotonic() + wait_s
+    alive = _alive_until(time.monotonic() + min(grace_s, wait_s))
+    for pid in alive:
         with suppress(OSError):  # ended meanwhile
             os.kill(pid, signum)
-    deadline = time.monotonic() + wait_s
+    return _alive_until(deadline)
+
+
+def _alive_until(deadline: float) -> list[int]:
+    """The descendants still alive once they have all ended, or at ``deadline``."""
+    import time
+
     alive = descendants()
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)
