@@ -74,18 +74,8 @@ def hold_job(run_dir: Path) -> Iterator[None]:
     """Hold a job's folder while the job runs (a lock on its ``.bench.lock``, which the kernel drops however the
     process ends). A job whose folder another live process holds (the same job, left running by a sweep that
     was stopped, and now resumed) is refused: its results would be written over."""
-    try:
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as err:
-        raise UsageError(f"{run_dir}: cannot write there ({os_error_line(err)})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
-            raise UsageError(f"{run_dir} is in use by another process running this job; its results are not "
-                             "written over") from None  # fmt: skip
-        fd = -1  # a filesystem without locks: the job runs unlocked, as before
+    fd = _lock(run_dir, str(run_dir), f"{run_dir} is in use by another process running this job; its results are "
+               "not written over")  # fmt: skip
     try:
         yield
     finally:
@@ -253,18 +243,27 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
 def _hold(path: Path) -> None:
     """Lock the sweep folder ``path`` for this session, or refuse it if another process holds it: two resumes
     of one sweep, or a resume of a sweep still running, would train the same jobs into the same folders."""
+    busy = (f"hydra.sweep.dir={path} is in use by another bench process (the sweep itself, or a resume of it, "
+            "still running): wait for it to end, or stop it, then resume")  # fmt: skip
+    fd = _lock(path, f"hydra.sweep.dir={path}", busy)
+    if fd >= 0:
+        _held.append(fd)
+
+
+def _lock(folder: Path, key: str, busy: str) -> int:
+    """An exclusive lock on ``folder``'s LOCK_FILE, held while the returned descriptor is open (the kernel drops
+    it however the process ends); -1 on a filesystem without locks (some network mounts), where the folder is
+    used unlocked, as before. UsageError where it cannot be written (``key`` names it), or where another live
+    process holds it (``busy`` says so)."""
     try:
-        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
-        raise UsageError(f"hydra.sweep.dir={path}: cannot write there ({os_error_line(err)})") from None
+        raise UsageError(f"{key}: cannot write there ({os_error_line(err)})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
         os.close(fd)
         if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
-            raise UsageError(
-                f"hydra.sweep.dir={path} is in use by another bench process (the sweep itself, or a resume of "
-                "it, still running): wait for it to end, or stop it, then resume"
-            ) from None
-        return  # a filesystem without locks (some network mounts): the folder is claimed as before, unlocked
-    _held.append(fd)
+            raise UsageError(busy) from None
+        return -1
+    return fd
