@@ -43,6 +43,16 @@ CASES = {
         "the option itself with precision=amp_bf16",
     ),
     "a loader renamed": (["loader.name=resident"], "loader=dataloader is what runs"),
+    # Unchecked: a max_batch job ran with them, and on a GPU failed only then.
+    "a memory share above 1": (
+        ["task=max_batch", "max_batch.memory_fraction=2"],
+        "max_batch.memory_fraction=2.0 is out of range; it must be a share of the GPU's memory",
+    ),
+    "a negative time budget": (["task=max_batch", "max_batch.budget_s=-1"], "max_batch.budget_s=-1.0 is out of range"),
+    "a negative tolerance": (
+        ["task=max_batch", "max_batch.tolerance=-0.1"],
+        "max_batch.tolerance=-0.1 is out of range",
+    ),
     "a recipe renamed": (["recipe.name=fast"], "recipe=lab is what runs"),
 }
 if importlib.util.find_spec("hydra._internal.target_policy") is not None:  # Hydra versions with a blocklist

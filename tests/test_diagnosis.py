@@ -162,6 +162,14 @@ def test_profile_writes_a_trace_and_changes_nothing(cfg_for, tmp_path: Path, cap
     messages = [r.getMessage() for r in caplog.records]
     profiled_at = next(i for i, m in enumerate(messages) if m.startswith("Profiled "))
     assert profiled_at > max(i for i, m in enumerate(messages) if m.startswith("Epoch 2/2"))
+    # The steps it profiled, at most an epoch's: "Profiled 5 steps" was printed over an epoch of 2.
+    from bench.train import PROFILE_STEPS
+
+    steps = min(PROFILE_STEPS, -(-profiled.train_samples // profiled.batch_size))
+    assert messages[profiled_at].startswith(f"Profiled {steps} step{'s' * (steps != 1)} (rolled back)")
+    with caplog.at_level(logging.INFO, logger="bench.train"):
+        _run(cfg_for, tmp_path, "loader=resident", "dataset.train_size=64", "batch_size=32", "profile=true")
+    assert "Profiled 2 steps (rolled back)" in caplog.text
 
 
 def test_profile_on_the_cpu_prints_no_lines_of_kinetos_own(tmp_path: Path) -> None:

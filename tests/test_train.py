@@ -78,6 +78,15 @@ def _losses(cfg_for, tmp_path: Path, *overrides: str) -> list[float]:
     return [e.loss for e in result.epochs_detail]
 
 
+def test_a_run_without_evaluation_records_no_test_images(tmp_path: Path) -> None:
+    # It recorded test_samples 64 and logged "64 test images", though no test ran.
+    proc = run_cli(tmp_path, *TINY, "evaluate=false")
+    assert proc.returncode == 0, proc.stderr
+    metrics = read_metrics(only_run_dir(tmp_path))
+    assert metrics["test_samples"] is None and metrics["test_accuracy"] is None and metrics["train_samples"] == 256
+    assert "256 train images, no test (evaluate=false)" in proc.stdout + proc.stderr
+
+
 def test_same_seed_same_losses_on_cpu(cfg_for, tmp_path: Path) -> None:
     first = _losses(cfg_for, tmp_path, "device=cpu")
     second = _losses(cfg_for, tmp_path, "device=cpu")

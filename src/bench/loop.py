@@ -156,11 +156,14 @@ def warm_up(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, c
         return clock.stop().wall_s
 
 
-def profile(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, steps: int, trace: Path) -> str:
-    """A torch.profiler trace of ``steps`` training steps, rolled back like the warm-up, after the timed epochs.
+def profile(
+    seed: int, model: torch.nn.Module, step: Step, train: BatchSource, steps: int, trace: Path
+) -> tuple[str, int]:
+    """A torch.profiler trace of up to ``steps`` training steps (one epoch's at most), rolled back like the
+    warm-up, after the timed epochs.
 
     Writes ``trace`` (Chrome trace JSON: open it in Perfetto or chrome://tracing) and returns the top operators
-    by self time as a table for the log.
+    by self time as a table for the log, and how many steps it profiled.
     """
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -173,15 +176,17 @@ def profile(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, s
         # on a CPU run; it reads its log level once, when first used in the process. A user's own level wins.
         os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     model.train()
+    done = 0
     with rolled_back(model, step, device), torch_profile(activities=activities) as prof:
-        for done, (x, y) in enumerate(train.device_batches(epoch_seed(seed, PROFILE_EPOCH))):
+        for x, y in train.device_batches(epoch_seed(seed, PROFILE_EPOCH)):
             if done >= steps:
                 break
             step.fn(x, y)
+            done += 1
         synchronize(device)
     prof.export_chrome_trace(str(trace))
     sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=sort, row_limit=10)
+    return prof.key_averages().table(sort_by=sort, row_limit=10), done
 
 
 def evaluate(model: torch.nn.Module, source: BatchSource, dtype: torch.dtype | None) -> float:

@@ -181,6 +181,13 @@ RANGES: dict[str, tuple[int, int | None]] = {
     "max_batch.start": (1, 2**24),
     "model.width": (1, 2**16),  # the nets' channel multiplier, where a variant sets it (+model.width=2)
 }
+#: real-valued settings: (least, most, in words); null where the schema allows it means unset. max_batch's were
+#: unchecked: memory_fraction=2 and budget_s=-1 ran, and a GPU job failed only then.
+SHARES: dict[str, tuple[float, float, str]] = {
+    "max_batch.memory_fraction": (1e-6, 1.0, "a share of the GPU's memory above 0 and at most 1 (or null: all)"),
+    "max_batch.tolerance": (0.0, 1.0, "a share from 0 (bisect to the exact batch) to 1, e.g. 0.05"),
+    "max_batch.budget_s": (1e-3, 7 * 24 * 3600.0, "seconds above 0, at most a week"),
+}
 #: DataLoader workers beyond this many per CPU core only add processes competing for the same cores
 WORKERS_PER_CORE = 4
 #: the lab swept workers 0/2/4/8 on a 2-core Colab box; that sweep stays legal on any machine
@@ -242,6 +249,11 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
     if loader_workers is not None and loader_workers != cfg.workers:
         raise ConfigError(f"loader.workers={loader_workers}: set workers={loader_workers} instead; the loader takes "
                           "it from there, and the records and checks know it")  # fmt: skip
+    for key, (low, high, says) in SHARES.items():
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not (math.isfinite(value) and low <= value <= high)):  # fmt: skip
+            raise ConfigError(f"{key}={value} is out of range; it must be {says}")
     if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, int | float):
         raise ConfigError(f"lr={cfg.lr} is not a number")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):

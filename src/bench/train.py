@@ -156,9 +156,10 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
 def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> None:
     """Record the last facts and write metrics.json. A broken device cannot stop a sweep (its errors become
     notes); only a metrics.json that cannot be written is raised, as NotRecorded, whose line says it all."""
-    # The run's own peak, read before the environment is gathered (which may load libraries); none for a run
-    # that was skipped before it did any work.
-    result.metrics["peak_rss_mb"] = measure.peak_rss_mb() if result.status != "skipped" else None
+    # The run's own peak, read after its timed epochs (above), or here, before the environment is gathered
+    # (which may load libraries), for a run that stopped earlier; none for one skipped before any work.
+    if result.metrics.get("peak_rss_mb") is None:
+        result.metrics["peak_rss_mb"] = measure.peak_rss_mb() if result.status != "skipped" else None
     try:
         if device is not None and result.metrics.get("peak_memory_mb") is None:  # how far an OOM run got
             _record_peak_memory(result, device)
@@ -234,7 +235,8 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     allocator = memory.allocator_for(device)
 
     arrays = load_arrays(cfg.dataset)
-    result.train_samples, result.test_samples = len(arrays.train_y), len(arrays.test_y)
+    # Test images only where the run tests on them: with evaluate=false none is used.
+    result.train_samples, result.test_samples = len(arrays.train_y), len(arrays.test_y) if cfg.evaluate else None
     result.classes = len(arrays.classes)
     if result.train_samples < cfg.batch_size:  # a dataset's own size (an image folder), which no config states
         raise ConfigError(batch_exceeds_data(cfg.batch_size, result.train_samples, whole_dataset=True))
@@ -307,11 +309,13 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
             short = short_window_note(sum(measured)) if measured else None
             result.notes.extend([short] if short else [])
         peaks = (allocator.peak_allocated(), allocator.peak_reserved()) if allocator is not None else (0, 0)
+        # The CPU's peak too, before the profiler and evaluation (which a profiled CPU run's peak had counted).
+        result.metrics["peak_rss_mb"] = measure.peak_rss_mb()
         if cfg.profile:
             # After the timed epochs and their peaks: a profiler can leave CUDA's tracing (CUPTI) active in the
             # process after it stops, which slows the kernels that follow it.
-            table = profile(cfg.seed, model, step, train, PROFILE_STEPS, run_dir / TRACE_FILE)
-            log.info("Profiled %d steps (rolled back): %s", PROFILE_STEPS, run_dir / TRACE_FILE)
+            table, profiled = profile(cfg.seed, model, step, train, PROFILE_STEPS, run_dir / TRACE_FILE)
+            log.info("Profiled %d step%s (rolled back): %s", profiled, "s" * (profiled != 1), run_dir / TRACE_FILE)
             log.debug("Top operators by self time:\n%s", table)  # to bench.log
     finally:
         train.close()
@@ -372,10 +376,11 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     for note in notes:
         log.warning("Note: %s", note)
     result.notes.extend(notes)
+    tested = f"{result.test_samples} test images" if result.test_samples is not None else "no test (evaluate=false)"
     log.info(
-        "Training %s (%s params) on %s (%s) | %s | batch %d | %s, %d train / %d test images | loader=%s",
+        "Training %s (%s params) on %s (%s) | %s | batch %d | %s, %d train images, %s | loader=%s",
         cfg.model.name, f"{result.params:,}", result.device, result.device_name, cfg.precision.name,
-        cfg.batch_size, cfg.dataset.name, result.train_samples, result.test_samples, cfg.loader.name,
+        cfg.batch_size, cfg.dataset.name, result.train_samples, tested, cfg.loader.name,
     )  # fmt: skip
 
 
