@@ -198,6 +198,22 @@ def test_imagefolder_is_decoded_once_and_cached(cfg_for, tmp_path: Path, caplog)
     assert len(list((tmp_path / "data" / "imagefolder-cache").glob("*.npz"))) == 2
 
 
+def test_a_16_bit_greyscale_image_is_scaled_not_saturated(cfg_for, tmp_path: Path, caplog) -> None:
+    # Pillow's conversion to RGB clips 16-bit values at 255: a 16-bit gradient came out 99% white, and trained.
+    root = _image_folder(tmp_path / "imgs")
+    gradient = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(gradient).save(root / "train" / "cats" / "0.png")  # first of the training images
+    palette = Image.fromarray(np.zeros((32, 32), dtype=np.uint8), "P")
+    palette.info["transparency"] = 0
+    palette.save(root / "train" / "dogs" / "9.png", transparency=0)
+    cfg = cfg_for("dataset=imagefolder", f"dataset.root={root}", f"data_dir={tmp_path / 'data'}",
+                  "dataset.train_size=null", "dataset.test_size=null")  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        arrays = load(cfg)
+    assert 120 < arrays.train_x[0].mean() < 135, arrays.train_x[0].mean()  # a gradient's middle grey, not white
+    assert "Palette images with Transparency" not in caplog.text  # through RGBA, as Pillow advises
+
+
 # ------------------------------------------------------------------------------------------- loaders
 
 

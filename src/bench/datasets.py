@@ -15,6 +15,7 @@ import logging
 import os
 import tempfile
 import urllib.error
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def _read_cache(cache: Path, classes: tuple[str, ...]) -> Arrays | None:
 
 def _folder_key(root: Path, *folders: object) -> str:
     """Key the cache by every file's path, size and modification time: an edit anywhere makes a new key."""
-    digest = hashlib.sha256(f"{IMAGE_SIZE}".encode())
+    digest = hashlib.sha256(f"{IMAGE_SIZE}:{DECODING}".encode())
     for folder in folders:
         for path, label in folder.samples:  # type: ignore[attr-defined]
             st = Path(path).stat()
@@ -219,12 +220,33 @@ def _folder_key(root: Path, *folders: object) -> str:
     return digest.hexdigest()[:16]
 
 
+#: how images are turned into 8-bit RGB: part of the cache's key, so that a change decodes them again
+DECODING = 2
+
+
 def _decode(samples: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((len(samples), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
     for i, (path, _) in enumerate(samples):
         try:
-            with Image.open(path) as img:
-                images[i] = np.asarray(img.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR))
-        except OSError as err:
-            raise DatasetUnavailable(f"cannot decode image {path}: {err}") from err
+            # Pillow's own warnings (a palette with transparency, a very large image) name no file: the log does.
+            with warnings.catch_warnings(record=True) as said, Image.open(path) as img:
+                warnings.simplefilter("always")
+                images[i] = np.asarray(_rgb(img).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR))
+            for warning in said:
+                log.warning("%s: %s", path, one_line(warning.message))
+        except (OSError, Image.DecompressionBombError) as err:  # a bomb is too large to decode safely
+            raise DatasetUnavailable(f"cannot decode image {path}: {one_line(err)}") from err
     return images, np.asarray([label for _, label in samples], dtype=np.int64)
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB. Pillow's own conversion clips 16-bit greyscale to 255, which made a 16-bit PNG nearly all
+    white: its values are scaled instead. A palette with transparency goes through RGBA, as Pillow advises."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        values = np.asarray(img, dtype=np.int64)
+        if img.mode != "I" or values.max(initial=0) > 255:  # "I" holds 8-bit values too, from some encoders
+            values = values >> 8
+        return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("RGB")
