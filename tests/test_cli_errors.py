@@ -31,6 +31,12 @@ CASES = {
         ["dataset=cifar10", "data_dir=empty"],
         "put cifar-10-python.tar.gz in empty/ or use dataset=synthetic",
     ),
+    # Each said "could not be fetched": with download=false nothing was fetched, and a file is no folder.
+    "cifar10 without download": (
+        ["dataset=cifar10", "data_dir=empty", "dataset.download=false"],
+        "CIFAR-10 is not in empty/ (and dataset.download=false); put cifar-10-python.tar.gz in empty/",
+    ),
+    "cifar10 in a file": (["dataset=cifar10", "data_dir=/etc/passwd"], "data_dir=/etc/passwd is a file, not a folder"),
     "missing imagefolder": (
         ["dataset=imagefolder", "dataset.root=/does/not/exist"],
         "dataset.root=/does/not/exist needs train/<class>/ and test/<class>/ folders",

@@ -20,7 +20,7 @@ from torchvision.datasets import CIFAR10
 from bench.datasets import load_arrays
 from bench.errors import DatasetUnavailable
 from bench.loaders import build_loader, epoch_seed
-from conftest import TINY, offline_env, only_run_dir, read_metrics
+from conftest import TINY, offline_env, only_run_dir, read_metrics, run_cli
 
 
 def load(cfg):
@@ -196,6 +196,15 @@ def test_imagefolder_is_decoded_once_and_cached(cfg_for, tmp_path: Path, caplog)
     Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(root / "train" / "cats" / "new.png")
     assert len(load(cfg).train_y) == 7
     assert len(list((tmp_path / "data" / "imagefolder-cache").glob("*.npz"))) == 2
+
+
+def test_corrupt_extracted_cifar10_batches_are_named_not_fetched(tmp_path: Path) -> None:
+    # "CIFAR-10 is not in d/ and could not be fetched": it was there, corrupt.
+    (tmp_path / "d" / "cifar-10-batches-py").mkdir(parents=True)
+    (tmp_path / "d" / "cifar-10-batches-py" / "data_batch_1").write_text("x")
+    proc = run_cli(tmp_path, *TINY, "dataset=cifar10", "data_dir=d")
+    assert proc.returncode == 2, proc.stderr
+    assert "d/cifar-10-batches-py/ is incomplete or corrupt (its files' checksums differ); delete it" in proc.stderr
 
 
 def test_a_16_bit_greyscale_image_is_scaled_not_saturated(cfg_for, tmp_path: Path, caplog) -> None:

@@ -99,6 +99,8 @@ def cifar10(root: str, download: bool = True, train_size: int | None = None, tes
     from torchvision.datasets.utils import check_integrity
 
     root = Path(root)
+    if root.exists() and not root.is_dir():  # "could not be fetched ([Errno 17] File exists)" said nothing of it
+        raise DatasetUnavailable(f"data_dir={root} is a file, not a folder; CIFAR-10 goes in a folder")
     made = _first_missing(root)  # the folder a download attempt creates, to be taken back if it fails
     try:
         train = CIFAR10(root=str(root), train=True, download=download)
@@ -110,6 +112,17 @@ def cifar10(root: str, download: bool = True, train_size: int | None = None, tes
             raise DatasetUnavailable(
                 f"{archive} is corrupt (not CIFAR-10's archive: its checksum differs); delete it and put the "
                 "real cifar-10-python.tar.gz there, or use dataset=synthetic"
+            ) from err
+        batches = root / CIFAR10.base_folder
+        if batches.is_dir() and not archive.is_file():  # extracted, but not all there: no fetch was the cause
+            raise DatasetUnavailable(
+                f"{batches}/ is incomplete or corrupt (its files' checksums differ); delete it and put "
+                f"cifar-10-python.tar.gz in {root}/, or use dataset=synthetic"
+            ) from err
+        if not download:  # torchvision's "You can use download=True" names no bench setting
+            raise DatasetUnavailable(
+                f"CIFAR-10 is not in {root}/ (and dataset.download=false); put cifar-10-python.tar.gz in {root}/ "
+                "or use dataset=synthetic"
             ) from err
         reason = str(getattr(err, "reason", err)).splitlines()[0] if str(err) else type(err).__name__
         raise DatasetUnavailable(
