@@ -401,7 +401,8 @@ def _conclude(result: RunResult) -> None:
             f"peak memory {m['peak_memory_mb']:,.1f} MB allocated{pooled} / {m['peak_reserved_mb']:,.1f} MB reserved"
         )
     else:
-        line.append(f"peak RSS {measure.peak_rss_mb():,.0f} MB")
+        rss = m.get("peak_rss_mb") or measure.peak_rss_mb()  # the figure metrics.json records, as read after the epochs
+        line.append(f"peak RSS {rss:,.0f} MB")
     if m.get("test_accuracy") is not None:
         line.append(f"test accuracy {m['test_accuracy']:.1%}")
     log.info("Done: %s", ", ".join(line))
