@@ -360,8 +360,9 @@ def _refuse_a_run_on_both_sides(base: pd.DataFrame, cand: pd.DataFrame) -> None:
     sweep and one of its jobs), never a measurement."""
     baseline = {Path(d).resolve(): d for d in base["run_dir"] if isinstance(d, str)}
     for d in cand["run_dir"]:
-        if isinstance(d, str) and Path(d).resolve() in baseline:
-            also = "" if baseline[Path(d).resolve()] == d else f" (as {baseline[Path(d).resolve()]})"
+        there = baseline.get(Path(d).resolve()) if isinstance(d, str) else None
+        if there is not None:
+            also = "" if there == d else f" (as {there})"
             raise UsageError(f"{d} is on both sides{also}: a run compared with itself is always the same")
 
 

@@ -35,9 +35,9 @@ class BatchSource:
     batch_size: int
     #: bytes this source keeps on the training device (the resident dataset); 0 when it streams.
     device_bytes: int = 0
-    #: config keys this loader does not use, recorded in metrics.json's notes (with why, where it is not plain).
-    ignored: tuple[str, ...] = ()
-    why_ignored: dict[str, str]
+    #: config keys this loader does not use, each with why where it is not plain (else ""), recorded in
+    #: metrics.json's notes
+    ignored: dict[str, str]
     #: whether :meth:`to_device` copies each batch to the device (else batches are made there)
     copies: bool = False
 
@@ -47,7 +47,7 @@ class BatchSource:
     ) -> None:  # fmt: skip
         self.samples, self.batch_size = len(x), batch_size
         self.device, self.shuffle, self.channels_last = device, shuffle, channels_last
-        self.why_ignored = {}
+        self.ignored = {}
 
     def __len__(self) -> int:
         return -(-self.samples // self.batch_size)
@@ -111,13 +111,12 @@ class DataLoaderSource(BatchSource):
         pin = pin_memory and device.type == "cuda"
         # What the DataLoader does not use here, recorded: pinning is for copies to a GPU, and persistence and
         # prefetching are the worker processes'.
-        self.why_ignored = {
+        self.ignored = {
             **({"loader.pin_memory": "pinned memory speeds copies to a GPU"} if pin_memory and not pin else {}),
             **{f"loader.{key}": "it applies to worker processes, and workers=0"
                for key, asked in (("persistent_workers", persistent_workers), ("prefetch_factor", prefetch_factor))
                if asked not in (False, None) and workers == 0},
         }  # fmt: skip
-        self.ignored = tuple(self.why_ignored)
         # An asynchronous copy is only asynchronous from pinned memory.
         self.non_blocking = pin and non_blocking
         # RandomSampler with a generator we reseed per epoch: the order depends on (seed, epoch) only.
@@ -178,7 +177,7 @@ class ResidentSource(BatchSource):
         self.normalized = normalized
         self.y = torch.from_numpy(y).to(device)
         self.device_bytes = self.x.nbytes + self.y.nbytes
-        self.ignored = ("workers",) if workers else ()
+        self.ignored = {"workers": ""} if workers else {}
         self._deferred = False
 
     def defer(self) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:

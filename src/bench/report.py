@@ -103,9 +103,9 @@ def overall_speedup(table: pd.DataFrame) -> float | None:
 
 
 def _lab_variable(lab: dict[str, Any] | None) -> str | None:
-    """The config column the lab swept in this part (its figures' first), or None."""
-    figures = (lab or {}).get("figures") or []
-    return next((c for c in figures[0] if c in CONFIG_COLUMNS), None) if figures else None
+    """The config column the lab swept in this part (the first its figures name), or None."""
+    keys = dict.fromkeys(k for figure in (lab or {}).get("figures") or [] for k in figure)
+    return next((c for c in keys if c in CONFIG_COLUMNS), None)
 
 
 def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
@@ -117,7 +117,7 @@ def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
     figures = pd.DataFrame(lab.get("figures") or [])
     if figures.empty:
         return figures
-    x = next(c for c in figures.columns if c in CONFIG_COLUMNS)
+    x = _lab_variable(lab)
     measures = [m for m in METRICS if m.key in figures]
     ours = _recorded(runs).copy()
     if "avg_epoch_time" in figures and "avg_epoch_time" in ours:  # like for like: per epoch of the lab's size
@@ -457,9 +457,8 @@ def _speedup_lines(runs: pd.DataFrame) -> list[str]:
             lines += ["No config finished on both the CPU and the GPU, so there is no speedup to compute.", ""]
         return lines
     seconds = metric("avg_epoch_time").key
-    like = {c: seconds for c in table if c.endswith(("_cpu", "_gpu"))}
+    like = {SPEEDUP_HEADERS[c]: seconds for c in table if c.endswith(("_cpu", "_gpu"))}
     shown = table.assign(speedup=[f"{v:.2f}×" for v in table["speedup"]]).rename(columns=SPEEDUP_HEADERS)
-    like = {SPEEDUP_HEADERS[c]: kind for c, kind in like.items()}
     lines += [markdown(shown, like=like), "",
               f"**Overall GPU speedup: {overall_speedup(table):.2f}×** (total training time, CPU ÷ GPU, summed over "
               "the configs above, as the lab computes it; the table's speedups are per epoch)", ""]  # fmt: skip

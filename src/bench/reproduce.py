@@ -82,9 +82,10 @@ def plan(source: Source, extra: Sequence[str]) -> Plan:
         raise UsageError(f"{sweep_keys[0]}: a sweep setting; reproduce runs the one saved job (override its keys)")
     renamed = [o for o in extra if o.lstrip("+").split("=")[0] in (f"{g}.name" for g in schema.FIXED_NAMES)]
     if renamed:  # the option would run as it was, recorded under another name
-        group, name = renamed[0].lstrip("+").split("=", 1)
-        raise UsageError(f"{renamed[0]}: the name of the {group.split('.')[0]} that runs; choose the option itself "
-                         f"with {group.split('.')[0]}={name}")  # fmt: skip
+        key, name = renamed[0].lstrip("+").split("=", 1)
+        group = key.split(".")[0]
+        raise UsageError(f"{renamed[0]}: the name of the {group} that runs; choose the option itself with "
+                         f"{group}={name}")  # fmt: skip
     # Removing a key of the saved run took this checkout's default in its place, without a word (~epochs ran 3).
     removed = [o for o in extra if o.startswith("~")]
     if removed:

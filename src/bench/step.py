@@ -249,6 +249,7 @@ def build_step(
 
     eager = make(forward)
 
+    arithmetic = math_precision(precision)
     settings = {
         "adam": adam,
         "set_to_none": set_to_none,
@@ -257,7 +258,7 @@ def build_step(
         "autocast": precision.autocast_dtype,
         "grad_scaler": scaler.is_enabled(),
         # What ran: TF32 is a GPU tensor-core format, so precision=tf32 is fp32 on the CPU (a note says so).
-        "math": "fp32" if device.type != "cuda" and math_precision(precision) == "tf32" else math_precision(precision),
+        "math": "fp32" if device.type != "cuda" and arithmetic == "tf32" else arithmetic,
     }
     if not captured:
         return Step(eager, optimizer, scaler, settings, min_warmup_steps=2 if compile_mode != "none" else 0)

@@ -366,9 +366,8 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     notes = []  # on the console too, before the run: each changes what its numbers mean
     if cfg.precision.tf32 and result.device != "cuda":
         notes.append("precision=tf32 is fp32 here: TF32 is a GPU tensor-core format")
-    notes.extend(f"{key} is ignored by loader={cfg.loader.name}"
-                 + (f" here: {train.why_ignored[key]}" if key in train.why_ignored else "")
-                 for key in train.ignored)  # fmt: skip
+    notes.extend(f"{key} is ignored by loader={cfg.loader.name}" + (f" here: {why}" if why else "")
+                 for key, why in train.ignored.items())  # fmt: skip
     cores = usable_cores()  # a SLURM job's share, not the node's count
     if cfg.workers > cores and "workers" not in train.ignored:
         notes.append(f"workers={cfg.workers} is more than the {cores} CPU core{'s' * (cores > 1)} this run may use: "
@@ -401,8 +400,7 @@ def _conclude(result: RunResult) -> None:
             f"peak memory {m['peak_memory_mb']:,.1f} MB allocated{pooled} / {m['peak_reserved_mb']:,.1f} MB reserved"
         )
     else:
-        rss = m.get("peak_rss_mb") or measure.peak_rss_mb()  # the figure metrics.json records, as read after the epochs
-        line.append(f"peak RSS {rss:,.0f} MB")
+        line.append(f"peak RSS {m['peak_rss_mb']:,.0f} MB")  # the figure metrics.json records: after the epochs
     if m.get("test_accuracy") is not None:
         line.append(f"test accuracy {m['test_accuracy']:.1%}")
     log.info("Done: %s", ", ".join(line))

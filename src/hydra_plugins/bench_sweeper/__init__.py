@@ -50,13 +50,13 @@ class BenchSweeper(BasicSweeper):
         overrides = OverridesParser.create(config_loader=loader).parse_overrides([*self._parse_config(), *arguments])
         jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
         _check_launcher(self.config)
-        configs = _check_jobs(self, jobs)
+        launcher = str(OmegaConf.select(self.config, "hydra.launcher._target_", default=""))
+        configs = _check_jobs(self, jobs, launcher)
         self._checked = True
         from bench import folders
 
         # Jobs that run in processes of their own (submitit) may start, and write into the folder, as soon as they
         # are submitted: from here on the folder is never given back as unused.
-        launcher = str(OmegaConf.select(self.config, "hydra.launcher._target_", default=""))
         if not launcher.endswith("BasicLauncher"):
             folders.hand_over(launcher)
         if not OmegaConf.select(self.config, "resume", default=False):
@@ -108,7 +108,7 @@ CHECKS_SHOWN_FROM = 20
 LOCAL_LAUNCHERS = ("BasicLauncher", "LocalLauncher")
 
 
-def _check_jobs(sweeper: BenchSweeper, jobs: Any) -> list[Any]:
+def _check_jobs(sweeper: BenchSweeper, jobs: Any, launcher: str) -> list[Any]:
     """Each job's composed config (with its ``hydra`` node), after bench's own checks (bench.schema.validate) of
     what the job would run, with Hydra's job number set as its launcher sets it (``${hydra:job.num}``)."""
     from hydra.core.hydra_config import HydraConfig
@@ -119,7 +119,6 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any) -> list[Any]:
 
     assert sweeper.config is not None and sweeper.hydra_context is not None
     loader = sweeper.hydra_context.config_loader
-    launcher = str(OmegaConf.select(sweeper.config, "hydra.launcher._target_", default=""))
     here = launcher.endswith(LOCAL_LAUNCHERS)  # SLURM jobs run on nodes with other hardware than this one
     common = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
     if len(jobs) > CHECKS_SHOWN_FROM:  # about 0.1 s a job on 2 cores: say what the wait is
