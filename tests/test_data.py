@@ -198,6 +198,22 @@ def test_imagefolder_is_decoded_once_and_cached(cfg_for, tmp_path: Path, caplog)
     assert len(list((tmp_path / "data" / "imagefolder-cache").glob("*.npz"))) == 2
 
 
+def test_files_imagefolder_does_not_read_are_named(cfg_for, tmp_path: Path, caplog) -> None:
+    # torchvision's ImageFolder skips a .gif without a word: a folder of mixed formats trained on part of itself.
+    root = _image_folder(tmp_path / "imgs")
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(root / "train" / "cats" / "a.gif")
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(root / "train" / "dogs" / "b.gif")
+    (root / "train" / "dogs" / "notes.txt").write_text("x")
+    (root / "train" / "dogs" / ".DS_Store").write_text("x")  # a hidden file is nobody's image
+    cfg = cfg_for("dataset=imagefolder", f"dataset.root={root}", f"data_dir={tmp_path / 'data'}",
+                  "dataset.train_size=null", "dataset.test_size=null")  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="bench.datasets"):
+        assert len(load(cfg).train_y) == 6
+    said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert said == [f"{root / 'train'}: 3 files left out, of extensions torchvision's ImageFolder does not read "
+                    "(2 .gif, 1 .txt)"]  # fmt: skip
+
+
 def test_corrupt_extracted_cifar10_batches_are_named_not_fetched(tmp_path: Path) -> None:
     # "CIFAR-10 is not in d/ and could not be fetched": it was there, corrupt.
     (tmp_path / "d" / "cifar-10-batches-py").mkdir(parents=True)

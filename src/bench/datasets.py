@@ -180,6 +180,8 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
     unknown = sorted(set(test.classes) - set(train.classes))
     if unknown:
         raise DatasetUnavailable(f"test/ has classes that train/ lacks: {', '.join(unknown)}")
+    for folder in (train, test):
+        _warn_skipped(folder)
 
     classes = tuple(train.classes)
     cache = Path(cache_dir) / f"{_folder_key(root, train, test)}.npz"
@@ -204,6 +206,25 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
         Path(tmp).unlink(missing_ok=True)
         raise
     return Arrays(train_x, train_y, test_x, test_y, classes).subset(train_size, test_size)
+
+
+def _warn_skipped(folder: object) -> None:
+    """Say which files in the class folders ImageFolder left out (extensions it does not read: .gif, .svg, …):
+    it skips them without a word, and a folder of mixed formats would train on part of itself. Hidden files
+    (.DS_Store) are left out of the count."""
+    root = Path(folder.root)  # type: ignore[attr-defined]
+    read = {os.path.normpath(path) for path, _ in folder.samples}  # type: ignore[attr-defined]
+    skipped: dict[str, int] = {}
+    for cls in folder.classes:  # type: ignore[attr-defined]
+        for top, _, files in os.walk(root / cls, followlinks=True):  # as ImageFolder walks them
+            for name in files:
+                if not name.startswith(".") and os.path.normpath(os.path.join(top, name)) not in read:
+                    suffix = Path(name).suffix.lower() or "(no extension)"
+                    skipped[suffix] = skipped.get(suffix, 0) + 1
+    if skipped:
+        kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+        log.warning("%s: %d file%s left out, of extensions torchvision's ImageFolder does not read (%s)",
+                    root, sum(skipped.values()), "s" * (sum(skipped.values()) > 1), kinds)  # fmt: skip
 
 
 def _read_cache(cache: Path, classes: tuple[str, ...]) -> Arrays | None:
