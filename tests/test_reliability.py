@@ -582,6 +582,9 @@ def test_every_swept_key_has_a_column_and_a_heading(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(tmp_path / "S" / "summary.csv")
     assert list(summary["lr"]) == [0.001, 1e30] and list(summary["status"]) == ["ok", "diverged"]
+    # The report claims no speed that the diverged run's metrics.json does not (it had re-derived one).
+    assert read_metrics(tmp_path / "S" / "1")["samples_per_s"] is None
+    assert pd.isna(summary["samples_per_s"][1]) and summary["samples_per_s"][0] > 0
     report = (tmp_path / "S" / "report.md").read_text()
     assert "Swept: **lr** = 0.001, 1e+30" in report and "## Sweep over lr" in report
 
