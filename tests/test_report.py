@@ -314,19 +314,21 @@ def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> N
     _fake_run(tmp_path / "s", 0, "cuda", 64, 2.0)  # MediumNet, 2 workers, as the lab; batch 64, not 512
     (tmp_path / "s" / "0" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 64}))
     text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
-    assert "beside ours, with settings of ours that the lab's runs did not have (below)" in text
+    # Ours on synthetic images: the same work per image as CIFAR-10's, which the sentence says, not other pictures.
+    ours = "beside ours (ours on synthetic images, 32×32 RGB as CIFAR-10's: the same work per image, other pictures)"
+    assert f"{ours}, with settings of ours that the lab's runs did not have (below)" in text
     assert "Our runs differ from the lab's in batch_size (ours 64; the lab's 512): these rows compare" in text
     assert "like for like" not in text and "workers (ours" not in text
     # A job missing from the sweep makes batch_size a float column: 512.0 is still the lab's 512.
     _fake_run(tmp_path / "t", 1, "cuda", 512, 2.0)
     (tmp_path / "t" / "1" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 512}))
     text = (build_report([tmp_path / "t"]).out / "report.md").read_text()
-    assert "Our runs differ" not in text and "beside ours, like for like" in text
+    assert "Our runs differ" not in text and f"{ours}, like for like" in text
     # The resident loader beside the lab's DataLoader path was "like for like"; on the CPU, "compare machines,
     # not code paths" then "not only code paths".
     lab["ran_with"] |= {"loader": "dataloader"}
     for device, how in (
-        ("cuda", "beside ours, with settings of ours"),
+        ("cuda", f"{ours}, with settings of ours"),
         ("cpu", "ours ran on the CPU where the lab's ran on its GPU, and with settings of ours"),
     ):
         _fake_run(tmp_path / device, 0, device, 512, 2.0, loader="resident")
@@ -360,7 +362,7 @@ def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path,
     assert list(report.runs["avg_epoch_time"]) == [2.0, 2.0]  # the runs' own figures are unchanged
     text = (tmp_path / "s" / "report.md").read_text()
     assert "The lab's epochs had 50,000 images and ours 25,000" in text
-    assert "beside ours, like for like" in text  # GPU against GPU
+    assert "other pictures), like for like" in text  # GPU against GPU
     assert ("lab (Colab GPU), times per 25,000 images", [10.2, 6.45]) in drawn  # 20.4 and 12.9 s per 50,000
 
 
