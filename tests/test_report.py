@@ -366,6 +366,25 @@ def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path,
     assert ("lab (Colab GPU), times per 25,000 images", [10.2, 6.45]) in drawn  # 20.4 and 12.9 s per 50,000
 
 
+def test_the_notes_runs_recorded_are_in_the_report(tmp_path: Path) -> None:
+    # A CPU sweep over precision=fp32,tf32 showed "tf32" as a precision of its own; its note ("tf32 is fp32
+    # here") was only in metrics.json.
+    tf32 = "precision=tf32 is fp32 here: TF32 is a GPU tensor-core format"
+    notes = {0: ["workers is ignored by loader=resident"], 1: ["workers is ignored by loader=resident", tf32]}
+    for job, batch in enumerate((16, 64)):
+        _fake_run(tmp_path / "s", job, "cpu", batch, 2.0)
+        metrics = tmp_path / "s" / str(job) / "metrics.json"
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "notes": notes[job]}))
+    text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
+    section = text.split("## Notes the runs recorded\n\n")[1].split("\n\n")[0]
+    assert section.splitlines() == [
+        "- workers is ignored by loader=resident — every run",
+        f"- {tf32} — job 1",
+    ]
+    assert "notes" not in pd.read_csv(tmp_path / "s" / "summary.csv")  # not a swept setting either
+    assert "Swept: **batch_size** = 16, 64" in text
+
+
 def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, str(tmp_path), module="bench.report")
     assert proc.returncode == 2

@@ -269,12 +269,33 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     for title, runs in df.groupby("experiment", sort=False):
         lines += _experiment(out, str(title), runs.copy(), report)
 
+    lines += _notes_lines(df)
     lines += ["## Status of every run", ""]
     lines += [markdown(df, ["job", *[c for c in varied if c in df], "status", "error", "run_dir"]), ""]
     report_md = out / "report.md"
     write_atomically(report_md, "\n".join(lines))
     report.files.append(report_md)
     return report
+
+
+def _notes_lines(df: pd.DataFrame) -> list[str]:
+    """Each note the runs recorded (precision=tf32 is fp32 here, a setting the loader ignored, ...), once, with
+    the runs it applies to: the tables show what was asked for, a note what that meant."""
+    where: dict[str, list[str]] = {}
+    several = df["sweep"].nunique() > 1
+    for _, run in df.iterrows():
+        job = run["job"]
+        name = Path(str(run["run_dir"])).name if pd.isna(job) else str(int(job))
+        name = f"{Path(str(run['sweep'])).name}/{name}" if several and not pd.isna(job) else name
+        for note in run["notes"] if isinstance(run["notes"], list) else []:
+            where.setdefault(note, []).append(name)
+    if not where:
+        return []
+    lines = ["## Notes the runs recorded", ""]
+    for note, names in where.items():
+        runs = "every run" if len(names) == len(df) > 1 else ("job " if len(names) == 1 else "jobs ") + ", ".join(names)
+        lines.append(f"- {note} — {runs if df['job'].notna().any() else 'the run'}")
+    return [*lines, ""]
 
 
 def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> list[str]:

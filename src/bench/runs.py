@@ -143,6 +143,7 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     found = metrics.get("diagnosis") or (diagnose({**metrics, **row}) if metrics["status"] == "ok" else {})
     row.update({k: found.get(k) for k in DIAGNOSIS_COLUMNS})
     row["memory"] = metrics.get("memory") or None
+    row["notes"] = [str(n) for n in metrics.get("notes") or []]  # what changes what its numbers mean (report.md)
     capacity = metrics.get("capacity") or {}
     row.update(search=capacity.get("stopped"), oom_batch=capacity.get("smallest_failing"))
     env = metrics.get("env") or {}
@@ -203,7 +204,7 @@ def load_runs(paths: Sequence[Path]) -> pd.DataFrame:
     extras = _varying_settings(df)
     for key in extras:
         df[key] = [_setting(cfg or {}, key) for cfg in df["_config"]]
-    for col in [*summary_columns(), *ENV_COLUMNS, "lab", "memory"]:
+    for col in [*summary_columns(), *ENV_COLUMNS, "lab", "memory", "notes"]:
         if col not in df:
             df[col] = None
     order = {str(p): i for i, p in enumerate(paths)}
@@ -255,7 +256,7 @@ def _varying_settings(df: pd.DataFrame) -> list[str]:
 
 def settings(df: pd.DataFrame) -> list[str]:
     """The columns load_runs added for config keys that vary beyond the standard ones (e.g. ``lr``)."""
-    known = {*summary_columns(), *ENV_COLUMNS, "sweep", "lab", "memory"}
+    known = {*summary_columns(), *ENV_COLUMNS, "sweep", "lab", "memory", "notes"}
     return [c for c in df.columns if c not in known]
 
 

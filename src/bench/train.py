@@ -366,6 +366,8 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     notes = []  # on the console too, before the run: each changes what its numbers mean
     if cfg.precision.tf32 and result.device != "cuda":
         notes.append("precision=tf32 is fp32 here: TF32 is a GPU tensor-core format")
+    if cfg.cudnn_benchmark and result.device != "cuda":
+        notes.append("cudnn_benchmark=true is ignored here: cuDNN autotunes a GPU's convolutions")
     notes.extend(f"{key} is ignored by loader={cfg.loader.name}" + (f" here: {why}" if why else "")
                  for key, why in train.ignored.items())  # fmt: skip
     cores = usable_cores()  # a SLURM job's share, not the node's count
