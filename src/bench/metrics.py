@@ -99,7 +99,7 @@ def _idle(epochs: Epochs) -> float | None:
 
 def _trials(epochs: Epochs, key: str) -> list[float]:
     """The run's independent measurements of ``key`` ("time_s" or "samples_per_s"): one per repeat when the
-    timed epochs were repeated (each repeat's whole time, or its overall rate), else one per epoch."""
+    timed epochs were repeated (each repeat's mean epoch time, or its overall rate), else one per epoch."""
     repeats = sorted({e.get("repeat", 1) for e in epochs})
     if len(repeats) <= 1:
         return _values(epochs, key)

@@ -214,8 +214,10 @@ def _stacked(
     stacks: dict[str, list[float]],
     ylabel: str,
     marks: dict[str, list[float]] | None = None,
+    shared: str = "",
 ) -> None:
-    """Stacked bars, one per run; ``marks`` are drawn over them as points (a measure on another timeline)."""
+    """Stacked bars, one per run; ``marks`` are drawn over them as points (a measure on another timeline);
+    ``shared`` (:func:`context`) is a line under the title."""
     width = max(5.0, 1.1 * len(labels) + 2.5)
     fig, ax = plt.subplots(figsize=(width, 4.4), layout="constrained")
     bottom = np.zeros(len(labels))
@@ -228,7 +230,10 @@ def _stacked(
         ax.plot(range(len(labels)), heights, "D", color="black", markersize=7, label=name)
     ax.set_xticks(range(len(labels)), labels, fontsize="small")
     ax.set_ylabel(ylabel)
-    ax.set_title("\n".join(textwrap.wrap(title, int(7 * width))))  # the legend takes a share: no title past the edge
+    # Wrapped: no title past the figure's edge. The context, smaller, says what every bar shares.
+    fig.suptitle("\n".join(textwrap.wrap(title, int(8 * width))))
+    if shared:
+        ax.set_title("\n".join(textwrap.wrap(shared, int(9 * width))), fontsize="small", color="0.3")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.savefig(path, dpi=110)
@@ -245,7 +250,8 @@ def plot_time_split(runs: pd.DataFrame, varied: list[str], title: str, path: Pat
     stacks, marks = time_shares(ok)
     percent = {k: [100 * v for v in vs] for k, vs in stacks.items()}
     marks = {k: [100 * v for v in vs] for k, vs in marks.items()} if marks else None
-    _stacked(path, f"Where the time goes: {title}", _job_labels(ok, varied), percent, "share of the epoch (%)", marks)
+    _stacked(path, f"Where the time goes: {title}", _job_labels(ok, varied), percent, "share of the epoch (%)", marks,
+             context(ok, varied))  # fmt: skip
     return True
 
 
@@ -277,8 +283,10 @@ def plot_memory(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -
         return False
     shown = parts_shown(parts for _, parts in rows)  # the CUDA graphs' pool only where a run captured one
     stacks = {LABELS[p]: [parts.get(f"{p}_mb", 0.0) for _, parts in rows] for p in shown}
-    labels = _job_labels(runs.loc[[i for i, _ in rows]], varied)
-    _stacked(path, f"What peak memory is made of: {title}", labels, stacks, "MB (the stack is peak reserved)")
+    drawn = runs.loc[[i for i, _ in rows]]
+    ylabel = "MB (the stack is peak reserved)"
+    _stacked(path, f"What peak memory is made of: {title}", _job_labels(drawn, varied), stacks, ylabel,
+             shared=context(drawn, varied))  # fmt: skip
     return True
 
 

@@ -43,7 +43,8 @@ from bench.tables import markdown
 log = logging.getLogger(__name__)
 
 MEMORY_NOTE = (
-    "Parameters, gradients, optimizer state and the resident dataset are measured by their tensors' sizes; "
+    "In MB of 2²⁰ bytes (MiB), as the lab's. Parameters, gradients, optimizer state and the resident dataset "
+    "are measured by their tensors' sizes; "
     "other persistent memory is what the allocator held before the timed epochs beyond those; activations & "
     "temporaries are the steady-state peak minus that; the allocator reserve is reserved minus allocated. "
     "Together they are the peak reserved."
