@@ -327,6 +327,10 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     gpu = result.device_name if device.type == "cuda" else None
     m["tflops"], m["peak_flops_frac"], note = utilization(m, gpu, math_precision(cfg.precision))
     result.notes.extend([note] if note else [])
+    clocks = _clocks_disagree(m.get("avg_epoch_time"), m.get("cuda_epoch_time"))
+    if clocks:
+        log.warning("Note: %s", clocks)
+        result.notes.append(clocks)
     if allocator is not None:
         result.memory = memory.breakdown(sizes, baseline, *peaks, graph_pool)
         # The headline peaks are the breakdown's own (its peak allocated has what captured graphs hold).
@@ -383,6 +387,23 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
         cfg.model.name, f"{result.params:,}", result.device, result.device_name, cfg.precision.name,
         cfg.batch_size, cfg.dataset.name, result.train_samples, tested, cfg.loader.name,
     )  # fmt: skip
+
+
+#: how far the CUDA-event epoch time may stray from the synchronized wall clock's before a note says so
+CLOCKS_AGREE = 0.02
+
+
+def _clocks_disagree(wall_s: float | None, cuda_s: float | None) -> str | None:
+    """A note when the two epoch clocks differ by more than CLOCKS_AGREE (measurement rule 1: they must agree).
+    Events time the stream's work from its first to its last; the wall clock also the host's time before the
+    first and after the last, so a gap means time the stream was not given work (or work on another stream)."""
+    if not wall_s or not cuda_s:
+        return None
+    gap = cuda_s / wall_s - 1
+    if abs(gap) <= CLOCKS_AGREE:
+        return None
+    return (f"the epoch's CUDA-event time ({cuda_s:.3f} s) and its wall-clock time ({wall_s:.3f} s) differ by "
+            f"{gap:+.1%}: the wall clock, synchronized, is the figure reported")  # fmt: skip
 
 
 def _conclude(result: RunResult) -> None:
