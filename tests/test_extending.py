@@ -31,7 +31,7 @@ def test_a_component_option_it_does_not_take_is_one_line(tmp_path: Path) -> None
     proc = run_cli(tmp_path, *TINY, "+model.depth=3")
     assert proc.returncode == 2
     assert (
-        proc.stderr.strip() == "bench: error: model.depth is not an option of model=medium; did you mean model.width?"
+        proc.stderr.strip() == "bench: error: model.depth is not an option of model=medium; did you mean +model.width?"
     )
     assert read_metrics(only_run_dir(tmp_path))["error"].startswith("config error: model.depth")
 

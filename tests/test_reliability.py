@@ -408,7 +408,7 @@ def test_report_never_creates_the_folder_it_reads(tmp_path: Path) -> None:
             "bench",
             "dataset.trainsize is not an option of dataset=synthetic; did you mean dataset.train_size?",
         ),
-        (["model.widht=2"], "bench", "model.widht is not an option of model=medium; did you mean model.width?"),
+        (["model.widht=2"], "bench", "model.widht is not an option of model=medium; did you mean +model.width?"),
         # No close key: the class takes no such argument, so adding it with + (as OmegaConf advised) fails too.
         (["loader.zzz=1"], "bench", "loader.zzz is not an option of loader=dataloader; known keys: name, workers,"),
         (["device.nme=cpu"], "bench", "device.nme is not a bench setting; did you mean device.name?"),

@@ -346,12 +346,18 @@ def unknown_key(key: str, parent: DictConfig) -> str | None:
     value = raw.get(close[0]) if close and isinstance(raw, dict) else None
     if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
         return f"{key} is not an option of {option}; did you mean {value[2:-1]}?"
-    return _not_an_option(key, candidates, prefix, option)
+    return _not_an_option(key, candidates, prefix, option, listed=known)
 
 
-def _not_an_option(key: str, known: Sequence[str], prefix: str, option: str) -> str:
-    """``_unknown``'s line for a component's key: ``model.nmae is not an option of model=medium; ...``."""
-    return _unknown(key, known, prefix).replace("is not a bench setting", f"is not an option of {option}")
+def _not_an_option(key: str, known: Sequence[str], prefix: str, option: str, listed: Sequence[str] = ()) -> str:
+    """``_unknown``'s line for a component's key: ``model.nmae is not an option of model=medium; ...``. A
+    suggested key that its YAML does not list (``listed``: an argument of the class) is suggested with the
+    ``+`` it needs: ``did you mean +model.width?``."""
+    line = _unknown(key, known, prefix).replace("is not a bench setting", f"is not an option of {option}")
+    close = difflib.get_close_matches(key.removeprefix(prefix), known, n=1)
+    if close and close[0] not in listed:
+        line = line.replace(f"did you mean {prefix}{close[0]}?", f"did you mean +{prefix}{close[0]}?")
+    return line
 
 
 def _parameters(target: Any) -> tuple[Any, dict[str, inspect.Parameter]]:
@@ -387,7 +393,8 @@ def _check_component(group: str, node: DictConfig) -> None:
         if key in RUNTIME_ARGUMENTS[group]:
             raise ConfigError(f"{group}.{key} is set by the run, not by {group}={name}")
         if key not in params:
-            raise ConfigError(_not_an_option(f"{group}.{key}", settable, f"{group}.", f"{group}={name}"))
+            listed = [str(k) for k in node if k in params]  # what the YAML (or a + override) already sets
+            raise ConfigError(_not_an_option(f"{group}.{key}", settable, f"{group}.", f"{group}={name}", listed))
         value = node[key]
         if value is None and key in hints and not _fits(None, hints[key]):
             raise ConfigError(f"{group}.{key} is not set; {group}={name} needs {group}.{key}=...")
