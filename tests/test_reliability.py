@@ -489,6 +489,9 @@ def test_reproduce_answers_a_parse_error_in_one_line(tmp_path: Path) -> None:
         ("batch_size=16,-4", "batch_size=-4 is out of range; it must be an integer from 1 to 16,777,216 (in job 1, "
                              "batch_size=-4; no job was run)"),
         ("epochs=1,${nope}", "epochs: Interpolation key 'nope' not found (in job 1, epochs=${nope}; no job was run)"),
+        # An option that does not exist is Hydra's own error, which named no job.
+        ("model=small,nope", "unknown model 'nope'; choose one of: large, medium, small (in job 1, model=nope; no "
+                             "job was run)"),
     ],
 )  # fmt: skip
 def test_a_bad_value_in_any_job_refuses_the_sweep_before_its_first(tmp_path: Path, values: str, expected: str) -> None:

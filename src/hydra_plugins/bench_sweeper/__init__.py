@@ -114,7 +114,7 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any, launcher: str) -> list[Any]:
     from hydra.core.hydra_config import HydraConfig
 
     from bench import interrupts
-    from bench.errors import UsageError
+    from bench.errors import UsageError, describe
     from bench.schema import validate
 
     assert sweeper.config is not None and sweeper.hydra_context is not None
@@ -130,8 +130,13 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any, launcher: str) -> list[Any]:
             # A signal is taken between jobs, not inside OmegaConf's work on a node (cut there, a context
             # manager's exit met the half-made node and its AttributeError replaced the interruption), nor inside
             # the first check's import of torch (a half-made module).
+            swept = " ".join(o for o in job if o not in common) or " ".join(job)
+            swept = re.sub(r"\\(.)", r"\1", swept)  # as typed: Hydra escapes ${...} in a job's overrides
             with interrupts.deferred():
-                cfg = loader.load_sweep_config(sweeper.config, list(job))
+                try:
+                    cfg = loader.load_sweep_config(sweeper.config, list(job))
+                except Exception as err:  # an option that does not exist (-m model=small,nope): Hydra's, in one line
+                    raise UsageError(f"{describe(err)} (in job {number}, {swept}; no job was run)") from None
                 with open_dict(cfg):
                     cfg.hydra.job.num = cfg.hydra.job.id = number
                     cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
@@ -142,8 +147,6 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any, launcher: str) -> list[Any]:
                 try:
                     validate(task, this_machine=here)
                 except UsageError as err:
-                    swept = " ".join(o for o in job if o not in common) or " ".join(job)
-                    swept = re.sub(r"\\(.)", r"\1", swept)  # as typed: Hydra escapes ${...} in a job's overrides
                     raise UsageError(f"{err} (in job {number}, {swept}; no job was run)") from None
             configs.append(cfg)
     finally:
