@@ -88,7 +88,9 @@ def test_the_thresholds_decide_the_verdict(run: dict, verdict: str, next_step: s
 @pytest.mark.parametrize(
     ("wait", "verdict", "shown"),
     [(0.2951, "compute-bound (CPU)", "data wait 29.5%"), (0.3049, "input-bound", "data wait 30.5% of the epoch"),
-     (0.3, "input-bound", "data wait 30% of the epoch"), (0.62, "input-bound", "data wait 62% of the epoch")],
+     (0.3, "input-bound", "data wait 30% of the epoch"), (0.62, "input-bound", "data wait 62% of the epoch"),
+     # and the CPU's 10%, from which the resident loader is the next step: 9.7% read "10%" beside device=cuda
+     (0.0971, "compute-bound (CPU)", "data wait 9.7%;"), (0.12, "compute-bound (CPU)", "data wait 12%;")],
 )  # fmt: skip
 def test_a_share_beside_the_threshold_is_not_rounded_onto_it(wait: float, verdict: str, shown: str) -> None:
     # 29.5% read "data wait 30%" beside "input-bound from 30%", under a verdict that was not input-bound.

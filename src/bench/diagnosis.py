@@ -61,9 +61,10 @@ def diagnose(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def wait_share(wait: float) -> str:
-    """A data-wait share as a percentage, with one decimal where whole percents would read as the threshold
-    itself from the other side (29.5% is not input-bound, and "30% (input-bound from 30%)" would say it is)."""
-    if round(wait * 100) == round(INPUT_BOUND_WAIT * 100) and wait != INPUT_BOUND_WAIT:
+    """A data-wait share as a percentage, with one decimal where whole percents would read as a threshold
+    itself from the other side (29.5% is not input-bound, and "30% (input-bound from 30%)" would say it is;
+    9.7% is under CPU_LOADER_WAIT, which "10%" would not show)."""
+    if any(round(wait * 100) == round(t * 100) and wait != t for t in (INPUT_BOUND_WAIT, CPU_LOADER_WAIT)):
         return f"{wait:.1%}"
     return f"{wait:.0%}"
 
