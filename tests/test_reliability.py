@@ -123,6 +123,16 @@ def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path)
         (["hydra.run.dir=S/0", "~hydra.callbacks.folders"], "the folder guard stays; it keeps finished runs"),
         (["hydra.run.dir=S/0", "hydra.callbacks={folders:{_target_:bench.callbacks.ReportCallback}}"],
          "the folder guard stays"),
+        # A new run's saved config written over a finished one's (.hydra/ replaced), or its log appended to
+        # another run's metrics.json, which a report then read as unreadable.
+        (["hydra.run.dir=new", "hydra.output_subdir=../S/0/.hydra"], "hydra.output_subdir=../S/0/.hydra: bench keeps"),
+        (["-m", "hydra.sweep.dir=new", "hydra.output_subdir=null", "batch_size=16,32"], "hydra.output_subdir=null:"),
+        (["hydra.run.dir=new", "hydra.job_logging.handlers.file.filename=S/0/metrics.json"],
+         "a job's log is written in its own folder"),
+        (["hydra.run.dir=new", "hydra.job_logging.handlers.file.filename=${hydra.runtime.output_dir}/../S/0/x.log"],
+         "that is not a log's place"),
+        # The report stays: without it a sweep ended with no report and no word.
+        (["-m", "hydra.sweep.dir=new", "~hydra.callbacks.report", "batch_size=16,32"], "the sweep's report stays"),
         # A folder that holds a whole sweep one level down: a new sweep's job 0 would write into ./S's place.
         (["-m", "hydra.sweep.dir=.", "batch_size=16,32"], "hydra.sweep.dir=. is the current folder"),
         # An empty hydra.run.dir ran into the working folder, which then refused every later run as "inside" one.

@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench import interrupts
 from bench.errors import Refused, UsageError, one_line
-from bench.folders import claim_run_dir, claim_sweep_dir
+from bench.folders import LOCK_FILE, METRICS_FILE, SWEEP_OUTPUTS, claim_run_dir, claim_sweep_dir
 
 log = logging.getLogger("bench")
 #: the sweeper conf/hydra/sweeper/bench.yaml names: Hydra's basic sweeper plus resume=true
@@ -36,6 +36,7 @@ class FolderGuard(Callback):
                 name = launcher.rsplit(".", 1)[-1]
                 raise UsageError(f"the {name} runs a sweep's jobs, and this is a single run, which would train here "
                                  "in this process: add -m (one value per key makes a sweep of one job)")  # fmt: skip
+            check_job_files(config)
             claim_run_dir(Path(_resolved(config, "hydra.run.dir")))
         except UsageError as err:
             raise Refused(str(err)) from None
@@ -49,9 +50,46 @@ class FolderGuard(Callback):
             raise Refused(f"resume=true needs bench's sweeper, which skips finished jobs; this sweep has {sweeper} "
                           "(a saved config with --config-path, or hydra/sweeper=...): resume without it")  # fmt: skip
         try:
+            check_job_files(config)  # Hydra sweeps no hydra.* key: the jobs share these settings
             claim_sweep_dir(Path(_resolved(config, "hydra.sweep.dir")), str(sweep.get("subdir")), resume=resume)
         except UsageError as err:
             raise Refused(str(err)) from None
+
+
+#: where Hydra saves a job's config in its folder (``hydra.output_subdir``): bench.reproduce and the reports
+#: read it there, and claim_run_dir claims a folder by making it
+CONFIG_SUBDIR = ".hydra"
+#: what a log file must not be: the files bench writes in a run's or a sweep's folder
+RESULT_FILES = (METRICS_FILE, LOCK_FILE, *SWEEP_OUTPUTS, "reproduce.md", "trace.json")
+_OWN_FOLDER = "${hydra.runtime.output_dir}/"
+
+
+def check_job_files(config: DictConfig) -> None:
+    """Refuse Hydra settings that would write a run's files outside its own folder, or over its results: an
+    ``hydra.output_subdir`` other than .hydra (``../victim/.hydra`` replaced a finished run's saved config, and
+    ``null`` left a run that cannot be reproduced), or a log file elsewhere or named as a result
+    (``hydra.job_logging.handlers.file.filename=<another run>/metrics.json`` appended log lines to it)."""
+    subdir = OmegaConf.select(config, "hydra.output_subdir", default=None)
+    if subdir != CONFIG_SUBDIR:
+        given = "null" if subdir is None else subdir
+        raise UsageError(f"hydra.output_subdir={given}: bench keeps each run's config in its folder's "
+                         f"{CONFIG_SUBDIR}/, where bench.reproduce and the reports read it; leave it at "
+                         f"{CONFIG_SUBDIR}")  # fmt: skip
+    logging_node = OmegaConf.select(config, "hydra.job_logging", default=None)
+    raw = OmegaConf.to_container(logging_node, resolve=False) if isinstance(logging_node, DictConfig) else {}
+    handlers = raw.get("handlers") if isinstance(raw, dict) else None
+    job_name = str(OmegaConf.select(config, "hydra.job.name", default="bench"))
+    for name, handler in (handlers or {}).items() if isinstance(handlers, dict) else ():
+        filename = handler.get("filename") if isinstance(handler, dict) else None
+        if filename is None:
+            continue
+        key = f"hydra.job_logging.handlers.{name}.filename={filename}"
+        if not str(filename).startswith(_OWN_FOLDER):
+            raise UsageError(f"{key}: a job's log is written in its own folder: {_OWN_FOLDER}<name>.log")
+        inside = Path(str(filename).removeprefix(_OWN_FOLDER).replace("${hydra.job.name}", job_name))
+        if ".." in inside.parts or inside.name in RESULT_FILES or CONFIG_SUBDIR in inside.parts:
+            raise UsageError(f"{key}: that is not a log's place; a job's log goes in its own folder, beside (not "
+                             f"over) its results: {_OWN_FOLDER}<name>.log")  # fmt: skip
 
 
 def _resolved(config: DictConfig, key: str) -> str:

@@ -269,6 +269,11 @@ def _check_arguments(argv: list[str], parser: argparse.ArgumentParser) -> argpar
         key = arg.lstrip("+~").split("=")[0]
         if key in ("hydra", "hydra.callbacks") or key.startswith("hydra.callbacks.folders"):
             fail(f"{arg}: the folder guard stays; it keeps finished runs from being overwritten", EXIT_USAGE)
+        # Without it a sweep ended with no report and no word (~hydra.callbacks.report), or with 8 lines of
+        # Hydra's warnings (hydra.callbacks.report=null). A callback of one's own is added beside it.
+        if key.startswith("hydra.callbacks.report"):
+            fail(f"{arg}: the sweep's report stays (it is built at the end of every sweep); add a callback of your "
+                 "own with +hydra.callbacks.NAME._target_=...", EXIT_USAGE)  # fmt: skip
     return args
 
 
