@@ -618,6 +618,36 @@ def test_malformed_but_valid_json_is_unreadable(
     assert list(summary["status"]) == ["ok", "unreadable"] and field in summary.loc[1, "error"]
 
 
+def test_a_hand_edited_job_config_is_that_jobs_problem_not_the_reports(finished_sweep: Path, tmp_path: Path) -> None:
+    # One job's saved config with a lab of the wrong shape, another's with a list for its batch size and no
+    # metrics.json: bench.report failed for the whole sweep (exit 1), each time.
+    import yaml
+
+    sweep = _copy_sweep(finished_sweep, tmp_path)
+    for job, edit in ((0, {"lab": {"figures": 5}}), (1, {"batch_size": [1, 2]})):
+        saved = sweep / str(job) / ".hydra" / "config.yaml"
+        saved.write_text(yaml.safe_dump({**yaml.safe_load(saved.read_text()), **edit}))
+    (sweep / "1" / "metrics.json").unlink()
+    proc = run_cli(tmp_path, "S", module="bench.report")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary["status"]) == ["ok", "unreadable"] and pd.isna(summary.loc[1, "batch_size"])
+    assert "Lab part" not in (sweep / "report.md").read_text()  # job 0 is reported as a plain run
+
+
+@pytest.mark.parametrize(
+    ("lab", "expected"),
+    [("{figures:5}", "lab: figures=5 is not a list of rows"),
+     ("{figures:[{batch_size:16,avg_epoch_time:x}]}", "lab: figures: avg_epoch_time='x' is not a number"),
+     ("{title:[1]}", "lab: title=[1] is not text"), ("{tittle:x}", "lab: tittle is not a key of a lab preset")],
+)  # fmt: skip
+def test_a_lab_of_the_wrong_shape_is_refused_before_any_job(tmp_path: Path, lab: str, expected: str) -> None:
+    # Both jobs ran, then the sweep's report could not be built, nor built again with bench.report.
+    proc = run_cli(tmp_path, "-m", *SWEEP, f"lab={lab}", "hydra.sweep.dir=S")
+    _one_error_line(proc, 2, expected)
+    assert not (tmp_path / "S").exists()
+
+
 def _image_folder(root: Path, classes: int) -> Path:
     from PIL import Image
 

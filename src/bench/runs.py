@@ -26,6 +26,7 @@ from bench.folders import SWEEP_FILE, is_run_dir, job_number
 from bench.metrics import METRICS, summarize
 from bench.results import MetricsError, load_metrics
 from bench.resume import planned_overrides
+from bench.schema import lab_problem
 
 #: What a run was configured with: the columns a sweep can vary.
 CONFIG_COLUMNS = [
@@ -114,9 +115,15 @@ def _setting(config: dict[str, Any], key: str) -> Any:
     return str(value).lower() if isinstance(value, bool) else value
 
 
+def _single(value: Any) -> Any:
+    """``value`` where it is one value (a number, a word, a flag), else None."""
+    return value if value is None or isinstance(value, str | int | float | bool) else None
+
+
 def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     cfg = saved_config(run_dir)
-    lab = cfg.get("lab") if isinstance(cfg.get("lab"), dict) else {}
+    # A lab preset's description as saved; one of the wrong shape (a hand-edited config) is a plain run's.
+    lab = cfg.get("lab") if isinstance(cfg.get("lab"), dict) and lab_problem(cfg["lab"]) is None else {}
     row: dict[str, Any] = {
         "job": job_number(run_dir),
         "run_dir": str(run_dir),
@@ -129,7 +136,8 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
         metrics = load_metrics(run_dir)
     except MetricsError as err:
         # Still say what the run was, from its saved config, so the reader can tell which point is lost.
-        row.update({key: row["_config"].get(key) for key in (*CONFIG_COLUMNS, "task")})
+        # Single values only: a list edited in where a number was (batch_size: [1, 2]) is no column's value.
+        row.update({key: _single(row["_config"].get(key)) for key in (*CONFIG_COLUMNS, "task")})
         if row["device"] == "auto":  # what it chose is in the metrics; "auto" beside "cpu" would read as swept
             row["device"] = None
         row.update(status=UNREADABLE, error=str(err))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.errors import ConfigError
@@ -208,6 +208,49 @@ def workers_limit() -> int:
     return max(WORKERS_ALWAYS_ALLOWED, WORKERS_PER_CORE * (os.cpu_count() or 1))
 
 
+#: what a lab preset's ``lab`` node says (conf/experiment/*.yaml), each key optional
+LAB_KEYS = ("part", "title", "ran_with", "note", "figures")
+
+
+def lab_problem(lab: Any) -> str | None:
+    """Why ``lab`` cannot be read as a lab preset's description (part, title, the settings its runs had, a
+    note, and its figures: one mapping per row, the swept value first, then numbers), or None when it can.
+    A malformed one (``lab={figures:5}``) stopped a sweep's report after every job had run."""
+    from bench.metrics import METRICS  # no cycle: metrics imports nothing of bench's config
+
+    if lab is None:
+        return None
+    if not isinstance(lab, dict):
+        return f"{lab!r} is not a mapping of {', '.join(LAB_KEYS)}"
+    unknown = [str(k) for k in lab if k not in LAB_KEYS]
+    if unknown:
+        return f"{unknown[0]} is not a key of a lab preset; it has {', '.join(LAB_KEYS)}"
+    if lab.get("part") is not None and (isinstance(lab["part"], bool) or not isinstance(lab["part"], int)):
+        return f"part={lab['part']!r} is not a whole number"
+    for key in ("title", "note"):
+        if lab.get(key) is not None and not isinstance(lab[key], str):
+            return f"{key}={lab[key]!r} is not text"
+    ran_with = lab.get("ran_with")
+    if ran_with is not None and (not isinstance(ran_with, dict) or not all(_scalar(v) for v in ran_with.values())):
+        return f"ran_with={ran_with!r} is not a mapping of settings to values"
+    figures = lab.get("figures")
+    if figures is None:
+        return None
+    if not isinstance(figures, list) or not all(isinstance(f, dict) and f for f in figures):
+        return f"figures={figures!r} is not a list of rows (mappings, e.g. {{batch_size: 16, avg_epoch_time: 20.4}})"
+    measures = {m.key for m in METRICS}
+    for row in figures:
+        for key, value in row.items():
+            number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if (key in measures and not number) or not _scalar(value):
+                return f"figures: {key}={value!r} is not a {'number' if key in measures else 'single value'}"
+    return None
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
 def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
     """Raise ConfigError for the first value the run cannot use; called before any work.
 
@@ -229,6 +272,10 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{key}={value} is not a name; write a word, e.g. {key}=mine")
     _check_fixed_names(cfg)
+    lab = OmegaConf.to_container(cfg.lab) if isinstance(cfg.get("lab"), DictConfig | ListConfig) else cfg.get("lab")
+    problem = lab_problem(lab)
+    if problem:  # a preset's own, or one given on the command line: the report reads it after every job
+        raise ConfigError(f"lab: {problem}")
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
