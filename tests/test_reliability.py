@@ -408,6 +408,9 @@ def test_report_never_creates_the_folder_it_reads(tmp_path: Path) -> None:
         (["+model.width=0"], "bench", "model.width=0 is out of range; it must be an integer from 1"),
         (["dataset.seed=-1"], "bench", "dataset.seed=-1 is out of range"),
         (["~batch_size"], "bench", "batch_size was removed; bench needs it: set it with batch_size=..."),
+        # A component's: the run failed after its start (exit 1), or ran its class's default unrecorded.
+        (["~dataset.seed"], "bench", "~dataset.seed: a component's setting cannot be removed; set it instead"),
+        (["~loader.pin_memory"], "bench", "~loader.pin_memory: a component's setting cannot be removed"),
         (["model.width=2"], "bench", "Key 'width' is not in struct (a key its YAML does not list, such as an "),
         # A typo without `+`, the usual case, was OmegaConf's "Key 'epoch' not in 'Config'", with no suggestion;
         # in a component it advised adding the typo with +dataset.trainsize=...

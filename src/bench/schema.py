@@ -434,6 +434,9 @@ def _check_component(group: str, node: DictConfig) -> None:
     call, params = _parameters(target_of(node))
     hints = typing.get_type_hints(call)
     settable = [p for p in params if p not in RUNTIME_ARGUMENTS[group]]
+    for key in settable:  # removed with ~ (~dataset.seed): the run failed on it after the start, exit 1
+        if key not in node and params[key].default is inspect.Parameter.empty:
+            raise ConfigError(f"{group}.{key} was removed; {group}={name} needs it: set it with {group}.{key}=...")
     for key in node:
         if key in LABEL_KEYS:
             continue
