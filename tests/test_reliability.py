@@ -131,6 +131,8 @@ def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path)
          "a job's log is written in its own folder"),
         (["hydra.run.dir=new", "hydra.job_logging.handlers.file.filename=${hydra.runtime.output_dir}/../S/0/x.log"],
          "that is not a log's place"),
+        # The guard's own failure: Hydra warned of it in three lines and ran unguarded.
+        (["hydra.run.dir=" + "a" * 300], "cannot use it (File name too long)"),
         # The report stays: without it a sweep ended with no report and no word.
         (["-m", "hydra.sweep.dir=new", "~hydra.callbacks.report", "batch_size=16,32"], "the sweep's report stays"),
         # A folder that holds a whole sweep one level down: a new sweep's job 0 would write into ./S's place.

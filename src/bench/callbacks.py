@@ -40,6 +40,8 @@ class FolderGuard(Callback):
             claim_run_dir(Path(_resolved(config, "hydra.run.dir")))
         except UsageError as err:
             raise Refused(str(err)) from None
+        except Exception as err:  # Hydra would warn of it and run unguarded: a path too long, a symlink loop
+            raise Refused(_unguarded(config, "hydra.run.dir", err)) from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = OmegaConf.to_container(config.hydra.sweep, resolve=False)
@@ -54,6 +56,15 @@ class FolderGuard(Callback):
             claim_sweep_dir(Path(_resolved(config, "hydra.sweep.dir")), str(sweep.get("subdir")), resume=resume)
         except UsageError as err:
             raise Refused(str(err)) from None
+        except Exception as err:
+            raise Refused(_unguarded(config, "hydra.sweep.dir", err)) from None
+
+
+def _unguarded(config: DictConfig, key: str, err: Exception) -> str:
+    """The line for a folder the guard could not even look at: named, with why."""
+    folder = OmegaConf.select(config, key, default="?", throw_on_resolution_failure=False)
+    why = err.strerror if isinstance(err, OSError) and err.strerror else one_line(err)  # the path is named
+    return f"{key}={folder}: cannot use it ({why})"
 
 
 #: where Hydra saves a job's config in its folder (``hydra.output_subdir``): bench.reproduce and the reports
