@@ -49,6 +49,16 @@ CASES = {
         "the option itself with precision=amp_bf16",
     ),
     "a loader renamed": (["loader.name=resident"], "loader=dataloader is what runs"),
+    # Its settings too: bf16 ran, recorded as fp32; amp_fp16 without its GradScaler, recorded as amp_fp16.
+    "a precision's settings changed": (
+        ["precision.autocast_dtype=bfloat16"],
+        "precision.autocast_dtype=bfloat16: precision=fp32 is autocast_dtype=null, and the results record the "
+        "precision by its name",
+    ),
+    "amp_fp16 without its scaler": (
+        ["precision=amp_fp16", "precision.grad_scaler=false"],
+        "precision.grad_scaler=false: precision=amp_fp16 is grad_scaler=true",
+    ),
     # Unchecked: a max_batch job ran with them, and on a GPU failed only then.
     "a memory share above 1": (
         ["task=max_batch", "max_batch.memory_fraction=2"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.resources
 import inspect
 import math
 import os
@@ -321,6 +322,24 @@ def _check_fixed_names(cfg: DictConfig) -> None:
         if chosen is not None and name != chosen:
             raise ConfigError(f"{group}.name={name}: {group}={chosen} is what runs, and its name is what the "
                               f"results record; choose the option itself with {group}={name}")  # fmt: skip
+    # A precision is its settings: precision.autocast_dtype=bfloat16 on fp32 ran bf16 recorded as fp32, and
+    # amp_fp16 without its GradScaler was still amp_fp16 in every table. bench's own options only: a user's
+    # precision YAML (another combination) is its own option, with its own name.
+    chosen = choices.get("precision")
+    own = importlib.resources.files("bench.conf").joinpath("precision", f"{chosen}.yaml") if chosen else None
+    if own is not None and own.is_file():
+        for key, value in OmegaConf.create(own.read_text()).items():
+            given = OmegaConf.select(cfg, f"precision.{key}", default=None)
+            if key != "name" and given != value:
+                setting, defined = _as_typed(given), _as_typed(value)
+                raise ConfigError(f"precision.{key}={setting}: precision={chosen} is {key}={defined}, and the "
+                                  "results record the precision by its name; choose another precision, or add your "
+                                  "own (conf/precision/<name>.yaml)")  # fmt: skip
+
+
+def _as_typed(value: Any) -> str:
+    """A value as an override writes it: null, true, false."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _resolve_all(cfg: DictConfig) -> None:
@@ -434,9 +453,6 @@ def _check_component(group: str, node: DictConfig) -> None:
     call, params = _parameters(target_of(node))
     hints = typing.get_type_hints(call)
     settable = [p for p in params if p not in RUNTIME_ARGUMENTS[group]]
-    for key in settable:  # removed with ~ (~dataset.seed): the run failed on it after the start, exit 1
-        if key not in node and params[key].default is inspect.Parameter.empty:
-            raise ConfigError(f"{group}.{key} was removed; {group}={name} needs it: set it with {group}.{key}=...")
     for key in node:
         if key in LABEL_KEYS:
             continue
