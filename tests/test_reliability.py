@@ -7,6 +7,7 @@ parse errors, late interpolations, malformed metrics, values that are accepted b
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import shutil
@@ -131,6 +132,11 @@ def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path)
          "a job's log is written in its own folder"),
         (["hydra.run.dir=new", "hydra.job_logging.handlers.file.filename=${hydra.runtime.output_dir}/../S/0/x.log"],
          "that is not a log's place"),
+        (["hydra.run.dir=new", "hydra.job.name=../S/0/metrics"], "hydra.job.name=../S/0/metrics: a name, not a path"),
+        # Hydra's own log, appended to a finished run's metrics.json.
+        (["-m", "hydra.sweep.dir=new", "batch_size=16,32",
+          "+hydra.hydra_logging.handlers.f={class:logging.FileHandler,filename:S/0/metrics.json}"],
+         "hydra.hydra_logging.handlers.f.filename=S/0/metrics.json: a job's log is written in its own folder"),
         # The guard's own failure: Hydra warned of it in three lines and ran unguarded.
         (["hydra.run.dir=" + "a" * 300], "cannot use it (File name too long)"),
         # The report stays: without it a sweep ended with no report and no word.
@@ -154,6 +160,15 @@ def test_a_folder_that_holds_runs_is_refused_untouched(
     _one_error_line(proc, 2, expected)
     assert _snapshot(tmp_path / "S") == before
     assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
+def test_hydra_settings_that_keep_a_runs_files_in_its_folder_are_taken(tmp_path: Path) -> None:
+    # The checks above must not refuse the same settings written another way, or a callback of one's own.
+    proc = run_cli(tmp_path, *TINY, "hydra.run.dir=R", "hydra.output_subdir=.hydra/", "hydra.job.name=mine",
+                   "hydra.job_logging.handlers.file.filename=${hydra:runtime.output_dir}/${hydra.job.name}.log",
+                   "+hydra.callbacks.report_slack._target_=bench.callbacks.ReportCallback")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "R" / ".hydra" / "config.yaml").is_file() and (tmp_path / "R" / "mine.log").is_file()
 
 
 # ----------------------------------------------------------------------------------------- signals
@@ -600,9 +615,11 @@ def test_every_swept_key_has_a_column_and_a_heading(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(tmp_path / "S" / "summary.csv")
     assert list(summary["lr"]) == [0.001, 1e30] and list(summary["status"]) == ["ok", "diverged"]
-    # The report claims no speed that the diverged run's metrics.json does not (it had re-derived one).
-    assert read_metrics(tmp_path / "S" / "1")["samples_per_s"] is None
-    assert pd.isna(summary["samples_per_s"][1]) and summary["samples_per_s"][0] > 0
+    # The diverged run's timed epoch is recorded as such, and the report says what metrics.json says (it had
+    # re-derived a speed the file recorded as null).
+    diverged = read_metrics(tmp_path / "S" / "1")
+    assert diverged["samples_per_s"] > 0 and summary["samples_per_s"][1] == pytest.approx(diverged["samples_per_s"])
+    assert "its figures are of the 1 timed epoch it finished before it stopped (diverged)" in diverged["notes"]
     report = (tmp_path / "S" / "report.md").read_text()
     assert "Swept: **lr** = 0.001, 1e+30" in report and "## Sweep over lr" in report
 
@@ -623,28 +640,32 @@ def test_malformed_but_valid_json_is_unreadable(
     assert list(summary["status"]) == ["ok", "unreadable"] and field in summary.loc[1, "error"]
 
 
-def test_a_hand_edited_job_config_is_that_jobs_problem_not_the_reports(finished_sweep: Path, tmp_path: Path) -> None:
+def test_a_hand_edited_job_config_is_that_jobs_problem_not_the_reports(
+    finished_sweep: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # One job's saved config with a lab of the wrong shape, another's with a list for its batch size and no
     # metrics.json: bench.report failed for the whole sweep (exit 1), each time.
     import yaml
 
     sweep = _copy_sweep(finished_sweep, tmp_path)
-    for job, edit in ((0, {"lab": {"figures": 5}}), (1, {"batch_size": [1, 2]})):
+    for job, edit in ((0, {"lab": {"part": 2, "title": "Batch size", "figures": 5}}), (1, {"batch_size": [1, 2]})):
         saved = sweep / str(job) / ".hydra" / "config.yaml"
         saved.write_text(yaml.safe_dump({**yaml.safe_load(saved.read_text()), **edit}))
     (sweep / "1" / "metrics.json").unlink()
-    proc = run_cli(tmp_path, "S", module="bench.report")
+    with caplog.at_level(logging.WARNING, logger="bench.runs"):  # on stderr, from a process of its own
+        proc = run_cli(tmp_path, "S", module="bench.report")
     assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(sweep / "summary.csv")
     assert list(summary["status"]) == ["ok", "unreadable"] and pd.isna(summary.loc[1, "batch_size"])
-    assert "Lab part" not in (sweep / "report.md").read_text()  # job 0 is reported as a plain run
+    assert "Lab part 2" not in (sweep / "report.md").read_text()  # job 0 is reported as a plain run
+    assert "S/0: its saved lab description is unreadable (figures=5 is not a list of rows" in caplog.text
 
 
 @pytest.mark.parametrize(
     ("lab", "expected"),
     [("{figures:5}", "lab: figures=5 is not a list of rows"),
-     ("{figures:[{batch_size:16,avg_epoch_time:x}]}", "lab: figures: avg_epoch_time='x' is not a number"),
-     ("{title:[1]}", "lab: title=[1] is not text"), ("{tittle:x}", "lab: tittle is not a key of a lab preset")],
+     ("{figures:[{batch_size:16,avg_epoch_time:x}]}", "lab: figures: avg_epoch_time=x is not a number"),
+     ("{title:[1]}", "lab: title=[1] is not text"), ("{part:[1]}", "lab: part=[1] is not a single value")],
 )  # fmt: skip
 def test_a_lab_of_the_wrong_shape_is_refused_before_any_job(tmp_path: Path, lab: str, expected: str) -> None:
     # Both jobs ran, then the sweep's report could not be built, nor built again with bench.report.

@@ -210,6 +210,8 @@ BAD: dict[str, tuple[list[str], tuple[str, Callable[[str], str | None]] | None, 
     "a lab preset": (["{run}", "experiment=batch_size"], None, "experiment=batch_size: a sweep setting"),
     "resume": (["{run}", "resume=true"], None, "resume=true: a sweep setting"),
     "a precision renamed": (["{run}", "precision.name=amp_bf16"], None, "the option itself with precision=amp_bf16"),
+    # It ran bf16 and recorded the saved run's fp32.
+    "a precision's setting": (["{run}", "precision.autocast_dtype=bfloat16"], None, "a precision's settings are its"),
     # It took this checkout's default without a word: ~epochs ran 3 epochs of a run that had 2.
     "a removed key": (["{run}", "~epochs"], None, "~epochs: a reproduction keeps every setting of the saved run"),
     "out inside the run": (["{run}", "--out", "{run}/x"], None, "never writes there"),

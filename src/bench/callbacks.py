@@ -7,6 +7,7 @@ launcher, submitit on SLURM, or any other launcher.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,8 @@ CONFIG_SUBDIR = ".hydra"
 #: what a log file must not be: the files bench writes in a run's or a sweep's folder
 RESULT_FILES = (METRICS_FILE, LOCK_FILE, *SWEEP_OUTPUTS, "reproduce.md", "trace.json")
 _OWN_FOLDER = "${hydra.runtime.output_dir}/"
+#: the same folder as Hydra's resolver writes it
+_OWN_FOLDERS = (_OWN_FOLDER, "${hydra:runtime.output_dir}/")
 
 
 def check_job_files(config: DictConfig) -> None:
@@ -81,26 +84,43 @@ def check_job_files(config: DictConfig) -> None:
     ``null`` left a run that cannot be reproduced), or a log file elsewhere or named as a result
     (``hydra.job_logging.handlers.file.filename=<another run>/metrics.json`` appended log lines to it)."""
     subdir = OmegaConf.select(config, "hydra.output_subdir", default=None)
-    if subdir != CONFIG_SUBDIR:
+    if subdir is None or os.path.normpath(str(subdir)) != CONFIG_SUBDIR:  # .hydra/ and ./.hydra are .hydra
         given = "null" if subdir is None else subdir
         raise UsageError(f"hydra.output_subdir={given}: bench keeps each run's config in its folder's "
                          f"{CONFIG_SUBDIR}/, where bench.reproduce and the reports read it; leave it at "
                          f"{CONFIG_SUBDIR}")  # fmt: skip
-    logging_node = OmegaConf.select(config, "hydra.job_logging", default=None)
-    raw = OmegaConf.to_container(logging_node, resolve=False) if isinstance(logging_node, DictConfig) else {}
-    handlers = raw.get("handlers") if isinstance(raw, dict) else None
     job_name = str(OmegaConf.select(config, "hydra.job.name", default="bench"))
-    for name, handler in (handlers or {}).items() if isinstance(handlers, dict) else ():
-        filename = handler.get("filename") if isinstance(handler, dict) else None
-        if filename is None:
-            continue
-        key = f"hydra.job_logging.handlers.{name}.filename={filename}"
-        if not str(filename).startswith(_OWN_FOLDER):
-            raise UsageError(f"{key}: a job's log is written in its own folder: {_OWN_FOLDER}<name>.log")
-        inside = Path(str(filename).removeprefix(_OWN_FOLDER).replace("${hydra.job.name}", job_name))
-        if ".." in inside.parts or inside.name in RESULT_FILES or CONFIG_SUBDIR in inside.parts:
-            raise UsageError(f"{key}: that is not a log's place; a job's log goes in its own folder, beside (not "
-                             f"over) its results: {_OWN_FOLDER}<name>.log")  # fmt: skip
+    if Path(job_name).name != job_name or job_name in (".", ".."):  # the log's file name is made from it
+        raise UsageError(f"hydra.job.name={job_name}: a name, not a path")
+    for logging_key in ("hydra.job_logging", "hydra.hydra_logging"):  # bench's log, and Hydra's own
+        for key, filename in _log_files(config, logging_key):
+            _check_log_file(key, filename, job_name)
+
+
+def _log_files(config: DictConfig, logging_key: str) -> list[tuple[str, str]]:
+    """Each file handler of a logging config, as (its override key, its filename as written)."""
+    node = OmegaConf.select(config, logging_key, default=None)
+    raw = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else {}
+    handlers = raw.get("handlers") if isinstance(raw, dict) else None
+    return [
+        (f"{logging_key}.handlers.{name}.filename", str(handler["filename"]))
+        for name, handler in (handlers.items() if isinstance(handlers, dict) else ())
+        if isinstance(handler, dict) and handler.get("filename") is not None
+    ]
+
+
+def _check_log_file(key: str, filename: str, job_name: str) -> None:
+    key = f"{key}={filename}"
+    own = next((prefix for prefix in _OWN_FOLDERS if filename.startswith(prefix)), None)
+    if own is None:
+        raise UsageError(f"{key}: a job's log is written in its own folder: {_OWN_FOLDER}<name>.log")
+    tail = filename.removeprefix(own)
+    for name in ("${hydra.job.name}", "${hydra:job.name}"):
+        tail = tail.replace(name, job_name)
+    inside = Path(tail)
+    if ".." in inside.parts or inside.name in RESULT_FILES or CONFIG_SUBDIR in inside.parts:
+        raise UsageError(f"{key}: that is not a log's place; a job's log goes in its own folder, beside (not "
+                         f"over) its results: {_OWN_FOLDER}<name>.log")  # fmt: skip
 
 
 def _resolved(config: DictConfig, key: str) -> str:

@@ -267,7 +267,7 @@ def _check_arguments(argv: list[str], parser: argparse.ArgumentParser) -> argpar
         # Without the guard, Hydra writes a new .hydra/ over a finished run's before any check of bench's runs:
         # refused whether it is named (hydra.callbacks.folders...) or replaced with the node above it.
         key = arg.lstrip("+~").split("=")[0]
-        if key in ("hydra", "hydra.callbacks") or key.startswith("hydra.callbacks.folders"):
+        if key in ("hydra", "hydra.callbacks") or _names(key, "hydra.callbacks.folders"):
             fail(f"{arg}: the folder guard stays; it keeps finished runs from being overwritten", EXIT_USAGE)
         # Without it a sweep ended with no report and no word (~hydra.callbacks.report), or with 8 lines of
         # Hydra's warnings (hydra.callbacks.report=null). A callback of one's own is added beside it.
@@ -275,10 +275,15 @@ def _check_arguments(argv: list[str], parser: argparse.ArgumentParser) -> argpar
         # run would fail after its start, for a setting without one). Settings are set, never removed.
         if arg.startswith("~") and key.split(".")[0] in ("model", "dataset", "loader") and "." in key:
             fail(f"{arg}: a component's setting cannot be removed; set it instead: {key}=...", EXIT_USAGE)
-        if key.startswith("hydra.callbacks.report"):
+        if _names(key, "hydra.callbacks.report"):
             fail(f"{arg}: the sweep's report stays (it is built at the end of every sweep); add a callback of your "
                  "own with +hydra.callbacks.NAME._target_=...", EXIT_USAGE)  # fmt: skip
     return args
+
+
+def _names(key: str, node: str) -> bool:
+    """Whether ``key`` is ``node`` or a key inside it (not another node whose name begins the same)."""
+    return key == node or key.startswith(f"{node}.")
 
 
 #: bench's callbacks, which a config without bench's defaults list would run without

@@ -293,9 +293,15 @@ def _notes_lines(df: pd.DataFrame) -> list[str]:
     if not where:
         return []
     lines = ["## Notes the runs recorded", ""]
+    numbered = df["job"].notna().any()  # a sweep's jobs; else single runs, named by their folders
     for note, names in where.items():
-        runs = "every run" if len(names) == len(df) > 1 else ("job " if len(names) == 1 else "jobs ") + ", ".join(names)
-        lines.append(f"- {note} — {runs if df['job'].notna().any() else 'the run'}")
+        if len(df) == 1:
+            runs = "the run"
+        elif len(names) == len(df):
+            runs = "every run"
+        else:
+            runs = ("job" if numbered else "run") + ("s " if len(names) > 1 else " ") + ", ".join(names)
+        lines.append(f"- {note} — {runs}")
     return [*lines, ""]
 
 
@@ -530,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.out is not None and _holds_other_runs(args.out, args.dirs):
         parser.error(f"--out {args.out}: that folder holds runs of its own, whose report this would replace; "
                      "choose a new folder")  # fmt: skip
+    # What reading the runs says on the way (a job's config it could not use): one line each, on stderr.
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
     with interrupts.command("build the report"):
         report = build_report(args.dirs, args.out)
     counts = report.runs["status"].value_counts()

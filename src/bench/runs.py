@@ -10,6 +10,7 @@ should have but that has no folder gives a ``missing`` row.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from bench.metrics import METRICS, summarize
 from bench.results import MetricsError, load_metrics
 from bench.resume import planned_overrides
 from bench.schema import lab_problem
+
+log = logging.getLogger(__name__)
 
 #: What a run was configured with: the columns a sweep can vary.
 CONFIG_COLUMNS = [
@@ -123,7 +126,10 @@ def _single(value: Any) -> Any:
 def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     cfg = saved_config(run_dir)
     # A lab preset's description as saved; one of the wrong shape (a hand-edited config) is a plain run's.
-    lab = cfg.get("lab") if isinstance(cfg.get("lab"), dict) and lab_problem(cfg["lab"]) is None else {}
+    problem = lab_problem(cfg.get("lab"))
+    if problem:
+        log.warning("%s: its saved lab description is unreadable (%s); reported as a plain run", run_dir, problem)
+    lab = cfg.get("lab") if isinstance(cfg.get("lab"), dict) and problem is None else {}
     row: dict[str, Any] = {
         "job": job_number(run_dir),
         "run_dir": str(run_dir),

@@ -209,42 +209,43 @@ def workers_limit() -> int:
     return max(WORKERS_ALWAYS_ALLOWED, WORKERS_PER_CORE * (os.cpu_count() or 1))
 
 
-#: what a lab preset's ``lab`` node says (conf/experiment/*.yaml), each key optional
+#: what a lab preset's ``lab`` node says (conf/experiment/*.yaml), each key optional; others are ignored (a
+#: config saved by an earlier bench may have one, such as its ``speedup``)
 LAB_KEYS = ("part", "title", "ran_with", "note", "figures")
 
 
 def lab_problem(lab: Any) -> str | None:
     """Why ``lab`` cannot be read as a lab preset's description (part, title, the settings its runs had, a
-    note, and its figures: one mapping per row, the swept value first, then numbers), or None when it can.
-    A malformed one (``lab={figures:5}``) stopped a sweep's report after every job had run."""
+    note, and its figures: one mapping per row, the swept value first, then numbers or null), or None when it
+    can. A malformed one (``lab={figures:5}``) stopped a sweep's report after every job had run."""
     from bench.metrics import METRICS  # no cycle: metrics imports nothing of bench's config
 
     if lab is None:
         return None
     if not isinstance(lab, dict):
-        return f"{lab!r} is not a mapping of {', '.join(LAB_KEYS)}"
-    unknown = [str(k) for k in lab if k not in LAB_KEYS]
-    if unknown:
-        return f"{unknown[0]} is not a key of a lab preset; it has {', '.join(LAB_KEYS)}"
-    if lab.get("part") is not None and (isinstance(lab["part"], bool) or not isinstance(lab["part"], int)):
-        return f"part={lab['part']!r} is not a whole number"
+        return f"{_as_typed(lab)} is not a mapping of {', '.join(LAB_KEYS)}"
+    if not _scalar(lab.get("part")):
+        return f"part={_as_typed(lab['part'])} is not a single value"
     for key in ("title", "note"):
         if lab.get(key) is not None and not isinstance(lab[key], str):
-            return f"{key}={lab[key]!r} is not text"
+            return f"{key}={_as_typed(lab[key])} is not text"
     ran_with = lab.get("ran_with")
     if ran_with is not None and (not isinstance(ran_with, dict) or not all(_scalar(v) for v in ran_with.values())):
-        return f"ran_with={ran_with!r} is not a mapping of settings to values"
+        return f"ran_with={_as_typed(ran_with)} is not a mapping of settings to values"
     figures = lab.get("figures")
     if figures is None:
         return None
     if not isinstance(figures, list) or not all(isinstance(f, dict) and f for f in figures):
-        return f"figures={figures!r} is not a list of rows (mappings, e.g. {{batch_size: 16, avg_epoch_time: 20.4}})"
+        return (f"figures={_as_typed(figures)} is not a list of rows (mappings, e.g. "
+                "{batch_size: 16, avg_epoch_time: 20.4})")  # fmt: skip
     measures = {m.key for m in METRICS}
     for row in figures:
         for key, value in row.items():
             number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            if (key in measures and not number) or not _scalar(value):
-                return f"figures: {key}={value!r} is not a {'number' if key in measures else 'single value'}"
+            if key in measures and not (number or value is None):  # null: a figure the lab did not give
+                return f"figures: {key}={_as_typed(value)} is not a number"
+            if not _scalar(value):
+                return f"figures: {key}={_as_typed(value)} is not a single value"
     return None
 
 
@@ -328,9 +329,14 @@ def _check_fixed_names(cfg: DictConfig) -> None:
     chosen = choices.get("precision")
     own = importlib.resources.files("bench.conf").joinpath("precision", f"{chosen}.yaml") if chosen else None
     if own is not None and own.is_file():
-        for key, value in OmegaConf.create(own.read_text()).items():
-            given = OmegaConf.select(cfg, f"precision.{key}", default=None)
-            if key != "name" and given != value:
+        defined = OmegaConf.create(own.read_text())
+        for key in defined:
+            # What the file itself states as a value: not its defaults list, nor an interpolation (a user's own
+            # precision may build on another, or take a value from elsewhere).
+            if key in ("name", "defaults") or OmegaConf.is_interpolation(defined, str(key)):
+                continue
+            value, given = defined[key], OmegaConf.select(cfg, f"precision.{key}", default=None)
+            if given != value:
                 setting, defined = _as_typed(given), _as_typed(value)
                 raise ConfigError(f"precision.{key}={setting}: precision={chosen} is {key}={defined}, and the "
                                   "results record the precision by its name; choose another precision, or add your "

@@ -160,6 +160,14 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
     # (which may load libraries), for a run that stopped earlier; none for one skipped before any work.
     if result.metrics.get("peak_rss_mb") is None:
         result.metrics["peak_rss_mb"] = measure.peak_rss_mb() if result.status != "skipped" else None
+    if result.status != "ok" and result.epochs_detail and result.metrics.get("avg_epoch_time") is None:
+        # A run that stopped after some timed epochs (interrupted, oom, diverged): their figures, measured like
+        # any run's, are recorded as such, so metrics.json and the reports say the same.
+        done = len(result.epochs_detail)
+        result.metrics.update({k: v for k, v in summarize([asdict(e) for e in result.epochs_detail]).items()
+                               if result.metrics.get(k) is None})  # fmt: skip
+        result.notes.append(f"its figures are of the {done} timed epoch{'s' * (done > 1)} it finished before it "
+                            f"stopped ({result.status})")  # fmt: skip
     try:
         if device is not None and result.metrics.get("peak_memory_mb") is None:  # how far an OOM run got
             _record_peak_memory(result, device)
@@ -395,8 +403,9 @@ CLOCKS_AGREE = 0.02
 
 def _clocks_disagree(wall_s: float | None, cuda_s: float | None) -> str | None:
     """A note when the two epoch clocks differ by more than CLOCKS_AGREE (measurement rule 1: they must agree).
-    Events time the stream's work from its first to its last; the wall clock also the host's time before the
-    first and after the last, so a gap means time the stream was not given work (or work on another stream)."""
+    Both span the same interval, the stream's start and end events and the synchronized host clock around
+    them, idle time included; a gap means work outside the stream's window (another stream's, or the host's
+    between a clock's read and its event), and the figure to doubt."""
     if not wall_s or not cuda_s:
         return None
     gap = cuda_s / wall_s - 1
