@@ -269,12 +269,12 @@ def _check_arguments(argv: list[str], parser: argparse.ArgumentParser) -> argpar
         key = arg.lstrip("+~").split("=")[0]
         if key in ("hydra", "hydra.callbacks") or _names(key, "hydra.callbacks.folders"):
             fail(f"{arg}: the folder guard stays; it keeps finished runs from being overwritten", EXIT_USAGE)
-        # Without it a sweep ended with no report and no word (~hydra.callbacks.report), or with 8 lines of
-        # Hydra's warnings (hydra.callbacks.report=null). A callback of one's own is added beside it.
         # A component's setting removed: its class's default would run where the records show none (or the
         # run would fail after its start, for a setting without one). Settings are set, never removed.
         if arg.startswith("~") and key.split(".")[0] in ("model", "dataset", "loader") and "." in key:
             fail(f"{arg}: a component's setting cannot be removed; set it instead: {key}=...", EXIT_USAGE)
+        # Without it a sweep ended with no report and no word (~hydra.callbacks.report), or with 8 lines of
+        # Hydra's warnings (hydra.callbacks.report=null). A callback of one's own is added beside it.
         if _names(key, "hydra.callbacks.report"):
             fail(f"{arg}: the sweep's report stays (it is built at the end of every sweep); add a callback of your "
                  "own with +hydra.callbacks.NAME._target_=...", EXIT_USAGE)  # fmt: skip

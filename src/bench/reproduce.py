@@ -88,9 +88,9 @@ def plan(source: Source, extra: Sequence[str]) -> Plan:
                          f"{group}={name}")  # fmt: skip
     # A precision is its settings (schema._check_fixed_names): precision.autocast_dtype=bfloat16 ran bf16 and
     # recorded the saved run's fp32.
-    retuned = [o for o in extra if o.lstrip("+").split("=")[0].startswith("precision.")]
-    if retuned:
-        raise UsageError(f"{retuned[0]}: a precision's settings are its option's, which the results record by "
+    changed = [o for o in extra if o.lstrip("+").split("=")[0].startswith("precision.")]
+    if changed:
+        raise UsageError(f"{changed[0]}: a precision's settings are its option's, which the results record by "
                          "name; choose another precision with precision=...")  # fmt: skip
     # Removing a key of the saved run took this checkout's default in its place, without a word (~epochs ran 3).
     removed = [o for o in extra if o.startswith("~")]

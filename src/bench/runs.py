@@ -151,7 +151,7 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     row.update({k: metrics.get(k) for k in (*CONFIG_COLUMNS, *RUN_FACTS, "status", "error", "device_name")})
     row["task"] = metrics.get("task") or "train"
     # Files written before a metric existed get it derived from their epochs, where it can be. A metric the
-    # file has as null stays null: a diverged run's speed, which its metrics.json does not claim either.
+    # file has as null stays null: the report says what metrics.json says.
     derived = summarize(metrics.get("epochs_detail") or [])
     row.update({m.key: metrics[m.key] if m.key in metrics else derived.get(m.key) for m in METRICS})
     found = metrics.get("diagnosis") or (diagnose({**metrics, **row}) if metrics["status"] == "ok" else {})

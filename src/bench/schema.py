@@ -337,8 +337,8 @@ def _check_fixed_names(cfg: DictConfig) -> None:
                 continue
             value, given = defined[key], OmegaConf.select(cfg, f"precision.{key}", default=None)
             if given != value:
-                setting, defined = _as_typed(given), _as_typed(value)
-                raise ConfigError(f"precision.{key}={setting}: precision={chosen} is {key}={defined}, and the "
+                setting, stated = _as_typed(given), _as_typed(value)
+                raise ConfigError(f"precision.{key}={setting}: precision={chosen} is {key}={stated}, and the "
                                   "results record the precision by its name; choose another precision, or add your "
                                   "own (conf/precision/<name>.yaml)")  # fmt: skip
 
