@@ -290,14 +290,23 @@ def test_lab_figures_match_ours_even_when_a_job_is_missing(tmp_path: Path) -> No
     assert "like for like" not in text and "| 20.4 |" in " ".join(text.split()).replace("  ", " ")
 
 
-def test_lab_figures_that_none_of_ours_matches_stand_alone(tmp_path: Path) -> None:
+def test_lab_figures_that_none_of_ours_matches_stand_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # batch_size=32 against the lab's 16 and 64: a table of n/a rows headed "beside ours, like for like", and a
     # note on an "ours s/epoch" column that was not there.
     lab = {"part": 2, "title": "Batch size", "figures": [{"batch_size": 16, "avg_epoch_time": 20.4},
                                                          {"batch_size": 64, "avg_epoch_time": 12.9}]}  # fmt: skip
     _fake_run(tmp_path / "s", 0, "cpu", 32, 2.0)
     (tmp_path / "s" / "0" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 32}))
+    drawn = []  # the figure drew the lab's 16-to-64 line through our 32: a lab figure the lab never measured
+    plot = Axes.plot
+
+    def spy(ax: Axes, *args, **kwargs):
+        drawn.append(kwargs.get("label"))
+        return plot(ax, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
     text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
+    assert not [label for label in drawn if label and label.startswith("lab")], drawn
     assert "none of our runs has a batch_size the lab ran (16, 64), so there is nothing of ours to set" in text
     assert "like for like" not in text and "ours s/epoch" not in text
     section = text.split("The lab's figures")[1].split("## Status")[0]

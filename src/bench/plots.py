@@ -72,6 +72,11 @@ def plot_experiment(
     categories = list(dict.fromkeys(str(v) for v in runs[x].dropna()))
     groups = list(ok.groupby(hue, sort=False)) if hue else [(None, ok)]
     lab_df, lab_style = _lab_at_our_epoch_size(pd.DataFrame((lab or {}).get("figures") or []), ok)
+    if numeric and x in lab_df:
+        # The lab's points within our runs' range only: a line to a point off the axis drew, at our batch 32, a
+        # "lab figure" between its 16 and 64 that the lab never measured.
+        ours, theirs = pd.to_numeric(runs[x], errors="coerce").dropna(), pd.to_numeric(lab_df[x], errors="coerce")
+        lab_df = lab_df[(theirs >= ours.min()) & (theirs <= ours.max())]
     for ax, (column, label) in zip(axes[0], panels, strict=True):
         if numeric:
             _lines(ax, groups, x, column, hue)
@@ -101,6 +106,9 @@ def plot_experiment(
         log_y = len(shown) >= 2 and shown.max() / shown.min() >= LOG_Y_SPAN
         if log_y:
             ax.set_yscale("log")
+            if not numeric:  # a bar's length on a log axis is not its value: each bar says its value
+                for bars in ax.containers:
+                    ax.bar_label(bars, fmt="{:,.3g}", fontsize="small", padding=2)
         ax.set_ylabel(label + (" (log scale)" if log_y else ""))
         ax.set_title(label.split(" (")[0])
         # A legend only where there is more than one series to tell apart (not a lone "bench").
