@@ -394,6 +394,21 @@ def test_the_notes_runs_recorded_are_in_the_report(tmp_path: Path) -> None:
     assert "Swept: **batch_size** = 16, 64" in text
 
 
+def test_a_sweep_of_a_setting_every_run_ignored_says_so(tmp_path: Path) -> None:
+    # experiment=workers with loader=resident: the notes said workers was ignored, and the sentences ranked the
+    # runs by it all the same (their spread is noise).
+    for job, workers in enumerate((0, 2, 4)):
+        _fake_run(tmp_path / "s", job, "cpu", 64, 2.0 + job / 10, loader="resident")
+        metrics = tmp_path / "s" / str(job) / "metrics.json"
+        notes = ["workers is ignored by loader=resident"] if workers else []
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "workers": workers, "notes": notes}))
+    text = " ".join((build_report([tmp_path / "s"]).out / "report.md").read_text().split())
+    assert (
+        "Every run ignored workers (workers is ignored by loader=resident) or had none: they differ in nothing "
+        "else, so what follows is run-to-run noise, not an effect of workers. Throughput goes"
+    ) in text
+
+
 def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, str(tmp_path), module="bench.report")
     assert proc.returncode == 2

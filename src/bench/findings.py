@@ -42,6 +42,22 @@ def paragraphs(runs: pd.DataFrame, x: str, by: Sequence[str] = ()) -> list[str]:
     return out
 
 
+def _ignored_sentence(ok: pd.DataFrame, x: str) -> str:
+    """Where every run ignored the swept setting (experiment=workers with loader=resident: its note says so) or
+    had none to ignore (workers=0), the runs differ in nothing: say so before any ranking along it."""
+    notes = ok["notes"] if "notes" in ok else pd.Series([None] * len(ok), index=ok.index)
+    said = [next((n for n in (v if isinstance(v, list) else []) if n.startswith(f"{x} is ignored by")), None)
+            for v in notes]  # fmt: skip
+    rest = {str(v) for v, note in zip(ok[x], said, strict=True) if note is None}
+    found = next((n for n in said if n), None)
+    if found is None or len(rest) > 1:
+        return ""
+    return (
+        f"Every run ignored {x} ({found}){' or had none' if rest else ''}: they differ in nothing else, so "
+        f"what follows is run-to-run noise, not an effect of {x}."
+    )
+
+
 def sentences(runs: pd.DataFrame, x: str) -> list[str]:
     """Two or three sentences about the finished runs of one experiment, along the swept variable ``x``."""
     if runs["max_batch"].notna().any():
@@ -53,7 +69,7 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
         ok = ok.assign(_x=pd.to_numeric(ok[x])).sort_values("_x")
     first, last = ok.iloc[0], ok.iloc[-1]
     best, worst = ok.loc[ok["samples_per_s"].idxmax()], ok.loc[ok["samples_per_s"].idxmin()]
-    out = []
+    out = [_ignored_sentence(ok, x)]
     if is_numeric(ok[x]):
         ratio = last["samples_per_s"] / first["samples_per_s"]
         out.append(
