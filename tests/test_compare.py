@@ -298,5 +298,5 @@ def test_a_partly_failed_config_gets_no_verdict_and_is_a_regression(tmp_path: Pa
     _fake_run(cand, 1, "cpu", 64, 1000, status="oom")  # the same config again, broken
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "no config finished on both sides, so there is no verdict" in proc.stdout
+    assert "no config has all its runs ok on both sides (see the status column), so there is no verdict" in proc.stdout
     assert "1 regression(s): model=medium, batch_size=64 1 of 2 ok in the candidate" in proc.stderr

@@ -223,7 +223,8 @@ def summary_line(c: Comparison) -> str:
     """``candidate vs baseline: 3 faster, 1 same, 0 slower (band 5%); geometric mean speedup 2.41×``."""
     judged = c.table[c.table["verdict"].notna()]
     if judged.empty:
-        return "candidate vs baseline: no config finished on both sides, so there is no verdict"
+        return ("candidate vs baseline: no config has all its runs ok on both sides (see the status column), so "
+                "there is no verdict")  # fmt: skip
     n = judged["verdict"].value_counts()
     iqr = int((judged["band_rule"] == "IQR").sum())
     band = f"band {_percent(c.band)}" if not iqr else "band: the repeats' IQR" + (

@@ -136,8 +136,8 @@ def loss_summary(old: dict[str, Any], new: dict[str, Any]) -> str:
     before, after = _losses(old), _losses(new)
     both = [(before[e], after[e]) for e in before if e in after and before[e] is not None and after[e] is not None]
     same = sum(a == b for a, b in both)
-    if not both:
-        return "No epochs to compare."
+    if not both:  # one side has no loss for any epoch the other has (it stopped, or diverged at once)
+        return "No epoch has a loss on both sides, so none can be compared."
     if same == len(both):
         return f"All {len(both)} compared epoch losses are identical."
     gap = max(abs(a - b) for a, b in both)
