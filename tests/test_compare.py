@@ -235,9 +235,13 @@ def test_nothing_matched_is_exit_2_and_says_how_the_sides_differ(tmp_path: Path)
         "bench: error: no config of the candidate matches the baseline (they differ in precision fp32 vs amp_fp16; "
         "pass --ignore precision to compare them anyway)"
     )
-    proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "precision", module="bench.compare")
+    proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "precision", "--out", "c", module="bench.compare")
     assert proc.returncode == 0, proc.stderr
     assert "2 faster, 0 same, 0 slower" in proc.stdout
+    # compare.md says what it did not match on, and how the sides differ there (the key just dropped out).
+    written = (tmp_path / "c" / "compare.md").read_text()
+    assert "- not matched on (--ignore): precision: baseline fp32; candidate amp_fp16" in written
+    assert "Where the band is the fixed ±5%, neither side measured its noise" in written  # no repeat=N here
     # Several keys in one flag, as the help's a,b says: it was one key named "precision,loader", not recorded.
     proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "precision,loader", module="bench.compare")
     assert proc.returncode == 0 and "2 faster, 0 same, 0 slower" in proc.stdout, proc.stderr

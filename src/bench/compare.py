@@ -20,7 +20,7 @@ import argparse
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class Comparison:
     shown: list[str]
     band: float
     machines: tuple[str, str] = ("unknown", "unknown")
+    #: the keys --ignore left out of the matching, each with its values on either side
+    ignored: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
 
 
 # -------------------------------------------------------------------------------------------- matching
@@ -179,7 +181,14 @@ def compare(base: pd.DataFrame, cand: pd.DataFrame, band: float = BAND, ignore: 
         rows.append({**{k: first[k] for k in keys}, **_row(*sides, band)})
     table = pd.DataFrame(rows)
     shown = [k for k in keys if len(set(map(_norm, table[k]))) > 1] or [k for k in ("model", "batch_size") if k in keys]
-    return Comparison(table, keys, shown, band, (_machines(base), _machines(cand)))
+    ignored = {key: (_values_of(base, key), _values_of(cand, key)) for key in ignore}
+    return Comparison(table, keys, shown, band, (_machines(base), _machines(cand)), ignored)
+
+
+def _values_of(df: pd.DataFrame, key: str) -> list[str]:
+    """The distinct values one side's runs have for ``key`` (a column, or a key of their saved configs)."""
+    column = df[key] if key in df else pd.Series([f.get(key) if f else None for f in df["_flat"]], dtype=object)
+    return sorted({cell(v) for v in column.dropna()})
 
 
 def _mismatch(keys: list[str], left: dict[tuple, Any], right: dict[tuple, Any]) -> str:
@@ -259,7 +268,10 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
         "# bench compare", "",
         f"- baseline: {', '.join(f'`{p}`' for p in baseline)}: {c.machines[0]}",
         f"- candidate: {', '.join(f'`{p}`' for p in candidate)}: {c.machines[1]}",
-        f"- matched on: {', '.join(c.keys)} (never the device or the environment)", "",
+        f"- matched on: {', '.join(c.keys)} (never the device or the environment)",
+        *(f"- not matched on (--ignore): {key}: baseline {', '.join(b) or 'n/a'}; candidate {', '.join(a) or 'n/a'}"
+          for key, (b, a) in c.ignored.items()),
+        "",
         markdown(display(c), like=LIKE), "",
         "ratio: candidate / baseline (above 1: the candidate is faster, or uses more memory). Verdict: faster or "
         "slower beyond 1 ± the band, else same; the band is the sum of both sides' relative IQRs (IQR / median "
@@ -269,6 +281,10 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
     ]  # fmt: skip
     if unjudged:
         lines += [f"{unjudged} config(s) without a verdict: on one side only, or not ok on a side.", ""]
+    if (c.table["band_rule"] == "fixed").any():  # nothing measured this machine's noise for those configs
+        lines += [f"Where the band is the fixed ±{_percent(c.band)}, neither side measured its noise: a single run "
+                  "can differ from the next by more on a busy machine. Run both sides with repeat=3 for a band "
+                  "measured here.", ""]  # fmt: skip
     if figure:
         lines += [f"![samples/s ratio, candidate / baseline]({figure})", ""]
     return "\n".join([*lines, summary_line(c)]) + "\n"
