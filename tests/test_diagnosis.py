@@ -235,6 +235,10 @@ def test_the_report_shows_median_and_iqr_and_flags_noise(tmp_path: Path) -> None
     assert "samples/s: median (IQR) over the repeats" in text and "500 (IQR 20) " in text
     assert "500 (IQR 20) (noisy: CV 20.0%)" in text and "(noisy: CV 1.0%)" not in text
     assert "Noisy: batch_size=128 (CV 20.0% over its repeats) varied by more than 5%, so a difference" in text
+    # A run alone (the one run of a report, or of its folder beside another): its cell said noisy, no sentence did.
+    build_report([tmp_path / "s" / "1"])
+    text = (tmp_path / "s" / "1" / "report.md").read_text()
+    assert "Noisy: model=medium (CV 20.0% over its repeats) varied by more than 5%, so its figures are that " in text
 
 
 def test_noise_over_the_epochs_of_a_single_repeat_is_shown_too(tmp_path: Path) -> None:

@@ -63,6 +63,8 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
     if runs["max_batch"].notna().any():
         return capacity_sentences(runs)
     ok = runs[(runs["status"] == "ok") & runs["samples_per_s"].notna()]
+    if len(ok) == 1 and x in ok:  # nothing to rank; a noisy run is still named, as its table cell flags it
+        return [s for s in [_noise_sentence(ok, x)] if s]
     if len(ok) < 2 or x not in ok:
         return []
     if is_numeric(ok[x]):
@@ -106,6 +108,9 @@ def _noise_sentence(ok: pd.DataFrame, x: str) -> str:
         f"{_label(x, r[x])} (CV {r['samples_per_s_cv']:.1%} over its {'repeats' if n > 1 else 'epochs'})"
         for (_, r), n in zip(noisy.iterrows(), repeats, strict=True)
     )
+    if len(ok) == 1:  # a run alone: its own figures are what the spread makes uncertain
+        return (f"Noisy: {names} varied by more than {NOISY_CV:.0%}, so its figures are that uncertain"
+                + ("; `repeat=3` measures it." if (repeats <= 1).any() else "."))  # fmt: skip
     return (
         f"Noisy: {names} varied by more than {NOISY_CV:.0%}, so a difference between runs smaller than that "
         "spread is not a finding" + ("; `repeat=3` measures it." if (repeats <= 1).any() else ".")
