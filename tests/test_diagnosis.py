@@ -96,6 +96,10 @@ def test_a_share_beside_the_threshold_is_not_rounded_onto_it(wait: float, verdic
     # 29.5% read "data wait 30%" beside "input-bound from 30%", under a verdict that was not input-bound.
     found = diagnosis.diagnose({"data_wait_frac": wait, "loader": "dataloader", "workers": 0, "device": "cpu"})
     assert found["verdict"] == verdict and shown in found["evidence"], found["evidence"]
+    # The tables' data wait column too: "30%" on a row judged compute-bound, its evidence saying 29.5%.
+    from bench.metrics import metric
+
+    assert metric("data_wait_frac").format(wait) in shown
 
 
 def test_on_the_cpu_the_evidence_says_the_workers_share_the_cores() -> None:
