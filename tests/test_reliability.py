@@ -728,7 +728,7 @@ def test_an_unusable_data_dir_is_reported_before_decoding(tmp_path: Path) -> Non
     (tmp_path / "data").write_text("a file")
     proc = run_cli(tmp_path, *[t for t in TINY if "_size" not in t], "dataset=imagefolder", f"dataset.root={root}",
                    "data_dir=data")  # fmt: skip
-    _one_error_line(proc, 2, "data_dir=data/imagefolder-cache: cannot write there")
+    _one_error_line(proc, 2, "dataset.cache_dir=data/imagefolder-cache: cannot write there")
     assert "Decoding" not in proc.stdout
 
 

@@ -189,7 +189,7 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
     if cached is not None:
         return cached.subset(train_size, test_size)
     try:  # before decoding every image, not after: say now if the cache cannot be written
-        make_writable(cache.parent, "data_dir")
+        make_writable(cache.parent, "dataset.cache_dir")  # data_dir only by default
     except UsageError as err:
         raise DatasetUnavailable(f"{err}; the decoded images are cached there") from None
 
