@@ -409,6 +409,23 @@ def test_a_sweep_of_a_setting_every_run_ignored_says_so(tmp_path: Path) -> None:
     ) in text
 
 
+def test_an_unfinished_run_is_marked_with_its_series(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two series (device), one run of the GPU's skipped: "skipped" alone sat under a legend naming both.
+    for job, (device, batch, status) in enumerate((("cpu", 64, "ok"), ("cpu", 128, "ok"), ("cuda", 64, "ok"),
+                                                   ("cuda", 128, "skipped"))):  # fmt: skip
+        _fake_run(tmp_path / "s", job, device, batch, 2.0, status=status)
+    said = []
+    annotate = Axes.annotate
+
+    def spy(ax: Axes, text: str, *args, **kwargs):
+        said.append(text)
+        return annotate(ax, text, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "annotate", spy)
+    build_report([tmp_path / "s"])
+    assert "skipped (device=cuda)" in said, said
+
+
 def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, str(tmp_path), module="bench.report")
     assert proc.returncode == 2

@@ -95,7 +95,7 @@ def plot_experiment(
         lab_drawn = not lab_df.empty and column in lab_df and x in lab_df
         if lab_drawn:
             _lab_overlay(ax, lab_df, x, column, numeric, categories, lab_style)
-        _mark_unfinished(ax, runs, x, numeric, categories)
+        _mark_unfinished(ax, runs, x, numeric, categories, hue)
         ax.set_xlabel(LABELS.get(x, x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
         # Values far apart (a CPU run's 40 s beside a GPU's or the lab's 0.1 s): on a linear axis the small ones
         # lie flat on the floor, the lab's markers hidden in its bottom pixel.
@@ -197,13 +197,17 @@ def _lab_overlay(
         ax.plot(*zip(*points, strict=True), **{**style, "linestyle": "none"})
 
 
-def _mark_unfinished(ax: Axes, runs: pd.DataFrame, x: str, numeric: bool, categories: list[str]) -> None:
-    """Write 'oom', 'skipped', ... at the x position of every run that has no numbers to plot."""
+def _mark_unfinished(
+    ax: Axes, runs: pd.DataFrame, x: str, numeric: bool, categories: list[str], hue: list[str] = ()
+) -> None:  # fmt: skip
+    """Write 'oom', 'skipped', ... at the x position of every run that has no numbers to plot, with its series
+    where there are several (a diverged lr=1e30 beside the lr=0.001 line the legend shows)."""
     for _, run in runs[runs["status"] != "ok"].iterrows():
         if pd.isna(run[x]):
             continue
         pos = float(run[x]) if numeric else categories.index(str(run[x]))
-        ax.annotate(str(run["status"]), (pos, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
+        series = f" ({_series_label(tuple(run[h] for h in hue), list(hue))})" if hue else ""
+        ax.annotate(f"{run['status']}{series}", (pos, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
                     textcoords="offset points", ha="center", va="bottom", color="tab:red", fontsize="small",
                     rotation=90)  # fmt: skip
 
