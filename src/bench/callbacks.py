@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench import interrupts
 from bench.errors import Refused, UsageError, one_line
-from bench.folders import LOCK_FILE, METRICS_FILE, SWEEP_OUTPUTS, claim_run_dir, claim_sweep_dir
+from bench.folders import CONFIG_SUBDIR, LOCK_FILE, METRICS_FILE, SWEEP_OUTPUTS, claim_run_dir, claim_sweep_dir
 
 log = logging.getLogger("bench")
 #: the sweeper conf/hydra/sweeper/bench.yaml names: Hydra's basic sweeper plus resume=true
@@ -68,10 +68,8 @@ def _unguarded(config: DictConfig, key: str, err: Exception) -> str:
     return f"{key}={folder}: cannot use it ({why})"
 
 
-#: where Hydra saves a job's config in its folder (``hydra.output_subdir``): bench.reproduce and the reports
-#: read it there, and claim_run_dir claims a folder by making it
-CONFIG_SUBDIR = ".hydra"
-#: what a log file must not be: the files bench writes in a run's or a sweep's folder
+#: what a log file must not be: the files bench writes in a run's or a sweep's folder (reproduce.REPORT_FILE
+#: and train.TRACE_FILE by name: this module runs before torch is imported, and those modules import it)
 RESULT_FILES = (METRICS_FILE, LOCK_FILE, *SWEEP_OUTPUTS, "reproduce.md", "trace.json")
 _OWN_FOLDER = "${hydra.runtime.output_dir}/"
 #: the same folder as Hydra's resolver writes it

@@ -25,6 +25,9 @@ SWEEP_FILE = "multirun.yaml"
 SWEEP_OUTPUTS = (SWEEP_FILE, "summary.csv", "report.md")
 #: a sweep's subdir: one folder per job, named by its number, which resume and the reports rely on
 JOB_SUBDIR = "${hydra.job.num}"
+#: where Hydra saves a run's config in its folder (``hydra.output_subdir``, which bench.callbacks holds to it):
+#: bench.reproduce and the reports read it there, and claim_run_dir claims a folder by making it
+CONFIG_SUBDIR = ".hydra"
 #: the lock a sweep's process holds on its folder while it runs (flock: the kernel drops it however it ends)
 LOCK_FILE = ".bench.lock"
 _claimed: list[Path] = []  # the sweep folders this process claimed, latest last
@@ -122,7 +125,7 @@ def claimed_sweep_dir() -> Path | None:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / METRICS_FILE).is_file() or (path / ".hydra").is_dir()
+    return (path / METRICS_FILE).is_file() or (path / CONFIG_SUBDIR).is_dir()
 
 
 def job_number(path: Path) -> int | None:
@@ -192,7 +195,7 @@ def claim_run_dir(path: Path, key: str = "hydra.run.dir") -> None:
     refuse_inside_results(path, key)
     make_writable(path, key)
     try:
-        (path / ".hydra").mkdir()  # atomic: of two runs racing for one folder, exactly one gets it
+        (path / CONFIG_SUBDIR).mkdir()  # atomic: of two runs racing for one folder, exactly one gets it
     except FileExistsError:
         raise UsageError(f"{key}={path} is being used by another run: choose a new folder") from None
     except OSError as err:
