@@ -27,7 +27,7 @@ from bench.folders import SWEEP_FILE, is_run_dir, job_number
 from bench.metrics import METRICS, summarize
 from bench.results import MetricsError, load_metrics
 from bench.resume import planned_overrides
-from bench.schema import lab_problem
+from bench.schema import is_single_value, lab_problem
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,6 @@ def _setting(config: dict[str, Any], key: str) -> Any:
     return str(value).lower() if isinstance(value, bool) else value
 
 
-def _single(value: Any) -> Any:
-    """``value`` where it is one value (a number, a word, a flag), else None."""
-    return value if value is None or isinstance(value, str | int | float | bool) else None
-
-
 def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     cfg = saved_config(run_dir)
     # A lab preset's description as saved; one of the wrong shape (a hand-edited config) is a plain run's.
@@ -143,7 +138,9 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     except MetricsError as err:
         # Still say what the run was, from its saved config, so the reader can tell which point is lost.
         # Single values only: a list edited in where a number was (batch_size: [1, 2]) is no column's value.
-        row.update({key: _single(row["_config"].get(key)) for key in (*CONFIG_COLUMNS, "task")})
+        config = row["_config"]
+        row.update({key: config.get(key) if is_single_value(config.get(key)) else None
+                    for key in (*CONFIG_COLUMNS, "task")})  # fmt: skip
         if row["device"] == "auto":  # what it chose is in the metrics; "auto" beside "cpu" would read as swept
             row["device"] = None
         row.update(status=UNREADABLE, error=str(err))

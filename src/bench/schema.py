@@ -224,13 +224,15 @@ def lab_problem(lab: Any) -> str | None:
         return None
     if not isinstance(lab, dict):
         return f"{_as_typed(lab)} is not a mapping of {', '.join(LAB_KEYS)}"
-    if not _scalar(lab.get("part")):
+    if not is_single_value(lab.get("part")):
         return f"part={_as_typed(lab['part'])} is not a single value"
     for key in ("title", "note"):
         if lab.get(key) is not None and not isinstance(lab[key], str):
             return f"{key}={_as_typed(lab[key])} is not text"
     ran_with = lab.get("ran_with")
-    if ran_with is not None and (not isinstance(ran_with, dict) or not all(_scalar(v) for v in ran_with.values())):
+    if ran_with is not None and (
+        not isinstance(ran_with, dict) or not all(is_single_value(v) for v in ran_with.values())
+    ):
         return f"ran_with={_as_typed(ran_with)} is not a mapping of settings to values"
     figures = lab.get("figures")
     if figures is None:
@@ -244,12 +246,13 @@ def lab_problem(lab: Any) -> str | None:
             number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
             if key in measures and not (number or value is None):  # null: a figure the lab did not give
                 return f"figures: {key}={_as_typed(value)} is not a number"
-            if not _scalar(value):
+            if not is_single_value(value):
                 return f"figures: {key}={_as_typed(value)} is not a single value"
     return None
 
 
-def _scalar(value: Any) -> bool:
+def is_single_value(value: Any) -> bool:
+    """A number, a word, a flag or null: not a list or a mapping."""
     return value is None or isinstance(value, str | int | float | bool)
 
 
