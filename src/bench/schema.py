@@ -10,6 +10,7 @@ component does not take is refused before any work, in one line.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.resources
 import inspect
@@ -327,23 +328,32 @@ def _check_fixed_names(cfg: DictConfig) -> None:
             raise ConfigError(f"{group}.name={name}: {group}={chosen} is what runs, and its name is what the "
                               f"results record; choose the option itself with {group}={name}")  # fmt: skip
     # A precision is its settings: precision.autocast_dtype=bfloat16 on fp32 ran bf16 recorded as fp32, and
-    # amp_fp16 without its GradScaler was still amp_fp16 in every table. bench's own options only: a user's
-    # precision YAML (another combination) is its own option, with its own name.
+    # amp_fp16 without its GradScaler was still amp_fp16 in every table. Each option is held to what its own
+    # file states; another combination is another option (a YAML of one's own, with its own name).
     chosen = choices.get("precision")
-    own = importlib.resources.files("bench.conf").joinpath("precision", f"{chosen}.yaml") if chosen else None
-    if own is not None and own.is_file():
-        defined = OmegaConf.create(own.read_text())
-        for key in defined:
-            # What the file itself states as a value: not its defaults list, nor an interpolation (a user's own
-            # precision may build on another, or take a value from elsewhere).
-            if key in ("name", "defaults") or OmegaConf.is_interpolation(defined, str(key)):
-                continue
-            value, given = defined[key], OmegaConf.select(cfg, f"precision.{key}", default=None)
-            if given != value:
-                setting, stated = _as_typed(given), _as_typed(value)
-                raise ConfigError(f"precision.{key}={setting}: precision={chosen} is {key}={stated}, and the "
-                                  "results record the precision by its name; choose another precision, or add your "
-                                  "own (conf/precision/<name>.yaml)")  # fmt: skip
+    for key, value in (_precision_states(chosen) if chosen else {}).items():
+        given = OmegaConf.select(cfg, f"precision.{key}", default=None)
+        if given != value:
+            setting, stated = _as_typed(given), _as_typed(value)
+            raise ConfigError(f"precision.{key}={setting}: precision={chosen} is {key}={stated}, and the "
+                              "results record the precision by its name; choose another precision, or add your "
+                              "own (conf/precision/<name>.yaml)")  # fmt: skip
+
+
+@functools.cache
+def _precision_states(name: str) -> dict[str, Any]:
+    """What conf/precision/<name>.yaml itself states as values: not its name or defaults list, nor an
+    interpolation (a user's own precision may build on another, or take a value from elsewhere); {} where
+    there is no such file. Read once per process: a sweep's check validates every job."""
+    own = importlib.resources.files("bench.conf").joinpath("precision", f"{name}.yaml")
+    if not own.is_file():
+        return {}
+    defined = OmegaConf.create(own.read_text())
+    return {
+        str(key): defined[key]
+        for key in defined
+        if key not in ("name", "defaults") and not OmegaConf.is_interpolation(defined, str(key))
+    }
 
 
 def _as_typed(value: Any) -> str:
