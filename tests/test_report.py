@@ -191,6 +191,11 @@ def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -
     text = (tmp_path / "combined" / "report.md").read_text()
     assert "Overall GPU speedup: 2.73×** (total training time, CPU ÷ GPU" in text
     assert "| CPU s/epoch |" in " ".join(text.split()) and "avg_epoch_time_cpu" not in text
+    # Numbers right-aligned, the ratios ("2.00×") too: they used to be left-aligned as if words.
+    speedups = text.split("### GPU speedup")[1].split("\n\n")[1].splitlines()
+    header = [h.strip() for h in speedups[0].strip("|").split("|")]
+    align = dict(zip(header, speedups[1].strip("|").split("|"), strict=True))
+    assert align["speedup (s/epoch, CPU ÷ GPU)"].endswith(":") and align["CPU s/epoch"].endswith(":"), align
     assert "Swept: **device** = cpu, cuda; **batch_size** = 64, 256, 1024" in text
     assert "allocated* by tensors (`torch.cuda.max_memory_allocated`) in the timed epochs; reserved" in text
     # The CUDA that torch was built for is not a GPU in use; cuDNN's code is shown as its version.

@@ -55,7 +55,7 @@ def markdown(df: pd.DataFrame, columns: Sequence[str] | None = None, like: Mappi
 
 def _numeric(col: pd.Series) -> bool:
     values = [v for v in col if v != MISSING]
-    stripped = [v.replace(",", "").rstrip("%").removeprefix("×").strip() for v in values]
+    stripped = [v.replace(",", "").rstrip("%×").strip() for v in values]  # 33%, 2.41× are numbers too
     return bool(values) and all(_is_number(v) for v in stripped)
 
 
