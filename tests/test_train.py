@@ -94,6 +94,18 @@ def test_same_seed_same_losses_on_cpu(cfg_for, tmp_path: Path) -> None:
     assert first != _losses(cfg_for, tmp_path, "device=cpu", "seed=1")
 
 
+def test_an_epochs_loss_is_the_mean_over_its_images_not_over_its_batches(cfg_for, tmp_path: Path) -> None:
+    # A model that hardly moves (lr 1e-12) scores the same mean loss over the same 256 images whatever the
+    # batches: one of 256, or 200 and a last, partial 56, which used to count as much as the 200.
+    def loss(batch_size: int) -> float:
+        run = cfg_for("device=cpu", "epochs=1", "lr=1e-12", "evaluate=false", f"batch_size={batch_size}")
+        result = train.run(run, tmp_path / f"b{batch_size}")
+        assert result.status == "ok", result.error
+        return result.epochs_detail[0].loss
+
+    assert loss(200) == pytest.approx(loss(256), rel=1e-5)
+
+
 @pytest.mark.parametrize("warmup_steps", [4, 20])  # 20 > the 8 batches of an epoch: it passes over the data again
 def test_warm_up_is_rolled_back(cfg_for, tmp_path: Path, warmup_steps: int) -> None:
     # Training after the warm-up must be exactly training without it.

@@ -46,8 +46,8 @@ def run_epoch(
     """
     model.train()
     batches = train.batches(epoch_seed(seed, epoch))
-    loss_sum = torch.zeros((), device=clock.device)
-    n_batches, wait = 0, 0.0
+    loss_sum = torch.zeros((), device=clock.device)  # each batch's mean loss times its size: a sum over samples
+    seen, wait = 0, 0.0
     copies = train.copies
     events.reset()
     with tqdm(total=len(train), desc=f"Epoch {epoch}/{epochs}", unit="batch", leave=False, disable=None) as bar:
@@ -64,16 +64,18 @@ def run_epoch(
                 events.started("copy")
                 batch = train.to_device(*batch)
                 events.done("copy")
+            size = len(batch[1])  # a shape, known to the host: no sync
             events.started("step")
-            loss_sum += step.fn(*batch)
+            loss_sum.add_(step.fn(*batch), alpha=size)  # one kernel, as a plain += was
             events.done("step")
-            n_batches += 1
+            seen += size
             bar.update()
             interrupts.check()
         interval = clock.stop()
     joules = energy.stop(interval.wall_s, train.samples).joules if energy is not None else None
-    # The epoch's one host read of the loss, and of the events, after the clock has stopped.
-    loss = (loss_sum / max(n_batches, 1)).item()
+    # The epoch's one host read of the loss, and of the events, after the clock has stopped. The mean over
+    # samples, not over batches: a last, partial batch of 8 images counts for 8, not as much as 512.
+    loss = (loss_sum / max(seen, 1)).item()
     busy, copy = events.totals()
     return EpochStats(
         epoch=epoch,
