@@ -128,6 +128,20 @@ def test_a_run_that_did_not_learn_is_flagged_but_stays_ok(tmp_path: Path) -> Non
     assert "did not learn" in (tmp_path / "S" / "report.md").read_text()
 
 
+def test_a_loss_above_a_uniform_guesss_is_no_learning_either() -> None:
+    # Only a two-sided band around ln(10) = 2.303 used to fail: a final loss of 3.5, worse than guessing,
+    # passed as "learned" where no test accuracy said otherwise (evaluate=false).
+    def check(loss: float, accuracy: float | None = None) -> tuple[bool | None, str | None]:
+        found = diagnosis.diagnose({"final_loss": loss, "test_accuracy": accuracy, "classes": 10})
+        return found["learned"], found["learning"]
+
+    assert check(3.5) == (False, "did not learn: final loss 3.500 is above ln(10) = 2.303, a guess's")
+    assert check(2.30) == (False, "did not learn: final loss 2.300 is within 2% of ln(10) = 2.303, a guess's")
+    assert check(2.2) == (True, None)  # 4.5% below a guess's
+    assert check(2.2, accuracy=0.12)[0] is False  # under 1.5× chance: the accuracy says it did not
+    assert check(float("nan")) == (None, None)
+
+
 def test_flops_and_achieved_tflops_are_recorded(cfg_for, tmp_path: Path) -> None:
     run = _run(cfg_for, tmp_path, "loader=resident")
     assert run.metrics["flops_per_sample"] == 12_084_720  # MediumNet: forward 4,655,440, plus the backward

@@ -28,7 +28,7 @@ LAUNCH_BOUND_BUSY = 0.50
 COMPUTE_BOUND_BUSY = 0.90
 #: on the CPU, a DataLoader without workers whose wait is below this is not worth replacing first
 CPU_LOADER_WAIT = 0.10
-#: a final loss this close to ln(classes), relatively, is what a model that guesses uniformly scores
+#: a final loss this close to ln(classes), relatively, or above it, is no better than a uniform guess
 NEAR_CHANCE_LOSS = 0.02
 #: a test accuracy under this many times chance (1 / classes) is no evidence of learning
 CHANCE_ACCURACY_FACTOR = 1.5
@@ -112,17 +112,16 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
 
 
 def learned_check(run: Mapping[str, Any]) -> tuple[bool | None, str | None]:
-    """Whether the run learned: False when its final loss is chance's or its accuracy is near chance."""
+    """Whether the run learned: False when its final loss is no better than chance's (or worse), or its
+    accuracy is near chance."""
     classes = run.get("classes") or 10
     loss, accuracy = _share(run, "final_loss"), _share(run, "test_accuracy")
     if loss is None:
         return None, None
     chance_loss = math.log(classes)
-    if abs(loss - chance_loss) <= NEAR_CHANCE_LOSS * chance_loss:
-        return False, (
-            f"{DID_NOT_LEARN}: final loss {loss:.3f} is within {NEAR_CHANCE_LOSS:.0%} of ln({classes}) = "
-            f"{chance_loss:.3f}, a uniform guess"
-        )
+    if loss >= (1 - NEAR_CHANCE_LOSS) * chance_loss:  # a loss above a guess's is no learning either
+        how = f"within {NEAR_CHANCE_LOSS:.0%} of" if loss <= (1 + NEAR_CHANCE_LOSS) * chance_loss else "above"
+        return False, f"{DID_NOT_LEARN}: final loss {loss:.3f} is {how} ln({classes}) = {chance_loss:.3f}, a guess's"
     if accuracy is not None and accuracy < CHANCE_ACCURACY_FACTOR / classes:
         return False, (
             f"{DID_NOT_LEARN}: test accuracy {accuracy:.1%} is under {CHANCE_ACCURACY_FACTOR:g}× chance "
