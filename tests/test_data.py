@@ -52,6 +52,11 @@ def test_synthetic_is_sized_deterministic_and_seeded(cfg_for) -> None:
     assert np.array_equal(a.train_x, b.train_x) and np.array_equal(a.test_y, b.test_y)
     assert not np.array_equal(a.train_x, c.train_x)
     assert set(np.unique(a.train_y)) == set(range(10)) and len(a.classes) == 10
+    # A train_size sweep trains on nested sets and tests on one: the test split used to be drawn after the
+    # train split, from one stream, so every train_size had its own test images.
+    d = load(cfg_for("dataset.train_size=1500", "dataset.test_size=100"))
+    assert np.array_equal(a.test_x, d.test_x) and np.array_equal(a.test_y, d.test_y)
+    assert np.array_equal(a.train_x, d.train_x[:500]) and np.array_equal(a.train_y, d.train_y[:500])
 
 
 def test_synthetic_default_size_is_cifar10s(cfg_for) -> None:
