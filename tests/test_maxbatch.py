@@ -151,9 +151,19 @@ def test_the_fit_of_noisy_points_has_r2_below_1() -> None:
     assert fit.images_per_gb == pytest.approx(1024 / fit.slope_mb_per_image)
 
 
-@pytest.mark.parametrize("points", [[], [(16, 20.0)], [(16, 20.0), (16, 21.0)]])
-def test_no_fit_without_two_distinct_batch_sizes(points: list[tuple[int, float]]) -> None:
+@pytest.mark.parametrize(
+    "points",
+    [
+        [],
+        [(16, 20.0)],
+        [(16, 20.0), (16, 21.0)],
+        [(16, 20.0), (32, 24.0)],  # a line through two points has R² 1 whatever the peaks
+        [(16, 20.0), (17, 20.6), (18, 20.7)],  # three batches, 1.1× apart: the slope is the peaks' noise
+    ],
+)
+def test_no_fit_without_three_batch_sizes_at_least_2x_apart(points: list[tuple[int, float]]) -> None:
     assert fit_line(points) is None
+    assert fit_line([*points, (16, 20.0), (24, 22.0), (40, 26.0)]) is not None
 
 
 def test_a_flat_line_fits_exactly_but_gives_no_images_per_gb() -> None:

@@ -248,7 +248,11 @@ def test_max_batch_records_the_search_and_the_fit(monkeypatch, cfg_for, tmp_path
     text = (sweep / "report.md").read_text()
     assert "max batch" in text and "images/GB" in text and "4,096" in text
     assert "each GB of memory holds about 4,096 more images" in text  # computed from the fit
-    assert "| bracketed within 5% " in text and "trains at up to" in text and "lower bound" not in text
+    assert "| bracketed within 5% " in text and "lower bound" not in text
+    # Where the search stopped short of pinning the largest batch down, the sentence gives both ends.
+    largest, failing = result.metrics["max_batch"], result.capacity["smallest_failing"]
+    assert f"large in fp32 trains at least {largest:,} and under {failing:,} images per batch ({failing:,} ran out " \
+           "of memory; bracketed within 5%)" in text  # fmt: skip
 
 
 @pytest.mark.parametrize("oom_at", [None, 32], ids=["before-any-oom", "before-bracketing"])
@@ -279,6 +283,20 @@ def test_a_search_cut_short_by_its_budget_reports_a_lower_bound(
     assert sentence in text
     assert "trains at up to" not in text
     assert any(note.startswith(f"max_batch {largest} is a lower bound") for note in result.notes), result.notes
+
+
+def test_a_search_with_too_few_fitting_batches_records_no_fit_and_says_why(
+    monkeypatch, cfg_for, tmp_path: Path
+) -> None:
+    from bench import capacity
+
+    # Out of memory above 17 images: 16 and 17 fit, a line through them would claim R² 1.
+    monkeypatch.setattr(capacity, "_cuda_trial", lambda cfg, device: lambda b: 30 + 0.25 * b if b <= 17 else None)
+    result = train.run(cfg_for("task=max_batch", "model=small", "device=cpu"), tmp_path / "s" / "0")
+    assert result.status == "ok" and result.metrics["max_batch"] == 17, result.error
+    assert all(result.metrics.get(k) is None for k in ("mem_fit_r2", "mem_mb_per_image", "images_per_gb"))
+    assert "no straight-line fit of peak memory to batch: it needs 3 batches that fit, the largest at least 2× " \
+           "the smallest; these fit: 16, 17" in result.notes  # fmt: skip
 
 
 def test_a_fit_that_is_not_a_straight_line_is_called_rough(monkeypatch, cfg_for, tmp_path: Path) -> None:

@@ -17,7 +17,16 @@ from omegaconf import DictConfig
 
 from bench.datasets import load_arrays
 from bench.errors import DeviceUnavailable
-from bench.maxbatch import Trial, cuda_step_trial, fit_line, lower_bound_reason, memory_cap, search_max_batch
+from bench.maxbatch import (
+    FIT_POINTS,
+    FIT_SPAN,
+    Trial,
+    cuda_step_trial,
+    fit_line,
+    lower_bound_reason,
+    memory_cap,
+    search_max_batch,
+)
 from bench.results import RunResult
 from bench.schema import instantiate
 from bench.step import autocast_dtype, resolve_channels_last
@@ -64,6 +73,11 @@ def measure(cfg: DictConfig, device: torch.device, result: RunResult, trial: Tri
     if fit is not None:
         log.info("Peak ≈ %.1f MB + %.4f MB × batch (R² %.3f): %.0f images per GB", fit.intercept_mb,
                  fit.slope_mb_per_image, fit.r2, fit.images_per_gb)  # fmt: skip
+    else:
+        batches = sorted({batch for batch, _ in search.points})
+        result.notes.append(f"no straight-line fit of peak memory to batch: it needs {FIT_POINTS} batches that fit, "
+                            f"the largest at least {FIT_SPAN}× the smallest; these fit: "
+                            f"{', '.join(f'{b:,}' for b in batches) or 'none'}")  # fmt: skip
 
 
 def _cuda_trial(cfg: DictConfig, device: torch.device) -> Trial:

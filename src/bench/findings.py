@@ -176,11 +176,17 @@ def capacity_sentences(runs: pd.DataFrame) -> list[str]:
     """task=max_batch: per model and precision, the largest batch and what the fit says per GB."""
     out = []
     for _, r in runs[runs["max_batch"].notna()].iterrows():
-        reason = lower_bound_reason(r.get("search"), r["max_batch"], r.get("oom_batch"))
-        text = f"{r['model']} in {r['precision']} trains " + (
-            f"at least {r['max_batch']:,.0f} images per batch ({reason})" if reason
-            else f"at up to {r['max_batch']:,.0f} images per batch"
-        )  # fmt: skip
+        largest, failing = r["max_batch"], r.get("oom_batch")
+        reason = lower_bound_reason(r.get("search"), largest, failing)
+        text = f"{r['model']} in {r['precision']} trains "
+        if reason:
+            text += f"at least {largest:,.0f} images per batch ({reason})"
+        elif failing is not None and pd.notna(failing) and failing > largest + 1:  # bracketed, not pinned down
+            how = f"; {r['search']}" if isinstance(r.get("search"), str) else ""
+            text += (f"at least {largest:,.0f} and under {failing:,.0f} images per batch "
+                     f"({failing:,.0f} ran out of memory{how})")  # fmt: skip
+        else:
+            text += f"at up to {largest:,.0f} images per batch"
         if pd.notna(r["mem_mb_per_image"]) and pd.notna(r["images_per_gb"]):
             text += (
                 f"; peak ≈ {r['mem_intercept_mb']:,.1f} MB + {r['mem_mb_per_image']:,.4f} MB × batch "

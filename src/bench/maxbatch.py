@@ -138,13 +138,20 @@ class Fit:
     points: int
 
 
+#: a fit needs this many distinct batch sizes, the largest at least FIT_SPAN times the smallest: through two
+#: points a line always has R² 1, and through batches 16 and 17 a slope is mostly the peaks' noise
+FIT_POINTS, FIT_SPAN = 3, 2
+
+
 def fit_line(points: list[tuple[int, float]]) -> Fit | None:
-    """The straight line through (batch, peak MB) points; None with fewer than 2 distinct batch sizes.
+    """The straight line through (batch, peak MB) points; None with fewer than ``FIT_POINTS`` distinct batch
+    sizes or a span under ``FIT_SPAN``×.
 
     The intercept is what does not scale with the batch (weights, gradients, Adam's state, workspaces, and
     whatever the process held before); the slope is the activations an image costs.
     """
-    if len({batch for batch, _ in points}) < 2:
+    batches = {batch for batch, _ in points}
+    if len(batches) < FIT_POINTS or max(batches) < FIT_SPAN * min(batches):
         return None
     x = np.array([batch for batch, _ in points], dtype=float)
     y = np.array([peak for _, peak in points], dtype=float)
