@@ -90,7 +90,8 @@ def test_the_thresholds_decide_the_verdict(run: dict, verdict: str, next_step: s
     [(0.2951, "compute-bound (CPU)", "data wait 29.5%"), (0.3049, "input-bound", "data wait 30.5% of the epoch"),
      (0.3, "input-bound", "data wait 30% of the epoch"), (0.62, "input-bound", "data wait 62% of the epoch"),
      # and the CPU's 10%, from which the resident loader is the next step: 9.7% read "10%" beside device=cuda
-     (0.0971, "compute-bound (CPU)", "data wait 9.7%;"), (0.12, "compute-bound (CPU)", "data wait 12%;")],
+     (0.0971, "compute-bound (CPU)", "data wait 9.7%;"), (0.12, "compute-bound (CPU)", "data wait 12%;"),
+     (0.2999, "compute-bound (CPU)", "data wait 29.9%;")],  # rounded down: "30.0%" would be input-bound's
 )  # fmt: skip
 def test_a_share_beside_the_threshold_is_not_rounded_onto_it(wait: float, verdict: str, shown: str) -> None:
     # 29.5% read "data wait 30%" beside "input-bound from 30%", under a verdict that was not input-bound.
@@ -126,6 +127,23 @@ def test_a_run_that_did_not_learn_is_flagged_but_stays_ok(tmp_path: Path) -> Non
     assert any(note.startswith(diagnosis.DID_NOT_LEARN) for note in metrics["notes"])
     assert abs(metrics["final_loss"] - math.log(10)) <= diagnosis.NEAR_CHANCE_LOSS * math.log(10)
     assert "did not learn" in (tmp_path / "S" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("busy", "verdict", "shown"),
+    [(0.4951, "launch-bound", "GPU busy 49.5%"), (0.8999, "host overhead", "GPU busy 89.9%"),
+     (0.9, "compute-bound", "GPU busy 90%"), (0.7, "host overhead", "GPU busy 70%")],
+)  # fmt: skip
+def test_gpu_busy_beside_its_thresholds_stays_on_its_side(busy: float, verdict: str, shown: str) -> None:
+    # 0.4951 read "GPU busy 50%" beside "launch-bound" (under 50%), and a share of the dense peak of 0.4%
+    # read "0%".
+    run = {"data_wait_frac": 0.01, "gpu_busy_frac": busy, "device": "cuda", "step": {}, "peak_flops_frac": 0.004}
+    found = diagnosis.diagnose(run)
+    assert found["verdict"] == verdict and found["evidence"].startswith(shown + " of the epoch"), found["evidence"]
+    assert (", 0.4% of the GPU's dense peak" in found["evidence"]) == (verdict == "compute-bound")
+    from bench.metrics import metric
+
+    assert shown.endswith(metric("gpu_busy_frac").format(busy))
 
 
 def test_a_loss_above_a_uniform_guesss_is_no_learning_either() -> None:

@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from bench.metrics import finite
+from bench.metrics import finite, significant
 
 INPUT_BOUND_WAIT = 0.30
 LAUNCH_BOUND_BUSY = 0.50
@@ -60,13 +60,26 @@ def diagnose(run: Mapping[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _percent(share: float, thresholds: tuple[float, ...]) -> str:
+    """A share as a whole percentage, except where that would read as a threshold itself from the other side:
+    there one decimal, rounded down below the threshold, which keeps it on its side (0.2999 is "29.9%", not
+    "30.0%"; 0.3049 is "30.5%")."""
+    near = [t for t in thresholds if round(share * 100) == round(t * 100) and share != t]
+    if near:
+        tenths = math.floor(share * 1000) if share < near[0] else round(share * 1000)
+        return f"{tenths / 10:.1f}%"
+    return f"{share:.0%}"
+
+
 def wait_share(wait: float) -> str:
-    """A data-wait share as a percentage, with one decimal where whole percents would read as a threshold
-    itself from the other side (29.5% is not input-bound, and "30% (input-bound from 30%)" would say it is;
-    9.7% is under CPU_LOADER_WAIT, which "10%" would not show)."""
-    if any(round(wait * 100) == round(t * 100) and wait != t for t in (INPUT_BOUND_WAIT, CPU_LOADER_WAIT)):
-        return f"{wait:.1%}"
-    return f"{wait:.0%}"
+    """A data-wait share as the verdicts read it: 29.5% is not input-bound, and "30% (input-bound from 30%)"
+    would say it is; 9.7% is under CPU_LOADER_WAIT, which "10%" would not show."""
+    return _percent(wait, (INPUT_BOUND_WAIT, CPU_LOADER_WAIT))
+
+
+def busy_share(busy: float) -> str:
+    """A GPU-busy share as the verdicts read it: 49.5% is launch-bound, which "50%" would not show."""
+    return _percent(busy, (LAUNCH_BOUND_BUSY, COMPUTE_BOUND_BUSY))
 
 
 def _share(run: Mapping[str, Any], key: str) -> float | None:
@@ -97,7 +110,7 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
         if not step.get("channels_last"):
             return "compute-bound (CPU)", evidence, "step.channels_last=true"
         return "compute-bound (CPU)", evidence, "device=cuda"
-    evidence = f"GPU busy {busy:.0%} of the epoch, data wait {wait_share(wait)}"
+    evidence = f"GPU busy {busy_share(busy)} of the epoch, data wait {wait_share(wait)}"
     captured = step.get("compile") in ("cudagraph", "max")
     if busy < LAUNCH_BOUND_BUSY:
         return "launch-bound", evidence, f"batch_size={2 * batch}" if captured else "step.compile=max"
@@ -105,7 +118,8 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
         return "host overhead", evidence, f"batch_size={2 * batch}" if captured else "step.compile=max"
     peak = _share(run, "peak_flops_frac")
     if peak is not None:
-        evidence += f", {peak:.0%} of the GPU's dense peak"
+        evidence += f", {peak:.0%}" if peak >= 0.01 else f", {significant(peak * 100, 1)}%"  # 0.4%, not 0%
+        evidence += " of the GPU's dense peak"
     if run.get("precision") == "fp32":
         return "compute-bound", evidence, "precision=amp_bf16"
     return "compute-bound", evidence, None

@@ -80,6 +80,13 @@ def _wait_share(value: float) -> str:
     return wait_share(value)
 
 
+def _busy_share(value: float) -> str:
+    """A GPU-busy share as the verdicts' evidence shows it: 49.5% beside a verdict whose threshold is 50%."""
+    from bench.diagnosis import busy_share
+
+    return busy_share(value)
+
+
 def _values(epochs: Epochs, key: str) -> list[float]:
     return [e[key] for e in epochs if isinstance(e.get(key), (int, float))]
 
@@ -173,7 +180,7 @@ METRICS: list[Metric] = [
     Metric("copy_frac", "share of the epoch in host-to-device copies (CUDA events; layout change included)", "",
            ".0%", "copy", derive=_sum_ratio("copy_s", "time_s")),
     Metric("gpu_busy_frac", "share of the epoch the GPU ran training steps (CUDA events)", "", ".0%", "GPU busy",
-           table=True, derive=_sum_ratio("gpu_busy_s", "time_s")),
+           table=True, derive=_sum_ratio("gpu_busy_s", "time_s"), show=_busy_share),
     Metric("gpu_idle_frac", "share of the epoch the GPU had no step or copy to run", "", ".0%", "GPU idle",
            derive=_idle),
     Metric("warmup_time", "warm-up time (one-time costs)", "s", ",.2f", compare="ratio"),
