@@ -26,11 +26,12 @@ SAMPLES = 1000  # images per epoch of a made-up run
 def _fake_run(
     sweep: Path, job: int, device: str, batch_size: int, samples_per_s: float, *, status: str = "ok",
     memory_mb: float = 100.0, precision: str = "fp32", repeats: int | None = None, iqr: float | None = None,
-    config: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None, epoch_rates: tuple[float, ...] | None = None,
 ) -> None:  # fmt: skip
     """A sweep job's folder with made-up timings, as test_report's: here so CPU and GPU runs can pair up."""
     run_dir, ok = sweep / str(job), status == "ok"
-    epochs = [EpochStats(e, SAMPLES / samples_per_s, SAMPLES, samples_per_s, 1.0, 0.1) for e in (1, 2)] if ok else []
+    rates = epoch_rates or (samples_per_s, samples_per_s)
+    epochs = [EpochStats(e, SAMPLES / r, SAMPLES, r, 1.0, 0.1) for e, r in enumerate(rates, 1)] if ok else []
     measured = summarize([asdict(e) for e in epochs])
     if ok:
         measured["peak_memory_mb" if device == "cuda" else "peak_rss_mb"] = memory_mb
@@ -127,12 +128,35 @@ def test_the_noise_band_is_the_repeats_iqr_where_both_sides_have_one(tmp_path: P
     assert "| 64 | 1,000 | 1,080 | 1.08× | same | ±10% (IQR) |" in squeezed(proc.stdout)
 
 
+def test_single_runs_whose_epochs_varied_widen_the_band_with_their_spread(tmp_path: Path) -> None:
+    # Two runs of one sweep, repeat=1: the baseline's epochs ran at 600 and 1,400 samples/s (its report flags
+    # it noisy). The fixed ±5% called the candidate's 0.83× a regression, exit 1 under --fail-on-regression.
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    _fake_run(base, 0, "cpu", 64, 1000, epoch_rates=(600, 1400))
+    _fake_run(cand, 0, "cpu", 64, 700, epoch_rates=(690, 710))
+    _fake_run(base, 1, "cpu", 128, 1000, epoch_rates=(990, 1010))  # quiet on both sides: the fixed band
+    _fake_run(cand, 1, "cpu", 128, 800, epoch_rates=(795, 805))
+    table = _table([base], [cand])
+    assert dict(table["band_rule"]) == {64: "epochs", 128: "fixed"}
+    # each side's epochs' IQR / median: (1400 - 600) / 2 / 1000 = 0.4, and (710 - 690) / 2 / 700 = 0.0143
+    assert table.loc[64, "band"] == pytest.approx(0.4143, rel=1e-3) and table.loc[128, "band"] == 0.05
+    assert dict(table["verdict"]) == {64: "same", 128: "slower"}
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
+    assert proc.returncode == 1  # batch 128 is slower beyond its band; 64 is not judged so on noise
+    assert "| 64 | 840 | 700 | 0.83× | same | ±41.4% (epochs) |" in squeezed(proc.stdout), proc.stdout
+    assert "band: the epochs' IQR on 1 of 2, else 5%" in proc.stdout
+
+
 def test_verdict_and_band_rules() -> None:
     assert [verdict(r, 0.05) for r in (0.94, 0.96, 1.0, 1.04, 1.06)] == ["slower", "same", "same", "same", "faster"]
     assert noise_band(0.02, 0.03) == (pytest.approx(0.05), "IQR")
     assert noise_band(0.02, None, 0.1) == (0.1, "fixed")
     # One side repeated and noisy (CV 97%): its spread widens the band, not a fixed ±5% that it cannot support.
     assert noise_band(None, 0.8) == (pytest.approx(1.6), "IQR") and noise_band(0.04, None) == (0.08, "IQR")
+    # A single run's epochs' spread counts for its side, but only to widen the band, never to narrow it.
+    assert noise_band(None, 0.04, base_epochs=0.03) == (pytest.approx(0.07), "epochs")
+    assert noise_band(None, None, base_epochs=0.01, cand_epochs=0.01) == (0.05, "fixed")
+    assert noise_band(None, None, base_epochs=0.2) == (pytest.approx(0.4), "epochs")
 
 
 def test_several_runs_of_one_config_count_once_with_their_median(tmp_path: Path) -> None:

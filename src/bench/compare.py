@@ -6,7 +6,8 @@ setting not all runs share), never by device or environment, so a CPU sweep pair
 same configs. Per config: samples/s and peak memory (CUDA allocated on a GPU, else RSS) on both sides, the
 ratios candidate / baseline, and a verdict: ``slower`` below 1 − band, ``faster`` above 1 + band, else
 ``same``. The band is ``iqr_base / median_base + iqr_cand / median_cand`` where both sides were timed with
-``repeat=N`` (N ≥ 2), else ``--band`` (5%). A config on one side only, or not ok on a side, is listed
+``repeat=N`` (N ≥ 2); else each side's repeats' or single run's epochs' spread, where it is wider than
+``--band`` (5%); else ``--band`` (see :func:`noise_band`). A config on one side only, or not ok on a side, is listed
 without a verdict; several runs of a config on a side count once, with their median samples/s.
 
 Exit codes: 0; 1 with ``--fail-on-regression`` when a config is slower, or ran ok in the baseline and oom,
@@ -99,29 +100,33 @@ def _by_config(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
     return {key: df[[k == key for k in index]] for key in dict.fromkeys(index)}
 
 
-def _speed(run: pd.Series) -> tuple[float | None, float | None]:
-    """samples/s and its relative IQR: the repeats' median and IQR / median where the run was repeated."""
+def _speed(run: pd.Series) -> tuple[float | None, float | None, float | None]:
+    """samples/s and its relative IQR: the repeats' median and IQR / median where the run was repeated; else
+    its samples/s, no repeats' IQR, and its epochs' IQR / median (where it has one)."""
     median, iqr = finite(run.get("samples_per_s_median")), finite(run.get("samples_per_s_iqr"))
+    spread = iqr / median if iqr is not None and median else None
     if (finite(run.get("repeats")) or 1) > 1 and median:
-        return median, iqr / median if iqr is not None else None
-    return finite(run.get("samples_per_s")), None
+        return median, spread, None
+    return finite(run.get("samples_per_s")), None, spread  # one run: the median and IQR are its epochs'
 
 
 def summarize_side(runs: pd.DataFrame | None) -> dict[str, Any]:
     """A config's runs on one side as one: how many, their status, and the medians of the ok runs' figures."""
     if runs is None or runs.empty:
-        return {"runs": 0, "status": "", "samples_per_s": None, "rel_iqr": None, "memory_mb": None, "memory": None,
-                "broken": False}  # fmt: skip
+        return {"runs": 0, "status": "", "samples_per_s": None, "rel_iqr": None, "epoch_iqr": None,
+                "memory_mb": None, "memory": None, "broken": False}  # fmt: skip
     ok = runs[runs["status"] == "ok"]
     statuses = ", ".join(dict.fromkeys(str(s) for s in runs["status"]))
     speeds = [_speed(run) for _, run in ok.iterrows()]
-    rates, spreads = [r for r, _ in speeds if r is not None], [s for _, s in speeds if s is not None]
+    rates = [r for r, _, _ in speeds if r is not None]
+    spreads, epochs = [s for _, s, _ in speeds if s is not None], [e for _, _, e in speeds if e is not None]
     memory = next((k for k in MEMORY if k in ok and ok[k].notna().any()), None)
     mems = [m for m in (finite(v) for v in ok[memory]) if m is not None] if memory else []
     status = "ok" if len(ok) == len(runs) else f"{len(ok)} of {len(runs)} ok" if len(ok) else statuses
     return {
         "runs": len(runs), "status": status, "samples_per_s": statistics.median(rates) if rates else None,
         "rel_iqr": statistics.median(spreads) if spreads and len(spreads) == len(ok) else None,
+        "epoch_iqr": statistics.median(epochs) if epochs and len(epochs) == len(ok) else None,
         "memory_mb": statistics.median(mems) if mems else None, "memory": MEMORY[memory] if memory else None,
         "broken": bool(runs["status"].isin([*BROKEN, "unreadable"]).any()),
     }  # fmt: skip
@@ -132,14 +137,25 @@ def verdict(ratio: float, band: float) -> str:
     return SLOWER if ratio < 1 - band else FASTER if ratio > 1 + band else SAME
 
 
-def noise_band(base_rel_iqr: float | None, cand_rel_iqr: float | None, band: float = BAND) -> tuple[float, str]:
-    """The sum of both sides' relative IQRs where both were repeated; where one side was, twice its IQR (its
-    spread taken for both) if that is wider than the fixed band; else the fixed band. And which rule it was."""
+def noise_band(
+    base_rel_iqr: float | None, cand_rel_iqr: float | None, band: float = BAND,
+    base_epochs: float | None = None, cand_epochs: float | None = None,
+) -> tuple[float, str]:  # fmt: skip
+    """The sum of both sides' relative IQRs where both were repeated, and which rule it was ("IQR").
+
+    Otherwise each side's spread is its repeats' relative IQR, else its epochs' (a single run); their sum
+    where both have one, twice the one where only one does, is the band if it is wider than the fixed band
+    ("IQR", or "epochs" where an epochs' spread is in it): a side known to be noisy makes ±5% claim more than
+    it can show. An epochs' spread never narrows the band: runs differ from one another by more than their
+    epochs do. Else the fixed band ("fixed")."""
     if base_rel_iqr is not None and cand_rel_iqr is not None:
         return base_rel_iqr + cand_rel_iqr, "IQR"
-    known = base_rel_iqr if base_rel_iqr is not None else cand_rel_iqr
-    if known is not None and 2 * known > band:  # a side known to be noisy: ±5% would claim more than it can show
-        return 2 * known, "IQR"
+    sides = [(base_rel_iqr, base_epochs), (cand_rel_iqr, cand_epochs)]
+    spreads = [repeats if repeats is not None else epochs for repeats, epochs in sides]
+    known = [s for s in spreads if s is not None]
+    width = sum(known) if len(known) == 2 else 2 * known[0] if known else 0.0
+    if width > band:
+        return width, "IQR" if all(repeats is not None or epochs is None for repeats, epochs in sides) else "epochs"
     return band, "fixed"
 
 
@@ -148,7 +164,8 @@ def _row(b: dict[str, Any], c: dict[str, Any], band: float) -> dict[str, Any]:
     # A verdict only where every run of the config is ok on both sides: a partly failed config is listed, not judged.
     judged = b["status"] == c["status"] == "ok" and b["samples_per_s"] and c["samples_per_s"] is not None
     ratio = c["samples_per_s"] / b["samples_per_s"] if judged else None
-    width, rule = noise_band(b["rel_iqr"], c["rel_iqr"], band) if ratio is not None else (None, None)
+    width, rule = (noise_band(b["rel_iqr"], c["rel_iqr"], band, b["epoch_iqr"], c["epoch_iqr"])
+                   if ratio is not None else (None, None))  # fmt: skip
     alike = b["memory"] == c["memory"] and b["memory_mb"] and c["memory_mb"] is not None
     if b["runs"] and c["runs"]:
         status = "ok" if b["status"] == c["status"] == "ok" else f"baseline {b['status']}, candidate {c['status']}"
@@ -235,9 +252,11 @@ def summary_line(c: Comparison) -> str:
         return ("candidate vs baseline: no config has all its runs ok on both sides (see the status column), so "
                 "there is no verdict")  # fmt: skip
     n = judged["verdict"].value_counts()
-    iqr = int((judged["band_rule"] == "IQR").sum())
-    band = f"band {_percent(c.band)}" if not iqr else "band: the repeats' IQR" + (
-        f" on {iqr} of {len(judged)}, else {_percent(c.band)}" if iqr < len(judged) else "")  # fmt: skip
+    rules = set(judged["band_rule"]) - {"fixed"}
+    measured = int((judged["band_rule"] != "fixed").sum())
+    what = "the repeats' IQR" if rules == {"IQR"} else "the epochs' IQR" if rules == {"epochs"} else "measured IQRs"
+    band = f"band {_percent(c.band)}" if not measured else f"band: {what}" + (
+        f" on {measured} of {len(judged)}, else {_percent(c.band)}" if measured < len(judged) else "")  # fmt: skip
     mean = geometric_mean(list(judged["ratio"]))
     return (f"candidate vs baseline: {n.get(FASTER, 0)} faster, {n.get(SAME, 0)} same, {n.get(SLOWER, 0)} slower "
             f"({band}); geometric mean speedup {f'{mean:.2f}×' if mean else MISSING}")  # fmt: skip
@@ -252,7 +271,7 @@ def display(c: Comparison) -> pd.DataFrame:
     t, out = c.table, c.table[c.shown].copy()
     out["baseline samples/s"], out["candidate samples/s"] = t["base_samples_per_s"], t["cand_samples_per_s"]
     out["ratio"], out["verdict"] = _times(t["ratio"]), t["verdict"].fillna(MISSING)
-    out["band"] = [MISSING if pd.isna(b) else f"±{_percent(b)}" + (" (IQR)" if rule == "IQR" else "")
+    out["band"] = [MISSING if pd.isna(b) else f"±{_percent(b)}" + (f" ({rule})" if rule != "fixed" else "")
                    for b, rule in zip(t["band"], t["band_rule"], strict=True)]  # fmt: skip
     out["baseline peak MB"], out["candidate peak MB"] = t["base_memory_mb"], t["cand_memory_mb"]
     out["memory ratio"], out["memory"] = _times(t["memory_ratio"]), t["memory"].fillna(MISSING)
@@ -275,8 +294,10 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
         markdown(display(c), like=LIKE), "",
         "ratio: candidate / baseline (above 1: the candidate is faster, or uses more memory). Verdict: faster or "
         "slower beyond 1 ± the band, else same; the band is the sum of both sides' relative IQRs (IQR / median "
-        "of samples/s over repeat=N) where both were repeated, twice the one side's where only one was (if wider), "
-        f"else ±{_percent(c.band)}. Memory: peak CUDA "
+        "of samples/s over repeat=N) where both were repeated; else, where wider than "
+        f"±{_percent(c.band)}, the sum of each side's spread (its repeats' relative IQR, or a single run's "
+        "epochs': epochs) or twice the one side's, else "
+        f"±{_percent(c.band)}. Memory: peak CUDA "
         "memory allocated on a GPU, else peak RSS; a ratio only where both sides measured the same.", "",
     ]  # fmt: skip
     if unjudged:
