@@ -156,12 +156,13 @@ def test_failed_skipped_and_ok_jobs_share_one_sweep_and_report(tmp_path: Path) -
 
 def _fake_run(
     root: Path, job: int, device: str, batch_size: int, epoch_time: float, status: str = "ok", cudnn: bool = False,
-    loader: str = "dataloader",
+    loader: str = "dataloader", epoch_times: tuple[float, ...] | None = None,
 ) -> None:  # fmt: skip
     """A run folder as a sweep job leaves it, with made-up timings (so CPU and GPU can pair up here)."""
     run_dir = root / str(job)
     ok = status == "ok"
-    epochs = [EpochStats(e, epoch_time, 1000, 1000 / epoch_time, 1.0, 0.1) for e in (1, 2)] if ok else []
+    times = epoch_times or (epoch_time, epoch_time)
+    epochs = [EpochStats(e, t, 1000, 1000 / t, 1.0, 0.01 * t) for e, t in enumerate(times, 1)] if ok else []
     measured = summarize([asdict(e) for e in epochs])
     if device == "cuda" and ok:
         measured["peak_memory_mb"] = 50.0 * batch_size / 64
@@ -176,6 +177,22 @@ def _fake_run(
         ),
     )  # fmt: skip
     (run_dir / ".hydra").mkdir()
+
+
+def test_the_throughput_sentence_names_a_dip_between_the_ends_and_noise_as_noise(tmp_path: Path) -> None:
+    # "goes from 100 to 200 (2.00×)" hid that batch 128, between them, ran at 25; "the fastest ... the
+    # slowest" ranked runs whose gap was inside their own spread; "goes from 1% to 1%" said nothing.
+    for job, (bs, t) in enumerate([(64, 10.0), (128, 40.0), (256, 5.0)]):
+        _fake_run(tmp_path / "dip", job, "cpu", bs, t)
+    text = " ".join((build_report([tmp_path / "dip"]).out / "report.md").read_text().split())
+    assert ("Throughput goes from 100 samples/s at batch_size=64 to 200 at batch_size=256 (2.00×); the fastest run "
+            "is batch_size=256 at 200 samples/s, the slowest batch_size=128 at 25.") in text  # fmt: skip
+    assert "The data path's share of the epoch is 1% at every batch_size: no run is input-bound" in text
+    for job, (bs, times) in enumerate([(64, (10.0, 12.0)), (128, (10.5, 12.5))]):  # 91 and 87 samples/s
+        _fake_run(tmp_path / "noise", job, "cpu", bs, 11.0, epoch_times=times)
+    text = " ".join((build_report([tmp_path / "noise"]).out / "report.md").read_text().split())
+    assert "(0.96×); the fastest run is batch_size=64 at 91 samples/s, but the fastest and the slowest differ by " \
+           "less than their own spread (IQR / median, 17.8% together): no measurable difference." in text  # fmt: skip
 
 
 def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -> None:

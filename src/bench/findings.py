@@ -74,16 +74,19 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
     out = [_ignored_sentence(ok, x)]
     if is_numeric(ok[x]):
         ratio = last["samples_per_s"] / first["samples_per_s"]
-        out.append(
+        text = (
             f"Throughput goes from {first['samples_per_s']:,.0f} samples/s at {_label(x, first[x])} to "
             f"{last['samples_per_s']:,.0f} at {_label(x, last[x])} ({ratio:.2f}×); the fastest run is "
-            f"{_label(x, best[x])} at {best['samples_per_s']:,.0f} samples/s."
+            f"{_label(x, best[x])} at {best['samples_per_s']:,.0f} samples/s"
         )
+        if worst.name not in (first.name, last.name):  # the ends alone would hide a dip between them
+            text += f", the slowest {_label(x, worst[x])} at {worst['samples_per_s']:,.0f}"
+        out.append(text + _within_noise(best, worst) + ".")
     else:
         out.append(
             f"{_label(x, best[x])} is the fastest at {best['samples_per_s']:,.0f} samples/s; "
             f"{_label(x, worst[x])} is the slowest at {worst['samples_per_s']:,.0f} samples/s "
-            f"({best['samples_per_s'] / worst['samples_per_s']:.2f}× slower)."
+            f"({best['samples_per_s'] / worst['samples_per_s']:.2f}× slower){_within_noise(best, worst)}."
         )
     out.append(_data_path_sentence(ok, x))
     memory = _memory_sentence(ok, x)
@@ -91,6 +94,24 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
         out.append(memory)
     out.append(_noise_sentence(ok, x))
     return [s for s in out if s]
+
+
+def _spread(run: pd.Series) -> float | None:
+    """A run's samples/s IQR / median, over its repeats (else its epochs); None where it has none."""
+    iqr, median = finite(run.get("samples_per_s_iqr")), finite(run.get("samples_per_s_median"))
+    return iqr / median if iqr is not None and median else None
+
+
+def _within_noise(best: pd.Series, worst: pd.Series) -> str:
+    """Where the fastest and the slowest run differ by less than their spreads summed, a ranking is noise."""
+    spreads = [_spread(best), _spread(worst)]
+    if best.name == worst.name or any(s is None for s in spreads):
+        return ""
+    band = sum(s for s in spreads if s is not None)
+    if best["samples_per_s"] / worst["samples_per_s"] - 1 > band:
+        return ""
+    return (f", but the fastest and the slowest differ by less than their own spread (IQR / median, {band:.1%} "
+            "together): no measurable difference")  # fmt: skip
 
 
 def _noise_sentence(ok: pd.DataFrame, x: str) -> str:
@@ -128,12 +149,15 @@ def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
         for _, r in ok.iterrows()
         if input_bound(finite(r["data_wait_frac"]), finite(r.get("gpu_busy_frac")))
     ]
-    if is_numeric(ok[x]):
+    shares = pd.to_numeric(waits, errors="coerce")
+    shown = {wait_share(v) for v in shares.dropna()}
+    if len(shown) == 1:  # "goes from 39% to 39%" said nothing
+        span = f"is {shown.pop()} at every {x}"
+    elif is_numeric(ok[x]):
         span = (f"goes from {wait_share(first['data_wait_frac'])} at {_label(x, first[x])} to "
                 f"{wait_share(last['data_wait_frac'])} at ")  # fmt: skip
         span += _label(x, last[x])
     else:  # no order to go along (models, loaders): the range, lowest to highest
-        shares = pd.to_numeric(waits, errors="coerce")
         low, high = ok.loc[shares.idxmin()], ok.loc[shares.idxmax()]
         span = (f"ranges from {wait_share(low['data_wait_frac'])} at {_label(x, low[x])} to "
                 f"{wait_share(high['data_wait_frac'])} at ")  # fmt: skip
