@@ -397,6 +397,30 @@ def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path,
     assert ("lab (Colab GPU), times per 25,000 images", [10.2, 6.45]) in drawn  # 20.4 and 12.9 s per 50,000
 
 
+def test_values_far_apart_over_names_are_points_with_their_values_not_bars(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a log axis a bar starts at an arbitrary floor: the CPU's 40 s looked a few times the GPU's 0.5 s.
+    for job, (loader, t) in enumerate((("dataloader", 40.0), ("resident", 0.5))):
+        _fake_run(tmp_path / "s", job, "cpu", 64, t, loader=loader)
+    bars, said = [], []
+    bar, annotate = Axes.bar, Axes.annotate
+
+    def bar_spy(ax: Axes, x, height, *args, **kwargs):  # type: ignore[no-untyped-def]
+        bars.append(list(height) if hasattr(height, "__len__") else [height])
+        return bar(ax, x, height, *args, **kwargs)
+
+    def annotate_spy(ax: Axes, text: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        said.append(text)
+        return annotate(ax, text, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "bar", bar_spy)
+    monkeypatch.setattr(Axes, "annotate", annotate_spy)
+    build_report([tmp_path / "s"])
+    assert {"40.0", "0.500", "25.0", "2,000"} <= set(said), said  # each point its value, never "2e+03"
+    assert not any(40.0 in h or 25.0 in h for h in bars), bars  # no bar for either panel's far-apart values
+
+
 def test_the_notes_runs_recorded_are_in_the_report(tmp_path: Path) -> None:
     # A CPU sweep over precision=fp32,tf32 showed "tf32" as a precision of its own; its note ("tf32 is fp32
     # here") was only in metrics.json.
