@@ -121,7 +121,9 @@ def test_a_sweep_over_true_false_and_null_is_reported_by_those_names(tmp_path: P
     assert proc.returncode == 0, proc.stderr
     report = (tmp_path / "S" / "report.md").read_text()
     assert "Swept: **step.channels_last** = null, false, true" in report
-    assert "step.channels_last=false" in report and "step.channels_last=False" not in report
+    # The sentences name the runs they rank (which ones depends on their timings) as an override writes them.
+    assert any(f"step.channels_last={v}" in report for v in ("null", "false", "true"))
+    assert not any(f"step.channels_last={v}" in report for v in ("None", "False", "True"))
     assert (tmp_path / "S" / "runs.png").is_file()
     assert "peak RSS MB" in report  # a CPU run's memory figure, in the table too (not only in the plot)
     assert list(pd.read_csv(tmp_path / "S" / "summary.csv", keep_default_na=False)["step.channels_last"]) == [
@@ -419,6 +421,25 @@ def test_values_far_apart_over_names_are_points_with_their_values_not_bars(
     build_report([tmp_path / "s"])
     assert {"40.0", "0.500", "25.0", "2,000"} <= set(said), said  # each point its value, never "2e+03"
     assert not any(40.0 in h or 25.0 in h for h in bars), bars  # no bar for either panel's far-apart values
+
+
+def test_a_sweep_whose_jobs_ran_other_code_says_which_jobs_ran_which(tmp_path: Path) -> None:
+    # Jobs 0-2 ran commit aaaa with uncommitted changes, job 3 commit bbbb: the table had two rows, no jobs
+    # and no word of the changes, and read as one clean sweep.
+    for job in range(4):
+        _fake_run(tmp_path / "s", job, "cpu", 16 * 2**job, 2.0)
+        metrics = tmp_path / "s" / str(job) / "metrics.json"
+        record = json.loads(metrics.read_text())
+        record["env"] |= {"git_commit": "a" * 40, "git_dirty": True} if job < 3 else {"git_commit": "b" * 40}
+        metrics.write_text(json.dumps(record))
+    text = " ".join((build_report([tmp_path / "s"]).out / "report.md").read_text().split())
+    assert f"| {'a' * 10} + uncommitted changes | 0–2 |" in text and f"| {'b' * 10} | 3 |" in text, text
+    assert "These runs ran on 2 versions of the code (commits, or uncommitted changes; jobs per version above)" in text
+    # Beside another sweep, job numbers repeat: each is named with its sweep's folder.
+    _fake_run(tmp_path / "t", 0, "cuda", 16, 2.0)
+    both = build_report([tmp_path / "s", tmp_path / "t"], tmp_path / "both").out
+    text = " ".join((both / "report.md").read_text().split())
+    assert f"| {'a' * 10} + uncommitted changes | s: 0–2 |" in text and "| n/a | t: 0 |" in text, text
 
 
 def test_the_notes_runs_recorded_are_in_the_report(tmp_path: Path) -> None:

@@ -179,17 +179,64 @@ def _slug(text: str) -> str:
 
 
 def _environment(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per environment the runs recorded; with several, the jobs that ran in each."""
     cols = ["device", "device_name", "env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_hostname", "env_git_commit"]
     present = [c for c in cols if c in df]
-    env = df[df["env_torch"].notna()][present].drop_duplicates()  # runs that got as far as recording it
+    recorded = df[df["env_torch"].notna()].copy()  # runs that got as far as recording it
+    if "env_git_commit" in recorded:  # code with uncommitted changes is not the commit's code
+        dirty = recorded.get("env_git_dirty", pd.Series(False, index=recorded.index)) == True  # noqa: E712
+        recorded["env_git_commit"] = [
+            (f"{c[:10]} + uncommitted changes" if d else c[:10]) if isinstance(c, str) else c
+            for c, d in zip(recorded["env_git_commit"], dirty, strict=True)
+        ]
+    keys = recorded[present].astype(str).apply(tuple, axis=1)
+    env = recorded[present].drop_duplicates()
+    sweeps = recorded["sweep"].astype(str) if "sweep" in recorded else pd.Series("", index=recorded.index)
+    # Which jobs ran where, where one sweep's jobs ran in more than one environment (other code, say).
+    if "job" in recorded and (keys.groupby(sweeps).nunique() > 1).any():
+        named = sweeps.nunique() > 1  # job numbers repeat across sweeps: each with its sweep's folder name
+
+        def jobs(key: tuple) -> str:
+            here = recorded[keys == key]
+            return "; ".join((f"{Path(sweep).name}: " if named else "") + _job_list(group["job"])
+                             for sweep, group in here.groupby(sweeps[keys == key], sort=False))  # fmt: skip
+
+        env = env.assign(jobs=[jobs(key) for key in env[present].astype(str).apply(tuple, axis=1)])
     env = env.rename(columns={c: c.removeprefix("env_") for c in present})
-    if "git_commit" in env:
-        env["git_commit"] = env["git_commit"].map(lambda c: c[:10] if isinstance(c, str) else c)
     if "cudnn" in env:  # torch gives 92400 for cuDNN 9.24.0
         env["cudnn"] = env["cudnn"].map(_cudnn_version)
     # torch.version.cuda is the CUDA torch was built for, recorded for CPU runs too: not a GPU in use.
     env = env.rename(columns={"cuda": "CUDA (torch build)"})
     return env.astype(str)  # versions are text: CUDA "13.0" is not the number 13
+
+
+def _job_list(jobs: pd.Series) -> str:
+    """Job numbers as ranges: 0–2, 5."""
+    numbers = sorted({int(j) for j in jobs.dropna()})
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][-1] + 1:
+            spans[-1].append(n)
+        else:
+            spans.append([n])
+    return ", ".join(f"{s[0]}–{s[-1]}" if len(s) > 1 else str(s[0]) for s in spans) or NO_VALUE
+
+
+def _code_versions_sentence(df: pd.DataFrame) -> str:
+    """Where the runs ran on more than one version of the code, a difference between them may be the code's."""
+    if "env_git_commit" not in df:
+        return ""
+    recorded = df[df["env_git_commit"].notna()]
+    dirty = recorded.get("env_git_dirty", pd.Series(False, index=recorded.index)) == True  # noqa: E712
+    versions = set(zip(recorded["env_git_commit"], dirty, strict=True))
+    if len(versions) < 2 and not dirty.any():
+        return ""
+    if len(versions) < 2:
+        return ("These runs ran code with uncommitted changes: its commit does not say what ran, and a rerun "
+                "from it may differ.")  # fmt: skip
+    return (f"These runs ran on {len(versions)} versions of the code (commits, or uncommitted changes; jobs per "
+            "version above): a difference between runs of different versions may be the code's, not the "
+            "settings'.")  # fmt: skip
 
 
 def _cudnn_version(code: object) -> object:
@@ -266,6 +313,9 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     lines += [f"Runs: {len(df)} ({', '.join(f'{n} {s}' for s, n in counts.items())})", ""]
 
     lines += ["## Environment", "", markdown(_environment(df)), ""]
+    versions = _code_versions_sentence(df)
+    if versions:
+        lines += [versions, ""]
 
     for title, runs in df.groupby("experiment", sort=False):
         lines += _experiment(out, str(title), runs.copy(), report)

@@ -39,7 +39,9 @@ CONFIG_COLUMNS = [
 LAB_EPOCH_IMAGES = 50_000
 #: what a run resolved beyond its config: cuDNN autotuning, and images per epoch (the dataset's size)
 RUN_FACTS = ["cudnn_benchmark", "train_samples"]
-ENV_COLUMNS = ["env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_cpu", "env_hostname", "env_git_commit"]
+ENV_COLUMNS = [
+    "env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_cpu", "env_hostname", "env_git_commit", "env_git_dirty",
+]  # fmt: skip
 #: Statuses a run folder can have in a report besides metrics.json's own.
 UNREADABLE = "unreadable"
 MISSING = "missing"
