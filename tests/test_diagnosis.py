@@ -126,7 +126,10 @@ def test_a_run_that_did_not_learn_is_flagged_but_stays_ok(tmp_path: Path) -> Non
     metrics = json.loads((tmp_path / "S" / "0" / "metrics.json").read_text())
     assert any(note.startswith(diagnosis.DID_NOT_LEARN) for note in metrics["notes"])
     assert abs(metrics["final_loss"] - math.log(10)) <= diagnosis.NEAR_CHANCE_LOSS * math.log(10)
-    assert "did not learn" in (tmp_path / "S" / "report.md").read_text()
+    report = (tmp_path / "S" / "report.md").read_text()
+    assert "did not learn" in report
+    # workers=0: the pipeline line said "DataLoader workers" of a DataLoader that had none.
+    assert "loader=dataloader (the lab's path: DataLoader in the main process (workers=0), per-sample" in report
 
 
 @pytest.mark.parametrize(

@@ -377,7 +377,10 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     lines = [f"## {heading}", ""]
     loaders = values(runs["loader"])
     if len(loaders) == 1 and _trains(runs):
-        lines += [f"Pipeline: loader={loaders[0]} ({PIPELINES.get(loaders[0], 'see README')})", ""]
+        pipeline = PIPELINES.get(loaders[0], "see README")
+        if loaders[0] == "dataloader" and (pd.to_numeric(runs["workers"], errors="coerce") == 0).all():
+            pipeline = pipeline.replace("DataLoader workers", "DataLoader in the main process (workers=0)")
+        lines += [f"Pipeline: loader={loaders[0]} ({pipeline})", ""]
     shown = runs.assign(learning=[findings.learning_cell(v) for v in runs["learned"]])
     if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median and IQR, and a noise flag
         shown[SPREAD_REPEATS] = [_spread(r) for _, r in runs.iterrows()]
