@@ -259,4 +259,23 @@ def test_a_shares_change_is_in_percentage_points() -> None:
     # 35% → 9% is 27 points down, not "−27%" (which reads as 27% less of 35%).
     assert change(metric("data_wait_frac"), 0.354, 0.086) == "-27 pp"
     assert change(metric("samples_per_s_cv"), 0.01, 0.99) == "+98.0 pp"
-    assert change(metric("samples_per_s"), 100.0, 150.0) == "× 1.500 (new / original)"
+    assert change(metric("samples_per_s"), 100.0, 150.0) == "1.500× (new / original)"
+
+
+def test_repeats_losses_are_compared_repeat_by_repeat_and_overrides_explain_a_difference() -> None:
+    from bench.pair import render
+
+    # repeat=2 ran epochs 1, 2 twice: keyed by the epoch alone, the second repeat's losses hid the first's.
+    def record(losses: list[float]) -> dict:
+        detail = [{"repeat": r, "epoch": e, "loss": loss} for (r, e), loss in zip([(1, 1), (1, 2), (2, 1), (2, 2)],
+                                                                                  losses, strict=True)]  # fmt: skip
+        return {"epochs_detail": detail, "env": {}}
+
+    same = "\n".join(render(record([2.0, 1.5, 2.0, 1.5]), record([2.0, 1.5, 2.0, 1.5]), []))
+    assert "All 4 compared epoch losses are identical." in same
+    assert "| repeat | epoch | original | new | identical |" in squeezed(same)
+    # An override (train_size, say) changes the losses: the sentence says why they differ.
+    changed = "\n".join(render(record([2.0, 1.5, 2.0, 1.5]), record([2.1, 1.6, 2.1, 1.6]),
+                               [("dataset.train_size", 512, 256)]))  # fmt: skip
+    assert "4 of 4 compared epoch losses differ (largest gap 0.1). The configs differ (above), so the losses " \
+           "and the figures below are expected to." in changed  # fmt: skip

@@ -116,20 +116,22 @@ def env_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------- losses, metrics
 
 
-def _losses(metrics: dict[str, Any]) -> dict[int, Any]:
-    return {e.get("epoch"): e.get("loss") for e in metrics.get("epochs_detail") or []}
+def _losses(metrics: dict[str, Any]) -> dict[tuple[Any, Any], Any]:
+    """Each epoch's loss by (repeat, epoch): with repeat=N the epochs' numbers come again in every repeat."""
+    return {(e.get("repeat") or 1, e.get("epoch")): e.get("loss") for e in metrics.get("epochs_detail") or []}
 
 
 def loss_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
     """Per epoch: both losses at full precision, and whether they are identical (bit for bit)."""
     before, after = _losses(old), _losses(new)
-    epochs = sorted(set(before) | set(after), key=lambda e: (e is None, e))
+    keys = sorted(set(before) | set(after), key=lambda k: [(v is None, v or 0) for v in k])
     rows = []
-    for e in epochs:
-        a, b = before.get(e), after.get(e)
+    for key in keys:
+        a, b = before.get(key), after.get(key)
         same = MISSING if a is None or b is None else ("yes" if a == b else "no")
-        rows.append((e, repr(a) if isinstance(a, float) else a, repr(b) if isinstance(b, float) else b, same))
-    return pd.DataFrame(rows, columns=["epoch", "original", "new", "identical"], dtype=object)
+        rows.append((*key, repr(a) if isinstance(a, float) else a, repr(b) if isinstance(b, float) else b, same))
+    table = pd.DataFrame(rows, columns=["repeat", "epoch", "original", "new", "identical"], dtype=object)
+    return table if len({k[0] for k in keys}) > 1 else table.drop(columns="repeat")
 
 
 def loss_summary(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -139,7 +141,8 @@ def loss_summary(old: dict[str, Any], new: dict[str, Any]) -> str:
     if not both:  # one side has no loss for any epoch the other has (it stopped, or diverged at once)
         return "No epoch has a loss on both sides, so none can be compared."
     if same == len(both):
-        return f"All {len(both)} compared epoch losses are identical."
+        return "The one compared epoch loss is identical." if len(both) == 1 else (
+            f"All {len(both)} compared epoch losses are identical.")  # fmt: skip
     gap = max(abs(a - b) for a, b in both)
     return f"{len(both) - same} of {len(both)} compared epoch losses differ (largest gap {gap:.3g})."
 
@@ -150,7 +153,7 @@ def change(m: Metric, old: Any, new: Any) -> str:
     if a is None or b is None:
         return MISSING
     if m.compare == "ratio":
-        return f"× {b / a:.3f} (new / original)" if a else MISSING
+        return f"{b / a:.3f}× (new / original)" if a else MISSING  # as bench.compare writes a ratio
     if m.fmt == SIGNIFICANT:
         return ("+" if b >= a else "-") + significant(abs(b - a))
     if m.fmt.endswith("%"):  # a share's change is in percentage points: 35% → 9% is −26 pp, not "−26%"
@@ -191,6 +194,9 @@ def render(old: dict[str, Any], new: dict[str, Any], changes: list[Change]) -> l
     differing = int((env["same"] != "yes").sum())
     summary = f"{differing} of {len(env)} fields differ." if differing else "None: the same environment."
     lines += ["", "## Environment differences", "", summary, "", markdown(env)]
-    lines += ["", "## Loss per epoch", "", loss_summary(old, new), "", markdown(loss_table(old, new))]
+    losses = loss_summary(old, new)
+    if changes and "differ" in losses:  # an override changed the run: its losses and times were bound to
+        losses += " The configs differ (above), so the losses and the figures below are expected to."
+    lines += ["", "## Loss per epoch", "", losses, "", markdown(loss_table(old, new))]
     lines += ["", "## Time, memory, accuracy", "", markdown(metric_table(old, new))]
     return lines
