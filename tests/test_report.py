@@ -151,6 +151,11 @@ def test_failed_skipped_and_ok_jobs_share_one_sweep_and_report(tmp_path: Path) -
     assert by_config[("cuda", 16)] == ("failed" if torch.cuda.is_available() else "skipped")
     assert by_config[("cuda", 4)] == ("ok" if torch.cuda.is_available() else "skipped")
     assert "batch_size=16 is larger than the 8 training images" in summary.loc[0, "error"]
+    # Counts stay whole numbers beside the jobs that have none (pandas wrote 8.0 images, 1.0 repeats).
+    text = pd.read_csv(_sweep_dir(tmp_path) / "summary.csv", dtype=str, keep_default_na=False)
+    assert set(text["train_samples"]) <= {"8", ""} and "8" in set(text["train_samples"])
+    assert set(text["repeats"]) <= {"1", ""} and set(text["flops_per_sample"]) - {""} and not any(
+        v.endswith(".0") for v in text["flops_per_sample"])  # fmt: skip
 
 
 # -------------------------------------------------------------------- reports from crafted metrics

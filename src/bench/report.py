@@ -25,6 +25,7 @@ from bench.metrics import METRICS, metric, significant
 from bench.results import write_atomically
 from bench.runs import (
     CONFIG_COLUMNS,
+    COUNT_COLUMNS,
     DEFAULT_EXPERIMENT,
     LAB_EPOCH_IMAGES,
     MISSING,
@@ -210,6 +211,16 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
     return env.astype(str)  # versions are text: CUDA "13.0" is not the number 13
 
 
+def _counts_whole(df: pd.DataFrame) -> pd.DataFrame:
+    """The count columns as whole numbers with gaps (pandas' Int64), where every value is a whole number."""
+    out = df.copy()
+    for col in COUNT_COLUMNS:
+        values = pd.to_numeric(out[col], errors="coerce") if col in out else None
+        if values is not None and values.notna().sum() == out[col].notna().sum() and (values.dropna() % 1 == 0).all():
+            out[col] = values.astype("Int64")
+    return out
+
+
 def _job_list(jobs: pd.Series) -> str:
     """Job numbers as ranges: 0–2, 5."""
     numbers = sorted({int(j) for j in jobs.dropna()})
@@ -298,7 +309,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     report = Report(out=out, runs=df)
 
     summary = out / "summary.csv"
-    write_atomically(summary, df[summary_columns(settings(df))].to_csv(index=False))
+    write_atomically(summary, _counts_whole(df[summary_columns(settings(df))]).to_csv(index=False))
     report.files.append(summary)
 
     lines = ["# bench report", ""]
