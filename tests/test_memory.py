@@ -110,6 +110,9 @@ def test_a_captured_graphs_pool_counts_in_the_peak_and_comes_out_of_the_reserve(
     text = (tmp_path / "S" / "report.md").read_text()
     assert "CUDA graphs' pool" in text
     assert "in the timed epochs, plus a captured step's CUDA graphs' pool" in text  # what the panels' peak is
+    # and the note under the table says the reserve is what is left after the pool (it said "reserved minus
+    # allocated", with no word of the pool).
+    assert "the allocator reserve is reserved minus allocated minus that pool." in " ".join(text.split())
 
 
 def test_a_cpu_run_reports_its_persistent_tensors_beside_peak_rss(cfg_for, tmp_path: Path) -> None:

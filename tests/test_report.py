@@ -666,3 +666,15 @@ def test_no_text_of_a_lab_parts_plots_runs_past_their_edges(tmp_path: Path, monk
     proc = run_cli(tmp_path, "experiment=batch_size", *tiny, "batch_size=16,32", "hydra.sweep.dir=S")
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "S").glob("*.png"))) >= 2 and outside == []
+
+
+def test_the_report_side_imports_nothing_of_the_engine() -> None:
+    # docs/architecture.md: the report side (runs, report, plots, findings, compare, pair) imports nothing from
+    # the engine. findings imported maxbatch and memory, and with them torch: 2.3 s before `bench.report` began.
+    import subprocess
+    import sys
+
+    code = "import sys, bench.report, bench.compare, bench.pair; print(sorted({'torch', 'bench.train', " \
+           "'bench.memory', 'bench.maxbatch', 'bench.step'} & set(sys.modules)))"  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -23,11 +23,10 @@ from bench.maxbatch import (
     Trial,
     cuda_step_trial,
     fit_line,
-    lower_bound_reason,
     memory_cap,
     search_max_batch,
 )
-from bench.results import RunResult
+from bench.results import RunResult, lower_bound_reason
 from bench.schema import instantiate
 from bench.step import autocast_dtype, resolve_channels_last
 

@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, input_bound, wait_share
-from bench.maxbatch import lower_bound_reason
-from bench.memory import LABELS, parts_shown
 from bench.metrics import finite
+from bench.results import MEMORY_LABELS, lower_bound_reason, parts_shown
 from bench.runs import is_numeric
 
 
@@ -247,7 +246,7 @@ def memory_table(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
     rows = []
     for run, parts in found:
         row = {v: run[v] for v in varied}
-        row.update({LABELS[p]: parts.get(f"{p}_mb", 0.0 if p == "graph_pool" else None) for p in shown})
+        row.update({MEMORY_LABELS[p]: parts.get(f"{p}_mb", 0.0 if p == "graph_pool" else None) for p in shown})
         row.update({"peak allocated": parts.get("peak_allocated_mb"), "peak reserved": parts.get("peak_reserved_mb")})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -56,18 +56,6 @@ class Search:
         return [(a.batch, a.peak_mb) for a in self.attempts if a.fits and a.peak_mb is not None]
 
 
-def lower_bound_reason(stopped: object, largest: float, smallest_failing: float | None) -> str | None:
-    """Why a search's ``largest`` fitting batch is only a lower bound, in words ("its search stopped: time
-    budget; 53,248 (8% more) ran out of memory"); None where the search bracketed it, or did not say (an older
-    metrics.json). Plain values, so the run and a report of its metrics.json say it alike."""
-    if not isinstance(stopped, str) or stopped.startswith("bracketed"):
-        return None
-    failing = smallest_failing
-    if failing is None or math.isnan(failing):
-        return f"its search stopped: {stopped}; no batch ran out of memory"
-    return f"its search stopped: {stopped}; {failing:,.0f} ({failing / largest - 1:.0%} more) ran out of memory"
-
-
 def search_max_batch(
     trial: Trial,
     *,

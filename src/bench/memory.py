@@ -20,31 +20,13 @@ stand-in; on CUDA it is torch.cuda's caching allocator.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Protocol
 
 import torch
 
 from bench.measure import MIB, release_cached_memory
-
-PARTS = ("params", "grads", "optimizer", "dataset", "other_persistent", "activations", "graph_pool", "reserve")
-LABELS = {
-    "params": "parameters",
-    "grads": "gradients",
-    "optimizer": "optimizer state",
-    "dataset": "resident dataset",
-    "other_persistent": "other persistent",
-    "activations": "activations & temporaries",
-    "graph_pool": "CUDA graphs' pool",
-    "reserve": "allocator reserve",
-}
-
-
-def parts_shown(breakdowns: Iterable[Mapping[str, float]]) -> list[str]:
-    """The parts a table or bar of these breakdowns shows: every one, but the CUDA graphs' pool only where a
-    run captured a graph (elsewhere, and in older metrics.json files, it is zero or absent and says nothing)."""
-    pooled = any(parts.get("graph_pool_mb") for parts in breakdowns)
-    return [p for p in PARTS if p != "graph_pool" or pooled]
+from bench.results import MEMORY_PARTS as PARTS
 
 
 class Allocator(Protocol):

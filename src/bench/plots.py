@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from bench.metrics import METRICS, Metric, significant
+from bench.results import MEMORY_LABELS, parts_shown
 from bench.runs import LAB_EPOCH_IMAGES, images_per_epoch, is_numeric, x_axis
 
 LABELS = {
@@ -294,7 +295,6 @@ def time_shares(ok: pd.DataFrame) -> tuple[dict[str, list[float]], dict[str, lis
 
 def plot_memory(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -> bool:
     """What peak memory is made of, per CUDA run with a breakdown (bench.memory); False when none has one."""
-    from bench.memory import LABELS, parts_shown
 
     rows = [
         (i, r["memory"]) for i, r in runs.iterrows() if isinstance(r["memory"], dict) and "reserve_mb" in r["memory"]
@@ -302,7 +302,7 @@ def plot_memory(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -
     if not rows:
         return False
     shown = parts_shown(parts for _, parts in rows)  # the CUDA graphs' pool only where a run captured one
-    stacks = {LABELS[p]: [parts.get(f"{p}_mb", 0.0) for _, parts in rows] for p in shown}
+    stacks = {MEMORY_LABELS[p]: [parts.get(f"{p}_mb", 0.0) for _, parts in rows] for p in shown}
     drawn = runs.loc[[i for i, _ in rows]]
     ylabel = "MB (the stack is peak reserved)"
     _stacked(path, f"What peak memory is made of: {title}", _job_labels(drawn, varied), stacks, ylabel,

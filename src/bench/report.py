@@ -20,9 +20,8 @@ from bench import findings, interrupts
 from bench.diagnosis import NOISY_CV
 from bench.errors import OneLineParser
 from bench.folders import holds_run_dirs, make_writable
-from bench.memory import parts_shown
 from bench.metrics import METRICS, metric, significant
-from bench.results import write_atomically
+from bench.results import MEMORY_LABELS, parts_shown, write_atomically
 from bench.runs import (
     CONFIG_COLUMNS,
     COUNT_COLUMNS,
@@ -49,6 +48,11 @@ MEMORY_NOTE = (
     "other persistent memory is what the allocator held before the timed epochs beyond those; activations & "
     "temporaries are the steady-state peak minus that; the allocator reserve is reserved minus allocated. "
     "Together they are the peak reserved."
+)
+#: the note's reserve, where a run captured its step: the graphs' pool is a part of its own
+MEMORY_NOTE_POOL = (
+    "the CUDA graphs' pool is what a captured step's private memory holds beyond its live tensors; the "
+    "allocator reserve is reserved minus allocated minus that pool."
 )
 #: the spread columns: over repeat=N, else (only where some run is noisy) over the epochs of one repeat
 SPREAD_REPEATS = "samples/s: median (IQR) over the repeats"
@@ -466,7 +470,10 @@ def _memory_lines(
         report.files.append(out / f"{slug}_memory.png")
         lines += [f"![What peak memory is made of]({slug}_memory.png)", ""]
     like = {c: "peak_memory_mb" for c in table if c not in varied}
-    return [*lines, markdown(table, like=like), "", MEMORY_NOTE, ""]
+    note = MEMORY_NOTE
+    if MEMORY_LABELS["graph_pool"] in table:
+        note = note.replace("the allocator reserve is reserved minus allocated.", MEMORY_NOTE_POOL)
+    return [*lines, markdown(table, like=like), "", note, ""]
 
 
 def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ import math
 import os
 import secrets
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,41 @@ SHAPES: dict[str, type] = {
     "epochs_detail": list, "env": dict, "step": dict, "notes": list, "memory": dict, "diagnosis": dict,
     "capacity": dict,
 }  # fmt: skip
+
+
+#: metrics.json's ``memory`` record: the parts of the peak, each ``<part>_mb``, and their names in words
+MEMORY_PARTS = (
+    "params", "grads", "optimizer", "dataset", "other_persistent", "activations", "graph_pool", "reserve",
+)  # fmt: skip
+MEMORY_LABELS = {
+    "params": "parameters",
+    "grads": "gradients",
+    "optimizer": "optimizer state",
+    "dataset": "resident dataset",
+    "other_persistent": "other persistent",
+    "activations": "activations & temporaries",
+    "graph_pool": "CUDA graphs' pool",
+    "reserve": "allocator reserve",
+}
+
+
+def parts_shown(breakdowns: Iterable[Mapping[str, float]]) -> list[str]:
+    """The parts a table or bar of these breakdowns shows: every one, but the CUDA graphs' pool only where a
+    run captured a graph (elsewhere, and in older metrics.json files, it is zero or absent and says nothing)."""
+    pooled = any(parts.get("graph_pool_mb") for parts in breakdowns)
+    return [p for p in MEMORY_PARTS if p != "graph_pool" or pooled]
+
+
+def lower_bound_reason(stopped: object, largest: float, smallest_failing: float | None) -> str | None:
+    """Why a max-batch search's ``largest`` fitting batch is only a lower bound, in words ("its search stopped:
+    time budget; 53,248 (8% more) ran out of memory"); None where the search bracketed it, or did not say (an
+    older metrics.json). Plain values, so the run and a report of its metrics.json say it alike."""
+    if not isinstance(stopped, str) or stopped.startswith("bracketed"):
+        return None
+    failing = smallest_failing
+    if failing is None or math.isnan(failing):
+        return f"its search stopped: {stopped}; no batch ran out of memory"
+    return f"its search stopped: {stopped}; {failing:,.0f} ({failing / largest - 1:.0%} more) ran out of memory"
 
 
 class MetricsError(ValueError):
