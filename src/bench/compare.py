@@ -31,6 +31,7 @@ from bench import interrupts
 from bench.errors import EXIT_RUN_FAILED, OneLineParser, UsageError, fail
 from bench.folders import holds_run_dirs, make_writable
 from bench.metrics import finite
+from bench.results import write_atomically
 from bench.runs import CONFIG_COLUMNS, flat_config, load_runs, saved_config
 from bench.tables import MISSING, cell, markdown
 
@@ -389,7 +390,7 @@ def run(args: argparse.Namespace) -> tuple[Comparison, str, list[Path]]:
     figure = PLOT_FILE if plot(c, args.out / PLOT_FILE) else None
     text = render(c, args.baseline, args.candidate, figure)
     with interrupts.deferred():
-        (args.out / REPORT_FILE).write_text(text)
+        write_atomically(args.out / REPORT_FILE, text)  # whole or not at all, as every result file
     return c, text, [args.out / REPORT_FILE, *([args.out / PLOT_FILE] if figure else [])]
 
 

@@ -45,7 +45,7 @@ from bench.errors import (
 )  # fmt: skip
 from bench.folders import make_writable, refuse_inside_results, refuse_the_working_folder
 from bench.pair import ABSENT, CODE_CHANGED, change_text, code_notes, config_changes, render
-from bench.results import MetricsError, load_metrics
+from bench.results import MetricsError, load_metrics, write_atomically
 from bench.runs import Source, load_source
 
 log = logging.getLogger("bench.reproduce")
@@ -316,7 +316,7 @@ def reproduce(source: Source, the_plan: Plan, new_dir: Path, argv: Sequence[str]
 def _finish(source: Source, the_plan: Plan, new_dir: Path, argv: Sequence[str]) -> dict[str, Any]:
     new = load_metrics(new_dir)
     text = report(source, new_dir, the_plan, new, argv)
-    (new_dir / REPORT_FILE).write_text(text)
+    write_atomically(new_dir / REPORT_FILE, text)  # whole or not at all, as every result file
     print(f"\n{text}", end="", flush=True)
     log.debug("Wrote %s", new_dir / REPORT_FILE)
     return new
