@@ -2,8 +2,8 @@
 
 Nothing reaches the user as a traceback (unless ``HYDRA_FULL_ERROR=1``). Bad input, Hydra's own parse
 errors and an unusable output folder print one line and exit 2 before any work; a run that fails exits 1
-with one line; SIGINT and SIGTERM record the running job as ``interrupted``, write what can still be
-written (a sweep's partial report) and exit 130 or 143 (docs/architecture.md, "Failure"). Inside a sweep a
+with one line; SIGINT, SIGTERM and SIGHUP record the running job as ``interrupted``, write what can still be
+written (a sweep's partial report) and exit 130, 143 or 129 (docs/architecture.md, "Failure"). Inside a sweep a
 job never raises: its failure is its status, so the other jobs and the report still happen.
 """
 

@@ -35,6 +35,8 @@ CHANCE_ACCURACY_FACTOR = 1.5
 DID_NOT_LEARN = "did not learn"
 #: timings whose coefficient of variation across repeats (or epochs) is above this are flagged noisy
 NOISY_CV = 0.05
+#: below this R², the max-batch fit of peak memory to batch is called rough in the report
+STRAIGHT_R2 = 0.95
 
 
 def input_bound(wait: float | None, busy: float | None) -> bool:

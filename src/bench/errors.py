@@ -1,8 +1,8 @@
 """What every entry point shares about failure: the error types, the exit codes, and one-line messages.
 
 A user never sees a traceback (unless ``HYDRA_FULL_ERROR=1``): bad input is one ``bench: error: ...`` line
-and exit code 2 before any work; a run that started and failed is exit 1; an interrupted one 130 (SIGINT)
-or 143 (SIGTERM). See docs/architecture.md, "Failure".
+and exit code 2 before any work; a run that started and failed is exit 1; an interrupted one 128 + the
+signal's number: 130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP). See docs/architecture.md, "Failure".
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ import signal
 import sys
 from typing import NoReturn
 
-EXIT_OK = 0
 EXIT_RUN_FAILED = 1
 EXIT_USAGE = 2
-#: 128 + the signal number, as a shell reports a process a signal ended
-EXIT_SIGINT = 128 + signal.SIGINT
-EXIT_SIGTERM = 128 + signal.SIGTERM
 
 
 class UsageError(Exception):
@@ -44,7 +40,7 @@ class Refused(BaseException):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived. A KeyboardInterrupt, so that no ``except Exception`` on the way out
+    """SIGINT, SIGTERM or SIGHUP arrived. A KeyboardInterrupt, so that no ``except Exception`` on the way out
     mistakes it for a failed run (and a DataLoader worker exits quietly); the run records it as
     ``interrupted`` and re-raises it, and the entry point exits with 128 + the signal number."""
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, input_bound, wait_share
+from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, STRAIGHT_R2, input_bound, wait_share
 from bench.metrics import finite
 from bench.results import MEMORY_LABELS, lower_bound_reason, parts_shown
 from bench.runs import is_numeric
@@ -189,10 +189,6 @@ def _memory_sentence(ok: pd.DataFrame, x: str) -> str:
         slope = np.polyfit(pd.to_numeric(ok[x]).astype(float), ok["peak_memory_mb"].astype(float), 1)[0]
         text += f", {slope * 1024:,.1f} KB more per image in the batch"
     return text + "."
-
-
-#: below this R², the max-batch fit is called rough in the report
-STRAIGHT_R2 = 0.95
 
 
 def capacity_sentences(runs: pd.DataFrame) -> list[str]:

@@ -1,4 +1,4 @@
-"""SIGINT and SIGTERM as an exception the run can record: ``interrupted``, then exit 130 or 143.
+"""SIGINT, SIGTERM and SIGHUP as an exception the run can record: ``interrupted``, then exit 130, 143 or 129.
 
 SLURM ends a job at its time limit with SIGTERM, whose default action kills the process on the spot; a user
 presses Ctrl-C. Inside :func:`interruptible` both raise :class:`~bench.errors.Interrupted` in the main
@@ -60,7 +60,7 @@ def check() -> None:
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """Raise :class:`Interrupted` on SIGINT or SIGTERM inside this block (main thread only; else a no-op)."""
+    """Raise :class:`Interrupted` on SIGINT, SIGTERM or SIGHUP inside this block (main thread only; else a no-op)."""
     owner = os.getpid()
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -132,7 +132,7 @@ def _teardown_after_a_signal(error: BaseException | None) -> bool:
 
 @contextmanager
 def deferred(*, reraise: bool = True) -> Iterator[None]:
-    """Hold SIGINT and SIGTERM while the block writes what must be written; afterwards raise
+    """Hold SIGINT, SIGTERM and SIGHUP while the block writes what must be written; afterwards raise
     :class:`Interrupted` if one came (``reraise``), or drop it (the entry point is exiting anyway)."""
     held: list[int] = []
 

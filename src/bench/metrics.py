@@ -238,10 +238,6 @@ def metric(key: str) -> Metric:
     raise KeyError(key)
 
 
-def keys() -> list[str]:
-    return [m.key for m in METRICS]
-
-
 def summarize(epochs: Epochs) -> dict[str, float | None]:
     """Every derived run-level number, from the per-epoch records; what a run writes into metrics.json."""
     return {m.key: m.derive(epochs) for m in METRICS if m.derive is not None}

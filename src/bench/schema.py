@@ -104,8 +104,8 @@ class Config:
     data_dir: str = "data"
     # Evaluate accuracy on the test split after training (not part of the epoch times).
     evaluate: bool = True
-    # A torch.profiler trace (trace.json) of a few steps after the warm-up, and the top-10 operators in
-    # bench.log; outside the timed epochs.
+    # A torch.profiler trace (trace.json) of a few steps after the timed epochs (rolled back), and the top-10
+    # operators in bench.log; outside the timed epochs.
     profile: bool = False
     # cuDNN autotuning (CUDA only). Off, as in the lab: its trial runs leave workspaces that change peak
     # memory, and the lab never enabled it. recipe=fast turns it on.

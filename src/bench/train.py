@@ -1,8 +1,8 @@
 """The one training loop: ``run(cfg, run_dir) -> RunResult``, measured by docs/architecture.md's rules.
 
 Whatever happens, the run leaves a metrics.json with a status: ``ok``, ``oom`` (out of memory),
-``diverged`` (non-finite loss), ``skipped`` (the device is not here) or ``failed`` (anything else; the
-traceback goes to the log).
+``diverged`` (non-finite loss), ``skipped`` (the device is not here), ``interrupted`` (a signal: SIGINT,
+SIGTERM, SIGHUP) or ``failed`` (anything else; the traceback goes to the log).
 """
 
 from __future__ import annotations
