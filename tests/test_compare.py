@@ -328,3 +328,27 @@ def test_a_partly_failed_config_gets_no_verdict_and_is_a_regression(tmp_path: Pa
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "no config has all its runs ok on both sides (see the status column), so there is no verdict" in proc.stdout
     assert "1 regression(s): model=medium, batch_size=64 1 of 2 ok in the candidate" in proc.stderr
+
+
+def test_compare_png_draws_ratios_far_apart_on_a_log_axis_and_names_both_sides(
+    laptop_and_gpu: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a linear axis a 4.5× slowdown (0.22×) drew shorter than a 2× speedup; the title named neither side.
+    from matplotlib.axes import Axes
+
+    from bench import compare as cmp
+
+    drawn: dict[str, list] = {"yscale": [], "title": []}
+    for name in ("set_yscale", "set_title"):
+        original = getattr(Axes, name)
+
+        def spy(ax: Axes, value, *args, _name=name, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            drawn["yscale" if _name == "set_yscale" else "title"].append(value)
+            return _original(ax, value, *args, **kwargs)
+
+        monkeypatch.setattr(Axes, name, spy)
+    base, cand = laptop_and_gpu
+    cmp.main([str(base), str(cand), "--out", str(tmp_path / "cmp")])
+    assert "log" in drawn["yscale"]  # 20× beside 0.9×
+    title = " ".join(drawn["title"][-1].split())
+    assert title.startswith("Candidate vs baseline (candidate on cuda (Test GPU) on gpubox, baseline on cpu (Test CPU)")

@@ -320,7 +320,10 @@ def plot(c: Comparison, path: Path) -> bool:
     from bench import plots  # matplotlib is imported only when a figure is made
 
     labels = [label for label, j in zip(_labels(c), judged, strict=True) if j]
-    title = f"Candidate vs baseline: {summary_line(c).rsplit('; ', 1)[-1]}"
+    ignored = f", not matched on {', '.join(c.ignored)}" if c.ignored else ""
+    base, cand = c.machines
+    sides = f"both on {base}" if base == cand else f"candidate on {cand}, baseline on {base}"
+    title = f"Candidate vs baseline ({sides}{ignored}): {summary_line(c).rsplit('; ', 1)[-1]}"
     plots.plot_ratios(c.table[judged], labels, title, path, {FASTER: "tab:green", SAME: "0.55", SLOWER: "tab:red"})
     return True
 
