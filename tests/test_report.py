@@ -623,7 +623,7 @@ def test_the_lab_table_marks_a_figure_we_lack_as_n_a_and_keeps_folders_apart(tmp
     cells = " ".join((tmp_path / "both" / "report.md").read_text().split())
     assert "| 16 | a | cpu | dataloader | ok | 20.4 | 2.00 |" in cells  # a row per folder, as in every table
     assert "| 16 | b | cpu | dataloader | ok | 20.4 | 2.00 |" in cells
-    assert "| 256 | n/a | n/a | n/a | n/a | 10 | n/a |" in cells  # the status word "missing" is for jobs
+    assert "| 256 | n/a | n/a | n/a | n/a | 10.0 | n/a |" in cells  # "missing" is for jobs; 10.0 beside 20.4, not 10
 
 
 def test_two_runs_of_one_config_are_headed_as_such_and_a_search_names_only_what_it_used(tmp_path: Path) -> None:

@@ -155,17 +155,22 @@ def lab_epoch_scale(runs: pd.DataFrame) -> pd.Series:
 
 
 def _lab_digits(comparison: pd.DataFrame) -> pd.DataFrame:
-    """The lab's figures as it recorded them (44 MB, not 44.0) and ours to 3 significant digits (the lab printed
-    11.6 s; ours scaled from a short epoch is no more exact than that), and none of ours where no run has one
-    (GPU memory on a CPU run)."""
+    """The lab's figures as it recorded them (44 MB, not 44.0; but 12.0 s beside 11.7 s, not 12) and ours to 3
+    significant digits (the lab printed 11.6 s; ours scaled from a short epoch is no more exact than that), and
+    none of ours where no run has one (GPU memory on a CPU run)."""
     figures = [c for c in comparison if c.startswith(("lab ", "ours "))]
     empty = [c for c in figures if c.startswith("ours ") and comparison[c].isna().all()]
     shown = comparison.drop(columns=empty)
 
+    def decimals(column: str) -> int:
+        """A lab column's figures to as many decimals as the most precise of them: 12.0 beside 11.7, not 12."""
+        found = [len(f"{v:g}".partition(".")[2]) for v in shown[column] if pd.notna(v)]
+        return max(found, default=0)
+
     def cell(column: str, v: Any) -> str:
         if pd.isna(v):
             return NO_VALUE
-        return f"{v:,g}" if column.startswith("lab ") else significant(v)
+        return f"{v:,.{decimals(column)}f}" if column.startswith("lab ") else significant(v)
 
     return shown.assign(**{c: [cell(c, v) for v in shown[c]] for c in figures if c not in empty})
 
