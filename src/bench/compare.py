@@ -233,7 +233,8 @@ def _machines(df: pd.DataFrame) -> str:
 
 
 def _percent(share: float) -> str:
-    return f"{100 * share:.3g}%"
+    """A band as a percentage to one decimal, without a trailing zero: 5%, 1.3%, 4% (not 3.95% beside 1.3%)."""
+    return f"{100 * share:,.1f}".rstrip("0").rstrip(".") + "%"
 
 
 def _times(values: pd.Series) -> list[str]:
