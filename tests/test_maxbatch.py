@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import weakref
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -260,8 +261,12 @@ def test_other_errors_are_not_taken_for_out_of_memory(monkeypatch: pytest.Monkey
 
 
 def test_the_module_stays_independent_of_the_training_run() -> None:
-    # maxbatch imports train only inside cuda_step_trial, so train may import maxbatch without a cycle.
-    assert not hasattr(maxbatch, "is_out_of_memory")
+    # train imports maxbatch (through capacity): maxbatch must not import train, at the top or inside a function.
+    import ast
+
+    tree = ast.parse(Path(maxbatch.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "bench.train" not in imported and "bench.capacity" not in imported, imported
 
 
 # --- on a GPU ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from bench.measure import MIB, release_cached_memory
+from bench.measure import MIB, is_out_of_memory, release_cached_memory
 from bench.schema import StepConfig
 from bench.step import build_step
 
@@ -173,8 +173,6 @@ def cuda_step_trial(
     The peak counts everything allocated in the process, including what the caller held before. The labels
     are drawn from ``num_classes``, the model's outputs (an image folder may have fewer than CIFAR's 10).
     """
-    from bench.train import is_out_of_memory  # here, not above: train may come to import this module
-
     device = torch.device(device)
     options = OmegaConf.structured(StepConfig(channels_last=channels_last))
     autocast = str(precision_dtype).removeprefix("torch.") if precision_dtype is not None else None

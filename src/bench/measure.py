@@ -22,6 +22,17 @@ from bench.device import synchronize
 MIB = 2**20
 
 
+#: what torch and its libraries say when a device's memory runs out, besides torch.cuda.OutOfMemoryError
+OOM_MESSAGES = ("out of memory", "can't allocate memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is the device running out of memory: a run's ``oom``, a max-batch attempt that failed."""
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err) for m in OOM_MESSAGES)
+
+
 @dataclass
 class Interval:
     wall_s: float

@@ -33,7 +33,7 @@ from bench.errors import ConfigError, DeviceUnavailable, Interrupted, UsageError
 from bench.flops import count_untouched, utilization
 from bench.loaders import BatchSource, build_loader, normalize
 from bench.loop import evaluate, profile, rolled_back, run_epoch, warm_up
-from bench.measure import MIB
+from bench.measure import MIB, is_out_of_memory
 from bench.metrics import metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
@@ -52,15 +52,6 @@ TRACE_FILE = "trace.json"
 
 class Diverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-OOM_MESSAGES = ("out of memory", "can't allocate memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    if isinstance(err, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and any(m in str(err) for m in OOM_MESSAGES)
 
 
 def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
