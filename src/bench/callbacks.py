@@ -17,7 +17,17 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench import interrupts
 from bench.errors import Refused, UsageError, one_line
-from bench.folders import CONFIG_SUBDIR, LOCK_FILE, METRICS_FILE, SWEEP_OUTPUTS, claim_run_dir, claim_sweep_dir
+from bench.folders import (
+    CONFIG_SUBDIR,
+    LOCK_FILE,
+    METRICS_FILE,
+    REPORT_FILE,
+    REPRODUCE_FILE,
+    SWEEP_OUTPUTS,
+    TRACE_FILE,
+    claim_run_dir,
+    claim_sweep_dir,
+)
 
 log = logging.getLogger("bench")
 #: the sweeper conf/hydra/sweeper/bench.yaml names: Hydra's basic sweeper plus resume=true
@@ -68,9 +78,8 @@ def _unguarded(config: DictConfig, key: str, err: Exception) -> str:
     return f"{key}={folder}: cannot use it ({why})"
 
 
-#: what a log file must not be: the files bench writes in a run's or a sweep's folder (reproduce.REPORT_FILE
-#: and train.TRACE_FILE by name: this module runs before torch is imported, and those modules import it)
-RESULT_FILES = (METRICS_FILE, LOCK_FILE, *SWEEP_OUTPUTS, "reproduce.md", "trace.json")
+#: what a log file must not be: the files bench writes in a run's or a sweep's folder
+RESULT_FILES = (METRICS_FILE, LOCK_FILE, *SWEEP_OUTPUTS, REPRODUCE_FILE, TRACE_FILE)
 _OWN_FOLDER = "${hydra.runtime.output_dir}/"
 #: the same folder as Hydra's resolver writes it
 _OWN_FOLDERS = (_OWN_FOLDER, "${hydra:runtime.output_dir}/")
@@ -144,4 +153,4 @@ class ReportCallback(Callback):
             return
         counts = report.runs["status"].value_counts()
         log.info("Sweep finished: %s", ", ".join(f"{n} {s}" for s, n in counts.items()))
-        log.info("Report: %s (summary.csv, plots beside it)", sweep_dir / "report.md")
+        log.info("Report: %s (summary.csv, plots beside it)", sweep_dir / REPORT_FILE)

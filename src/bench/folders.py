@@ -21,8 +21,13 @@ from bench.errors import UsageError, os_error_line
 
 METRICS_FILE = "metrics.json"
 SWEEP_FILE = "multirun.yaml"
+SUMMARY_FILE, REPORT_FILE = "summary.csv", "report.md"
+#: a reproduction's comparison, and a profiled run's trace, in its run folder
+REPRODUCE_FILE, TRACE_FILE = "reproduce.md", "trace.json"
+#: a run's saved config and the overrides it was composed with, in its CONFIG_SUBDIR
+CONFIG_FILE, OVERRIDES_FILE = "config.yaml", "overrides.yaml"
 #: files a sweep folder gets besides its job folders
-SWEEP_OUTPUTS = (SWEEP_FILE, "summary.csv", "report.md")
+SWEEP_OUTPUTS = (SWEEP_FILE, SUMMARY_FILE, REPORT_FILE)
 #: a sweep's subdir: one folder per job, named by its number, which resume and the reports rely on
 JOB_SUBDIR = "${hydra.job.num}"
 #: where Hydra saves a run's config in its folder (``hydra.output_subdir``, which bench.callbacks holds to it):

@@ -19,7 +19,7 @@ import pandas as pd
 from bench import findings, interrupts
 from bench.diagnosis import NOISY_CV
 from bench.errors import OneLineParser
-from bench.folders import holds_run_dirs, make_writable
+from bench.folders import REPORT_FILE, SUMMARY_FILE, holds_run_dirs, make_writable
 from bench.metrics import METRICS, metric, significant
 from bench.results import MEMORY_LABELS, parts_shown, write_atomically
 from bench.runs import (
@@ -317,7 +317,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     make_writable(out, "--out" if out != paths[0] else "the report folder")
     report = Report(out=out, runs=df)
 
-    summary = out / "summary.csv"
+    summary = out / SUMMARY_FILE
     write_atomically(summary, _counts_whole(df[summary_columns(settings(df))]).to_csv(index=False))
     report.files.append(summary)
 
@@ -343,7 +343,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     lines += _notes_lines(df)
     lines += ["## Status of every run", ""]
     lines += [markdown(df, ["job", *[c for c in varied if c in df], "status", "error", "run_dir"]), ""]
-    report_md = out / "report.md"
+    report_md = out / REPORT_FILE
     write_atomically(report_md, "\n".join(lines))
     report.files.append(report_md)
     return report

@@ -43,14 +43,22 @@ from bench.errors import (
     fail,
     os_error_line,
 )  # fmt: skip
-from bench.folders import make_writable, refuse_inside_results, refuse_the_working_folder
+from bench.folders import (
+    CONFIG_FILE,
+    CONFIG_SUBDIR,
+    OVERRIDES_FILE,
+    REPRODUCE_FILE,
+    make_writable,
+    refuse_inside_results,
+    refuse_the_working_folder,
+)
 from bench.pair import ABSENT, CODE_CHANGED, change_text, code_notes, config_changes, render
 from bench.results import MetricsError, load_metrics, write_atomically
 from bench.runs import Source, load_source
 
 log = logging.getLogger("bench.reproduce")
 
-REPORT_FILE = "reproduce.md"
+REPORT_FILE = REPRODUCE_FILE
 __all__ = ["CODE_CHANGED", "load_source", "main", "plan"]
 
 
@@ -111,7 +119,7 @@ def plan(source: Source, extra: Sequence[str]) -> Plan:
     except ConfigError as err:
         if extra and _fits(source.config):
             raise  # the overrides' fault, and the message names the key
-        path = source.run_dir / ".hydra" / "config.yaml"
+        path = source.run_dir / CONFIG_SUBDIR / CONFIG_FILE
         raise ConfigError(f"{path}: {err} (the saved config is not valid in this checkout)") from None
     ran = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(ran, dict)
@@ -211,10 +219,10 @@ def new_run_dir(out: Path | None, source: Path) -> Path:
 
 def write_hydra_files(run_dir: Path, the_plan: Plan) -> None:
     """The new folder's own ``.hydra/`` files, so it can be reproduced in turn."""
-    hydra_dir = run_dir / ".hydra"
+    hydra_dir = run_dir / CONFIG_SUBDIR
     hydra_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(the_plan.cfg, hydra_dir / "config.yaml")
-    OmegaConf.save(OmegaConf.create(the_plan.overrides), hydra_dir / "overrides.yaml")
+    OmegaConf.save(the_plan.cfg, hydra_dir / CONFIG_FILE)
+    OmegaConf.save(OmegaConf.create(the_plan.overrides), hydra_dir / OVERRIDES_FILE)
 
 
 def setup_logging(run_dir: Path) -> None:

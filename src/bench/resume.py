@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.folders import METRICS_FILE, SWEEP_FILE, job_number
+from bench.folders import CONFIG_FILE, CONFIG_SUBDIR, METRICS_FILE, SWEEP_FILE, job_number
 
 #: keys that do not define a job: how it was started, not what it runs
 NOT_THE_JOB = ("hydra", "resume")
@@ -46,7 +46,7 @@ def existing_jobs(sweep_dir: Path) -> list[Existing]:
     found = []
     for folder in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and job_number(p) is not None):
         try:
-            saved = OmegaConf.load(folder / ".hydra" / "config.yaml")
+            saved = OmegaConf.load(folder / CONFIG_SUBDIR / CONFIG_FILE)
             identity: str | None = job_hash(saved)
         except Exception:  # no saved config: the folder is a job that cannot be matched, never overwritten
             identity = None

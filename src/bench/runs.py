@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench.diagnosis import diagnose
 from bench.errors import UsageError, one_line
-from bench.folders import SWEEP_FILE, is_run_dir, job_number
+from bench.folders import CONFIG_FILE, CONFIG_SUBDIR, OVERRIDES_FILE, SWEEP_FILE, is_run_dir, job_number
 from bench.metrics import METRICS, summarize
 from bench.results import MetricsError, load_metrics
 from bench.resume import planned_overrides
@@ -86,7 +86,7 @@ def find_run_dirs(path: Path, *, planned: bool = False) -> list[Path]:
 def saved_config(run_dir: Path) -> dict[str, Any]:
     """The run's ``.hydra/config.yaml`` as plain data; {} when it is missing or broken."""
     try:
-        cfg = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=False)
+        cfg = OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_SUBDIR / CONFIG_FILE), resolve=False)
     except Exception:  # a missing or broken config only costs the row its labels
         return {}
     return cfg if isinstance(cfg, dict) else {}
@@ -329,13 +329,13 @@ def load_source(run_dir: Path) -> Source:
         raise UsageError(f"{run_dir}: no such folder")
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: not a folder; pass a run folder such as outputs/runs/<time>")
-    hydra_dir = run_dir / ".hydra"
+    hydra_dir = run_dir / CONFIG_SUBDIR
     if not hydra_dir.is_dir():
         raise UsageError(f"{run_dir}: not a run folder (no .hydra/config.yaml){_sweep_hint(run_dir)}")
-    config = _read_yaml(hydra_dir / "config.yaml")
+    config = _read_yaml(hydra_dir / CONFIG_FILE)
     if not isinstance(config, dict) or not config:
         raise UsageError(f"{hydra_dir / 'config.yaml'}: not a saved bench config (expected a mapping of keys)")
-    overrides = _read_yaml(hydra_dir / "overrides.yaml")
+    overrides = _read_yaml(hydra_dir / OVERRIDES_FILE)
     if overrides in (None, {}):  # an empty file: no overrides
         overrides = []
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
@@ -348,7 +348,7 @@ def load_source(run_dir: Path) -> Source:
 
 
 def _sweep_hint(folder: Path) -> str:
-    jobs = sorted(p.name for p in folder.iterdir() if (p / ".hydra" / "config.yaml").is_file())
+    jobs = sorted(p.name for p in folder.iterdir() if (p / CONFIG_SUBDIR / CONFIG_FILE).is_file())
     if not jobs:
         return "; pass outputs/runs/<time> or one job of a sweep, outputs/sweeps/<time>/<job>"
     return f"; it looks like a sweep: pass one of its jobs, e.g. {folder / jobs[0]}"

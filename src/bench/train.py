@@ -31,6 +31,7 @@ from bench.energy import EnergyMeter, short_window_note
 from bench.environment import cpu_name, environment, usable_cores
 from bench.errors import ConfigError, DeviceUnavailable, Interrupted, UsageError, one_line
 from bench.flops import count_untouched, utilization
+from bench.folders import TRACE_FILE
 from bench.loaders import BatchSource, build_loader, normalize
 from bench.loop import evaluate, profile, rolled_back, run_epoch, warm_up
 from bench.measure import MIB, is_out_of_memory
@@ -45,9 +46,8 @@ log = logging.getLogger(__name__)
 
 #: samples of one batch the FLOP counter runs on: FLOPs per sample do not depend on the batch size
 FLOP_SAMPLES = 8
-#: steps traced by profile=true, and the trace's file in the run folder
+#: steps traced by profile=true (into folders.TRACE_FILE in the run folder)
 PROFILE_STEPS = 5
-TRACE_FILE = "trace.json"
 
 
 class Diverged(RuntimeError):
