@@ -142,22 +142,26 @@ def noise_band(
     base_rel_iqr: float | None, cand_rel_iqr: float | None, band: float = BAND,
     base_epochs: float | None = None, cand_epochs: float | None = None,
 ) -> tuple[float, str]:  # fmt: skip
-    """The sum of both sides' relative IQRs where both were repeated, and which rule it was ("IQR").
+    """The band a ratio is judged within, and what it rests on: "IQR" (the repeats'), "epochs" (a single
+    run's epochs'), "IQR+epochs", or "fixed".
 
-    Otherwise each side's spread is its repeats' relative IQR, else its epochs' (a single run); their sum
-    where both have one, twice the one where only one does, is the band if it is wider than the fixed band
-    ("IQR", or "epochs" where an epochs' spread is in it): a side known to be noisy makes ±5% claim more than
-    it can show. An epochs' spread never narrows the band: runs differ from one another by more than their
-    epochs do. Else the fixed band ("fixed")."""
+    Both sides repeated: their relative IQRs summed. Else the widest of: twice the one repeated side's IQR (its
+    spread taken for both); each side's spread (its repeats' IQR, else its epochs') summed, or twice the one
+    known; and the fixed band. A side known to be noisy makes ±5% claim more than it can show; a single run's
+    epochs only ever widen the band, never narrow it (runs differ from one another by more than their epochs
+    do)."""
     if base_rel_iqr is not None and cand_rel_iqr is not None:
         return base_rel_iqr + cand_rel_iqr, "IQR"
+    repeated = base_rel_iqr if base_rel_iqr is not None else cand_rel_iqr
     sides = [(base_rel_iqr, base_epochs), (cand_rel_iqr, cand_epochs)]
-    spreads = [repeats if repeats is not None else epochs for repeats, epochs in sides]
-    known = [s for s in spreads if s is not None]
-    width = sum(known) if len(known) == 2 else 2 * known[0] if known else 0.0
-    if width > band:
-        return width, "IQR" if all(repeats is not None or epochs is None for repeats, epochs in sides) else "epochs"
-    return band, "fixed"
+    known = [r if r is not None else e for r, e in sides if r is not None or e is not None]
+    with_epochs = sum(known) if len(known) == 2 else 2 * known[0] if known else 0.0
+    from_repeats = 2 * repeated if repeated is not None else 0.0
+    if max(with_epochs, from_repeats) <= band:
+        return band, "fixed"
+    if from_repeats >= with_epochs:
+        return from_repeats, "IQR"
+    return with_epochs, "IQR+epochs" if repeated is not None else "epochs"
 
 
 def _row(b: dict[str, Any], c: dict[str, Any], band: float) -> dict[str, Any]:
@@ -233,7 +237,10 @@ def _machines(df: pd.DataFrame) -> str:
 
 
 def _percent(share: float) -> str:
-    """A band as a percentage to one decimal, without a trailing zero: 5%, 1.3%, 4% (not 3.95% beside 1.3%)."""
+    """A band as a percentage to one decimal, without a trailing zero: 5%, 1.3%, 4% (not 3.95% beside 1.3%);
+    under 1%, two significant digits (0.04%, not 0%)."""
+    if 0 < share < 0.01:
+        return f"{100 * share:.2g}%"
     return f"{100 * share:,.1f}".rstrip("0").rstrip(".") + "%"
 
 
@@ -256,7 +263,7 @@ def summary_line(c: Comparison) -> str:
     n = judged["verdict"].value_counts()
     rules = set(judged["band_rule"]) - {"fixed"}
     measured = int((judged["band_rule"] != "fixed").sum())
-    what = "the repeats' IQR" if rules == {"IQR"} else "the epochs' IQR" if rules == {"epochs"} else "measured IQRs"
+    what = "the repeats' IQR" if rules == {"IQR"} else "the epochs' IQR" if rules == {"epochs"} else "measured spreads"
     band = f"band {_percent(c.band)}" if not measured else f"band: {what}" + (
         f" on {measured} of {len(judged)}, else {_percent(c.band)}" if measured < len(judged) else "")  # fmt: skip
     mean = geometric_mean(list(judged["ratio"]))
@@ -296,18 +303,17 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
         markdown(display(c), like=LIKE), "",
         "ratio: candidate / baseline (above 1: the candidate is faster, or uses more memory). Verdict: faster or "
         "slower beyond 1 ± the band, else same; the band is the sum of both sides' relative IQRs (IQR / median "
-        "of samples/s over repeat=N) where both were repeated; else, where wider than "
-        f"±{_percent(c.band)}, the sum of each side's spread (its repeats' relative IQR, or a single run's "
-        "epochs': epochs) or twice the one side's, else "
-        f"±{_percent(c.band)}. Memory: peak CUDA "
+        "of samples/s over repeat=N) where both were repeated; else the widest of twice a repeated side's IQR, "
+        "the sides' spreads summed (a single run's from its epochs: marked epochs), and "
+        f"±{_percent(c.band)} (fixed). Memory: peak CUDA "
         "memory allocated on a GPU, else peak RSS; a ratio only where both sides measured the same.", "",
     ]  # fmt: skip
     if unjudged:
         lines += [f"{unjudged} config(s) without a verdict: on one side only, or not ok on a side.", ""]
     if (c.table["band_rule"] == "fixed").any():  # nothing measured this machine's noise for those configs
-        lines += [f"Where the band is the fixed ±{_percent(c.band)}, neither side measured its noise: a single run "
-                  "can differ from the next by more on a busy machine. Run both sides with repeat=3 for a band "
-                  "measured here.", ""]  # fmt: skip
+        lines += [f"Where the band is the fixed ±{_percent(c.band)}, the sides did not both measure their noise "
+                  "over repeats (what a side measured was narrower): a single run can differ from the next by "
+                  "more on a busy machine. Run both sides with repeat=3 for a band measured here.", ""]  # fmt: skip
     if figure:
         lines += [f"![samples/s ratio, candidate / baseline]({figure})", ""]
     return "\n".join([*lines, summary_line(c)]) + "\n"

@@ -333,7 +333,9 @@ def plot_ratios(rows: pd.DataFrame, labels: list[str], title: str, path: Path, c
     # Ratios 2× apart or more on a log axis, where 0.5× and 2× are as far from 1: on a linear one a 4.5×
     # slowdown (0.22×) drew shorter than a 2× speedup.
     band = float(rows["band"].max())
-    low, high = min(rows["ratio"].min(), 1 - band), max(rows["ratio"].max(), 1 + band)
+    # The band's ends as far as the axis must reach: 1 / (1 + band) below, never 0 or less (a band of 100%
+    # or more, from a run whose epochs varied that much, divided by zero here).
+    low, high = min(rows["ratio"].min(), 1 / (1 + band)), max(rows["ratio"].max(), 1 + band)
     log = high / low >= 2
     if log:
         ax.set_yscale("log", base=2)
