@@ -224,8 +224,9 @@ def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -
     assert "allocated* by tensors (`torch.cuda.max_memory_allocated`) in the timed epochs; reserved" in text
     # The CUDA that torch was built for is not a GPU in use; cuDNN's code is shown as its version.
     env = [" ".join(line.split()) for line in text.split("## Environment")[1].split("##")[0].splitlines()]
-    assert "| device | device_name | gpu | torch | CUDA (torch build) | cudnn | hostname | git_commit |" in env
+    assert "| device | device_name | gpu | torch | CUDA (torch build) | cudnn | hostname | git_commit | jobs |" in env
     assert any(line.startswith("| cuda | n/a | Test GPU | 2.x | 13.0 | 9.24.0 |") for line in env), env
+    assert any(line.endswith("| gpu_sweep: 0–2 |") for line in env), env  # which folder's jobs ran where
     summary = pd.read_csv(tmp_path / "combined" / "summary.csv")
     assert len(summary) == 5 and list(summary["device"]) == ["cpu", "cpu", "cuda", "cuda", "cuda"]
     _assert_png(next((tmp_path / "combined").glob("*.png")))

@@ -329,4 +329,4 @@ def _what_is_kept() -> str:
                     f"python -m bench.report {sweep_dir})")  # fmt: skip
         counts: Any = report.runs["status"].value_counts()
         done = ", ".join(f"{n} {s}" for s, n in counts.items())
-        return f"{done}; partial report: {sweep_dir / 'report.md'}"
+        return f"{done}; partial report: {sweep_dir / folders.REPORT_FILE}"

@@ -144,6 +144,8 @@ def loss_summary(old: dict[str, Any], new: dict[str, Any]) -> str:
         return "The one compared epoch loss is identical." if len(both) == 1 else (
             f"All {len(both)} compared epoch losses are identical.")  # fmt: skip
     gap = max(abs(a - b) for a, b in both)
+    if len(both) == 1:
+        return f"The one compared epoch loss differs (by {gap:.3g})."
     return f"{len(both) - same} of {len(both)} compared epoch losses differ (largest gap {gap:.3g})."
 
 
@@ -195,8 +197,10 @@ def render(old: dict[str, Any], new: dict[str, Any], changes: list[Change]) -> l
     summary = f"{differing} of {len(env)} fields differ." if differing else "None: the same environment."
     lines += ["", "## Environment differences", "", summary, "", markdown(env)]
     losses = loss_summary(old, new)
-    if changes and "differ" in losses:  # an override changed the run: its losses and times were bound to
-        losses += " The configs differ (above), so the losses and the figures below are expected to."
+    if changes and "differ" in losses:  # an override may explain it; one that leaves the maths alone does not
+        keys = ", ".join(k for k, _, _ in changes)
+        losses += (f" The configs differ in {keys} (above): a setting that changes the training explains it; "
+                   "one that does not (workers, profile) leaves the losses identical on the CPU.")  # fmt: skip
     lines += ["", "## Loss per epoch", "", losses, "", markdown(loss_table(old, new))]
     lines += ["", "## Time, memory, accuracy", "", markdown(metric_table(old, new))]
     return lines

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bench import findings, interrupts
@@ -163,9 +164,11 @@ def _lab_digits(comparison: pd.DataFrame) -> pd.DataFrame:
     shown = comparison.drop(columns=empty)
 
     def decimals(column: str) -> int:
-        """A lab column's figures to as many decimals as the most precise of them: 12.0 beside 11.7, not 12."""
-        found = [len(f"{v:g}".partition(".")[2]) for v in shown[column] if pd.notna(v)]
-        return max(found, default=0)
+        """A lab column's figures to as many decimals as the most precise of them (12.0 beside 11.7, not 12),
+        read without scientific notation, and at most 4."""
+        found = [len(np.format_float_positional(float(v), trim="-").partition(".")[2])
+                 for v in shown[column] if pd.notna(v)]  # fmt: skip
+        return min(max(found, default=0), 4)
 
     def cell(column: str, v: Any) -> str:
         if pd.isna(v):
@@ -202,8 +205,8 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
     keys = recorded[present].astype(str).apply(tuple, axis=1)
     env = recorded[present].drop_duplicates()
     sweeps = recorded["sweep"].astype(str) if "sweep" in recorded else pd.Series("", index=recorded.index)
-    # Which jobs ran where, where one sweep's jobs ran in more than one environment (other code, say).
-    if "job" in recorded and (keys.groupby(sweeps).nunique() > 1).any():
+    # Which jobs ran where, wherever the runs ran in more than one environment (other code, say).
+    if "job" in recorded and len(env) > 1:
         named = sweeps.nunique() > 1  # job numbers repeat across sweeps: each with its sweep's folder name
 
         def jobs(key: tuple) -> str:

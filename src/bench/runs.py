@@ -331,15 +331,15 @@ def load_source(run_dir: Path) -> Source:
         raise UsageError(f"{run_dir}: not a folder; pass a run folder such as outputs/runs/<time>")
     hydra_dir = run_dir / CONFIG_SUBDIR
     if not hydra_dir.is_dir():
-        raise UsageError(f"{run_dir}: not a run folder (no .hydra/config.yaml){_sweep_hint(run_dir)}")
+        raise UsageError(f"{run_dir}: not a run folder (no {CONFIG_SUBDIR}/{CONFIG_FILE}){_sweep_hint(run_dir)}")
     config = _read_yaml(hydra_dir / CONFIG_FILE)
     if not isinstance(config, dict) or not config:
-        raise UsageError(f"{hydra_dir / 'config.yaml'}: not a saved bench config (expected a mapping of keys)")
+        raise UsageError(f"{hydra_dir / CONFIG_FILE}: not a saved bench config (expected a mapping of keys)")
     overrides = _read_yaml(hydra_dir / OVERRIDES_FILE)
     if overrides in (None, {}):  # an empty file: no overrides
         overrides = []
     if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
-        raise UsageError(f"{hydra_dir / 'overrides.yaml'}: not a saved override list (expected a list of strings)")
+        raise UsageError(f"{hydra_dir / OVERRIDES_FILE}: not a saved override list (expected a list of strings)")
     try:
         metrics, metrics_error = load_metrics(run_dir), None
     except MetricsError as err:

@@ -202,7 +202,8 @@ RUNTIME_ARGUMENTS: dict[str, tuple[str, ...]] = {
 }
 #: keys every component node has that are not arguments: the target, and the label used in records
 LABEL_KEYS = ("_target_", "name")
-#: bytes one synthetic image takes while generated (the image and its noise, uint8 32x32x3)
+#: bytes one synthetic image needs at the least: its uint8 32x32x3, and as much again once a loader holds a copy
+#: (the resident loader's float copy takes four times more; this refuses only what cannot fit at all)
 SYNTHETIC_BYTES_PER_IMAGE = 2 * 32 * 32 * 3
 
 
