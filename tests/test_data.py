@@ -242,6 +242,22 @@ def test_a_16_bit_greyscale_image_is_scaled_not_saturated(cfg_for, tmp_path: Pat
         arrays = load(cfg)
     assert 120 < arrays.train_x[0].mean() < 135, arrays.train_x[0].mean()  # a gradient's middle grey, not white
     assert "Palette images with Transparency" not in caplog.text  # through RGBA, as Pillow advises
+    assert "use at most 12 bits" not in caplog.text  # a full 16-bit gradient
+
+
+def test_12_bit_data_in_16_bit_images_is_warned_about(cfg_for, tmp_path: Path, caplog) -> None:
+    # A 12-bit sensor's values (0-4,095) in 16-bit PNGs: scaled as 16-bit they decode to 0-15 of 255, and
+    # trained silently on near-black images.
+    root = _image_folder(tmp_path / "imgs")
+    twelve_bit = np.linspace(0, 4000, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(twelve_bit).save(root / "train" / "cats" / "0.png")
+    cfg = cfg_for("dataset=imagefolder", f"dataset.root={root}", f"data_dir={tmp_path / 'data'}",
+                  "dataset.train_size=null", "dataset.test_size=null")  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        arrays = load(cfg)
+    assert arrays.train_x[0].max() <= 15
+    assert "1 16-bit image(s) use at most 12 bits (values under 4096), e.g. " in caplog.text
+    assert "cats/0.png: scaled as 16-bit they are nearly black" in caplog.text
 
 
 # ------------------------------------------------------------------------------------------- loaders

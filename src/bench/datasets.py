@@ -269,18 +269,29 @@ def _folder_key(root: Path, *folders: object) -> str:
 DECODING = 2
 
 
+#: 16-bit images whose every value is under this use at most 12 bits (a 12-bit sensor's, in a 16-bit file)
+LOW_BITS_LIMIT = 4096
+
+
 def _decode(samples: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((len(samples), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    dark: list[str] = []  # 16-bit images that use only the low bits: scaled as 16-bit, nearly black
     for i, (path, _) in enumerate(samples):
         try:
             # Pillow's own warnings (a palette with transparency, a very large image) name no file: the log does.
             with warnings.catch_warnings(record=True) as said, Image.open(path) as img:
                 warnings.simplefilter("always")
+                if img.mode.startswith("I;16") and np.asarray(img).max(initial=0) < LOW_BITS_LIMIT:
+                    dark.append(path)
                 images[i] = np.asarray(_rgb(img).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR))
             for warning in said:
                 log.warning("%s: %s", path, one_line(warning.message))
         except (OSError, Image.DecompressionBombError) as err:  # a bomb is too large to decode safely
             raise DatasetUnavailable(f"cannot decode image {path}: {one_line(err)}") from err
+    if dark:  # 12-bit data in 16-bit files is common (microscopes, X-rays); its scale is not in the file
+        log.warning("%d 16-bit image(s) use at most 12 bits (values under %d), e.g. %s: scaled as 16-bit they "
+                    "are nearly black (0-15 of 255); convert them to 8-bit with their own scale to train on "
+                    "what they show", len(dark), LOW_BITS_LIMIT, dark[0])  # fmt: skip
     return images, np.asarray([label for _, label in samples], dtype=np.int64)
 
 
