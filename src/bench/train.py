@@ -14,7 +14,7 @@ import random
 import signal
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from bench.metrics import metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
 from bench.schema import batch_exceeds_data, instantiate
-from bench.step import autocast_dtype, build_step, math_mode, math_precision, resolve_compile_and_layout
+from bench.step import Step, autocast_dtype, build_step, math_mode, math_precision, resolve_compile_and_layout
 
 log = logging.getLogger(__name__)
 
@@ -271,42 +271,13 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
 
         if allocator is not None and warmup_steps == 0:
             result.notes.append("memory: with warmup_steps=0, gradients and optimizer state count as activations")
-        # Steady state from here: the warm-up's one-time transients must not set the run's peak.
         sizes = memory.persistent_sizes(model, step.optimizer, train.device_bytes)
-        baseline = graph_pool = 0
-        if allocator is not None:
-            result.metrics["warmup_peak_memory_mb"] = allocator.peak_allocated() / MIB
-            allocator.start_steady_state()
-            baseline = allocator.allocated()
-            graph_pool = _graph_pool(allocator, result)
-            if warmup_steps > 0:
-                # Releasing the cache also gave the step's own blocks back to the driver. One more rolled-back
-                # step takes them again, so the first timed epoch does not pay their cudaMalloc calls; its
-                # peaks are dropped, and the epochs' own peak reserved is still only what a step holds.
-                warm_up(cfg.seed, model, step, train, clock, 1)
-                allocator.reset_peaks()
+        baseline, graph_pool = _steady_state(allocator, result, lambda: warm_up(cfg.seed, model, step, train, clock, 1))
         events = measure.StepEvents(device, len(train))  # made here, outside the timed epochs
         energy = EnergyMeter(device) if device.type == "cuda" else None
         if energy is not None and energy.note:
             result.notes.append(energy.note)
-
-        for repeat in range(1, cfg.repeat + 1):
-            # Every repeat but the last is rolled back: each trains the same epochs from the same state, so
-            # the repeats differ in their timings alone, and the model evaluated is the one trained once.
-            again = rolled_back(model, step, device) if repeat < cfg.repeat else contextlib.nullcontext()
-            with again:
-                for epoch in range(1, cfg.epochs + 1):
-                    stats = run_epoch(epoch, cfg.epochs, cfg.seed, model, step, train, clock, events, energy)
-                    stats.repeat = repeat
-                    result.epochs_detail.append(stats)
-                    _log_epoch(stats, cfg.epochs, cfg.repeat)
-        if energy is not None:
-            result.metrics["power_limit_w"], result.metrics["sm_clock_mhz"] = energy.power_limit_w, energy.sm_clock_mhz
-            if energy.note and energy.note not in result.notes:  # NVML stopped answering during the epochs
-                result.notes.append(energy.note)
-            measured = [e.time_s for e in result.epochs_detail if e.energy_j is not None]
-            short = short_window_note(sum(measured)) if measured else None
-            result.notes.extend([short] if short else [])
+        _timed_epochs(cfg, model, step, train, clock, events, energy, result)
         peaks = (allocator.peak_allocated(), allocator.peak_reserved()) if allocator is not None else (0, 0)
         # The CPU's peak too, before the profiler and evaluation (which a profiled CPU run's peak had counted).
         result.metrics["peak_rss_mb"] = measure.peak_rss_mb()
@@ -321,15 +292,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
         if energy is not None:
             energy.close()
 
-    result.metrics.update(summarize([asdict(e) for e in result.epochs_detail]))
-    m = result.metrics
-    gpu = result.device_name if device.type == "cuda" else None
-    m["tflops"], m["peak_flops_frac"], note = utilization(m, gpu, math_precision(cfg.precision))
-    result.notes.extend([note] if note else [])
-    clocks = _clocks_disagree(m.get("avg_epoch_time"), m.get("cuda_epoch_time"))
-    if clocks:
-        log.warning("Note: %s", clocks)
-        result.notes.append(clocks)
+    _record(cfg, device, result)
     if allocator is not None:
         result.memory = memory.breakdown(sizes, baseline, *peaks, graph_pool)
         # The headline peaks are the breakdown's own (its peak allocated has what captured graphs hold).
@@ -345,6 +308,64 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
         synchronize(device)
         result.metrics["test_accuracy"], result.metrics["eval_time"] = accuracy, time.perf_counter() - start
     _conclude(result)
+
+
+def _steady_state(
+    allocator: memory.Allocator | None, result: RunResult, one_more_step: Callable[[], object]
+) -> tuple[int, int]:
+    """From here the run is in its steady state: the warm-up's one-time transients must not set its peak. The
+    allocator's baseline and the captured graphs' pool, in bytes (0 and 0 without a CUDA allocator)."""
+    if allocator is None:
+        return 0, 0
+    result.metrics["warmup_peak_memory_mb"] = allocator.peak_allocated() / MIB
+    allocator.start_steady_state()
+    baseline = allocator.allocated()
+    graph_pool = _graph_pool(allocator, result)
+    if result.warmup_steps:
+        # Releasing the cache also gave the step's own blocks back to the driver. One more rolled-back step
+        # takes them again, so the first timed epoch does not pay their cudaMalloc calls; its peaks are
+        # dropped, and the epochs' own peak reserved is still only what a step holds.
+        one_more_step()
+        allocator.reset_peaks()
+    return baseline, graph_pool
+
+
+def _timed_epochs(
+    cfg: DictConfig, model: torch.nn.Module, step: Step, train: BatchSource, clock: measure.Stopwatch,
+    events: measure.StepEvents, energy: EnergyMeter | None, result: RunResult,
+) -> None:  # fmt: skip
+    """The timed epochs, ``repeat`` times, into ``result.epochs_detail``; then what NVML said of them."""
+    for repeat in range(1, cfg.repeat + 1):
+        # Every repeat but the last is rolled back: each trains the same epochs from the same state, so the
+        # repeats differ in their timings alone, and the model evaluated is the one trained once.
+        again = rolled_back(model, step, clock.device) if repeat < cfg.repeat else contextlib.nullcontext()
+        with again:
+            for epoch in range(1, cfg.epochs + 1):
+                stats = run_epoch(epoch, cfg.epochs, cfg.seed, model, step, train, clock, events, energy)
+                stats.repeat = repeat
+                result.epochs_detail.append(stats)
+                _log_epoch(stats, cfg.epochs, cfg.repeat)
+    if energy is not None:
+        result.metrics["power_limit_w"], result.metrics["sm_clock_mhz"] = energy.power_limit_w, energy.sm_clock_mhz
+        if energy.note and energy.note not in result.notes:  # NVML stopped answering during the epochs
+            result.notes.append(energy.note)
+        measured = [e.time_s for e in result.epochs_detail if e.energy_j is not None]
+        short = short_window_note(sum(measured)) if measured else None
+        result.notes.extend([short] if short else [])
+
+
+def _record(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
+    """The run-level figures from its epochs: the metric table's, the FLOP utilization, and whether the two
+    clocks agree."""
+    result.metrics.update(summarize([asdict(e) for e in result.epochs_detail]))
+    m = result.metrics
+    gpu = result.device_name if device.type == "cuda" else None
+    m["tflops"], m["peak_flops_frac"], note = utilization(m, gpu, math_precision(cfg.precision))
+    result.notes.extend([note] if note else [])
+    clocks = _clocks_disagree(m.get("avg_epoch_time"), m.get("cuda_epoch_time"))
+    if clocks:
+        log.warning("Note: %s", clocks)
+        result.notes.append(clocks)
 
 
 def _log_epoch(stats: EpochStats, epochs: int, repeats: int) -> None:
