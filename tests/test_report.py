@@ -346,6 +346,18 @@ def test_lab_figures_that_none_of_ours_matches_stand_alone(tmp_path: Path, monke
     assert "| batch_size | loader |" in table and "| 32 | dataloader |" in table, table
 
 
+def test_a_lab_part_on_the_cpu_says_its_memory_is_rss_not_the_labs_gpu_memory(tmp_path: Path) -> None:
+    # "Batch size vs epoch time and peak GPU memory" headed a CPU sweep whose memory panel was the process's RSS.
+    lab = {"part": 2, "title": "Batch size vs epoch time and peak GPU memory",
+           "figures": [{"batch_size": 64, "avg_epoch_time": 12.93, "peak_memory_mb": 38.63}]}  # fmt: skip
+    _fake_run(tmp_path / "s", 0, "cpu", 64, 2.0)
+    (tmp_path / "s" / "0" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 64}))
+    text = " ".join((build_report([tmp_path / "s"]).out / "report.md").read_text().split())
+    assert "## Lab part 2: Batch size vs epoch time and peak memory (RSS: no GPU run)" in text
+    assert "No run here measured GPU memory: our memory figures are the main process's peak RSS" in text
+    assert "| 64 | cpu | dataloader | ok | 12.93 | 2.00 | 38.63 |" in text  # the lab's figures as it printed them
+
+
 def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> None:
     # experiment=amp batch_size=64: our batch 64 sat beside the lab's batch 512, and nothing said so.
     lab = {"part": 5, "title": "AMP", "ran_with": {"model": "medium", "batch_size": 512, "workers": 2},

@@ -55,6 +55,11 @@ MEMORY_NOTE_POOL = (
     "the CUDA graphs' pool is what a captured step's private memory holds beyond its live tensors; the "
     "allocator reserve is reserved minus allocated minus that pool."
 )
+#: under a lab part that measured GPU memory, where none of our runs did
+NO_GPU_MEMORY = (
+    "No run here measured GPU memory: our memory figures are the main process's peak RSS on the CPU, which "
+    "cannot be set beside the lab's GPU allocations; run the part with `device=cuda` for those."
+)
 #: the spread columns: over repeat=N, else (only where some run is noisy) over the epochs of one repeat
 SPREAD_REPEATS = "samples/s: median (IQR) over the repeats"
 SPREAD_EPOCHS = "samples/s spread over the epochs"
@@ -397,7 +402,12 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
         heading = "The run" if len(runs) == 1 else f"{len(runs)} runs of one config{by_folder}"
     else:
         heading = f"Sweep over {', '.join(varied)}"
+    # The lab measured GPU memory; where none of ours did (CPU runs), the heading and plot say what ours is.
+    no_gpu_memory = bool(lab) and (runs["status"] == "ok").any() and not runs["peak_memory_mb"].notna().any()
+    heading = heading.replace("peak GPU memory", "peak memory (RSS: no GPU run)") if no_gpu_memory else heading
     lines = [f"## {heading}", ""]
+    if no_gpu_memory and any("peak_memory_mb" in f for f in (lab or {}).get("figures") or [] if isinstance(f, dict)):
+        lines += [NO_GPU_MEMORY, ""]
     loaders = values(runs["loader"])
     if len(loaders) == 1 and _trains(runs):
         pipeline = PIPELINES.get(loaders[0], "see README")
