@@ -55,6 +55,8 @@ MEMORY_NOTE_POOL = (
     "the CUDA graphs' pool is what a captured step's private memory holds beyond its live tensors; the "
     "allocator reserve is reserved minus allocated minus that pool."
 )
+#: the column of a model's parameter count, in a sweep over models
+PARAMETERS = "parameters"
 #: under a lab part that measured GPU memory, where none of our runs did
 NO_GPU_MEMORY = (
     "No run here measured GPU memory: our memory figures are the main process's peak RSS on the CPU, which "
@@ -287,6 +289,8 @@ def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     training = _trains(runs)
     # Which pipeline and recipe made each row.
     shown = [*varied, *(c for c in ("loader", "recipe") if c not in varied and training)]
+    if "model" in varied:  # what makes one model heavier than another: its weights and its work per image
+        shown += [c for c in (PARAMETERS, "flops_per_sample") if c in runs and runs[c].notna().any()]
     if (runs["device"] == "cuda").any() and "cudnn_benchmark" not in shown:
         shown.append("cudnn_benchmark")  # autotuning changes both time and memory
     # Measurement columns no run has (e.g. GPU memory in a CPU sweep) are left out.
@@ -415,6 +419,8 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
             pipeline = pipeline.replace("DataLoader workers", "DataLoader in the main process (workers=0)")
         lines += [f"Pipeline: loader={loaders[0]} ({pipeline})", ""]
     shown = runs.assign(learning=[findings.learning_cell(v) for v in runs["learned"]])
+    params = pd.to_numeric(runs["params"], errors="coerce")
+    shown[PARAMETERS] = [f"{int(p):,}" if pd.notna(p) else NO_VALUE for p in params]
     if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median and IQR, and a noise flag
         shown[SPREAD_REPEATS] = [_spread(r) for _, r in runs.iterrows()]
     elif (pd.to_numeric(runs["samples_per_s_cv"], errors="coerce") > NOISY_CV).any():  # one repeat, epochs far apart

@@ -38,14 +38,14 @@ CONFIG_COLUMNS = [
 #: images in each of the lab's epochs (CIFAR-10's whole training set): its epoch times are per this many
 LAB_EPOCH_IMAGES = 50_000
 #: what a run resolved beyond its config: cuDNN autotuning, and images per epoch (the dataset's size)
-RUN_FACTS = ["cudnn_benchmark", "train_samples"]
+RUN_FACTS = ["cudnn_benchmark", "train_samples", "params"]
 ENV_COLUMNS = [
     "env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_cpu", "env_hostname", "env_git_commit", "env_git_dirty",
 ]  # fmt: skip
 #: columns that count things: whole numbers in summary.csv even where a skipped or missing job leaves a gap
 #: (pandas makes such a column float: 512.0 images, 1.0 repeats)
-COUNT_COLUMNS = ["job", "batch_size", "workers", "epochs", "seed", "train_samples", "repeats", "flops_per_sample",
-                 "max_batch", "oom_batch"]  # fmt: skip
+COUNT_COLUMNS = ["job", "batch_size", "workers", "epochs", "seed", "train_samples", "params", "repeats",
+                 "flops_per_sample", "max_batch", "oom_batch"]  # fmt: skip
 #: Statuses a run folder can have in a report besides metrics.json's own.
 UNREADABLE = "unreadable"
 MISSING = "missing"
