@@ -358,6 +358,25 @@ def test_a_lab_part_on_the_cpu_says_its_memory_is_rss_not_the_labs_gpu_memory(tm
     assert "| 64 | cpu | dataloader | ok | 12.93 | 2.00 | 38.63 |" in text  # the lab's figures as it printed them
 
 
+def test_the_lab_part_3_report_sets_its_flat_times_beside_the_models_flops(tmp_path: Path) -> None:
+    # The lab read 10.73 → 11.99 s (12%) as the models' cost; LargeNet does 80× SmallNet's work per image.
+    lab = {"part": 3, "title": "Model complexity", "figures": [
+        {"model": "small", "avg_epoch_time": 10.73}, {"model": "medium", "avg_epoch_time": 11.71},
+        {"model": "large", "avg_epoch_time": 11.99}]}  # fmt: skip
+    for job, (model, flops) in enumerate((("small", 6_028_320), ("medium", 12_084_720), ("large", 482_000_000))):
+        _fake_run(tmp_path / "s", job, "cuda", 128, 2.0)
+        metrics = tmp_path / "s" / str(job) / "metrics.json"
+        record = json.loads(metrics.read_text())
+        record["model"], record["flops_per_sample"] = model, flops
+        metrics.write_text(json.dumps(record))
+        config = {"lab": lab, "model": {"name": model}, "batch_size": 128}
+        (tmp_path / "s" / str(job) / ".hydra" / "config.yaml").write_text(json.dumps(config))
+    text = " ".join((build_report([tmp_path / "s"]).out / "report.md").read_text().split())
+    assert ("The lab's epoch times differ by only 12% across these models (10.73 to 11.99 s), while their training "
+            "FLOPs per image differ 80× (counted on ours, the same nets): its epochs were not set by the models' "
+            "compute") in text  # fmt: skip
+
+
 def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> None:
     # experiment=amp batch_size=64: our batch 64 sat beside the lab's batch 512, and nothing said so.
     lab = {"part": 5, "title": "AMP", "ran_with": {"model": "medium", "batch_size": 512, "workers": 2},

@@ -263,3 +263,31 @@ def lab_memory_sentence(runs: pd.DataFrame) -> str:
                 "which differ by GPU, driver and library version); the resident dataset is left out above."
             )
     return ""
+
+
+#: the lab's epoch times within this share of each other, across models whose work per image differs by
+#: LAB_FLOPS_SPAN or more, were not set by the models' compute
+LAB_FLAT_TIME, LAB_FLOPS_SPAN = 0.25, 4
+
+
+def lab_compute_sentence(lab_figures: pd.DataFrame, runs: pd.DataFrame, x: str) -> str:
+    """Across models, how little the lab's epoch time moved beside how much their work per image does (counted
+    on ours: the same nets): the lab's part 3 reads its 12% as the models' cost, where 80× the FLOPs says its
+    epochs were bound by something else."""
+    if x != "model" or "avg_epoch_time" not in lab_figures or x not in lab_figures:
+        return ""
+    flops = runs.dropna(subset=["flops_per_sample"]).drop_duplicates(x).set_index(x)["flops_per_sample"]
+    lab = lab_figures.dropna(subset=["avg_epoch_time"]).set_index(x)["avg_epoch_time"]
+    both = [m for m in lab.index if m in flops.index]
+    if len(both) < 2:
+        return ""
+    times, work = lab[both].astype(float), flops[both].astype(float)
+    spread, span = times.max() / times.min() - 1, work.max() / work.min()
+    if spread > LAB_FLAT_TIME or span < LAB_FLOPS_SPAN:
+        return ""
+    return (
+        f"The lab's epoch times differ by only {spread:.0%} across these models ({times.min():g} to "
+        f"{times.max():g} s), while their training FLOPs per image differ {span:,.0f}× (counted on ours, the "
+        "same nets): its epochs were not set by the models' compute, but by what every model shared, such as "
+        "the input pipeline (part 4) and the per-step overheads."
+    )

@@ -547,6 +547,10 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         why = findings.lab_memory_sentence(runs) if "lab peak alloc MB" in comparison else ""
         if why:
             lines += [why, ""]
+        compute = findings.lab_compute_sentence(pd.DataFrame(lab.get("figures") or []), _recorded(runs),
+                                                 str(comparison.columns[0]))  # fmt: skip
+        if compute:
+            lines += [compute, ""]
     if lab.get("note"):
         lines += [f"Lab: {lab['note']}", ""]
     return lines
