@@ -214,6 +214,8 @@ def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -
     assert overall_speedup(table) == pytest.approx((50 + 40) / (25 + 8))
     text = (tmp_path / "combined" / "report.md").read_text()
     assert "Overall GPU speedup: 2.73×** (total training time, CPU ÷ GPU" in text
+    # How many times, beside the two ends (amp_fp16's half of fp32's reads at a glance).
+    assert "Peak memory allocated goes from 50.0 MB at batch_size=64 to 800.0 MB at batch_size=1024 (16.00×)" in text
     assert "| CPU s/epoch |" in " ".join(text.split()) and "avg_epoch_time_cpu" not in text
     # Numbers right-aligned, the ratios ("2.00×") too: they used to be left-aligned as if words.
     speedups = text.split("### GPU speedup")[1].split("\n\n")[1].splitlines()
