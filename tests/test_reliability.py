@@ -260,9 +260,21 @@ def test_a_signal_while_a_job_imports_torch_is_one_line(tmp_path: Path, after_s:
     [(["-m", "bench.report", "S"], signal.SIGINT), ([str(REPO / "benchmarks" / "pipelines.py")], signal.SIGTERM)],
 )
 def test_a_signal_while_a_command_imports_is_one_line(tmp_path: Path, command: list[str], signum: int) -> None:
-    # Half a second in, bench.report is importing pandas and matplotlib and pipelines.py torch, before their own
-    # handlers: a KeyboardInterrupt traceback (or a silent 143) until bench's package set start-up handlers.
-    (tmp_path / "S").mkdir()
+    # Half a second in, bench.report is importing pandas or matplotlib (a run to report makes it go on to the
+    # plots: without one it is done in 0.6 s now that it imports no torch) and pipelines.py torch, before their
+    # own handlers: a KeyboardInterrupt traceback (or a silent 143) until bench's package set start-up handlers.
+    from dataclasses import asdict
+
+    from bench.metrics import summarize
+    from bench.results import EpochStats, RunResult, write_metrics
+
+    epochs = [EpochStats(1, 1.0, 100, 100.0, 1.0, 0.1)]
+    measured = summarize([asdict(e) for e in epochs])
+    write_metrics(tmp_path / "S" / "0", RunResult(
+        status="ok", model="medium", device="cpu", precision="fp32", dataset="synthetic", loader="dataloader",
+        batch_size=64, workers=0, epochs=1, seed=0, epochs_detail=epochs, metrics=measured,
+    ))  # fmt: skip
+    (tmp_path / "S" / "0" / ".hydra").mkdir()
     proc = subprocess.Popen([sys.executable, *command], cwd=tmp_path, env=offline_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     time.sleep(0.5)
