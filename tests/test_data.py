@@ -253,11 +253,22 @@ def test_12_bit_data_in_16_bit_images_is_warned_about(cfg_for, tmp_path: Path, c
     Image.fromarray(twelve_bit).save(root / "train" / "cats" / "0.png")
     cfg = cfg_for("dataset=imagefolder", f"dataset.root={root}", f"data_dir={tmp_path / 'data'}",
                   "dataset.train_size=null", "dataset.test_size=null")  # fmt: skip
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         arrays = load(cfg)
-    assert arrays.train_x[0].max() <= 15
+    assert arrays.train_x[0].max() <= 15 and "Decoding" in caplog.text
     assert "1 16-bit image(s) use at most 12 bits (values under 4096), e.g. " in caplog.text
     assert "cats/0.png: scaled as 16-bit they are nearly black" in caplog.text
+    # Every load says it, from the cache too (each job of a sweep trains on the same dark images).
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        load(cfg)
+    assert "Decoding" not in caplog.text and "1 16-bit image(s) use at most 12 bits" in caplog.text
+    # A 32-bit "I" image (a TIFF, say) with 12-bit values is scaled the same way, and said too.
+    Image.fromarray(twelve_bit.astype(np.int32), "I").save(root / "train" / "cats" / "0.tiff")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load(cfg)
+    assert "2 16-bit image(s) use at most 12 bits" in caplog.text
 
 
 # ------------------------------------------------------------------------------------------- loaders

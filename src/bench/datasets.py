@@ -16,6 +16,7 @@ import os
 import tempfile
 import urllib.error
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,13 +206,16 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
         raise DatasetUnavailable(f"{err}; the decoded images are cached there") from None
 
     log.info("Decoding %d images from %s (cached in %s)", len(train) + len(test), root, cache.parent)
-    train_x, train_y = _decode(train.samples)
+    train_x, train_y, dark = _decode(train.samples)
     # Test labels use train's class indices, so a class missing from test/ does not shift the others.
-    test_x, test_y = _decode([(p, train.class_to_idx[test.classes[i]]) for p, i in test.samples])
+    test_x, test_y, dark_test = _decode([(p, train.class_to_idx[test.classes[i]]) for p, i in test.samples])
+    low_bits = [*dark, *dark_test]
+    _warn_low_bits(low_bits)
     fd, tmp = tempfile.mkstemp(prefix=".cache.", suffix=".npz", dir=cache.parent)  # concurrent jobs may race
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
+            np.savez(f, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                     low_bits=np.array(low_bits, dtype=str))  # fmt: skip
         os.replace(tmp, cache)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -245,8 +249,10 @@ def _read_cache(cache: Path, classes: tuple[str, ...]) -> Arrays | None:
     try:
         with np.load(cache) as z:
             arrays = Arrays(z["train_x"], z["train_y"], z["test_x"], z["test_y"], classes)
+            low_bits = [str(p) for p in z["low_bits"]] if "low_bits" in z else []
         if arrays.train_x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3) or len(arrays.train_x) != len(arrays.train_y):
             raise ValueError("arrays of the wrong shape")
+        _warn_low_bits(low_bits)
         return arrays
     except Exception as err:  # truncated, not a zip, arrays missing: whatever it is, it is rebuilt
         log.warning("The image cache %s is unreadable (%s); decoding the images again", cache, one_line(err))
@@ -265,44 +271,55 @@ def _folder_key(root: Path, *folders: object) -> str:
     return digest.hexdigest()[:16]
 
 
-#: how images are turned into 8-bit RGB: part of the cache's key, so that a change decodes them again
-DECODING = 2
+#: how images are turned into 8-bit RGB, and what the cache holds: part of its key, so a change decodes again
+DECODING = 3  # 3: the cache records which 16-bit images used at most 12 bits
 
 
 #: 16-bit images whose every value is under this use at most 12 bits (a 12-bit sensor's, in a 16-bit file)
 LOW_BITS_LIMIT = 4096
 
 
-def _decode(samples: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
+def _decode(samples: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The images as 8-bit RGB, their labels, and the 16-bit images among them that use only the low bits."""
     images = np.empty((len(samples), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    dark: list[str] = []  # 16-bit images that use only the low bits: scaled as 16-bit, nearly black
+    dark: list[str] = []
     for i, (path, _) in enumerate(samples):
         try:
             # Pillow's own warnings (a palette with transparency, a very large image) name no file: the log does.
             with warnings.catch_warnings(record=True) as said, Image.open(path) as img:
                 warnings.simplefilter("always")
-                if img.mode.startswith("I;16") and np.asarray(img).max(initial=0) < LOW_BITS_LIMIT:
-                    dark.append(path)
-                images[i] = np.asarray(_rgb(img).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR))
+                rgb, low_bits = _rgb(img)
+                images[i] = np.asarray(rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR))
+            dark += [path] if low_bits else []
             for warning in said:
                 log.warning("%s: %s", path, one_line(warning.message))
         except (OSError, Image.DecompressionBombError) as err:  # a bomb is too large to decode safely
             raise DatasetUnavailable(f"cannot decode image {path}: {one_line(err)}") from err
-    if dark:  # 12-bit data in 16-bit files is common (microscopes, X-rays); its scale is not in the file
+    return images, np.asarray([label for _, label in samples], dtype=np.int64), dark
+
+
+def _warn_low_bits(dark: Sequence[str]) -> None:
+    """12-bit data in 16-bit files is common (microscopes, X-rays), and its scale is not in the file: said on
+    every load, from the cache too, since every run trains on what it decoded to."""
+    if len(dark):
         log.warning("%d 16-bit image(s) use at most 12 bits (values under %d), e.g. %s: scaled as 16-bit they "
                     "are nearly black (0-15 of 255); convert them to 8-bit with their own scale to train on "
                     "what they show", len(dark), LOW_BITS_LIMIT, dark[0])  # fmt: skip
-    return images, np.asarray([label for _, label in samples], dtype=np.int64)
 
 
-def _rgb(img: Image.Image) -> Image.Image:
-    """8-bit RGB. Pillow's own conversion clips 16-bit greyscale to 255, which made a 16-bit PNG nearly all
-    white: its values are scaled instead. A palette with transparency goes through RGBA, as Pillow advises."""
+def _rgb(img: Image.Image) -> tuple[Image.Image, bool]:
+    """8-bit RGB, and whether it was scaled down from 16 bits that used at most 12 of them (nearly black).
+
+    Pillow's own conversion clips 16-bit greyscale to 255, which made a 16-bit PNG nearly all white: its
+    values are scaled instead. A palette with transparency goes through RGBA, as Pillow advises."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         values = np.asarray(img, dtype=np.int64)
-        if img.mode != "I" or values.max(initial=0) > 255:  # "I" holds 8-bit values too, from some encoders
+        top = values.max(initial=0)
+        scaled = img.mode != "I" or top > 255  # "I" holds 8-bit values too, from some encoders
+        if scaled:
             values = values >> 8
-        return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L").convert("RGB")
+        rgb = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L").convert("RGB")
+        return rgb, scaled and top < LOW_BITS_LIMIT
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
-    return img.convert("RGB")
+    return img.convert("RGB"), False
