@@ -363,20 +363,34 @@ def test_a_lab_part_on_the_cpu_says_its_memory_is_rss_not_the_labs_gpu_memory(tm
 def test_the_lab_part_3_report_sets_its_flat_times_beside_the_models_flops(tmp_path: Path) -> None:
     # The lab read 10.73 → 11.99 s (12%) as the models' cost; LargeNet does 80× SmallNet's work per image.
     lab = {"part": 3, "title": "Model complexity", "figures": [
-        {"model": "small", "avg_epoch_time": 10.73}, {"model": "medium", "avg_epoch_time": 11.71},
-        {"model": "large", "avg_epoch_time": 11.99}]}  # fmt: skip
-    for job, (model, flops) in enumerate((("small", 6_028_320), ("medium", 12_084_720), ("large", 482_000_000))):
-        _fake_run(tmp_path / "s", job, "cuda", 128, 2.0)
-        metrics = tmp_path / "s" / str(job) / "metrics.json"
-        record = json.loads(metrics.read_text())
-        record["model"], record["flops_per_sample"] = model, flops
-        metrics.write_text(json.dumps(record))
-        config = {"lab": lab, "model": {"name": model}, "batch_size": 128}
-        (tmp_path / "s" / str(job) / ".hydra" / "config.yaml").write_text(json.dumps(config))
-    text = " ".join((build_report([tmp_path / "s"]).out / "report.md").read_text().split())
+        {"model": "small", "avg_epoch_time": 10.73, "params": 378_866},
+        {"model": "medium", "avg_epoch_time": 11.71, "params": 121_182},
+        {"model": "large", "avg_epoch_time": 11.99, "params": 4_502_602}]}  # fmt: skip
+    nets = (("small", 6_028_320, 378_866), ("medium", 12_084_720, 121_182), ("large", 482_000_000, 4_502_602))
+
+    def report(folder: str, width: int) -> str:
+        for job, (model, flops, params) in enumerate(nets):
+            _fake_run(tmp_path / folder, job, "cuda", 128, 2.0)
+            metrics = tmp_path / folder / str(job) / "metrics.json"
+            record = json.loads(metrics.read_text())
+            record |= {"model": model, "flops_per_sample": flops * width**2, "params": params * width**2}
+            metrics.write_text(json.dumps(record))
+            config = {"lab": lab, "model": {"name": model}, "batch_size": 128}
+            (tmp_path / folder / str(job) / ".hydra" / "config.yaml").write_text(json.dumps(config))
+        return " ".join((build_report([tmp_path / folder]).out / "report.md").read_text().split())
+
     assert ("The lab's epoch times differ by only 12% across these models (10.73 to 11.99 s), while their training "
             "FLOPs per image differ 80× (counted on ours, the same nets): its epochs were not set by the models' "
-            "compute") in text  # fmt: skip
+            "compute") in report("lab_nets", 1)  # fmt: skip
+    # +model.width=2 keeps the names but not the nets: their FLOPs are not the lab's to count.
+    assert "The lab's epoch times differ" not in report("wider", 2)
+    assert "| parameters | FLOP/sample |" in report("again", 1)
+    # Runs recorded before params was (no such field): no column of n/a.
+    for job in range(3):
+        metrics = tmp_path / "again" / str(job) / "metrics.json"
+        metrics.write_text(json.dumps({k: v for k, v in json.loads(metrics.read_text()).items() if k != "params"}))
+    text = " ".join((build_report([tmp_path / "again"], tmp_path / "old").out / "report.md").read_text().split())
+    assert "| parameters |" not in text and "| FLOP/sample |" in text
 
 
 def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> None:

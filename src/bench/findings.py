@@ -278,9 +278,15 @@ def lab_compute_sentence(lab_figures: pd.DataFrame, runs: pd.DataFrame, x: str) 
     epochs were bound by something else."""
     if x != "model" or "avg_epoch_time" not in lab_figures or x not in lab_figures:
         return ""
-    flops = runs.dropna(subset=["flops_per_sample"]).drop_duplicates(x).set_index(x)["flops_per_sample"]
-    lab = lab_figures.dropna(subset=["avg_epoch_time"]).set_index(x)["avg_epoch_time"]
+    ours = runs.dropna(subset=["flops_per_sample"]).drop_duplicates(x).set_index(x)
+    lab_rows = lab_figures.dropna(subset=["avg_epoch_time"]).set_index(x)
+    lab, flops = lab_rows["avg_epoch_time"], ours["flops_per_sample"]
     both = [m for m in lab.index if m in flops.index]
+    if "params" not in lab_rows or any(  # the same nets only: +model.width=2 keeps the names, not the work
+        pd.to_numeric(pd.Series([ours.loc[m].get("params")]), errors="coerce").iloc[0] != lab_rows.loc[m, "params"]
+        for m in both
+    ):
+        return ""
     if len(both) < 2:
         return ""
     times, work = lab[both].astype(float), flops[both].astype(float)

@@ -163,9 +163,9 @@ def lab_epoch_scale(runs: pd.DataFrame) -> pd.Series:
 
 
 def _lab_digits(comparison: pd.DataFrame) -> pd.DataFrame:
-    """The lab's figures as it recorded them (44 MB, not 44.0; but 12.0 s beside 11.7 s, not 12) and ours to 3
-    significant digits (the lab printed 11.6 s; ours scaled from a short epoch is no more exact than that), and
-    none of ours where no run has one (GPU memory on a CPU run)."""
+    """The lab's figures as it recorded them (44.25 MB, 11.64 s; 12.0 beside 11.7, not 12) and ours to 3
+    significant digits (ours scaled from a short epoch is no more exact than the lab's two decimals), and none
+    of ours where no run has one (GPU memory on a CPU run)."""
     figures = [c for c in comparison if c.startswith(("lab ", "ours "))]
     empty = [c for c in figures if c.startswith("ours ") and comparison[c].isna().all()]
     shown = comparison.drop(columns=empty)
@@ -290,7 +290,8 @@ def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     # Which pipeline and recipe made each row.
     shown = [*varied, *(c for c in ("loader", "recipe") if c not in varied and training)]
     if "model" in varied:  # what makes one model heavier than another: its weights and its work per image
-        shown += [c for c in (PARAMETERS, "flops_per_sample") if c in runs and runs[c].notna().any()]
+        known = {PARAMETERS: "params", "flops_per_sample": "flops_per_sample"}  # (older runs lack params)
+        shown += [c for c, key in known.items() if pd.to_numeric(runs[key], errors="coerce").notna().any()]
     if (runs["device"] == "cuda").any() and "cudnn_benchmark" not in shown:
         shown.append("cudnn_benchmark")  # autotuning changes both time and memory
     # Measurement columns no run has (e.g. GPU memory in a CPU sweep) are left out.

@@ -37,7 +37,8 @@ CONFIG_COLUMNS = [
 ]  # fmt: skip
 #: images in each of the lab's epochs (CIFAR-10's whole training set): its epoch times are per this many
 LAB_EPOCH_IMAGES = 50_000
-#: what a run resolved beyond its config: cuDNN autotuning, and images per epoch (the dataset's size)
+#: what a run resolved beyond its config: cuDNN autotuning, images per epoch (the dataset's size), and the
+#: model's parameters
 RUN_FACTS = ["cudnn_benchmark", "train_samples", "params"]
 ENV_COLUMNS = [
     "env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_cpu", "env_hostname", "env_git_commit", "env_git_dirty",
