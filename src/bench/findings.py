@@ -282,10 +282,8 @@ def lab_compute_sentence(lab_figures: pd.DataFrame, runs: pd.DataFrame, x: str) 
     lab_rows = lab_figures.dropna(subset=["avg_epoch_time"]).set_index(x)
     lab, flops = lab_rows["avg_epoch_time"], ours["flops_per_sample"]
     both = [m for m in lab.index if m in flops.index]
-    if "params" not in lab_rows or any(  # the same nets only: +model.width=2 keeps the names, not the work
-        pd.to_numeric(pd.Series([ours.loc[m].get("params")]), errors="coerce").iloc[0] != lab_rows.loc[m, "params"]
-        for m in both
-    ):
+    # The same nets only, by their parameter counts: +model.width=2 keeps the names, not the work.
+    if "params" not in lab_rows or any(finite(ours.loc[m].get("params")) != lab_rows.loc[m, "params"] for m in both):
         return ""
     if len(both) < 2:
         return ""
