@@ -473,6 +473,14 @@ def test_values_far_apart_over_names_are_points_with_their_values_not_bars(
     monkeypatch.setattr(Axes, "annotate", annotate_spy)
     build_report([tmp_path / "s"])
     assert {"40.0", "0.500", "25.0", "2,000"} <= set(said), said  # each point its value, never "2e+03"
+    text = " ".join((tmp_path / "s" / "report.md").read_text().split())
+    assert ("loader=resident is the fastest at 2,000 samples/s; loader=dataloader is the slowest at 25 samples/s, "
+            "and the fastest runs at 80.00× its rate.") in text  # fmt: skip
+    # A tie has no fastest and no slowest ("small is the fastest; small is the slowest (1.00×)").
+    for job, loader in enumerate(("dataloader", "resident")):
+        _fake_run(tmp_path / "tie", job, "cpu", 64, 2.0, loader=loader)
+    tie = " ".join((build_report([tmp_path / "tie"]).out / "report.md").read_text().split())
+    assert "Every run ran at 500 samples/s." in tie and "is the fastest" not in tie
     assert not any(40.0 in h or 25.0 in h for h in bars), bars  # no bar for either panel's far-apart values
 
 

@@ -81,11 +81,13 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
         if worst.name not in (first.name, last.name):  # the ends alone would hide a dip between them
             text += f", the slowest {_label(x, worst[x])} at {worst['samples_per_s']:,.0f}"
         out.append(text + _within_noise(best, worst) + ".")
+    elif best["samples_per_s"] == worst["samples_per_s"]:  # a tie: no fastest, no slowest
+        out.append(f"Every run ran at {best['samples_per_s']:,.0f} samples/s.")
     else:
         out.append(
             f"{_label(x, best[x])} is the fastest at {best['samples_per_s']:,.0f} samples/s; "
-            f"{_label(x, worst[x])} is the slowest at {worst['samples_per_s']:,.0f} samples/s "
-            f"({best['samples_per_s'] / worst['samples_per_s']:.2f}× slower){_within_noise(best, worst)}."
+            f"{_label(x, worst[x])} is the slowest at {worst['samples_per_s']:,.0f} samples/s, and the fastest "
+            f"runs at {best['samples_per_s'] / worst['samples_per_s']:.2f}× its rate{_within_noise(best, worst)}."
         )
     out.append(_data_path_sentence(ok, x))
     memory = _memory_sentence(ok, x)
