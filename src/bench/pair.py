@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from bench.metrics import METRICS, SIGNIFICANT, Metric, finite, significant
+from bench.schema import as_override
 from bench.tables import MISSING, cell, markdown
 
 #: environment fields shown side by side; a difference in any of CODE_FIELDS means other code ran
@@ -55,10 +56,8 @@ def change_text(change: Change) -> str:
 
 def _value(value: Any) -> str:
     """A config value as typed: 0.001, 1e+06, true, null."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
+    if value is None or isinstance(value, bool):
+        return as_override(value)
     return f"{value:.6g}" if isinstance(value, float) else cell(value)
 
 

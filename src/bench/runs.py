@@ -27,7 +27,7 @@ from bench.folders import CONFIG_FILE, CONFIG_SUBDIR, OVERRIDES_FILE, SWEEP_FILE
 from bench.metrics import METRICS, summarize
 from bench.results import MetricsError, load_metrics
 from bench.resume import planned_overrides
-from bench.schema import is_single_value, lab_problem
+from bench.schema import as_override, is_single_value, lab_problem
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,7 @@ def _setting(config: dict[str, Any], key: str) -> Any:
     if key not in config:
         return None
     value = config[key]
-    if value is None:
-        return "null"
-    return str(value).lower() if isinstance(value, bool) else value
+    return as_override(value) if value is None or isinstance(value, bool) else value
 
 
 def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:

@@ -225,31 +225,31 @@ def lab_problem(lab: Any) -> str | None:
     if lab is None:
         return None
     if not isinstance(lab, dict):
-        return f"{_as_typed(lab)} is not a mapping of {', '.join(LAB_KEYS)}"
+        return f"{as_override(lab)} is not a mapping of {', '.join(LAB_KEYS)}"
     if not is_single_value(lab.get("part")):
-        return f"part={_as_typed(lab['part'])} is not a single value"
+        return f"part={as_override(lab['part'])} is not a single value"
     for key in ("title", "note"):
         if lab.get(key) is not None and not isinstance(lab[key], str):
-            return f"{key}={_as_typed(lab[key])} is not text"
+            return f"{key}={as_override(lab[key])} is not text"
     ran_with = lab.get("ran_with")
     if ran_with is not None and (
         not isinstance(ran_with, dict) or not all(is_single_value(v) for v in ran_with.values())
     ):
-        return f"ran_with={_as_typed(ran_with)} is not a mapping of settings to values"
+        return f"ran_with={as_override(ran_with)} is not a mapping of settings to values"
     figures = lab.get("figures")
     if figures is None:
         return None
     if not isinstance(figures, list) or not all(isinstance(f, dict) and f for f in figures):
-        return (f"figures={_as_typed(figures)} is not a list of rows (mappings, e.g. "
+        return (f"figures={as_override(figures)} is not a list of rows (mappings, e.g. "
                 "{batch_size: 16, avg_epoch_time: 20.4})")  # fmt: skip
     measures = {m.key for m in METRICS}
     for row in figures:
         for key, value in row.items():
             number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
             if key in measures and not (number or value is None):  # null: a figure the lab did not give
-                return f"figures: {key}={_as_typed(value)} is not a number"
+                return f"figures: {key}={as_override(value)} is not a number"
             if not is_single_value(value):
-                return f"figures: {key}={_as_typed(value)} is not a single value"
+                return f"figures: {key}={as_override(value)} is not a single value"
     return None
 
 
@@ -335,7 +335,7 @@ def _check_fixed_names(cfg: DictConfig) -> None:
     for key, value in (_precision_states(chosen) if chosen else {}).items():
         given = OmegaConf.select(cfg, f"precision.{key}", default=None)
         if given != value:
-            setting, stated = _as_typed(given), _as_typed(value)
+            setting, stated = as_override(given), as_override(value)
             raise ConfigError(f"precision.{key}={setting}: precision={chosen} is {key}={stated}, and the "
                               "results record the precision by its name; choose another precision, or add your "
                               "own (conf/precision/<name>.yaml)")  # fmt: skip
@@ -357,8 +357,8 @@ def _precision_states(name: str) -> dict[str, Any]:
     }
 
 
-def _as_typed(value: Any) -> str:
-    """A value as an override writes it: null, true, false."""
+def as_override(value: Any) -> str:
+    """A value as an override writes it: null, true, false (the reports and reproduce.md name them so too)."""
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
