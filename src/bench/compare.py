@@ -32,7 +32,7 @@ from bench.errors import EXIT_RUN_FAILED, OneLineParser, UsageError, fail
 from bench.folders import holds_run_dirs, make_writable
 from bench.metrics import finite
 from bench.results import write_atomically
-from bench.runs import CONFIG_COLUMNS, flat_config, load_runs, saved_config
+from bench.runs import CONFIG_COLUMNS, flat_config, load_runs, relative_iqr, saved_config
 from bench.tables import MISSING, cell, markdown
 
 BAND = 0.05
@@ -104,8 +104,7 @@ def _by_config(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
 def _speed(run: pd.Series) -> tuple[float | None, float | None, float | None]:
     """samples/s and its relative IQR: the repeats' median and IQR / median where the run was repeated; else
     its samples/s, no repeats' IQR, and its epochs' IQR / median (where it has one)."""
-    median, iqr = finite(run.get("samples_per_s_median")), finite(run.get("samples_per_s_iqr"))
-    spread = iqr / median if iqr is not None and median else None
+    median, spread = finite(run.get("samples_per_s_median")), relative_iqr(run)
     if (finite(run.get("repeats")) or 1) > 1 and median:
         return median, spread, None
     return finite(run.get("samples_per_s")), None, spread  # one run: the median and IQR are its epochs'

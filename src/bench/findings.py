@@ -15,7 +15,7 @@ import pandas as pd
 from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, STRAIGHT_R2, input_bound, wait_share
 from bench.metrics import finite
 from bench.results import MEMORY_LABELS, lower_bound_reason, parts_shown
-from bench.runs import is_numeric
+from bench.runs import is_numeric, relative_iqr
 
 
 def _label(x: str, value: object) -> str:
@@ -97,15 +97,9 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
     return [s for s in out if s]
 
 
-def _spread(run: pd.Series) -> float | None:
-    """A run's samples/s IQR / median, over its repeats (else its epochs); None where it has none."""
-    iqr, median = finite(run.get("samples_per_s_iqr")), finite(run.get("samples_per_s_median"))
-    return iqr / median if iqr is not None and median else None
-
-
 def _within_noise(best: pd.Series, worst: pd.Series) -> str:
     """Where the fastest and the slowest run differ by less than their spreads summed, a ranking is noise."""
-    spreads = [_spread(best), _spread(worst)]
+    spreads = [relative_iqr(best), relative_iqr(worst)]
     if best.name == worst.name or any(s is None for s in spreads):
         return ""
     band = sum(s for s in spreads if s is not None)

@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.diagnosis import diagnose
 from bench.errors import UsageError, one_line
 from bench.folders import CONFIG_FILE, CONFIG_SUBDIR, OVERRIDES_FILE, SWEEP_FILE, is_run_dir, job_number
-from bench.metrics import METRICS, summarize
+from bench.metrics import METRICS, finite, summarize
 from bench.results import MetricsError, load_metrics
 from bench.resume import planned_overrides
 from bench.schema import as_override, is_single_value, lab_problem
@@ -286,6 +286,13 @@ def images_per_epoch(runs: pd.DataFrame) -> pd.Series:
     behind every comparison of our epoch times with the lab's 50,000-image ones."""
     column = runs["train_samples"] if "train_samples" in runs else pd.Series(index=runs.index, dtype=float)
     return pd.to_numeric(column, errors="coerce")
+
+
+def relative_iqr(run: pd.Series) -> float | None:
+    """A run's samples/s IQR / median, over its repeats (else its epochs); None where it has none: the spread
+    that bench.compare's noise band and the report's "no measurable difference" judge by."""
+    iqr, median = finite(run.get("samples_per_s_iqr")), finite(run.get("samples_per_s_median"))
+    return iqr / median if iqr is not None and median else None
 
 
 def is_numeric(col: pd.Series) -> bool:
