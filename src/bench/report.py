@@ -204,24 +204,24 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
     present = [c for c in cols if c in df]
     recorded = df[df["env_torch"].notna()].copy()  # runs that got as far as recording it
     if "env_git_commit" in recorded:  # code with uncommitted changes is not the commit's code
-        dirty = recorded.get("env_git_dirty", pd.Series(False, index=recorded.index)) == True  # noqa: E712
         recorded["env_git_commit"] = [
             (f"{c[:10]} + uncommitted changes" if d else c[:10]) if isinstance(c, str) else c
-            for c, d in zip(recorded["env_git_commit"], dirty, strict=True)
+            for c, d in zip(recorded["env_git_commit"], _git_dirty(recorded), strict=True)
         ]
-    keys = recorded[present].astype(str).apply(tuple, axis=1)
-    env = recorded[present].drop_duplicates()
+    keys = recorded[present].astype(str).apply(tuple, axis=1)  # each run's environment
+    first = ~keys.duplicated()
+    env = recorded.loc[first, present]
     sweeps = recorded["sweep"].astype(str) if "sweep" in recorded else pd.Series("", index=recorded.index)
     # Which jobs ran where, wherever the runs ran in more than one environment (other code, say).
     if "job" in recorded and len(env) > 1:
         named = sweeps.nunique() > 1  # job numbers repeat across sweeps: each with its sweep's folder name
 
         def jobs(key: tuple) -> str:
-            here = recorded[keys == key]
+            here = keys == key
             return "; ".join((f"{Path(sweep).name}: " if named else "") + _job_list(group["job"])
-                             for sweep, group in here.groupby(sweeps[keys == key], sort=False))  # fmt: skip
+                             for sweep, group in recorded[here].groupby(sweeps[here], sort=False))  # fmt: skip
 
-        env = env.assign(jobs=[jobs(key) for key in env[present].astype(str).apply(tuple, axis=1)])
+        env = env.assign(jobs=[jobs(key) for key in keys[first]])
     env = env.rename(columns={c: c.removeprefix("env_") for c in present})
     if "cudnn" in env:  # torch gives 92400 for cuDNN 9.24.0
         env["cudnn"] = env["cudnn"].map(_cudnn_version)
@@ -238,6 +238,11 @@ def _counts_whole(df: pd.DataFrame) -> pd.DataFrame:
         if values is not None and values.notna().sum() == out[col].notna().sum() and (values.dropna() % 1 == 0).all():
             out[col] = values.astype("Int64")
     return out
+
+
+def _git_dirty(runs: pd.DataFrame) -> pd.Series:
+    """Per run, whether its code had uncommitted changes; False where it did not say (older metrics.json)."""
+    return runs.get("env_git_dirty", pd.Series(False, index=runs.index)) == True  # noqa: E712
 
 
 def _job_list(jobs: pd.Series) -> str:
@@ -257,7 +262,7 @@ def _code_versions_sentence(df: pd.DataFrame) -> str:
     if "env_git_commit" not in df:
         return ""
     recorded = df[df["env_git_commit"].notna()]
-    dirty = recorded.get("env_git_dirty", pd.Series(False, index=recorded.index)) == True  # noqa: E712
+    dirty = _git_dirty(recorded)
     versions = set(zip(recorded["env_git_commit"], dirty, strict=True))
     if len(versions) < 2 and not dirty.any():
         return ""
