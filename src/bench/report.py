@@ -177,12 +177,12 @@ def _lab_digits(comparison: pd.DataFrame) -> pd.DataFrame:
                  for v in shown[column] if pd.notna(v)]  # fmt: skip
         return min(max(found, default=0), 4)
 
-    def cell(column: str, v: Any) -> str:
-        if pd.isna(v):
-            return NO_VALUE
-        return f"{v:,.{decimals(column)}f}" if column.startswith("lab ") else significant(v)
+    def column_cells(column: str) -> list[str]:
+        lab = column.startswith("lab ")
+        places = decimals(column) if lab else 0  # once per column, not once per cell
+        return [NO_VALUE if pd.isna(v) else f"{v:,.{places}f}" if lab else significant(v) for v in shown[column]]
 
-    return shown.assign(**{c: [cell(c, v) for v in shown[c]] for c in figures if c not in empty})
+    return shown.assign(**{c: column_cells(c) for c in figures if c not in empty})
 
 
 def _match_key(col: pd.Series) -> pd.Series:
