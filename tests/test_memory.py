@@ -181,15 +181,16 @@ def test_a_run_frees_cycles_made_after_the_first_run(cfg_for, tmp_path: Path) ->
     assert gc.get_freeze_count() > 100_000  # torch and Hydra's objects: frozen, not walked by every run
 
 
-def _gpu_run(root: Path, job: int, batch: int, peak: float) -> None:
-    sizes = {"params": 484_728, "grads": 484_728, "optimizer": 969_464, "dataset": 154_140_000}
+def _gpu_run(root: Path, job: int, batch: int, peak: float, dataset: int = 154_140_000) -> None:
+    sizes = {"params": 484_728, "grads": 484_728, "optimizer": 969_464, "dataset": dataset}
     breakdown = memory.breakdown(sizes, baseline=int(160 * MIB), peak_allocated=int(peak * MIB),
                                  peak_reserved=int((peak + 20) * MIB))  # fmt: skip
     write_metrics(
         root / str(job),
         RunResult(
-            status="ok", model="medium", device="cuda", precision="fp32", dataset="synthetic", loader="resident",
-            batch_size=batch, workers=2, epochs=1, seed=0, cudnn_benchmark=False, memory=breakdown,
+            status="ok", model="medium", device="cuda", precision="fp32", dataset="synthetic",
+            loader="resident" if dataset else "dataloader", batch_size=batch, workers=2, epochs=1, seed=0,
+            cudnn_benchmark=False, memory=breakdown,
             metrics={"avg_epoch_time": 1.0, "samples_per_s": 1000.0, "peak_memory_mb": peak,
                      "peak_reserved_mb": peak + 20, "dataset_memory_mb": sizes["dataset"] / MIB},
             env={"torch": "2.x", "gpu": "Test GPU"},
@@ -214,8 +215,15 @@ def test_the_report_shows_the_breakdown_and_compares_with_the_lab_like_for_like(
     dataset = 154_140_000 / MIB
     cells = " ".join(text.split())  # tables are padded for reading; compare their cells
     assert f"| {significant(200.0 - dataset)} |" in cells and f"| {significant(260.0 - dataset)} |" in cells
+    assert "; our peak memory leaves out our resident dataset, which the lab did not have:" in cells
     assert "Of our peak with medium at 16 images per batch (our first run with a breakdown)" in text
     assert set(report.runs["batch_size"]) == {16, 64}
+    # The lab's own DataLoader path holds no dataset on the GPU: our peak is whole, and the sentence said
+    # otherwise of every run with a GPU peak.
+    _gpu_run(tmp_path / "d", 0, 16, 200.0, dataset=0)
+    build_report([tmp_path / "d"])
+    cells = " ".join((tmp_path / "d" / "report.md").read_text().split())
+    assert "| 16 | cuda | dataloader | ok | 27 | 200 |" in cells and "leaves out our resident dataset" not in cells
 
 
 # ---------------------------------------------------------------------------------- the largest batch
