@@ -210,9 +210,10 @@ def verdict(ratios: list[float]) -> str:
         "FAIL": "lies below",
         "UNDECIDED": "straddles",
     }[mark]
+    narrow = ": more rounds would narrow it (--rounds N, or --seconds S for as many as fit)"
     return (f"- {mark}: bench's loop (r) runs at {median:.3f}× the bare loop's speed, the median of {len(ratios)} "
             f"alternated rounds; its {LEVEL:.0%} confidence interval, {low:.3f}–{high:.3f}, {where} the {target}"
-            f"{': more rounds would narrow it' if mark == 'UNDECIDED' else ''}")  # fmt: skip
+            f"{narrow if mark == 'UNDECIDED' else ''}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
