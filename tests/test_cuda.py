@@ -42,6 +42,22 @@ def test_cuda_events_and_synchronized_wall_clock_agree(cfg_for, tmp_path: Path) 
     assert not [n for n in result.notes if "CUDA-event time" in n]
 
 
+def test_the_hosts_lead_tells_a_launch_bound_step_from_a_gpu_bound_one(cfg_for, tmp_path: Path) -> None:
+    # The events around each step count the gaps between its kernels as busy: on an H200, MediumNet's eager
+    # step at batch 16 read "GPU busy 95%", at 0.1% of the dense peak and ~2 ms a step at every batch from 16
+    # to 1,024, and was judged compute-bound. The host's lead is what tells it from a step the GPU is slow at.
+    from bench.diagnosis import LAUNCH_LEAD_STEPS
+
+    data = ("dataset.test_size=256", "epochs=1", "loader=resident", "precision=fp32")
+    launched = _run(cfg_for, tmp_path, *data, "model=medium", "batch_size=16", "dataset.train_size=1600")
+    heavy = _run(cfg_for, tmp_path, *data, "model=large", "batch_size=512", "dataset.train_size=10240")
+    lead = launched.metrics["host_lead_steps"]
+    assert lead < LAUNCH_LEAD_STEPS and launched.diagnosis["verdict"] == "launch-bound", launched.diagnosis
+    assert launched.diagnosis["next"] == "step.compile=max"
+    assert heavy.metrics["host_lead_steps"] >= 1 and heavy.diagnosis["verdict"] != "launch-bound", heavy.diagnosis
+    assert all(e.host_lead_steps is not None for e in (*launched.epochs_detail, *heavy.epochs_detail))
+
+
 def test_amp_fp16_lowers_largenets_peak_memory(cfg_for, tmp_path: Path) -> None:
     data = ("model=large", "batch_size=512", "dataset.train_size=2048", "dataset.test_size=256", "epochs=1")
     fp32 = _run(cfg_for, tmp_path, *data, "precision=fp32")

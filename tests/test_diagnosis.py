@@ -60,8 +60,8 @@ def test_a_slow_data_path_is_input_bound_and_the_resident_loader_is_not(cfg_for,
     assert fast.metrics["data_wait_frac"] < diagnosis.INPUT_BOUND_WAIT
     assert fast.diagnosis["verdict"] == "compute-bound (CPU)"
     for run in (slow, fast):  # on the CPU the epoch is data wait + compute; no GPU figures
-        assert all(e.gpu_busy_s is None and e.copy_s is None for e in run.epochs_detail)
-        assert run.metrics["gpu_busy_frac"] is None
+        assert all(e.gpu_busy_s is None and e.copy_s is None and e.host_lead_steps is None for e in run.epochs_detail)
+        assert run.metrics["gpu_busy_frac"] is None and run.metrics["host_lead_steps"] is None
 
 
 @pytest.mark.parametrize(
@@ -76,13 +76,41 @@ def test_a_slow_data_path_is_input_bound_and_the_resident_loader_is_not(cfg_for,
           "peak_flops_frac": 0.4}, "compute-bound", "precision=amp_bf16"),
         ({"data_wait_frac": 0.1, "gpu_busy_frac": 0.7, "device": "cuda", "step": {}}, "host overhead",
          "step.compile=max"),
+        # Busy by the events, but the GPU reached each step as it was queued: the host's launches set the pace.
+        ({"data_wait_frac": 0.04, "gpu_busy_frac": 0.95, "device": "cuda", "precision": "fp32", "step": {},
+          "peak_flops_frac": 0.001, "host_lead_steps": 0.01}, "launch-bound", "step.compile=max"),
+        ({"data_wait_frac": 0.04, "gpu_busy_frac": 0.95, "device": "cuda", "batch_size": 256,
+          "step": {"compile": "max"}, "host_lead_steps": 0.3}, "launch-bound", "batch_size=512"),
+        ({"data_wait_frac": 0.02, "gpu_busy_frac": 0.95, "device": "cuda", "precision": "fp32",
+          "peak_flops_frac": 0.4, "host_lead_steps": 6.5}, "compute-bound", "precision=amp_bf16"),
+        # fp16's GradScaler may sync every step, after which nothing is queued ahead: busy alone is read.
+        ({"data_wait_frac": 0.02, "gpu_busy_frac": 0.95, "device": "cuda", "precision": "amp_fp16",
+          "step": {"grad_scaler": True}, "peak_flops_frac": 0.4, "host_lead_steps": 0.01}, "compute-bound", None),
+        # Input-bound outranks it: a host waiting for data queues nothing ahead either.
+        ({"data_wait_frac": 0.5, "gpu_busy_frac": 0.4, "device": "cuda", "loader": "dataloader",
+          "host_lead_steps": 0.0}, "input-bound", "loader=resident"),
     ],
 )  # fmt: skip
-def test_the_thresholds_decide_the_verdict(run: dict, verdict: str, next_step: str) -> None:
+def test_the_thresholds_decide_the_verdict(run: dict, verdict: str, next_step: str | None) -> None:
     found = diagnosis.diagnose(run)
     assert (found["verdict"], found["next"]) == (verdict, next_step)
     if verdict == "compute-bound":
         assert "40% of the GPU's dense peak" in found["evidence"]
+    if (run.get("step") or {}).get("grad_scaler"):
+        assert "ahead of the GPU" not in found["evidence"]
+    if verdict == "launch-bound" and "host_lead_steps" in run:
+        lead = f"host {run['host_lead_steps']:.2f} steps ahead of the GPU (the events count the gaps"
+        assert lead in found["evidence"]
+
+
+@pytest.mark.parametrize(
+    ("lead", "verdict", "shown"),
+    [(0.4999, "launch-bound", "0.49"), (0.5, "compute-bound", "0.50"), (12.345, "compute-bound", "12.35")],
+)
+def test_the_hosts_lead_beside_its_threshold_stays_on_its_side(lead: float, verdict: str, shown: str) -> None:
+    run = {"data_wait_frac": 0.01, "gpu_busy_frac": 0.95, "device": "cuda", "step": {}, "host_lead_steps": lead}
+    found = diagnosis.diagnose(run)
+    assert found["verdict"] == verdict and f", host {shown} steps ahead of the GPU" in found["evidence"]
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,9 @@
 Every threshold is a named constant here, and only here. The verdicts:
 
 - **input-bound**: the loop waited for the next batch at least ``INPUT_BOUND_WAIT`` of the epoch;
-- **launch-bound** (CUDA): the GPU stream was busy with steps less than ``LAUNCH_BOUND_BUSY`` of the epoch
-  while the data wait was small: the host cannot hand the GPU work fast enough;
+- **launch-bound** (CUDA): the host cannot hand the GPU work fast enough, while the data wait was small: the
+  host queued its steps less than ``LAUNCH_LEAD_STEPS`` ahead of the GPU, or (where that was not measured)
+  the GPU stream was busy with steps less than ``LAUNCH_BOUND_BUSY`` of the epoch;
 - **compute-bound** (CUDA): the stream was busy at least ``COMPUTE_BOUND_BUSY``; the share of the GPU's
   dense peak says how well that time is used;
 - **host overhead** (CUDA): in between;
@@ -12,7 +13,11 @@ Every threshold is a named constant here, and only here. The verdicts:
 
 "GPU busy" is measured by CUDA events around each step (see bench.measure.StepEvents): the time the stream
 spent between a step's first and last kernel. Gaps between kernels inside a step count as busy, so a step
-whose kernels are tiny can look busy while launches dominate; the share of the dense peak is the check.
+whose kernels are tiny can look busy while launches dominate. The host's lead tells them apart: how far
+ahead of the GPU the host queued each step (``host_lead_steps``). Under half a step, the GPU reached each
+step about as soon as it was queued: the host's launches set the pace, however busy the events read. A step
+that syncs with the host (fp16's GradScaler reading its overflow check) queues nothing ahead whatever the
+GPU's speed, so with a GradScaler the verdict reads busy alone.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from bench.metrics import finite, significant
 INPUT_BOUND_WAIT = 0.30
 LAUNCH_BOUND_BUSY = 0.50
 COMPUTE_BOUND_BUSY = 0.90
+#: a host that queued its steps less than this many steps ahead of the GPU set the pace: launch-bound
+LAUNCH_LEAD_STEPS = 0.5
 #: on the CPU, a DataLoader without workers whose wait is below this is not worth replacing first
 CPU_LOADER_WAIT = 0.10
 #: a final loss this close to ln(classes), relatively, or above it, is no better than a uniform guess
@@ -87,6 +94,14 @@ def busy_share(busy: float) -> str:
     return _percent(busy, (LAUNCH_BOUND_BUSY, COMPUTE_BOUND_BUSY))
 
 
+def lead_steps(lead: float) -> str:
+    """The host's lead as the verdicts read it: two decimals, rounded down under LAUNCH_LEAD_STEPS (0.497 is
+    "0.49", which stays launch-bound, not "0.50")."""
+    if lead < LAUNCH_LEAD_STEPS:
+        return f"{math.floor(lead * 100) / 100:.2f}"
+    return f"{lead:,.2f}"
+
+
 def _share(run: Mapping[str, Any], key: str) -> float | None:
     return finite(run.get(key))
 
@@ -117,6 +132,14 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
         return "compute-bound (CPU)", evidence, "device=cuda"
     evidence = f"GPU busy {busy_share(busy)} of the epoch, data wait {wait_share(wait)}"
     captured = step.get("compile") in ("cudagraph", "max")
+    # fp16's GradScaler may read its overflow check on the host every step, a sync after which nothing is
+    # queued ahead however slow the GPU is: with one, the lead says nothing and busy alone is read.
+    lead = None if step.get("grad_scaler") else _share(run, "host_lead_steps")
+    if lead is not None:
+        evidence += f", host {lead_steps(lead)} steps ahead of the GPU"
+        if lead < LAUNCH_LEAD_STEPS:
+            evidence += " (the events count the gaps between a step's kernels as busy)"
+            return "launch-bound", evidence, f"batch_size={2 * batch}" if captured else "step.compile=max"
     if busy < LAUNCH_BOUND_BUSY:
         return "launch-bound", evidence, f"batch_size={2 * batch}" if captured else "step.compile=max"
     if busy < COMPUTE_BOUND_BUSY:

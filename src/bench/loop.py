@@ -87,6 +87,7 @@ def run_epoch(
         cuda_time_s=interval.cuda_s,
         copy_s=copy,
         gpu_busy_s=busy,
+        host_lead_steps=events.lead_steps(),
         energy_j=joules,
     )
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench.device import synchronize
@@ -76,6 +77,12 @@ class StepEvents:
     makes no extra host sync. After the epoch's closing synchronize, :meth:`totals` sums the intervals: the
     time the stream spent on training steps (GPU busy) and on copies. A pool of events is made once per run,
     outside the timed epochs. On the CPU every method is a no-op and the totals are None.
+
+    The events count a step's gaps between kernels as busy, so a step of tiny kernels launched one by one
+    reads as busy as a step of large ones. :meth:`lead_steps` tells them apart: each step's host clock is
+    read as its first event is queued, and after the epoch set against when the GPU reached that event.
+    Where the GPU sets the pace the host runs ahead, and the lag is a step or more; where the host does,
+    the GPU reaches each step as soon as it is queued.
     """
 
     KINDS = ("step", "copy")
@@ -90,6 +97,10 @@ class StepEvents:
             for kind in self.KINDS
         }
         self._counts = dict.fromkeys(self.KINDS, 0)
+        #: the host's clock as each step's first event was queued, and the origin both clocks are read from
+        self._queued = [0.0] * pairs
+        self._origin = torch.cuda.Event(enable_timing=True) if self.enabled else None
+        self._origin_s = 0.0
         if self.enabled:  # torch creates a CUDA event at its first record: here, not in the first timed epoch
             for pair in self._pairs.values():
                 for start, end in pair:
@@ -104,10 +115,17 @@ class StepEvents:
         # at every call. Two a step cost MediumNet's plain step at batch 256 about 3% in a probe on an H100 (a
         # noisy one), which is the harness's whole budget.
         self._stream = torch.cuda.current_stream(self.device) if self.enabled else None
+        if self._origin is not None:
+            # With nothing queued the GPU reaches the origin event as it is recorded: both clocks start here.
+            torch.cuda.synchronize(self.device)
+            self._origin.record(self._stream)
+            self._origin_s = time.perf_counter()
 
     def started(self, kind: str) -> None:
         """A step or a copy (``kind``) is queued from here on."""
         if self.enabled:
+            if kind == "step":
+                self._queued[self._counts[kind]] = time.perf_counter()
             self._pairs[kind][self._counts[kind]][0].record(self._stream)
 
     def done(self, kind: str) -> None:
@@ -124,6 +142,18 @@ class StepEvents:
             for kind in self.KINDS
         }
         return seconds["step"], seconds["copy"]
+
+    def lead_steps(self) -> float | None:
+        """How far ahead of the GPU the host queued the epoch's steps, in steps: the median over its steps of
+        the time from queuing a step to the GPU reaching it, over the median time between steps' starts on the
+        GPU. Call after the epoch's synchronize; None on the CPU and for an epoch of fewer than two steps."""
+        steps = self._counts["step"]
+        if self._origin is None or steps < 2:
+            return None
+        starts = [self._origin.elapsed_time(start) / 1000.0 for start, _ in self._pairs["step"][:steps]]
+        lags = [gpu - (host - self._origin_s) for gpu, host in zip(starts, self._queued[:steps], strict=True)]
+        period = float(np.median(np.diff(starts)))
+        return max(0.0, float(np.median(lags))) / period if period > 0 else None
 
 
 def collect_garbage() -> None:
