@@ -224,6 +224,8 @@ def test_the_report_shows_the_breakdown_and_compares_with_the_lab_like_for_like(
     build_report([tmp_path / "d"])
     cells = " ".join((tmp_path / "d" / "report.md").read_text().split())
     assert "| 16 | cuda | dataloader | ok | 27 | 200 |" in cells and "leaves out our resident dataset" not in cells
+    # Nor a column of zeros for a dataset no run held, or a note that speaks of one.
+    assert "resident dataset" not in cells and "Parameters, gradients and optimizer state are measured" in cells
 
 
 # ---------------------------------------------------------------------------------- the largest batch

@@ -258,7 +258,8 @@ def lab_memory_sentence(runs: pd.DataFrame) -> str:
                 f"a breakdown), {own:,.1f} MB are the model's weights, "
                 f"gradients and Adam state, {transient:,.1f} MB activations and temporaries, and "
                 f"{parts['other_persistent_mb']:,.1f} MB other persistent memory (library workspaces and handles, "
-                "which differ by GPU, driver and library version); the resident dataset is left out above."
+                "which differ by GPU, driver and library version)"
+                + ("; the resident dataset is left out above." if parts.get("dataset_mb") else ".")
             )
     return ""
 

@@ -501,6 +501,10 @@ def _memory_lines(
         lines += [f"![What peak memory is made of]({slug}_memory.png)", ""]
     like = {c: "peak_memory_mb" for c in table if c not in varied}
     note = MEMORY_NOTE
+    if MEMORY_LABELS["dataset"] not in table:  # no run held one: the note names none
+        note = note.replace("optimizer state and the resident dataset", "optimizer state").replace(
+            "gradients, optimizer state", "gradients and optimizer state"
+        )
     if MEMORY_LABELS["graph_pool"] in table:
         note = note.replace("the allocator reserve is reserved minus allocated.", MEMORY_NOTE_POOL)
     return [*lines, markdown(table, like=like), "", note, ""]

@@ -50,9 +50,11 @@ MEMORY_LABELS = {
 
 def parts_shown(breakdowns: Iterable[Mapping[str, float]]) -> list[str]:
     """The parts a table or bar of these breakdowns shows: every one, but the CUDA graphs' pool only where a
-    run captured a graph (elsewhere, and in older metrics.json files, it is zero or absent and says nothing)."""
-    pooled = any(parts.get("graph_pool_mb") for parts in breakdowns)
-    return [p for p in MEMORY_PARTS if p != "graph_pool" or pooled]
+    run captured a graph (elsewhere, and in older metrics.json files, it is zero or absent and says nothing),
+    and the resident dataset only where a run held one (the DataLoader's path: a column of zeros)."""
+    breakdowns = list(breakdowns)
+    held = {p for p in ("graph_pool", "dataset") if any(parts.get(f"{p}_mb") for parts in breakdowns)}
+    return [p for p in MEMORY_PARTS if p not in ("graph_pool", "dataset") or p in held]
 
 
 def lower_bound_reason(stopped: object, largest: float, smallest_failing: float | None) -> str | None:
