@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,8 @@ def test_cuda_events_and_synchronized_wall_clock_agree(cfg_for, tmp_path: Path) 
         assert epoch.cuda_time_s == pytest.approx(epoch.time_s, rel=0.05)
     # Averaged, within the 2% past which a run notes that its clocks disagree.
     assert not [n for n in result.notes if "CUDA-event time" in n]
+    # The driver's version, read through NVML (nvidia-smi only where NVML cannot load): "580.95.05".
+    assert re.fullmatch(r"\d+(\.\d+)+", result.env["driver"] or ""), result.env["driver"]
 
 
 def test_the_hosts_lead_tells_a_launch_bound_step_from_a_gpu_bound_one(cfg_for, tmp_path: Path) -> None:

@@ -36,6 +36,19 @@ def cpu_name() -> str:
 
 
 def _driver_version() -> str | None:
+    """The NVIDIA driver's version: from NVML (the library nvidia-smi reads, no process to start), else from
+    nvidia-smi where NVML cannot be loaded; None without either."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            version = pynvml.nvmlSystemGetDriverVersion()
+        finally:
+            pynvml.nvmlShutdown()
+        return version.decode() if isinstance(version, bytes) else str(version)
+    except Exception:  # no pynvml, no driver library, or an NVML error: nvidia-smi's answer, if it has one
+        pass
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
