@@ -99,7 +99,7 @@ class EpochStats:
     #: CUDA events around each step, summed: the time the GPU stream spent on training steps (null on CPU)
     gpu_busy_s: float | None = None
     #: how far ahead of the GPU the host queued the epoch's steps, in steps (median; CUDA events, null on CPU):
-    #: under 1, the GPU ran each step about as soon as the host queued it, so the host set the pace
+    #: near 0, the GPU ran each step as soon as the host queued it, so the host set the pace
     host_lead_steps: float | None = None
     #: the GPU's energy over the epoch, from NVML's total-energy counter (null without NVML)
     energy_j: float | None = None
