@@ -59,6 +59,10 @@ def test_the_hosts_lead_tells_a_launch_bound_step_from_a_gpu_bound_one(cfg_for, 
     assert launched.diagnosis["next"] == "step.compile=max"
     assert heavy.metrics["host_lead_steps"] >= 1 and heavy.diagnosis["verdict"] != "launch-bound", heavy.diagnosis
     assert all(e.host_lead_steps is not None for e in (*launched.epochs_detail, *heavy.epochs_detail))
+    # A copy from pageable memory (the lab's DataLoader, unpinned) waits for the GPU every step: no lead.
+    blocking = _run(cfg_for, tmp_path, "dataset.test_size=64", "epochs=1", "loader=dataloader", "workers=0",
+                    "batch_size=16", "dataset.train_size=320")  # fmt: skip
+    assert blocking.metrics["host_lead_steps"] is None
 
 
 def test_amp_fp16_lowers_largenets_peak_memory(cfg_for, tmp_path: Path) -> None:

@@ -174,6 +174,8 @@ def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch) -> 
     result = train.run(cfg, tmp_path / "run")
     assert result.status == "ok", result.error
     assert all(e.gpu_busy_s and 0 < e.gpu_busy_s <= e.time_s * 1.01 for e in result.epochs_detail)
+    # The host's lead is read from the same events and a host clock, with the same no-sync loop: 8 steps.
+    assert all(e.host_lead_steps is not None for e in result.epochs_detail)
 
 
 # -------------------------------------------------------------------------------------------- recipes

@@ -16,8 +16,9 @@ spent between a step's first and last kernel. Gaps between kernels inside a step
 whose kernels are tiny can look busy while launches dominate. The host's lead tells them apart: how far
 ahead of the GPU the host queued each step (``host_lead_steps``). Under half a step, the GPU reached each
 step about as soon as it was queued: the host's launches set the pace, however busy the events read. A step
-that syncs with the host (fp16's GradScaler reading its overflow check) queues nothing ahead whatever the
-GPU's speed, so with a GradScaler the verdict reads busy alone.
+that waits for the GPU every step queues nothing ahead whatever the GPU's speed: a copy from pageable memory
+(the loop records no lead then) and fp16's GradScaler, which may read its overflow check on the host (with
+one, the verdict reads busy alone).
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ class BatchSource:
     ignored: dict[str, str]
     #: whether :meth:`to_device` copies each batch to the device (else batches are made there)
     copies: bool = False
+    #: whether those copies leave the host free (from pinned memory); a blocking copy waits for the GPU
+    non_blocking: bool = False
 
     def __init__(
         self, x: np.ndarray, y: np.ndarray, *, device: torch.device, batch_size: int, shuffle: bool,

@@ -87,7 +87,8 @@ def run_epoch(
         cuda_time_s=interval.cuda_s,
         copy_s=copy,
         gpu_busy_s=busy,
-        host_lead_steps=events.lead_steps(),
+        # A blocking copy (from pageable memory) waits for the GPU every step: nothing is queued ahead of it.
+        host_lead_steps=events.lead_steps() if not copies or train.non_blocking else None,
         energy_j=joules,
     )
 

@@ -70,6 +70,10 @@ class Stopwatch:
         return Interval(wall, cuda_s)
 
 
+#: the fewest steps an epoch needs for its host lead: the queue fills over the first ones
+LEAD_MIN_STEPS = 8
+
+
 class StepEvents:
     """CUDA events around each step and each host-to-device copy of an epoch, read once after it.
 
@@ -116,10 +120,11 @@ class StepEvents:
         # noisy one), which is the harness's whole budget.
         self._stream = torch.cuda.current_stream(self.device) if self.enabled else None
         if self._origin is not None:
-            # With nothing queued the GPU reaches the origin event as it is recorded: both clocks start here.
+            # With nothing queued the GPU reaches the origin event as it is recorded: both clocks start here,
+            # the host's read just before the record, as each step's is.
             torch.cuda.synchronize(self.device)
-            self._origin.record(self._stream)
             self._origin_s = time.perf_counter()
+            self._origin.record(self._stream)
 
     def started(self, kind: str) -> None:
         """A step or a copy (``kind``) is queued from here on."""
@@ -144,16 +149,18 @@ class StepEvents:
         return seconds["step"], seconds["copy"]
 
     def lead_steps(self) -> float | None:
-        """How far ahead of the GPU the host queued the epoch's steps, in steps: the median over its steps of
-        the time from queuing a step to the GPU reaching it, over the median time between steps' starts on the
-        GPU. Call after the epoch's synchronize; None on the CPU and for an epoch of fewer than two steps."""
+        """How far ahead of the GPU the host queued the epoch's steps, in steps: the median, over the second
+        half of its steps, of the time from queuing a step to the GPU reaching it, over the median time between
+        steps' starts on the GPU. The first half is left out: an epoch starts with nothing queued, and a host
+        that runs ahead needs steps to get there. Call after the epoch's synchronize; None on the CPU and for
+        an epoch of fewer than LEAD_MIN_STEPS steps."""
         steps = self._counts["step"]
-        if self._origin is None or steps < 2:
+        if self._origin is None or steps < LEAD_MIN_STEPS:
             return None
         starts = [self._origin.elapsed_time(start) / 1000.0 for start, _ in self._pairs["step"][:steps]]
         lags = [gpu - (host - self._origin_s) for gpu, host in zip(starts, self._queued[:steps], strict=True)]
         period = float(np.median(np.diff(starts)))
-        return max(0.0, float(np.median(lags))) / period if period > 0 else None
+        return max(0.0, float(np.median(lags[steps // 2 :]))) / period if period > 0 else None
 
 
 def collect_garbage() -> None:
