@@ -393,6 +393,26 @@ def test_the_lab_part_3_report_sets_its_flat_times_beside_the_models_flops(tmp_p
     assert "| parameters |" not in text and "| FLOP/sample |" in text
 
 
+def test_a_batch_sweep_says_what_sets_a_steps_time(tmp_path: Path) -> None:
+    # Why is a larger batch faster? On an H200 MediumNet's eager step took 2.0-2.3 ms at every batch from 16 to
+    # 1,024: a cost paid once a step. On a CPU the step's time grows with its images. The sentence says which.
+    for name, times in (("flat", (0.517, 0.129, 0.0323)), ("work", (1.0, 1.0, 1.0))):
+        for job, (batch, t) in enumerate(zip((16, 64, 256), times, strict=True)):
+            _fake_run(tmp_path / name, job, "cuda", batch, t)
+            metrics = tmp_path / name / str(job) / "metrics.json"
+            metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "train_samples": 4096}))
+    flat = " ".join((build_report([tmp_path / "flat"]).out / "report.md").read_text().split())
+    assert ("A step's own time (the epoch less its data wait, per step) goes from 2.00 ms at batch_size=16 to "
+            "2.00 ms at batch_size=256: 1.00× the time for 16× the images: a cost paid once a step (launching its "
+            "kernels, the host's work), not the images, sets it") in flat  # fmt: skip
+    work = " ".join((build_report([tmp_path / "work"]).out / "report.md").read_text().split())
+    assert "16.00× the time for 16× the images: the images' own work sets it, so a larger batch saves little" in work
+    # Not without the images per epoch (an older metrics.json): no step count to divide by.
+    for job, (batch, t) in enumerate(zip((16, 64, 256), (0.517, 0.129, 0.0323), strict=True)):
+        _fake_run(tmp_path / "old", job, "cuda", batch, t)
+    assert "A step's own time" not in (build_report([tmp_path / "old"]).out / "report.md").read_text()
+
+
 def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> None:
     # experiment=amp batch_size=64: our batch 64 sat beside the lab's batch 512, and nothing said so.
     lab = {"part": 5, "title": "AMP", "ran_with": {"model": "medium", "batch_size": 512, "workers": 2},

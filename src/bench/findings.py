@@ -1,8 +1,8 @@
 """What a sweep's numbers say, in sentences computed from them: no figure in here is typed by hand.
 
-Used by the report under each experiment: how throughput moves along the swept variable, where the data
-path's share of the epoch crosses the input-bound threshold, how peak memory grows, and what each run's
-verdict is (bench.diagnosis).
+Used by the report under each experiment: how throughput moves along the swept variable, how a step's own
+time grows with the batch, where the data path's share of the epoch crosses the input-bound threshold, how
+peak memory grows, and what each run's verdict is (bench.diagnosis).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, STRAIGHT_R2, input_bound, wait_share
-from bench.metrics import finite
+from bench.metrics import finite, significant
 from bench.results import MEMORY_LABELS, lower_bound_reason, parts_shown
 from bench.runs import is_numeric, relative_iqr
 
@@ -89,6 +89,7 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
             f"{_label(x, worst[x])} is the slowest at {worst['samples_per_s']:,.0f} samples/s, and the fastest "
             f"runs at {best['samples_per_s'] / worst['samples_per_s']:.2f}× its rate{_within_noise(best, worst)}."
         )
+    out.append(_step_time_sentence(ok, x))
     out.append(_data_path_sentence(ok, x))
     memory = _memory_sentence(ok, x)
     if memory:
@@ -131,6 +132,37 @@ def _noise_sentence(ok: pd.DataFrame, x: str) -> str:
         f"Noisy: {names} varied by more than {NOISY_CV:.0%}, so a difference between runs smaller than that "
         "spread is not a finding" + ("; `repeat=3` measures it." if (repeats <= 1).any() else ".")
     )
+
+
+#: a step's own time that grew at most FLAT_STEP_GROWTH× while its batch grew FLAT_STEP_SPAN× or more was set by
+#: a cost paid once a step; one that grew by PROPORTIONAL_STEP of the batch's growth or more, by the images' work
+FLAT_STEP_GROWTH, FLAT_STEP_SPAN, PROPORTIONAL_STEP = 1.5, 4, 0.7
+
+
+def _step_time_sentence(ok: pd.DataFrame, x: str) -> str:
+    """Along batch_size: how a step's own time (the epoch less its data wait, per step) grows against the images
+    in it, which answers why a larger batch is faster: a cost paid once a step, spread over more images."""
+    if x != "batch_size" or not is_numeric(ok[x]):
+        return ""
+    batch = pd.to_numeric(ok[x], errors="coerce")
+    steps = np.ceil(pd.to_numeric(ok["train_samples"], errors="coerce") / batch)
+    wait = pd.to_numeric(ok["data_wait_frac"], errors="coerce").fillna(0.0)
+    own = pd.to_numeric(ok["avg_epoch_time"], errors="coerce") * (1 - wait) / steps
+    known = own.notna() & (own > 0) & (batch > 0)
+    if known.sum() < 2:
+        return ""
+    first, last = ok[known].iloc[0], ok[known].iloc[-1]
+    t0, t1 = own[known].iloc[0], own[known].iloc[-1]
+    span, growth = batch[known].iloc[-1] / batch[known].iloc[0], t1 / t0
+    text = (f"A step's own time (the epoch less its data wait, per step) goes from {significant(t0 * 1000)} ms at "
+            f"{_label(x, first[x])} to {significant(t1 * 1000)} ms at {_label(x, last[x])}: {growth:.2f}× the time "
+            f"for {span:,.0f}× the images")  # fmt: skip
+    if span >= FLAT_STEP_SPAN and growth <= FLAT_STEP_GROWTH:
+        text += (": a cost paid once a step (launching its kernels, the host's work), not the images, sets it, "
+                 "and a larger batch spreads it over more images")  # fmt: skip
+    elif span >= FLAT_STEP_SPAN and growth >= PROPORTIONAL_STEP * span:
+        text += ": the images' own work sets it, so a larger batch saves little per image"
+    return text + "."
 
 
 def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
