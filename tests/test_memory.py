@@ -202,10 +202,23 @@ def _gpu_run(root: Path, job: int, batch: int, peak: float, dataset: int = 154_1
     (root / str(job) / ".hydra" / "config.yaml").write_text(f"lab: {lab}\nbatch_size: {batch}\n")
 
 
-def test_the_report_shows_the_breakdown_and_compares_with_the_lab_like_for_like(tmp_path: Path) -> None:
+def test_the_report_shows_the_breakdown_and_compares_with_the_lab_like_for_like(tmp_path: Path, monkeypatch) -> None:
+    from matplotlib.axes import Axes
+
     _gpu_run(tmp_path / "s", 0, 16, 200.0)
     _gpu_run(tmp_path / "s", 1, 64, 260.0)
+    drawn = {}  # the figure's lines by label: ours drew its peak with the dataset beside the lab's without one
+    plot = Axes.plot
+
+    def spy(ax: Axes, *args, **kwargs):
+        drawn[kwargs.get("label")] = [float(v) for v in args[1]] if len(args) > 1 else []
+        return plot(ax, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "plot", spy)
     report = build_report([tmp_path / "s"])
+    dataset = 154_140_000 / MIB
+    assert drawn["bench, without its resident dataset"] == pytest.approx([200.0 - dataset, 260.0 - dataset])
+    assert [200.0, 260.0] not in drawn.values()  # the peak with its dataset is not drawn beside the lab's
     text = (tmp_path / "s" / "report.md").read_text()
     assert "### What peak memory is made of" in text and (tmp_path / "s" / "batch_size_memory.png").exists()
     assert "activations & temporaries" in text and "allocator reserve" in text

@@ -80,15 +80,22 @@ def plot_experiment(
         lab_df = lab_df[(theirs >= ours.min()) & (theirs <= ours.max())]
     for ax, (column, label) in zip(axes[0], panels, strict=True):
         lab_drawn = not lab_df.empty and column in lab_df and x in lab_df
+        panel_groups, ours = groups, ok
+        dataset = pd.to_numeric(ok.get("dataset_memory_mb"), errors="coerce").fillna(0.0)
+        if lab_drawn and column == "peak_memory_mb" and (dataset > 0).any():
+            # Like for like, as the report's table: the lab held no dataset on the GPU, so ours is drawn without.
+            ours = ok.assign(peak_memory_mb=pd.to_numeric(ok[column], errors="coerce") - dataset)
+            panel_groups = list(ours.groupby(hue, sort=False)) if hue else [(None, ours)]
         # Values far apart (a CPU run's 40 s beside a GPU's or the lab's 0.1 s): on a linear axis the small ones
         # lie flat on the floor, the lab's markers hidden in its bottom pixel.
-        shown = pd.to_numeric(ok[column], errors="coerce")
+        shown = pd.to_numeric(ours[column], errors="coerce")
         if lab_drawn:
             shown = pd.concat([shown, pd.to_numeric(lab_df[column], errors="coerce")])
         shown = shown[shown > 0]
         log_y = len(shown) >= 2 and shown.max() / shown.min() >= LOG_Y_SPAN
+        suffix = ", without its resident dataset" if ours is not ok else ""
         if numeric:
-            _lines(ax, groups, x, column, hue)
+            _lines(ax, panel_groups, x, column, hue, suffix)
             xs = sorted(pd.to_numeric(runs[x].dropna()).unique())
             if len(xs) > 2 and xs[0] > 0 and xs[-1] / xs[0] >= 8:
                 ax.set_xscale("log", base=2)
@@ -100,7 +107,7 @@ def plot_experiment(
             ax.xaxis.set_minor_locator(NullLocator())
             ax.set_xticklabels([f"{v:g}" for v in xs])
         else:
-            _bars(ax, groups, x, column, hue, categories, points=log_y)
+            _bars(ax, panel_groups, x, column, hue, categories, points=log_y, suffix=suffix)
         if lab_drawn:
             _lab_overlay(ax, lab_df, x, column, numeric, categories, lab_style)
         _mark_unfinished(ax, runs, x, numeric, categories, hue)
@@ -146,18 +153,19 @@ def context(runs: pd.DataFrame, varied: list[str]) -> str:
     return " · ".join(parts)
 
 
-def _lines(ax: Axes, groups: list, x: str, column: str, hue: list[str]) -> None:
+def _lines(ax: Axes, groups: list, x: str, column: str, hue: list[str], suffix: str = "") -> None:
     for i, (key, group) in enumerate(groups):
         if group[column].isna().all():  # e.g. CPU runs in the GPU-memory panel
             continue
         data = group.assign(_x=pd.to_numeric(group[x])).sort_values("_x")
-        label = _series_label(key, hue) if hue else "bench"
+        label = (_series_label(key, hue) if hue else "bench") + suffix
         ax.plot(data["_x"], data[column], marker="o", color=f"C{i}", label=label)  # same colour in every panel
 
 
 def _bars(
-    ax: Axes, groups: list, x: str, column: str, hue: list[str], categories: list[str], points: bool = False
-) -> None:
+    ax: Axes, groups: list, x: str, column: str, hue: list[str], categories: list[str], points: bool = False,
+    suffix: str = "",
+) -> None:  # fmt: skip
     """A bar per category and series; with ``points`` (a log axis, where a bar's length from an arbitrary floor
     is not its value: amp_fp16's 7.7× looked 1.4× fp32's) a marker labelled with its value instead."""
     width = 0.8 / len(groups)
@@ -169,7 +177,7 @@ def _bars(
         values = values[~values.index.duplicated(keep="last")]
         heights = [values.get(c, np.nan) for c in categories]
         offset = (i - (len(groups) - 1) / 2) * width
-        label = _series_label(key, hue) if hue else "bench"
+        label = (_series_label(key, hue) if hue else "bench") + suffix
         if not points:
             ax.bar(positions + offset, heights, width, color=f"C{i}", label=label)
             continue
