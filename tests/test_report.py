@@ -236,11 +236,11 @@ def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -
 
 def test_a_cpu_run_beside_gpu_runs_is_its_own_time_split_not_gpu_idle() -> None:
     # A CPU sweep and a GPU sweep in one report: the CPU bars were drawn whole as "GPU idle".
-    from bench.plots import time_shares
+    from bench.plots import STEPS_STACK, time_shares
 
     runs = pd.DataFrame({"data_wait_frac": [0.2, 0.1], "gpu_busy_frac": [None, 0.6], "copy_frac": [None, 0.05]})
     stacks, marks = time_shares(runs)
-    assert stacks["GPU idle"] == [0.0, pytest.approx(0.35)] and stacks["GPU busy (steps)"] == [0.0, 0.6]
+    assert stacks["GPU idle"] == [0.0, pytest.approx(0.35)] and stacks[STEPS_STACK] == [0.0, 0.6]
     assert stacks["data wait (CPU run)"] == [0.2, 0.0] and stacks["compute (CPU run)"] == [0.8, 0.0]
     assert marks is not None and math.isnan(marks["host waiting for data"][0])  # a GPU run's point only
     assert marks["host waiting for data"][1] == 0.1

@@ -269,6 +269,11 @@ def _stacked(
     plt.close(fig)
 
 
+#: the stack of the epoch the GPU spent in steps, by the events around them, which count the gaps between a
+#: step's kernels too: a step of tiny kernels launched one by one fills it as a step of large ones does
+STEPS_STACK = "GPU in steps (incl.\ngaps between kernels)"  # two lines: a wide legend squeezes the bars
+
+
 def plot_time_split(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -> bool:
     """Where the time goes, per finished run: stacked shares of the epoch (CUDA: the GPU's timeline, copy, busy
     with steps and idle, with the host's data wait as a point, since the GPU may run queued steps while the
@@ -294,7 +299,7 @@ def time_shares(ok: pd.DataFrame) -> tuple[dict[str, list[float]], dict[str, lis
     copy = [c if g else 0.0 for c, g in zip(ok["copy_frac"].fillna(0).astype(float), gpu, strict=True)]
     busy = [b if g else 0.0 for b, g in zip(ok["gpu_busy_frac"].fillna(0).astype(float), gpu, strict=True)]
     idle = [max(0.0, 1 - c - b) if g else 0.0 for c, b, g in zip(copy, busy, gpu, strict=True)]
-    stacks = {"host-to-device copy": copy, "GPU busy (steps)": busy, "GPU idle": idle}
+    stacks = {"host-to-device copy": copy, STEPS_STACK: busy, "GPU idle": idle}
     if not all(gpu):
         stacks |= {"data wait (CPU run)": [0.0 if g else w for w, g in zip(wait, gpu, strict=True)],
                    "compute (CPU run)": [0.0 if g else 1 - w for w, g in zip(wait, gpu, strict=True)]}  # fmt: skip
