@@ -111,6 +111,8 @@ secs=$(limit batch_size 2)
 part "experiment=batch_size on the resident loader, 15,000 images: memory like for like with the lab" "$secs"
 timed batch_size TERM 2 "$secs" "$PY" -m bench experiment=batch_size loader=resident epochs=1 dataset.train_size=15000 \
   "hydra.sweep.dir=$OUT/batch_size" > "$OUT/batch_size.log" 2>&1
+# Its verdicts too: an eager step on the resident loader is where the host's lead reads launch-bound.
+awk '/### Why it is fast or slow/{f=1} /^### What peak/{f=0} f' "$OUT/batch_size/report.md" 2>/dev/null | grep '^|'
 sed -n '/### What peak memory is made of/,/^In MB of/p' "$OUT/batch_size/report.md" 2>/dev/null | grep '^|'
 sed -n "/The lab's figures/,/^Of our peak/p" "$OUT/batch_size/report.md" 2>/dev/null
 
