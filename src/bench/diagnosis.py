@@ -132,7 +132,8 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
             return "compute-bound (CPU)", evidence, "step.channels_last=true"
         return "compute-bound (CPU)", evidence, "device=cuda"
     evidence = f"GPU busy {busy_share(busy)} of the epoch, data wait {wait_share(wait)}"
-    captured = step.get("compile") in ("cudagraph", "max")
+    # Where the host holds the GPU back: a captured step has no launches left to save, only more images a step.
+    fewer_launches = f"batch_size={2 * batch}" if step.get("compile") in ("cudagraph", "max") else "step.compile=max"
     # fp16's GradScaler may read its overflow check on the host every step, a sync after which nothing is
     # queued ahead however slow the GPU is: with one, the lead says nothing and busy alone is read.
     lead = None if step.get("grad_scaler") else _share(run, "host_lead_steps")
@@ -140,11 +141,11 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
         evidence += f", host {lead_steps(lead)} steps ahead of the GPU"
         if lead < LAUNCH_LEAD_STEPS:
             evidence += " (the events count the gaps between a step's kernels as busy)"
-            return "launch-bound", evidence, f"batch_size={2 * batch}" if captured else "step.compile=max"
+            return "launch-bound", evidence, fewer_launches
     if busy < LAUNCH_BOUND_BUSY:
-        return "launch-bound", evidence, f"batch_size={2 * batch}" if captured else "step.compile=max"
+        return "launch-bound", evidence, fewer_launches
     if busy < COMPUTE_BOUND_BUSY:
-        return "host overhead", evidence, f"batch_size={2 * batch}" if captured else "step.compile=max"
+        return "host overhead", evidence, fewer_launches
     peak = _share(run, "peak_flops_frac")
     if peak is not None:
         evidence += f", {peak:.0%}" if peak >= 0.01 else f", {significant(peak * 100, 1)}%"  # 0.4%, not 0%

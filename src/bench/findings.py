@@ -15,7 +15,7 @@ import pandas as pd
 from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, STRAIGHT_R2, input_bound, wait_share
 from bench.metrics import finite, significant
 from bench.results import MEMORY_LABELS, lower_bound_reason, parts_shown
-from bench.runs import is_numeric, relative_iqr
+from bench.runs import images_per_epoch, is_numeric, relative_iqr
 
 
 def _label(x: str, value: object) -> str:
@@ -145,7 +145,7 @@ def _step_time_sentence(ok: pd.DataFrame, x: str) -> str:
     if x != "batch_size" or not is_numeric(ok[x]):
         return ""
     batch = pd.to_numeric(ok[x], errors="coerce")
-    steps = np.ceil(pd.to_numeric(ok["train_samples"], errors="coerce") / batch)
+    steps = np.ceil(images_per_epoch(ok) / batch)
     wait = pd.to_numeric(ok["data_wait_frac"], errors="coerce").fillna(0.0)
     own = pd.to_numeric(ok["avg_epoch_time"], errors="coerce") * (1 - wait) / steps
     known = own.notna() & (own > 0) & (batch > 0)

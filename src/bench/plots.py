@@ -19,7 +19,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from bench.metrics import METRICS, Metric, significant
 from bench.results import MEMORY_LABELS, parts_shown
-from bench.runs import LAB_EPOCH_IMAGES, images_per_epoch, is_numeric, x_axis
+from bench.runs import LAB_EPOCH_IMAGES, images_per_epoch, is_numeric, resident_dataset_mb, x_axis
 
 LABELS = {
     "batch_size": "Batch size",
@@ -81,7 +81,7 @@ def plot_experiment(
     for ax, (column, label) in zip(axes[0], panels, strict=True):
         lab_drawn = not lab_df.empty and column in lab_df and x in lab_df
         panel_groups, ours = groups, ok
-        dataset = pd.to_numeric(ok["dataset_memory_mb"], errors="coerce").fillna(0.0)
+        dataset = resident_dataset_mb(ok)
         if lab_drawn and column == "peak_memory_mb" and (dataset > 0).any():
             # Like for like, as the report's table: the lab held no dataset on the GPU, so ours is drawn without.
             ours = ok.assign(peak_memory_mb=pd.to_numeric(ok[column], errors="coerce") - dataset)

@@ -32,6 +32,7 @@ from bench.runs import (
     UNREADABLE,
     images_per_epoch,
     load_runs,
+    resident_dataset_mb,
     settings,
     summary_columns,
     swept_variables,
@@ -143,7 +144,7 @@ def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
         ours.drop(columns=x).assign(_key=_match_key(ours[x])), on="_key", how="left", suffixes=("_lab", "_ours")
     )
     if "peak_memory_mb_ours" in merged:  # like for like: the lab had no resident dataset on the GPU
-        merged["peak_memory_mb_ours"] = merged["peak_memory_mb_ours"] - merged["dataset_memory_mb"].fillna(0)
+        merged["peak_memory_mb_ours"] = merged["peak_memory_mb_ours"] - resident_dataset_mb(merged)
     columns = {x: x, **{c: c for c in source}, "device": "device", "loader": "loader", "status": "status"}
     for m in measures:
         columns |= {f"{m.key}_lab": f"lab {m.header}", f"{m.key}_ours": f"ours {m.header}"}
@@ -541,7 +542,7 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
             how = other if differ else "like for like"
         table = _lab_digits(comparison)
         # Only where a run of ours held a resident dataset: lab_comparison subtracted it from our peak.
-        resident = pd.to_numeric(_recorded(runs)["dataset_memory_mb"], errors="coerce").fillna(0).gt(0).any()
+        resident = (resident_dataset_mb(_recorded(runs)) > 0).any()
         memory = ("; our peak memory leaves out our resident dataset, which the lab did not have"
                   if "ours peak alloc MB" in table and resident else "")  # fmt: skip
         lines += [f"The lab's figures (CIFAR-10, the per-sample DataLoader path) beside ours{_our_images(runs)}, "

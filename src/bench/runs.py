@@ -288,6 +288,12 @@ def images_per_epoch(runs: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(column, errors="coerce")
 
 
+def resident_dataset_mb(runs: pd.DataFrame) -> pd.Series:
+    """Each run's resident dataset on the device in MB, 0 where it held none (the DataLoader's path) or did not
+    say: what comes off our peak beside the lab's, which had no dataset on its GPU."""
+    return pd.to_numeric(runs["dataset_memory_mb"], errors="coerce").fillna(0.0)
+
+
 def relative_iqr(run: pd.Series) -> float | None:
     """A run's samples/s IQR / median, over its repeats (else its epochs); None where it has none: the spread
     that bench.compare's noise band and the report's "no measurable difference" judge by."""
