@@ -58,7 +58,6 @@ from bench.runs import Source, load_source
 
 log = logging.getLogger("bench.reproduce")
 
-REPORT_FILE = REPRODUCE_FILE
 __all__ = ["CODE_CHANGED", "load_source", "main", "plan"]
 
 
@@ -324,9 +323,9 @@ def reproduce(source: Source, the_plan: Plan, new_dir: Path, argv: Sequence[str]
 def _finish(source: Source, the_plan: Plan, new_dir: Path, argv: Sequence[str]) -> dict[str, Any]:
     new = load_metrics(new_dir)
     text = report(source, new_dir, the_plan, new, argv)
-    write_atomically(new_dir / REPORT_FILE, text)  # whole or not at all, as every result file
+    write_atomically(new_dir / REPRODUCE_FILE, text)  # whole or not at all, as every result file
     print(f"\n{text}", end="", flush=True)
-    log.debug("Wrote %s", new_dir / REPORT_FILE)
+    log.debug("Wrote %s", new_dir / REPRODUCE_FILE)
     return new
 
 
@@ -346,12 +345,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             new = reproduce(source, the_plan, new_dir, argv)
         except Interrupted as stop:
-            exit_interrupted(stop, f"the reproduction is recorded in {new_dir} ({REPORT_FILE})")
+            exit_interrupted(stop, f"the reproduction is recorded in {new_dir} ({REPRODUCE_FILE})")
         except (OSError, MetricsError) as err:  # a full disk, a folder removed under the run
             fail(f"could not record the reproduction in {new_dir}: {_reason(err)}", EXIT_RUN_FAILED)
     if new.get("status") != "ok":
         fail(f"run {new.get('status')}: {new.get('error')} (details in {new_dir})", EXIT_RUN_FAILED)
-    print(f"Reproduction: {new_dir / REPORT_FILE}")
+    print(f"Reproduction: {new_dir / REPRODUCE_FILE}")
 
 
 def _reason(err: Exception) -> str:
