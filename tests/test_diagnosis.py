@@ -277,6 +277,10 @@ def test_repeats_train_the_same_and_record_their_spread(cfg_for, tmp_path: Path)
     assert m["samples_per_s_median"] == pytest.approx(per_repeat[1])
     assert m["samples_per_s_iqr"] == pytest.approx((per_repeat[2] - per_repeat[0]) / 2)  # numpy's 25th..75th
     assert m["samples_per_s_cv"] >= 0
+    # The plots' whiskers: the slowest and fastest repeat, with the run's own figure between them.
+    assert (m["samples_per_s_min"], m["samples_per_s_max"]) == pytest.approx((per_repeat[0], per_repeat[2]))
+    assert m["samples_per_s_min"] <= m["samples_per_s"] <= m["samples_per_s_max"]
+    assert m["epoch_time_min"] <= m["avg_epoch_time"] <= m["epoch_time_max"]
     assert run.diagnosis["noisy"] == (m["samples_per_s_cv"] > diagnosis.NOISY_CV)
 
 
@@ -285,6 +289,7 @@ def test_one_measurement_has_no_spread_and_energy_pairs_with_its_own_epochs() ->
 
     one = summarize([{"epoch": 1, "time_s": 2.0, "samples": 100, "samples_per_s": 50.0, "loss": 1.0}])
     assert one["samples_per_s_median"] == 50.0 and one["samples_per_s_iqr"] is None and one["samples_per_s_cv"] is None
+    assert one["samples_per_s_min"] is None and one["epoch_time_max"] is None  # no whiskers from one epoch
     # 50 J over the 1 s epoch that has a reading; the epoch without one must not dilute the watts.
     epochs = [{"time_s": 1.0, "samples": 100, "energy_j": 50.0}, {"time_s": 1.0, "samples": 100, "energy_j": None}]
     figures = summarize(epochs)

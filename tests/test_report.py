@@ -8,6 +8,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hydra.types import RunMode
@@ -200,6 +201,46 @@ def test_the_throughput_sentence_names_a_dip_between_the_ends_and_noise_as_noise
     text = " ".join((build_report([tmp_path / "noise"]).out / "report.md").read_text().split())
     assert "(0.96×); the fastest run is batch_size=64 at 91 samples/s, but the fastest and the slowest differ by " \
            "less than their own spread (IQR / median, 17.8% together): no measurable difference." in text  # fmt: skip
+
+
+def test_the_time_and_throughput_panels_draw_each_runs_slowest_and_fastest_as_whiskers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A point alone hid that a run's epochs went from 83 to 100 samples/s: a gap between runs smaller than that
+    # is no finding, and the figure must show it as the table's CV does.
+    drawn, titles = [], []
+    errorbar, bar, title = Axes.errorbar, Axes.bar, Axes.set_title
+
+    def spy_errorbar(ax: Axes, x, y, yerr=None, **kwargs):
+        drawn.append((list(map(float, y)), np.asarray(yerr, dtype=float).round(2).tolist()))
+        return errorbar(ax, x, y, yerr=yerr, **kwargs)
+
+    def spy_bar(ax: Axes, x, height, *args, yerr=None, **kwargs):
+        if yerr is not None:
+            drawn.append((list(map(float, height)), np.asarray(yerr, dtype=float).round(2).tolist()))
+        return bar(ax, x, height, *args, yerr=yerr, **kwargs)
+
+    monkeypatch.setattr(Axes, "errorbar", spy_errorbar)
+    monkeypatch.setattr(Axes, "bar", spy_bar)
+    monkeypatch.setattr(Axes, "set_title", lambda ax, text, *a, **k: titles.append(text) or title(ax, text, *a, **k))
+    _fake_run(tmp_path / "batch", 0, "cpu", 64, 11.0, epoch_times=(10.0, 12.0))  # 100 and 83.3 samples/s
+    _fake_run(tmp_path / "batch", 1, "cpu", 128, 5.0)  # two equal epochs: nothing to draw
+    build_report([tmp_path / "batch"])
+    rate = 2000 / 22  # the run's own figure: all its images over all its time, between its epochs' rates
+    assert ([11.0, 5.0], [[1.0, 0.0], [1.0, 0.0]]) in drawn  # epoch time: 10 to 12 s around the mean 11 s
+    assert ([rate, 200.0], [[round(rate - 1000 / 12, 2), 0.0], [round(100 - rate, 2), 0.0]]) in drawn
+    assert titles.count("Samples/s\nwhiskers: slowest to fastest epoch") == 1
+    # Over names (bars), the same whiskers; a sweep whose runs' epochs all agree draws none and says none.
+    drawn.clear(), titles.clear()
+    for job, device in enumerate(("cpu", "cuda")):
+        _fake_run(tmp_path / "device", job, device, 64, 3.0, epoch_times=(2.0, 4.0) if device == "cpu" else None)
+    build_report([tmp_path / "device"])
+    assert ([3.0, 3.0], [[1.0, 0.0], [1.0, 0.0]]) in drawn
+    drawn.clear(), titles.clear()
+    _fake_run(tmp_path / "flat", 0, "cpu", 64, 2.0)
+    _fake_run(tmp_path / "flat", 1, "cpu", 128, 1.0)
+    build_report([tmp_path / "flat"])
+    assert drawn == [] and not [t for t in titles if "whiskers" in t]
 
 
 def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -> None:

@@ -53,6 +53,8 @@ class Metric:
     derive: Callable[[Epochs], float | None] | None = None
     #: how a value is shown where ``fmt`` alone would mislead (a share rounded onto a verdict's threshold)
     show: Callable[[float], str] | None = None
+    #: the keys of the lowest and highest of the run's trials (repeats, else epochs): the whiskers a plot draws
+    band: tuple[str, str] | None = None
 
     @property
     def header(self) -> str:
@@ -128,7 +130,9 @@ def _trials(epochs: Epochs, key: str) -> list[float]:
 
 
 def _spread(key: str, what: str) -> Callable[[Epochs], float | None]:
-    """The median, IQR (75th minus 25th percentile) or coefficient of variation (std / mean) of the trials."""
+    """The median, IQR (75th minus 25th percentile), coefficient of variation (std / mean), lowest ("min") or
+    highest ("max") of the trials. The run's own figure (its mean epoch time, or all its images over all its
+    time) always lies between the lowest and the highest."""
 
     def stat(epochs: Epochs) -> float | None:
         trials = np.asarray(_trials(epochs, key), dtype=float)
@@ -136,6 +140,8 @@ def _spread(key: str, what: str) -> Callable[[Epochs], float | None]:
             return None  # one measurement says nothing about its spread
         if what == "median":
             return float(np.median(trials))
+        if what in ("min", "max"):
+            return float(trials.min() if what == "min" else trials.max())
         if what == "iqr":
             q1, q3 = np.percentile(trials, [25, 75])
             return float(q3 - q1)
@@ -154,7 +160,7 @@ def _last(key: str) -> Callable[[Epochs], float | None]:
 
 METRICS: list[Metric] = [
     Metric("avg_epoch_time", "avg epoch time", "s", ",.3f", "s/epoch", "ratio", table=True, panel="time",
-           derive=_mean("time_s")),
+           derive=_mean("time_s"), band=("epoch_time_min", "epoch_time_max")),
     Metric("total_time", "total time of the timed epochs", "s", ",.2f", compare="ratio", derive=_total("time_s")),
     Metric("repeats", "repeats of the timed epochs", "", ",.0f", compare="", derive=_repeats),
     Metric("samples_per_s_median", "median samples/s over the repeats (else the epochs)", "", ",.0f",
@@ -169,10 +175,18 @@ METRICS: list[Metric] = [
            ",.3f", derive=_spread("time_s", "iqr")),
     Metric("epoch_time_cv", "coefficient of variation of the epoch time over the repeats (else the epochs)", "",
            ".1%", derive=_spread("time_s", "cv")),
+    Metric("samples_per_s_min", "lowest samples/s of the repeats (else the epochs)", "", ",.0f", compare="",
+           derive=_spread("samples_per_s", "min")),
+    Metric("samples_per_s_max", "highest samples/s of the repeats (else the epochs)", "", ",.0f", compare="",
+           derive=_spread("samples_per_s", "max")),
+    Metric("epoch_time_min", "shortest epoch time of the repeats' means (else the epochs)", "s", ",.3f",
+           compare="", derive=_spread("time_s", "min")),
+    Metric("epoch_time_max", "longest epoch time of the repeats' means (else the epochs)", "s", ",.3f",
+           compare="", derive=_spread("time_s", "max")),
     # The run's figure: every timed epoch's images ÷ their time; the median over repeats is another column.
     Metric("samples_per_s", "samples/s", "", ",.0f", "samples/s (all epochs)", "ratio", table=True,
-           panel="throughput",
-           derive=_sum_ratio("samples", "time_s")),
+           panel="throughput", derive=_sum_ratio("samples", "time_s"),
+           band=("samples_per_s_min", "samples_per_s_max")),
     Metric("cuda_epoch_time", "avg epoch time by CUDA events", "s", ",.3f", compare="ratio",
            derive=_mean("cuda_time_s")),
     Metric("data_wait_frac", "share of the epoch waiting for data", "", ".0%", "data wait", table=True,

@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from bench.metrics import METRICS, Metric, significant
+from bench.metrics import METRICS, Metric, metric, significant
 from bench.results import MEMORY_LABELS, parts_shown
 from bench.runs import LAB_EPOCH_IMAGES, images_per_epoch, is_numeric, resident_dataset_mb, x_axis
 
@@ -88,7 +88,8 @@ def plot_experiment(
             panel_groups = list(ours.groupby(hue, sort=False)) if hue else [(None, ours)]
         # Values far apart (a CPU run's 40 s beside a GPU's or the lab's 0.1 s): on a linear axis the small ones
         # lie flat on the floor, the lab's markers hidden in its bottom pixel.
-        shown = pd.to_numeric(ours[column], errors="coerce")
+        band = _band(ours, column)
+        shown = pd.concat([pd.to_numeric(ours[key], errors="coerce") for key in (column, *(band or ()))])
         if lab_drawn:
             shown = pd.concat([shown, pd.to_numeric(lab_df[column], errors="coerce")])
         shown = shown[shown > 0]
@@ -115,7 +116,7 @@ def plot_experiment(
         if log_y:
             ax.set_yscale("log")
         ax.set_ylabel(label + (" (log scale)" if log_y else ""))
-        ax.set_title(label.split(" (")[0])
+        ax.set_title(label.split(" (")[0] + (f"\n{_whiskers_say(ours)}" if band else ""))
         # A legend only where there is more than one series to tell apart (not a lone "bench").
         legend = bool(ax.get_legend_handles_labels()[0]) and bool(hue or lab_drawn)
         # From 0 (linear), and room above the highest point: 5% so its marker is not cut by the frame, 25% under
@@ -153,6 +154,35 @@ def context(runs: pd.DataFrame, varied: list[str]) -> str:
     return " · ".join(parts)
 
 
+def _band(runs: pd.DataFrame, column: str) -> tuple[str, str] | None:
+    """The columns of ``column``'s whiskers (its metric's ``band``) where some run's trials differ; else None."""
+    band = metric(column).band
+    if band is None or not all(key in runs for key in band):
+        return None
+    low, high = (pd.to_numeric(runs[key], errors="coerce") for key in band)
+    return band if (high - low).gt(0).any() else None
+
+
+def _whiskers_say(runs: pd.DataFrame) -> str:
+    """What the whiskers span: each run's repeats, or its epochs where it was not repeated."""
+    repeats = set(pd.to_numeric(runs.get("repeats", pd.Series(dtype=float)), errors="coerce").fillna(1).astype(int))
+    if repeats == {1}:
+        return "whiskers: slowest to fastest epoch"
+    if len(repeats) == 1:
+        return f"whiskers: slowest to fastest of {repeats.pop()} repeats"
+    return "whiskers: slowest to fastest repeat (else epoch)"
+
+
+def _whiskers(data: pd.DataFrame, column: str) -> np.ndarray | None:
+    """``yerr`` for matplotlib: the distance from each value down to its lowest trial and up to its highest."""
+    band = _band(data, column)
+    if band is None:
+        return None
+    value = pd.to_numeric(data[column], errors="coerce")
+    low, high = (pd.to_numeric(data[key], errors="coerce") for key in band)
+    return np.vstack([(value - low).clip(lower=0).fillna(0), (high - value).clip(lower=0).fillna(0)])
+
+
 def _lines(ax: Axes, groups: list, x: str, column: str, hue: list[str], suffix: str = "") -> None:
     for i, (key, group) in enumerate(groups):
         if group[column].isna().all():  # e.g. CPU runs in the GPU-memory panel
@@ -160,6 +190,9 @@ def _lines(ax: Axes, groups: list, x: str, column: str, hue: list[str], suffix: 
         data = group.assign(_x=pd.to_numeric(group[x])).sort_values("_x")
         label = (_series_label(key, hue) if hue else "bench") + suffix
         ax.plot(data["_x"], data[column], marker="o", color=f"C{i}", label=label)  # same colour in every panel
+        yerr = _whiskers(data, column)
+        if yerr is not None:
+            ax.errorbar(data["_x"], data[column], yerr=yerr, fmt="none", ecolor=f"C{i}", capsize=4, alpha=0.6)
 
 
 def _bars(
@@ -173,15 +206,19 @@ def _bars(
     for i, (key, group) in enumerate(groups):
         if group[column].isna().all():
             continue
-        values = group.assign(_x=group[x].astype(str)).set_index("_x")[column]
-        values = values[~values.index.duplicated(keep="last")]
-        heights = [values.get(c, np.nan) for c in categories]
+        rows = group.assign(_x=group[x].astype(str)).drop_duplicates("_x", keep="last").set_index("_x")
+        rows = rows.reindex(categories)  # a row per category, NaN where this series has no run
+        heights = list(rows[column])
+        yerr = _whiskers(rows, column)
         offset = (i - (len(groups) - 1) / 2) * width
         label = (_series_label(key, hue) if hue else "bench") + suffix
         if not points:
-            ax.bar(positions + offset, heights, width, color=f"C{i}", label=label)
+            ax.bar(positions + offset, heights, width, color=f"C{i}", label=label, yerr=yerr, capsize=4,
+                   error_kw={"ecolor": "0.25", "alpha": 0.8})  # fmt: skip
             continue
         ax.plot(positions + offset, heights, "o", markersize=8, color=f"C{i}", label=label)
+        if yerr is not None:
+            ax.errorbar(positions + offset, heights, yerr=yerr, fmt="none", ecolor=f"C{i}", capsize=4, alpha=0.6)
         for pos, height in zip(positions + offset, heights, strict=True):
             if pd.notna(height):
                 ax.annotate(significant(height), (pos, height), xytext=(7, 0), textcoords="offset points",
