@@ -284,6 +284,18 @@ def test_nothing_matched_is_exit_2_and_says_how_the_sides_differ(tmp_path: Path)
     assert proc.returncode == 0 and "2 faster, 0 same, 0 slower" in proc.stdout, proc.stderr
 
 
+def test_an_ignored_setting_a_cpu_run_resolved_to_nothing_shows_the_values_it_was_matched_on(tmp_path: Path) -> None:
+    # recipe=fast turns cudnn_benchmark on; a CPU run records it resolved as null (no cuDNN), so compare.md said
+    # "baseline n/a; candidate n/a" for the key the refusal had named "false vs true".
+    base = _sweep(tmp_path / "lab", "cpu", {64: 1000}, config={"cudnn_benchmark": False})
+    cand = _sweep(tmp_path / "fast", "cpu", {64: 1500}, config={"cudnn_benchmark": True})
+    proc = run_cli(tmp_path, str(base), str(cand), module="bench.compare")
+    assert proc.returncode == 2 and "they differ in cudnn_benchmark false vs true" in proc.stderr, proc.stderr
+    proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "cudnn_benchmark", module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    assert "- not matched on (--ignore): cudnn_benchmark: baseline false; candidate true" in proc.stdout
+
+
 def test_out_gets_compare_md_and_compare_png(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:
     base, cand = laptop_and_gpu
     out = tmp_path / "cmp"

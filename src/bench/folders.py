@@ -214,9 +214,10 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
     never share a folder and resume and the reports can find every job.
     """
     if subdir != JOB_SUBDIR:
-        same = "" if "hydra.job" in subdir else " is the same for every job, so jobs would overwrite each other;"
+        why = (" names job folders by more than their number:" if "hydra.job" in subdir
+               else " is the same for every job, so jobs would overwrite each other;")  # fmt: skip
         raise UsageError(
-            f"hydra.sweep.subdir={subdir}{same} bench keeps one folder per job named by its number "
+            f"hydra.sweep.subdir={subdir}{why} bench keeps one folder per job named by its number alone "
             f"(resume and the reports rely on it): leave hydra.sweep.subdir at {JOB_SUBDIR}"
         )
     if resume:
