@@ -4,6 +4,7 @@ that can guard a CI job."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import asdict
@@ -242,6 +243,22 @@ def test_a_config_not_ok_on_one_side_is_listed_without_a_verdict(tmp_path: Path)
     assert (
         proc.stderr.strip() == "bench: error: 1 regression(s): batch_size=128 oom in the candidate, ok in the baseline"
     )
+
+
+def test_a_side_whose_cuda_jobs_were_all_skipped_names_no_device_and_draws_no_figure(tmp_path: Path) -> None:
+    # The laptop's own sweep with device=cuda: every job skipped. Its header read "cuda (AMD EPYC ...)", a CPU's
+    # name beside a GPU that never ran.
+    base = _sweep(tmp_path / "cpu", "cpu", {64: 1000})
+    cand = tmp_path / "gpu"
+    _fake_run(cand, 0, "cuda", 64, 0, status="skipped")
+    record = json.loads((cand / "0" / "metrics.json").read_text())
+    record.update(device_name=None, env={"torch": "2.x", "gpu": None, "cpu": "AMD EPYC", "hostname": "laptop"})
+    (cand / "0" / "metrics.json").write_text(json.dumps(record))
+    proc = run_cli(tmp_path, str(base), str(cand), "--out", "c", module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("- candidate:"))
+    assert header.endswith(": cuda on laptop") and "EPYC" not in header, header
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["compare.md"]  # no ratio to draw
 
 
 def test_bad_input_is_one_line_and_exit_2(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:

@@ -228,7 +228,9 @@ def _machines(df: pd.DataFrame) -> str:
     """Where a side ran: the device and its name, the host, the commit; each distinct one once."""
     seen = []
     for _, r in df[df["env_torch"].notna()].iterrows():
-        name = next((n for n in (r["device_name"], r["env_gpu"], r["env_cpu"]) if isinstance(n, str)), None)
+        # The CPU's name only for a CPU run: a CUDA job skipped on a machine without one has no GPU to name.
+        names = (r["device_name"], r["env_gpu"], r["env_cpu"] if r["device"] == "cpu" else None)
+        name = next((n for n in names if isinstance(n, str)), None)
         parts = [f"({name})" if name else "", f"on {r['env_hostname']}" if isinstance(r["env_hostname"], str) else ""]
         commit = f", commit {r['env_git_commit'][:10]}" if isinstance(r["env_git_commit"], str) else ""
         seen.append(" ".join([str(r["device"]), *filter(None, parts)]) + commit)
