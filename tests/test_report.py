@@ -620,6 +620,16 @@ def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("bench: error:") and "holds no bench runs" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+    # A folder of sweeps (outputs/sweeps): not "no runs", which was untrue, but which folders to name.
+    for name in ("2026-01-01_10-00-00_000000", "2026-01-02_10-00-00_000000"):
+        _fake_run(tmp_path / "sweeps" / name, 0, "cpu", 64, 2.0)
+        (tmp_path / "sweeps" / name / "multirun.yaml").write_text("{}")
+    proc = run_cli(tmp_path, "sweeps", module="bench.report")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.strip() == (
+        "bench: error: sweeps holds 2 sweep(s), not runs: pass the sweeps themselves, e.g. "
+        "sweeps/2026-01-02_10-00-00_000000 (the newest by name), or sweeps/* for all of them"
+    )
 
 
 def test_several_folders_need_out_and_pair_on_every_setting(tmp_path: Path) -> None:
