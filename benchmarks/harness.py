@@ -202,7 +202,8 @@ def verdict(ratios: list[float]) -> str:
     target = f"target ≥ {HARNESS_TARGET} (the harness costs at most {1 - HARNESS_TARGET:.0%})"
     if len(ratios) < min_rounds():
         return (f"- UNDECIDED: {len(ratios)} rounds finished; a {LEVEL:.0%} interval of the median needs at least "
-                f"{min_rounds()}, so nothing is judged against the {target}")  # fmt: skip
+                f"{min_rounds()}, so nothing is judged against the {target}: give it more (--rounds N, or a "
+                "longer --seconds S, which counts the start-up too)")  # fmt: skip
     median, low, high = median_interval(ratios)
     mark = "PASS" if low >= HARNESS_TARGET else "FAIL" if high < HARNESS_TARGET else "UNDECIDED"
     where = {

@@ -155,6 +155,7 @@ def test_the_harness_verdict_reads_the_median_ratios_confidence_interval(monkeyp
         median_interval([1.0] * 5)
     too_few = verdict([1.0] * 5)
     assert too_few.startswith("- UNDECIDED: 5 rounds finished; a 95% interval of the median needs at least 6")
+    assert too_few.endswith("give it more (--rounds N, or a longer --seconds S, which counts the start-up too)")
 
     steady = verdict([0.99, 0.985, 0.995, 0.99, 0.98, 1.0, 0.99, 0.992, 0.988, 0.99])
     assert steady.startswith("- PASS: bench's loop (r) runs at 0.990× the bare loop's speed, the median of 10")
