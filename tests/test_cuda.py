@@ -65,6 +65,31 @@ def test_the_hosts_lead_tells_a_launch_bound_step_from_a_gpu_bound_one(cfg_for, 
     assert blocking.metrics["host_lead_steps"] is None
 
 
+@pytest.mark.parametrize(("adam", "syncs"), [("fused", False), ("foreach", True)])
+def test_fp16s_grad_scaler_syncs_every_step_only_beside_a_non_fused_adam(
+    cfg_for, tmp_path: Path, adam: str, syncs: bool
+) -> None:
+    # GradScaler.step reads the overflow check on the host (found_inf.item()) unless the optimizer takes it
+    # into its kernel, as fused Adam does; after that sync nothing is queued ahead however slow the GPU is. At
+    # LargeNet·4096 the GPU sets the pace: even captured and compiled, bf16 LargeNet took 2.4 ms per 1,024
+    # images on an H200 (~10 ms a step here), against an eager step's ~2-3 ms of launches. So the host runs
+    # ahead unless it waits. The verdict reads the lead only where no such sync hides it.
+    # (Added on 2026-11-28 without a GPU at hand; the rule is read from torch.amp.GradScaler.step.)
+    from bench.diagnosis import LAUNCH_LEAD_STEPS, scaler_syncs
+
+    # 8 steps, the fewest a lead is read from (its second half: steps 5 to 8); no evaluation, to keep it short.
+    run = _run(cfg_for, tmp_path, "model=large", "precision=amp_fp16", f"step.adam={adam}", "loader=resident",
+               "batch_size=4096", "dataset.train_size=32768", "dataset.test_size=64", "evaluate=false",
+               "epochs=1")  # fmt: skip
+    lead, step = run.metrics["host_lead_steps"], run.step
+    assert step["grad_scaler"] and step["adam"] == adam and scaler_syncs(step) == syncs
+    if syncs:
+        assert lead < LAUNCH_LEAD_STEPS and "ahead of the GPU" not in run.diagnosis["evidence"], (lead, run.diagnosis)
+    else:
+        assert lead >= 1 and "ahead of the GPU" in run.diagnosis["evidence"], (lead, run.diagnosis)
+    assert run.diagnosis["verdict"] != "launch-bound", run.diagnosis
+
+
 def test_amp_fp16_lowers_largenets_peak_memory(cfg_for, tmp_path: Path) -> None:
     data = ("model=large", "batch_size=512", "dataset.train_size=2048", "dataset.test_size=256", "epochs=1")
     fp32 = _run(cfg_for, tmp_path, *data, "precision=fp32")

@@ -83,9 +83,14 @@ def test_a_slow_data_path_is_input_bound_and_the_resident_loader_is_not(cfg_for,
           "step": {"compile": "max"}, "host_lead_steps": 0.3}, "launch-bound", "batch_size=512"),
         ({"data_wait_frac": 0.02, "gpu_busy_frac": 0.95, "device": "cuda", "precision": "fp32",
           "peak_flops_frac": 0.4, "host_lead_steps": 6.5}, "compute-bound", "precision=amp_bf16"),
-        # fp16's GradScaler may sync every step, after which nothing is queued ahead: busy alone is read.
+        # fp16's GradScaler beside a non-fused Adam syncs every step, after which nothing is queued ahead: busy
+        # alone is read. Fused Adam takes the overflow check into its kernel: no sync, and the lead stands.
         ({"data_wait_frac": 0.02, "gpu_busy_frac": 0.95, "device": "cuda", "precision": "amp_fp16",
-          "step": {"grad_scaler": True}, "peak_flops_frac": 0.4, "host_lead_steps": 0.01}, "compute-bound", None),
+          "step": {"grad_scaler": True, "adam": "foreach"}, "peak_flops_frac": 0.4, "host_lead_steps": 0.01},
+         "compute-bound", None),
+        ({"data_wait_frac": 0.02, "gpu_busy_frac": 0.95, "device": "cuda", "precision": "amp_fp16",
+          "batch_size": 64, "step": {"grad_scaler": True, "adam": "fused"}, "peak_flops_frac": 0.001,
+          "host_lead_steps": 0.01}, "launch-bound", "batch_size=128"),  # step.compile=max refuses GradScaler
         # Input-bound outranks it: a host waiting for data queues nothing ahead either.
         ({"data_wait_frac": 0.5, "gpu_busy_frac": 0.4, "device": "cuda", "loader": "dataloader",
           "host_lead_steps": 0.0}, "input-bound", "loader=resident"),
@@ -96,7 +101,7 @@ def test_the_thresholds_decide_the_verdict(run: dict, verdict: str, next_step: s
     assert (found["verdict"], found["next"]) == (verdict, next_step)
     if verdict == "compute-bound":
         assert "40% of the GPU's dense peak" in found["evidence"]
-    if (run.get("step") or {}).get("grad_scaler"):
+    if diagnosis.scaler_syncs(run.get("step") or {}):
         assert "ahead of the GPU" not in found["evidence"]
     if verdict == "launch-bound" and "host_lead_steps" in run:
         lead = f"host {run['host_lead_steps']:.2f} steps ahead of the GPU (the events count the gaps"

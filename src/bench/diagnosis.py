@@ -17,8 +17,10 @@ whose kernels are tiny can look busy while launches dominate. The host's lead te
 ahead of the GPU the host queued each step (``host_lead_steps``). Under half a step, the GPU reached each
 step about as soon as it was queued: the host's launches set the pace, however busy the events read. A step
 that waits for the GPU every step queues nothing ahead whatever the GPU's speed: a copy from pageable memory
-(the loop records no lead then) and fp16's GradScaler, which may read its overflow check on the host (with
-one, the verdict reads busy alone).
+(the loop records no lead then) and fp16's GradScaler beside an Adam that is not fused, whose overflow check
+GradScaler.step reads on the host (``found_inf.item()``; with one, the verdict reads busy alone). Fused Adam
+takes the scale and the overflow flag as tensors into its kernel (``_step_supports_amp_scaling``), so
+GradScaler never reads them there and the lead stands.
 """
 
 from __future__ import annotations
@@ -107,6 +109,13 @@ def _share(run: Mapping[str, Any], key: str) -> float | None:
     return finite(run.get(key))
 
 
+def scaler_syncs(step: Mapping[str, Any]) -> bool:
+    """Whether the step reads fp16's overflow check on the host every step: GradScaler beside a non-fused Adam
+    (``found_inf.item()`` in GradScaler.step), a sync after which nothing is queued ahead however slow the GPU
+    is. Fused Adam reads the check inside its kernel, so with it the host's lead still says who sets the pace."""
+    return bool(step.get("grad_scaler")) and step.get("adam") != "fused"
+
+
 def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
     wait = _share(run, "data_wait_frac")
     if wait is None:
@@ -133,10 +142,11 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
         return "compute-bound (CPU)", evidence, "device=cuda"
     evidence = f"GPU busy {busy_share(busy)} of the epoch, data wait {wait_share(wait)}"
     # Where the host holds the GPU back: a captured step has no launches left to save, only more images a step.
-    fewer_launches = f"batch_size={2 * batch}" if step.get("compile") in ("cudagraph", "max") else "step.compile=max"
-    # fp16's GradScaler may read its overflow check on the host every step, a sync after which nothing is
-    # queued ahead however slow the GPU is: with one, the lead says nothing and busy alone is read.
-    lead = None if step.get("grad_scaler") else _share(run, "host_lead_steps")
+    # Nor can a step with fp16's GradScaler, which no capture takes (step.compile=max is refused with it): for
+    # both, fewer launches per image means more images per step.
+    captured_or_cannot = step.get("compile") in ("cudagraph", "max") or step.get("grad_scaler")
+    fewer_launches = f"batch_size={2 * batch}" if captured_or_cannot else "step.compile=max"
+    lead = None if scaler_syncs(step) else _share(run, "host_lead_steps")
     if lead is not None:
         evidence += f", host {lead_steps(lead)} steps ahead of the GPU"
         if lead < LAUNCH_LEAD_STEPS:
