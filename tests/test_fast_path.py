@@ -105,6 +105,10 @@ def test_the_readmes_fast_sweep_runs_as_typed_with_m_after_an_override(tmp_path:
     summary = pd.read_csv(tmp_path / "S" / "summary.csv")
     assert list(summary["batch_size"]) == [16, 32] and (summary["status"] == "ok").all()
     assert list(summary["recipe"]) == ["fast", "fast"] and list(summary["loader"]) == ["resident", "resident"]
+    # Before its epochs, each job says which step it times: what the recipe's autos resolved to here.
+    step = read_metrics(tmp_path / "S" / "0")["step"]
+    said = f"Step: recipe=fast | compile={step['compile']} | adam={step['adam']} | channels_last="
+    assert (proc.stdout + proc.stderr).count(said) == 2, proc.stdout + proc.stderr
 
 
 # ------------------------------------------------------------------------------------------------ CUDA

@@ -407,6 +407,14 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
         cfg.model.name, f"{result.params:,}", result.device, result.device_name, cfg.precision.name,
         cfg.batch_size, cfg.dataset.name, result.train_samples, tested, cfg.loader.name,
     )  # fmt: skip
+    # What step.*=auto and the recipe resolved to, as metrics.json's `step` records it: the one place a user
+    # sees, before the epochs, which step is being timed.
+    step = result.step
+    log.info(
+        "Step: recipe=%s | compile=%s | adam=%s | channels_last=%s%s",
+        cfg.recipe.name, step.get("compile"), step.get("adam"), str(bool(step.get("channels_last"))).lower(),
+        " | GradScaler" if step.get("grad_scaler") else "",
+    )  # fmt: skip
 
 
 #: how far the CUDA-event epoch time may stray from the synchronized wall clock's before a note says so
