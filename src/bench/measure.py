@@ -104,12 +104,15 @@ class StepEvents:
         #: the host's clock as each step's first event was queued, and the origin both clocks are read from
         self._queued = [0.0] * pairs
         self._origin = torch.cuda.Event(enable_timing=True) if self.enabled else None
+        self._close = torch.cuda.Event(enable_timing=True) if self.enabled else None
         self._origin_s = 0.0
         if self.enabled:  # torch creates a CUDA event at its first record: here, not in the first timed epoch
             for pair in self._pairs.values():
                 for start, end in pair:
                     start.record()
                     end.record()
+            self._origin.record()  # (the origin's creation would otherwise fall between its two clock reads)
+            self._close.record()
             torch.cuda.synchronize(device)
 
     def reset(self) -> None:
@@ -155,9 +158,19 @@ class StepEvents:
         that runs ahead needs steps to get there. Call after the epoch's synchronize; None on the CPU and for
         an epoch of fewer than LEAD_MIN_STEPS steps."""
         steps = self._counts["step"]
-        if self._origin is None or steps < LEAD_MIN_STEPS:
+        if self._origin is None or self._close is None or steps < LEAD_MIN_STEPS:
             return None
-        starts = [self._origin.elapsed_time(start) / 1000.0 for start, _ in self._pairs["step"][:steps]]
+        # The two clocks tick at slightly different rates (the GPU's timer, and the host's as NTP slews it: up
+        # to 500 ppm, 5 ms over a 10 s epoch, two steps of 2 ms). A second pair of readings, taken as the
+        # first with nothing queued, after the epoch and outside its clock, sets the GPU's times onto the host's
+        # clock in proportion rather than from the origin alone.
+        torch.cuda.synchronize(self.device)
+        close_s = time.perf_counter()
+        self._close.record(self._stream)
+        torch.cuda.synchronize(self.device)
+        gpu_span = self._origin.elapsed_time(self._close) / 1000.0
+        rate = (close_s - self._origin_s) / gpu_span if gpu_span > 0 else 1.0  # host seconds per GPU second
+        starts = [rate * self._origin.elapsed_time(start) / 1000.0 for start, _ in self._pairs["step"][:steps]]
         lags = [gpu - (host - self._origin_s) for gpu, host in zip(starts, self._queued[:steps], strict=True)]
         period = float(np.median(np.diff(starts)))
         return max(0.0, float(np.median(lags[steps // 2 :]))) / period if period > 0 else None
