@@ -8,8 +8,8 @@
 # before its limit is kept. Ctrl-C stops the running part as its limit would (a sweep keeps its finished jobs
 # and writes its partial report), then the check, with exit 130.
 #   1. the CUDA-only tests (steady-state peak, job 0 vs job 2, the breakdown's sum, a captured step's pool,
-#      events and clocks, the host's lead (with fp16's GradScaler too), the no-sync loop, AMP memory, OOM status, the fast recipe's maths,
-#      max_batch's search);
+#      events and clocks, the host's lead (with fp16's GradScaler too), the no-sync loop, AMP memory, OOM
+#      status, the fast recipe's maths, max_batch's search);
 #   2. the user's sweep on the lab's pipeline, `-m batch_size=16,64,256,1024`, and its verdict table;
 #   3. experiment=batch_size on the resident loader: the memory breakdown, like for like with the lab;
 #   4. experiment=max_batch for MediumNet and LargeNet in fp32 and bf16;
