@@ -67,6 +67,9 @@ def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     ):
         assert line in proc.stdout
     assert "batch_size: 64" in proc.stdout
+    # Every entry point, with the fast path, before the groups.
+    for command in ("bench recipe=fast", "bench.report", "bench.reproduce", "bench.compare BASELINE CANDIDATE"):
+        assert f"python -m {command}" in proc.stdout.split("== Config groups")[0], command
 
 
 def test_info_reports_the_config_search_path(tmp_path: Path) -> None:
