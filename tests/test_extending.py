@@ -66,3 +66,10 @@ def test_a_new_metric_is_one_entry_in_the_table(loss_drop: Metric, cfg_for, tmp_
     assert rows.loc["loss drop over the run", "new vs original"] == format(
         second["loss_drop"] - first["loss_drop"], "+,.4f"
     )
+
+
+def test_every_metrics_whiskers_are_metrics_of_the_table() -> None:
+    # A misspelt band key would drop a panel's whiskers without a word.
+    keys = {m.key for m in METRICS}
+    bands = [m.band for m in METRICS if m.band]
+    assert bands and all(low in keys and high in keys for low, high in bands), bands

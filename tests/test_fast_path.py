@@ -131,7 +131,9 @@ def test_cuda_fast_path_trains_the_same_model(cfg_for, tmp_path: Path, option: s
 @pytest.mark.parametrize(
     ("precision", "adam"), [("fp32", "fused"), ("amp_fp16", "fused"), ("amp_fp16", "foreach")]
 )  # fmt: skip
-def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch, precision: str, adam: str) -> None:
+def test_timed_steps_make_no_host_sync_but_grad_scalers_beside_a_non_fused_adam(
+    cfg_for, tmp_path: Path, monkeypatch, precision: str, adam: str
+) -> None:
     # CUDA's sync debug mode raises on any synchronizing call. Inside the timed epochs, fetching a resident
     # batch and running a fused-Adam step must not sync; only the epoch's end may (clock and loss read).
     # fp16's GradScaler too, beside fused Adam, which takes its overflow check into the kernel; beside foreach
@@ -181,11 +183,24 @@ def test_timed_steps_make_no_host_sync(cfg_for, tmp_path: Path, monkeypatch, pre
     for name in ("started", "done"):
         monkeypatch.setattr(measure.StepEvents, name, guarded(getattr(measure.StepEvents, name)))
     monkeypatch.setattr(train, "run_epoch", epoch)
+    # Where a sync is expected, it must be GradScaler's own (its non-fused path's found_inf.item()), not another.
+    raised_in_scaler = []
+    opt_step = torch.amp.GradScaler._maybe_opt_step
+
+    def watched(self, *args, **kwargs):
+        try:
+            return opt_step(self, *args, **kwargs)
+        except RuntimeError as err:
+            raised_in_scaler.append(str(err))
+            raise
+
+    monkeypatch.setattr(torch.amp.GradScaler, "_maybe_opt_step", watched)
     cfg = cfg_for("device=cuda", "loader=resident", f"precision={precision}", f"step.adam={adam}",
                   "dataset.train_size=2048", "batch_size=256")  # fmt: skip
     result = train.run(cfg, tmp_path / "run")
     if scaler_syncs(result.step):
         assert result.status == "failed" and "synchroniz" in (result.error or ""), result.error
+        assert raised_in_scaler and "synchroniz" in raised_in_scaler[0], raised_in_scaler
         return
     assert adam == "fused" and result.status == "ok", result.error
     assert all(e.gpu_busy_s and 0 < e.gpu_busy_s <= e.time_s * 1.01 for e in result.epochs_detail)

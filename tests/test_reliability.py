@@ -117,7 +117,7 @@ def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path)
         (["hydra.run.dir=S/0"], "hydra.run.dir=S/0 already holds a run"),
         (
             ["-m", "hydra.sweep.dir=new", "hydra.sweep.subdir=job${hydra.job.num}", "batch_size=16,32"],
-            "hydra.sweep.subdir=job${hydra.job.num} names job folders by more than their number: bench keeps one "
+            "hydra.sweep.subdir=job${hydra.job.num} does not name job folders by their number alone: bench keeps one "
             "folder per job named by its number alone",
         ),
         (["resume=true"], "resume=true resumes a sweep: add -m"),

@@ -236,6 +236,12 @@ def test_the_time_and_throughput_panels_draw_each_runs_slowest_and_fastest_as_wh
         _fake_run(tmp_path / "device", job, device, 64, 3.0, epoch_times=(2.0, 4.0) if device == "cpu" else None)
     build_report([tmp_path / "device"])
     assert ([3.0, 3.0], [[1.0, 0.0], [1.0, 0.0]]) in drawn
+    # A run of one epoch has no whiskers; the title says so, or it would read as epochs that agreed exactly.
+    titles.clear()
+    _fake_run(tmp_path / "one", 0, "cpu", 64, 3.0, epoch_times=(2.0, 4.0))
+    _fake_run(tmp_path / "one", 1, "cpu", 128, 3.0, epoch_times=(3.0,))
+    build_report([tmp_path / "one"])
+    assert "Samples/s\nwhiskers: slowest to fastest epoch; none for a run of one epoch" in titles, titles
     drawn.clear(), titles.clear()
     _fake_run(tmp_path / "flat", 0, "cpu", 64, 2.0)
     _fake_run(tmp_path / "flat", 1, "cpu", 128, 1.0)
@@ -628,7 +634,7 @@ def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.strip() == (
         "bench: error: sweeps holds 2 sweep(s), not runs: pass the sweeps themselves, e.g. "
-        "sweeps/2026-01-02_10-00-00_000000 (the newest by name), or sweeps/* for all of them"
+        "sweeps/2026-01-02_10-00-00_000000 (the newest by name), or sweeps/* --out DIR for all of them in one report"
     )
 
 

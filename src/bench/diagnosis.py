@@ -142,8 +142,8 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
         return "compute-bound (CPU)", evidence, "device=cuda"
     evidence = f"GPU busy {busy_share(busy)} of the epoch, data wait {wait_share(wait)}"
     # Where the host holds the GPU back: a captured step has no launches left to save, only more images a step.
-    # Nor can a step with fp16's GradScaler, which no capture takes (step.compile=max is refused with it): for
-    # both, fewer launches per image means more images per step.
+    # Nor can a step with fp16's GradScaler, which neither whole-step capture takes (step.compile=max and
+    # cudagraph are refused with it): for both, fewer launches per image means more images per step.
     captured_or_cannot = step.get("compile") in ("cudagraph", "max") or step.get("grad_scaler")
     fewer_launches = f"batch_size={2 * batch}" if captured_or_cannot else "step.compile=max"
     lead = None if scaler_syncs(step) else _share(run, "host_lead_steps")

@@ -214,7 +214,7 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
     never share a folder and resume and the reports can find every job.
     """
     if subdir != JOB_SUBDIR:
-        why = (" names job folders by more than their number:" if "hydra.job" in subdir
+        why = (" does not name job folders by their number alone:" if "hydra.job" in subdir
                else " is the same for every job, so jobs would overwrite each other;")  # fmt: skip
         raise UsageError(
             f"hydra.sweep.subdir={subdir}{why} bench keeps one folder per job named by its number alone "

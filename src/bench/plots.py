@@ -116,7 +116,7 @@ def plot_experiment(
         if log_y:
             ax.set_yscale("log")
         ax.set_ylabel(label + (" (log scale)" if log_y else ""))
-        ax.set_title(label.split(" (")[0] + (f"\n{_whiskers_say(ours)}" if band else ""))
+        ax.set_title(label.split(" (")[0] + (f"\n{_whiskers_say(ours, column, band)}" if band else ""))
         # A legend only where there is more than one series to tell apart (not a lone "bench").
         legend = bool(ax.get_legend_handles_labels()[0]) and bool(hue or lab_drawn)
         # From 0 (linear), and room above the highest point: 5% so its marker is not cut by the frame, 25% under
@@ -163,14 +163,18 @@ def _band(runs: pd.DataFrame, column: str) -> tuple[str, str] | None:
     return band if (high - low).gt(0).any() else None
 
 
-def _whiskers_say(runs: pd.DataFrame) -> str:
-    """What the whiskers span: each run's repeats, or its epochs where it was not repeated."""
+def _whiskers_say(runs: pd.DataFrame, column: str, band: tuple[str, str]) -> str:
+    """What the whiskers span: each run's repeats, or its epochs where it was not repeated; and that a run of one
+    epoch has none, which would otherwise look like a run whose epochs agreed exactly."""
     repeats = set(pd.to_numeric(runs.get("repeats", pd.Series(dtype=float)), errors="coerce").fillna(1).astype(int))
     if repeats == {1}:
-        return "whiskers: slowest to fastest epoch"
-    if len(repeats) == 1:
-        return f"whiskers: slowest to fastest of {repeats.pop()} repeats"
-    return "whiskers: slowest to fastest repeat (else epoch)"
+        said = "whiskers: slowest to fastest epoch"
+    elif len(repeats) == 1:
+        said = f"whiskers: slowest to fastest of {repeats.pop()} repeats"
+    else:
+        said = "whiskers: slowest to fastest repeat (else epoch)"
+    alone = pd.to_numeric(runs[column], errors="coerce").notna() & pd.to_numeric(runs[band[0]], errors="coerce").isna()
+    return said + ("; none for a run of one epoch" if alone.any() else "")
 
 
 def _whiskers(data: pd.DataFrame, column: str) -> np.ndarray | None:

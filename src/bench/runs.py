@@ -84,7 +84,8 @@ def find_run_dirs(path: Path, *, planned: bool = False) -> list[Path]:
         sweeps = sorted(p for p in path.iterdir() if p.is_dir() and (p / SWEEP_FILE).is_file())
         if sweeps:
             raise UsageError(f"{path} holds {len(sweeps)} sweep(s), not runs: pass the sweeps themselves, e.g. "
-                             f"{path / sweeps[-1].name} (the newest by name), or {path}/* for all of them")  # fmt: skip
+                             f"{path / sweeps[-1].name} (the newest by name), or {path}/* --out DIR for all of "
+                             "them in one report")  # fmt: skip
         raise UsageError(f"{path} holds no bench runs (no metrics.json or .hydra/ in it or its subfolders)")
     return sorted(children, key=lambda p: (job_number(p) is None, job_number(p) or 0, p.name))
 
