@@ -311,6 +311,12 @@ def test_an_ignored_setting_a_cpu_run_resolved_to_nothing_shows_the_values_it_wa
     proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "cudnn_benchmark", module="bench.compare")
     assert proc.returncode == 0, proc.stderr
     assert "- not matched on (--ignore): cudnn_benchmark: baseline false; candidate true" in proc.stdout
+    # A side of CPU and CUDA runs: each run's own value, recorded where it has one, else its saved config's.
+    _fake_run(cand, 1, "cuda", 128, 9000, config={"cudnn_benchmark": True})
+    record = json.loads((cand / "1" / "metrics.json").read_text())
+    (cand / "1" / "metrics.json").write_text(json.dumps({**record, "cudnn_benchmark": False}))
+    proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "cudnn_benchmark", module="bench.compare")
+    assert "- not matched on (--ignore): cudnn_benchmark: baseline false; candidate false, true" in proc.stdout
 
 
 def test_out_gets_compare_md_and_compare_png(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:
