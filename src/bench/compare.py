@@ -209,10 +209,10 @@ def compare(base: pd.DataFrame, cand: pd.DataFrame, band: float = BAND, ignore: 
 def _values_of(df: pd.DataFrame, key: str) -> list[str]:
     """The distinct values one side's runs have for ``key``: each run's column, else (where its cell is empty, as
     a CPU run's resolved cudnn_benchmark) the key of its saved config, as the matching read it."""
-    saved = [f.get(key) if f else None for f in df["_flat"]]
-    recorded = df[key] if key in df else [None] * len(df)
-    values = [v if _norm(v) is not None else s for v, s in zip(recorded, saved, strict=True)]
-    return sorted({cell(_norm(v)) for v in values if _norm(v) is not None})  # as the refusal names them: false
+    saved = [_norm(f.get(key)) if f else None for f in df["_flat"]]
+    recorded = [_norm(v) for v in df[key]] if key in df else [None] * len(df)
+    values = {v if v is not None else s for v, s in zip(recorded, saved, strict=True)}
+    return sorted(cell(v) for v in values if v is not None)  # as the refusal names them: false, not False
 
 
 def _mismatch(keys: list[str], left: dict[tuple, Any], right: dict[tuple, Any]) -> str:

@@ -38,7 +38,7 @@ from bench.measure import MIB, is_out_of_memory
 from bench.metrics import metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
-from bench.schema import batch_exceeds_data, instantiate
+from bench.schema import as_override, batch_exceeds_data, instantiate
 from bench.step import Step, autocast_dtype, build_step, math_mode, math_precision, resolve_compile_and_layout
 
 log = logging.getLogger(__name__)
@@ -412,7 +412,7 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     step = result.step
     log.info(
         "Step: recipe=%s | compile=%s | adam=%s | channels_last=%s%s",
-        cfg.recipe.name, step.get("compile"), step.get("adam"), str(bool(step.get("channels_last"))).lower(),
+        cfg.recipe.name, step.get("compile"), step.get("adam"), as_override(bool(step.get("channels_last"))),
         " | GradScaler" if step.get("grad_scaler") else "",
     )  # fmt: skip
 
