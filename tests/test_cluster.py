@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from bench.device import machine_gpus
 from bench.schema import compose
 from conftest import TINY, offline_env, read_metrics, run_cli
 
@@ -173,9 +174,28 @@ def test_the_local_setup_gives_each_job_its_own_gpu_slot() -> None:
     assert s2 >= min(e0, e1)  # the third waited for a free one
 
 
+@pytest.mark.parametrize(("gpus", "says"), [("90,91", "this machine has"), ("1;2", "comma-separated GPU indices")])
+def test_local_gpus_this_machine_lacks_are_refused_before_any_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gpus: str, says: str
+) -> None:
+    # Left to the jobs, GPUs 90 and 91 (or a typo) would give each job CUDA_VISIBLE_DEVICES naming no GPU, and
+    # device=auto would train on the CPU without a word.
+    monkeypatch.setenv("BENCH_LOCAL_GPUS", gpus)
+    proc = run_cli(tmp_path, "-m", "hydra/launcher=local", *TINY_SWEEP, "batch_size=16,32")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bench: error: BENCH_LOCAL_GPUS={gpus}") and says in lines[0]
+    assert not list(tmp_path.glob("outputs/sweeps/*/0")), "no job ran"
+
+
 @pytest.mark.slow
 def test_a_local_sweep_runs_its_jobs_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BENCH_LOCAL_GPUS", "0")  # one slot, as on a machine with one GPU or none
+    # One slot: GPU 0 on a machine with GPUs (the jobs would otherwise run at once, one per GPU), and without
+    # any, the one CPU slot the launcher takes when BENCH_LOCAL_GPUS is unset.
+    if machine_gpus():
+        monkeypatch.setenv("BENCH_LOCAL_GPUS", "0")
+    else:
+        monkeypatch.delenv("BENCH_LOCAL_GPUS", raising=False)
     sweep = _two_jobs_reported(tmp_path, "local")
     # The jobs' logs do not overlap in time: the second started after the first had finished.
     spans = sorted(_log_span(sweep / str(job) / "bench.log") for job in (0, 1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -93,13 +94,20 @@ LAUNCHER_MINIMUM = {"timeout_min": 1, "nodes": 1, "tasks_per_node": 1, "gpus_per
 
 
 def _check_launcher(config: Any) -> None:
-    """The launcher's numbers, before any job is made: one line and exit 2 for a value submitit cannot use."""
+    """The launcher's numbers, before any job is made: one line and exit 2 for a value submitit cannot use; and for
+    ``hydra/launcher=local``, the GPUs ``$BENCH_LOCAL_GPUS`` names must be this machine's."""
     from bench.errors import UsageError
 
     for key, least in LAUNCHER_MINIMUM.items():
         value = OmegaConf.select(config, f"hydra.launcher.{key}", default=None)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < least):
             raise UsageError(f"hydra.launcher.{key}={value}: it must be a number of at least {least}")
+    setup = OmegaConf.select(config, "hydra.launcher.setup", default=None)
+    gpus = os.environ.get("BENCH_LOCAL_GPUS", "")
+    if gpus and "BENCH_LOCAL_GPUS" in str(setup):  # bench's local preset reads it; empty is unset there too
+        from bench.device import check_local_gpus
+
+        check_local_gpus(gpus)
 
 
 #: sweeps of more jobs than this say that their jobs are being checked (it takes seconds)
