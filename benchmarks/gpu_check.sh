@@ -9,7 +9,7 @@
 # and writes its partial report), then the check, with exit 130.
 #   1. the CUDA-only tests (steady-state peak, job 0 vs job 2, the breakdown's sum, a captured step's pool,
 #      events and clocks, the host's lead (with fp16's GradScaler too), the no-sync loop, AMP memory, OOM
-#      status, the fast recipe's maths, max_batch's search);
+#      status, profile=true's trace, the fast recipe's maths, max_batch's search);
 #   2. the user's sweep on the lab's pipeline, `-m batch_size=16,64,256,1024`, and its verdict table;
 #   3. experiment=batch_size on the resident loader: the memory breakdown, like for like with the lab;
 #   4. experiment=max_batch for MediumNet and LargeNet in fp32 and bf16;
@@ -41,12 +41,12 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 # On an H100 the first five parts took 120 s (with the 3-seed accuracy test since, ~146), 24, 18, 25 and 92 s,
 # and `make harness` 20 s of rounds and ~10 s to start; on an H200 (2026-11-28) all six took 140, 28, 23, 29,
 # 95 and 34 s (46 rounds): 353 s in all. The tests come first and so cannot use what later
-# parts leave: their reserve is what they need, 8 s more since four fp16 runs joined them (two LargeNet
-# runs for the host's lead, two small ones for the no-sync loop; ~12 s, a guess: not yet timed on a GPU),
-# taken from the harness. The harness comes last and runs rounds for whatever time is left:
+# parts leave: their reserve is what they need, 14 s more since six runs joined them (two LargeNet fp16
+# runs for the host's lead, two small ones for the no-sync loop, two profiled ones; ~19 s, a guess: not yet
+# timed on a GPU), taken from the harness. The harness comes last and runs rounds for whatever time is left:
 # with its reserve alone, a few seconds of them; a limit that cuts it still leaves the rounds it finished
 # judged. Only a longer run (`make harness ARGS="--device cuda --seconds 260"`) decides its target.
-RESERVES="pytest-cuda:168 sweep:28 batch_size:22 max_batch:28 pipelines:86 harness:20"
+RESERVES="pytest-cuda:174 sweep:28 batch_size:22 max_batch:28 pipelines:86 harness:14"
 END=$((START + 358))
 limit() {  # limit PART GRACE: the seconds PART's command may run, before its grace
   later=0

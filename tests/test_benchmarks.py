@@ -391,6 +391,12 @@ def test_gpu_check_parts_share_six_minutes() -> None:
     sweep = limit("sweep", 2, elapsed=106)
     assert abs(sweep - (reserves["sweep"] + reserves["pytest-cuda"] - 100 - 2)) <= 1, sweep
     assert limit("pipelines", 2, elapsed=500) == 1  # time is up: 1 s, never 0 (timeout 0 is no limit)
+    # README "GPU check" states the same reserves (it had kept the tests' and the harness's old ones).
+    r = reserves
+    stated = (f"(the CUDA tests {r['pytest-cuda']} s, the sweeps {r['sweep']} and {r['batch_size']}, `max_batch` "
+              f"{r['max_batch']}, the pipelines {r['pipelines']}, the harness {r['harness']},")  # fmt: skip
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert stated in readme and f"The reserves add up to {sum(r.values())} s" in readme
 
 
 #: a part that takes 3 s to record what it finished after Ctrl-C: longer than its 2 s of grace

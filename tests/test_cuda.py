@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from pathlib import Path
 
@@ -155,3 +157,25 @@ def test_a_captured_steps_activations_count_in_its_peak(cfg_for, tmp_path: Path)
     assert 0.5 * activations <= held <= 5 * activations + 64, (eager.memory, captured.memory)
     assert captured.metrics["peak_memory_mb"] == pytest.approx(captured.memory["peak_allocated_mb"])
     assert any("held by captured CUDA graphs" in note for note in captured.notes), captured.notes
+
+
+@pytest.mark.parametrize("compile_mode", ["none", "cudagraph"])
+def test_profile_traces_the_gpus_work_after_the_timed_epochs(
+    cfg_for, tmp_path: Path, caplog, compile_mode: str
+) -> None:
+    # profile=true on CUDA adds CUPTI's activities (kernels, copies, runtime calls) to the CPU's; a captured step
+    # replays one CUDA graph a step. (Added on 2026-11-28 without a GPU at hand: profile=true had run on the CPU
+    # only.) Evaluation runs after the profiler: its accuracy says that the work after the profiler still ran.
+    with caplog.at_level(logging.DEBUG, logger="bench.train"):
+        run = _run(cfg_for, tmp_path, "profile=true", f"step.compile={compile_mode}", "loader=resident",
+                   "batch_size=256", "dataset.train_size=2048", "dataset.test_size=256", "epochs=1")  # fmt: skip
+    run_dir = next(p for p in tmp_path.iterdir() if (p / "trace.json").exists())
+    events = json.loads((run_dir / "trace.json").read_text())["traceEvents"]
+    categories = {str(e.get("cat", "")).lower() for e in events}
+    names = " ".join(str(e.get("name", "")) for e in events)
+    assert "cuda_runtime" in categories, sorted(categories)
+    if compile_mode == "none":
+        assert "kernel" in categories and "Self CUDA" in caplog.text, sorted(categories)
+    else:
+        assert "GraphLaunch" in names, sorted(categories)
+    assert run.metrics["test_accuracy"] is not None
