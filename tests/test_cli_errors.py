@@ -70,6 +70,26 @@ CASES = {
         "max_batch.tolerance=-0.1 is out of range",
     ),
     "a recipe renamed": (["recipe.name=fast"], "recipe=lab is what runs"),
+    # Each lab part is a sweep of its own (its hydra.sweeper.params): swept together, each job ran its part's fixed
+    # values alone (part 2: batch 64 only), exit 0, and the run's message suggested exactly that sweep.
+    "several lab parts in a run": (
+        ["experiment=batch_size,amp"],
+        "experiment=batch_size,amp: each lab part is a "
+        "sweep of its own, which a sweep over parts would drop; run one part per command",
+    ),
+    "several lab parts in a sweep": (
+        ["-m", "experiment=batch_size,cpu_vs_gpu"],
+        "run one part per command (python -m bench experiment=batch_size), or make lab for all of them",
+    ),
+    # Hydra's own lines said what was wrong but not what to do, or named another key.
+    "a node removed": (["~step"], "step was removed; bench needs it: drop ~step, and set its keys with step.KEY=..."),
+    "a group removed": (
+        ["~precision"],
+        "no precision is chosen (removed with ~precision?); choose one with precision=...",
+    ),
+    "a group set to null": (["precision=null"], "a config group cannot be null (as in model=null): choose one"),
+    "a + on a key that exists": (["+batch_size=8"], "+batch_size: batch_size is a key already; set it without the +"),
+    "a ~ on a key without a value": (["~lab"], "~lab: there is no lab to remove"),
 }
 if importlib.util.find_spec("hydra._internal.target_policy") is not None:  # Hydra versions with a blocklist
     # Reported as a failed run, cut mid-sentence at Hydra's line break: "... is blocklisted because it allows".

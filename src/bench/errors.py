@@ -98,12 +98,43 @@ def describe(err: BaseException) -> str:
         return f"{key}: {msg}" if key and not msg.startswith(f"{key}:") else msg
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     ambiguous = re.match(r"Ambiguous value for argument '(.+)'$", lines[0]) if lines else None
+    first = lines[0] if lines else ""
+    for pattern, line in HYDRA_LINES:  # Hydra's own messages that say what is wrong but not what to do
+        found = re.match(pattern, first)
+        if found:
+            return line.format(*found.groups())
+    if ambiguous and ambiguous[1].startswith("experiment="):
+        return several_experiments(ambiguous[1].partition("=")[2])
     if ambiguous:  # Hydra's three numbered hints on three more lines, in one
         return (f"{ambiguous[1]} is several values, and a run takes one: sweep them with python -m bench -m "
                 f"{ambiguous[1]}, or write a list as key=[a,b]")  # fmt: skip
     if isinstance(err, MissingConfigException) and len(lines) > 1:
         return " ".join(lines[:2])
     return lines[0] if lines else type(err).__name__
+
+
+#: Hydra's one-line messages that name no fix, and the line bench prints instead ({0}: what the message names)
+HYDRA_LINES = (
+    (r"Could not append to config\. An item is already at '(.+)'\.$",
+     "+{0}: {0} is a key already; set it without the +, as {0}=..."),
+    (r"Could not delete from config\. '(.+)' does not exist\.$",
+     "~{0}: there is no {0} to remove (not a key, or it holds no value)"),
+    (r"Config group override must be a string or a list\. Got NoneType$",
+     "a config group cannot be null (as in model=null): choose one of its options, e.g. model=small; python -m bench "
+     "--help lists them"),
+    (r"(Cannot find primary config '.+'\.) Check that it's in your config search path\.",
+     "{0} bench's own is config; another goes with --config-path DIR --config-name NAME"),
+    (r"Error locating target '(.+?)'", "_target_={0}: no importable class or function has that name"),
+)  # fmt: skip
+
+
+def several_experiments(parts: str) -> str:
+    """The one line for several lab parts (``experiment=a,b``) in one command, run or sweep: each part is a sweep of
+    its own (its file's ``hydra.sweeper.params``), and a sweep over parts composes each job with its part's fixed
+    values only, dropping the part's own sweep without a word (part 2 ran batch 64 alone)."""
+    first = parts.split(",")[0]
+    return (f"experiment={parts}: each lab part is a sweep of its own, which a sweep over parts would drop; run one "
+            f"part per command (python -m bench experiment={first}), or make lab for all of them")  # fmt: skip
 
 
 def fail(message: str, code: int) -> NoReturn:

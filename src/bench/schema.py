@@ -19,6 +19,7 @@ import os
 import types
 import typing
 from collections.abc import Sequence
+from dataclasses import MISSING as MISSING_FIELD
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -194,6 +195,8 @@ SHARES: dict[str, tuple[float, float, str]] = {
 WORKERS_PER_CORE = 4
 #: the lab swept workers 0/2/4/8 on a 2-core Colab box; that sweep stays legal on any machine
 WORKERS_ALWAYS_ALLOWED = 8
+#: the config groups whose option every run chooses (conf/config.yaml's defaults list): model=large, not model.x
+GROUPS = ("model", "device", "precision", "dataset", "loader", "recipe")
 #: arguments a component gets from the run, not from its YAML (docs/architecture.md, "Components")
 RUNTIME_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "model": ("num_classes",),
@@ -263,6 +266,9 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
 
     ``this_machine=False``: the run will run elsewhere (a SLURM job, checked on the login node), so what only
     its own machine can tell (CUDA, the cores, the memory) is left to the run."""
+    # A top-level key removed with ~, before resolving: ~step failed as "loader.non_blocking: Interpolation key
+    # 'step.non_blocking' not found", naming a key the user never touched.
+    _check_removed("", Config, cfg)
     _resolve_all(cfg)
     # The config groups (the typed nodes and the components): a saved config run with --config-path has none.
     for group in (*(prefix[:-1] for prefix in _TYPED_NODES if prefix), *RUNTIME_ARGUMENTS):
@@ -369,6 +375,9 @@ def _resolve_all(cfg: DictConfig) -> None:
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "the config"
         first = str(err).strip().splitlines()[0]
+        group = key.removesuffix(".name")
+        if "Missing mandatory value" in first and group in GROUPS:  # ~precision leaves the schema's node, unnamed
+            raise ConfigError(f"no {group} is chosen (removed with ~{group}?); choose one with {group}=...") from None
         if "Missing mandatory value" in first:
             raise ConfigError(f"{key} is not set; choose one with {key}=...") from None
         raise ConfigError(f"{key}: {first}") from None
@@ -382,9 +391,21 @@ def _check_keys(cfg: DictConfig) -> None:
         for key in node:
             if key not in known:
                 raise ConfigError(_unknown(f"{prefix}{key}", known, prefix))
-        for key in known:  # removed with ~ (~batch_size): the run would fail on it halfway
-            if key not in node:
-                raise ConfigError(f"{prefix}{key} was removed; bench needs it: set it with {prefix}{key}=...")
+        _check_removed(prefix, schema, node)
+
+
+def _check_removed(prefix: str, schema: type, node: DictConfig) -> None:
+    """A key removed with ~ (~batch_size, ~step): the run would fail on it halfway, or another key's
+    interpolation of it would."""
+    for f in fields(schema):
+        key = f"{prefix}{f.name}"
+        if f.name in node:
+            continue
+        if key in GROUPS:
+            raise ConfigError(f"{key} was removed; bench needs one: choose it with {key}=...")
+        if f.default_factory is not MISSING_FIELD:  # a node of its own (step, max_batch): its keys are set apart
+            raise ConfigError(f"{key} was removed; bench needs it: drop ~{key}, and set its keys with {key}.KEY=...")
+        raise ConfigError(f"{key} was removed; bench needs it: set it with {key}=...")
 
 
 _TYPED_NODES = {

@@ -50,6 +50,7 @@ class BenchSweeper(BasicSweeper):
         loader = self.hydra_context.config_loader
         overrides = OverridesParser.create(config_loader=loader).parse_overrides([*self._parse_config(), *arguments])
         jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
+        _check_one_experiment(jobs)
         _check_launcher(self.config)
         launcher = str(OmegaConf.select(self.config, "hydra.launcher._target_", default=""))
         configs = _check_jobs(self, jobs, launcher)
@@ -85,6 +86,16 @@ class BenchSweeper(BasicSweeper):
                 _ = r.return_value  # as the basic sweeper does: a job that raised stops the sweep
             returns.append(results)
         return returns
+
+
+def _check_one_experiment(jobs: Any) -> None:
+    """Several lab parts (``-m experiment=a,b``) in one sweep: exit 2 (bench.errors.several_experiments says why)."""
+    from bench.errors import UsageError, several_experiments
+
+    parts = list(dict.fromkeys(o.split("=", 1)[1] for job in jobs for o in job
+                               if "=" in o and o.split("=", 1)[0].lstrip("+~") == "experiment"))  # fmt: skip
+    if len(parts) > 1:
+        raise UsageError(several_experiments(",".join(parts)))
 
 
 #: submitit's numeric launcher keys and their least value: below it, submitit failed only after the jobs had
