@@ -322,6 +322,19 @@ def test_the_report_shows_median_and_iqr_and_flags_noise(tmp_path: Path) -> None
     assert "Noisy: model=medium (CV 20.0% over its repeats) varied by more than 5%, so its figures are that " in text
 
 
+def test_a_run_of_one_repeat_beside_repeated_ones_says_its_spread_is_over_its_epochs(tmp_path: Path) -> None:
+    # The column read "over the repeats" for every row, the run of repeat=1 included, whose median and IQR are
+    # over its 3 epochs.
+    tiny = [t for t in TINY if not t.startswith("epochs=")]
+    proc = run_cli(tmp_path, "-m", *tiny, "epochs=3", "loader=resident", "repeat=1,2", "hydra.sweep.dir=S")
+    assert proc.returncode == 0, proc.stderr
+    lines = (tmp_path / "S" / "report.md").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if "samples/s: median (IQR) over the repeats (else the epochs)" in line)
+    once, twice = lines[at + 2], lines[at + 3]
+    assert re.search(r"\| [\d,]+ \(IQR [\d,]+, over 3 epochs\)", once), once
+    assert re.search(r"\| [\d,]+ \(IQR [\d,]+\)", twice) and "epochs)" not in twice, twice
+
+
 def test_noise_over_the_epochs_of_a_single_repeat_is_shown_too(tmp_path: Path) -> None:
     from bench.results import load_metrics, write_metrics
     from test_report import _fake_run

@@ -65,6 +65,8 @@ NO_GPU_MEMORY = (
 )
 #: the spread columns: over repeat=N, else (only where some run is noisy) over the epochs of one repeat
 SPREAD_REPEATS = "samples/s: median (IQR) over the repeats"
+#: beside runs of repeat=1, whose median and IQR are over their epochs: the cell says so
+SPREAD_MIXED = "samples/s: median (IQR) over the repeats (else the epochs)"
 SPREAD_EPOCHS = "samples/s spread over the epochs"
 PIPELINES = {
     "dataloader": "the lab's path: DataLoader workers, per-sample PIL → ToTensor → Normalize",
@@ -308,7 +310,7 @@ def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     # A column of text with holes: all-missing is float NaN to pandas, so test the values, not the dtype.
     judged = ["verdict"] if runs["verdict"].map(lambda v: isinstance(v, str) and v != "").any() else []
     judged += ["learning"] if (runs["learning"] == "did not learn").any() else []  # else a column of "learned"
-    spread = [c for c in (SPREAD_REPEATS, SPREAD_EPOCHS) if c in runs]
+    spread = [c for c in (SPREAD_REPEATS, SPREAD_MIXED, SPREAD_EPOCHS) if c in runs]
     # A max_batch search says why it stopped: its max batch is the largest only where it bracketed it.
     searched = ["search"] if not training and runs["search"].notna().any() else []
     return [*shown, "status", *searched, *judged, *spread, *measured]
@@ -428,8 +430,12 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     shown = runs.assign(learning=[findings.learning_cell(v) for v in runs["learned"]])
     params = pd.to_numeric(runs["params"], errors="coerce")
     shown[PARAMETERS] = [f"{int(p):,}" if pd.notna(p) else NO_VALUE for p in params]
-    if (runs["repeats"].fillna(1) > 1).any():  # repeated timings: the median and IQR, and a noise flag
+    repeated = runs["repeats"].fillna(1) > 1
+    if repeated.all():  # repeated timings: the median and IQR, and a noise flag
         shown[SPREAD_REPEATS] = [_spread(r) for _, r in runs.iterrows()]
+    elif repeated.any():  # beside runs of one repeat, whose spread is over their epochs: each such cell says so
+        shown[SPREAD_MIXED] = [_spread(r, over_epochs=not once) for (_, r), once in zip(runs.iterrows(), repeated,
+                                                                                       strict=True)]  # fmt: skip
     elif (pd.to_numeric(runs["samples_per_s_cv"], errors="coerce") > NOISY_CV).any():  # one repeat, epochs far apart
         shown[SPREAD_EPOCHS] = [_noise(r["samples_per_s_cv"]) for _, r in runs.iterrows()]
     lines += [markdown(shown, _experiment_columns(shown, varied)), ""]
@@ -475,12 +481,15 @@ def _by_source(runs: pd.DataFrame, varied: list[str]) -> tuple[pd.DataFrame, lis
     return runs.assign(source=["/".join(p.parts[-depth:]) for p in paths]), [*varied, "source"]
 
 
-def _spread(run: pd.Series) -> str:
-    """``500 (IQR 20)``: the IQR is a width (upper minus lower quartile), never a ± around the median."""
+def _spread(run: pd.Series, over_epochs: bool = False) -> str:
+    """``500 (IQR 20)``: the IQR is a width (upper minus lower quartile), never a ± around the median;
+    ``over_epochs``: ``500 (IQR 20, over 3 epochs)``, a run of one repeat beside repeated ones."""
     median, iqr, cv = run["samples_per_s_median"], run["samples_per_s_iqr"], run["samples_per_s_cv"]
     if pd.isna(median):
         return ""
-    text = f"{median:,.0f} (IQR {iqr:,.0f})" if pd.notna(iqr) else f"{median:,.0f}"
+    epochs = pd.to_numeric(run.get("epochs"), errors="coerce")
+    where = f", over {int(epochs)} epochs" if over_epochs and pd.notna(epochs) else ", over the epochs" * over_epochs
+    text = f"{median:,.0f} (IQR {iqr:,.0f}{where})" if pd.notna(iqr) else f"{median:,.0f}"
     return text + (f" (noisy: CV {cv:.1%})" if pd.notna(cv) and cv > NOISY_CV else "")
 
 
