@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -226,6 +227,19 @@ def test_corrupt_extracted_cifar10_batches_are_named_not_fetched(tmp_path: Path)
     proc = run_cli(tmp_path, *TINY, "dataset=cifar10", "data_dir=d")
     assert proc.returncode == 2, proc.stderr
     assert "d/cifar-10-batches-py/ is incomplete or corrupt (its files' checksums differ); delete it" in proc.stderr
+
+
+def test_an_image_folder_of_one_class_is_refused(tmp_path: Path) -> None:
+    # It trained to a loss of 0 and 100% accuracy, with a note that it "did not learn" (the loss of ln(1) = 0).
+    root = _image_folder(tmp_path / "imgs")
+    for split in ("train", "test"):
+        shutil.rmtree(root / split / "dogs")
+    proc = run_cli(tmp_path, *TINY, "dataset=imagefolder", f"dataset.root={root}", "batch_size=2",
+                   "dataset.train_size=null", "dataset.test_size=null")  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"bench: error: dataset.root={root}: train/ has 1 class folder (cats); a classifier needs at least 2"
+    ]
 
 
 def test_a_16_bit_greyscale_image_is_scaled_not_saturated(cfg_for, tmp_path: Path, caplog) -> None:

@@ -189,6 +189,9 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
         train, test = ImageFolder(str(root / "train")), ImageFolder(str(root / "test"))
     except (FileNotFoundError, OSError) as err:
         raise DatasetUnavailable(f"cannot read images under {root}: {err}") from err
+    if len(train.classes) < 2:  # one class trains to a loss of 0 at once: a benchmark of nothing to learn
+        raise DatasetUnavailable(f"dataset.root={root}: train/ has {len(train.classes)} class folder "
+                                 f"({', '.join(train.classes)}); a classifier needs at least 2")  # fmt: skip
     unknown = sorted(set(test.classes) - set(train.classes))
     if unknown:
         raise DatasetUnavailable(f"test/ has classes that train/ lacks: {', '.join(unknown)}")
