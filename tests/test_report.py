@@ -811,3 +811,24 @@ def test_the_report_side_imports_nothing_of_the_engine() -> None:
            "'bench.memory', 'bench.maxbatch', 'bench.step'} & set(sys.modules)))"  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_values_a_figure_cannot_be_drawn_from_cost_that_figure_not_the_report(tmp_path: Path) -> None:
+    # lr=1e308 beside 0.001 overflowed numpy's ratio for the log axis: three RuntimeWarnings on the console.
+    tiny = [t for t in TINY if not t.startswith("batch_size=")]
+    proc = run_cli(tmp_path, "-m", *tiny, "batch_size=32", "loader=resident", "lr=1e308,0.001,0.01",
+                   "hydra.sweep.dir=S")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
+    assert (tmp_path / "S" / "runs.png").is_file()
+    # A hand-edited 1e300 samples/s overflowed matplotlib's log ticks: "could not build the report", exit 1.
+    metrics_file = tmp_path / "S" / "1" / "metrics.json"
+    record = json.loads(metrics_file.read_text())
+    metrics_file.write_text(json.dumps({**record, "samples_per_s": 1e300}))
+    out = tmp_path / "again"
+    proc = run_cli(tmp_path, "S", "--out", str(out), module="bench.report")
+    assert proc.returncode == 0, proc.stderr
+    report = (out / "report.md").read_text()
+    assert "_Sweep over lr: not drawn from these runs' values (OverflowError: " in report
+    assert "![Where the time goes](runs_time.png)" in report and (out / "runs_time.png").is_file()
+    assert not (out / "runs.png").exists() and "Traceback" not in proc.stderr

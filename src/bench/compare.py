@@ -335,8 +335,8 @@ def plot(c: Comparison, path: Path) -> bool:
     base, cand = c.machines
     sides = f"both on {base}" if base == cand else f"candidate on {cand}, baseline on {base}"
     title = f"Candidate vs baseline ({sides}{ignored}): {summary_line(c).rsplit('; ', 1)[-1]}"
-    plots.plot_ratios(c.table[judged], labels, title, path, {FASTER: "tab:green", SAME: "0.55", SLOWER: "tab:red"})
-    return True
+    colors = {FASTER: "tab:green", SAME: "0.55", SLOWER: "tab:red"}
+    return plots.draw(plots.plot_ratios, c.table[judged], labels, title, path, colors)[0]  # the table stands alone
 
 
 def regressions(c: Comparison) -> list[str]:

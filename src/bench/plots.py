@@ -3,7 +3,10 @@ value of a second swept variable. Runs that did not finish are marked with their
 
 from __future__ import annotations
 
+import logging
 import textwrap
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from bench.errors import one_line
 from bench.metrics import METRICS, Metric, metric, significant
 from bench.results import MEMORY_LABELS, parts_shown
 from bench.runs import LAB_EPOCH_IMAGES, images_per_epoch, is_numeric, resident_dataset_mb, x_axis
@@ -32,6 +36,30 @@ LABELS = {
     "epochs": "Epochs",
     "seed": "Seed",
 }
+log = logging.getLogger(__name__)
+
+
+def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[bool, str | None]:
+    """``plot(*args, **kwargs)`` as a report or comparison draws it: whether it made a figure, and where the runs'
+    values defeat matplotlib (a hand-edited 1e300 samples/s overflows a log axis's ticks), why not, instead of the
+    whole report lost. Warnings about the values (numpy's overflow, a crowded legend's "constrained_layout not
+    applied") go to the log, not the console. A full disk (OSError) still stops the command, as any write does."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            made = plot(*args, **kwargs)
+        except OSError:
+            raise
+        except Exception as err:  # the figure is lost, not the report beside it
+            plt.close("all")
+            log.warning("%s: not drawn: %s: %s", args[-1] if args else plot.__name__, type(err).__name__, one_line(err))
+            return False, f"{type(err).__name__}: {one_line(err)}"
+        finally:
+            for warning in caught:
+                log.debug("%s: %s", plot.__name__, warning.message)
+    return made is not False, None
+
+
 LAB_STYLE = dict(color="0.45", linestyle="--", marker="s", markerfacecolor="white", label="lab (Colab GPU)")
 
 
@@ -97,10 +125,11 @@ def plot_experiment(
         suffix = ", without its resident dataset" if ours is not ok else ""
         if numeric:
             _lines(ax, panel_groups, x, column, hue, suffix)
-            xs = sorted(pd.to_numeric(runs[x].dropna()).unique())
-            if len(xs) > 2 and xs[0] > 0 and xs[-1] / xs[0] >= 8:
+            xs = [float(v) for v in sorted(pd.to_numeric(runs[x].dropna()).unique())]
+            # In log space: lr=1e308 beside lr=0.001 overflowed the ratio (and 1e308 * 1.25 the limit).
+            if len(xs) > 2 and xs[0] > 0 and np.log2(xs[-1]) - np.log2(xs[0]) >= 3:
                 ax.set_xscale("log", base=2)
-                ax.set_xlim(xs[0] / 1.25, xs[-1] * 1.25)
+                ax.set_xlim(xs[0] / 1.25, min(xs[-1] * 1.25, np.finfo(float).max))
             else:
                 pad = (xs[-1] - xs[0]) * 0.05 or 0.5
                 ax.set_xlim(xs[0] - pad, xs[-1] + pad)

@@ -445,17 +445,16 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
 
     slug = _slug(title)
     figures = [
-        (plots.plot_experiment(runs, varied, heading, out / f"{slug}.png", lab=lab), f"{slug}.png", heading),
-        (plots.plot_time_split(runs, varied, heading, out / f"{slug}_time.png"), f"{slug}_time.png",
+        (plots.draw(plots.plot_experiment, runs, varied, heading, out / f"{slug}.png", lab=lab), f"{slug}.png",
+         heading),
+        (plots.draw(plots.plot_time_split, runs, varied, heading, out / f"{slug}_time.png"), f"{slug}_time.png",
          "Where the time goes"),
     ]  # fmt: skip
-    if not figures[0][0]:
+    if figures[0][0] == (False, None):
         lines += ["_No run finished, so there is nothing to plot._", ""]
-    for made, name, alt in figures:
-        if made:
-            report.files.append(out / name)
-            lines += [f"![{alt}]({name})", ""]
-    if figures[0][0] and runs["peak_memory_mb"].notna().any():
+    for (made, problem), name, alt in figures:
+        lines += _figure_lines(report, out, name, alt, made, problem)
+    if figures[0][0][0] and runs["peak_memory_mb"].notna().any():
         lines += [_memory_panels(runs), ""]
 
     if runs["verdict"].notna().any():
@@ -497,6 +496,14 @@ def _noise(cv: float) -> str:
     return "" if pd.isna(cv) else f"CV {cv:.1%}" + (" (noisy)" if cv > NOISY_CV else "")
 
 
+def _figure_lines(report: Report, out: Path, name: str, alt: str, made: bool, problem: str | None) -> list[str]:
+    """A figure's link, or why it could not be drawn from these runs' values."""
+    if made:
+        report.files.append(out / name)
+        return [f"![{alt}]({name})", ""]
+    return [f"_{alt}: not drawn from these runs' values ({problem})._", ""] if problem else []
+
+
 def _memory_lines(
     out: Path, slug: str, heading: str, runs: pd.DataFrame, varied: list[str], report: Report
 ) -> list[str]:
@@ -506,9 +513,8 @@ def _memory_lines(
     if table.empty:
         return []
     lines = ["### What peak memory is made of", ""]
-    if plots.plot_memory(runs, varied, heading, out / f"{slug}_memory.png"):
-        report.files.append(out / f"{slug}_memory.png")
-        lines += [f"![What peak memory is made of]({slug}_memory.png)", ""]
+    made, problem = plots.draw(plots.plot_memory, runs, varied, heading, out / f"{slug}_memory.png")
+    lines += _figure_lines(report, out, f"{slug}_memory.png", "What peak memory is made of", made, problem)
     like = {c: "peak_memory_mb" for c in table if c not in varied}
     note = MEMORY_NOTE
     if MEMORY_LABELS["dataset"] not in table:  # no run held one: the note names none
