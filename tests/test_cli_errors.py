@@ -83,10 +83,7 @@ CASES = {
     ),
     # Hydra's own lines said what was wrong but not what to do, or named another key.
     "a node removed": (["~step"], "step was removed; bench needs it: drop ~step, and set its keys with step.KEY=..."),
-    "a group removed": (
-        ["~precision"],
-        "no precision is chosen (removed with ~precision?); choose one with precision=...",
-    ),
+    "a group removed": (["~precision"], "precision is not set; choose one with precision=..."),
     "a group set to null": (["precision=null"], "a config group cannot be null (as in model=null): choose one"),
     "a + on a key that exists": (["+batch_size=8"], "+batch_size: batch_size is a key already; set it without the +"),
     "a ~ on a key without a value": (["~lab"], "~lab: there is no lab to remove"),

@@ -153,8 +153,9 @@ def test_a_diverging_run_is_recorded_as_diverged(tmp_path: Path) -> None:
 def test_a_failing_run_still_writes_metrics(cfg_for, tmp_path: Path) -> None:
     root = tmp_path / "imgs"
     for split in ("train", "test"):
-        (root / split / "a").mkdir(parents=True)
-        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(root / split / "a" / "ok.png")
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(root / split / cls / "ok.png")
     (root / "train" / "a" / "broken.png").write_bytes(b"not a png")
     cfg = cfg_for(
         "dataset=imagefolder",

@@ -70,6 +70,21 @@ def os_error_line(err: OSError) -> str:
     return f"{where}: {reason}" if where else reason
 
 
+#: Hydra's one-line messages that name no fix, and the line bench prints instead ({0}: what the message names)
+HYDRA_LINES = (
+    (r"Could not append to config\. An item is already at '(.+)'\.$",
+     "+{0}: {0} is a key already; set it without the +, as {0}=..."),
+    (r"Could not delete from config\. '(.+)' does not exist\.$",
+     "~{0}: there is no {0} to remove (not a key, or it holds no value)"),
+    (r"Config group override must be a string or a list\. Got NoneType$",
+     "a config group cannot be null (as in model=null): choose one of its options, e.g. model=small; python -m bench "
+     "--help lists them"),
+    (r"(Cannot find primary config '.+'\.) Check that it's in your config search path\.",
+     "{0} bench's own is config; another goes with --config-path DIR --config-name NAME"),
+    (r"Error locating target '(.+?)'", "_target_={0}: no importable class or function has that name"),
+)  # fmt: skip
+
+
 def describe(err: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line messages, cut down to the one line a user needs."""
     from hydra.errors import MissingConfigException, OverrideParseException
@@ -111,21 +126,6 @@ def describe(err: BaseException) -> str:
     if isinstance(err, MissingConfigException) and len(lines) > 1:
         return " ".join(lines[:2])
     return lines[0] if lines else type(err).__name__
-
-
-#: Hydra's one-line messages that name no fix, and the line bench prints instead ({0}: what the message names)
-HYDRA_LINES = (
-    (r"Could not append to config\. An item is already at '(.+)'\.$",
-     "+{0}: {0} is a key already; set it without the +, as {0}=..."),
-    (r"Could not delete from config\. '(.+)' does not exist\.$",
-     "~{0}: there is no {0} to remove (not a key, or it holds no value)"),
-    (r"Config group override must be a string or a list\. Got NoneType$",
-     "a config group cannot be null (as in model=null): choose one of its options, e.g. model=small; python -m bench "
-     "--help lists them"),
-    (r"(Cannot find primary config '.+'\.) Check that it's in your config search path\.",
-     "{0} bench's own is config; another goes with --config-path DIR --config-name NAME"),
-    (r"Error locating target '(.+?)'", "_target_={0}: no importable class or function has that name"),
-)  # fmt: skip
 
 
 def several_experiments(parts: str) -> str:

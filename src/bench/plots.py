@@ -52,7 +52,8 @@ def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[b
             raise
         except Exception as err:  # the figure is lost, not the report beside it
             plt.close("all")
-            log.warning("%s: not drawn: %s: %s", args[-1] if args else plot.__name__, type(err).__name__, one_line(err))
+            figure = next((a for a in args if isinstance(a, Path)), plot.__name__)  # the file it was to write
+            log.warning("%s: not drawn: %s: %s", figure, type(err).__name__, one_line(err))
             return False, f"{type(err).__name__}: {one_line(err)}"
         finally:
             for warning in caught:

@@ -486,8 +486,10 @@ def _spread(run: pd.Series, over_epochs: bool = False) -> str:
     median, iqr, cv = run["samples_per_s_median"], run["samples_per_s_iqr"], run["samples_per_s_cv"]
     if pd.isna(median):
         return ""
-    epochs = pd.to_numeric(run.get("epochs"), errors="coerce")
-    where = f", over {int(epochs)} epochs" if over_epochs and pd.notna(epochs) else ", over the epochs" * over_epochs
+    where = ""
+    if over_epochs:
+        epochs = pd.to_numeric(run.get("epochs"), errors="coerce")
+        where = f", over {int(epochs)} epochs" if pd.notna(epochs) else ", over the epochs"
     text = f"{median:,.0f} (IQR {iqr:,.0f}{where})" if pd.notna(iqr) else f"{median:,.0f}"
     return text + (f" (noisy: CV {cv:.1%})" if pd.notna(cv) and cv > NOISY_CV else "")
 

@@ -377,7 +377,7 @@ def _resolve_all(cfg: DictConfig) -> None:
         first = str(err).strip().splitlines()[0]
         group = key.removesuffix(".name")
         if "Missing mandatory value" in first and group in GROUPS:  # ~precision leaves the schema's node, unnamed
-            raise ConfigError(f"no {group} is chosen (removed with ~{group}?); choose one with {group}=...") from None
+            raise ConfigError(f"{group} is not set; choose one with {group}=...") from None
         if "Missing mandatory value" in first:
             raise ConfigError(f"{key} is not set; choose one with {key}=...") from None
         raise ConfigError(f"{key}: {first}") from None
@@ -401,8 +401,8 @@ def _check_removed(prefix: str, schema: type, node: DictConfig) -> None:
         key = f"{prefix}{f.name}"
         if f.name in node:
             continue
-        if key in GROUPS:
-            raise ConfigError(f"{key} was removed; bench needs one: choose it with {key}=...")
+        if key in GROUPS:  # as for a group left unset (model: ???)
+            raise ConfigError(f"{key} is not set; choose one with {key}=...")
         if f.default_factory is not MISSING_FIELD:  # a node of its own (step, max_batch): its keys are set apart
             raise ConfigError(f"{key} was removed; bench needs it: drop ~{key}, and set its keys with {key}.KEY=...")
         raise ConfigError(f"{key} was removed; bench needs it: set it with {key}=...")
