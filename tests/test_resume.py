@@ -114,3 +114,17 @@ def test_a_job_still_running_in_a_process_of_its_own_is_never_run_again(tmp_path
     again = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=16,32", "resume=true")
     assert again.returncode == 0, again.stderr
     assert list(pd.read_csv(tmp_path / "S" / "summary.csv")["status"]) == ["ok", "ok"]
+
+
+def test_a_resumed_sweeps_report_lists_its_runs_along_the_swept_variable(tmp_path: Path) -> None:
+    # Batch 32, added on resume, runs as job 2: the report read "batch_size = 16, 64, 32", its rows in job order,
+    # while the plot drew them along the axis.
+    assert run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=16,64").returncode == 0
+    again = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=16,32,64", "resume=true")
+    assert again.returncode == 0, again.stderr
+    report = (tmp_path / "S" / "report.md").read_text()
+    assert "Swept: **batch_size** = 16, 32, 64" in report
+    rows = [line.split("|")[1].strip() for line in report.split("## Sweep over batch_size")[1].splitlines()
+            if line.startswith("|") and line.split("|")[1].strip().isdigit()][:3]  # fmt: skip
+    assert rows == ["16", "32", "64"], rows
+    assert list(pd.read_csv(tmp_path / "S" / "summary.csv")["job"]) == [0, 1, 2]  # the record stays in job order

@@ -30,6 +30,7 @@ from bench.runs import (
     LAB_EPOCH_IMAGES,
     MISSING,
     UNREADABLE,
+    along,
     images_per_epoch,
     load_runs,
     resident_dataset_mb,
@@ -346,7 +347,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     lines += [f"Runs from: {', '.join(f'`{p}`' for p in paths)}", ""]
     varied = swept_variables(df)
     if varied:
-        swept = "; ".join(f"**{v}** = {', '.join(values(df[v]))}" for v in varied)
+        swept = "; ".join(f"**{v}** = {', '.join(values(along(df, [v])[v]))}" for v in varied)
         lines += [f"Swept: {swept}", ""]
     else:
         lines += ["Swept: nothing (every run has the same config)", ""]
@@ -406,6 +407,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     # along that variable: its table, plot and lab comparison name the batch size, not the model.
     varied = swept or [v for v in (_lab_variable(lab), "model") if v in runs][:1]
     runs, varied = _by_source(runs, varied)
+    runs = along(runs, varied)
     if lab and "part" in lab:
         heading = f"Lab part {lab['part']}: {title}"
     elif title != DEFAULT_EXPERIMENT:

@@ -327,6 +327,20 @@ def values(col: pd.Series) -> list[str]:
     return list(dict.fromkeys(str(v) for v in col.dropna()))
 
 
+def along(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
+    """The rows along the swept variables, as the plots draw them: numbers ascending, names in the order they came
+    (a resumed sweep's new batch size 32, job 2, had come after 64)."""
+    keys = {}
+    for i, column in enumerate(varied):
+        if is_numeric(runs[column]):
+            keys[f"_along{i}"] = pd.to_numeric(runs[column], errors="coerce")
+        else:
+            rank = {v: n for n, v in enumerate(values(runs[column]))}
+            keys[f"_along{i}"] = runs[column].map(lambda v, rank=rank: rank.get(str(v)))  # None: no value
+    ordered = runs.assign(**keys).sort_values(list(keys), kind="stable", na_position="last") if keys else runs
+    return ordered.drop(columns=list(keys))
+
+
 # ------------------------------------------------------------------------ one run, read strictly
 
 
