@@ -83,8 +83,23 @@ CASES = {
     ),
     # Hydra's own lines said what was wrong but not what to do, or named another key.
     "a node removed": (["~step"], "step was removed; bench needs it: drop ~step, and set its keys with step.KEY=..."),
-    "a group removed": (["~precision"], "precision is not set; choose one with precision=..."),
-    "a group set to null": (["precision=null"], "a config group cannot be null (as in model=null): choose one"),
+    "several lab parts as a list": (
+        ["experiment=[batch_size,amp]"],
+        "experiment=batch_size,amp: each lab part is a sweep of its own",
+    ),
+    "a group removed": (
+        ["~precision"],
+        "precision.name is not set: choose a precision with precision=... (each option's YAML sets its name)",
+    ),
+    "a group set to null": (
+        ["precision=null"],
+        "a config group cannot be set to null (as in model=null): drop the "
+        "override, or choose one of the group's options",
+    ),
+    "an unimportable target": (
+        ["+hydra.callbacks.x._target_=nonexistent.Mod"],
+        "_target_=nonexistent.Mod cannot be imported (No module named 'nonexistent')",
+    ),
     "a + on a key that exists": (["+batch_size=8"], "+batch_size: batch_size is a key already; set it without the +"),
     "a ~ on a key without a value": (["~lab"], "~lab: there is no lab to remove"),
 }

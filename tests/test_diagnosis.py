@@ -333,6 +333,11 @@ def test_a_run_of_one_repeat_beside_repeated_ones_says_its_spread_is_over_its_ep
     once, twice = lines[at + 2], lines[at + 3]
     assert re.search(r"\| [\d,]+ \(IQR [\d,]+, over 3 epochs\)", once), once
     assert re.search(r"\| [\d,]+ \(IQR [\d,]+\)", twice) and "epochs)" not in twice, twice
+    # Without the run of one repeat (its record lost), no row's spread is over epochs: the plain header.
+    (tmp_path / "S" / "0" / "metrics.json").unlink()
+    build_report([tmp_path / "S"])
+    report = (tmp_path / "S" / "report.md").read_text()
+    assert "samples/s: median (IQR) over the repeats |" in " ".join(report.split()), report
 
 
 def test_noise_over_the_epochs_of_a_single_repeat_is_shown_too(tmp_path: Path) -> None:

@@ -77,11 +77,10 @@ HYDRA_LINES = (
     (r"Could not delete from config\. '(.+)' does not exist\.$",
      "~{0}: there is no {0} to remove (not a key, or it holds no value)"),
     (r"Config group override must be a string or a list\. Got NoneType$",
-     "a config group cannot be null (as in model=null): choose one of its options, e.g. model=small; python -m bench "
-     "--help lists them"),
+     "a config group cannot be set to null (as in model=null): drop the override, or choose one of the group's "
+     "options (python -m bench --help lists them)"),
     (r"(Cannot find primary config '.+'\.) Check that it's in your config search path\.",
      "{0} bench's own is config; another goes with --config-path DIR --config-name NAME"),
-    (r"Error locating target '(.+?)'", "_target_={0}: no importable class or function has that name"),
 )  # fmt: skip
 
 
@@ -114,6 +113,12 @@ def describe(err: BaseException) -> str:
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
     ambiguous = re.match(r"Ambiguous value for argument '(.+)'$", lines[0]) if lines else None
     first = lines[0] if lines else ""
+    target = re.match(r"Error locating target '(.+?)'", first)
+    if target:  # Hydra's import of a _target_ failed: why is in the innermost cause (a module, or its own import)
+        inner = err
+        while inner.__cause__ is not None:
+            inner = inner.__cause__
+        return f"_target_={target[1]} cannot be imported ({one_line(inner) if inner is not err else 'no such name'})"
     for pattern, line in HYDRA_LINES:  # Hydra's own messages that say what is wrong but not what to do
         found = re.match(pattern, first)
         if found:

@@ -52,8 +52,11 @@ def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[b
             raise
         except Exception as err:  # the figure is lost, not the report beside it
             plt.close("all")
-            figure = next((a for a in args if isinstance(a, Path)), plot.__name__)  # the file it was to write
-            log.warning("%s: not drawn: %s: %s", figure, type(err).__name__, one_line(err))
+            figure = next((a for a in args if isinstance(a, Path)), None)  # the file it was to write
+            if figure is not None:
+                figure.unlink(missing_ok=True)  # an earlier report's figure would stand beside this report's text
+            log.warning("%s: not drawn: %s: %s", figure or plot.__name__, type(err).__name__, one_line(err))
+            log.debug("%s failed", plot.__name__, exc_info=True)  # a bug of bench's, not the values: in the log
             return False, f"{type(err).__name__}: {one_line(err)}"
         finally:
             for warning in caught:

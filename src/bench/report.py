@@ -432,12 +432,13 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     shown = runs.assign(learning=[findings.learning_cell(v) for v in runs["learned"]])
     params = pd.to_numeric(runs["params"], errors="coerce")
     shown[PARAMETERS] = [f"{int(p):,}" if pd.notna(p) else NO_VALUE for p in params]
-    repeated = runs["repeats"].fillna(1) > 1
-    if repeated.all():  # repeated timings: the median and IQR, and a noise flag
+    timed = runs["samples_per_s_median"].notna()  # rows without a result (missing, failed) have no spread
+    repeated = (runs["repeats"].fillna(1) > 1)[timed]
+    if timed.any() and repeated.all():  # repeated timings: the median and IQR, and a noise flag
         shown[SPREAD_REPEATS] = [_spread(r) for _, r in runs.iterrows()]
     elif repeated.any():  # beside runs of one repeat, whose spread is over their epochs: each such cell says so
-        shown[SPREAD_MIXED] = [_spread(r, over_epochs=not once) for (_, r), once in zip(runs.iterrows(), repeated,
-                                                                                       strict=True)]  # fmt: skip
+        shown[SPREAD_MIXED] = [_spread(r, over_epochs=not (pd.notna(r["repeats"]) and r["repeats"] > 1))
+                               for _, r in runs.iterrows()]  # fmt: skip
     elif (pd.to_numeric(runs["samples_per_s_cv"], errors="coerce") > NOISY_CV).any():  # one repeat, epochs far apart
         shown[SPREAD_EPOCHS] = [_noise(r["samples_per_s_cv"]) for _, r in runs.iterrows()]
     lines += [markdown(shown, _experiment_columns(shown, varied)), ""]
@@ -505,7 +506,7 @@ def _figure_lines(report: Report, out: Path, name: str, alt: str, made: bool, pr
     if made:
         report.files.append(out / name)
         return [f"![{alt}]({name})", ""]
-    return [f"_{alt}: not drawn from these runs' values ({problem})._", ""] if problem else []
+    return [f"_{alt}: could not be drawn ({problem})._", ""] if problem else []
 
 
 def _memory_lines(

@@ -376,8 +376,9 @@ def _resolve_all(cfg: DictConfig) -> None:
         key = getattr(err, "full_key", None) or "the config"
         first = str(err).strip().splitlines()[0]
         group = key.removesuffix(".name")
-        if "Missing mandatory value" in first and group in GROUPS:  # ~precision leaves the schema's node, unnamed
-            raise ConfigError(f"{group} is not set; choose one with {group}=...") from None
+        if "Missing mandatory value" in first and group in GROUPS:  # ~precision, or an option's YAML without a name
+            raise ConfigError(f"{key} is not set: choose a {group} with {group}=... (each option's YAML sets its "
+                              "name)") from None  # fmt: skip
         if "Missing mandatory value" in first:
             raise ConfigError(f"{key} is not set; choose one with {key}=...") from None
         raise ConfigError(f"{key}: {first}") from None
