@@ -428,6 +428,10 @@ def test_report_never_creates_the_folder_it_reads(tmp_path: Path) -> None:
     [
         (["=3"], "bench", "=3: an override needs a key"),
         (["--nope"], "bench", "unrecognized arguments: --nope"),
+        # --cfg printed a config the run would refuse, exit 0: an all-clear; and -p for a key it lacks was Hydra's
+        # own line, exit 1.
+        (["--cfg", "job", "batch_size=0"], "bench", "batch_size=0 is out of range; it must be an integer from 1 to "),
+        (["--cfg", "job", "-p", "nosuch"], "bench", "-p nosuch: the config has no value at nosuch"),
         (["--cfg", "everything"], "bench", "argument --cfg/-c: invalid choice: 'everything'"),
         (["epochs=${nope}"], "bench", "epochs: Interpolation key 'nope' not found"),
         (["~model"], "bench", "model is not set; choose one with model=..."),

@@ -138,7 +138,12 @@ def main() -> None:
     _register_sweeper()
     with folders.session(), interrupts.entry_point():
         try:
+            own_config = not (args.config_path or args.config_name or args.config_dir)
+            if args.cfg and args.package not in (None, "_global_") and own_config:
+                _check_package(args.package, args.overrides)
             app()
+            if args.cfg in ("job", "all") and own_config:
+                _check_printed(args.overrides)
         except Interrupted as stop:
             if _no_job_began() and _sweep_dir() is not None:
                 folders.abandon_claim()  # while the sweep's jobs were checked: no report of jobs all "missing"
@@ -159,6 +164,28 @@ def main() -> None:
             fail(
                 f"{_one_line(err)}{f'; the sweep stopped: {_what_is_kept()}' if _sweep_dir() else ''}", EXIT_RUN_FAILED
             )
+
+
+def _check_printed(overrides: list[str]) -> None:
+    """``--cfg job`` prints the config and runs nothing: a value the run would refuse (batch_size=0) says so after
+    the print, exit 2, where the print alone read as an all-clear."""
+    from bench.schema import compose, validate
+
+    try:
+        validate(compose(overrides))
+    except UsageError as err:
+        raise UsageError(f"{err} (the config above would be refused)") from None
+
+
+def _check_package(package: str, overrides: list[str]) -> None:
+    """``--cfg job -p KEY`` for a KEY the config does not have: Hydra wrote its own line and exit 1."""
+    from omegaconf import OmegaConf
+
+    from bench.schema import compose
+
+    if OmegaConf.select(compose(overrides, return_hydra_config=True), package, default=None) is None:
+        raise UsageError(f"-p {package}: the config has no value at {package}; name a key or node it has, such as "
+                         "model, step or batch_size (--cfg job prints them all)")  # fmt: skip
 
 
 def _sweep_dir() -> Path | None:
