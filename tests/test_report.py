@@ -443,7 +443,7 @@ def test_the_lab_part_3_report_sets_its_flat_times_beside_the_models_flops(tmp_p
 def test_a_batch_sweep_says_what_sets_a_steps_time(tmp_path: Path) -> None:
     # Why is a larger batch faster? On an H200 MediumNet's eager step took 2.0-2.3 ms at every batch from 16 to
     # 1,024: a cost paid once a step. On a CPU the step's time grows with its images. The sentence says which.
-    for name, times in (("flat", (0.517, 0.129, 0.0323)), ("work", (1.0, 1.0, 1.0))):
+    for name, times in (("flat", (0.517, 0.129, 0.0323)), ("work", (1.0, 1.0, 1.0)), ("costlier", (1.0, 1.0, 1.3))):
         for job, (batch, t) in enumerate(zip((16, 64, 256), times, strict=True)):
             _fake_run(tmp_path / name, job, "cuda", batch, t)
             metrics = tmp_path / name / str(job) / "metrics.json"
@@ -454,6 +454,10 @@ def test_a_batch_sweep_says_what_sets_a_steps_time(tmp_path: Path) -> None:
             "kernels, the host's work), not the images, sets it") in flat  # fmt: skip
     work = " ".join((build_report([tmp_path / "work"]).out / "report.md").read_text().split())
     assert "16.00× the time for 16× the images: the images' own work sets it, so a larger batch saves little" in work
+    # More than the images grew (a CPU at batch 1,024: 81× the time for 64×): it had read "saves little" too.
+    costlier = " ".join((build_report([tmp_path / "costlier"]).out / "report.md").read_text().split())
+    assert ("20.80× the time for 16× the images: each image took 1.30× as long at batch_size=256 as at "
+            "batch_size=16, so a larger batch costs more per image here") in costlier  # fmt: skip
     # Not without the images per epoch (an older metrics.json): no step count to divide by.
     for job, (batch, t) in enumerate(zip((16, 64, 256), (0.517, 0.129, 0.0323), strict=True)):
         _fake_run(tmp_path / "old", job, "cuda", batch, t)

@@ -135,8 +135,9 @@ def _noise_sentence(ok: pd.DataFrame, x: str) -> str:
 
 
 #: a step's own time that grew at most FLAT_STEP_GROWTH× while its batch grew FLAT_STEP_SPAN× or more was set by
-#: a cost paid once a step; one that grew by PROPORTIONAL_STEP of the batch's growth or more, by the images' work
-FLAT_STEP_GROWTH, FLAT_STEP_SPAN, PROPORTIONAL_STEP = 1.5, 4, 0.7
+#: a cost paid once a step; one that grew by PROPORTIONAL_STEP of the batch's growth or more, by the images' work;
+#: one that grew by more than COSTLIER_STEP of it, by more than the images: each image cost more in a larger batch
+FLAT_STEP_GROWTH, FLAT_STEP_SPAN, PROPORTIONAL_STEP, COSTLIER_STEP = 1.5, 4, 0.7, 1.1
 
 
 def _step_time_sentence(ok: pd.DataFrame, x: str) -> str:
@@ -160,6 +161,9 @@ def _step_time_sentence(ok: pd.DataFrame, x: str) -> str:
     if span >= FLAT_STEP_SPAN and growth <= FLAT_STEP_GROWTH:
         text += (": a cost paid once a step (launching its kernels, the host's work), not the images, sets it, "
                  "and a larger batch spreads it over more images")  # fmt: skip
+    elif span >= FLAT_STEP_SPAN and growth > COSTLIER_STEP * span:  # "saves little per image" said the opposite
+        text += (f": each image took {growth / span:.2f}× as long at {_label(x, last[x])} as at {_label(x, first[x])}, "
+                 "so a larger batch costs more per image here")  # fmt: skip
     elif span >= FLAT_STEP_SPAN and growth >= PROPORTIONAL_STEP * span:
         text += ": the images' own work sets it, so a larger batch saves little per image"
     return text + "."
