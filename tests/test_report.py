@@ -480,7 +480,9 @@ def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> N
     _fake_run(tmp_path / "t", 1, "cuda", 512, 2.0)
     (tmp_path / "t" / "1" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 512}))
     text = (build_report([tmp_path / "t"]).out / "report.md").read_text()
-    assert "Our runs differ" not in text and f"{ours}, like for like" in text
+    # The lab's settings, never its machine ("like for like" said more than that).
+    assert "Our runs differ" not in text and "like for like" not in text
+    assert f"{ours}, with the lab's settings, on this machine's hardware, not the lab's Colab one" in text
     # The resident loader beside the lab's DataLoader path was "like for like"; on the CPU, "compare machines,
     # not code paths" then "not only code paths".
     lab["ran_with"] |= {"loader": "dataloader"}
@@ -519,7 +521,7 @@ def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path,
     assert list(report.runs["avg_epoch_time"]) == [2.0, 2.0]  # the runs' own figures are unchanged
     text = (tmp_path / "s" / "report.md").read_text()
     assert "The lab's epochs had 50,000 images and ours 25,000" in text
-    assert "other pictures), like for like" in text  # GPU against GPU
+    assert "other pictures), with the lab's settings, on this machine's hardware" in text  # GPU against GPU
     assert ("lab (Colab GPU), times per 25,000 images", [10.2, 6.45]) in drawn  # 20.4 and 12.9 s per 50,000
 
 
@@ -838,3 +840,25 @@ def test_values_a_figure_cannot_be_drawn_from_cost_that_figure_not_the_report(tm
     assert "_Sweep over lr: could not be drawn (OverflowError: " in report
     assert "![Where the time goes](runs_time.png)" in report and (out / "runs_time.png").is_file()
     assert not (out / "runs.png").exists() and "Traceback" not in proc.stderr
+
+
+def test_a_lab_part_says_which_step_it_timed_and_when_its_scaled_epochs_are_rough(tmp_path: Path) -> None:
+    # recipe=lab's step resolves step.*=auto per device (fused Adam, channels_last on the CPU): the Step line said
+    # so on the console only, and "like for like" stood beside the lab's default Adam in NCHW. And 1,024 images
+    # scaled 49x to the lab's epoch scaled its fixed costs too, with nothing to say they may dominate.
+    tiny = [t for t in TINY if not t.startswith(("dataset.train_size=", "batch_size="))]
+    proc = run_cli(tmp_path, *tiny, "experiment=cpu_vs_gpu", "dataset.train_size=1024", "hydra.sweep.dir=S")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join((tmp_path / "S" / "report.md").read_text().split())
+    step = json.loads((tmp_path / "S" / "0" / "metrics.json").read_text())["step"]
+    timed = f"compile=none, adam={step['adam']}, channels_last={str(step['channels_last']).lower()}"
+    assert f"Step as timed: {timed}" in text
+    assert (f"Our step ({timed}) is not the lab's (compile=none, adam=default, channels_last=false: torch's default "
+            "Adam, eager, NCHW)") in text  # fmt: skip
+    assert "At ×49 those fixed costs can outweigh the work: run with dataset.train_size=50000" in text
+    # The lab's own step: no such line.
+    again = run_cli(tmp_path, *tiny, "experiment=cpu_vs_gpu", "dataset.train_size=1024", "step.adam=default",
+                    "step.channels_last=false", "hydra.sweep.dir=T")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    text = " ".join((tmp_path / "T" / "report.md").read_text().split())
+    assert "Step as timed: compile=none, adam=default, channels_last=false" in text and "Our step" not in text

@@ -35,6 +35,7 @@ from bench.runs import (
     load_runs,
     resident_dataset_mb,
     settings,
+    step_text,
     summary_columns,
     swept_variables,
     values,
@@ -429,6 +430,10 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
         if loaders[0] == "dataloader" and (pd.to_numeric(runs["workers"], errors="coerce") == 0).all():
             pipeline = pipeline.replace("DataLoader workers", "DataLoader in the main process (workers=0)")
         lines += [f"Pipeline: loader={loaders[0]} ({pipeline})", ""]
+    steps = values(runs["step"].map(step_text)) if _trains(runs) else []
+    if steps:  # what step.*=auto and the recipe resolved to: recorded per run, never shown before
+        lines += [f"Step as timed: {steps[0]}" if len(steps) == 1 else
+                  f"Steps as timed (they differ between runs): {'; '.join(steps)}", ""]  # fmt: skip
     shown = runs.assign(learning=[findings.learning_cell(v) for v in runs["learned"]])
     params = pd.to_numeric(runs["params"], errors="coerce")
     shown[PARAMETERS] = [f"{int(p):,}" if pd.notna(p) else NO_VALUE for p in params]
@@ -553,13 +558,16 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         matched_on_device = comparison.columns[0] == "device"
         ours_cpu = not matched_on_device and (comparison["device"] == "cpu").any()
         differ = _settings_unlike_the_labs(_recorded(runs), lab, str(comparison.columns[0]))
+        ours = [s for s in _recorded(runs)["step"] if isinstance(s, dict)]
+        unlike = {t for t in map(step_text, ours) if t} - {step_text(LAB_STEP)}
         other = "with settings of ours that the lab's runs did not have (below)"
         if ours_cpu:
             how = "ours ran on the CPU where the lab's ran on its GPU" + (
                 f", and {other}" if differ else ", so these rows compare machines, not code paths"
             )
-        else:
-            how = other if differ else "like for like"
+        else:  # the lab's settings at best, never its Colab machine
+            settings = "with the lab's settings but its step (below)" if unlike else "with the lab's settings"
+            how = other if differ else f"{settings}, on this machine's hardware, not the lab's Colab one"
         table = _lab_digits(comparison)
         # Only where a run of ours held a resident dataset: lab_comparison subtracted it from our peak.
         resident = (resident_dataset_mb(_recorded(runs)) > 0).any()
@@ -570,13 +578,25 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         if differ:
             lines += [f"Our runs differ from the lab's in {'; '.join(differ)}: these rows compare different "
                       "workloads, not only code paths.", ""]  # fmt: skip
+        if unlike:
+            lines += [f"Our step ({'; '.join(sorted(unlike))}) is not the lab's ({step_text(LAB_STEP)}: torch's "
+                      "default Adam, eager, NCHW): the same maths in other kernels, so part of a difference in time "
+                      "is the step's.", ""]  # fmt: skip
         shown = _recorded(runs)
         scaled = shown[lab_epoch_scale(shown) != 1.0]
         if "lab s/epoch" in comparison and not scaled.empty:
             sizes = " and ".join(f"{n:,.0f}" for n in sorted(set(images_per_epoch(scaled))))
+            factor = LAB_EPOCH_IMAGES / images_per_epoch(scaled).min()
+            # 1,024 images an epoch: 0.26 s of starting 8 workers became 12.5 s of a "26.4 s" epoch.
+            rough = (
+                f" At ×{factor:,.0f} those fixed costs can outweigh the work: run with dataset.train_size="
+                f"{LAB_EPOCH_IMAGES} for epoch times to set beside the lab's."
+                if factor >= ROUGH_SCALE
+                else ""
+            )
             lines += [f"The lab's epochs had {LAB_EPOCH_IMAGES:,} images and ours {sizes}: \"ours s/epoch\" is our "
                       f"measured epoch time × {LAB_EPOCH_IMAGES:,} ÷ our images per epoch (fixed costs of an "
-                      "epoch, such as starting workers, are scaled with it).", ""]  # fmt: skip
+                      f"epoch, such as starting workers, are scaled with it).{rough}", ""]  # fmt: skip
         why = findings.lab_memory_sentence(runs) if "lab peak alloc MB" in comparison else ""
         if why:
             lines += [why, ""]
@@ -587,6 +607,12 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
     if lab.get("note"):
         lines += [f"Lab: {lab['note']}", ""]
     return lines
+
+
+#: ours scaled up this many times or more to the lab's 50,000 images an epoch: its fixed costs are scaled too
+ROUGH_SCALE = 10
+#: the lab's step, as bench records a step: torch's default Adam, eager, NCHW
+LAB_STEP = {"compile": "none", "adam": "default", "channels_last": False}
 
 
 def _our_images(runs: pd.DataFrame) -> str:

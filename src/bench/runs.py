@@ -166,6 +166,7 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     row.update({k: found.get(k) for k in DIAGNOSIS_COLUMNS})
     row["memory"] = metrics.get("memory") or None
     row["notes"] = [str(n) for n in metrics.get("notes") or []]  # what changes what its numbers mean (report.md)
+    row["step"] = metrics.get("step") or None  # the step as timed, 'auto' resolved
     capacity = metrics.get("capacity") or {}
     row.update(search=capacity.get("stopped"), oom_batch=capacity.get("smallest_failing"))
     env = metrics.get("env") or {}
@@ -226,7 +227,7 @@ def load_runs(paths: Sequence[Path]) -> pd.DataFrame:
     extras = _varying_settings(df)
     for key in extras:
         df[key] = [_setting(cfg or {}, key) for cfg in df["_config"]]
-    for col in [*summary_columns(), *ENV_COLUMNS, "lab", "memory", "notes"]:
+    for col in [*summary_columns(), *ENV_COLUMNS, *RECORD_PARTS]:
         if col not in df:
             df[col] = None
     order = {str(p): i for i, p in enumerate(paths)}
@@ -276,9 +277,21 @@ def _varying_settings(df: pd.DataFrame) -> list[str]:
     return [k for k in seen if k not in standard and varies(k)]
 
 
+#: the parts of a record a row carries whole (a node each), beside its columns
+RECORD_PARTS = ("lab", "memory", "notes", "step")
+
+
+def step_text(step: Any) -> str | None:
+    """A run's step as timed, in overrides: ``compile=none, adam=fused, channels_last=true``."""
+    if not isinstance(step, dict):
+        return None
+    text = ", ".join(f"{k}={as_override(step.get(k))}" for k in ("compile", "adam", "channels_last"))
+    return f"{text}, GradScaler" if step.get("grad_scaler") else text
+
+
 def settings(df: pd.DataFrame) -> list[str]:
     """The columns load_runs added for config keys that vary beyond the standard ones (e.g. ``lr``)."""
-    known = {*summary_columns(), *ENV_COLUMNS, "sweep", "lab", "memory", "notes"}
+    known = {*summary_columns(), *ENV_COLUMNS, "sweep", *RECORD_PARTS}
     return [c for c in df.columns if c not in known]
 
 
