@@ -201,6 +201,11 @@ def test_the_throughput_sentence_names_a_dip_between_the_ends_and_noise_as_noise
     text = " ".join((build_report([tmp_path / "noise"]).out / "report.md").read_text().split())
     assert "(0.96×); the fastest run is batch_size=64 at 91 samples/s, but the fastest and the slowest differ by " \
            "less than their own spread (IQR / median, 17.8% together): no measurable difference." in text  # fmt: skip
+    # A slow third run made the ends a finding; the fastest still stood inside its runner-up's spread, unsaid.
+    _fake_run(tmp_path / "noise", 2, "cpu", 256, 40.0, epoch_times=(40.0, 40.0))
+    text = " ".join((build_report([tmp_path / "noise"]).out / "report.md").read_text().split())
+    assert ("the fastest run is batch_size=64 at 91 samples/s (batch_size=128, at 87, is within the two runs' "
+            "spread, 17.8% together)") in text and "no measurable difference" not in text  # fmt: skip
 
 
 def test_the_time_and_throughput_panels_draw_each_runs_slowest_and_fastest_as_whiskers(
