@@ -399,4 +399,6 @@ def test_compare_png_draws_ratios_far_apart_on_a_log_axis_and_names_both_sides(
     cmp.main([str(base), str(cand), "--out", str(tmp_path / "cmp")])
     assert "log" in drawn["yscale"]  # 20× beside 0.9×
     title = " ".join(drawn["title"][-1].split())
-    assert title.startswith("Candidate vs baseline (candidate on cuda (Test GPU) on gpubox, baseline on cpu (Test CPU)")
+    # Which folder is which side too: "not matched on loader" beside two bars said neither.
+    assert title.startswith(f"Candidate {cand.name} vs baseline {base.name} (candidate on cuda (Test GPU) on "
+                            "gpubox, baseline on cpu (Test CPU)")  # fmt: skip

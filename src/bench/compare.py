@@ -323,18 +323,25 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
     return "\n".join([*lines, summary_line(c)]) + "\n"
 
 
-def plot(c: Comparison, path: Path) -> bool:
-    """One bar per judged config: its samples/s ratio, the noise band shaded, a line at 1; False if none."""
+def plot(c: Comparison, path: Path, baseline: Sequence[Path] = (), candidate: Sequence[Path] = ()) -> bool:
+    """One bar per judged config: its samples/s ratio, the noise band shaded, a line at 1; False if none. The
+    title names each side's folders and, for a key not matched on, its values: the bars alone do not say which
+    side is which."""
     judged = c.table["verdict"].notna()
     if not judged.any():
         return False
     from bench import plots  # matplotlib is imported only when a figure is made
 
     labels = [label for label, j in zip(_labels(c), judged, strict=True) if j]
-    ignored = f", not matched on {', '.join(c.ignored)}" if c.ignored else ""
+    ignored = "".join(f", not matched on {key} (baseline {', '.join(b) or 'n/a'}, candidate {', '.join(a) or 'n/a'})"
+                      for key, (b, a) in c.ignored.items())  # fmt: skip
     base, cand = c.machines
     sides = f"both on {base}" if base == cand else f"candidate on {cand}, baseline on {base}"
-    title = f"Candidate vs baseline ({sides}{ignored}): {summary_line(c).rsplit('; ', 1)[-1]}"
+    # The folders' own names (compare.md has their paths): a long path wraps mid-word in a title.
+    names = {side: " ".join(Path(p).resolve().name for p in paths) for side, paths in (("base", baseline),
+                                                                                      ("cand", candidate))}  # fmt: skip
+    who = f"Candidate {names['cand']} vs baseline {names['base']}" if all(names.values()) else "Candidate vs baseline"
+    title = f"{who} ({sides}{ignored}): {summary_line(c).rsplit('; ', 1)[-1]}"
     colors = {FASTER: "tab:green", SAME: "0.55", SLOWER: "tab:red"}
     return plots.draw(plots.plot_ratios, c.table[judged], labels, title, path, colors)[0]  # the table stands alone
 
@@ -401,7 +408,7 @@ def run(args: argparse.Namespace) -> tuple[Comparison, str, list[Path]]:
     if args.out is None:
         return c, render(c, args.baseline, args.candidate), []
     make_writable(args.out, "--out")
-    figure = PLOT_FILE if plot(c, args.out / PLOT_FILE) else None
+    figure = PLOT_FILE if plot(c, args.out / PLOT_FILE, args.baseline, args.candidate) else None
     text = render(c, args.baseline, args.candidate, figure)
     with interrupts.deferred():
         write_atomically(args.out / REPORT_FILE, text)  # whole or not at all, as every result file
