@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 
 from bench import diagnosis, train
 from bench.loaders import ResidentSource
-from bench.metrics import summarize
+from bench.metrics import significant, summarize
 from bench.report import build_report
 from bench.results import EpochStats, write_metrics
 from conftest import TINY, run_cli
@@ -403,8 +403,12 @@ def test_the_reports_sentence_and_its_verdict_table_agree_on_input_bound(tmp_pat
         return bar(ax, x, height, *args, bottom=bottom, **kwargs)
 
     monkeypatch.setattr(Axes, "bar", spy)
-    build_report([tmp_path / "S"])
+    written: list[str] = []  # shares alone drew a 1.2 s and a 16 s epoch as the same bar: each says its seconds
+    annotate = Axes.annotate
+    monkeypatch.setattr(Axes, "annotate", lambda ax, text, *a, **k: written.append(text) or annotate(ax, text, *a, **k))
+    runs = build_report([tmp_path / "S"]).runs
     assert tops["GPU idle"] == pytest.approx([100.0, 100.0])  # copy + busy + idle: the whole epoch
+    assert {f"{significant(t)} s" for t in runs["avg_epoch_time"]} <= set(written), written
     assert "data wait" not in tops  # the host's wait overlaps the GPU's work: a point, not a slice
     report = (tmp_path / "S" / "report.md").read_text()
     rows = [row.split("|") for row in report.splitlines() if "GPU busy 95%" in row]
