@@ -469,13 +469,17 @@ def test_a_batch_sweep_says_what_sets_a_steps_time(tmp_path: Path) -> None:
     assert "A step's own time" not in (build_report([tmp_path / "old"]).out / "report.md").read_text()
 
 
-def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path) -> None:
+def test_lab_figures_beside_runs_with_other_settings_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # experiment=amp batch_size=64: our batch 64 sat beside the lab's batch 512, and nothing said so.
     lab = {"part": 5, "title": "AMP", "ran_with": {"model": "medium", "batch_size": 512, "workers": 2},
            "figures": [{"precision": "fp32", "avg_epoch_time": 11.6}]}  # fmt: skip
     _fake_run(tmp_path / "s", 0, "cuda", 64, 2.0)  # MediumNet, 2 workers, as the lab; batch 64, not 512
     (tmp_path / "s" / "0" / ".hydra" / "config.yaml").write_text(json.dumps({"lab": lab, "batch_size": 64}))
+    labels: list[str] = []  # the figure's lab points: its legend says they ran at batch 512 (the title says 64)
+    plot = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda ax, *a, **k: labels.append(k.get("label") or "") or plot(ax, *a, **k))
     text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
+    assert any(" ".join(label.split()).endswith("; the lab ran batch_size=512") for label in labels), labels
     # Ours on synthetic images: the same work per image as CIFAR-10's, which the sentence says, not other pictures.
     ours = "beside ours (ours on synthetic images, 32×32 RGB as CIFAR-10's: the same work per image, other pictures)"
     assert f"{ours}, with settings of ours that the lab's runs did not have (below)" in text

@@ -23,7 +23,7 @@ from matplotlib.ticker import FixedLocator, NullLocator
 from bench.errors import one_line
 from bench.metrics import METRICS, Metric, metric, significant
 from bench.results import MEMORY_LABELS, parts_shown
-from bench.runs import LAB_EPOCH_IMAGES, images_per_epoch, is_numeric, resident_dataset_mb, x_axis
+from bench.runs import LAB_EPOCH_IMAGES, images_per_epoch, is_numeric, resident_dataset_mb, unlike_the_lab, x_axis
 
 LABELS = {
     "batch_size": "Batch size",
@@ -105,6 +105,10 @@ def plot_experiment(
     categories = list(dict.fromkeys(str(v) for v in runs[x].dropna()))
     groups = list(ok.groupby(hue, sort=False)) if hue else [(None, ok)]
     lab_df, lab_style = _lab_at_our_epoch_size(pd.DataFrame((lab or {}).get("figures") or []), ok)
+    differ = unlike_the_lab(ok, lab or {}, x)
+    if differ:  # "batch_size=64" over the title stood above lab points measured at 512: the legend says so
+        ran = ", ".join(f"{key}={theirs}" for key, _, theirs in differ)
+        lab_style = {**lab_style, "label": textwrap.fill(f"{lab_style['label']}; the lab ran {ran}", 40)}
     if numeric and x in lab_df:
         # The lab's points within our runs' range only: a line to a point off the axis drew, at our batch 32, a
         # "lab figure" between its 16 and 64 that the lab never measured.

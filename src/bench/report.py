@@ -38,6 +38,7 @@ from bench.runs import (
     step_text,
     summary_columns,
     swept_variables,
+    unlike_the_lab,
     values,
     x_axis,
 )
@@ -634,16 +635,8 @@ def _our_images(runs: pd.DataFrame) -> str:
 def _settings_unlike_the_labs(runs: pd.DataFrame, lab: dict[str, Any], swept: str) -> list[str]:
     """``batch_size (ours 64; the lab's 512)`` for each setting the lab's runs had (its preset's ``ran_with``)
     that ours do not (a preset run with batch_size=64): the lab figures then stand beside another workload."""
-    differ = []
-    for key, theirs in (lab.get("ran_with") or {}).items():
-        if key == swept or key not in runs:
-            continue
-        # A job missing from a sweep makes a number column float: 512.0 is the lab's 512.
-        plain = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in runs[key].dropna()}
-        ours = sorted(plain - {str(theirs)})
-        if ours:
-            differ.append(f"{key} (ours {', '.join(ours)}; the lab's {theirs})")
-    return differ
+    differ = unlike_the_lab(runs, lab, swept)
+    return [f"{key} (ours {', '.join(ours)}; the lab's {theirs})" for key, ours, theirs in differ]
 
 
 def _speedup_lines(runs: pd.DataFrame) -> list[str]:

@@ -277,6 +277,21 @@ def _varying_settings(df: pd.DataFrame) -> list[str]:
     return [k for k in seen if k not in standard and varies(k)]
 
 
+def unlike_the_lab(runs: pd.DataFrame, lab: dict[str, Any], swept: str) -> list[tuple[str, list[str], str]]:
+    """Each setting the lab's runs had (its preset's ``ran_with``) that ours do not, other than the swept one:
+    (key, our values, the lab's value); the report's sentence and the figure's legend both say it."""
+    differ = []
+    for key, theirs in (lab.get("ran_with") or {}).items():
+        if key == swept or key not in runs:
+            continue
+        # A job missing from a sweep makes a number column float: 512.0 is the lab's 512.
+        plain = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in runs[key].dropna()}
+        ours = sorted(plain - {str(theirs)})
+        if ours:
+            differ.append((key, ours, str(theirs)))
+    return differ
+
+
 #: the parts of a record a row carries whole (a node each), beside its columns
 RECORD_PARTS = ("lab", "memory", "notes", "step")
 
