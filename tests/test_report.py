@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hydra.types import RunMode
 from matplotlib.axes import Axes
 from PIL import Image
@@ -278,7 +279,10 @@ def test_speedup_is_cpu_time_over_gpu_time_per_matching_config(tmp_path: Path) -
     assert "allocated* by tensors (`torch.cuda.max_memory_allocated`) in the timed epochs; reserved" in text
     # The CUDA that torch was built for is not a GPU in use; cuDNN's code is shown as its version.
     env = [" ".join(line.split()) for line in text.split("## Environment")[1].split("##")[0].splitlines()]
-    assert "| device | device_name | gpu | torch | CUDA (torch build) | cudnn | hostname | git_commit | jobs |" in env
+    assert (
+        "| device | device_name | gpu | torch | CUDA (torch build) | cudnn | hostname | git_commit | job numbers |"
+        in env
+    )
     assert any(line.startswith("| cuda | n/a | Test GPU | 2.x | 13.0 | 9.24.0 |") for line in env), env
     assert any(line.endswith("| gpu_sweep: 0–2 |") for line in env), env  # which folder's jobs ran where
     summary = pd.read_csv(tmp_path / "combined" / "summary.csv")
@@ -868,6 +872,9 @@ def test_a_lab_part_says_which_step_it_timed_and_when_its_scaled_epochs_are_roug
     assert (f"Our step ({timed}) is not the lab's (compile=none, adam=default, channels_last=false: torch's default "
             "Adam, eager, NCHW)") in text  # fmt: skip
     assert "At ×49 those fixed costs can outweigh the work: run with dataset.train_size=50000" in text
+    # The skipped CUDA job measured nothing: no row of its own in the environment table.
+    if not torch.cuda.is_available():
+        assert "| cuda | n/a |" not in text.split("## Environment")[1].split("##")[0]
     # The lab's own step: no such line.
     again = run_cli(tmp_path, *tiny, "experiment=cpu_vs_gpu", "dataset.train_size=1024", "step.adam=default",
                     "step.channels_last=false", "hydra.sweep.dir=T")  # fmt: skip

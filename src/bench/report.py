@@ -209,6 +209,8 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["device", "device_name", "env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_hostname", "env_git_commit"]
     present = [c for c in cols if c in df]
     recorded = df[df["env_torch"].notna()].copy()  # runs that got as far as recording it
+    measured = recorded[recorded["status"] != "skipped"]  # a skipped job (CUDA on a CPU box) measured nothing here
+    recorded = measured.copy() if not measured.empty else recorded
     if "env_git_commit" in recorded:  # code with uncommitted changes is not the commit's code
         recorded["env_git_commit"] = [
             (f"{c[:10]} + uncommitted changes" if d else c[:10]) if isinstance(c, str) else c
@@ -227,7 +229,7 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
             return "; ".join((f"{Path(sweep).name}: " if named else "") + _job_list(group["job"])
                              for sweep, group in recorded[here].groupby(sweeps[here], sort=False))  # fmt: skip
 
-        env = env.assign(jobs=[jobs(key) for key in keys[first]])
+        env = env.assign(**{"job numbers": [jobs(key) for key in keys[first]]})  # "jobs: 0" read as a count
     env = env.rename(columns={c: c.removeprefix("env_") for c in present})
     if "cudnn" in env:  # torch gives 92400 for cuDNN 9.24.0
         env["cudnn"] = env["cudnn"].map(_cudnn_version)
