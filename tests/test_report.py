@@ -881,3 +881,19 @@ def test_a_lab_part_says_which_step_it_timed_and_when_its_scaled_epochs_are_roug
     assert again.returncode == 0, again.stderr
     text = " ".join((tmp_path / "T" / "report.md").read_text().split())
     assert "Step as timed: compile=none, adam=default, channels_last=false" in text and "Our step" not in text
+
+
+def test_a_report_over_several_experiments_says_its_swept_values_are_their_union(tmp_path: Path) -> None:
+    # Parts 2 and 3 in one report read "Swept: model = ...; batch_size = ...": a grid of them, which it was not.
+    lab = {"part": 2, "title": "Batch size", "figures": [{"batch_size": 16, "avg_epoch_time": 20.4}]}
+    for job, batch in enumerate((16, 64)):
+        _fake_run(tmp_path / "part", job, "cpu", batch, 2.0)
+        (tmp_path / "part" / str(job) / ".hydra" / "config.yaml").write_text(
+            json.dumps({"lab": lab, "batch_size": batch})
+        )
+    for job, batch in enumerate((128, 256)):
+        _fake_run(tmp_path / "runs", job, "cpu", batch, 1.0)
+    text = (build_report([tmp_path / "part", tmp_path / "runs"], tmp_path / "out").out / "report.md").read_text()
+    head = "Varied across its 2 experiments (each section says what it swept)"
+    assert f"{head}: **batch_size** = 16, 64, 128, 256" in text
+    assert "Swept:" not in text

@@ -352,7 +352,10 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     varied = swept_variables(df)
     if varied:
         swept = "; ".join(f"**{v}** = {', '.join(values(along(df, [v])[v]))}" for v in varied)
-        lines += [f"Swept: {swept}", ""]
+        parts = df["experiment"].dropna().nunique() if "experiment" in df else 1
+        # Over several experiments (two lab parts in one report) the values are the union, not a grid of them.
+        head = f"Varied across its {parts} experiments (each section says what it swept)" if parts > 1 else "Swept"
+        lines += [f"{head}: {swept}", ""]
     else:
         lines += ["Swept: nothing (every run has the same config)", ""]
     counts = df["status"].value_counts()
