@@ -572,8 +572,8 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
                 f", and {other}" if differ else ", so these rows compare machines, not code paths"
             )
         else:  # the lab's settings at best, never its Colab machine
-            settings = "with the lab's settings but its step (below)" if unlike else "with the lab's settings"
-            how = other if differ else f"{settings}, on this machine's hardware, not the lab's Colab one"
+            alike = "with the lab's settings except the step (below)" if unlike else "with the lab's settings"
+            how = other if differ else f"{alike}, on this machine's hardware, not the lab's Colab one"
         table = _lab_digits(comparison)
         # Only where a run of ours held a resident dataset: lab_comparison subtracted it from our peak.
         resident = (resident_dataset_mb(_recorded(runs)) > 0).any()
