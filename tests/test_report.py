@@ -869,6 +869,7 @@ def test_a_lab_part_says_which_step_it_timed_and_when_its_scaled_epochs_are_roug
     step = json.loads((tmp_path / "S" / "0" / "metrics.json").read_text())["step"]
     timed = f"compile=none, adam={step['adam']}, channels_last={str(step['channels_last']).lower()}"
     assert f"Step as timed: {timed}" in text
+    assert pd.read_csv(tmp_path / "S" / "summary.csv")["step_as_timed"].iloc[0] == timed  # for the CSV's readers too
     assert (f"Our step ({timed}) is not the lab's (compile=none, adam=default, channels_last=false: torch's default "
             "Adam, eager, NCHW)") in text  # fmt: skip
     assert "At ×49 those fixed costs can outweigh the work: run with dataset.train_size=50000" in text

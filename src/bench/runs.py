@@ -39,7 +39,7 @@ CONFIG_COLUMNS = [
 LAB_EPOCH_IMAGES = 50_000
 #: what a run resolved beyond its config: cuDNN autotuning, images per epoch (the dataset's size), and the
 #: model's parameters
-RUN_FACTS = ["cudnn_benchmark", "train_samples", "params"]
+RUN_FACTS = ["cudnn_benchmark", "train_samples", "params", "step_as_timed"]
 ENV_COLUMNS = [
     "env_gpu", "env_torch", "env_cuda", "env_cudnn", "env_cpu", "env_hostname", "env_git_commit", "env_git_dirty",
 ]  # fmt: skip
@@ -167,6 +167,7 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     row["memory"] = metrics.get("memory") or None
     row["notes"] = [str(n) for n in metrics.get("notes") or []]  # what changes what its numbers mean (report.md)
     row["step"] = metrics.get("step") or None  # the step as timed, 'auto' resolved
+    row["step_as_timed"] = step_text(row["step"])  # and as summary.csv's text: compile=none, adam=fused, ...
     capacity = metrics.get("capacity") or {}
     row.update(search=capacity.get("stopped"), oom_batch=capacity.get("smallest_failing"))
     env = metrics.get("env") or {}
