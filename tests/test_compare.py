@@ -182,6 +182,23 @@ def test_several_runs_of_one_config_count_once_with_their_median(tmp_path: Path)
     assert table.loc[64, "base_samples_per_s"] == pytest.approx(1000) and table.loc[64, "ratio"] == pytest.approx(1.5)
     proc = run_cli(tmp_path, str(base), str(cand), module="bench.compare")
     assert "runs (baseline / candidate)" in proc.stdout and "| 3 / 1 |" in squeezed(proc.stdout)
+    # Their spread across runs is noise measured between processes: the band takes it (quartiles 950 and 1,150
+    # of the median 1,000: 20%, twice for the one side that has it). The 1.5x stays faster beyond it.
+    assert table.loc[64, "band"] == pytest.approx(0.4) and table.loc[64, "band_rule"] == "IQR"
+
+
+def test_a_sides_several_runs_of_a_config_widen_the_band_by_their_spread(tmp_path: Path) -> None:
+    # Three runs of one config on the candidate side, processes apart on a busy 2-core box, at 4,900, 6,000 and
+    # 5,400 samples/s, each with epochs ±3% apart: judged within the epochs' band, the same code read 1.13x
+    # "faster" than a baseline run at 4,780. Their spread across runs (IQR 550 of 5,400, twice for the one side
+    # that has it: 20%) is the noise that matters here.
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    _fake_run(base, 0, "cpu", 64, 4780, epoch_rates=(4650, 4910))
+    for job, rate in enumerate((4900, 6000, 5400)):
+        _fake_run(cand, job, "cpu", 64, rate, epoch_rates=(rate * 0.97, rate * 1.03))
+    table = _table([base], [cand])
+    assert table.loc[64, "ratio"] == pytest.approx(5400 / 4780, rel=1e-2)
+    assert table.loc[64, "band"] == pytest.approx(2 * 550 / 5400, rel=1e-2) and table.loc[64, "verdict"] == "same"
 
 
 def test_settings_beyond_the_columns_are_matched_but_not_the_data_folder(tmp_path: Path) -> None:
