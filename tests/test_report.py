@@ -602,11 +602,19 @@ def test_the_notes_runs_recorded_are_in_the_report(tmp_path: Path) -> None:
         metrics = tmp_path / "s" / str(job) / "metrics.json"
         metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "notes": notes[job]}))
     text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
-    section = text.split("## Notes the runs recorded\n\n")[1].split("\n\n")[0]
+    # Settings a run did not use, apart from the notes that change how to read a result (every resident run's
+    # "workers is ignored" had stood beside "did not learn").
+    section = text.split("## Settings the runs did not use\n\n")[1].split("\n\n")[0]
     assert section.splitlines() == [
         "- workers is ignored by loader=resident — every run",
         f"- {tf32} — job 1",
     ]
+    assert "## Notes the runs recorded" not in text
+    learned = "did not learn: final loss 2.302 is within 2% of ln(10) = 2.303, the loss of a uniform guess"
+    metrics = tmp_path / "s" / "0" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "notes": [*notes[0], learned]}))
+    text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
+    assert text.split("## Notes the runs recorded\n\n")[1].split("\n\n")[0] == f"- {learned} — job 0"
     assert "notes" not in pd.read_csv(tmp_path / "s" / "summary.csv")  # not a swept setting either
     assert "Swept: **batch_size** = 16, 64" in text
 

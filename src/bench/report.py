@@ -378,9 +378,15 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     return report
 
 
+#: a note about a setting the run did not use (workers beside the resident loader, cuDNN autotuning on the CPU,
+#: tf32 on the CPU): what the tables' settings meant, apart from the notes that change how to read a result
+UNUSED_SETTING = re.compile(r"^\S+ is ignored( by |\b)|^precision=tf32 is fp32 here")
+
+
 def _notes_lines(df: pd.DataFrame) -> list[str]:
-    """Each note the runs recorded (precision=tf32 is fp32 here, a setting the loader ignored, ...), once, with
-    the runs it applies to: the tables show what was asked for, a note what that meant."""
+    """Each note the runs recorded (a run that did not learn, clocks that disagree, ...), once, with the runs it
+    applies to; then, apart, the settings the runs did not use (precision=tf32 is fp32 here, a setting the loader
+    ignored): every resident run's "workers is ignored" had stood among the notes that matter."""
     where: dict[str, list[str]] = {}
     several = df["sweep"].nunique() > 1
     for _, run in df.iterrows():
@@ -389,19 +395,27 @@ def _notes_lines(df: pd.DataFrame) -> list[str]:
         name = f"{Path(str(run['sweep'])).name}/{name}" if several and not pd.isna(job) else name
         for note in run["notes"] if isinstance(run["notes"], list) else []:
             where.setdefault(note, []).append(name)
-    if not where:
-        return []
-    lines = ["## Notes the runs recorded", ""]
     numbered = df["job"].notna().any()  # a sweep's jobs; else single runs, named by their folders
-    for note, names in where.items():
-        if len(df) == 1:
-            runs = "the run"
-        elif len(names) == len(df):
-            runs = "every run"
-        else:
-            runs = ("job" if numbered else "run") + ("s " if len(names) > 1 else " ") + ", ".join(names)
-        lines.append(f"- {note} — {runs}")
-    return [*lines, ""]
+
+    def listed(notes: list[str]) -> list[str]:
+        lines = []
+        for note in notes:
+            names = where[note]
+            if len(df) == 1:
+                runs = "the run"
+            elif len(names) == len(df):
+                runs = "every run"
+            else:
+                runs = ("job" if numbered else "run") + ("s " if len(names) > 1 else " ") + ", ".join(names)
+            lines.append(f"- {note} — {runs}")
+        return lines
+
+    unused = [n for n in where if UNUSED_SETTING.search(n)]
+    notes = [n for n in where if n not in unused]
+    lines = ["## Notes the runs recorded", "", *listed(notes), ""] if notes else []
+    if unused:
+        lines += ["## Settings the runs did not use", "", *listed(unused), ""]
+    return lines
 
 
 def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> list[str]:
