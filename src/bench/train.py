@@ -401,11 +401,11 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     for note in notes:
         log.warning("Note: %s", note)
     result.notes.extend(notes)
-    tested = f"{result.test_samples} test images" if result.test_samples is not None else "no test (evaluate=false)"
+    tested = f"{result.test_samples:,} test images" if result.test_samples is not None else "no test (evaluate=false)"
     log.info(
-        "Training %s (%s params) on %s (%s) | %s | batch %d | %s, %d train images, %s | loader=%s",
+        "Training %s (%s params) on %s (%s) | %s | batch %s | %s, %s train images, %s | loader=%s",
         cfg.model.name, f"{result.params:,}", result.device, result.device_name, cfg.precision.name,
-        cfg.batch_size, cfg.dataset.name, result.train_samples, tested, cfg.loader.name,
+        f"{cfg.batch_size:,}", cfg.dataset.name, f"{result.train_samples:,}", tested, cfg.loader.name,
     )  # fmt: skip
     # What step.*=auto and the recipe resolved to, as metrics.json's `step` records it: the one place a user
     # sees, before the epochs, which step is being timed.
@@ -442,17 +442,25 @@ def _conclude(result: RunResult) -> None:
         result.notes.append(result.diagnosis["learning"])
         log.warning("Note: %s", result.diagnosis["learning"])
     m = result.metrics
-    cv = m.get("samples_per_s_cv")
-    noisy = f" (noisy: CV {cv:.1%})" if result.diagnosis.get("noisy") and cv is not None else ""
+    cv, repeats = m.get("samples_per_s_cv"), m.get("repeats") or 1
+    over = f"over {repeats} repeats" if repeats > 1 else "over the epochs"
+    noisy = f" (noisy: CV {cv:.1%} {over})" if result.diagnosis.get("noisy") and cv is not None else ""
+    spread = ""
+    if repeats > 1 and m.get("samples_per_s_median") is not None:  # metrics.json had them; the console did not
+        iqr = m.get("samples_per_s_iqr")
+        spread = (f" (median of {repeats} repeats {metric('samples_per_s').format(m['samples_per_s_median'])}"
+                  + (f", IQR {metric('samples_per_s').format(iqr)}" if iqr is not None else "")
+                  + (f", CV {cv:.1%}" if cv is not None and not noisy else "") + ")")  # fmt: skip
     line = [f"avg epoch {metric('avg_epoch_time').format(m['avg_epoch_time'])} s",
-            f"{metric('samples_per_s').format(m['samples_per_s'])} samples/s{noisy}"]  # fmt: skip
+            f"{metric('samples_per_s').format(m['samples_per_s'])} samples/s{spread}{noisy}"]  # fmt: skip
     if m.get("peak_memory_mb") is not None:
         pooled = " (with CUDA graphs' pool)" if (result.memory or {}).get("graph_pool_mb") else ""
         line.append(
             f"peak memory {m['peak_memory_mb']:,.1f} MB allocated{pooled} / {m['peak_reserved_mb']:,.1f} MB reserved"
         )
     else:
-        line.append(f"peak RSS {m['peak_rss_mb']:,.0f} MB")  # the figure metrics.json records: after the epochs
+        # The figure metrics.json records (after the epochs); the main process's, as every figure of it says.
+        line.append(f"peak RSS {m['peak_rss_mb']:,.0f} MB (main process)")
     if m.get("test_accuracy") is not None:
         line.append(f"test accuracy {m['test_accuracy']:.1%}")
     log.info("Done: %s", ", ".join(line))
