@@ -81,7 +81,10 @@ def measure(cfg: DictConfig, device: torch.device, result: RunResult, trial: Tri
 
 def _cuda_trial(cfg: DictConfig, device: torch.device) -> Trial:
     if device.type != "cuda":
-        raise DeviceUnavailable("task=max_batch (experiment=max_batch) needs a CUDA GPU: it searches the GPU's memory")
+        raise DeviceUnavailable(
+            "task=max_batch (experiment=max_batch) needs a CUDA GPU: it searches the GPU's "
+            "memory; run it on a machine with one (every CPU run records its peak RSS)"
+        )
     classes = len(load_arrays(cfg.dataset).classes)  # the model's last layer, as the training run has it
     return cuda_step_trial(
         lambda: instantiate(cfg.model, num_classes=classes),
