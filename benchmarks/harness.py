@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--rounds", type=int,
-                        help=f"rounds of one (r) and one (d) epoch each (default {DEFAULT_ROUNDS}; with --seconds, "
-                             f"as many as fit)")  # fmt: skip
+                        help=f"rounds of one (r) and one (d) epoch each, from {min_rounds()} to {MAX_ROUNDS:,} "
+                             f"(default {DEFAULT_ROUNDS}; with --seconds, as many as fit)")  # fmt: skip
     parser.add_argument("--seconds", type=float,
                         help="end within about this many seconds, the start included: rounds stop where the next "
                              "would not fit, configs sharing the time left")  # fmt: skip

@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", help="model:batch:precision (default: per device)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per option (their median reported)")
     parser.add_argument("--train-size", type=int, help="images per epoch (default: 20,000 on the CPU, 49,152 on GPU)")
-    parser.add_argument("--options", nargs="+", help="options to time, each one quoted list of overrides")
+    parser.add_argument("--options", nargs="+",
+                        help="options to time, each one quoted argument of space-separated overrides, e.g. "
+                             "'step.adam=fused' 'step.compile=max step.channels_last=true'")  # fmt: skip
     parser.add_argument("--out", type=Path, help="write step_options.md and step_options.json here")
     args = parser.parse_args(argv)
     device = device_for(parser, args.device)
@@ -102,8 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     env = environment(device)
     where = f"{env['gpu'] or env['cpu']}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     rows: list[dict[str, object]] = []
+    timed = f"median of {args.epochs} epochs" if args.epochs > 1 else "one epoch"  # "median of 1 epochs" was not
     lines = [
-        f"Measured on {where}; median of {args.epochs} epochs of {train_size:,} images, resident loader.",
+        f"Measured on {where}; {timed} of {train_size:,} images, resident loader.",
         "",
         "| config | option | samples/s | × plain | warm-up (s) |",
         "|---|---|---:|---:|---:|",
