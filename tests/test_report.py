@@ -197,6 +197,13 @@ def test_the_throughput_sentence_names_a_dip_between_the_ends_and_noise_as_noise
     assert ("Throughput goes from 100 samples/s at batch_size=64 to 200 at batch_size=256 (2.00×); the fastest run "
             "is batch_size=256 at 200 samples/s, the slowest batch_size=128 at 25.") in text  # fmt: skip
     assert "The data path's share of the epoch is 1% at every batch_size: no run is input-bound" in text
+    # The same share at both ends, another between: "goes from 2% at batch_size=64 to 2% at ..." hid it.
+    for job, wait in enumerate((0.02, 0.12, 0.02)):
+        metrics = tmp_path / "dip" / str(job) / "metrics.json"
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "data_wait_frac": wait}))
+    text = " ".join((build_report([tmp_path / "dip"]).out / "report.md").read_text().split())
+    assert ("The data path's share of the epoch is 2% at batch_size=64 and at batch_size=256, from 2% to 12% "
+            "between") in text  # fmt: skip
     for job, (bs, times) in enumerate([(64, (10.0, 12.0)), (128, (10.5, 12.5))]):  # 91 and 87 samples/s
         _fake_run(tmp_path / "noise", job, "cpu", bs, 11.0, epoch_times=times)
     text = " ".join((build_report([tmp_path / "noise"]).out / "report.md").read_text().split())

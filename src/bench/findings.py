@@ -203,6 +203,10 @@ def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
     shown = {wait_share(v) for v in shares.dropna()}
     if len(shown) == 1:  # "goes from 39% to 39%" said nothing
         span = f"is {shown.pop()} at every {x}"
+    elif is_numeric(ok[x]) and wait_share(first["data_wait_frac"]) == wait_share(last["data_wait_frac"]):
+        # "goes from 2% at batch_size=16 to 2% at batch_size=256" hid what moved between the ends
+        span = (f"is {wait_share(first['data_wait_frac'])} at {_label(x, first[x])} and at {_label(x, last[x])}, "
+                f"from {wait_share(shares.min())} to {wait_share(shares.max())} between")  # fmt: skip
     elif is_numeric(ok[x]):
         span = (f"goes from {wait_share(first['data_wait_frac'])} at {_label(x, first[x])} to "
                 f"{wait_share(last['data_wait_frac'])} at ")  # fmt: skip
