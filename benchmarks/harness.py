@@ -319,7 +319,9 @@ def _finish(header: list[str], done: list[Rounds], finished: int, configs: int, 
         if len(done) > finished:
             print("\n".join(report(done[-1])), flush=True)
         tail.append(f"Cut short by {stop}: {finished} of {configs} configs done.\n")
-    tail.append(f"Benchmark time: {seconds:.0f} s.\n")
+    # The start (imports, Python's own) is not in it, and --seconds counts it: say how long that was too.
+    start = time.monotonic() - seconds - bench.STARTED
+    tail.append(f"Benchmark time: {seconds:.0f} s, after {start:.0f} s of start-up.\n")
     print("\n".join(tail), flush=True)
     return header + [line for rounds in done for line in report(rounds)] + tail
 

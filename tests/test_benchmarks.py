@@ -184,6 +184,7 @@ def test_harness_seconds_fits_as_many_rounds_as_the_time_allows(
     assert took <= 8.5, took  # a round is ~0.1 s here; half a second for a slow one on a loaded box
     out = capsys.readouterr().out
     assert "as many rounds as fit in 8 s (r d, then d r, …)" in out
+    assert re.search(r"Benchmark time: \d+ s, after \d+ s of start-up", out), out  # --seconds counts both
     data = json.loads((tmp_path / "out" / "harness.json").read_text())
     assert data["settings"]["seconds"] == 8 and data["settings"]["rounds"] == 10_000
     # Each config its share of the time: the first does not take it all. (At least 3: on a box loaded by other
