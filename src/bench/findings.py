@@ -99,13 +99,20 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
     return [s for s in out if s]
 
 
+def _shared_band(faster: pd.Series, slower: pd.Series) -> float | None:
+    """The two runs' spreads (IQR / median) summed, where the faster one's lead is within it: no ranking between
+    them is a finding. None where either has no spread, or the lead is beyond it."""
+    spreads = [relative_iqr(faster), relative_iqr(slower)]
+    if any(s is None for s in spreads):
+        return None
+    band = sum(s for s in spreads if s is not None)
+    return band if faster["samples_per_s"] / slower["samples_per_s"] - 1 <= band else None
+
+
 def _within_noise(best: pd.Series, worst: pd.Series) -> str:
     """Where the fastest and the slowest run differ by less than their spreads summed, a ranking is noise."""
-    spreads = [relative_iqr(best), relative_iqr(worst)]
-    if best.name == worst.name or any(s is None for s in spreads):
-        return ""
-    band = sum(s for s in spreads if s is not None)
-    if best["samples_per_s"] / worst["samples_per_s"] - 1 > band:
+    band = None if best.name == worst.name else _shared_band(best, worst)
+    if band is None:
         return ""
     return (f", but the fastest and the slowest differ by less than their own spread (IQR / median, {band:.1%} "
             "together): no measurable difference")  # fmt: skip
@@ -119,11 +126,8 @@ def _close_second(ok: pd.DataFrame, best: pd.Series, worst: pd.Series, x: str) -
     if rest.empty:
         return ""
     second = rest.loc[rest["samples_per_s"].idxmax()]
-    spreads = [relative_iqr(best), relative_iqr(second)]
-    if second.name == worst.name or any(s is None for s in spreads):
-        return ""
-    band = sum(s for s in spreads if s is not None)
-    if best["samples_per_s"] / second["samples_per_s"] - 1 > band:
+    band = None if second.name == worst.name else _shared_band(best, second)
+    if band is None:
         return ""
     return (f" ({_label(x, second[x])}, at {second['samples_per_s']:,.0f}, is within the two runs' spread, "
             f"{band:.1%} together)")  # fmt: skip
