@@ -450,7 +450,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
         if loaders[0] == "dataloader" and (pd.to_numeric(runs["workers"], errors="coerce") == 0).all():
             pipeline = pipeline.replace("DataLoader workers", "DataLoader in the main process (workers=0)")
         lines += [f"Pipeline: loader={loaders[0]} ({pipeline})", ""]
-    steps = values(runs["step"].map(step_text)) if _trains(runs) else []
+    steps = values(runs["step_as_timed"]) if _trains(runs) else []
     if steps:  # what step.*=auto and the recipe resolved to: recorded per run, never shown before
         lines += [f"Step as timed: {steps[0]}" if len(steps) == 1 else
                   f"Steps as timed (they differ between runs): {'; '.join(steps)}", ""]  # fmt: skip
@@ -577,9 +577,11 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         # on the CPU beside a lab GPU figure the rows compare machines, not code paths: no "like for like".
         matched_on_device = comparison.columns[0] == "device"
         ours_cpu = not matched_on_device and (comparison["device"] == "cpu").any()
-        differ = _settings_unlike_the_labs(_recorded(runs), lab, str(comparison.columns[0]))
-        ours = [s for s in _recorded(runs)["step"] if isinstance(s, dict)]
-        unlike = {t for t in map(step_text, ours) if t} - {step_text(LAB_STEP)}
+        recorded = _recorded(runs)
+        # batch_size (ours 64; the lab's 512) for each setting the lab's runs had that ours do not
+        settings_unlike = unlike_the_lab(recorded, lab, str(comparison.columns[0]))
+        differ = [f"{key} (ours {', '.join(ours)}; the lab's {theirs})" for key, ours, theirs in settings_unlike]
+        unlike = set(recorded["step_as_timed"].dropna()) - {step_text(LAB_STEP)}
         other = "with settings of ours that the lab's runs did not have (below)"
         if ours_cpu:
             how = "ours ran on the CPU where the lab's ran on its GPU" + (
@@ -590,7 +592,7 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
             how = other if differ else f"{alike}, on this machine's hardware, not the lab's Colab one"
         table = _lab_digits(comparison)
         # Only where a run of ours held a resident dataset: lab_comparison subtracted it from our peak.
-        resident = (resident_dataset_mb(_recorded(runs)) > 0).any()
+        resident = (resident_dataset_mb(recorded) > 0).any()
         memory = ("; our peak memory leaves out our resident dataset, which the lab did not have"
                   if "ours peak alloc MB" in table and resident else "")  # fmt: skip
         lines += [f"The lab's figures (CIFAR-10, the per-sample DataLoader path) beside ours{_our_images(runs)}, "
@@ -598,7 +600,7 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         if differ:
             # The loader, its workers and the recipe feed the same images to the same maths: another path, not
             # another workload (a batch size, a model or a precision is one).
-            paths_only = all(d.split(" ", 1)[0] in PATH_SETTINGS for d in differ)
+            paths_only = all(key in PATH_SETTINGS for key, _, _ in settings_unlike)
             what = ("the same work by another code path" if paths_only
                     else "different workloads, not only code paths")  # fmt: skip
             lines += [f"Our runs differ from the lab's in {'; '.join(differ)}: these rows compare {what}.", ""]
@@ -606,8 +608,7 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
             lines += [f"Our step ({'; '.join(sorted(unlike))}) is not the lab's ({step_text(LAB_STEP)}: torch's "
                       "default Adam, eager, NCHW): the same maths in other kernels, so part of a difference in time "
                       "is the step's.", ""]  # fmt: skip
-        shown = _recorded(runs)
-        scaled = shown[lab_epoch_scale(shown) != 1.0]
+        scaled = recorded[lab_epoch_scale(recorded) != 1.0]
         if "lab s/epoch" in comparison and not scaled.empty:
             sizes = " and ".join(f"{n:,.0f}" for n in sorted(set(images_per_epoch(scaled))))
             factor = LAB_EPOCH_IMAGES / images_per_epoch(scaled).min()
@@ -624,7 +625,7 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         why = findings.lab_memory_sentence(runs) if "lab peak alloc MB" in comparison else ""
         if why:
             lines += [why, ""]
-        compute = findings.lab_compute_sentence(pd.DataFrame(lab.get("figures") or []), _recorded(runs),
+        compute = findings.lab_compute_sentence(pd.DataFrame(lab.get("figures") or []), recorded,
                                                  str(comparison.columns[0]))  # fmt: skip
         if compute:
             lines += [compute, ""]
@@ -649,13 +650,6 @@ def _our_images(runs: pd.DataFrame) -> str:
         return ""
     return (f" (ours on {' and '.join(others)} images, 32×32 RGB as CIFAR-10's: the same work per image, "
             "other pictures)")  # fmt: skip
-
-
-def _settings_unlike_the_labs(runs: pd.DataFrame, lab: dict[str, Any], swept: str) -> list[str]:
-    """``batch_size (ours 64; the lab's 512)`` for each setting the lab's runs had (its preset's ``ran_with``)
-    that ours do not (a preset run with batch_size=64): the lab figures then stand beside another workload."""
-    differ = unlike_the_lab(runs, lab, swept)
-    return [f"{key} (ours {', '.join(ours)}; the lab's {theirs})" for key, ours, theirs in differ]
 
 
 def _speedup_lines(runs: pd.DataFrame) -> list[str]:
