@@ -46,7 +46,9 @@ def test_a_submitit_sweep_ends_in_the_same_report(tmp_path: Path) -> None:
 def test_the_slurm_preset_asks_for_one_gpu_per_job_and_takes_overrides(tmp_path: Path) -> None:
     cfg = compose(["hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (
+        launcher._target_ == "hydra_plugins.bench_launchers.SlurmLauncher"
+    )  # the plugin's, a killed job its own failure
     assert cfg.hydra.runtime.choices["hydra/launcher"] == "slurm"
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 1, 1)
     assert (launcher.timeout_min, launcher.cpus_per_task, launcher.mem_gb) == (60, 8, 32)
@@ -150,10 +152,12 @@ def test_a_slurm_sweep_is_checked_for_bad_values_but_not_against_the_login_nodes
 def test_the_local_preset_is_submitit_local_with_one_gpu_per_job() -> None:
     cfg = compose(["hydra/launcher=local", "hydra.launcher.timeout_min=5"], return_hydra_config=True)
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
-    assert launcher["_target_"].endswith("submitit_launcher.LocalLauncher")
+    assert (
+        launcher["_target_"] == "hydra_plugins.bench_launchers.LocalLauncher"
+    )  # the plugin's, a killed job its own failure
     # Every key of the plugin's submitit_local schema, with its default, except those set on purpose.
     schema = OmegaConf.to_container(OmegaConf.structured(LocalQueueConf))
-    on_purpose = {"gpus_per_node": 1, "timeout_min": 5}
+    on_purpose = {"gpus_per_node": 1, "timeout_min": 5, "_target_": "hydra_plugins.bench_launchers.LocalLauncher"}
     assert {k: launcher[k] for k in schema} == {**schema, **on_purpose}
     assert set(launcher) == {*schema, "setup"}
     assert launcher["tasks_per_node"] == 1 and launcher["nodes"] == 1
@@ -222,24 +226,34 @@ def _log_span(log: Path) -> tuple[datetime, datetime]:
 
 
 @contextmanager
-def _submitit_job_training(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path, int]]:
-    """A one-job submitit_local sweep whose job is mid-training (500 epochs): the sweep's process, the job's
-    bench.log and the job's process id. The sweep's whole session is killed after, if still running."""
-    args = [*TINY_SWEEP, "loader=resident", "dataset.train_size=512", "epochs=500", "evaluate=false"]
+def _submitit_job_training(
+    tmp_path: Path, launcher: str = "submitit_local", epochs: str = "500"
+) -> Iterator[tuple[subprocess.Popen, Path, int]]:
+    """A submitit sweep (one job per value of ``epochs``) whose job 0 is mid-training: the sweep's process, job 0's
+    bench.log and its process id. The sweep's whole session is killed after, if still running."""
+    args = [*TINY_SWEEP, "loader=resident", "dataset.train_size=512", "evaluate=false", "batch_size=64"]
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "bench", "-m", "hydra/launcher=submitit_local", *args, "batch_size=64"],
+        [sys.executable, "-m", "bench", "-m", f"hydra/launcher={launcher}", *args, f"epochs={epochs}"],
         cwd=tmp_path, env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
     try:
         log = _wait_for(lambda: next(tmp_path.glob("outputs/sweeps/*/0/bench.log"), None), sweep)
         _wait_for(lambda: "Epoch 1/" in log.read_text(), sweep)
-        (job,) = _job_processes(log.parent.parent / ".submitit")
+        (job,) = [pid for pid in _job_processes(log.parent.parent / ".submitit") if _holds(pid, log)]
         yield sweep, log, job
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)  # the sweep's own session: launcher, controller, job
         sweep.communicate()
+
+
+def _holds(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` open (a job's process, its own bench.log)."""
+    try:
+        return any(os.readlink(fd) == str(path) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:  # it ended meanwhile
+        return False
 
 
 @pytest.mark.slow
@@ -327,17 +341,42 @@ def test_sigterm_to_the_sweeps_process_alone_stops_its_jobs_before_the_report(tm
 
 
 @pytest.mark.slow
-def test_a_submitit_job_killed_outright_stops_the_sweep_as_a_failure_not_bad_input(tmp_path: Path) -> None:
-    # SIGKILL leaves submitit no result to return: the launching process raises. Work had begun (the job's
-    # folder is there), so it is exit 1 with what is kept and the partial report, never exit 2 ("bad input").
-    with _submitit_job_training(tmp_path) as (sweep, log, job):
+def test_a_job_killed_outright_is_its_own_failure_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    # SIGKILL (the kernel's out-of-memory killer, say) leaves submitit no result for the job. The plugin's launcher
+    # then raised out of its wait: the sweep ended at that job while the later ones ran on unwatched, and the
+    # report listed them as they were. bench's `local` and `slurm` presets record the job as failed instead.
+    with _submitit_job_training(tmp_path, "local", epochs="500,1") as (sweep, log, job):
+        os.kill(job, signal.SIGKILL)
+        out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    killed, second = (read_metrics(log.parent.parent / str(n)) for n in (0, 1))
+    assert killed["status"] == "failed" and killed["epochs"] == 500, killed
+    assert killed["error"].startswith("the job's process ended without a result (submitit job ")
+    assert "killed outright (SIGKILL" in killed["error"] and second["status"] == "ok"
+    summary = pd.read_csv(log.parent.parent / "summary.csv")
+    assert list(summary["status"]) == ["failed", "ok"]
+    assert "Job 0 failed: the job's process ended without a result" in out + err
+
+
+@pytest.mark.slow
+def test_under_hydras_submitit_local_a_job_killed_outright_stops_the_sweep_and_its_other_jobs(tmp_path: Path) -> None:
+    # Hydra's own submitit_local (not bench's preset) still ends the sweep at a job without a result. Work had
+    # begun, so it is exit 1 with what is kept and the partial report, never exit 2 ("bad input"); and the job
+    # it started beside the killed one is stopped first, so that nothing runs on unwatched after the command.
+    with _submitit_job_training(tmp_path, epochs="500,501") as (sweep, log, job):
+        other = next(pid for pid in _job_processes(log.parent.parent / ".submitit") if pid != job)
         os.kill(job, signal.SIGKILL)
         _, err = sweep.communicate(timeout=120)
         assert sweep.returncode == 1, err[-3000:]
         last = err.strip().splitlines()[-1]
         assert last.startswith("bench: error: submitit job ") and "has not produced any output (state: " in last
-        assert "; the sweep stopped: 1 unreadable; partial report: " in last
+        kept = re.search(r"; the sweep stopped: (.*); partial report: ", last)
+        assert kept and sorted(kept[1].split(", ")) == ["1 interrupted", "1 unreadable"], last
         assert "Traceback" not in err and (log.parent.parent / "report.md").is_file()
+        with pytest.raises(ProcessLookupError):
+            os.kill(other, 0)  # the other job's process has ended
+        assert read_metrics(log.parent.parent / "1")["status"] == "interrupted"
 
 
 def _wait_for(found, proc: subprocess.Popen, timeout: float = 60):  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,7 @@ def main() -> None:
     sys.argv[1:] = options_first(sys.argv[1:], parser)
     args = _check_arguments(sys.argv[1:], parser)
     sys.argv[1:] = with_callbacks(sys.argv[1:], args)
-    _register_sweeper()
+    _register_plugins()
     with folders.session(), interrupts.entry_point():
         try:
             own_config = not (args.config_path or args.config_name or args.config_dir)
@@ -148,7 +149,7 @@ def main() -> None:
             if _no_job_began() and _sweep_dir() is not None:
                 folders.abandon_claim()  # while the sweep's jobs were checked: no report of jobs all "missing"
                 exit_interrupted(stop, "no job had started; nothing was kept")
-            exit_interrupted(stop, _stop_the_jobs(stop) + _what_is_kept())
+            exit_interrupted(stop, _stop_the_jobs(stop.signum) + _what_is_kept())
         except (UsageError, Refused) as err:
             folders.abandon_claim()
             fail(str(err), EXIT_USAGE)
@@ -159,11 +160,14 @@ def main() -> None:
             if _no_job_began():
                 folders.abandon_claim()  # e.g. model=small,nope: the corrected sweep may have the folder
                 fail(_one_line(err), EXIT_USAGE)
-            # A sweep stopped between jobs, in Hydra's own code (the next job's .hydra/ on a full disk, a submitit
-            # job killed): as after an interrupt, say what is kept and write the partial report if the disk takes it.
-            fail(
-                f"{_one_line(err)}{f'; the sweep stopped: {_what_is_kept()}' if _sweep_dir() else ''}", EXIT_RUN_FAILED
-            )
+            # A sweep stopped between jobs, in Hydra's own code (the next job's .hydra/ on a full disk; under
+            # Hydra's own submitit_local, a job killed outright): as after an interrupt, the jobs still running in
+            # processes of their own are stopped (they ran on unwatched, and the report listed them as they were),
+            # and what is kept is said, with the partial report if the disk takes it.
+            if _sweep_dir():
+                fail(f"{_one_line(err)}; the sweep stopped: {_stop_the_jobs(signal.SIGTERM)}{_what_is_kept()}",
+                     EXIT_RUN_FAILED)  # fmt: skip
+            fail(_one_line(err), EXIT_RUN_FAILED)
 
 
 def _check_printed(overrides: list[str]) -> None:
@@ -207,7 +211,7 @@ def _no_job_began() -> bool:
 JOBS_STOP_S = 30
 
 
-def _stop_the_jobs(stop: Interrupted) -> str:
+def _stop_the_jobs(signum: int) -> str:
     """Under the submitit launchers the jobs are processes of their own, which a signal to this process alone
     (`kill PID`, not Ctrl-C, which reaches the whole group) does not stop: they ran on, and a resume then ran
     them again. Here they get the signal too, and the partial report waits for them to record how they ended.
@@ -216,7 +220,7 @@ def _stop_the_jobs(stop: Interrupted) -> str:
     if not launcher:
         return ""
     with interrupts.deferred(reraise=False):
-        alive = interrupts.stop_descendants(stop.signum, JOBS_STOP_S)
+        alive = interrupts.stop_descendants(signum, JOBS_STOP_S)
     sweep = _sweep_dir()
     said = ""
     if alive:
@@ -226,15 +230,17 @@ def _stop_the_jobs(stop: Interrupted) -> str:
     return said
 
 
-def _register_sweeper() -> None:
-    """bench's sweeper (resume=true) by Hydra's public registration: an editable install hides the
-    hydra_plugins namespace from Hydra's own scan."""
+def _register_plugins() -> None:
+    """bench's sweeper (resume=true) and launchers (hydra/launcher=local, slurm) by Hydra's public registration:
+    an editable install hides the hydra_plugins namespace from Hydra's own scan."""
     from hydra.core.plugins import Plugins
 
     plugins = Plugins.instance()  # first: its scan re-executes Hydra's core plugin modules, BasicSweeper's too
-    from hydra_plugins.bench_sweeper import BenchSweeper  # after the scan, on purpose
+    from hydra_plugins.bench_launchers import LocalLauncher, SlurmLauncher  # after the scan, on purpose
+    from hydra_plugins.bench_sweeper import BenchSweeper
 
-    plugins.register(BenchSweeper)
+    for plugin in (BenchSweeper, LocalLauncher, SlurmLauncher):
+        plugins.register(plugin)
 
 
 def _hydra_parser() -> argparse.ArgumentParser:
