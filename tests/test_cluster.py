@@ -125,6 +125,18 @@ def _setup_script(*overrides: str) -> str:
     return " && ".join(OmegaConf.to_container(cfg.hydra.launcher.setup, resolve=True))  # as submitit joins it
 
 
+def test_a_slurm_sweep_on_a_machine_without_slurm_is_refused_before_any_work(tmp_path: Path) -> None:
+    # submitit found no srun only once the sweep had claimed its folder: exit 1, "the sweep stopped: 1 missing",
+    # and the folder kept, so the same sweep with another launcher was refused ("already holds a sweep").
+    for launcher in ("slurm", "submitit_slurm"):
+        proc = run_cli(tmp_path, "-m", f"hydra/launcher={launcher}", *TINY_SWEEP, "batch_size=16", "hydra.sweep.dir=S")
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == ('bench: error: a SLURM launcher needs SLURM, and this machine has no "srun": '
+                                       "submit the sweep from a SLURM login node, or run its jobs here with "
+                                       "hydra/launcher=local")  # fmt: skip
+        assert not (tmp_path / "S").exists()
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a login node without CUDA")
 def test_a_slurm_sweep_is_checked_for_bad_values_but_not_against_the_login_nodes_hardware(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -107,14 +107,21 @@ LAUNCHER_MINIMUM = {"timeout_min": 1, "nodes": 1, "tasks_per_node": 1, "gpus_per
 
 
 def _check_launcher(config: Any) -> None:
-    """The launcher's numbers, before any job is made: one line and exit 2 for a value submitit cannot use; and for
-    ``hydra/launcher=local``, the GPUs ``$BENCH_LOCAL_GPUS`` names must be this machine's."""
+    """The launcher's numbers, before any job is made: one line and exit 2 for a value submitit cannot use; a SLURM
+    launcher on a machine without SLURM; and for ``hydra/launcher=local``, the GPUs ``$BENCH_LOCAL_GPUS`` names must
+    be this machine's."""
     from bench.errors import UsageError
 
     for key, least in LAUNCHER_MINIMUM.items():
         value = OmegaConf.select(config, f"hydra.launcher.{key}", default=None)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < least):
             raise UsageError(f"hydra.launcher.{key}={value}: it must be a number of at least {least}")
+    if str(OmegaConf.select(config, "hydra.launcher._target_", default="")).endswith("SlurmLauncher"):
+        from submitit.slurm.slurm import SlurmExecutor
+
+        if SlurmExecutor.affinity() < 0:  # submitit's own test for SLURM, which its executor fails on after the folder
+            raise UsageError('a SLURM launcher needs SLURM, and this machine has no "srun": submit the sweep from a '
+                             "SLURM login node, or run its jobs here with hydra/launcher=local")  # fmt: skip
     setup = OmegaConf.select(config, "hydra.launcher.setup", default=None)
     gpus = os.environ.get("BENCH_LOCAL_GPUS", "")
     if gpus and "BENCH_LOCAL_GPUS" in str(setup):  # bench's local preset reads it; empty is unset there too
