@@ -419,3 +419,57 @@ def test_compare_png_draws_ratios_far_apart_on_a_log_axis_and_names_both_sides(
     # Which folder is which side too: "not matched on loader" beside two bars said neither.
     assert title.startswith(f"Candidate {cand.name} vs baseline {base.name} (candidate on cuda (Test GPU) on "
                             "gpubox, baseline on cpu (Test CPU)")  # fmt: skip
+
+
+def test_a_candidate_sweep_cut_short_pairs_its_missing_jobs_and_fails_the_guard(tmp_path: Path) -> None:
+    # A CI sweep stopped at its time limit: job 0 interrupted, jobs 1 and 2 never started. The missing rows had
+    # only their swept value, so they paired with nothing ("candidate only", every other column n/a), and
+    # --fail-on-regression passed: a broken branch through the guard.
+    base = _sweep(tmp_path / "base", "cpu", {64: 1000, 128: 1000, 256: 1000})
+    cand = tmp_path / "cand"
+    _fake_run(cand, 0, "cpu", 64, 1000, status="interrupted")
+    sweeper = {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None}
+    plan = {"hydra": {"sweeper": sweeper, "overrides": {"task": ["batch_size=64,128,256"]}}}
+    (cand / "multirun.yaml").write_text(yaml.safe_dump(plan))
+    table = compare(load_side([base]), load_side([cand])).table
+    assert list(table["batch_size"]) == [64, 128, 256], table  # one row per config, both sides on it
+    assert list(table["status"]) == [f"baseline ok, candidate {s}" for s in ("interrupted", "missing", "missing")]
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("bench: error: 3 regression(s): batch_size=64 interrupted in the candidate, ok in")
+
+
+def test_the_guard_fails_where_nothing_could_be_judged(tmp_path: Path) -> None:
+    # Neither side has a config all ok: no verdict anywhere, and so no pass either.
+    base = _sweep(tmp_path / "base", "cpu", {64: 1000}, status="oom")
+    cand = _sweep(tmp_path / "cand", "cpu", {64: 1000}, status="oom")
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        "bench: error: --fail-on-regression: no config was judged (none has all its runs ok on both sides), so "
+        "nothing shows that the candidate is not slower"
+    ), proc.stderr
+    assert run_cli(tmp_path, str(base), str(cand), module="bench.compare").returncode == 0  # a report, no guard
+
+
+def test_another_tools_folder_is_bad_input_not_one_row_of_medians(tmp_path: Path) -> None:
+    # Its metrics.json is not bench's: the sides had no config column in common, so every baseline run (three
+    # batch sizes) fell into one row whose "median" mixed them.
+    base = _sweep(tmp_path / "base", "cpu", {64: 100, 128: 300, 256: 500})
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "metrics.json").write_text('{"loss": 0.1, "accuracy": 0.9}')
+    proc = run_cli(tmp_path, str(base), "other", "--fail-on-regression", module="bench.compare")
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "bench: error: the candidate has no run whose config could be read (unreadable): nothing to match its runs "
+        "on; give bench's run or sweep folders"
+    ), proc.stderr
+
+
+def test_out_inside_a_sweep_or_run_is_refused(tmp_path: Path) -> None:
+    # Into a sweep's unrun job folder, a resume would take the job for done; into a run's .hydra/, mixed files.
+    base = _sweep(tmp_path / "base", "cpu", {64: 1000})
+    cand = _sweep(tmp_path / "cand", "cpu", {64: 1000})
+    (cand / "multirun.yaml").write_text("{}")
+    for out in (cand / "1", base / "0" / ".hydra"):
+        proc = run_cli(tmp_path, str(base), str(cand), "--out", str(out), module="bench.compare")
+        assert proc.returncode == 2 and " is inside " in proc.stderr and "bench never writes into one" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and not (out / "compare.md").exists()

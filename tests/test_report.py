@@ -671,8 +671,8 @@ def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.strip() == (
         "bench: error: sweeps holds 2 sweep(s), not runs: pass the sweeps themselves, e.g. "
-        "sweeps/2026-01-02_10-00-00_000000 (the newest by name), or sweeps/* --out DIR for all of them in one report"
-    )
+        "sweeps/2026-01-02_10-00-00_000000 (the newest by name), or all of them: sweeps/*"
+    )  # not "sweeps/* --out DIR", bench.report's way, which bench.compare (same reader) would refuse
 
 
 def test_several_folders_need_out_and_pair_on_every_setting(tmp_path: Path) -> None:

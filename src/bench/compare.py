@@ -30,7 +30,7 @@ import pandas as pd
 
 from bench import interrupts
 from bench.errors import EXIT_RUN_FAILED, OneLineParser, UsageError, fail
-from bench.folders import holds_run_dirs, make_writable
+from bench.folders import holds_run_dirs, make_writable, refuse_inside_results
 from bench.metrics import finite
 from bench.results import write_atomically
 from bench.runs import CONFIG_COLUMNS, flat_config, load_runs, relative_iqr, saved_config
@@ -195,6 +195,11 @@ def compare(base: pd.DataFrame, cand: pd.DataFrame, band: float = BAND, ignore: 
     for key in ignore:  # a typo would silently ignore nothing
         if not any(k == key or k.startswith(f"{key}.") for k in recorded):
             raise UsageError(f"--ignore {key}: no run records that key (e.g. precision, batch_size, step.compile)")
+    for side, df in (("baseline", base), ("candidate", cand)):  # another tool's folder: nothing to match on
+        if not df[CONFIG_COLUMNS].notna().any().any():
+            statuses = ", ".join(dict.fromkeys(map(str, df["status"])))
+            raise UsageError(f"the {side} has no run whose config could be read ({statuses}): nothing to match its "
+                             "runs on; give bench's run or sweep folders")  # fmt: skip
     keys = match_keys(base, cand, ignore)
     extra = [k for k in keys if k not in CONFIG_COLUMNS]  # settings from the saved configs, as columns
     base, cand = (df.assign(**{k: [f.get(k) for f in df["_flat"]] for k in extra}) for df in (base, cand))
@@ -354,12 +359,14 @@ def plot(c: Comparison, path: Path, baseline: Sequence[Path] = (), candidate: Se
 
 
 def regressions(c: Comparison) -> list[str]:
-    """Configs slower beyond the band, and configs the baseline ran ok that the candidate broke."""
+    """Configs slower beyond the band, and configs the baseline ran ok that the candidate broke or did not finish
+    (interrupted, missing: a CI sweep cut at its time limit shows nothing about its speed). A config skipped for
+    want of its device says so in the table; that is the machine, not the code."""
     found = []
     for label, (_, row) in zip(_labels(c), c.table.iterrows(), strict=True):
         if row["verdict"] == SLOWER:
             found.append(f"{label} slower ({row['ratio']:.2f}×, band ±{_percent(row['band'])})")
-        elif pd.notna(row["base_samples_per_s"]) and row["cand_broken"]:
+        elif pd.notna(row["base_samples_per_s"]) and row["cand_runs"] and row["cand_status"] not in ("ok", "skipped"):
             found.append(f"{label} {row['cand_status']} in the candidate, ok in the baseline")
         elif row["cand_broken"] and "unreadable" in str(row["cand_status"]):
             # Its config could not be read either, so it matched nothing: it may be any of the baseline's.
@@ -388,7 +395,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="config keys not to match on, e.g. precision: fp32 against amp runs (repeatable, or a,b)")  # fmt: skip
     add("--out", type=Path, metavar="DIR", help=f"write {REPORT_FILE} and {PLOT_FILE} there (default: print only)")
     add("--fail-on-regression", action="store_true",
-        help="exit 1 if a config is slower beyond the band, or broke (oom, failed, diverged): a CI guard")  # fmt: skip
+        help="exit 1 if a config is slower beyond the band, or broke or did not finish in the candidate (oom, "
+        "failed, diverged, interrupted, missing) where the baseline ran it, or if no config could be judged at "
+        "all: a CI guard")  # fmt: skip
     args = parser.parse_args(argv)
     base, cand, rest = args.baseline or [], args.candidate or [], args.dirs
     if not base and not cand:  # BASELINE CANDIDATE; else the folders not after an option are the other side's
@@ -404,6 +413,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--band {args.band}: expected a share between 0 and 1, e.g. 0.05 for ±5%")
     if args.out is not None and holds_run_dirs(args.out):  # a comparison is not a result: never among the runs
         parser.error(f"--out {args.out}: that folder holds runs; write the comparison to a folder of its own")
+    if args.out is not None:  # nor inside one: a sweep's unrun job folder, which its resume would then skip
+        try:
+            refuse_inside_results(args.out, "--out")
+        except UsageError as err:
+            parser.error(str(err))
     return args
 
 
@@ -444,6 +458,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     found = regressions(c)
     if args.fail_on_regression and found:
         fail(f"{len(found)} regression(s): {'; '.join(found)}", EXIT_RUN_FAILED)
+    if args.fail_on_regression and c.table["verdict"].isna().all():  # a guard that judged nothing passes nothing
+        fail("--fail-on-regression: no config was judged (none has all its runs ok on both sides), so nothing "
+             "shows that the candidate is not slower", EXIT_RUN_FAILED)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -84,8 +84,7 @@ def find_run_dirs(path: Path, *, planned: bool = False) -> list[Path]:
         sweeps = sorted(p for p in path.iterdir() if p.is_dir() and (p / SWEEP_FILE).is_file())
         if sweeps:
             raise UsageError(f"{path} holds {len(sweeps)} sweep(s), not runs: pass the sweeps themselves, e.g. "
-                             f"{path / sweeps[-1].name} (the newest by name), or {path}/* --out DIR for all of "
-                             "them in one report")  # fmt: skip
+                             f"{path / sweeps[-1].name} (the newest by name), or all of them: {path}/*")  # fmt: skip
         raise UsageError(f"{path} holds no bench runs (no metrics.json or .hydra/ in it or its subfolders)")
     return sorted(children, key=lambda p: (job_number(p) is None, job_number(p) or 0, p.name))
 
@@ -242,8 +241,18 @@ def _also(path: Path, seen: dict[Path, Path]) -> str:
 
 
 def _missing_row(sweep: Path, job: int, overrides: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A planned job without a folder: its overrides, and each other config column that every job of its sweep
+    that recorded one shares (the sweep's own setting, which the job would have run with too), so that a
+    comparison pairs it with its config and a table does not show it as a row of unknowns."""
     lab = next((r["lab"] for r in reversed(rows) if r.get("lab")), None)
+    ran = [r for r in rows if r.get("sweep") == str(sweep) and r.get("status") not in (MISSING, UNREADABLE)]
+    shared = {}
+    for key in CONFIG_COLUMNS:
+        values = {repr(r.get(key)): r.get(key) for r in ran}
+        if len(values) == 1 and key not in overrides:
+            shared[key] = next(iter(values.values()))
     return {
+        **shared,
         **{k: v for k, v in overrides.items() if k in CONFIG_COLUMNS},
         "job": job, "run_dir": str(sweep / str(job)), "sweep": str(sweep), "lab": lab,
         "experiment": lab.get("title", DEFAULT_EXPERIMENT) if lab else DEFAULT_EXPERIMENT,
