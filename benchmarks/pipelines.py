@@ -432,7 +432,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", default="abrgcd", help="which of a, b, r, g, c, d to run (of each config's)")
     parser.add_argument(
         "--pairs", type=int, help="how many times (r) and (d) run, interleaved, for the harness verdict (default: "
-        f"{DEFAULT_PAIRS['cpu']} on the CPU, {DEFAULT_PAIRS['cuda']} on a GPU)",
+        + (f"{DEFAULT_PAIRS['cpu']})" if DEFAULT_PAIRS["cpu"] == DEFAULT_PAIRS["cuda"] else
+           f"{DEFAULT_PAIRS['cpu']} on the CPU, {DEFAULT_PAIRS['cuda']} on a GPU)"),
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write results.md and results.json here")

@@ -442,3 +442,7 @@ def test_the_console_says_where_device_cuda_can_be_tried(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     verdict = next(line for line in (proc.stdout + proc.stderr).splitlines() if "Verdict: " in line)
     assert verdict.endswith("; try device=cuda, on a machine with a CUDA GPU (none is usable here)"), verdict
+    # Its last line says where the run's files are (a sweep's, where its report is).
+    last = (proc.stdout + proc.stderr).strip().splitlines()[-1]
+    run_dir = next((tmp_path / "outputs" / "runs").iterdir())
+    assert last.endswith(f"Results: {run_dir.relative_to(tmp_path)} (metrics.json, bench.log)"), last

@@ -121,7 +121,11 @@ def _job(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> float | None:
             log.error("Job failed: %s", describe(err))
             log.debug("Traceback", exc_info=True)
             return None
-        if in_sweep or result.status == "ok":
+        if in_sweep:
+            return result.metrics.get("samples_per_s")
+        if result.status == "ok":  # a sweep ends with its report's path; a single run, with its folder's
+            shown = os.path.relpath(run_dir) if run_dir.is_relative_to(Path.cwd()) else run_dir  # as typed, mostly
+            log.info("Results: %s (metrics.json, bench.log)", shown)
             return result.metrics.get("samples_per_s")
         fail(f"run {result.status}: {result.error} (details in {run_dir})", EXIT_RUN_FAILED)
 

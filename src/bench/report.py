@@ -699,7 +699,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         description="Build summary.csv, report.md and plots from bench run or sweep folders.",
     )
     parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep folders (several are combined)")
-    parser.add_argument("--out", type=Path, help="where to write the report (default: the first folder)")
+    parser.add_argument("--out", type=Path, help="where to write the report (default: the folder, when one is "
+                        "given; needed for several)")  # fmt: skip
     args = parser.parse_args(argv)
     if len(args.dirs) > 1 and args.out is None:  # the combined report must not replace the first folder's own
         parser.error(f"{len(args.dirs)} folders are combined into one report: say where it goes with --out DIR")

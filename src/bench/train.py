@@ -267,7 +267,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
         _count_flops(model, arrays, device, result, autocast_dtype(cfg.precision))
         if warmup_steps > 0:
             result.metrics["warmup_time"] = warmup = warm_up(cfg.seed, model, step, train, clock, warmup_steps)
-            log.info("Warm-up: %d steps in %.2fs (rolled back)", warmup_steps, warmup)
+            log.info("Warm-up: %d step%s in %.2fs (rolled back)", warmup_steps, "s" * (warmup_steps != 1), warmup)
 
         if allocator is not None and warmup_steps == 0:
             result.notes.append("memory: with warmup_steps=0, gradients and optimizer state count as activations")
