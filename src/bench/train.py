@@ -390,17 +390,23 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     notes = []  # on the console too, before the run: each changes what its numbers mean
     if cfg.precision.tf32 and result.device != "cuda":
         notes.append("precision=tf32 is fp32 here: TF32 is a GPU tensor-core format")
-    if cfg.cudnn_benchmark and result.device != "cuda":
-        notes.append("cudnn_benchmark=true is ignored here: cuDNN autotunes a GPU's convolutions")
-    notes.extend(f"{key} is ignored by loader={cfg.loader.name}" + (f" here: {why}" if why else "")
-                 for key, why in train.ignored.items())  # fmt: skip
+    # Settings this run has no use for: recorded, since metrics.json still lists their values, but said on the
+    # console as facts, not warnings: most come from a default or a recipe (workers=2 beside loader=resident,
+    # recipe=fast's cudnn_benchmark on a CPU), not from the user, and change no number.
+    unused = ["cudnn_benchmark=true is ignored here: cuDNN autotunes a GPU's convolutions"] * (
+        bool(cfg.cudnn_benchmark) and result.device != "cuda"
+    )
+    unused.extend(f"{key} is ignored by loader={cfg.loader.name}" + (f" here: {why}" if why else "")
+                  for key, why in train.ignored.items())  # fmt: skip
     cores = usable_cores()  # a SLURM job's share, not the node's count
     if cfg.workers > cores and "workers" not in train.ignored:
         notes.append(f"workers={cfg.workers} is more than the {cores} CPU core{'s' * (cores > 1)} this run may use: "
                      "the worker processes compete with training and with each other for them")  # fmt: skip
     for note in notes:
         log.warning("Note: %s", note)
-    result.notes.extend(notes)
+    for note in unused:
+        log.info("Unused here: %s", note)
+    result.notes.extend([*notes, *unused])
     tested = f"{result.test_samples:,} test images" if result.test_samples is not None else "no test (evaluate=false)"
     log.info(
         "Training %s (%s params) on %s (%s) | %s | batch %s | %s, %s train images, %s | loader=%s",
