@@ -36,8 +36,10 @@ TINY_SWEEP = [t for t in TINY if not t.startswith("batch_size=")]
 @pytest.mark.slow
 def test_a_submitit_sweep_ends_in_the_same_report(tmp_path: Path) -> None:
     # submitit_local is submitit_slurm's code path without SLURM: each job is pickled, run in a new
-    # process, and its result collected; the report reads only the job folders.
-    _two_jobs_reported(tmp_path, "submitit_local")
+    # process, and its result collected; the report reads only the job folders. It starts both jobs at once, on
+    # one machine: the console says so before they start, and the report beside their figures.
+    sweep = _two_jobs_reported(tmp_path, "submitit_local")
+    assert "- timed at the same time as another run on the same machine (" in (sweep / "report.md").read_text()
 
 
 # ------------------------------------------------------------------------------------------- SLURM
@@ -216,12 +218,15 @@ def test_a_local_sweep_runs_its_jobs_one_at_a_time(tmp_path: Path, monkeypatch: 
     # The jobs' logs do not overlap in time: the second started after the first had finished.
     spans = sorted(_log_span(sweep / str(job) / "bench.log") for job in (0, 1))
     assert spans[0][1] < spans[1][0], spans
+    assert "timed at the same time as another run" not in (sweep / "report.md").read_text()
 
 
 def _two_jobs_reported(tmp_path: Path, launcher: str) -> Path:
     """A sweep of batch_size=16,32 through ``hydra/launcher``: both jobs ok, in summary.csv and the report."""
     proc = run_cli(tmp_path, "-m", f"hydra/launcher={launcher}", *TINY_SWEEP, "batch_size=16,32")
     assert proc.returncode == 0, proc.stderr
+    at_once = "hydra/launcher=submitit_local starts all 2 jobs at once on this machine: they compete for it"
+    assert (at_once in proc.stdout + proc.stderr) == (launcher == "submitit_local")
     sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
     summary = pd.read_csv(sweep / "summary.csv")
     assert list(summary["batch_size"]) == [16, 32] and (summary["status"] == "ok").all()

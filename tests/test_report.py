@@ -913,3 +913,25 @@ def test_a_report_over_several_experiments_says_its_swept_values_are_their_union
     head = "Varied across its 2 experiments (each section says what it swept)"
     assert f"{head}: **batch_size** = 16, 64, 128, 256" in text
     assert "Swept:" not in text
+
+
+def test_runs_timed_at_once_on_one_machine_and_device_are_noted(tmp_path: Path) -> None:
+    # Hydra's submitit_local starts every job at once: their figures competed for the machine, and the report
+    # ranked them as if each had had it alone. Two jobs on two GPUs of one machine (hydra/launcher=local) did
+    # not share their device; jobs one after another did not share anything.
+    spans = {"cpu": [(0, 10), (5, 15), (20, 30)], "cuda": [(0, 10), (5, 15), (5, 15)]}
+    uuids = ["GPU-a", "GPU-b", "GPU-a"]
+    for device, windows in spans.items():
+        for job, (start, end) in enumerate(windows):
+            _fake_run(tmp_path / device, job, device, 64 * (job + 1), 1.0)
+            data = json.loads((tmp_path / device / str(job) / "metrics.json").read_text())
+            data.update(timed_from=1e9 + start, timed_until=1e9 + end)
+            data["env"].update(hostname="box", gpu_uuid=uuids[job] if device == "cuda" else None)
+            (tmp_path / device / str(job) / "metrics.json").write_text(json.dumps(data))
+    note = ("- timed at the same time as another run on the same machine (box): they competed for it, so each reads "
+            "slower than it would alone (Hydra's submitit_local starts every job at once; hydra/launcher=local runs "
+            "one job per GPU) — jobs ")  # fmt: skip
+    cpu = (build_report([tmp_path / "cpu"]).out / "report.md").read_text()
+    assert f"{note}0, 1\n" in cpu  # job 2 came after them
+    gpu = (build_report([tmp_path / "cuda"]).out / "report.md").read_text()
+    assert f"{note}0, 2\n" in gpu  # job 1 had a GPU of its own

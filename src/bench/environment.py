@@ -98,6 +98,8 @@ def environment(device: torch.device) -> dict[str, object]:
         # Only where it runs: asking loads the library, ~50 MB of a CPU run's resident memory, for nothing.
         "cudnn": torch.backends.cudnn.version() if cuda and torch.backends.cudnn.is_available() else None,
         "gpu": torch.cuda.get_device_name(device) if cuda else None,
+        # Which card, not which kind: two runs that timed at once on one machine shared it only if this is one.
+        "gpu_uuid": str(getattr(torch.cuda.get_device_properties(device), "uuid", "")) or None if cuda else None,
         "driver": _driver_version() if cuda else None,
         "cpu": cpu_name(),
         "torch_threads": torch.get_num_threads(),

@@ -38,6 +38,7 @@ from bench.runs import (
     step_text,
     summary_columns,
     swept_variables,
+    timed_together,
     unlike_the_lab,
     values,
     x_axis,
@@ -383,11 +384,18 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
 UNUSED_SETTING = re.compile(r"^\S+ is ignored( by |\b)|^precision=tf32 is fp32 here")
 
 
+#: the note for runs whose timed epochs overlapped another's on one machine (runs.timed_together)
+TOGETHER = ("timed at the same time as another run on the same machine ({host}): they competed for it, so each "
+            "reads slower than it would alone (Hydra's submitit_local starts every job at once; "
+            "hydra/launcher=local runs one job per GPU)")  # fmt: skip
+
+
 def _notes_lines(df: pd.DataFrame) -> list[str]:
     """Each note the runs recorded (a run that did not learn, clocks that disagree, ...), once, with the runs it
     applies to; then, apart, the settings the runs did not use (precision=tf32 is fp32 here, a setting the loader
     ignored): every resident run's "workers is ignored" had stood among the notes that matter."""
     where: dict[str, list[str]] = {}
+    together = timed_together(df)
     several = df["sweep"].nunique() > 1
     for _, run in df.iterrows():
         job = run["job"]
@@ -395,6 +403,8 @@ def _notes_lines(df: pd.DataFrame) -> list[str]:
         name = f"{Path(str(run['sweep'])).name}/{name}" if several and not pd.isna(job) else name
         for note in run["notes"] if isinstance(run["notes"], list) else []:
             where.setdefault(note, []).append(name)
+        if run.name in together:
+            where.setdefault(TOGETHER.format(host=together[run.name]), []).append(name)
     numbered = df["job"].notna().any()  # a sweep's jobs; else single runs, named by their folders
 
     def listed(notes: list[str]) -> list[str]:

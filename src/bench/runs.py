@@ -171,6 +171,8 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     row.update(search=capacity.get("stopped"), oom_batch=capacity.get("smallest_failing"))
     env = metrics.get("env") or {}
     row.update({col: env.get(col.removeprefix("env_")) for col in ENV_COLUMNS})
+    row.update(timed_from=finite(metrics.get("timed_from")), timed_until=finite(metrics.get("timed_until")),
+               gpu_uuid=env.get("gpu_uuid"))  # fmt: skip
     return row
 
 
@@ -302,8 +304,28 @@ def unlike_the_lab(runs: pd.DataFrame, lab: dict[str, Any], swept: str) -> list[
     return differ
 
 
-#: the parts of a record a row carries whole (a node each), beside its columns
-RECORD_PARTS = ("lab", "memory", "notes", "step")
+#: the parts of a record a row carries beside its columns: nodes whole (lab, memory, notes, step), and when and
+#: on which GPU its epochs were timed (for timed_together)
+RECORD_PARTS = ("lab", "memory", "notes", "step", "timed_from", "timed_until", "gpu_uuid")
+
+
+def timed_together(df: pd.DataFrame) -> dict[Any, str]:
+    """The rows (index → hostname) whose timed epochs overlapped another row's on the same machine: both on its
+    CPU, one on the CPU beside a GPU run (whose host side it slows), or both on one GPU (the same uuid). Such
+    runs competed for the machine, and each read slower than alone: Hydra's submitit_local starts every job of
+    a sweep at once, and two sweeps started together do the same."""
+    spans = [(i, run) for i, run in df.iterrows() if finite(run.get("timed_from")) and finite(run.get("timed_until"))]
+    found: dict[Any, str] = {}
+    for n, (i, a) in enumerate(spans):
+        for j, b in spans[n + 1 :]:
+            host = a.get("env_hostname")
+            if not host or host != b.get("env_hostname"):
+                continue
+            if a["device"] == b["device"] == "cuda" and (not a.get("gpu_uuid") or a["gpu_uuid"] != b.get("gpu_uuid")):
+                continue  # two GPUs, each a job's own (hydra/launcher=local), or not known to be one
+            if a["timed_from"] < b["timed_until"] and b["timed_from"] < a["timed_until"]:
+                found[i] = found[j] = str(host)
+    return found
 
 
 def step_text(step: Any) -> str | None:
