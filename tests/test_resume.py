@@ -46,6 +46,20 @@ def test_resume_needs_a_sweep_to_resume(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=none", "epochs=1,2", "resume=true")
     assert proc.returncode == 2
     assert "resume=true: none holds no sweep to resume" in proc.stderr
+    # Job folders whose multirun.yaml is gone: each message sent the user to the other ("add resume=true";
+    # "holds no sweep to resume").
+    done = tmp_path / "done"
+    (done / "0" / ".hydra").mkdir(parents=True)
+    (done / "0" / "metrics.json").write_text("{}")
+    resumed = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=done", "epochs=1,2", "resume=true")
+    assert resumed.returncode == 2 and resumed.stderr.strip() == (
+        "bench: error: resume=true: done holds runs but not the sweep's multirun.yaml (its plan of jobs): put that "
+        "file back to resume it, or run the sweep again in a new folder"
+    ), resumed.stderr
+    again = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=done", "epochs=1,2")
+    assert again.returncode == 2 and again.stderr.strip() == (
+        "bench: error: hydra.sweep.dir=done already holds a sweep; bench never writes over one: choose a new folder"
+    ), again.stderr
 
 
 def test_jobs_are_matched_by_config_not_by_number() -> None:

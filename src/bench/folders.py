@@ -221,6 +221,9 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
             f"(resume and the reports rely on it): leave hydra.sweep.subdir at {JOB_SUBDIR}"
         )
     if resume:
+        if not (path / SWEEP_FILE).is_file() and holds_runs(path):  # the plan is gone: which jobs are unfinished?
+            raise UsageError(f"resume=true: {path} holds runs but not the sweep's {SWEEP_FILE} (its plan of jobs): "
+                             f"put that file back to resume it, or run the sweep again in a new folder")  # fmt: skip
         if not (path / SWEEP_FILE).is_file():
             raise UsageError(f"resume=true: {path} holds no sweep to resume (no {SWEEP_FILE}); check hydra.sweep.dir")
         make_writable(path, "hydra.sweep.dir")
@@ -229,10 +232,9 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
         return
     refuse_the_working_folder(path, "hydra.sweep.dir")  # a resume from inside its sweep's folder is fine
     if holds_runs(path):
-        raise UsageError(
-            f"hydra.sweep.dir={path} already holds a sweep; bench never writes over one: choose a new folder, "
-            "or add resume=true to run only its unfinished jobs"
-        )
+        resumable = ", or add resume=true to run only its unfinished jobs" if (path / SWEEP_FILE).is_file() else ""
+        raise UsageError(f"hydra.sweep.dir={path} already holds a sweep; bench never writes over one: choose a new "
+                         f"folder{resumable}")  # fmt: skip
     refuse_inside_results(path, "hydra.sweep.dir")
     made = not path.exists()
     make_writable(path, "hydra.sweep.dir")
