@@ -182,6 +182,9 @@ def test_an_original_with_hand_edited_figures_is_unreadable_not_a_traceback(
     md = (tmp_path / "again" / "reproduce.md").read_text()
     assert "status: original unknown, new ok" in md and "the original run's metrics are unreadable: " in md
     assert says in md
+    # Nothing recorded is not every field differing: it had read "16 of 19 fields differ".
+    assert "The original recorded no environment (no readable metrics.json): the new run's alone, below." in md
+    assert "fields differ" not in md
 
 
 # case: (arguments, with {run} and {cwd} filled in; a .hydra file and its new text, None deletes it; message)
@@ -280,3 +283,16 @@ def test_repeats_losses_are_compared_repeat_by_repeat_and_overrides_explain_a_di
     assert "4 of 4 compared epoch losses differ (largest gap 0.1). The configs differ in dataset.train_size " \
            "(above): a setting that changes the training explains it; one that does not (workers, profile) " \
            "leaves the losses identical on the CPU." in changed  # fmt: skip
+
+
+def test_a_run_still_running_is_not_reproduced(original: Path, tmp_path: Path) -> None:
+    # A sweep's job still training (its process holds the folder): the reproduction trained beside it, each
+    # slowing the other, and compared itself with a record that did not exist yet.
+    from bench.folders import hold_job
+
+    with hold_job(original):
+        proc = run_cli(tmp_path, str(original), module="bench.reproduce")
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"bench: error: {original} is still running (a live process holds it): reproduce it once it has finished"
+    ), proc.stderr
+    assert not (tmp_path / "outputs").exists()

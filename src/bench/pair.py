@@ -194,6 +194,9 @@ def render(old: dict[str, Any], new: dict[str, Any], changes: list[Change]) -> l
     env = env_table(old_env, new_env)
     differing = int((env["same"] != "yes").sum())
     summary = f"{differing} of {len(env)} fields differ." if differing else "None: the same environment."
+    if not old_env:  # nothing recorded is not every field differing ("16 of 19 fields differ")
+        env["same"] = MISSING
+        summary = "The original recorded no environment (no readable metrics.json): the new run's alone, below."
     lines += ["", "## Environment differences", "", summary, "", markdown(env)]
     losses = loss_summary(old, new)
     if changes and "differ" in losses:  # an override may explain it; one that leaves the maths alone does not

@@ -48,6 +48,7 @@ from bench.folders import (
     CONFIG_SUBDIR,
     OVERRIDES_FILE,
     REPRODUCE_FILE,
+    job_running,
     make_writable,
     refuse_inside_results,
     refuse_the_working_folder,
@@ -288,6 +289,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def prepare(args: argparse.Namespace) -> tuple[Source, Plan, Path]:
     """Everything that can be wrong with the input, checked before any folder is made."""
     source = load_source(args.run_dir)
+    if job_running(Path(args.run_dir)):  # its timings would compete with the reproduction's, and it has none yet
+        raise UsageError(f"{args.run_dir} is still running (a live process holds it): reproduce it once it has "
+                         "finished")  # fmt: skip
     return source, plan(source, args.overrides), new_run_dir(args.out, args.run_dir)
 
 
