@@ -124,7 +124,8 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
             log.debug("What overtook the interruption", exc_info=True)  # to the log file only
             raise Interrupted(interrupts.received() or signal.SIGINT) from err
         if type(err).__name__ == "UncompletedJobError":  # submitit, on SLURM's warning before the time limit
-            result.status, result.error = "interrupted", f"interrupted: the job's time limit ({one_line(err)})"
+            result.status, result.error = "interrupted", (f"interrupted: the job's time limit ({one_line(err)}); "
+                                                          "raise hydra.launcher.timeout_min")  # fmt: skip
         elif is_out_of_memory(err):
             result.status, result.error = "oom", one_line(err)
         else:
