@@ -935,3 +935,17 @@ def test_runs_timed_at_once_on_one_machine_and_device_are_noted(tmp_path: Path) 
     assert f"{note}0, 1\n" in cpu  # job 2 came after them
     gpu = (build_report([tmp_path / "cuda"]).out / "report.md").read_text()
     assert f"{note}0, 2\n" in gpu  # job 1 had a GPU of its own
+
+
+def test_steps_that_differ_say_whose_they_are(tmp_path: Path) -> None:
+    # "Steps as timed (they differ between runs): X; X, GradScaler" did not say that the second was fp16's.
+    for job, precision in enumerate(("fp32", "amp_fp16")):
+        _fake_run(tmp_path / "S", job, "cpu", 64, 1.0)
+        path = tmp_path / "S" / str(job) / "metrics.json"
+        data = json.loads(path.read_text())
+        step = {"compile": "none", "adam": "default", "channels_last": False, "grad_scaler": precision == "amp_fp16"}
+        path.write_text(json.dumps({**data, "precision": precision, "step": step}))
+    text = " ".join((build_report([tmp_path / "S"]).out / "report.md").read_text().split())
+    plain = "compile=none, adam=default, channels_last=false"
+    assert (f"Steps as timed (they differ between runs): {plain} (precision=fp32); {plain}, GradScaler "
+            "(precision=amp_fp16)") in text  # fmt: skip

@@ -463,7 +463,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     steps = values(runs["step_as_timed"]) if _trains(runs) else []
     if steps:  # what step.*=auto and the recipe resolved to: recorded per run, never shown before
         lines += [f"Step as timed: {steps[0]}" if len(steps) == 1 else
-                  f"Steps as timed (they differ between runs): {'; '.join(steps)}", ""]  # fmt: skip
+                  f"Steps as timed (they differ between runs): {_steps_by_run(runs, steps, varied)}", ""]  # fmt: skip
     shown = runs.assign(learning=[findings.learning_cell(v) for v in runs["learned"]])
     params = pd.to_numeric(runs["params"], errors="coerce")
     shown[PARAMETERS] = [f"{int(p):,}" if pd.notna(p) else NO_VALUE for p in params]
@@ -503,6 +503,22 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     if "device" in varied or (lab and lab.get("part") == 1):
         lines += _speedup_lines(runs)
     return lines
+
+
+def _steps_by_run(runs: pd.DataFrame, steps: list[str], varied: list[str]) -> str:
+    """Each step as timed, with the runs that timed it by their swept values: "…, GradScaler" alone did not say
+    that it was the fp16 run's."""
+    said = []
+    for step in steps:
+        which = runs[runs["step_as_timed"] == step]
+        names = [", ".join(f"{k}={_plain(run[k])}" for k in varied) for _, run in which.iterrows()]
+        said.append(f"{step} ({'; '.join(dict.fromkeys(names))})" if varied else step)
+    return "; ".join(said)
+
+
+def _plain(value: object) -> str:
+    """A cell as an override's value: 512, not 512.0 (a column with a gap is float)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _by_source(runs: pd.DataFrame, varied: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -591,7 +607,9 @@ def _lab_lines(runs: pd.DataFrame, lab: dict[str, Any]) -> list[str]:
         # batch_size (ours 64; the lab's 512) for each setting the lab's runs had that ours do not
         settings_unlike = unlike_the_lab(recorded, lab, str(comparison.columns[0]))
         differ = [f"{key} (ours {', '.join(ours)}; the lab's {theirs})" for key, ours, theirs in settings_unlike]
-        unlike = set(recorded["step_as_timed"].dropna()) - {step_text(LAB_STEP)}
+        # The lab's AMP part ran a GradScaler too: only the rest of the step can be unlike the lab's.
+        our_steps = {str(t).removesuffix(", GradScaler") for t in recorded["step_as_timed"].dropna()}
+        unlike = our_steps - {step_text(LAB_STEP)}
         other = "with settings of ours that the lab's runs did not have (below)"
         if ours_cpu:
             how = "ours ran on the CPU where the lab's ran on its GPU" + (
