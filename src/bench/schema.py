@@ -562,7 +562,7 @@ def batch_exceeds_data(batch_size: int, images: int, *, whole_dataset: bool = Fa
     ``whole_dataset``: the images are all the dataset has, so only the batch can change."""
     fix = "lower batch_size" + (" (the dataset has no more)" if whole_dataset else " or raise dataset.train_size")
     return (f"batch_size={batch_size} is larger than the {images:,} training images: each epoch would be one batch "
-            f"of {images:,}, timed and reported as batch {batch_size}; {fix}")  # fmt: skip
+            f"of {images:,}, timed and reported as batch {batch_size:,}; {fix}")  # fmt: skip
 
 
 def _check_synthetic_fits(images: int) -> None:
