@@ -13,6 +13,7 @@ import bench  # noqa: F401  (first: until the command's own handlers, a signal i
 
 # isort: split
 
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -74,10 +75,19 @@ def check_options(parser: OneLineParser, options: list[str], specs: list[str], c
                 parser.error(f"--options {option!r}: {describe(err)}")
 
 
-def measure(overrides: list[str], out: Path) -> tuple[float, float | None]:
-    """Samples per second (median timed epoch) and the warm-up's seconds (compilation and capture)."""
+def measure(overrides: list[str], out: Path) -> tuple[float, float | None, float | None]:
+    """Samples per second (median timed epoch), the warm-up's seconds (compilation and capture), and how far
+    apart its epochs were: (slowest − fastest) ÷ the median epoch time, None for a single epoch."""
     figure = through_bench(overrides, out / str(len(list(out.iterdir()))))
-    return figure.samples_per_s, figure.warmup_s
+    times = figure.epochs
+    spread = (max(times) - min(times)) / statistics.median(times) if len(times) > 1 else None
+    return figure.samples_per_s, figure.warmup_s, spread
+
+
+def within_noise(ratio: float, spread: float | None, plain_spread: float | None) -> bool:
+    """Whether an option's ratio to the plain step is no further from 1 than the two runs' epochs were apart:
+    on a shared CPU, two runs of one option moved from 0.09x to 1.33x of the plain step."""
+    return spread is not None and plain_spread is not None and abs(ratio - 1) <= spread + plain_spread
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,17 +116,24 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, object]] = []
     timed = f"median of {args.epochs} epochs" if args.epochs > 1 else "one epoch"  # "median of 1 epochs" was not
     lines = [
-        f"Measured on {where}; {timed} of {train_size:,} images, resident loader.",
+        f'Measured on {where}; {timed} of {train_size:,} images, resident loader. "Epochs apart": (slowest − '
+        "fastest) ÷ median epoch; a ratio no further from 1 than its run's and the plain run's epochs were apart "
+        "is marked (noise): more --epochs, or a quieter machine, tell it apart.",
         "",
-        "| config | option | samples/s | × plain | warm-up (s) |",
-        "|---|---|---:|---:|---:|",
+        "| config | option | samples/s | × plain | epochs apart | warm-up (s) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     print("\n".join(lines), flush=True)
 
-    def record(spec: str, option: str, rate: float | None, warmup: float | None, plain: float | None) -> None:
-        ratio = rate / plain if rate and plain else None
-        rows.append({"config": spec, "option": option, "samples_per_s": rate, "ratio": ratio, "warmup_s": warmup})
-        cells = [f"{rate:,.0f}" if rate else "failed", f"{ratio:.2f}" if ratio else "—",
+    def record(spec: str, option: str, measured: tuple[float | None, float | None, float | None],
+               plain: tuple[float | None, float | None, float | None]) -> None:  # fmt: skip
+        (rate, warmup, spread), (base, _, base_spread) = measured, plain
+        ratio = rate / base if rate and base else None
+        rows.append({"config": spec, "option": option, "samples_per_s": rate, "ratio": ratio, "warmup_s": warmup,
+                     "epochs_apart": spread})  # fmt: skip
+        noise = " (noise)" if ratio and option != "plain" and within_noise(ratio, spread, base_spread) else ""
+        cells = [f"{rate:,.0f}" if rate else "failed", f"{ratio:.2f}{noise}" if ratio else "—",
+                 f"{spread:.0%}" if spread is not None else "—",
                  f"{warmup:.1f}" if warmup is not None else "—"]  # fmt: skip
         lines.append(f"| {spec} | {option} | {' | '.join(cells)} |")
         print(lines[-1], flush=True)
@@ -128,16 +145,16 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, interrupts.entry_point():
         try:
             for spec in specs:
-                plain: float | None = None
+                plain: tuple[float | None, float | None, float | None] = (None, None, None)
                 for option in ("plain", *options):
                     try:
-                        rate, warmup = measure([*common[spec], *([] if option == "plain" else option.split())],
-                                               Path(tmp))  # fmt: skip
+                        measured = measure([*common[spec], *([] if option == "plain" else option.split())],
+                                           Path(tmp))  # fmt: skip
                     except (Exception, SystemExit) as err:  # one failing must not cost the others their rows
                         print(f"  {spec} {option}: {err}", file=sys.stderr, flush=True)
-                        rate, warmup = None, None
-                    plain = rate if option == "plain" else plain
-                    record(spec, option, rate, warmup, plain)
+                        measured = (None, None, None)
+                    plain = measured if option == "plain" else plain
+                    record(spec, option, measured, plain)
                 with interrupts.deferred():  # a signal waits until the files are whole
                     write()
         except Interrupted as stop:  # Ctrl-C or SIGTERM: the rows measured so far are kept
