@@ -34,6 +34,12 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(m in str(err) for m in OOM_MESSAGES)
 
 
+def timestamp() -> float:
+    """Unix time, for when something happened, comparable across processes (runs that timed at once); never for
+    how long it took: the wall clock jumps with NTP, so intervals are the Stopwatch's perf_counter."""
+    return time.time()
+
+
 @dataclass
 class Interval:
     wall_s: float

@@ -146,8 +146,8 @@ class RunResult:
     step: dict[str, Any] = field(default_factory=dict)
     #: facts a reader of the numbers should know, e.g. a config key the loader ignored
     notes: list[str] = field(default_factory=list)
-    #: when the timed epochs began and ended, Unix time (time.time(): comparable across processes, unlike the
-    #: clocks that time them), so that a report can tell runs that timed at once on one machine
+    #: when the timed epochs began and ended, in Unix time (measure.timestamp: comparable across processes,
+    #: unlike the clocks that time them), so that a report can tell runs that timed at once on one machine
     timed_from: float | None = None
     timed_until: float | None = None
     env: dict[str, Any] = field(default_factory=dict)

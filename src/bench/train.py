@@ -336,7 +336,7 @@ def _timed_epochs(
     events: measure.StepEvents, energy: EnergyMeter | None, result: RunResult,
 ) -> None:  # fmt: skip
     """The timed epochs, ``repeat`` times, into ``result.epochs_detail``; then what NVML said of them."""
-    result.timed_from = time.time()  # a timestamp, not a clock: the epochs' own clocks are their Stopwatch's
+    result.timed_from = measure.timestamp()  # when, not how long: the epochs' own clocks are their Stopwatch's
     for repeat in range(1, cfg.repeat + 1):
         # Every repeat but the last is rolled back: each trains the same epochs from the same state, so the
         # repeats differ in their timings alone, and the model evaluated is the one trained once.
@@ -346,7 +346,7 @@ def _timed_epochs(
                 stats = run_epoch(epoch, cfg.epochs, cfg.seed, model, step, train, clock, events, energy)
                 stats.repeat = repeat
                 result.epochs_detail.append(stats)
-                result.timed_until = time.time()  # after each epoch: an interrupted run keeps the span it timed
+                result.timed_until = measure.timestamp()  # after each epoch: a stopped run keeps its span
                 _log_epoch(stats, cfg.epochs, cfg.repeat)
     if energy is not None:
         result.metrics["power_limit_w"], result.metrics["sm_clock_mhz"] = energy.power_limit_w, energy.sm_clock_mhz

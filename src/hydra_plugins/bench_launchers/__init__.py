@@ -98,7 +98,11 @@ def _record_lost(launcher: Any, job: Any, err: Exception) -> JobReturn:
     from bench.results import write_metrics
     from bench.train import result_for
 
-    overrides, _, number, *_ = job.submission().args
+    try:
+        overrides, _, number, *_ = job.submission().args
+    except Exception as unread:  # its pickle is gone too: the report lists the job as missing
+        log.error("A job ended without a result (%s); which one is unknown (%s)", one_line(err), one_line(unread))
+        return JobReturn(status=JobStatus.COMPLETED)
     run_dir = Path(str(launcher.config.hydra.sweep.dir)) / str(number)  # bench keeps hydra.sweep.subdir the number
     if isinstance(err, utils.UncompletedJobError):  # "Job 12 (task: 0) with path P" / "has not produced any output"
         said = str(err).strip().splitlines()[1:2] or [one_line(err)]
@@ -116,6 +120,7 @@ def _record_lost(launcher: Any, job: Any, err: Exception) -> JobReturn:
             with open_dict(cfg):
                 del cfg["hydra"]
             write_metrics(run_dir, result_for(cfg, status="failed", error=why))
-        except OSError as write_err:  # the report then lists the job as missing or unreadable
-            log.error("Could not record job %s: %s", number, os_error_line(write_err))
+        except Exception as write_err:  # the report then lists the job as missing or unreadable
+            said = os_error_line(write_err) if isinstance(write_err, OSError) else one_line(write_err)
+            log.error("Could not record job %s: %s", number, said)
     return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
