@@ -421,3 +421,80 @@ def _job_processes(submitit_folder: Path) -> list[int]:
         if b"submitit.core._submit" in argv and any(a.startswith(str(submitit_folder).encode()) for a in argv):
             pids.append(int(entry.name))
     return pids
+
+
+def test_without_the_cluster_extra_bench_runs_and_its_launchers_say_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # hydra-submitit-launcher is optional: bench's launchers, registered whatever was installed, had made every
+    # command a traceback (Hydra refuses an abstract plugin class) on an install without it.
+    from hydra_plugins import bench_launchers
+
+    monkeypatch.setattr(bench_launchers, "AVAILABLE", False)  # as its module leaves it when the import fails
+    assert run_cli(tmp_path, *TINY).returncode == 0
+    proc = run_cli(tmp_path, "-m", "hydra/launcher=local", *TINY_SWEEP, "batch_size=16,32", "hydra.sweep.dir=S")
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "bench: error: LocalLauncher needs hydra-submitit-launcher, which is not installed: pip install -e '.[cluster]'"
+    ), proc.stderr
+    assert not (tmp_path / "S").exists()
+
+
+def test_a_job_that_ended_without_a_result_is_recorded_as_its_scheduler_says(tmp_path: Path) -> None:
+    # What the launchers record for a job submitit has no result for, from the job's own saved config.
+    from types import SimpleNamespace
+
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    from hydra_plugins.bench_launchers import record_lost
+
+    class Job:
+        job_id = "77"
+        paths = SimpleNamespace(stderr=tmp_path / ".submitit" / "77_0_log.err")
+
+        def __init__(self, number: int | None) -> None:
+            self.number = number
+
+        def submission(self) -> SimpleNamespace:
+            if self.number is None:
+                raise FileNotFoundError("77_submitted.pkl")
+            return SimpleNamespace(args=([f"batch_size={16 * (self.number + 1)}"], "hydra.sweep.dir", self.number))
+
+    def started(number: int) -> None:  # what Hydra writes as a job starts
+        cfg = compose([f"batch_size={16 * (number + 1)}", "device=auto"])
+        (tmp_path / str(number) / ".hydra").mkdir(parents=True)
+        OmegaConf.save(cfg, tmp_path / str(number) / ".hydra" / "config.yaml")
+
+    def lost(state: str) -> UncompletedJobError:
+        return UncompletedJobError(f"Job 77 (task: 0) with path {tmp_path}/77_0_result.pkl\n"
+                                   f"has not produced any output (state: {state})")  # fmt: skip
+
+    for number, state, status in (
+        (0, "OUT_OF_MEMORY", "oom"),
+        (1, "CANCELLED", "interrupted"),
+        (2, "FINISHED", "failed"),
+    ):
+        started(number)
+        assert record_lost(tmp_path, Job(number), lost(state)).return_value is None  # the sweep goes on
+        metrics = read_metrics(tmp_path / str(number))
+        assert metrics["status"] == status and metrics["batch_size"] == 16 * (number + 1), metrics
+        assert f"(submitit job 77 has not produced any output (state: {state})): killed outright" in metrics["error"]
+        # device=auto: what it meant was the job's node's to say, not the submitting machine's
+        assert metrics["device"] is None
+    # The job's process raised outside bench's run: the trace's last line, and where its log is.
+    started(3)
+    trace = "Job (task=0) failed during processing with trace:\n----\nTraceback (most recent call last):\n" \
+            "ModuleNotFoundError: No module named 'bench'\n"  # fmt: skip
+    record_lost(tmp_path, Job(3), FailedJobError(trace))
+    assert read_metrics(tmp_path / "3")["error"] == (
+        "the job's process failed outside the run (submitit job 77: ModuleNotFoundError: No module named 'bench'); "
+        f"its log: {tmp_path / '.submitit' / '77_0_log.err'}"
+    )
+    # A record the job wrote itself is kept as it is.
+    before = (tmp_path / "3" / "metrics.json").read_bytes()
+    record_lost(tmp_path, Job(3), lost("FINISHED"))
+    assert (tmp_path / "3" / "metrics.json").read_bytes() == before
+    # A job that never started (no .hydra/: cancelled while queued) gets no folder: the report's `missing`, which a
+    # resume runs again under its own number. One whose pickle is unreadable too is only logged.
+    record_lost(tmp_path, Job(4), lost("CANCELLED"))
+    assert not (tmp_path / "4").exists()
+    assert record_lost(tmp_path, Job(None), lost("FINISHED")).status.name == "COMPLETED"

@@ -240,11 +240,13 @@ def _register_plugins() -> None:
     from hydra.core.plugins import Plugins
 
     plugins = Plugins.instance()  # first: its scan re-executes Hydra's core plugin modules, BasicSweeper's too
-    from hydra_plugins.bench_launchers import LocalLauncher, SlurmLauncher  # after the scan, on purpose
+    from hydra_plugins import bench_launchers  # after the scan, on purpose
     from hydra_plugins.bench_sweeper import BenchSweeper
 
-    for plugin in (BenchSweeper, LocalLauncher, SlurmLauncher):
-        plugins.register(plugin)
+    plugins.register(BenchSweeper)
+    if bench_launchers.AVAILABLE:  # the cluster extra; without it, bench's sweeper says what to install
+        plugins.register(bench_launchers.LocalLauncher)
+        plugins.register(bench_launchers.SlurmLauncher)
 
 
 def _hydra_parser() -> argparse.ArgumentParser:

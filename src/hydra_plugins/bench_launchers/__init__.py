@@ -9,22 +9,22 @@ without a result is recorded as ``failed`` in its folder (a ``metrics.json`` the
 is), and the sweep and its report go on, as for any job's status.
 
 Hydra takes launchers only from the ``hydra_plugins`` namespace, and imports every module there when it scans
-for plugins; hydra-submitit-launcher is an optional dependency (``pip install -e '.[cluster]'``), so without it
-these names stand for a launcher that says how to install it.
+for plugins. hydra-submitit-launcher is an optional dependency (``pip install -e '.[cluster]'``): without it this
+module defines no launcher (``AVAILABLE`` is false), and bench's CLI says what to install.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import open_dict
 
-from bench.errors import UsageError, one_line, os_error_line
+from bench.errors import one_line, os_error_line
 
 try:
     from hydra_plugins.hydra_submitit_launcher import submitit_launcher
@@ -46,23 +46,16 @@ class _EachJobsOwnStatus:
             return super().launch(job_overrides, initial_job_idx)  # type: ignore[misc]
 
 
-if submitit_launcher is not None:
+#: whether hydra-submitit-launcher is installed (the cluster extra): only then are these launchers registered
+AVAILABLE = submitit_launcher is not None
+
+if AVAILABLE:
 
     class LocalLauncher(_EachJobsOwnStatus, submitit_launcher.LocalLauncher):
         """submitit's local executor: each job in a process of its own on this machine."""
 
     class SlurmLauncher(_EachJobsOwnStatus, submitit_launcher.SlurmLauncher):
         """submitit's SLURM executor: one job array."""
-
-else:
-    from hydra.plugins.launcher import Launcher
-
-    class LocalLauncher(Launcher):  # type: ignore[no-redef]
-        def __init__(self, **_: Any) -> None:
-            raise UsageError("this launcher needs hydra-submitit-launcher: pip install -e '.[cluster]'")
-
-    class SlurmLauncher(LocalLauncher):  # type: ignore[no-redef]
-        pass
 
 
 @contextlib.contextmanager
@@ -80,8 +73,8 @@ def _lost_jobs_recorded(launcher: Any) -> Iterator[None]:
             job._results_timeout_s = LOCAL_RESULT_WAIT_S
         try:
             return wait(job)
-        except (utils.UncompletedJobError, utils.FailedJobError) as err:
-            return [_record_lost(launcher, job, err)]
+        except utils.UncompletedJobError as err:  # FailedJobError too: a subclass
+            return [record_lost(Path(str(launcher.config.hydra.sweep.dir)), job, err)]
 
     core.Job.results = results  # type: ignore[method-assign]
     try:
@@ -90,11 +83,20 @@ def _lost_jobs_recorded(launcher: Any) -> Iterator[None]:
         core.Job.results = wait  # type: ignore[method-assign]
 
 
-def _record_lost(launcher: Any, job: Any, err: Exception) -> JobReturn:
-    """Record a job that ended without a result as ``failed`` in its folder, unless it recorded itself."""
+#: SLURM's states for a job that ended without a result, as the status its record gets (else ``failed``)
+STATE_STATUS = {"OUT_OF_MEMORY": "oom", "CANCELLED": "interrupted", "TIMEOUT": "interrupted",
+                "PREEMPTED": "interrupted", "DEADLINE": "interrupted"}  # fmt: skip
+
+
+def record_lost(sweep_dir: Path, job: Any, err: Exception) -> JobReturn:
+    """Record a job that ended without a result in its folder: ``failed`` (``oom`` or ``interrupted`` where SLURM's
+    state says so), unless the job recorded its own status. A job that never started (no ``.hydra/`` in its
+    folder: cancelled while queued, a node that failed first) stays without a folder, the report's ``missing``,
+    so that a resume runs it again under its own number."""
+    from omegaconf import OmegaConf
     from submitit.core import utils
 
-    from bench.folders import METRICS_FILE
+    from bench.folders import CONFIG_FILE, CONFIG_SUBDIR, METRICS_FILE
     from bench.results import write_metrics
     from bench.train import result_for
 
@@ -103,24 +105,35 @@ def _record_lost(launcher: Any, job: Any, err: Exception) -> JobReturn:
     except Exception as unread:  # its pickle is gone too: the report lists the job as missing
         log.error("A job ended without a result (%s); which one is unknown (%s)", one_line(err), one_line(unread))
         return JobReturn(status=JobStatus.COMPLETED)
-    run_dir = Path(str(launcher.config.hydra.sweep.dir)) / str(number)  # bench keeps hydra.sweep.subdir the number
-    if isinstance(err, utils.UncompletedJobError):  # "Job 12 (task: 0) with path P" / "has not produced any output"
-        said = str(err).strip().splitlines()[1:2] or [one_line(err)]
-        why = (f"the job's process ended without a result (submitit job {job.job_id} {said[0].strip()}): killed "
-               "outright (SIGKILL, the kernel's out-of-memory killer), or its node was lost")  # fmt: skip
-    else:  # the job's process raised before or after bench's own run, which records its own failures
-        why = (f"the job's process failed outside the run (submitit job {job.job_id}: {one_line(err)}); its log: "
-               f"{job.paths.stderr}")  # fmt: skip
+    done = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
+    run_dir = sweep_dir / str(number)  # bench keeps hydra.sweep.subdir the job's number
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    # FailedJobError is an UncompletedJobError: the job raised, and its trace is the message.
+    if not isinstance(err, utils.FailedJobError):  # "Job 12 (task: 0) with path P" / "has not produced any output"
+        said = lines[1] if len(lines) > 1 else one_line(err)
+        state = re.search(r"\(state: ([A-Z_]+)", said)
+        status = STATE_STATUS.get(state[1], "failed") if state else "failed"
+        why = (f"the job's process ended without a result (submitit job {job.job_id} {said}): killed "
+               "outright (SIGKILL, the kernel's out-of-memory killer), stopped by the scheduler, or its node was "
+               "lost")  # fmt: skip
+    else:  # the job's process raised outside bench's run, which records its own failures: the trace's last line
+        status = "failed"
+        why = (f"the job's process failed outside the run (submitit job {job.job_id}: {lines[-1] if lines else err}); "
+               f"its log: {job.paths.stderr}")  # fmt: skip
     if (run_dir / METRICS_FILE).exists():
         log.error("Job %s ended without a result, after recording its own status: %s", number, why)
-    else:
-        log.error("Job %s failed: %s", number, why)
-        try:
-            cfg = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
-            with open_dict(cfg):
-                del cfg["hydra"]
-            write_metrics(run_dir, result_for(cfg, status="failed", error=why))
-        except Exception as write_err:  # the report then lists the job as missing or unreadable
-            said = os_error_line(write_err) if isinstance(write_err, OSError) else one_line(write_err)
-            log.error("Could not record job %s: %s", number, said)
-    return JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None)
+        return done
+    if not (run_dir / CONFIG_SUBDIR / CONFIG_FILE).is_file():
+        log.error("Job %s never started (it is missing from the report; resume=true runs it): %s", number, why)
+        return done
+    log.error("Job %s %s: %s", number, status, why)
+    try:
+        cfg = OmegaConf.load(run_dir / CONFIG_SUBDIR / CONFIG_FILE)  # the job's own config, as Hydra saved it
+        result = result_for(cfg, status=status, error=why)
+        if OmegaConf.select(cfg, "device.name") == "auto":  # what auto chose was the job's node's to say
+            result.device = None
+        write_metrics(run_dir, result)
+    except Exception as write_err:  # the report then lists the job as unreadable
+        said = os_error_line(write_err) if isinstance(write_err, OSError) else one_line(write_err)
+        log.error("Could not record job %s: %s", number, said)
+    return done

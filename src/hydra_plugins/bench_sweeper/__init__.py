@@ -38,6 +38,18 @@ class BenchSweeper(BasicSweeper):
 
     _checked = False  # every job composed and checked by bench, before the first batch
 
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        """The basic sweeper's, which makes the launcher; first, a launcher of bench's whose package is missing."""
+        from hydra_plugins import bench_launchers
+
+        target = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        if target.startswith(f"{bench_launchers.__name__}.") and not bench_launchers.AVAILABLE:
+            from bench.errors import UsageError
+
+            raise UsageError(f"{target.rsplit('.', 1)[1]} needs hydra-submitit-launcher, which is not installed: "
+                             "pip install -e '.[cluster]'")  # fmt: skip
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
     def validate_batch_is_legal(self, batch: Any) -> None:
         """Hydra's check that each job of a batch composes: done already, for every job, by ``_check_jobs``."""
         if not self._checked:
