@@ -473,3 +473,26 @@ def test_out_inside_a_sweep_or_run_is_refused(tmp_path: Path) -> None:
         proc = run_cli(tmp_path, str(base), str(cand), "--out", str(out), module="bench.compare")
         assert proc.returncode == 2 and " is inside " in proc.stderr and "bench never writes into one" in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and not (out / "compare.md").exists()
+
+
+def test_a_missing_job_takes_no_setting_it_may_not_share(tmp_path: Path) -> None:
+    # Without a plan (no multirun.yaml), job 0 below job 1 took job 1's batch size, 128: compare then called
+    # batch 128 "1 of 2 ok" (a regression that was not) and left the real config, unknown, unflagged.
+    from bench.runs import load_runs
+
+    no_plan = tmp_path / "no_plan"
+    _fake_run(no_plan, 1, "cpu", 128, 1000)
+    (no_plan / "multirun.yaml").write_text("{}")
+    missing = load_runs([no_plan]).set_index("job").loc[0]
+    assert missing["status"] == "missing" and pd.isna(missing["batch_size"]) and pd.isna(missing["model"])
+    # -m recipe=lab,fast with the fast job missing: recipe=fast's loader is not recipe=lab's.
+    recipes = tmp_path / "recipes"
+    _fake_run(recipes, 0, "cpu", 64, 1000)
+    sweeper = {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": None}
+    plan = {"hydra": {"sweeper": sweeper, "overrides": {"task": ["recipe=lab,fast"]}}}
+    (recipes / "multirun.yaml").write_text(yaml.safe_dump(plan))
+    (recipes / "0" / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"recipe": {"name": "lab"}}))
+    data = json.loads((recipes / "0" / "metrics.json").read_text())
+    (recipes / "0" / "metrics.json").write_text(json.dumps({**data, "recipe": "lab"}))
+    fast = load_runs([recipes]).set_index("job").loc[1]
+    assert fast["status"] == "missing" and fast["recipe"] == "fast" and pd.isna(fast["loader"]), fast

@@ -224,7 +224,7 @@ def load_runs(paths: Sequence[Path]) -> pd.DataFrame:
             last = max(present, default=-1) + 1
             for n in range(max(last, len(plan))):
                 if n not in present:
-                    rows.append(_missing_row(sweep, n, plan[n] if n < len(plan) else {}, rows))
+                    rows.append(_missing_row(sweep, n, plan[n] if n < len(plan) else None, rows))
     df = pd.DataFrame(rows)
     extras = _varying_settings(df)
     for key in extras:
@@ -242,17 +242,29 @@ def _also(path: Path, seen: dict[Path, Path]) -> str:
     return "" if earlier == path else f" (also as {earlier})"
 
 
-def _missing_row(sweep: Path, job: int, overrides: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """A planned job without a folder: its overrides, and each other config column that every job of its sweep
-    that recorded one shares (the sweep's own setting, which the job would have run with too), so that a
-    comparison pairs it with its config and a table does not show it as a row of unknowns."""
+#: the config group whose options set other columns (recipe=fast sets the loader); an experiment does too, but one
+#: sweep runs one experiment
+COMPOSITE_GROUP = "recipe"
+
+
+def _missing_row(
+    sweep: Path, job: int, overrides: dict[str, Any] | None, rows: list[dict[str, Any]]
+) -> dict[str, Any]:  # fmt: skip
+    """A job without a folder: its overrides where the sweep's plan gives them (None where it does not), and each
+    other config column that every job of its sweep that ran shares: the sweep's own setting, which the job
+    would have run with too, so that a comparison pairs it with its config. Only where its overrides are known
+    and choose no recipe the others did not run: with no plan it would take another job's batch size, and as
+    recipe=fast's job, recipe=lab's loader."""
     lab = next((r["lab"] for r in reversed(rows) if r.get("lab")), None)
     ran = [r for r in rows if r.get("sweep") == str(sweep) and r.get("status") not in (MISSING, UNREADABLE)]
     shared = {}
-    for key in CONFIG_COLUMNS:
-        values = {repr(r.get(key)): r.get(key) for r in ran}
-        if len(values) == 1 and key not in overrides:
-            shared[key] = next(iter(values.values()))
+    recipe = (overrides or {}).get(COMPOSITE_GROUP)
+    if overrides is not None and (recipe is None or all(r.get(COMPOSITE_GROUP) == recipe for r in ran)):
+        for key in CONFIG_COLUMNS:
+            values = {repr(r.get(key)): r.get(key) for r in ran}
+            if len(values) == 1 and key not in overrides:
+                shared[key] = next(iter(values.values()))
+    overrides = overrides or {}
     return {
         **shared,
         **{k: v for k, v in overrides.items() if k in CONFIG_COLUMNS},
