@@ -37,12 +37,13 @@ TINY_SWEEP = [t for t in TINY if not t.startswith("batch_size=")]
 def test_a_submitit_sweep_ends_in_the_same_report(tmp_path: Path) -> None:
     # submitit_local is submitit_slurm's code path without SLURM: each job is pickled, run in a new
     # process, and its result collected; the report reads only the job folders. It starts both jobs at once, on
-    # one machine: the console says so before they start; each record keeps when its epochs were timed, which
-    # the report sets side by side (test_report: runs timed at once are noted; these tiny epochs may not meet).
+    # one machine: the console says so before they start; each record keeps when it ran and when its epochs
+    # were timed, which the report sets side by side (test_report: runs timed while another was busy).
     sweep = _two_jobs_reported(tmp_path, "submitit_local")
     for job in (0, 1):
         metrics = read_metrics(sweep / str(job))
-        assert 0 < metrics["timed_from"] < metrics["timed_until"] < time.time(), metrics
+        assert 0 < metrics["ran_from"] < metrics["timed_from"] < metrics["timed_until"] < metrics["ran_until"], metrics
+        assert metrics["ran_until"] < time.time()
 
 
 # ------------------------------------------------------------------------------------------- SLURM

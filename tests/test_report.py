@@ -915,24 +915,29 @@ def test_a_report_over_several_experiments_says_its_swept_values_are_their_union
     assert "Swept:" not in text
 
 
-def test_runs_timed_at_once_on_one_machine_and_device_are_noted(tmp_path: Path) -> None:
+def test_runs_timed_while_another_was_busy_on_one_machine_and_device_are_noted(tmp_path: Path) -> None:
     # Hydra's submitit_local starts every job at once: their figures competed for the machine, and the report
     # ranked them as if each had had it alone. Two jobs on two GPUs of one machine (hydra/launcher=local) did
-    # not share their device; jobs one after another did not share anything.
-    spans = {"cpu": [(0, 10), (5, 15), (20, 30)], "cuda": [(0, 10), (5, 15), (5, 15)]}
+    # not share their device; jobs one after another did not share anything. A run busy with its data or its
+    # compilation while another's epochs were timed competed with them as much as its own epochs would.
+    # (ran from, timed from, timed until, ran until), seconds
+    spans = {"cpu": [(0, 4, 10, 11), (0, 9, 12, 15), (20, 25, 30, 31), (29, 35, 40, 41)],
+             "cuda": [(0, 4, 10, 11), (5, 6, 14, 15), (5, 6, 14, 15)]}  # fmt: skip
     uuids = ["GPU-a", "GPU-b", "GPU-a"]
     for device, windows in spans.items():
-        for job, (start, end) in enumerate(windows):
+        for job, (ran_from, timed_from, timed_until, ran_until) in enumerate(windows):
             _fake_run(tmp_path / device, job, device, 64 * (job + 1), 1.0)
             data = json.loads((tmp_path / device / str(job) / "metrics.json").read_text())
-            data.update(timed_from=1e9 + start, timed_until=1e9 + end)
+            data.update(ran_from=1e9 + ran_from, ran_until=1e9 + ran_until, timed_from=1e9 + timed_from,
+                        timed_until=1e9 + timed_until)  # fmt: skip
             data["env"].update(hostname="box", gpu_uuid=uuids[job] if device == "cuda" else None)
             (tmp_path / device / str(job) / "metrics.json").write_text(json.dumps(data))
-    note = ("- timed at the same time as another run on the same machine (box): they competed for it, so each reads "
-            "slower than it would alone (Hydra's submitit_local starts every job at once; hydra/launcher=local runs "
-            "one job per GPU) — jobs ")  # fmt: skip
+    note = ("- timed while another run was busy on the same machine (box): they competed for it, so its figures "
+            "read slower than alone (Hydra's submitit_local starts every job at once; the default launcher runs "
+            "them one after another) — jobs ")  # fmt: skip
     cpu = (build_report([tmp_path / "cpu"]).out / "report.md").read_text()
-    assert f"{note}0, 1\n" in cpu  # job 2 came after them
+    # Job 2's epochs ended at 30, as job 3 began (29): it was still busy with its data. Job 3 ran alone.
+    assert f"{note}0, 1, 2\n" in cpu
     gpu = (build_report([tmp_path / "cuda"]).out / "report.md").read_text()
     assert f"{note}0, 2\n" in gpu  # job 1 had a GPU of its own
 

@@ -384,10 +384,10 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
 UNUSED_SETTING = re.compile(r"^\S+ is ignored( by |\b)|^precision=tf32 is fp32 here")
 
 
-#: the note for runs whose timed epochs overlapped another's on one machine (runs.timed_together)
-TOGETHER = ("timed at the same time as another run on the same machine ({host}): they competed for it, so each "
-            "reads slower than it would alone (Hydra's submitit_local starts every job at once; "
-            "hydra/launcher=local runs one job per GPU)")  # fmt: skip
+#: the note for runs timed while another was busy on one machine (runs.timed_together)
+TOGETHER = ("timed while another run was busy on the same machine ({host}): they competed for it, so its figures "
+            "read slower than alone (Hydra's submitit_local starts every job at once; the default launcher runs "
+            "them one after another)")  # fmt: skip
 
 
 def _notes_lines(df: pd.DataFrame) -> list[str]:

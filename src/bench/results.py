@@ -146,8 +146,11 @@ class RunResult:
     step: dict[str, Any] = field(default_factory=dict)
     #: facts a reader of the numbers should know, e.g. a config key the loader ignored
     notes: list[str] = field(default_factory=list)
-    #: when the timed epochs began and ended, in Unix time (measure.timestamp: comparable across processes,
-    #: unlike the clocks that time them), so that a report can tell runs that timed at once on one machine
+    #: when the run began and ended (its data, warm-up and evaluation included), and when its timed epochs did,
+    #: in Unix time (measure.timestamp: comparable across processes, unlike the clocks that time them), so that
+    #: a report can tell a run timed while another was busy on the same machine
+    ran_from: float | None = None
+    ran_until: float | None = None
     timed_from: float | None = None
     timed_until: float | None = None
     env: dict[str, Any] = field(default_factory=dict)

@@ -171,8 +171,7 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     row.update(search=capacity.get("stopped"), oom_batch=capacity.get("smallest_failing"))
     env = metrics.get("env") or {}
     row.update({col: env.get(col.removeprefix("env_")) for col in ENV_COLUMNS})
-    row.update(timed_from=finite(metrics.get("timed_from")), timed_until=finite(metrics.get("timed_until")),
-               gpu_uuid=env.get("gpu_uuid"))  # fmt: skip
+    row.update({key: finite(metrics.get(key)) for key in SPANS}, gpu_uuid=env.get("gpu_uuid"))
     return row
 
 
@@ -316,27 +315,36 @@ def unlike_the_lab(runs: pd.DataFrame, lab: dict[str, Any], swept: str) -> list[
     return differ
 
 
+#: when a run was busy and when it was timed (metrics.json's Unix times), for timed_together
+SPANS = ("ran_from", "ran_until", "timed_from", "timed_until")
 #: the parts of a record a row carries beside its columns: nodes whole (lab, memory, notes, step), and when and
-#: on which GPU its epochs were timed (for timed_together)
-RECORD_PARTS = ("lab", "memory", "notes", "step", "timed_from", "timed_until", "gpu_uuid")
+#: on which GPU it ran (for timed_together)
+RECORD_PARTS = ("lab", "memory", "notes", "step", *SPANS, "gpu_uuid")
 
 
 def timed_together(df: pd.DataFrame) -> dict[Any, str]:
-    """The rows (index → hostname) whose timed epochs overlapped another row's on the same machine: both on its
-    CPU, one on the CPU beside a GPU run (whose host side it slows), or both on one GPU (the same uuid). Such
-    runs competed for the machine, and each read slower than alone: Hydra's submitit_local starts every job of
-    a sweep at once, and two sweeps started together do the same."""
-    spans = [(i, run) for i, run in df.iterrows() if finite(run.get("timed_from")) and finite(run.get("timed_until"))]
+    """The rows (index → hostname) whose timed epochs overlapped another run on the same machine, from its start
+    (data, warm-up, compilation) to its end (evaluation): both on its CPU, one on the CPU beside a GPU run (whose
+    host side it slows), or both on one GPU (the same uuid). Such a run competed for the machine and reads
+    slower than alone: Hydra's submitit_local starts every job of a sweep at once, and two sweeps started
+    together do the same."""
+    runs = [(i, run) for i, run in df.iterrows()  # a skipped run did nothing while it was "busy"
+            if finite(run.get("ran_from")) and finite(run.get("ran_until")) and run.get("status") != "skipped"]
     found: dict[Any, str] = {}
-    for n, (i, a) in enumerate(spans):
-        for j, b in spans[n + 1 :]:
-            host = a.get("env_hostname")
-            if not host or host != b.get("env_hostname"):
+    for i, timed in runs:
+        if not (finite(timed.get("timed_from")) and finite(timed.get("timed_until"))):
+            continue
+        host = timed.get("env_hostname")
+        for j, other in runs:
+            if j == i or not host or host != other.get("env_hostname"):
                 continue
-            if a["device"] == b["device"] == "cuda" and (not a.get("gpu_uuid") or a["gpu_uuid"] != b.get("gpu_uuid")):
+            if timed["device"] == other["device"] == "cuda" and (
+                not timed.get("gpu_uuid") or timed["gpu_uuid"] != other.get("gpu_uuid")
+            ):
                 continue  # two GPUs, each a job's own (hydra/launcher=local), or not known to be one
-            if a["timed_from"] < b["timed_until"] and b["timed_from"] < a["timed_until"]:
-                found[i] = found[j] = str(host)
+            if timed["timed_from"] < other["ran_until"] and other["ran_from"] < timed["timed_until"]:
+                found[i] = str(host)
+                break
     return found
 
 

@@ -89,7 +89,7 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
     With ``raise_usage_errors`` (a single run from the CLI), a missing device or dataset is re-raised after
     metrics.json is written, so the user gets one line and exit code 2; in a sweep it stays a status.
     """
-    result = result_for(cfg)
+    result = result_for(cfg, ran_from=measure.timestamp())
     device: torch.device | None = None
     usage_error: UsageError | None = None
     try:
@@ -150,6 +150,7 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
     notes); only a metrics.json that cannot be written is raised, as NotRecorded, whose line says it all."""
     # The run's own peak, read after its timed epochs (above), or here, before the environment is gathered
     # (which may load libraries), for a run that stopped earlier; none for one skipped before any work.
+    result.ran_until = measure.timestamp()
     if result.metrics.get("peak_rss_mb") is None:
         result.metrics["peak_rss_mb"] = measure.peak_rss_mb() if result.status != "skipped" else None
     if result.status != "ok" and result.epochs_detail and result.metrics.get("avg_epoch_time") is None:

@@ -71,8 +71,8 @@ class BenchSweeper(BasicSweeper):
 
         if launcher.endswith("hydra_submitit_launcher.submitit_launcher.LocalLauncher") and len(jobs) > 1:
             log.warning("hydra/launcher=submitit_local starts all %d jobs at once on this machine: they compete "
-                        "for it, and the report will say so; hydra/launcher=local runs one job per GPU",
-                        len(jobs))  # fmt: skip
+                        "for it, and the report notes each run timed while another was busy; hydra/launcher=local "
+                        "runs one job per GPU", len(jobs))  # fmt: skip
         # Jobs that run in processes of their own (submitit) may start, and write into the folder, as soon as they
         # are submitted: from here on the folder is never given back as unused.
         if not launcher.endswith("BasicLauncher"):
