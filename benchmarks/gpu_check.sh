@@ -48,8 +48,9 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 # The harness has no reserve: on a GPU its 3% takes hundreds of rounds (`make harness ARGS="--device cuda
 # --seconds 260"` decides it), more than 6 minutes hold beside the rest, so it runs in whatever time the
 # other parts left, if that is at least HARNESS_MIN s (a few dozen rounds, which judge little but show
-# where the ratio lies), else it is not run and its line says so (UNDECIDED); a limit that cuts it still
-# leaves the rounds it finished judged.
+# where the ratio lies), else it is not run and its line says so (a note: the check's exit status is then
+# about the rest, and its last line says the harness was not judged); a limit that cuts it still leaves the
+# rounds it finished judged.
 RESERVES="pytest-cuda:176 sweep:28 batch_size:23 max_batch:29 pipelines:96 harness:0"
 HARNESS_MIN=30
 END=$((START + 358))
@@ -153,8 +154,8 @@ if [ "$secs" -ge $HARNESS_MIN ]; then
     --out "$OUT/harness" > "$OUT/harness.md" 2> "$OUT/harness.err"
 else
   echo; echo "== Harness benchmark ($(date +%T)): not run, $secs s left"
-  skip harness "- UNDECIDED: bench's loop (r) against the bare loop (d) was not judged here: $secs s were left \
-for the harness, fewer than the $HARNESS_MIN it needs; on a GPU 3% takes hundreds of rounds, so run it alone: \
+  skip harness "- not judged here: bench's loop (r) against the bare loop (d): $secs s were left for the harness, \
+fewer than the $HARNESS_MIN it needs; on a GPU 3% takes hundreds of rounds, so run it alone: \
 make harness ARGS=\"--device cuda --seconds 260\""
 fi
 cat "$OUT/harness.md"
