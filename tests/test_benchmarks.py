@@ -262,8 +262,32 @@ def test_a_step_option_that_fails_at_run_time_is_a_failed_row_and_exit_1(
     # One epoch each: how far apart its epochs were is not known, and no ratio is called noise.
     assert "| config | option | samples/s | × plain | epochs apart | warm-up (s) |" in out and "(noise) |" not in out
     assert all(row["epochs_apart"] is None for row in rows)
-    # On a shared CPU one option read 0.35x, then 1.49x, of the plain step, with nothing to say it was noise.
-    assert step_options.within_noise(0.35, 0.5, 0.2) and not step_options.within_noise(1.33, 0.1, 0.1)
+
+
+def test_a_step_options_ratio_within_its_runs_noise_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # On a shared CPU one option read 0.09x, then 1.33x, of the plain step, with nothing to say it was noise.
+    # Made-up figures: the plain step's epochs 20% apart, each option's 10%. 1.25x and 0.8x are within that,
+    # either way from 1; 1.5x is not.
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import step_options
+
+    rates = {"plain": 1000.0, "step.adam=fused": 1250.0, "step.adam=foreach": 800.0, "step.channels_last=true": 1500.0}
+
+    def made_up(overrides: list[str], out: Path) -> tuple[float, float | None, float | None]:
+        option = next((o for o in overrides if o in rates), "plain")
+        return rates[option], 0.1, 0.2 if option == "plain" else 0.1
+
+    monkeypatch.setattr(step_options, "measure", made_up)
+    step_options.main(["--device", "cpu", "--configs", "small:32:fp32", "--train-size", "64", "--out", str(tmp_path),
+                       "--options", "step.adam=fused", "step.adam=foreach", "step.channels_last=true"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| small:32:fp32 | step.adam=fused | 1,250 | 1.25 (noise) | 10% | 0.1 |" in out
+    assert "| small:32:fp32 | step.adam=foreach | 800 | 0.80 (noise) | 10% | 0.1 |" in out
+    assert "| small:32:fp32 | step.channels_last=true | 1,500 | 1.50 | 10% | 0.1 |" in out
+    rows = json.loads((tmp_path / "step_options.json").read_text())["rows"]
+    assert [row["within_noise"] for row in rows] == [False, True, True, False]
 
 
 @pytest.mark.slow
