@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -381,23 +382,43 @@ def test_a_job_killed_outright_is_its_own_failure_and_the_sweep_goes_on(tmp_path
 
 
 @pytest.mark.slow
-def test_under_hydras_submitit_local_a_job_killed_outright_stops_the_sweep_and_its_other_jobs(tmp_path: Path) -> None:
+def test_under_hydras_submitit_local_a_job_killed_outright_stops_the_sweep_and_its_other_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Hydra's own submitit_local (not bench's preset) still ends the sweep at a job without a result. Work had
     # begun, so it is exit 1 with what is kept and the partial report, never exit 2 ("bad input"); and the job
     # it started beside the killed one is stopped first, so that nothing runs on unwatched after the command.
-    with _submitit_job_training(tmp_path, epochs="500,501") as (sweep, log, job):
-        other = next(pid for pid in _job_processes(log.parent.parent / ".submitit") if pid != job)
-        os.kill(job, signal.SIGKILL)
-        _, err = sweep.communicate(timeout=120)
-        assert sweep.returncode == 1, err[-3000:]
-        last = err.strip().splitlines()[-1]
-        assert last.startswith("bench: error: submitit job ") and "has not produced any output (state: " in last
-        kept = re.search(r"; the sweep stopped: (.*); partial report: ", last)
-        assert kept and sorted(kept[1].split(", ")) == ["1 interrupted", "1 unreadable"], last
-        assert "Traceback" not in err and (log.parent.parent / "report.md").is_file()
-        with pytest.raises(ProcessLookupError):
-            os.kill(other, 0)  # the other job's process has ended
-        assert read_metrics(log.parent.parent / "1")["status"] == "interrupted"
+    # In this process, so that submitit's 15 s wait for a result file on a shared file system can be left out.
+    from submitit.core import core
+
+    monkeypatch.setattr(core.Job, "_results_timeout_s", 0)
+    sweep = tmp_path / "S"
+    found: dict[str, int] = {}
+
+    def kill_job_0() -> None:
+        deadline = time.monotonic() + 120
+        log = sweep / "0" / "bench.log"
+        while time.monotonic() < deadline and not (log.is_file() and "Epoch 1/" in log.read_text()):
+            time.sleep(0.05)
+        jobs = _job_processes(sweep / ".submitit")
+        (found["killed"],) = [pid for pid in jobs if _holds(pid, log)]
+        found["other"] = next(pid for pid in jobs if pid != found["killed"])
+        os.kill(found["killed"], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_job_0, daemon=True)
+    killer.start()
+    args = [*TINY_SWEEP, "loader=resident", "dataset.train_size=512", "evaluate=false", "batch_size=64"]
+    proc = run_cli(tmp_path, "-m", "hydra/launcher=submitit_local", *args, "epochs=500,501", "hydra.sweep.dir=S")
+    killer.join(timeout=10)
+    assert proc.returncode == 1 and set(found) == {"killed", "other"}, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("bench: error: submitit job ") and "has not produced any output (state: " in last
+    kept = re.search(r"; the sweep stopped: (.*); partial report: ", last)
+    assert kept and sorted(kept[1].split(", ")) == ["1 interrupted", "1 unreadable"], last
+    assert "Traceback" not in proc.stderr and (sweep / "report.md").is_file()
+    with pytest.raises(ProcessLookupError):
+        os.kill(found["other"], 0)  # the other job's process has ended
+    assert read_metrics(sweep / "1")["status"] == "interrupted"
 
 
 def _wait_for(found, proc: subprocess.Popen, timeout: float = 60):  # type: ignore[no-untyped-def]
