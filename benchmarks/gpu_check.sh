@@ -65,7 +65,7 @@ limit() {  # limit PART GRACE: the seconds PART's command may run, before its gr
   echo $((left > 1 ? left : 1))  # timeout 0 would mean no limit at all
 }
 part() { echo; echo "== $1 ($(date +%T), up to $2 s)"; }
-skip() {  # skip BENCHMARK LINE: BENCHMARK is not run; LINE is its verdict, in $OUT/BENCHMARK.md as it writes its own
+skip() {  # skip BENCHMARK LINE: BENCHMARK is not run; LINE, in $OUT/BENCHMARK.md, says why
   echo skipped > "$OUT/$1.rc"
   printf '%s\n' "$2" > "$OUT/$1.md"
 }

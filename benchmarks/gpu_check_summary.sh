@@ -87,8 +87,9 @@ done
 # The benchmarks: each one's own verdict lines (the pipelines': the GPU targets; the harness's: its cost, over
 # alternated rounds), and a FAIL for any pipeline that failed or a benchmark that did not finish. A harness the
 # check skipped (too little time left) has only its note, which says so and is no verdict: PASS or FAIL is
-# `make harness`'s, run alone (on a GPU its 3% takes hundreds of rounds, more than the check's 6 minutes hold). The
-# pipelines' single pair of (r) and (d) is shown as a note: one pair cannot judge 3% (README "GPU check").
+# `make harness`'s, run alone (on a GPU its 3% takes hundreds of rounds, more than the check's 6 minutes
+# hold). The pipelines' single pair of (r) and (d) is shown as a note: one pair cannot judge 3% (README
+# "GPU check").
 for bench in pipelines harness; do
   how=$(ended $bench)
   if [ "$how" != skipped ]; then
