@@ -328,8 +328,11 @@ def timed_together(df: pd.DataFrame) -> dict[Any, str]:
     host side it slows), or both on one GPU (the same uuid). Such a run competed for the machine and reads
     slower than alone: Hydra's submitit_local starts every job of a sweep at once, and two sweeps started
     together do the same."""
-    runs = [(i, run) for i, run in df.iterrows()  # a skipped run did nothing while it was "busy"
-            if finite(run.get("ran_from")) and finite(run.get("ran_until")) and run.get("status") != "skipped"]
+    runs = [
+        (i, run)
+        for i, run in df.iterrows()  # a skipped run did nothing while it was "busy"
+        if finite(run.get("ran_from")) and finite(run.get("ran_until")) and run.get("status") != "skipped"
+    ]
     found: dict[Any, str] = {}
     for i, timed in runs:
         if not (finite(timed.get("timed_from")) and finite(timed.get("timed_until"))):

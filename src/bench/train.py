@@ -148,9 +148,9 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
 def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> None:
     """Record the last facts and write metrics.json. A broken device cannot stop a sweep (its errors become
     notes); only a metrics.json that cannot be written is raised, as NotRecorded, whose line says it all."""
+    result.ran_until = measure.timestamp()
     # The run's own peak, read after its timed epochs (above), or here, before the environment is gathered
     # (which may load libraries), for a run that stopped earlier; none for one skipped before any work.
-    result.ran_until = measure.timestamp()
     if result.metrics.get("peak_rss_mb") is None:
         result.metrics["peak_rss_mb"] = measure.peak_rss_mb() if result.status != "skipped" else None
     if result.status != "ok" and result.epochs_detail and result.metrics.get("avg_epoch_time") is None:
