@@ -140,7 +140,7 @@ def main() -> None:
     sys.argv[1:] = options_first(sys.argv[1:], parser)
     args = _check_arguments(sys.argv[1:], parser)
     sys.argv[1:] = with_callbacks(sys.argv[1:], args)
-    _register_plugins()
+    _register_sweeper()
     with folders.session(), interrupts.entry_point():
         try:
             own_config = not (args.config_path or args.config_name or args.config_dir)
@@ -234,19 +234,15 @@ def _stop_the_jobs(signum: int) -> str:
     return said
 
 
-def _register_plugins() -> None:
-    """bench's sweeper (resume=true) and launchers (hydra/launcher=local, slurm) by Hydra's public registration:
-    an editable install hides the hydra_plugins namespace from Hydra's own scan."""
+def _register_sweeper() -> None:
+    """bench's sweeper (resume=true) by Hydra's public registration: an editable install hides the
+    hydra_plugins namespace from Hydra's own scan. The sweeper registers bench's launchers when a sweep names one."""
     from hydra.core.plugins import Plugins
 
     plugins = Plugins.instance()  # first: its scan re-executes Hydra's core plugin modules, BasicSweeper's too
-    from hydra_plugins import bench_launchers  # after the scan, on purpose
-    from hydra_plugins.bench_sweeper import BenchSweeper
+    from hydra_plugins.bench_sweeper import BenchSweeper  # after the scan, on purpose
 
     plugins.register(BenchSweeper)
-    if bench_launchers.AVAILABLE:  # the cluster extra; without it, bench's sweeper says what to install
-        plugins.register(bench_launchers.LocalLauncher)
-        plugins.register(bench_launchers.SlurmLauncher)
 
 
 def _hydra_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,10 @@ from omegaconf import OmegaConf, open_dict
 log = logging.getLogger(__name__)
 
 
+#: the package of bench's launchers, which a sweep's hydra.launcher._target_ may name
+BENCH_LAUNCHERS = "hydra_plugins.bench_launchers"
+
+
 class BenchSweeper(BasicSweeper):
     """The basic sweeper, after bench's checks of every job; with ``resume=true``, only the jobs the sweep folder
     has not finished."""
@@ -39,15 +43,22 @@ class BenchSweeper(BasicSweeper):
     _checked = False  # every job composed and checked by bench, before the first batch
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
-        """The basic sweeper's, which makes the launcher; first, a launcher of bench's whose package is missing."""
-        from hydra_plugins import bench_launchers
-
+        """The basic sweeper's, which makes the launcher. A launcher of bench's (hydra/launcher=local, slurm) is
+        registered here, where it is made: an editable install hides the hydra_plugins namespace from Hydra's own
+        scan, and no other command needs it. Without its package, one line says what to install."""
         target = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
-        if target.startswith(f"{bench_launchers.__name__}.") and not bench_launchers.AVAILABLE:
-            from bench.errors import UsageError
+        if target.startswith(f"{BENCH_LAUNCHERS}."):
+            from hydra.core.plugins import Plugins
 
-            raise UsageError(f"{target.rsplit('.', 1)[1]} needs hydra-submitit-launcher, which is not installed: "
-                             "pip install -e '.[cluster]'")  # fmt: skip
+            from hydra_plugins import bench_launchers
+
+            if not bench_launchers.AVAILABLE:
+                from bench.errors import UsageError
+
+                raise UsageError(f"{target.rsplit('.', 1)[1]} needs hydra-submitit-launcher, which is not installed: "
+                                 "pip install -e '.[cluster]'")  # fmt: skip
+            for launcher in (bench_launchers.LocalLauncher, bench_launchers.SlurmLauncher):
+                Plugins.instance().register(launcher)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def validate_batch_is_legal(self, batch: Any) -> None:
