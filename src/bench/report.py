@@ -44,7 +44,7 @@ from bench.runs import (
     x_axis,
 )
 from bench.tables import MISSING as NO_VALUE
-from bench.tables import markdown
+from bench.tables import cell, markdown
 
 log = logging.getLogger(__name__)
 
@@ -511,14 +511,9 @@ def _steps_by_run(runs: pd.DataFrame, steps: list[str], varied: list[str]) -> st
     said = []
     for step in steps:
         which = runs[runs["step_as_timed"] == step]
-        names = [", ".join(f"{k}={_plain(run[k])}" for k in varied) for _, run in which.iterrows()]
+        names = [", ".join(f"{k}={cell(run[k])}" for k in varied) for _, run in which.iterrows()]
         said.append(f"{step} ({'; '.join(dict.fromkeys(names))})" if varied else step)
     return "; ".join(said)
-
-
-def _plain(value: object) -> str:
-    """A cell as an override's value: 512, not 512.0 (a column with a gap is float)."""
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _by_source(runs: pd.DataFrame, varied: list[str]) -> tuple[pd.DataFrame, list[str]]:

@@ -28,6 +28,7 @@ from bench.metrics import METRICS, finite, summarize
 from bench.results import MetricsError, load_metrics
 from bench.resume import planned_overrides
 from bench.schema import as_override, is_single_value, lab_problem
+from bench.tables import cell
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +309,7 @@ def unlike_the_lab(runs: pd.DataFrame, lab: dict[str, Any], swept: str) -> list[
         if key == swept or key not in runs:
             continue
         # A job missing from a sweep makes a number column float: 512.0 is the lab's 512.
-        plain = {str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in runs[key].dropna()}
+        plain = {cell(v) for v in runs[key].dropna()}
         ours = sorted(plain - {str(theirs)})
         if ours:
             differ.append((key, ours, str(theirs)))
