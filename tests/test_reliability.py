@@ -586,6 +586,8 @@ def test_ctrl_c_while_a_sweeps_jobs_are_checked_leaves_no_folder(tmp_path: Path)
         ("lr=nan", "lr=nan is out of range"),
         ("batch_size=123456789012345678901234567890", "batch_size=123456789012345678901234567890 is out of range"),
         ("dataset.train_size=1099511627776", "synthetic images need"),
+        # the check follows what the node builds, not the name a user gave the variant
+        ("dataset.name=mine dataset.train_size=1099511627776", "synthetic images need"),
         ("workers=1000", "workers=1000 is out of range"),
         ("loader.prefetch_factor=abc", "loader.prefetch_factor=abc is not an integer or null"),
         ("+model.width=0.5", "model.width=0.5 is not an integer"),
@@ -596,8 +598,14 @@ def test_values_that_cannot_run_are_refused_before_any_work(cfg_for, override: s
     from bench.schema import validate
 
     with pytest.raises(ConfigError) as err:
-        validate(cfg_for(override))
+        validate(cfg_for(*override.split()))
     assert expected in str(err.value)
+
+
+def test_a_dataset_named_synthetic_is_checked_as_what_it_builds(cfg_for, tmp_path: Path) -> None:
+    from bench.schema import validate
+
+    validate(cfg_for("dataset=cifar10", f"data_dir={tmp_path}", "dataset.name=synthetic"))  # no sizes to add
 
 
 def test_a_refused_value_is_one_line_from_the_command_line(tmp_path: Path) -> None:

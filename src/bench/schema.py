@@ -553,8 +553,14 @@ def _check_combinations(cfg: DictConfig, this_machine: bool = True) -> None:
     train_size = cfg.dataset.get("train_size")
     if cfg.task == "train" and isinstance(train_size, int) and train_size < cfg.batch_size:
         raise ConfigError(batch_exceeds_data(cfg.batch_size, train_size))
-    if cfg.dataset.name == "synthetic" and this_machine:
-        _check_synthetic_fits(cfg.dataset.train_size + cfg.dataset.test_size)
+    # By what the node builds, not its name: a variant may be named anything (dataset.name is free).
+    sizes = (cfg.dataset.get("train_size"), cfg.dataset.get("test_size"))
+    if (
+        this_machine
+        and cfg.dataset.get("_target_") == "bench.datasets.synthetic"
+        and all(isinstance(n, int) for n in sizes)
+    ):
+        _check_synthetic_fits(sum(sizes))
 
 
 def batch_exceeds_data(batch_size: int, images: int, *, whole_dataset: bool = False) -> str:
