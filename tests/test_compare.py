@@ -160,6 +160,10 @@ def test_a_band_of_100_percent_is_drawn_not_a_crash(tmp_path: Path) -> None:
 
 def test_verdict_and_band_rules() -> None:
     assert [verdict(r, 0.05) for r in (0.94, 0.96, 1.0, 1.04, 1.06)] == ["slower", "same", "same", "same", "faster"]
+    # As far from 1 either way on a log scale: 1 − band had called 0.59× "same" within ±54.5% (where 1.55×
+    # was faster), and no band of 100% or more could find anything slower.
+    assert [verdict(r, 0.545) for r in (0.59, 1 / 0.59, 0.66, 1 / 0.66)] == ["slower", "faster", "same", "same"]
+    assert verdict(0.4, 1.0) == "slower" and verdict(0.6, 1.0) == "same"
     assert noise_band(0.02, 0.03) == (pytest.approx(0.05), "IQR")
     assert noise_band(0.02, None, 0.1) == (0.1, "fixed")
     # One side repeated and noisy (CV 97%): its spread widens the band, not a fixed ±5% that it cannot support.

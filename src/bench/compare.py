@@ -1,15 +1,15 @@
 """``python -m bench.compare BASELINE CANDIDATE``: how much faster or slower one set of runs is than another.
 
-"How much faster is the H100 than my laptop?" and "did this change slow training down?" are one question.
-Each side is one or more run or sweep folders. Runs are matched by config (the config columns and every
-setting not all runs share), never by device or environment, so a CPU sweep pairs with a GPU sweep of the
-same configs. Per config: samples/s and peak memory (CUDA allocated on a GPU, else RSS) on both sides, the
-ratios candidate / baseline, and a verdict: ``slower`` below 1 − band, ``faster`` above 1 + band, else
-``same``. The band is ``iqr_base / median_base + iqr_cand / median_cand`` where both sides were timed with
-``repeat=N`` (N ≥ 2), or ran the config several times (their IQR across runs, where wider); else each side's
-repeats' or single run's epochs' spread, where it is wider than ``--band`` (5%); else ``--band`` (see
-:func:`noise_band`). A config on one side only, or not ok on a side, is listed without a verdict; several runs of a
-config on a side count once, with their median samples/s.
+"How much faster is the H100 than my laptop?" and "did this change slow training down?" are one question. Each
+side is one or more run or sweep folders. Runs are matched by config (the config columns and every setting not
+all runs share), never by device or environment, so a CPU sweep pairs with a GPU sweep of the same configs. Per
+config: samples/s and peak memory (CUDA allocated on a GPU, else RSS) on both sides, the ratios candidate /
+baseline, and a verdict: ``faster`` above 1 + band, ``slower`` below 1 / (1 + band) (as far from 1 on a log
+scale: 0.8× is 1.25× the other way), else ``same``. The band is ``iqr_base / median_base + iqr_cand /
+median_cand`` where both sides were timed with ``repeat=N`` (N ≥ 2), or ran the config several times (their IQR
+across runs, where wider); else each side's repeats' or single run's epochs' spread, where it is wider than
+``--band`` (5%); else ``--band`` (see :func:`noise_band`). A config on one side only, or not ok on a side, is
+listed without a verdict; several runs of a config on a side count once, with their median samples/s.
 
 Exit codes: 0; 1 with ``--fail-on-regression`` when a config is slower, or ran ok in the baseline and oom,
 failed or diverged in the candidate; 2 bad input (a run on both sides included), or no config matched. Two
@@ -139,8 +139,11 @@ def summarize_side(runs: pd.DataFrame | None) -> dict[str, Any]:
 
 
 def verdict(ratio: float, band: float) -> str:
-    """slower below 1 − band, faster above 1 + band, else the same within noise."""
-    return SLOWER if ratio < 1 - band else FASTER if ratio > 1 + band else SAME
+    """faster above 1 + band, slower below 1 / (1 + band), else the same within noise.
+
+    Symmetric on a log scale, as speed ratios are: 1 − band had called a 0.59× slowdown "same" within ±55%,
+    where 1.55× was "faster", and no band of 100% or more could ever find a config slower."""
+    return SLOWER if ratio * (1 + band) < 1 else FASTER if ratio > 1 + band else SAME
 
 
 def noise_band(
@@ -316,11 +319,11 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
           for key, (b, a) in c.ignored.items()),
         "",
         markdown(display(c), like=LIKE), "",
-        "ratio: candidate / baseline (above 1: the candidate is faster, or uses more memory). Verdict: faster or "
-        "slower beyond 1 ± the band, else same; the band is the sum of both sides' relative IQRs (IQR / median "
-        "of samples/s over repeat=N, or over a side's several runs of a config where wider) where both have one; "
-        "else the widest of twice a repeated side's IQR, the sides' spreads summed (a single run's from its "
-        "epochs: marked epochs), and "
+        "ratio: candidate / baseline (above 1: the candidate is faster, or uses more memory). Verdict: faster "
+        "above 1 + band, slower below 1 / (1 + band) (as far on a log scale), else same; the band is the sum of "
+        "both sides' relative IQRs (IQR / median of samples/s over repeat=N, or over a side's several runs of a "
+        "config where wider) where both have one; else the widest of twice a repeated side's IQR, the sides' "
+        "spreads summed (a single run's from its epochs: marked epochs), and "
         f"±{_percent(c.band)} (fixed). Memory: peak CUDA "
         "memory allocated on a GPU, else peak RSS; a ratio only where both sides measured the same.", "",
     ]  # fmt: skip

@@ -424,7 +424,8 @@ def plot_ratios(rows: pd.DataFrame, labels: list[str], title: str, path: Path, c
     for verdict in dict.fromkeys(rows["verdict"]):
         ax.bar([0], [0], 0, bottom=1, color=colors[verdict], label=verdict)  # a legend entry per verdict shown
     for i, (ratio, width) in enumerate(zip(rows["ratio"], rows["band"], strict=True)):
-        ax.fill_between([i - 0.45, i + 0.45], 1 - width, 1 + width, color="0.5", alpha=0.3, linewidth=0,
+        # The verdict's own limits (bench.compare.verdict): as far below 1 as above it, on a log scale.
+        ax.fill_between([i - 0.45, i + 0.45], 1 / (1 + width), 1 + width, color="0.5", alpha=0.3, linewidth=0,
                         label="noise band" if i == 0 else None)  # fmt: skip
         # At the bar's far end, beyond it: above a faster bar, below a slower one (not on the line at 1×).
         below = ratio < 1
@@ -434,8 +435,7 @@ def plot_ratios(rows: pd.DataFrame, labels: list[str], title: str, path: Path, c
     # Ratios 2× apart or more on a log axis, where 0.5× and 2× are as far from 1: on a linear one a 4.5×
     # slowdown (0.22×) drew shorter than a 2× speedup.
     band = float(rows["band"].max())
-    # The band's ends as far as the axis must reach: 1 / (1 + band) below, never 0 or less (a band of 100%
-    # or more, from a run whose epochs varied that much, divided by zero here).
+    # The band's ends as far as the axis must reach: 1 / (1 + band) below, never 0 or less.
     low, high = min(rows["ratio"].min(), 1 / (1 + band)), max(rows["ratio"].max(), 1 + band)
     log = high / low >= 2
     if log:
