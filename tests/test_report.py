@@ -954,3 +954,21 @@ def test_steps_that_differ_say_whose_they_are(tmp_path: Path) -> None:
     plain = "compile=none, adam=default, channels_last=false"
     assert (f"Steps as timed (they differ between runs): {plain} (precision=fp32); {plain}, GradScaler "
             "(precision=amp_fp16)") in text  # fmt: skip
+
+
+def test_a_swept_value_is_written_one_way_in_tables_sentences_and_plot_labels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # workers swept 0 and 2, and a run without the key: pandas makes the column float. The table said 2, the
+    # sentences workers=2, and the plot's legend workers=2.0 (each had its own rule, one had none).
+    for job, (batch, workers) in enumerate([(64, 0), (128, 0), (64, 2), (128, 2), (64, None)]):
+        _fake_run(tmp_path / "s", job, "cpu", batch, 1.0 + job)
+        metrics = tmp_path / "s" / str(job) / "metrics.json"
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "workers": workers}))
+    labels: list[str] = []
+    plot = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda ax, *a, **k: labels.append(k.get("label") or "") or plot(ax, *a, **k))
+    text = " ".join((build_report([tmp_path / "s"]).out / "report.md").read_text().split())
+    assert "**workers=2**:" in text and "workers=2.0" not in text
+    assert {"workers=0", "workers=2"} <= {label.split(" (")[0] for label in labels}, labels
+    assert not any(".0" in label for label in labels), labels

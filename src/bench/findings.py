@@ -16,12 +16,11 @@ from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, STRAIGHT_R2, input_bound
 from bench.metrics import finite, significant
 from bench.results import MEMORY_LABELS, lower_bound_reason, parts_shown
 from bench.runs import images_per_epoch, is_numeric, relative_iqr
+from bench.tables import as_text
 
 
 def _label(x: str, value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return f"{x}={value}"
+    return f"{x}={as_text(value)}"
 
 
 def paragraphs(runs: pd.DataFrame, x: str, by: Sequence[str] = ()) -> list[str]:

@@ -24,6 +24,7 @@ from bench.errors import one_line
 from bench.metrics import METRICS, Metric, metric, significant
 from bench.results import MEMORY_LABELS, parts_shown
 from bench.runs import LAB_EPOCH_IMAGES, images_per_epoch, is_numeric, resident_dataset_mb, unlike_the_lab, x_axis
+from bench.tables import as_text
 
 LABELS = {
     "batch_size": "Batch size",
@@ -84,7 +85,7 @@ def _choose_axes(runs: pd.DataFrame, varied: list[str]) -> tuple[str, list[str]]
 
 def _series_label(key: Any, hue: list[str]) -> str:
     keys = key if isinstance(key, tuple) else (key,)
-    return ", ".join(f"{h}={k}" for h, k in zip(hue, keys, strict=True))
+    return ", ".join(f"{h}={as_text(k)}" for h, k in zip(hue, keys, strict=True))
 
 
 #: a panel whose values span this factor or more gets a log y axis
@@ -308,10 +309,7 @@ def _mark_unfinished(
 
 
 def _job_labels(runs: pd.DataFrame, varied: list[str]) -> list[str]:
-    def value(v: Any) -> str:
-        return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-
-    return ["\n".join(f"{k}={value(r[k])}" for k in varied) or str(r["job"]) for _, r in runs.iterrows()]
+    return ["\n".join(f"{k}={as_text(r[k])}" for k in varied) or str(r["job"]) for _, r in runs.iterrows()]
 
 
 def _stacked(

@@ -17,15 +17,24 @@ from bench.metrics import METRICS, Metric
 MISSING = "n/a"
 
 
-def cell(value: Any, metric: Metric | None = None) -> str:
-    """One cell: a metric by its format, anything else as a person would write it."""
-    if metric is not None:
-        return metric.format(value, MISSING)
+def as_text(value: Any) -> str:
+    """A value as a person would write it, the project's one rule for it: a swept 512 read back as 512.0 (a
+    column pandas made float for a run without the key) is 512; 1e-08 stays 1e-08; nothing is n/a. Used by
+    the tables, the findings' sentences and the plots' labels alike."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+        # Up to a million as the integer it was (a float here is often an int column pandas made float); above,
+        # as the user would type it: lr=1e8 is 1e+08, not 100000000.
+        return str(int(value)) if value.is_integer() and abs(value) < 1e6 else f"{value:.6g}"
+    return str(value)
+
+
+def cell(value: Any, metric: Metric | None = None) -> str:
+    """One markdown cell: a metric by its format, anything else as :func:`as_text` writes it."""
+    if metric is not None:
+        return metric.format(value, MISSING)
+    return as_text(value).replace("|", "\\|").replace("\n", " ")
 
 
 def formatted(
