@@ -281,6 +281,18 @@ def test_max_batch_records_the_search_and_the_fit(monkeypatch, cfg_for, tmp_path
            "of memory; bracketed within 5%)" in text  # fmt: skip
 
 
+def test_a_search_where_nothing_fits_records_no_peak_memory(monkeypatch, cfg_for, tmp_path: Path) -> None:
+    from bench import capacity, measure
+
+    # Not even batch 1 fits. The allocator's peak is then the attempt that ran out of memory, which the run's end
+    # had recorded as the search's "peak CUDA memory allocated" (here a stand-in for that CUDA read).
+    monkeypatch.setattr(capacity, "_cuda_trial", lambda cfg, device: lambda batch: None)
+    monkeypatch.setattr(measure, "peak_memory_mb", lambda device: (9999.0, 10240.0))
+    result = train.run(cfg_for("task=max_batch", "model=small", "device=cpu", "max_batch.start=1"), tmp_path / "0")
+    assert result.metrics["max_batch"] is None and result.capacity["attempts"], result.error
+    assert result.metrics["peak_memory_mb"] is None and result.metrics.get("peak_reserved_mb") is None
+
+
 @pytest.mark.parametrize("oom_at", [None, 32], ids=["before-any-oom", "before-bracketing"])
 def test_a_search_cut_short_by_its_budget_reports_a_lower_bound(
     monkeypatch, cfg_for, tmp_path: Path, oom_at: int | None

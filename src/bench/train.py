@@ -162,7 +162,9 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
         result.notes.append(f"its figures are of the {done} timed epoch{'s' * (done > 1)} it finished before it "
                             f"stopped ({result.status})")  # fmt: skip
     try:
-        if device is not None and result.metrics.get("peak_memory_mb") is None:  # how far an OOM run got
+        # How far an OOM run got. Not for a max_batch search: its peak is its largest fitting attempt's, and
+        # where none fitted the allocator's peak is the last attempt's, the one that ran out of memory.
+        if device is not None and result.task != "max_batch" and result.metrics.get("peak_memory_mb") is None:
             _record_peak_memory(result, device)
         result.env = environment(device or torch.device("cpu"))
     except Exception as err:  # after a sticky CUDA error every CUDA call fails; keep what we have
