@@ -293,6 +293,23 @@ def test_a_search_where_nothing_fits_records_no_peak_memory(monkeypatch, cfg_for
     assert result.metrics["peak_memory_mb"] is None and result.metrics.get("peak_reserved_mb") is None
 
 
+def test_a_search_records_the_step_it_ran_and_notes_a_compile_mode_it_did_not(
+    monkeypatch, cfg_for, tmp_path: Path
+) -> None:
+    from bench import capacity
+
+    # Its attempts are eager steps: recipe=fast's compile mode was dropped without a word, and metrics.json's
+    # step was empty.
+    monkeypatch.setattr(capacity, "_cuda_trial", lambda cfg, device: lambda b: 30 + 0.25 * b if b <= 64 else None)
+    cfg = cfg_for("task=max_batch", "model=small", "device=cpu", "step.compile=default", "step.adam=foreach")
+    result = train.run(cfg, tmp_path / "0")
+    assert result.step == {"compile": "none", "adam": "foreach", "channels_last": True}, result.error
+    assert ("step.compile=default is ignored by task=max_batch: each attempt is an eager step on a new model, so "
+            "the batch found is the eager step's") in result.notes  # fmt: skip
+    quiet = train.run(cfg_for("task=max_batch", "model=small", "device=cpu"), tmp_path / "1")
+    assert not any("is ignored by task" in note for note in quiet.notes), quiet.notes
+
+
 @pytest.mark.parametrize("oom_at", [None, 32], ids=["before-any-oom", "before-bracketing"])
 def test_a_search_cut_short_by_its_budget_reports_a_lower_bound(
     monkeypatch, cfg_for, tmp_path: Path, oom_at: int | None

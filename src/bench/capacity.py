@@ -28,7 +28,7 @@ from bench.maxbatch import (
 )
 from bench.results import RunResult, lower_bound_reason
 from bench.schema import instantiate
-from bench.step import autocast_dtype, resolve_channels_last
+from bench.step import autocast_dtype, resolve_adam, resolve_channels_last, resolve_compile
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def measure(cfg: DictConfig, device: torch.device, result: RunResult, trial: Tri
     options = cfg.max_batch
     if trial is None:
         trial = _cuda_trial(cfg, device)
+    _note_the_step(cfg, device, result)
     cap = memory_cap(options.memory_fraction, device) if options.memory_fraction else contextlib.nullcontext()
     with cap:
         search = search_max_batch(trial, start=options.start, tolerance=options.tolerance, budget_s=options.budget_s)
@@ -79,6 +80,18 @@ def measure(cfg: DictConfig, device: torch.device, result: RunResult, trial: Tri
                             f"{', '.join(f'{b:,}' for b in batches) or 'none'}")  # fmt: skip
 
 
+def _note_the_step(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
+    """The step the attempts run, recorded as a run's is; a compile mode a run of this config would use is not
+    searched (each attempt builds a new model, and compiling or capturing each would cost minutes): a note."""
+    result.step = {"compile": "none", "adam": resolve_adam(cfg.step.adam, device),
+                   "channels_last": resolve_channels_last(cfg.step.channels_last, device)}  # fmt: skip
+    mode = resolve_compile(cfg.step.compile, device, bool(cfg.precision.grad_scaler))
+    if mode != "none":
+        auto = f" (auto: {mode} here)" if cfg.step.compile == "auto" else ""
+        result.notes.append(f"step.compile={cfg.step.compile}{auto} is ignored by task=max_batch: each attempt is "
+                            "an eager step on a new model, so the batch found is the eager step's")  # fmt: skip
+
+
 def _cuda_trial(cfg: DictConfig, device: torch.device) -> Trial:
     if device.type != "cuda":
         raise DeviceUnavailable(
@@ -92,6 +105,7 @@ def _cuda_trial(cfg: DictConfig, device: torch.device) -> Trial:
         precision_dtype=autocast_dtype(cfg.precision),
         grad_scaler=bool(cfg.precision.grad_scaler),
         lr=cfg.lr,
+        adam=cfg.step.adam,
         channels_last=resolve_channels_last(cfg.step.channels_last, device),
         steps=STEPS_PER_ATTEMPT,
         num_classes=classes,

@@ -158,23 +158,25 @@ def cuda_step_trial(
     precision_dtype: torch.dtype | None,
     grad_scaler: bool,
     lr: float = 1e-3,
+    adam: str = "auto",
     channels_last: bool = False,
     steps: int = 1,
     num_classes: int = 10,
 ) -> Trial:
     """A trial for ``search_max_batch``: the peak allocated MB of one training step at a batch size.
 
-    The step is the runs' own (``step.build_step`` with the default step options: fused Adam on CUDA,
-    ``set_to_none``), so the batch found is one the benchmark can train. Model, optimizer and scaler are new
-    in every attempt, so an attempt's peak never depends on the attempts before it (a reused model would
-    carry Adam's state and the gradients of the last attempt into the next).
+    The step is the runs' own eager one (``step.build_step`` with ``adam`` and ``channels_last``, not compiled
+    or captured: bench.capacity notes a run's compile mode), so the batch found is one the benchmark can
+    train. Model, optimizer and scaler are new in every attempt, so an attempt's peak never depends on the
+    attempts before it (a reused model would carry Adam's state and the gradients of the last attempt into
+    the next).
     By default an attempt is a run's first step; later steps also hold Adam's two moment buffers through the
     forward pass, 8 bytes per parameter more (34 MB for LargeNet): ``steps=2`` measures that steady state.
     The peak counts everything allocated in the process, including what the caller held before. The labels
     are drawn from ``num_classes``, the model's outputs (an image folder may have fewer than CIFAR's 10).
     """
     device = torch.device(device)
-    options = OmegaConf.structured(StepConfig(channels_last=channels_last))
+    options = OmegaConf.structured(StepConfig(adam=adam, channels_last=channels_last))
     autocast = str(precision_dtype).removeprefix("torch.") if precision_dtype is not None else None
     precision = OmegaConf.create({"autocast_dtype": autocast, "grad_scaler": grad_scaler})
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
