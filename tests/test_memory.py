@@ -88,6 +88,14 @@ def test_without_a_warm_up_nothing_refills_the_cache(stand_in, cfg_for, tmp_path
     assert "reset_peaks" not in stand_in.calls and "start_steady_state" in stand_in.calls
 
 
+def test_a_cpu_run_without_a_warm_up_still_sizes_its_gradients_and_adams_state(cfg_for, tmp_path: Path) -> None:
+    # Read before any step had made them, they were 0 MB in metrics.json, with no note saying why.
+    result = train.run(cfg_for("device=cpu", "loader=resident", "warmup_steps=0"), tmp_path / "run")
+    assert result.status == "ok", result.error
+    parts = result.memory
+    assert parts["grads_mb"] == parts["params_mb"] > 0 and parts["optimizer_mb"] >= 2 * parts["params_mb"]
+
+
 def test_a_captured_graphs_pool_counts_in_the_peak_and_comes_out_of_the_reserve(
     stand_in, cfg_for, tmp_path: Path
 ) -> None:

@@ -275,7 +275,8 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
 
         if allocator is not None and warmup_steps == 0:
             result.notes.append("memory: with warmup_steps=0, gradients and optimizer state count as activations")
-        sizes = memory.persistent_sizes(model, step.optimizer, train.device_bytes)
+        # The sizes the CUDA breakdown rests on, at the baseline it is measured from (a CPU run reads them below).
+        sizes = memory.persistent_sizes(model, step.optimizer, train.device_bytes) if allocator is not None else {}
         baseline, graph_pool = _steady_state(allocator, result, lambda: warm_up(cfg.seed, model, step, train, clock, 1))
         events = measure.StepEvents(device, len(train))  # made here, outside the timed epochs
         energy = EnergyMeter(device) if device.type == "cuda" else None
@@ -302,8 +303,8 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
         # The headline peaks are the breakdown's own (its peak allocated has what captured graphs hold).
         result.metrics["peak_memory_mb"] = result.memory["peak_allocated_mb"]
         result.metrics["peak_reserved_mb"] = result.memory["peak_reserved_mb"]
-    else:
-        result.memory = memory.sizes_mb(sizes)
+    else:  # read after the epochs: with warmup_steps=0 no step had yet made the gradients or Adam's state
+        result.memory = memory.sizes_mb(memory.persistent_sizes(model, step.optimizer, train.device_bytes))
 
     if cfg.evaluate:
         start = time.perf_counter()
