@@ -544,6 +544,11 @@ def test_lab_epoch_times_are_compared_per_epoch_of_the_labs_size(tmp_path: Path,
     assert list(report.runs["avg_epoch_time"]) == [2.0, 2.0]  # the runs' own figures are unchanged
     text = (tmp_path / "s" / "report.md").read_text()
     assert "The lab's epochs had 50,000 images and ours 25,000" in text
+    # The table's header says its times are scaled, beside the runs table's s/epoch as measured.
+    assert (
+        "| ours s/epoch, scaled to 50,000 images |" in " ".join(text.split())
+        and '"ours s/epoch, scaled to 50,000 images" is' in text
+    )
     assert "other pictures), with the lab's settings, on this machine's hardware" in text  # GPU against GPU
     assert ("lab (Colab GPU), times per 25,000 images", [10.2, 6.45]) in drawn  # 20.4 and 12.9 s per 50,000
 
