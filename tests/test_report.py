@@ -127,7 +127,7 @@ def test_a_sweep_over_true_false_and_null_is_reported_by_those_names(tmp_path: P
     assert any(f"step.channels_last={v}" in report for v in ("null", "false", "true"))
     assert not any(f"step.channels_last={v}" in report for v in ("None", "False", "True"))
     assert (tmp_path / "S" / "runs.png").is_file()
-    assert "peak RSS MB" in report  # a CPU run's memory figure, in the table too (not only in the plot)
+    assert "peak RSS MB (main process)" in report  # a CPU run's memory figure, in the table too (not only in the plot)
     assert list(pd.read_csv(tmp_path / "S" / "summary.csv", keep_default_na=False)["step.channels_last"]) == [
         "null", "false", "true"]  # fmt: skip
 
@@ -213,7 +213,7 @@ def test_the_throughput_sentence_names_a_dip_between_the_ends_and_noise_as_noise
     _fake_run(tmp_path / "noise", 2, "cpu", 256, 40.0, epoch_times=(40.0, 40.0))
     text = " ".join((build_report([tmp_path / "noise"]).out / "report.md").read_text().split())
     assert ("the fastest run is batch_size=64 at 91 samples/s (batch_size=128, at 87, is within the two runs' "
-            "spread, 17.8% together)") in text and "no measurable difference" not in text  # fmt: skip
+            "spread: IQR / median, 17.8% together)") in text and "no measurable difference" not in text  # fmt: skip
 
 
 def test_the_time_and_throughput_panels_draw_each_runs_slowest_and_fastest_as_whiskers(
@@ -697,6 +697,7 @@ def test_report_cli_writes_to_out(tmp_path: Path) -> None:
     _fake_run(tmp_path / "s", 0, "cpu", 64, 25.0)
     proc = run_cli(tmp_path, str(tmp_path / "s"), "--out", str(tmp_path / "r"), module="bench.report")
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("1 run (1 ok)\n")
     assert {"summary.csv", "report.md"} <= {p.name for p in (tmp_path / "r").iterdir()}
     text = (tmp_path / "r" / "report.md").read_text()  # one run: nothing was swept, so no "Sweep over model"
     assert "Swept: nothing" in text and "## The run" in text and "## Sweep over" not in text

@@ -128,8 +128,8 @@ def _close_second(ok: pd.DataFrame, best: pd.Series, worst: pd.Series, x: str) -
     band = None if second.name == worst.name else _shared_band(best, second)
     if band is None:
         return ""
-    return (f" ({_label(x, second[x])}, at {second['samples_per_s']:,.0f}, is within the two runs' spread, "
-            f"{band:.1%} together)")  # fmt: skip
+    return (f" ({_label(x, second[x])}, at {second['samples_per_s']:,.0f}, is within the two runs' spread: "
+            f"IQR / median, {band:.1%} together)")  # fmt: skip
 
 
 def _noise_sentence(ok: pd.DataFrame, x: str) -> str:

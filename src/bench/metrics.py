@@ -226,7 +226,7 @@ METRICS: list[Metric] = [
            "MB", ",.1f"),
     # The training process's own: DataLoader workers are processes of their own, not counted in it. In a
     # report's table only beside runs without a CUDA peak (the CPU's memory figure).
-    Metric("peak_rss_mb", "peak RSS of the main process, workers excluded", "MB", ",.0f", "peak RSS MB",
+    Metric("peak_rss_mb", "peak RSS of the main process, workers excluded", "MB", ",.0f", "peak RSS MB (main process)",
            table=True, panel="memory"),
     Metric("dataset_memory_mb", "resident dataset on the device", "MB", ",.1f", "dataset MB", table=True),
     Metric("max_batch", "largest batch that trains (task=max_batch)", "images", ",.0f", "max batch", "ratio",

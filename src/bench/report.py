@@ -740,7 +740,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with interrupts.command("build the report"):
         report = build_report(args.dirs, args.out)
     counts = report.runs["status"].value_counts()
-    print(f"{len(report.runs)} runs ({', '.join(f'{n} {s}' for s, n in counts.items())})")
+    print(f"{len(report.runs)} run{'s' * (len(report.runs) != 1)} ({', '.join(f'{n} {s}' for s, n in counts.items())})")
     for path in report.files:
         print(f"wrote {path}")
 
