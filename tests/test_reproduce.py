@@ -79,6 +79,8 @@ def test_a_reproduction_is_a_new_run_with_identical_losses(original: Path, tmp_p
     assert "None: the same config ran." in md
     assert "All 2 compared epoch losses are identical." in md
     assert "| avg epoch time (s) |" in md and "(new / original)" in md
+    # The verdict the console gave after each run, and whether it held (a CPU run is compute-bound or input-bound).
+    assert re.search(r"Verdict: (original \S+.*; new |\S+.* both times \(original: .*; new: )", md), md
     assert "peak CUDA memory allocated" not in md and "energy" not in md  # CPU: metrics neither run has
     assert "| achieved training compute (TFLOP/s) | 0.0" in md  # significant digits, not 0.00
     assert "| peak RSS of the main process, workers excluded (MB) |" in md and "| test accuracy |" in md
@@ -296,3 +298,11 @@ def test_a_run_still_running_is_not_reproduced(original: Path, tmp_path: Path) -
         f"bench: error: {original} is still running (a live process holds it): reproduce it once it has finished"
     ), proc.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_difference_is_of_the_values_as_shown_beside_it() -> None:
+    from bench.pair import metric_table
+
+    # 2 and 75 beside "+74": the difference had been taken from 1.56 and 75.16 before rounding.
+    rows = metric_table({"samples_per_s_iqr": 1.56}, {"samples_per_s_iqr": 75.16}).set_index("original")
+    assert list(rows.loc["2"]) == [rows.loc["2", "metric"], "75", "+73"]

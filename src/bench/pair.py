@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.diagnosis import diagnose
 from bench.metrics import METRICS, SIGNIFICANT, Metric, finite, significant
 from bench.schema import as_override
 from bench.tables import MISSING, cell, markdown
@@ -160,7 +161,16 @@ def change(m: Metric, old: Any, new: Any) -> str:
     if m.fmt.endswith("%"):  # a share's change is in percentage points: 35% → 9% is −26 pp, not "−26%"
         decimals = m.fmt.removesuffix("%").lstrip("+").lstrip(".") or "0"
         return f"{100 * (b - a):+.{decimals}f} pp"
-    return format(b - a, "+" + m.fmt.lstrip("+"))
+    # The difference of the values as shown beside it: 2 and 75 differ by +73, where 1.56 and 75.16 gave +74.
+    return format(_as_shown(m, b) - _as_shown(m, a), "+" + m.fmt.lstrip("+"))
+
+
+def _as_shown(m: Metric, value: float) -> float:
+    """``value`` rounded as ``m`` shows it (its fixed-point format), or as it is where it shows otherwise."""
+    try:
+        return float(format(value, m.fmt).replace(",", ""))
+    except ValueError:
+        return value
 
 
 def metric_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
@@ -204,5 +214,18 @@ def render(old: dict[str, Any], new: dict[str, Any], changes: list[Change]) -> l
         losses += (f" The configs differ in {keys} (above): a setting that changes the training explains it; "
                    "one that does not (workers, profile) leaves the losses identical on the CPU.")  # fmt: skip
     lines += ["", "## Loss per epoch", "", losses, "", markdown(loss_table(old, new))]
-    lines += ["", "## Time, memory, accuracy", "", markdown(metric_table(old, new))]
+    lines += ["", "## Time, memory, accuracy", "", verdicts(old, new), "", markdown(metric_table(old, new))]
     return lines
+
+
+def verdicts(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """Each side's verdict (bench.diagnosis) and its evidence: the console says it after the run, and a
+    reproduction that turned input-bound has to say so here too."""
+    (was, why_was), (now, why_now) = ((found.get("verdict"), found.get("evidence"))
+                                      for found in (diagnose(run) if run else {} for run in (old, new)))  # fmt: skip
+    if was == now:
+        if was is None:
+            return "Verdict: none; neither run has a timed epoch to judge."
+        return f"Verdict: {now} both times (original: {why_was}; new: {why_now})."
+    said = [f"{v} ({why})" if v else "none (no timed epoch to judge)" for v, why in ((was, why_was), (now, why_now))]
+    return f"Verdict: original {said[0]}; new {said[1]}."
