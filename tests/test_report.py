@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 from dataclasses import asdict
+from itertools import pairwise, product
 from pathlib import Path
 
 import numpy as np
@@ -978,3 +979,26 @@ def test_a_swept_value_is_written_one_way_in_tables_sentences_and_plot_labels(
     assert "**workers=2**:" in text and "workers=2.0" not in text
     assert {"workers=0", "workers=2"} <= {label.split(" (")[0] for label in labels}, labels
     assert not any(".0" in label for label in labels), labels
+
+
+def test_the_bars_labels_do_not_run_into_each_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Six bars of "loader=dataloader / batch_size=64" at 1.1 inches each: neighbouring labels ran together (a
+    # gap of under 4 pixels reads as one word).
+    from matplotlib.figure import Figure
+
+    save, overlaps, titles = Figure.savefig, [], []
+
+    def checked(fig: Figure, path: object, *args: object, **kwargs: object) -> None:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text()]
+            overlaps.extend((Path(str(path)).name, i) for i, (a, b) in enumerate(pairwise(boxes)) if b.x0 - a.x1 < 4)
+        titles.append(fig.get_suptitle())
+        save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked)
+    for job, (loader, batch) in enumerate(product(("dataloader", "resident"), (16, 64, 256))):
+        _fake_run(tmp_path / "s", job, "cpu", batch, 1.0 + job, loader=loader)
+    build_report([tmp_path / "s"])
+    assert "Where the time goes: Sweep over loader, batch_size" in titles and overlaps == [], overlaps

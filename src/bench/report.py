@@ -482,10 +482,13 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
         lines += [paragraph, ""]
 
     slug = _slug(title)
+    # The breakdown figures' own titles: "Where the time goes: Lab part 2", not the part's whole title, which
+    # speaks of memory over a time-only figure and wrapped to three lines.
+    part = f"Lab part {lab['part']}" if lab and "part" in lab else heading
     figures = [
         (plots.draw(plots.plot_experiment, runs, varied, heading, out / f"{slug}.png", lab=lab), f"{slug}.png",
          heading),
-        (plots.draw(plots.plot_time_split, runs, varied, heading, out / f"{slug}_time.png"), f"{slug}_time.png",
+        (plots.draw(plots.plot_time_split, runs, varied, part, out / f"{slug}_time.png"), f"{slug}_time.png",
          "Where the time goes"),
     ]  # fmt: skip
     if figures[0][0] == (False, None):
@@ -497,7 +500,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
 
     if runs["verdict"].notna().any():
         lines += ["### Why it is fast or slow", "", markdown(findings.verdict_table(runs, varied)), ""]
-    lines += _memory_lines(out, slug, heading, runs, varied, report)
+    lines += _memory_lines(out, slug, part, runs, varied, report)
     if lab:
         lines += _lab_lines(runs, lab)
     if "device" in varied or (lab and lab.get("part") == 1):
