@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.ticker import FixedLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from bench.errors import one_line
 from bench.metrics import METRICS, Metric, metric, significant
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[bool, str | None]:
     """``plot(*args, **kwargs)`` as a report or comparison draws it: whether it made a figure, and where the runs'
-    values defeat matplotlib (a hand-edited 1e300 samples/s overflows a log axis's ticks), why not, instead of the
+    values defeat matplotlib (a hand-edited 1.7e308 samples/s leaves no finite axis limit), why not, instead of the
     whole report lost. Warnings about the values (numpy's overflow, a crowded legend's "constrained_layout not
     applied") go to the log, not the console. A full disk (OSError) still stops the command, as any write does."""
     with warnings.catch_warnings(record=True) as caught:
@@ -153,7 +153,14 @@ def plot_experiment(
         ax.set_xlabel(LABELS.get(x, x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
         if log_y:
             ax.set_yscale("log")
-        ax.set_ylabel(label + (" (log scale)" if log_y else ""))
+            # 0.1, 1, 10 as the tables write numbers, not 10⁻¹, 10⁰, 10¹; the minor ticks unlabelled.
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        # The title names the measure; the axis its unit: "Peak RSS of the main process, workers excluded (MB)"
+        # twice crowded the next panel. "s, log scale", not "(s) (log scale)".
+        name, _, unit = label.partition(" (")
+        unit = unit.removesuffix(")") if unit else name
+        ax.set_ylabel(f"{unit}, log scale" if log_y else unit)
         ax.set_title(label.split(" (")[0] + (f"\n{_whiskers_say(ours, column, band)}" if band else ""))
         # A legend only where there is more than one series to tell apart (not a lone "bench").
         legend = bool(ax.get_legend_handles_labels()[0]) and bool(hue or lab_drawn)
@@ -415,8 +422,6 @@ def plot_memory(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -
 def plot_ratios(rows: pd.DataFrame, labels: list[str], title: str, path: Path, colors: dict[str, str]) -> None:
     """bench.compare's figure: one bar per config, its samples/s ratio (candidate / baseline) coloured by
     its verdict, the noise band shaded around 1, and a line at 1."""
-    from matplotlib.ticker import FuncFormatter
-
     inches = max(5.0, 1.1 * len(rows) + 2.5)
     fig, ax = plt.subplots(figsize=(inches, 4.4), layout="constrained")
     # From the line at 1×, up or down: a bar's length is how far from as-fast-as-the-baseline it is (on a log
