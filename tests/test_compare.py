@@ -404,25 +404,34 @@ def test_compare_png_draws_ratios_far_apart_on_a_log_axis_and_names_both_sides(
 ) -> None:
     # On a linear axis a 4.5× slowdown (0.22×) drew shorter than a 2× speedup; the title named neither side.
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
     from bench import compare as cmp
 
-    drawn: dict[str, list] = {"yscale": [], "title": []}
-    for name in ("set_yscale", "set_title"):
-        original = getattr(Axes, name)
+    drawn: dict[str, list] = {"yscale": [], "title": [], "suptitle": []}
+    for cls, name, key in (
+        (Axes, "set_yscale", "yscale"),
+        (Axes, "set_title", "title"),
+        (Figure, "suptitle", "suptitle"),
+    ):
+        original = getattr(cls, name)
 
-        def spy(ax: Axes, value, *args, _name=name, _original=original, **kwargs):  # type: ignore[no-untyped-def]
-            drawn["yscale" if _name == "set_yscale" else "title"].append(value)
-            return _original(ax, value, *args, **kwargs)
+        def spy(obj, value, *args, _key=key, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            drawn[_key].append(value)
+            return _original(obj, value, *args, **kwargs)
 
-        monkeypatch.setattr(Axes, name, spy)
+        monkeypatch.setattr(cls, name, spy)
     base, cand = laptop_and_gpu
     cmp.main([str(base), str(cand), "--out", str(tmp_path / "cmp")])
     assert "log" in drawn["yscale"]  # 20× beside 0.9×
-    title = " ".join(drawn["title"][-1].split())
-    # Which folder is which side too: "not matched on loader" beside two bars said neither.
-    assert title.startswith(f"Candidate {cand.name} vs baseline {base.name} (candidate on cuda (Test GPU) on "
-                            "gpubox, baseline on cpu (Test CPU)")  # fmt: skip
+    # Which folder is which side too: "not matched on loader" beside two bars said neither. The machines go on a
+    # smaller line under the title, which had wrapped to six lines with them.
+    title, under = (" ".join(drawn[key][-1].split()) for key in ("suptitle", "title"))
+    assert (
+        title.startswith(f"Candidate {cand.name} vs baseline {base.name}: geometric mean speedup ")
+        and drawn["suptitle"][-1].count("\n") <= 1
+    )
+    assert under == "Candidate on cuda (Test GPU) on gpubox, baseline on cpu (Test CPU) on laptop"
 
 
 def test_a_candidate_sweep_cut_short_pairs_its_missing_jobs_and_fails_the_guard(tmp_path: Path) -> None:

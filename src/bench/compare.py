@@ -348,17 +348,18 @@ def plot(c: Comparison, path: Path, baseline: Sequence[Path] = (), candidate: Se
     from bench import plots  # matplotlib is imported only when a figure is made
 
     labels = [label for label, j in zip(_labels(c), judged, strict=True) if j]
-    ignored = "".join(f", not matched on {key} (baseline {', '.join(b) or 'n/a'}, candidate {', '.join(a) or 'n/a'})"
+    ignored = "".join(f"; not matched on {key}: baseline {', '.join(b) or 'n/a'}, candidate {', '.join(a) or 'n/a'}"
                       for key, (b, a) in c.ignored.items())  # fmt: skip
     base, cand = c.machines
-    sides = f"both on {base}" if base == cand else f"candidate on {cand}, baseline on {base}"
+    sides = f"Both on {base}" if base == cand else f"Candidate on {cand}, baseline on {base}"
     # The folders' own names (compare.md has their paths): a long path wraps mid-word in a title.
     names = {side: " ".join(Path(p).resolve().name for p in paths) for side, paths in (("base", baseline),
                                                                                       ("cand", candidate))}  # fmt: skip
     who = f"Candidate {names['cand']} vs baseline {names['base']}" if all(names.values()) else "Candidate vs baseline"
-    title = f"{who} ({sides}{ignored}): {summary_line(c).rsplit('; ', 1)[-1]}"
+    # The title says who and the result; the line under it where they ran (a machine's name is long).
+    title = f"{who}: {summary_line(c).rsplit('; ', 1)[-1]}"
     colors = {FASTER: "tab:green", SAME: "0.55", SLOWER: "tab:red"}
-    return plots.draw(plots.plot_ratios, c.table[judged], labels, title, path, colors)[0]  # the table stands alone
+    return plots.draw(plots.plot_ratios, c.table[judged], labels, title, path, colors, f"{sides}{ignored}")[0]
 
 
 def regressions(c: Comparison) -> list[str]:

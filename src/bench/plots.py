@@ -419,9 +419,12 @@ def plot_memory(runs: pd.DataFrame, varied: list[str], title: str, path: Path) -
     return True
 
 
-def plot_ratios(rows: pd.DataFrame, labels: list[str], title: str, path: Path, colors: dict[str, str]) -> None:
+def plot_ratios(
+    rows: pd.DataFrame, labels: list[str], title: str, path: Path, colors: dict[str, str], shared: str = ""
+) -> None:
     """bench.compare's figure: one bar per config, its samples/s ratio (candidate / baseline) coloured by
-    its verdict, the noise band shaded around 1, and a line at 1."""
+    its verdict, the noise band shaded around 1, and a line at 1; ``shared`` (the machines, a key not matched
+    on) is a smaller line under the title."""
     inches = max(5.0, 1.1 * len(rows) + 2.5)
     fig, ax = plt.subplots(figsize=(inches, 4.4), layout="constrained")
     # From the line at 1×, up or down: a bar's length is how far from as-fast-as-the-baseline it is (on a log
@@ -453,8 +456,10 @@ def plot_ratios(rows: pd.DataFrame, labels: list[str], title: str, path: Path, c
     # On the log axis 0.25× as "1/4×": its ticks are powers of 2, and 0.03125× is a number to decipher
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×" if v >= 1 or not log else f"1/{1 / v:g}×"))
     ax.set_xticks(range(len(rows)), [label.replace(", ", "\n") for label in labels], fontsize="small")
-    ax.set_ylabel("samples/s, candidate / baseline" + (" (log scale)" if log else ""))
-    ax.set_title("\n".join(textwrap.wrap(title, int(8 * inches))))  # ~8 characters an inch: no title past the edge
+    ax.set_ylabel("samples/s, candidate / baseline" + (", log scale" if log else ""))
+    fig.suptitle("\n".join(textwrap.wrap(title, int(8 * inches))))  # ~8 characters an inch: no title past the edge
+    if shared:
+        ax.set_title("\n".join(textwrap.wrap(shared, int(9 * inches))), fontsize="small", color="0.3")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small")
     fig.savefig(path, dpi=110)
