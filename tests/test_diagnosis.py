@@ -314,7 +314,7 @@ def test_the_report_shows_median_and_iqr_and_flags_noise(tmp_path: Path) -> None
     text = (tmp_path / "s" / "report.md").read_text()
     # The IQR is a width, not a ± around the median (500 ± 20 would read as 480-520).
     assert "samples/s: median (IQR) over the repeats" in text and "500 (IQR 20) " in text
-    assert "500 (IQR 20) (noisy: CV 20.0%)" in text and "(noisy: CV 1.0%)" not in text
+    assert "500 (IQR 20; noisy: CV 20.0%)" in text and "noisy: CV 1.0%" not in text
     assert "Noisy: batch_size=128 (CV 20.0% over its repeats) varied by more than 5%, so a difference" in text
     # A run alone (the one run of a report, or of its folder beside another): its cell said noisy, no sentence did.
     build_report([tmp_path / "s" / "1"])

@@ -67,7 +67,7 @@ def test_a_cpu_run_records_what_it_did_not_use(tmp_path: Path) -> None:
     metrics = read_metrics(only_run_dir(tmp_path))
     assert metrics["loader"] == "dataloader" and metrics["workers"] == 0  # TINY's
     assert metrics["cudnn_benchmark"] is None  # cuDNN autotunes CUDA convolutions only
-    assert "cudnn_benchmark=true is ignored here: cuDNN autotunes a GPU's convolutions" in metrics["notes"]
+    assert "cudnn_benchmark=true is ignored without CUDA: cuDNN autotunes a GPU's convolutions" in metrics["notes"]
     assert [n for n in metrics["notes"] if "is ignored by" in n] == [
         "loader.pin_memory is ignored by loader=dataloader here: pinned memory speeds copies to a GPU",
         "loader.persistent_workers is ignored by loader=dataloader here: it applies to worker processes, and workers=0",

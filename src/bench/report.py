@@ -542,8 +542,8 @@ def _spread(run: pd.Series, over_epochs: bool = False) -> str:
     if over_epochs:
         epochs = pd.to_numeric(run.get("epochs"), errors="coerce")
         where = f", over {int(epochs)} epochs" if pd.notna(epochs) else ", over the epochs"
-    text = f"{median:,.0f} (IQR {iqr:,.0f}{where})" if pd.notna(iqr) else f"{median:,.0f}"
-    return text + (f" (noisy: CV {cv:.1%})" if pd.notna(cv) and cv > NOISY_CV else "")
+    said = [f"IQR {iqr:,.0f}{where}"] * pd.notna(iqr) + [f"noisy: CV {cv:.1%}"] * (pd.notna(cv) and cv > NOISY_CV)
+    return f"{median:,.0f}" + (f" ({'; '.join(said)})" if said else "")  # one parenthesis: "(IQR 95; noisy: …)"
 
 
 def _noise(cv: float) -> str:

@@ -400,7 +400,7 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     # Settings this run has no use for: recorded, since metrics.json still lists their values, but said on the
     # console as facts, not warnings: most come from a default or a recipe (workers=2 beside loader=resident,
     # recipe=fast's cudnn_benchmark on a CPU), not from the user, and change no number.
-    unused = ["cudnn_benchmark=true is ignored here: cuDNN autotunes a GPU's convolutions"] * (
+    unused = ["cudnn_benchmark=true is ignored without CUDA: cuDNN autotunes a GPU's convolutions"] * (
         bool(cfg.cudnn_benchmark) and result.device != "cuda"
     )
     unused.extend(f"{key} is ignored by loader={cfg.loader.name}" + (f" here: {why}" if why else "")
@@ -457,15 +457,17 @@ def _conclude(result: RunResult) -> None:
     m = result.metrics
     cv, repeats = m.get("samples_per_s_cv"), m.get("repeats") or 1
     over = f"over {repeats} repeats" if repeats > 1 else "over the epochs"
-    noisy = f" (noisy: CV {cv:.1%} {over})" if result.diagnosis.get("noisy") and cv is not None else ""
-    spread = ""
+    noisy = f"noisy: CV {cv:.1%} {over}" if result.diagnosis.get("noisy") and cv is not None else ""
+    said = []  # one parenthesis: "(median of 3 repeats 123, IQR 20; noisy: CV 20.4% over 3 repeats)"
     if repeats > 1 and m.get("samples_per_s_median") is not None:  # metrics.json had them; the console did not
         iqr = m.get("samples_per_s_iqr")
-        spread = (f" (median of {repeats} repeats {metric('samples_per_s').format(m['samples_per_s_median'])}"
-                  + (f", IQR {metric('samples_per_s').format(iqr)}" if iqr is not None else "")
-                  + (f", CV {cv:.1%}" if cv is not None and not noisy else "") + ")")  # fmt: skip
+        said.append(f"median of {repeats} repeats {metric('samples_per_s').format(m['samples_per_s_median'])}"
+                    + (f", IQR {metric('samples_per_s').format(iqr)}" if iqr is not None else "")
+                    + (f", CV {cv:.1%}" if cv is not None and not noisy else ""))  # fmt: skip
+    said += [noisy] * bool(noisy)
+    spread = f" ({'; '.join(said)})" if said else ""
     line = [f"avg epoch {metric('avg_epoch_time').format(m['avg_epoch_time'])} s",
-            f"{metric('samples_per_s').format(m['samples_per_s'])} samples/s{spread}{noisy}"]  # fmt: skip
+            f"{metric('samples_per_s').format(m['samples_per_s'])} samples/s{spread}"]  # fmt: skip
     if m.get("peak_memory_mb") is not None:
         pooled = " (with CUDA graphs' pool)" if (result.memory or {}).get("graph_pool_mb") else ""
         line.append(
