@@ -196,6 +196,8 @@ def test_a_loss_above_a_uniform_guesss_is_no_learning_either() -> None:
     assert check(2.2) == (True, None)  # 4.5% below a guess's
     assert check(2.2, accuracy=0.12)[0] is False  # under 1.5× chance: the accuracy says it did not
     assert check(float("nan")) == (None, None)
+    # lr=1e8 blew the loss up to 29 digits, printed in full to 3 decimals.
+    assert check(4.7404e28)[1].startswith("did not learn: final loss 4.74e+28 is above ln(10)")
 
 
 def test_flops_and_achieved_tflops_are_recorded(cfg_for, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from bench.metrics import finite, significant
+from bench.metrics import finite, loss_text, significant
 
 INPUT_BOUND_WAIT = 0.30
 LAUNCH_BOUND_BUSY = 0.50
@@ -177,7 +177,7 @@ def learned_check(run: Mapping[str, Any]) -> tuple[bool | None, str | None]:
         return True, None
     if loss >= (1 - NEAR_CHANCE_LOSS) * chance_loss:  # a loss above a guess's is no learning either
         how = f"within {NEAR_CHANCE_LOSS:.0%} of" if loss <= (1 + NEAR_CHANCE_LOSS) * chance_loss else "above"
-        return False, (f"{DID_NOT_LEARN}: final loss {loss:.3f} is {how} ln({classes}) = {chance_loss:.3f}, the "
+        return False, (f"{DID_NOT_LEARN}: final loss {loss_text(loss)} is {how} ln({classes}) = {chance_loss:.3f}, the "
                        "loss of a uniform guess")  # fmt: skip
     if accuracy is not None and accuracy < CHANCE_ACCURACY_FACTOR / classes:
         return False, (

@@ -33,6 +33,11 @@ def significant(value: float, digits: int = 3) -> str:
     return f"{value:,.{decimals}f}"
 
 
+def loss_text(loss: float, decimals: int = 3) -> str:
+    """A loss as the console and notes write it: 2.303; a blown-up one (lr=1e8) as 4.74e+28, not 29 digits."""
+    return f"{loss:,.{decimals}f}" if not math.isfinite(loss) or abs(loss) < 1e6 else f"{loss:.3g}"
+
+
 @dataclass(frozen=True)
 class Metric:
     key: str
@@ -237,7 +242,7 @@ METRICS: list[Metric] = [
     Metric("mem_fit_r2", "R² of the straight-line fit of peak memory to batch", "", ".4f", "R²", table=True),
     Metric("images_per_gb", "more images per GB of memory, from the fit's slope (1024 / b)", "", ",.0f",
            "images/GB", "ratio", table=True),
-    Metric("final_loss", "final loss", "", ",.4f", derive=_last("loss")),
+    Metric("final_loss", "final loss", "", ",.4f", derive=_last("loss"), show=lambda v: loss_text(v, 4)),
     Metric("test_accuracy", "test accuracy", "", ".1%", "test acc", table=True),
     Metric("eval_time", "evaluation time", "s", ",.2f", compare="ratio"),
 ]  # fmt: skip

@@ -35,7 +35,7 @@ from bench.folders import TRACE_FILE
 from bench.loaders import BatchSource, build_loader, normalize
 from bench.loop import evaluate, profile, rolled_back, run_epoch, warm_up
 from bench.measure import MIB, is_out_of_memory
-from bench.metrics import metric, summarize
+from bench.metrics import loss_text, metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
 from bench.schema import as_override, batch_exceeds_data, instantiate
@@ -377,7 +377,7 @@ def _record(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
 
 def _log_epoch(stats: EpochStats, epochs: int, repeats: int) -> None:
     where = f"Repeat {stats.repeat}/{repeats} | " if repeats > 1 else ""
-    log.info("%sEpoch %d/%d | Loss: %.3f | Time: %.2fs | %s samples/s", where, stats.epoch, epochs, stats.loss,
+    log.info("%sEpoch %d/%d | Loss: %s | Time: %.2fs | %s samples/s", where, stats.epoch, epochs, loss_text(stats.loss),
              stats.time_s, f"{stats.samples_per_s:,.0f}")  # fmt: skip
     if not math.isfinite(stats.loss):
         raise Diverged(f"loss is {stats.loss} after epoch {stats.epoch}")
