@@ -899,6 +899,10 @@ def test_a_lab_part_says_which_step_it_timed_and_when_its_scaled_epochs_are_roug
     # The skipped CUDA job measured nothing: no row of its own in the environment table.
     if not torch.cuda.is_available():
         assert "| cuda | n/a |" not in text.split("## Environment")[1].split("##")[0]
+        # Nor a cudnn_benchmark column of n/a on every row: no CUDA run recorded one.
+        raw = (tmp_path / "S" / "report.md").read_text().split("Step as timed")[1]
+        header = next(line for line in raw.splitlines() if line.startswith("|"))
+        assert "status" in header and "cudnn_benchmark" not in header, header
     # The lab's own step: no such line.
     again = run_cli(tmp_path, *tiny, "experiment=cpu_vs_gpu", "dataset.train_size=1024", "step.adam=default",
                     "step.channels_last=false", "hydra.sweep.dir=T")  # fmt: skip

@@ -306,8 +306,9 @@ def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     if "model" in varied:  # what makes one model heavier than another: its weights and its work per image
         known = {PARAMETERS: "params", "flops_per_sample": "flops_per_sample"}  # (older runs lack params)
         shown += [c for c, key in known.items() if pd.to_numeric(runs[key], errors="coerce").notna().any()]
-    if (runs["device"] == "cuda").any() and "cudnn_benchmark" not in shown:
-        shown.append("cudnn_benchmark")  # autotuning changes both time and memory
+    # Autotuning changes both time and memory: a column where a CUDA run recorded it (a skipped one did not).
+    if ((runs["device"] == "cuda") & runs["cudnn_benchmark"].notna()).any() and "cudnn_benchmark" not in shown:
+        shown.append("cudnn_benchmark")
     # Measurement columns no run has (e.g. GPU memory in a CPU sweep) are left out.
     # The host's RSS is the memory figure of a run without a CUDA peak; beside CUDA runs alone it is noise.
     cpu_memory = (runs["peak_memory_mb"].isna() & runs["peak_rss_mb"].notna()).any()
