@@ -336,8 +336,13 @@ def test_the_learning_column_says_learned_beside_did_not_learn(tmp_path: Path) -
     assert "did not learn" not in text and "| learning" not in text.split("## Why")[0]
 
 
-def test_the_memory_panels_say_what_a_max_batch_searchs_peak_is(tmp_path: Path) -> None:
+def test_the_memory_panels_say_what_a_max_batch_searchs_peak_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A search times nothing: its peak is the attempt at the largest batch, not "the timed epochs".
+    labels: list[str] = []  # each panel's y label
+    save = Axes.set_ylabel
+    monkeypatch.setattr(Axes, "set_ylabel", lambda ax, text, *a, **k: labels.append(text) or save(ax, text, *a, **k))
     for job, (model, largest) in enumerate([("medium", 8192), ("large", 2048)]):
         run_dir = tmp_path / "s" / str(job)
         write_metrics(run_dir, RunResult(
@@ -350,6 +355,8 @@ def test_the_memory_panels_say_what_a_max_batch_searchs_peak_is(tmp_path: Path) 
     text = (tmp_path / "s" / "report.md").read_text()
     assert "in the attempt at each run's largest batch (a fresh model, a few steps); nothing was timed." in text
     assert "in the timed epochs" not in text
+    # Each panel's axis is its unit; the max batch label's own parenthesis once left "task=max_batch) (images".
+    assert {"images", "MB"} <= set(labels) and not any("(" in label for label in labels), labels
 
 
 def test_gpu_runs_that_differ_in_autotuning_each_pair_with_the_same_cpu_run(tmp_path: Path) -> None:

@@ -65,10 +65,6 @@ class Metric:
     def header(self) -> str:
         return self.short or (f"{self.label} ({self.unit})" if self.unit else self.label)
 
-    @property
-    def axis_label(self) -> str:
-        return f"{self.label[:1].upper()}{self.label[1:]}" + (f" ({self.unit})" if self.unit else "")
-
     def format(self, value: Any, missing: str = "n/a") -> str:
         """One value as tables and logs show it: ``26,586``, ``33%``, ``2.41``; ``missing`` when absent."""
         if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -68,13 +68,15 @@ def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[b
 LAB_STYLE = dict(color="0.45", linestyle="--", marker="s", markerfacecolor="white", label="lab (Colab GPU)")
 
 
-def _panels(runs: pd.DataFrame) -> list[tuple[str, str]]:
-    """(metric key, axis label) per panel: for each panel of the metric table, the first metric with data."""
+def _panels(runs: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(metric key, title, y-axis label) per panel: for each panel of the metric table, the first metric with
+    data. The title names the measure, the axis its unit (the name again where it has none: Samples/s)."""
     chosen: dict[str, Metric] = {}
     for m in METRICS:
         if m.panel and m.panel not in chosen and m.key in runs and runs[m.key].notna().any():
             chosen[m.panel] = m
-    return [(m.key, m.axis_label) for m in chosen.values()]
+    named = [(m, f"{m.label[:1].upper()}{m.label[1:]}") for m in chosen.values()]
+    return [(m.key, name, m.unit or name) for m, name in named]
 
 
 def _choose_axes(runs: pd.DataFrame, varied: list[str]) -> tuple[str, list[str]]:
@@ -115,7 +117,7 @@ def plot_experiment(
         # "lab figure" between its 16 and 64 that the lab never measured.
         ours, theirs = pd.to_numeric(runs[x], errors="coerce").dropna(), pd.to_numeric(lab_df[x], errors="coerce")
         lab_df = lab_df[(theirs >= ours.min()) & (theirs <= ours.max())]
-    for ax, (column, label) in zip(axes[0], panels, strict=True):
+    for ax, (column, name, unit) in zip(axes[0], panels, strict=True):
         lab_drawn = not lab_df.empty and column in lab_df and x in lab_df
         panel_groups, ours = groups, ok
         dataset = resident_dataset_mb(ok)
@@ -156,12 +158,10 @@ def plot_experiment(
             # 0.1, 1, 10 as the tables write numbers, not 10⁻¹, 10⁰, 10¹; the minor ticks unlabelled.
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,g}"))
             ax.yaxis.set_minor_formatter(NullFormatter())
-        # The title names the measure; the axis its unit: "Peak RSS of the main process, workers excluded (MB)"
-        # twice crowded the next panel. "s, log scale", not "(s) (log scale)".
-        name, _, unit = label.partition(" (")
-        unit = unit.removesuffix(")") if unit else name
+        # The axis gives the unit under a title that names the measure: "Peak RSS of the main process, workers
+        # excluded (MB)" twice crowded the next panel. "s, log scale", not "(s) (log scale)".
         ax.set_ylabel(f"{unit}, log scale" if log_y else unit)
-        ax.set_title(label.split(" (")[0] + (f"\n{_whiskers_say(ours, column, band)}" if band else ""))
+        ax.set_title(name + (f"\n{_whiskers_say(ours, column, band)}" if band else ""))
         # A legend only where there is more than one series to tell apart (not a lone "bench").
         legend = bool(ax.get_legend_handles_labels()[0]) and bool(hue or lab_drawn)
         # From 0 (linear), and room above the highest point: 5% so its marker is not cut by the frame, 25% under
