@@ -101,8 +101,9 @@ def test_the_console_shows_the_table_and_the_summary_line(laptop_and_gpu: tuple[
     proc = run_cli(tmp_path, str(base), str(cand), module="bench.compare")
     assert proc.returncode == 0, proc.stderr
     out = squeezed(proc.stdout)
-    assert "| 32 | 1,000 | 20,000 | 20.00× | faster | ±5% | 500.0 | 200.0 | n/a | RSS → CUDA allocated | ok |" in out
-    assert "| 128 | 1,000 | 900 | 0.90× | slower | ±5% |" in out
+    row = "| 32 | 1,000 | 20,000 | 20.00× | faster | +5%/−4.8% | 500.0 | 200.0 | n/a | RSS → CUDA allocated | ok |"
+    assert row in out
+    assert "| 128 | 1,000 | 900 | 0.90× | slower | +5%/−4.8% |" in out
     assert "| 256 | n/a | 30,000 | n/a | n/a | n/a |" in out and "| candidate only |" in out
     mean = (20 * 1.02 * 0.9) ** (1 / 3)
     summary = f"candidate vs baseline: 1 faster, 1 same, 1 slower (band 5%); geometric mean speedup {mean:.2f}×"
@@ -126,7 +127,7 @@ def test_the_noise_band_is_the_repeats_iqr_where_both_sides_have_one(tmp_path: P
     assert table.loc[64, "memory_ratio"] == pytest.approx(1.5) and table.loc[64, "memory"] == "CUDA allocated"
     proc = run_cli(tmp_path, str(base), str(cand), module="bench.compare")
     assert "band: the repeats' IQR on 2 of 3, else 5%" in proc.stdout
-    assert "| 64 | 1,000 | 1,080 | 1.08× | same | ±10% (IQR) |" in squeezed(proc.stdout)
+    assert "| 64 | 1,000 | 1,080 | 1.08× | same | +10%/−9.1% (IQR) |" in squeezed(proc.stdout)
 
 
 def test_single_runs_whose_epochs_varied_widen_the_band_with_their_spread(tmp_path: Path) -> None:
@@ -144,7 +145,7 @@ def test_single_runs_whose_epochs_varied_widen_the_band_with_their_spread(tmp_pa
     assert dict(table["verdict"]) == {64: "same", 128: "slower"}
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
     assert proc.returncode == 1  # batch 128 is slower beyond its band; 64 is not judged so on noise
-    assert "| 64 | 840 | 700 | 0.83× | same | ±41.4% (epochs) |" in squeezed(proc.stdout), proc.stdout
+    assert "| 64 | 840 | 700 | 0.83× | same | +41.4%/−29.3% (epochs) |" in squeezed(proc.stdout), proc.stdout
     assert "band: the epochs' IQR on 1 of 2, else 5%" in proc.stdout
 
 
@@ -155,7 +156,7 @@ def test_a_band_of_100_percent_is_drawn_not_a_crash(tmp_path: Path) -> None:
     _fake_run(tmp_path / "cand", 0, "cpu", 64, 200, epoch_rates=(200,))
     proc = run_cli(tmp_path, "base", "cand", "--out", "c", module="bench.compare")
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "c" / "compare.png").is_file() and "| same | ±100% (epochs) |" in squeezed(proc.stdout)
+    assert (tmp_path / "c" / "compare.png").is_file() and "| same | +100%/−50% (epochs) |" in squeezed(proc.stdout)
 
 
 def test_verdict_and_band_rules() -> None:
@@ -234,7 +235,7 @@ def test_fail_on_regression_exits_1_on_a_slower_config(laptop_and_gpu: tuple[Pat
     base, cand = laptop_and_gpu
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "bench: error: 1 regression(s): batch_size=128 slower (0.90×, band ±5%)"
+    assert proc.stderr.strip() == "bench: error: 1 regression(s): batch_size=128 slower (0.90×, below 0.95×: band 5%)"
     assert "geometric mean speedup" in proc.stdout  # the table is still printed
     # Within a wider band the 10% is noise: no regression.
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", "--band", "0.2", module="bench.compare")
@@ -316,7 +317,7 @@ def test_nothing_matched_is_exit_2_and_says_how_the_sides_differ(tmp_path: Path)
     # compare.md says what it did not match on, and how the sides differ there (the key just dropped out).
     written = (tmp_path / "c" / "compare.md").read_text()
     assert "- not matched on (--ignore): precision: baseline fp32; candidate amp_fp16" in written
-    assert "Where the band is the fixed ±5%, the sides did not both measure their noise over repeats" in written
+    assert "Where the band is the fixed 5%, the sides did not both measure their noise over repeats" in written
     # Several keys in one flag, as the help's a,b says: it was one key named "precision,loader", not recorded.
     proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "precision,loader", module="bench.compare")
     assert proc.returncode == 0 and "2 faster, 0 same, 0 slower" in proc.stdout, proc.stderr

@@ -262,6 +262,12 @@ def _percent(share: float) -> str:
     return f"{100 * share:,.1f}".rstrip("0").rstrip(".") + "%"
 
 
+def _limits(band: float) -> str:
+    """A band as the verdict's two limits: ``+5%/−4.8%`` (above 1 + band, below 1 / (1 + band)); a "±54.5%"
+    read as if 0.6× were inside it, where the slower limit is 0.65×."""
+    return f"+{_percent(band)}/−{_percent(band / (1 + band))}"
+
+
 def _times(values: pd.Series) -> list[str]:
     return [MISSING if pd.isna(v) else f"{v:.2f}×" for v in values]
 
@@ -298,7 +304,7 @@ def display(c: Comparison) -> pd.DataFrame:
     t, out = c.table, c.table[c.shown].copy()
     out["baseline samples/s"], out["candidate samples/s"] = t["base_samples_per_s"], t["cand_samples_per_s"]
     out["ratio"], out["verdict"] = _times(t["ratio"]), t["verdict"].fillna(MISSING)
-    out["band"] = [MISSING if pd.isna(b) else f"±{_percent(b)}" + (f" ({rule})" if rule != "fixed" else "")
+    out["band"] = [MISSING if pd.isna(b) else _limits(b) + (f" ({rule})" if rule != "fixed" else "")
                    for b, rule in zip(t["band"], t["band_rule"], strict=True)]  # fmt: skip
     out["baseline peak MB"], out["candidate peak MB"] = t["base_memory_mb"], t["cand_memory_mb"]
     out["memory ratio"], out["memory"] = _times(t["memory_ratio"]), t["memory"].fillna(MISSING)
@@ -324,13 +330,13 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
         "both sides' relative IQRs (IQR / median of samples/s over repeat=N, or over a side's several runs of a "
         "config where wider) where both have one; else the widest of twice a repeated side's IQR, the sides' "
         "spreads summed (a single run's from its epochs: marked epochs), and "
-        f"±{_percent(c.band)} (fixed). Memory: peak CUDA "
+        f"{_percent(c.band)} (fixed). Memory: peak CUDA "
         "memory allocated on a GPU, else peak RSS; a ratio only where both sides measured the same.", "",
     ]  # fmt: skip
     if unjudged:
         lines += [f"{unjudged} config(s) without a verdict: on one side only, or not ok on a side.", ""]
     if (c.table["band_rule"] == "fixed").any():  # nothing measured this machine's noise for those configs
-        lines += [f"Where the band is the fixed ±{_percent(c.band)}, the sides did not both measure their noise "
+        lines += [f"Where the band is the fixed {_percent(c.band)}, the sides did not both measure their noise "
                   "over repeats (what a side measured was narrower): a single run can differ from the next by "
                   "more on a busy machine. Run both sides with repeat=3 for a band measured here.", ""]  # fmt: skip
     if figure:
@@ -369,7 +375,8 @@ def regressions(c: Comparison) -> list[str]:
     found = []
     for label, (_, row) in zip(_labels(c), c.table.iterrows(), strict=True):
         if row["verdict"] == SLOWER:
-            found.append(f"{label} slower ({row['ratio']:.2f}×, band ±{_percent(row['band'])})")
+            found.append(f"{label} slower ({row['ratio']:.2f}×, below {1 / (1 + row['band']):.2f}×: band "
+                         f"{_percent(row['band'])})")  # fmt: skip
         elif pd.notna(row["base_samples_per_s"]) and row["cand_runs"] and row["cand_status"] not in ("ok", "skipped"):
             found.append(f"{label} {row['cand_status']} in the candidate, ok in the baseline")
         elif row["cand_broken"] and "unreadable" in str(row["cand_status"]):
@@ -394,7 +401,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--baseline", nargs="+", type=Path, action="extend", metavar="DIR", help="baseline run or sweep folders")
     add("--candidate", nargs="+", type=Path, action="extend", metavar="DIR", help="candidate run or sweep folders")
     add("--band", type=float, default=BAND, metavar="SHARE",
-        help="the noise band where a side was not repeated (default 0.05: ±5%%)")  # fmt: skip
+        help="the noise band where a side was not repeated (default 0.05: faster above 1.05×, slower below "
+             "1/1.05 = 0.95×)")  # fmt: skip
     add("--ignore", action="append", default=[], metavar="KEY",
         help="config keys not to match on, e.g. precision: fp32 against amp runs (repeatable, or a,b)")  # fmt: skip
     add("--out", type=Path, metavar="DIR", help=f"write {REPORT_FILE} and {PLOT_FILE} there (default: print only)")
@@ -414,7 +422,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     # --ignore loader,recipe as well as --ignore loader --ignore recipe
     args.ignore = [key.strip() for keys in args.ignore for key in keys.split(",") if key.strip()]
     if not 0 <= args.band < 1:
-        parser.error(f"--band {args.band}: expected a share between 0 and 1, e.g. 0.05 for ±5%")
+        parser.error(f"--band {args.band}: expected a share between 0 and 1, e.g. 0.05 for 5%")
     if args.out is not None and holds_run_dirs(args.out):  # a comparison is not a result: never among the runs
         parser.error(f"--out {args.out}: that folder holds runs; write the comparison to a folder of its own")
     if args.out is not None:  # nor inside one: a sweep's unrun job folder, which its resume would then skip
