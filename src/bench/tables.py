@@ -24,9 +24,9 @@ def as_text(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING
     if isinstance(value, float):
-        # Up to a million as the integer it was (a float here is often an int column pandas made float); above,
-        # as the user would type it: lr=1e8 is 1e+08, not 100000000.
-        return str(int(value)) if value.is_integer() and abs(value) < 1e6 else f"{value:.6g}"
+        # Whole numbers as the integers they were (a float here is often an int column pandas made float): in
+        # full, so dataset.train_size=1281167 keeps its digits and reads as it does in an int column.
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.6g}"
     return str(value)
 
 
