@@ -306,3 +306,6 @@ def test_a_difference_is_of_the_values_as_shown_beside_it() -> None:
     # 2 and 75 beside "+74": the difference had been taken from 1.56 and 75.16 before rounding.
     rows = metric_table({"samples_per_s_iqr": 1.56}, {"samples_per_s_iqr": 75.16}).set_index("original")
     assert list(rows.loc["2"]) == [rows.loc["2", "metric"], "75", "+73"]
+    # A blown-up loss is shown as 4.74e+28, and so is its change: not 29 digits and four decimals.
+    rows = metric_table({"final_loss": 3.1e27}, {"final_loss": 4.74e28}).set_index("metric")
+    assert list(rows.loc["final loss"]) == ["3.1e+27", "4.74e+28", "+4.43e+28"]

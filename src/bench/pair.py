@@ -162,13 +162,16 @@ def change(m: Metric, old: Any, new: Any) -> str:
         decimals = m.fmt.removesuffix("%").lstrip("+").lstrip(".") or "0"
         return f"{100 * (b - a):+.{decimals}f} pp"
     # The difference of the values as shown beside it: 2 and 75 differ by +73, where 1.56 and 75.16 gave +74.
-    return format(_as_shown(m, b) - _as_shown(m, a), "+" + m.fmt.lstrip("+"))
+    difference = _as_shown(m, b) - _as_shown(m, a)
+    if m.show is not None and abs(difference) >= 1e6:  # values shown in scientific form (a blown-up loss)
+        return f"{difference:+.3g}"
+    return format(difference, "+" + m.fmt.lstrip("+"))
 
 
 def _as_shown(m: Metric, value: float) -> float:
-    """``value`` rounded as ``m`` shows it (its fixed-point format), or as it is where it shows otherwise."""
+    """``value`` rounded as ``m`` shows it (4.74e+28 for a blown-up loss), or as it is where that is no number."""
     try:
-        return float(format(value, m.fmt).replace(",", ""))
+        return float(m.format(value).replace(",", ""))
     except ValueError:
         return value
 
