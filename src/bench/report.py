@@ -543,7 +543,8 @@ def _spread(run: pd.Series, over_epochs: bool = False) -> str:
     if over_epochs:
         epochs = pd.to_numeric(run.get("epochs"), errors="coerce")
         where = f", over {int(epochs)} epochs" if pd.notna(epochs) else ", over the epochs"
-    said = [f"IQR {iqr:,.0f}{where}"] * pd.notna(iqr) + [f"noisy: CV {cv:.1%}"] * (pd.notna(cv) and cv > NOISY_CV)
+    said = [f"IQR {iqr:,.0f}{where}"] * bool(pd.notna(iqr))
+    said += [f"noisy: CV {cv:.1%}"] * bool(pd.notna(cv) and cv > NOISY_CV)  # bool: numpy's cannot repeat a list
     return f"{median:,.0f}" + (f" ({'; '.join(said)})" if said else "")  # one parenthesis: "(IQR 95; noisy: …)"
 
 
