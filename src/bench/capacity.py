@@ -84,7 +84,8 @@ def _note_the_step(cfg: DictConfig, device: torch.device, result: RunResult) -> 
     """The step the attempts run, recorded as a run's is; a compile mode a run of this config would use is not
     searched (each attempt builds a new model, and compiling or capturing each would cost minutes): a note."""
     result.step = {"compile": "none", "adam": resolve_adam(cfg.step.adam, device),
-                   "channels_last": resolve_channels_last(cfg.step.channels_last, device)}  # fmt: skip
+                   "channels_last": resolve_channels_last(cfg.step.channels_last, device),
+                   "grad_scaler": bool(cfg.precision.grad_scaler)}  # fmt: skip
     mode = resolve_compile(cfg.step.compile, device, bool(cfg.precision.grad_scaler))
     if mode != "none":
         auto = f" (auto: {mode} here)" if cfg.step.compile == "auto" else ""
