@@ -203,7 +203,7 @@ METRICS: list[Metric] = [
            derive=_idle),
     # GPU busy counts a step's gaps between kernels as busy; this tells a GPU that set the pace (a step or more
     # queued ahead of it) from one that waited on the host's launches (under diagnosis.LAUNCH_LEAD_STEPS).
-    Metric("host_lead_steps", "how far ahead of the GPU the host queued steps (each epoch's median, averaged)",
+    Metric("host_lead_steps", "how far ahead of the GPU the host queued steps, each epoch's median averaged",
            "steps", ",.2f", "host lead (steps)", derive=_mean("host_lead_steps")),
     Metric("warmup_time", "warm-up time (one-time costs)", "s", ",.2f", compare="ratio"),
     Metric("flops_per_sample", "training FLOPs per sample (forward + backward)", "FLOP", ",.0f", "FLOP/sample",
