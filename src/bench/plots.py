@@ -188,10 +188,10 @@ def context(runs: pd.DataFrame, varied: list[str]) -> str:
     keys = ("device", "model", "precision") if searched else ("device", "model", "precision", "loader", "recipe",
                                                                "batch_size")  # fmt: skip
     for key in keys:
-        found = list(dict.fromkeys(str(v) for v in runs[key].dropna())) if key in runs else []
+        found = list(dict.fromkeys(as_text(v) for v in runs[key].dropna())) if key in runs else []
         if key in varied or len(found) != 1:
             continue
-        value = found[0].removesuffix(".0") if key == "batch_size" else found[0]
+        value = found[0]
         if key == "device":
             names = list(dict.fromkeys(str(v) for v in runs.get("device_name", pd.Series()).dropna()))
             value += f": {names[0]}" if len(names) == 1 else ""  # "cpu: AMD EPYC (2 logical cores)"
@@ -319,6 +319,13 @@ def _job_labels(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     return ["\n".join(f"{k}={as_text(r[k])}" for k in varied) or str(r["job"]) for _, r in runs.iterrows()]
 
 
+def _bars_width(labels: list[str]) -> float:
+    """A bar figure's width in inches: each bar as wide as its longest label line needs at the small font
+    (~0.08 inch a character; with 1.1 inches each, "loader=dataloader" ran into its neighbour's label)."""
+    longest = max((len(line) for label in labels for line in label.splitlines()), default=0)
+    return max(5.0, max(1.1, 0.08 * longest + 0.15) * len(labels) + 2.5)
+
+
 def _stacked(
     path: Path,
     title: str,
@@ -331,10 +338,7 @@ def _stacked(
 ) -> None:
     """Stacked bars, one per run; ``marks`` are drawn over them as points (a measure on another timeline);
     ``shared`` (:func:`context`) is a line under the title; ``totals`` are written above the bars."""
-    # Each bar as wide as its longest label line needs at the small font (~0.08 inch a character): with 1.1
-    # inches each, "loader=dataloader" ran into its neighbour's label.
-    longest = max((len(line) for label in labels for line in label.splitlines()), default=0)
-    width = max(5.0, max(1.1, 0.08 * longest + 0.15) * len(labels) + 2.5)
+    width = _bars_width(labels)
     fig, ax = plt.subplots(figsize=(width, 4.4), layout="constrained")
     bottom = np.zeros(len(labels))
     for i, (name, heights) in enumerate(stacks.items()):
@@ -425,7 +429,8 @@ def plot_ratios(
     """bench.compare's figure: one bar per config, its samples/s ratio (candidate / baseline) coloured by
     its verdict, the noise band shaded around 1, and a line at 1; ``shared`` (the machines, a key not matched
     on) is a smaller line under the title."""
-    inches = max(5.0, 1.1 * len(rows) + 2.5)
+    ticks = [label.replace(", ", "\n") for label in labels]
+    inches = _bars_width(ticks)
     fig, ax = plt.subplots(figsize=(inches, 4.4), layout="constrained")
     # From the line at 1×, up or down: a bar's length is how far from as-fast-as-the-baseline it is (on a log
     # scale, a bar from an arbitrary floor would make 0.02× a stub and 1.08× a tower).
@@ -455,7 +460,7 @@ def plot_ratios(
         ax.set_ylim(low - pad, high + pad)
     # On the log axis 0.25× as "1/4×": its ticks are powers of 2, and 0.03125× is a number to decipher
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×" if v >= 1 or not log else f"1/{1 / v:g}×"))
-    ax.set_xticks(range(len(rows)), [label.replace(", ", "\n") for label in labels], fontsize="small")
+    ax.set_xticks(range(len(rows)), ticks, fontsize="small")
     ax.set_ylabel("samples/s, candidate / baseline" + (", log scale" if log else ""))
     fig.suptitle("\n".join(textwrap.wrap(title, int(8 * inches))))  # ~8 characters an inch: no title past the edge
     if shared:
