@@ -822,7 +822,8 @@ def test_two_runs_of_one_config_are_headed_as_such_and_a_search_names_only_what_
 
     searched = pd.DataFrame({"device": ["cuda"] * 2, "device_name": ["H100"] * 2, "model": ["medium", "large"],
                              "precision": ["fp32"] * 2, "loader": ["dataloader"] * 2, "recipe": ["lab"] * 2,
-                             "batch_size": [64, 64], "max_batch": [49152.0, 16384.0]})  # fmt: skip
+                             "batch_size": [64, 64], "max_batch": [49152.0, 16384.0],
+                             "task": ["max_batch"] * 2})  # fmt: skip
     assert context(searched, ["model"]) == "cuda: H100 · fp32"  # no loader or batch size: the search used neither
     # A CPU's name carries its own parentheses: "cpu (AMD EPYC (2 logical cores))" nested them.
     cpu = searched.assign(device="cpu", device_name="AMD EPYC (2 logical cores)")

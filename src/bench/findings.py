@@ -15,7 +15,7 @@ import pandas as pd
 from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, STRAIGHT_R2, input_bound, wait_share
 from bench.metrics import finite, significant
 from bench.results import MEMORY_LABELS, lower_bound_reason, parts_shown
-from bench.runs import images_per_epoch, is_numeric, relative_iqr
+from bench.runs import images_per_epoch, is_numeric, relative_iqr, trains
 from bench.tables import as_text
 
 
@@ -27,7 +27,7 @@ def paragraphs(runs: pd.DataFrame, x: str, by: Sequence[str] = ()) -> list[str]:
     """The sentences about one experiment, a paragraph per value of the other swept variables ``by`` (named at
     its start): along ``x`` within each, never across them (SmallNet's batch 64 against LargeNet's 256)."""
     by = [b for b in by if b != x and b in runs]
-    if not by or runs["max_batch"].notna().any():
+    if not by or not trains(runs):
         found = sentences(runs, x)
         return [" ".join(found)] if found else []
     out = []
@@ -58,7 +58,7 @@ def _ignored_sentence(ok: pd.DataFrame, x: str) -> str:
 
 def sentences(runs: pd.DataFrame, x: str) -> list[str]:
     """Two or three sentences about the finished runs of one experiment, along the swept variable ``x``."""
-    if runs["max_batch"].notna().any():
+    if not trains(runs):
         return capacity_sentences(runs)
     ok = runs[(runs["status"] == "ok") & runs["samples_per_s"].notna()]
     if len(ok) == 1 and x in ok:  # nothing to rank; a noisy run is still named, as its table cell flags it

@@ -23,7 +23,15 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLo
 from bench.errors import one_line
 from bench.metrics import METRICS, Metric, metric, significant
 from bench.results import MEMORY_LABELS, parts_shown
-from bench.runs import LAB_EPOCH_IMAGES, images_per_epoch, is_numeric, resident_dataset_mb, unlike_the_lab, x_axis
+from bench.runs import (
+    LAB_EPOCH_IMAGES,
+    images_per_epoch,
+    is_numeric,
+    resident_dataset_mb,
+    trains,
+    unlike_the_lab,
+    x_axis,
+)
 from bench.tables import as_text
 
 LABELS = {
@@ -184,7 +192,7 @@ def context(runs: pd.DataFrame, varied: list[str]) -> str:
     name), model, precision, loader and batch size, where they are one value (not swept)."""
     parts = []
     # A max_batch search trains no epochs of the configured loader and batch: only what it searched on.
-    searched = "max_batch" in runs and runs["max_batch"].notna().any()
+    searched = "task" in runs and not trains(runs)
     keys = ("device", "model", "precision") if searched else ("device", "model", "precision", "loader", "recipe",
                                                                "batch_size")  # fmt: skip
     for key in keys:

@@ -39,6 +39,7 @@ from bench.runs import (
     summary_columns,
     swept_variables,
     timed_together,
+    trains,
     unlike_the_lab,
     values,
     x_axis,
@@ -293,14 +294,8 @@ def _cudnn_version(code: object) -> object:
     return f"{code // major}.{code % major // 100}.{code % 100}"
 
 
-def _trains(runs: pd.DataFrame) -> bool:
-    """Whether the experiment trains (not task=max_batch); a missing job, whose task is unknown, does not say."""
-    tasks = runs["task"].dropna()
-    return tasks.empty or bool((tasks != "max_batch").any())
-
-
 def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
-    training = _trains(runs)
+    training = trains(runs)
     # Which pipeline and recipe made each row.
     shown = [*varied, *(c for c in ("loader", "recipe") if c not in varied and training)]
     if "model" in varied:  # what makes one model heavier than another: its weights and its work per image
@@ -327,7 +322,7 @@ def _memory_panels(runs: pd.DataFrame) -> str:
     """What the memory panels' peak is, for these runs: a search's attempt or the timed epochs, and for a
     captured step also its CUDA graphs' pool."""
     measured = "Memory panels show peak memory *allocated* by tensors (`torch.cuda.max_memory_allocated`)"
-    if not _trains(runs):
+    if not trains(runs):
         return f"{measured} in the attempt at each run's largest batch (a fresh model, a few steps); nothing was timed."
     if "graph_pool" in parts_shown(p for p in runs["memory"] if isinstance(p, dict)):
         measured += (" in the timed epochs, plus a captured step's CUDA graphs' pool (between replays torch counts the "
@@ -456,12 +451,12 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     if no_gpu_memory and any("peak_memory_mb" in f for f in (lab or {}).get("figures") or [] if isinstance(f, dict)):
         lines += [NO_GPU_MEMORY, ""]
     loaders = values(runs["loader"])
-    if len(loaders) == 1 and _trains(runs):
+    if len(loaders) == 1 and trains(runs):
         pipeline = PIPELINES.get(loaders[0], "see README")
         if loaders[0] == "dataloader" and (pd.to_numeric(runs["workers"], errors="coerce") == 0).all():
             pipeline = pipeline.replace("DataLoader workers", "DataLoader in the main process (workers=0)")
         lines += [f"Pipeline: loader={loaders[0]} ({pipeline})", ""]
-    steps = values(runs["step_as_timed"]) if _trains(runs) else []
+    steps = values(runs["step_as_timed"]) if trains(runs) else []
     if steps:  # what step.*=auto and the recipe resolved to: recorded per run, never shown before
         lines += [f"Step as timed: {steps[0]}" if len(steps) == 1 else
                   f"Steps as timed (they differ between runs): {_steps_by_run(runs, steps, varied)}", ""]  # fmt: skip

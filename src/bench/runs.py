@@ -371,6 +371,13 @@ def swept_variables(df: pd.DataFrame) -> list[str]:
     return [c for c in [*CONFIG_COLUMNS, *settings(df)] if df[c].dropna().astype(str).nunique() > 1]
 
 
+def trains(runs: pd.DataFrame) -> bool:
+    """Whether an experiment's runs train (not task=max_batch), the one test of it for the report, its sentences
+    and its figures; a missing job, whose task is unknown, does not say, and a skipped search still searched."""
+    tasks = runs["task"].dropna()
+    return tasks.empty or bool((tasks != "max_batch").any())
+
+
 def images_per_epoch(runs: pd.DataFrame) -> pd.Series:
     """Each run's training images per epoch as numbers (NaN where unknown or not a number): the one reading
     behind every comparison of our epoch times with the lab's 50,000-image ones."""
