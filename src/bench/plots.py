@@ -318,7 +318,9 @@ def _mark_unfinished(
             continue
         pos = float(run[x]) if numeric else categories.index(str(run[x]))
         series = f" ({_series_label(tuple(run[h] for h in hue), list(hue))})" if hue else ""
-        ax.annotate(f"{run['status']}{series}", (pos, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
+        # Beside the run's x, not on it: a lab marker drawn there (the lab's GPU beside a skipped cuda job) was
+        # covered by the word.
+        ax.annotate(f"{run['status']}{series}", (pos, 0), xycoords=("data", "axes fraction"), xytext=(9, 4),
                     textcoords="offset points", ha="center", va="bottom", color="tab:red", fontsize="small",
                     rotation=90)  # fmt: skip
 
