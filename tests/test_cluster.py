@@ -295,6 +295,11 @@ def test_sigterm_to_a_submitit_job_records_it_as_interrupted(tmp_path: Path) -> 
         assert "Traceback" not in out + err
         summary = pd.read_csv(log.parent.parent / "summary.csv")
         assert list(summary["status"]) == ["interrupted"]
+        # The run's log is the run's: submitit's "Job completed successfully" under an interrupted run read as
+        # its outcome there, and stays in the job's own .submitit/ logs.
+        text = log.read_text()
+        assert "interrupted by SIGTERM" in text and "[submitit]" not in text, text[-2000:]
+        assert any("completed successfully" in f.read_text() for f in (log.parent.parent / ".submitit").rglob("*.out"))
 
 
 @pytest.mark.parametrize(
