@@ -139,6 +139,8 @@ def test_a_missing_device_is_still_recorded(tmp_path: Path) -> None:
     assert metrics["status"] == "skipped"
     assert "no CUDA GPU" in metrics["error"]
     assert metrics["peak_rss_mb"] is None  # it did no work: no memory figure to compare
+    # Its log says why too: it was an empty file beside the record.
+    assert "Run skipped: device=cuda but no CUDA GPU" in (only_run_dir(tmp_path) / "bench.log").read_text()
 
 
 def test_a_sweep_refused_for_one_bad_value_leaves_its_folder_to_the_corrected_sweep(tmp_path: Path) -> None:

@@ -140,6 +140,9 @@ def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> 
             _finish(result, device, run_dir)
     if usage_error is not None:
         if raise_usage_errors:
+            # The CLI prints it as its one line; the run's log gets it too (at DEBUG: the file only), so that
+            # bench.log beside a failed metrics.json does not stay empty.
+            log.debug("Run %s: %s", result.status, result.error)
             raise usage_error
         log.warning("Run %s: %s", result.status, result.error)
     return result
