@@ -218,6 +218,7 @@ def test_files_imagefolder_does_not_read_are_named(cfg_for, tmp_path: Path, capl
     said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
     assert said == [f"{root / 'train'}: 3 files left out, of extensions torchvision's ImageFolder does not read "
                     "(2 .gif, 1 .txt)"]  # fmt: skip
+    assert list(load(cfg).notes) == said  # recorded by a run on it, from the cache too
 
 
 def test_corrupt_extracted_cifar10_batches_are_named_not_fetched(tmp_path: Path) -> None:
@@ -270,19 +271,35 @@ def test_12_bit_data_in_16_bit_images_is_warned_about(cfg_for, tmp_path: Path, c
     with caplog.at_level(logging.INFO):
         arrays = load(cfg)
     assert arrays.train_x[0].max() <= 15 and "Decoding" in caplog.text
-    assert "1 16-bit image(s) use at most 12 bits (values under 4096), e.g. " in caplog.text
-    assert "cats/0.png: scaled as 16-bit they are nearly black" in caplog.text
+    assert "1 16-bit image uses at most 12 bits (values under 4096), e.g. " in caplog.text
+    assert "cats/0.png: scaled as 16-bit, such images are nearly black" in caplog.text
+    # Recorded too: a run's notes, and the reports', said why it trained on black images.
+    assert [n for n in arrays.notes if "at most 12 bits" in n] == [caplog.records[-1].getMessage()]
     # Every load says it, from the cache too (each job of a sweep trains on the same dark images).
     caplog.clear()
     with caplog.at_level(logging.INFO):
         load(cfg)
-    assert "Decoding" not in caplog.text and "1 16-bit image(s) use at most 12 bits" in caplog.text
+    assert "Decoding" not in caplog.text and "1 16-bit image uses at most 12 bits" in caplog.text
+    from bench import train
+
+    run = train.run(
+        cfg_for(
+            "dataset=imagefolder",
+            f"dataset.root={root}",
+            f"data_dir={tmp_path / 'data'}",
+            "dataset.train_size=null",
+            "dataset.test_size=null",
+            "batch_size=2",
+        ),
+        tmp_path / "run",
+    )
+    assert any("at most 12 bits" in n for n in run.notes), run.notes  # fmt: skip
     # A 32-bit "I" image (a TIFF, say) with 12-bit values is scaled the same way, and said too.
     Image.fromarray(twelve_bit.astype(np.int32), "I").save(root / "train" / "cats" / "0.tiff")
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         load(cfg)
-    assert "2 16-bit image(s) use at most 12 bits" in caplog.text
+    assert "2 16-bit images use at most 12 bits" in caplog.text
 
 
 # ------------------------------------------------------------------------------------------- loaders

@@ -9,6 +9,7 @@ test split, and its class names, so one code path serves them all. Each is a fun
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -43,12 +44,14 @@ class Arrays:
     test_x: np.ndarray
     test_y: np.ndarray
     classes: tuple[str, ...]
+    #: what the loading found that a run on it records (files left out, images read nearly black)
+    notes: tuple[str, ...] = ()
 
     def subset(self, train_size: int | None, test_size: int | None) -> Arrays:
         """The same data cut to deterministic subsets (None keeps a split whole)."""
         train_x, train_y = _subset(self.train_x, self.train_y, train_size, "train_size")
         test_x, test_y = _subset(self.test_x, self.test_y, test_size, "test_size")
-        return Arrays(train_x, train_y, test_x, test_y, self.classes)
+        return Arrays(train_x, train_y, test_x, test_y, self.classes, self.notes)
 
 
 def load_arrays(node: DictConfig) -> Arrays:
@@ -195,14 +198,13 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
     unknown = sorted(set(test.classes) - set(train.classes))
     if unknown:
         raise DatasetUnavailable(f"test/ has classes that train/ lacks: {', '.join(unknown)}")
-    for folder in (train, test):
-        _warn_skipped(folder)
+    notes = tuple(note for note in (_warn_skipped(folder) for folder in (train, test)) if note)
 
     classes = tuple(train.classes)
     cache = Path(cache_dir) / f"{_folder_key(root, train, test)}.npz"
     cached = _read_cache(cache, classes)
     if cached is not None:
-        return cached.subset(train_size, test_size)
+        return dataclasses.replace(cached, notes=notes + cached.notes).subset(train_size, test_size)
     try:  # before decoding every image, not after: say now if the cache cannot be written
         make_writable(cache.parent, "dataset.cache_dir")  # data_dir only by default
     except UsageError as err:
@@ -213,7 +215,7 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
     # Test labels use train's class indices, so a class missing from test/ does not shift the others.
     test_x, test_y, dark_test = _decode([(p, train.class_to_idx[test.classes[i]]) for p, i in test.samples])
     low_bits = [*dark, *dark_test]
-    _warn_low_bits(low_bits)
+    notes += tuple(note for note in [_warn_low_bits(low_bits)] if note)
     fd, tmp = tempfile.mkstemp(prefix=".cache.", suffix=".npz", dir=cache.parent)  # concurrent jobs may race
     try:
         with os.fdopen(fd, "wb") as f:
@@ -223,10 +225,10 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return Arrays(train_x, train_y, test_x, test_y, classes).subset(train_size, test_size)
+    return Arrays(train_x, train_y, test_x, test_y, classes, notes).subset(train_size, test_size)
 
 
-def _warn_skipped(folder: object) -> None:
+def _warn_skipped(folder: object) -> str | None:
     """Say which files in the class folders ImageFolder left out (extensions it does not read: .gif, .svg, …):
     it skips them without a word, and a folder of mixed formats would train on part of itself. Hidden files
     (.DS_Store) are left out of the count."""
@@ -239,10 +241,14 @@ def _warn_skipped(folder: object) -> None:
                 if not name.startswith(".") and os.path.normpath(os.path.join(top, name)) not in read:
                     suffix = Path(name).suffix.lower() or "(no extension)"
                     skipped[suffix] = skipped.get(suffix, 0) + 1
-    if skipped:
-        kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
-        log.warning("%s: %d file%s left out, of extensions torchvision's ImageFolder does not read (%s)",
-                    root, sum(skipped.values()), "s" * (sum(skipped.values()) > 1), kinds)  # fmt: skip
+    if not skipped:
+        return None
+    kinds = ", ".join(f"{n} {suffix}" for suffix, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+    count = sum(skipped.values())
+    note = (f"{root}: {count} file{'s' * (count > 1)} left out, of extensions torchvision's ImageFolder does not "
+            f"read ({kinds})")  # fmt: skip
+    log.warning("%s", note)
+    return note
 
 
 def _read_cache(cache: Path, classes: tuple[str, ...]) -> Arrays | None:
@@ -255,8 +261,8 @@ def _read_cache(cache: Path, classes: tuple[str, ...]) -> Arrays | None:
             low_bits = [str(p) for p in z["low_bits"]] if "low_bits" in z else []
         if arrays.train_x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3) or len(arrays.train_x) != len(arrays.train_y):
             raise ValueError("arrays of the wrong shape")
-        _warn_low_bits(low_bits)
-        return arrays
+        note = _warn_low_bits(low_bits)
+        return dataclasses.replace(arrays, notes=(note,)) if note else arrays
     except Exception as err:  # truncated, not a zip, arrays missing: whatever it is, it is rebuilt
         log.warning("The image cache %s is unreadable (%s); decoding the images again", cache, one_line(err))
         with contextlib.suppress(OSError):
@@ -301,13 +307,17 @@ def _decode(samples: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray, lis
     return images, np.asarray([label for _, label in samples], dtype=np.int64), dark
 
 
-def _warn_low_bits(dark: Sequence[str]) -> None:
+def _warn_low_bits(dark: Sequence[str]) -> str | None:
     """12-bit data in 16-bit files is common (microscopes, X-rays), and its scale is not in the file: said on
-    every load, from the cache too, since every run trains on what it decoded to."""
-    if len(dark):
-        log.warning("%d 16-bit image(s) use at most 12 bits (values under %d), e.g. %s: scaled as 16-bit they "
-                    "are nearly black (0-15 of 255); convert them to 8-bit with their own scale to train on "
-                    "what they show", len(dark), LOW_BITS_LIMIT, dark[0])  # fmt: skip
+    every load, from the cache too, since every run trains on what it decoded to, and recorded (the note)."""
+    if not len(dark):
+        return None
+    n = len(dark)
+    note = (f"{n} 16-bit image{'s' * (n > 1)} use{'s' * (n == 1)} at most 12 bits (values under {LOW_BITS_LIMIT}), "
+            f"e.g. {dark[0]}: scaled as 16-bit, such images are nearly black (0-15 of 255); convert them to 8-bit "
+            "with their own scale to train on what they show")  # fmt: skip
+    log.warning("%s", note)
+    return note
 
 
 def _rgb(img: Image.Image) -> tuple[Image.Image, bool]:

@@ -241,6 +241,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     allocator = memory.allocator_for(device)
 
     arrays = load_arrays(cfg.dataset)
+    result.notes.extend(arrays.notes)  # said on the console as the dataset loaded; kept for the reports
     # Test images only where the run tests on them: with evaluate=false none is used.
     result.train_samples, result.test_samples = len(arrays.train_y), len(arrays.test_y) if cfg.evaluate else None
     result.classes = len(arrays.classes)
