@@ -335,10 +335,12 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
     ]  # fmt: skip
     if unjudged:
         lines += [f"{unjudged} config(s) without a verdict: on one side only, or not ok on a side.", ""]
-    if (c.table["band_rule"] == "fixed").any():  # nothing measured this machine's noise for those configs
-        lines += [f"Where the band is the fixed {_percent(c.band)}, the sides did not both measure their noise "
-                  "over repeats (what a side measured was narrower): a single run can differ from the next by "
-                  "more on a busy machine. Run both sides with repeat=3 for a band measured here.", ""]  # fmt: skip
+    if c.table["band_rule"].isin(["fixed", "epochs"]).any():  # nothing measured how far apart runs fall here
+        lines += [f"Where the band is the fixed {_percent(c.band)} or one run's epochs (marked epochs), nothing "
+                  "measured how far apart separate runs of a config fall on these machines, and on a busy one "
+                  "they differ by more than a run's epochs do (of two identical sweeps of 256-image epochs on a "
+                  "2-core box, one config ran 0.83× as fast). For a verdict to rely on, give each side several "
+                  "runs of each config (several folders), or at least repeat=3.", ""]  # fmt: skip
     if figure:
         lines += [f"![samples/s ratio, candidate / baseline]({figure})", ""]
     return "\n".join([*lines, summary_line(c)]) + "\n"
