@@ -291,7 +291,8 @@ def test_ctrl_c_stops_a_sweep_keeps_finished_jobs_and_reports(tmp_path: Path) ->
     _wait_for(proc, "Epoch 1/50")  # job 0 (one epoch) is done; job 1 is training
     os.killpg(proc.pid, signal.SIGINT)
     done = _finish(proc)
-    _one_error_line(done, 130, "interrupted by SIGINT: 1 ok, 1 interrupted, 1 missing; partial report: S/report.md")
+    _one_error_line(done, 130, "interrupted by SIGINT: 1 ok, 1 interrupted, 1 missing; partial report: S/report.md; "
+                    "to finish it: the same command with hydra.sweep.dir=S resume=true")  # fmt: skip
     summary = pd.read_csv(tmp_path / "S" / "summary.csv")
     assert list(summary["status"]) == ["ok", "interrupted", "missing"]
     assert list(summary["epochs"]) == [1, 50, 50]  # the job that never started is named by its overrides

@@ -364,4 +364,7 @@ def _what_is_kept() -> str:
                     f"python -m bench.report {sweep_dir})")  # fmt: skip
         counts: Any = report.runs["status"].value_counts()
         done = ", ".join(f"{n} {s}" for s, n in counts.items())
-        return f"{done}; partial report: {sweep_dir / folders.REPORT_FILE}"
+        # How to finish it, where a job is left to run: the partial report alone did not say.
+        unfinished = bool(report.runs["status"].isin(["missing", "interrupted", "unreadable"]).any())
+        resume = f"; to finish it: the same command with hydra.sweep.dir={sweep_dir} resume=true" * unfinished
+        return f"{done}; partial report: {sweep_dir / folders.REPORT_FILE}{resume}"
