@@ -108,7 +108,7 @@ def test_the_console_shows_the_table_and_the_summary_line(laptop_and_gpu: tuple[
     mean = (20 * 1.02 * 0.9) ** (1 / 3)
     summary = f"candidate vs baseline: 1 faster, 1 same, 1 slower (band 5%); geometric mean speedup {mean:.2f}×"
     assert proc.stdout.rstrip().endswith(summary)
-    assert "1 config(s) without a verdict" in proc.stdout
+    assert "1 config without a verdict" in proc.stdout
     assert not list(tmp_path.rglob("compare.*"))  # without --out nothing is written
 
 
@@ -235,7 +235,7 @@ def test_fail_on_regression_exits_1_on_a_slower_config(laptop_and_gpu: tuple[Pat
     base, cand = laptop_and_gpu
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "bench: error: 1 regression(s): batch_size=128 slower (0.90×, below 0.95×: band 5%)"
+    assert proc.stderr.strip() == "bench: error: 1 regression: batch_size=128 slower (0.90×, below 0.95×: band 5%)"
     assert "geometric mean speedup" in proc.stdout  # the table is still printed
     # Within a wider band the 10% is noise: no regression.
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", "--band", "0.2", module="bench.compare")
@@ -262,9 +262,7 @@ def test_a_config_not_ok_on_one_side_is_listed_without_a_verdict(tmp_path: Path)
     assert table["verdict"].isna().tolist() == [False, True, True]
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
     assert proc.returncode == 1  # an oom where the baseline trained is a regression; skipped is not
-    assert (
-        proc.stderr.strip() == "bench: error: 1 regression(s): batch_size=128 oom in the candidate, ok in the baseline"
-    )
+    assert proc.stderr.strip() == "bench: error: 1 regression: batch_size=128 oom in the candidate, ok in the baseline"
 
 
 def test_a_side_whose_cuda_jobs_were_all_skipped_names_no_device_and_draws_no_figure(tmp_path: Path) -> None:
@@ -397,7 +395,7 @@ def test_a_partly_failed_config_gets_no_verdict_and_is_a_regression(tmp_path: Pa
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "no config has all its runs ok on both sides (see the status column), so there is no verdict" in proc.stdout
-    assert "1 regression(s): model=medium, batch_size=64 1 of 2 ok in the candidate" in proc.stderr
+    assert "1 regression: model=medium, batch_size=64 1 of 2 ok in the candidate" in proc.stderr
 
 
 def test_compare_png_draws_ratios_far_apart_on_a_log_axis_and_names_both_sides(
@@ -450,7 +448,7 @@ def test_a_candidate_sweep_cut_short_pairs_its_missing_jobs_and_fails_the_guard(
     assert list(table["status"]) == [f"baseline ok, candidate {s}" for s in ("interrupted", "missing", "missing")]
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert proc.stderr.startswith("bench: error: 3 regression(s): batch_size=64 interrupted in the candidate, ok in")
+    assert proc.stderr.startswith("bench: error: 3 regressions: batch_size=64 interrupted in the candidate, ok in")
 
 
 def test_the_guard_fails_where_nothing_could_be_judged(tmp_path: Path) -> None:

@@ -334,7 +334,8 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
         "memory allocated on a GPU, else peak RSS; a ratio only where both sides measured the same.", "",
     ]  # fmt: skip
     if unjudged:
-        lines += [f"{unjudged} config(s) without a verdict: on one side only, or not ok on a side.", ""]
+        lines += [f"{unjudged} config{'s' * (unjudged != 1)} without a verdict: on one side only, or not ok on a "
+                  "side.", ""]  # fmt: skip
     if c.table["band_rule"].isin(["fixed", "epochs"]).any():  # nothing measured how far apart runs fall here
         lines += [f"Where the band is the fixed {_percent(c.band)} or one run's epochs (marked epochs), nothing "
                   "measured how far apart separate runs of a config fall on these machines, and on a busy one "
@@ -471,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"wrote {path}")
     found = regressions(c)
     if args.fail_on_regression and found:
-        fail(f"{len(found)} regression(s): {'; '.join(found)}", EXIT_RUN_FAILED)
+        fail(f"{len(found)} regression{'s' * (len(found) != 1)}: {'; '.join(found)}", EXIT_RUN_FAILED)
     if args.fail_on_regression and c.table["verdict"].isna().all():  # a guard that judged nothing passes nothing
         fail("--fail-on-regression: no config was judged (none has all its runs ok on both sides), so nothing "
              "shows that the candidate is not slower", EXIT_RUN_FAILED)  # fmt: skip

@@ -181,7 +181,7 @@ def learned_check(run: Mapping[str, Any]) -> tuple[bool | None, str | None]:
                        "loss of a uniform guess")  # fmt: skip
     if accuracy is not None and accuracy < CHANCE_ACCURACY_FACTOR / classes:
         return False, (
-            f"{DID_NOT_LEARN}: test accuracy {accuracy:.1%} is under {CHANCE_ACCURACY_FACTOR:g}× chance "
-            f"({1 / classes:.0%})"
+            f"{DID_NOT_LEARN}: test accuracy {accuracy:.1%} is under {CHANCE_ACCURACY_FACTOR:g}× chance, "
+            f"{CHANCE_ACCURACY_FACTOR / classes:.0%} (chance: {1 / classes:.0%})"
         )
     return True, None
