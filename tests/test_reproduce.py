@@ -107,6 +107,8 @@ def test_overrides_go_on_top_and_a_changed_commit_is_warned_about(original: Path
 
     assert losses(out) == losses(original)[:1]
     assert "| epochs | 2 | 1 |" in md
+    # Not "0.5× the total time": one epoch against two is no ratio of speed.
+    assert "| total time of the timed epochs (s) |" in md and "| n/a (2 timed epochs, then 1) |" in md
     assert "| 2 | 2." in md and "| n/a |" in md  # epoch 2 exists only in the original
     assert yaml.safe_load((out / ".hydra" / "overrides.yaml").read_text())[-1] == "epochs=1"
     # The new folder is reproducible in turn: its saved config is what ran, with no differences.

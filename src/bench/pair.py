@@ -176,15 +176,26 @@ def _as_shown(m: Metric, value: float) -> float:
         return value
 
 
+#: metrics that add the timed epochs up: two runs of different epoch counts have no ratio of them
+SUMS_OF_EPOCHS = ("total_time",)
+
+
 def metric_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
     """One row per comparable metric of the table: both values and the change; none for a metric neither run
     has (energy on the CPU)."""
+    counts = [len(run.get("epochs_detail") or []) for run in (old, new)]
+
+    def compared(m: Metric) -> str:
+        if m.key in SUMS_OF_EPOCHS and counts[0] != counts[1]:  # 1 epoch against 2 read "0.526×"
+            return f"n/a ({counts[0]} timed epochs, then {counts[1]})"
+        return change(m, old.get(m.key), new.get(m.key))
+
     rows = [
         (
             f"{m.label} ({m.unit})" if m.unit else m.label,
             m.format(old.get(m.key)),
             m.format(new.get(m.key)),
-            change(m, old.get(m.key), new.get(m.key)),
+            compared(m),
         )
         for m in METRICS
         if m.compare and not (finite(old.get(m.key)) is None and finite(new.get(m.key)) is None)
