@@ -417,17 +417,23 @@ def _mark(ok: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    # The variants' table from the docstring under the options: "--variants rd" means nothing without it.
+    variants = __doc__.split("\n\n")[2]
+    parser = OneLineParser(description=__doc__.split("\n\n")[0], epilog=f"variants:\n{variants}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    defaults = "; ".join(f"{device}: {' '.join(specs)}" for device, specs in DEFAULT_CONFIGS.items())
     parser.add_argument(
         "--configs",
         nargs="+",
         metavar="MODEL:BATCH:PRECISION[:VARIANTS]",
-        help="e.g. medium:256:fp32 or small:128:fp32:rd (VARIANTS: which of a, b, r, g, c, d; default: per device, "
-        "see DEFAULT_CONFIGS in the source)",
+        help=f"e.g. medium:256:fp32 or small:128:fp32:rd (VARIANTS: which of a, b, r, g, c, d, below; default, per "
+        f"device: {defaults})",
     )
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where to run (default: auto, a CUDA GPU where there is one)")  # fmt: skip
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per pipeline, at least 3 (median reported)")
-    parser.add_argument("--warmup-steps", type=int, default=10)
+    parser.add_argument("--warmup-steps", type=int, default=10,
+                        help="steps before each pipeline's timed epochs, not timed (default: 10)")  # fmt: skip
     parser.add_argument("--train-size", type=int, help="images per epoch (default: all 50,000)")
     parser.add_argument("--variants", default="abrgcd", help="which of a, b, r, g, c, d to run (of each config's)")
     parser.add_argument(
@@ -435,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         + (f"{DEFAULT_PAIRS['cpu']})" if DEFAULT_PAIRS["cpu"] == DEFAULT_PAIRS["cuda"] else
            f"{DEFAULT_PAIRS['cpu']} on the CPU, {DEFAULT_PAIRS['cuda']} on a GPU)"),
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the runs' seed (default: 0)")
     parser.add_argument("--out", type=Path, help="write results.md and results.json here")
     args = parser.parse_args(argv)
     if args.epochs < 3:

@@ -86,16 +86,24 @@ def measure(overrides: list[str], out: Path) -> tuple[float, float | None, float
 
 def within_noise(ratio: float, spread: float | None, plain_spread: float | None) -> bool:
     """Whether an option's ratio to the plain step is no further from 1, either way (0.5x as 2x), than the two
-    runs' epochs were apart: on a shared CPU, two runs of one option read 0.09x and 1.33x of the plain step.
-    Runs differ by more than their epochs do, so a ratio outside it is not proven either."""
+    runs' epochs were apart, their spreads summed: on a shared CPU, two runs of one option read 0.09x and 1.33x
+    of the plain step. Runs differ by more than their epochs do, so a ratio outside it is not proven either."""
     return spread is not None and plain_spread is not None and max(ratio, 1 / ratio) <= 1 + spread + plain_spread
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", nargs="+", help="model:batch:precision (default: per device)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per option (their median reported)")
+    parser.add_argument(
+        "--configs", nargs="+", help="model:batch:precision, e.g. small:32:fp32 (default: per device, DEFAULT_CONFIGS)"
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where to time them (default: auto, a CUDA GPU where there is one)",
+    )
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="timed epochs per option, their median reported (default: 3)")  # fmt: skip
     parser.add_argument("--train-size", type=int, help="images per epoch (default: 20,000 on the CPU, 49,152 on GPU)")
     parser.add_argument("--options", nargs="+",
                         help="options to time, each one quoted argument of space-separated overrides, e.g. "
@@ -118,8 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     timed = f"median of {args.epochs} epochs" if args.epochs > 1 else "one epoch"  # "median of 1 epochs" was not
     lines = [
         f'Measured on {where}; {timed} of {train_size:,} images, resident loader. "Epochs apart": (slowest − '
-        "fastest) ÷ median epoch; a ratio no further from 1 than its run's and the plain run's epochs were apart "
-        "is marked (noise): more --epochs, or a quieter machine, tell it apart.",
+        "fastest) ÷ median epoch; a ratio no further from 1 (either way) than its run's and the plain run's "
+        "epochs apart, summed, is marked (noise): more --epochs, or a quieter machine, tell it apart.",
         "",
         "| config | option | samples/s | × plain | epochs apart | warm-up (s) |",
         "|---|---|---:|---:|---:|---:|",
