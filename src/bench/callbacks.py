@@ -44,8 +44,10 @@ class FolderGuard(Callback):
             # Without -m Hydra runs the one job here and ignores the launcher: a SLURM run trained on the login node.
             launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
             if launcher and not launcher.endswith("BasicLauncher"):
-                name = launcher.rsplit(".", 1)[-1]
-                raise UsageError(f"the {name} runs a sweep's jobs, and this is a single run, which would train here "
+                # As the user chose it (hydra/launcher=local), not the class behind it (LocalLauncher).
+                choice = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher")
+                name = f"hydra/launcher={choice}" if choice else f"the {launcher.rsplit('.', 1)[-1]}"
+                raise UsageError(f"{name} runs a sweep's jobs, and this is a single run, which would train here "
                                  "in this process: add -m (one value per key makes a sweep of one job)")  # fmt: skip
             check_job_files(config)
             claim_run_dir(Path(_resolved(config, "hydra.run.dir")))
