@@ -231,6 +231,9 @@ def _two_jobs_reported(tmp_path: Path, launcher: str) -> Path:
     at_once = "hydra/launcher=submitit_local starts all 2 jobs at once on this machine: they compete for it"
     assert (at_once in proc.stdout + proc.stderr) == (launcher == "submitit_local")
     sweep = next((tmp_path / "outputs" / "sweeps").iterdir())
+    # bench's launchers say each job's end as it comes (its lines go to .submitit/): Hydra's own do not.
+    said = re.findall(r"Job (\d) done: ok, [\d,]+ samples/s", proc.stdout + proc.stderr)
+    assert said == (["0", "1"] if launcher in ("local", "slurm") else []), proc.stdout + proc.stderr
     summary = pd.read_csv(sweep / "summary.csv")
     assert list(summary["batch_size"]) == [16, 32] and (summary["status"] == "ok").all()
     assert (sweep / "report.md").exists()

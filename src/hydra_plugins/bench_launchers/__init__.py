@@ -71,16 +71,35 @@ def _lost_jobs_recorded(launcher: Any) -> Iterator[None]:
     def results(job: core.Job) -> list[Any]:
         if isinstance(job, LocalJob):
             job._results_timeout_s = LOCAL_RESULT_WAIT_S
+        sweep_dir = Path(str(launcher.config.hydra.sweep.dir))
         try:
-            return wait(job)
+            found = wait(job)
         except utils.UncompletedJobError as err:  # FailedJobError too: a subclass
-            return [record_lost(Path(str(launcher.config.hydra.sweep.dir)), job, err)]
+            return [record_lost(sweep_dir, job, err)]
+        say_done(sweep_dir, job)
+        return found
 
     core.Job.results = results  # type: ignore[method-assign]
     try:
         yield
     finally:
         core.Job.results = wait  # type: ignore[method-assign]
+
+
+def say_done(sweep_dir: Path, job: Any) -> None:
+    """One line as each job's result comes in, from its own record: the jobs' output goes to their .submitit/
+    logs, and between the plan's lines and "Sweep finished" nothing had said how far a sweep had got."""
+    from bench.folders import METRICS_FILE
+    from bench.results import load_metrics
+
+    try:
+        number = job.submission().args[2]
+        record = load_metrics(sweep_dir / str(number) / METRICS_FILE)
+    except Exception:  # progress only: the report says what each job recorded, or that it is unreadable
+        return
+    speed = record.get("samples_per_s")
+    rate = f", {speed:,.0f} samples/s" if isinstance(speed, (int, float)) and record.get("status") == "ok" else ""
+    log.info("Job %s done: %s%s (%s)", number, record.get("status"), rate, sweep_dir / str(number))
 
 
 #: SLURM's states for a job that ended without a result, as the status its record gets (else ``failed``)
