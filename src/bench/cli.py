@@ -124,10 +124,9 @@ def _job(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> float | None:
         if in_sweep:
             return result.metrics.get("samples_per_s")
         if result.status == "ok":  # a sweep ends with its report's path; a single run, with its folder's
-            shown = os.path.relpath(run_dir) if run_dir.is_relative_to(Path.cwd()) else run_dir  # as typed, mostly
-            log.info("Results: %s (metrics.json, bench.log)", shown)
+            log.info("Results: %s (metrics.json, bench.log)", as_typed(run_dir))
             return result.metrics.get("samples_per_s")
-        fail(f"run {result.status}: {result.error} (details in {run_dir})", EXIT_RUN_FAILED)
+        fail(f"run {result.status}: {result.error} (details in {as_typed(run_dir)})", EXIT_RUN_FAILED)
 
 
 def main() -> None:
@@ -348,13 +347,19 @@ def _one_line(err: BaseException) -> str:
     return describe(err)
 
 
+def as_typed(path: Path) -> str:
+    """A run's folder as the closing lines write it: relative where it is under the working directory (as
+    Hydra's default, outputs/runs/<time>, and most hydra.run.dir values are typed), else in full."""
+    return os.path.relpath(path) if Path(path).absolute().is_relative_to(Path.cwd()) else str(path)
+
+
 def _what_is_kept() -> str:
     """After a stop (a signal, or a sweep that cannot go on): write what can still be written (a sweep's
     partial report) and say where the results are."""
     sweep_dir = _sweep_dir()
     with interrupts.deferred(reraise=False):
         if sweep_dir is None:
-            return f"the run is recorded in {SESSION.run_dir}" if SESSION.run_dir else "nothing was started"
+            return f"the run is recorded in {as_typed(SESSION.run_dir)}" if SESSION.run_dir else "nothing was started"
         from bench.report import build_report
 
         try:
