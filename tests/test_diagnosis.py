@@ -336,7 +336,7 @@ def test_a_run_of_one_repeat_beside_repeated_ones_says_its_spread_is_over_its_ep
     assert proc.returncode == 0, proc.stderr
     # The console's closing line: the repeats' median and IQR, which metrics.json had and the console did not.
     console = proc.stdout + proc.stderr
-    assert re.search(r"samples/s \(median of 2 repeats [\d,]+, IQR [\d,]+", console), console
+    assert re.search(r"samples/s over all epochs \(median of 2 repeats [\d,]+, IQR [\d,]+", console), console
     assert re.search(r"peak RSS [\d,]+ MB \(main process\)", console), console
     lines = (tmp_path / "S" / "report.md").read_text().splitlines()
     at = next(i for i, line in enumerate(lines) if "samples/s: median (IQR) over the repeats (else the epochs)" in line)

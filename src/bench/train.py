@@ -471,8 +471,9 @@ def _conclude(result: RunResult) -> None:
                     + (f", CV {cv:.1%}" if cv is not None and not noisy else ""))  # fmt: skip
     said += [noisy] * bool(noisy)
     spread = f" ({'; '.join(said)})" if said else ""
+    over_all = " over all epochs" if repeats > 1 else ""  # beside the repeats' median: which rate is which
     line = [f"avg epoch {metric('avg_epoch_time').format(m['avg_epoch_time'])} s",
-            f"{metric('samples_per_s').format(m['samples_per_s'])} samples/s{spread}"]  # fmt: skip
+            f"{metric('samples_per_s').format(m['samples_per_s'])} samples/s{over_all}{spread}"]  # fmt: skip
     if m.get("peak_memory_mb") is not None:
         pooled = " (with CUDA graphs' pool)" if (result.memory or {}).get("graph_pool_mb") else ""
         line.append(
