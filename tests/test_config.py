@@ -70,6 +70,9 @@ def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     # Every entry point, with the fast path, before the groups.
     for command in ("bench recipe=fast", "bench.report", "bench.reproduce", "bench.compare BASELINE CANDIDATE"):
         assert f"python -m {command}" in proc.stdout.split("== Config groups")[0], command
+    # And how to finish a stopped sweep and run one on a cluster, which it had never said.
+    head = proc.stdout.split("== Config groups")[0]
+    assert "resume=true" in head and "hydra/launcher=slurm" in head
 
 
 def test_info_reports_the_config_search_path(tmp_path: Path) -> None:
