@@ -258,9 +258,10 @@ def report(source: Source, new_dir: Path, the_plan: Plan, new: dict[str, Any], a
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = OneLineParser(
         prog="python -m bench.reproduce",
-        description="Run an earlier run's saved config again into a new folder, and compare the two "
+        description="Run an earlier run's saved config again into a new folder, and compare the two\n"
         "(reproduce.md in the new folder). RUN_DIR is never written to.",
-        epilog="example: python -m bench.reproduce outputs/runs/2025-01-01_12-00-00_000000 epochs=1",
+        epilog="example:\n  python -m bench.reproduce outputs/runs/2025-01-01_12-00-00_000000 epochs=1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the example on one line, as it is typed
     )
     parser.add_argument(
         "run_dir",
