@@ -315,7 +315,7 @@ def test_nothing_matched_is_exit_2_and_says_how_the_sides_differ(tmp_path: Path)
     # compare.md says what it did not match on, and how the sides differ there (the key just dropped out).
     written = (tmp_path / "c" / "compare.md").read_text()
     assert "- not matched on (--ignore): precision: baseline fp32; candidate amp_fp16" in written
-    assert "Where the band is the fixed 5% or one run's epochs (marked epochs), nothing measured how far" in written
+    assert "Where the band is the fixed 5% or rests on a run's epochs (marked epochs), nothing measured" in written
     # Several keys in one flag, as the help's a,b says: it was one key named "precision,loader", not recorded.
     proc = run_cli(tmp_path, str(base), str(cand), "--ignore", "precision,loader", module="bench.compare")
     assert proc.returncode == 0 and "2 faster, 0 same, 0 slower" in proc.stdout, proc.stderr

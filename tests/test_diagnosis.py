@@ -199,6 +199,9 @@ def test_a_loss_above_a_uniform_guesss_is_no_learning_either() -> None:
         "did not learn: test accuracy 12.0% is under 1.5× chance, 15% (chance: 10%)",
     )  # the accuracy says it did not
     assert check(float("nan")) == (None, None)
+    # With 100 classes: 1.5% and 1%, not "2% (chance: 1%)".
+    many = diagnosis.diagnose({"final_loss": 1.0, "test_accuracy": 0.01, "classes": 100})["learning"]
+    assert many.endswith("under 1.5× chance, 1.5% (chance: 1%)"), many
     # lr=1e8 blew the loss up to 29 digits, printed in full to 3 decimals.
     assert check(4.7404e28)[1].startswith("did not learn: final loss 4.74e+28 is above ln(10)")
 

@@ -311,3 +311,10 @@ def test_a_difference_is_of_the_values_as_shown_beside_it() -> None:
     # A blown-up loss is shown as 4.74e+28, and so is its change: not 29 digits and four decimals.
     rows = metric_table({"final_loss": 3.1e27}, {"final_loss": 4.74e28}).set_index("metric")
     assert list(rows.loc["final loss"]) == ["3.1e+27", "4.74e+28", "+4.43e+28"]
+    # Total time is judged by epoch counts only where both records list their epochs: an unreadable original
+    # ({}) had "0 timed epochs, then 2".
+    two = {"total_time": 2.0, "epochs_detail": [{}, {}]}
+    rows = metric_table({"total_time": 1.0}, two).set_index("metric")
+    assert rows.loc["total time of the timed epochs (s)", "new vs original"] == "2.000× (new / original)"
+    rows = metric_table({"total_time": 1.0, "epochs_detail": [{}]}, two).set_index("metric")
+    assert rows.loc["total time of the timed epochs (s)", "new vs original"] == "n/a (1 timed epoch, then 2)"

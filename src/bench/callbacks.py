@@ -46,7 +46,9 @@ class FolderGuard(Callback):
             if launcher and not launcher.endswith("BasicLauncher"):
                 # As the user chose it (hydra/launcher=local), not the class behind it (LocalLauncher).
                 choice = OmegaConf.select(config, "hydra.runtime.choices", default={}).get("hydra/launcher")
-                name = f"hydra/launcher={choice}" if choice else f"the {launcher.rsplit('.', 1)[-1]}"
+                # Not "basic" where the class was set directly (hydra.launcher._target_=...): its class then.
+                named = choice and choice != "basic"
+                name = f"hydra/launcher={choice}" if named else f"the {launcher.rsplit('.', 1)[-1]}"
                 raise UsageError(f"{name} runs a sweep's jobs, and this is a single run, which would train here "
                                  "in this process: add -m (one value per key makes a sweep of one job)")  # fmt: skip
             check_job_files(config)

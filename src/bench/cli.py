@@ -49,6 +49,8 @@ class _Session:
     started: bool = False
     run_dir: Path | None = None
     sweep_dir: Path | None = None
+    #: where the command was started: Hydra's runtime.cwd (with hydra.job.chdir=true a job runs in its folder)
+    cwd: Path | None = None
 
 
 SESSION = _Session()
@@ -60,7 +62,7 @@ def app(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    SESSION.started, SESSION.run_dir = True, run_dir
+    SESSION.started, SESSION.run_dir, SESSION.cwd = True, run_dir, Path(hydra_cfg.runtime.cwd)
     if in_sweep:
         SESSION.sweep_dir = Path(hydra_cfg.sweep.dir)
     # Also here, not only in main(): under the submitit launchers each job runs in a process of its own.
@@ -348,9 +350,10 @@ def _one_line(err: BaseException) -> str:
 
 
 def as_typed(path: Path) -> str:
-    """A run's folder as the closing lines write it: relative where it is under the working directory (as
-    Hydra's default, outputs/runs/<time>, and most hydra.run.dir values are typed), else in full."""
-    return os.path.relpath(path) if Path(path).absolute().is_relative_to(Path.cwd()) else str(path)
+    """A run's folder as the closing lines write it: relative to where the command started, where it is under
+    it (as Hydra's default, outputs/runs/<time>, and most hydra.run.dir values are typed), else in full."""
+    start = SESSION.cwd or Path.cwd()
+    return os.path.relpath(path, start) if Path(path).absolute().is_relative_to(start) else str(path)
 
 
 def _what_is_kept() -> str:

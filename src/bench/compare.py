@@ -336,8 +336,9 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
     if unjudged:
         lines += [f"{unjudged} config{'s' * (unjudged != 1)} without a verdict: on one side only, or not ok on a "
                   "side.", ""]  # fmt: skip
-    if c.table["band_rule"].isin(["fixed", "epochs"]).any():  # nothing measured how far apart runs fall here
-        lines += [f"Where the band is the fixed {_percent(c.band)} or one run's epochs (marked epochs), nothing "
+    # Nothing measured how far apart a side's runs fall here: a band of single runs' epochs on one side at least.
+    if c.table["band_rule"].isin(["fixed", "epochs", "IQR+epochs"]).any():
+        lines += [f"Where the band is the fixed {_percent(c.band)} or rests on a run's epochs (marked epochs), nothing "
                   "measured how far apart separate runs of a config fall on these machines, and on a busy one "
                   "they differ by more than a run's epochs do (of two identical sweeps of 256-image epochs on a "
                   "2-core box, one config ran 0.83× as fast). For a verdict to rely on, give each side several "

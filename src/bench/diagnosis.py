@@ -182,6 +182,6 @@ def learned_check(run: Mapping[str, Any]) -> tuple[bool | None, str | None]:
     if accuracy is not None and accuracy < CHANCE_ACCURACY_FACTOR / classes:
         return False, (
             f"{DID_NOT_LEARN}: test accuracy {accuracy:.1%} is under {CHANCE_ACCURACY_FACTOR:g}× chance, "
-            f"{CHANCE_ACCURACY_FACTOR / classes:.0%} (chance: {1 / classes:.0%})"
+            f"{100 * CHANCE_ACCURACY_FACTOR / classes:.3g}% (chance: {100 / classes:.3g}%)"  # 15%, 1.5%, 0.15%
         )
     return True, None

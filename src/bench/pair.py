@@ -183,11 +183,12 @@ SUMS_OF_EPOCHS = ("total_time",)
 def metric_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
     """One row per comparable metric of the table: both values and the change; none for a metric neither run
     has (energy on the CPU)."""
+    # Where both records list their epochs (an unreadable original, or an older record, may not): else no rule.
     counts = [len(run.get("epochs_detail") or []) for run in (old, new)]
 
     def compared(m: Metric) -> str:
-        if m.key in SUMS_OF_EPOCHS and counts[0] != counts[1]:  # 1 epoch against 2 read "0.526×"
-            return f"n/a ({counts[0]} timed epochs, then {counts[1]})"
+        if m.key in SUMS_OF_EPOCHS and all(counts) and counts[0] != counts[1]:  # 1 epoch against 2 read 0.526×
+            return f"n/a ({counts[0]} timed epoch{'s' * (counts[0] != 1)}, then {counts[1]})"
         return change(m, old.get(m.key), new.get(m.key))
 
     rows = [

@@ -76,7 +76,7 @@ def _lost_jobs_recorded(launcher: Any) -> Iterator[None]:
             found = wait(job)
         except utils.UncompletedJobError as err:  # FailedJobError too: a subclass
             return [record_lost(sweep_dir, job, err)]
-        say_done(sweep_dir, job)
+        say_done(sweep_dir, job, found)
         return found
 
     core.Job.results = results  # type: ignore[method-assign]
@@ -86,14 +86,20 @@ def _lost_jobs_recorded(launcher: Any) -> Iterator[None]:
         core.Job.results = wait  # type: ignore[method-assign]
 
 
-def say_done(sweep_dir: Path, job: Any) -> None:
+def say_done(sweep_dir: Path, job: Any, found: Sequence[Any] = ()) -> None:
     """One line as each job's result comes in, from its own record: the jobs' output goes to their .submitit/
-    logs, and between the plan's lines and "Sweep finished" nothing had said how far a sweep had got."""
+    logs, and between the plan's lines and "Sweep finished" nothing had said how far a sweep had got. The job's
+    number is its JobReturn's (its pickled submission, a read of it per job, only where that is missing)."""
+    from omegaconf import OmegaConf
+
     from bench.folders import METRICS_FILE
     from bench.results import load_metrics
 
     try:
-        number = job.submission().args[2]
+        hydra_cfg = getattr(found[0], "hydra_cfg", None) if found else None
+        number = OmegaConf.select(hydra_cfg, "hydra.job.num") if hydra_cfg is not None else None
+        if number is None:
+            number = job.submission().args[2]
         record = load_metrics(sweep_dir / str(number) / METRICS_FILE)
     except Exception:  # progress only: the report says what each job recorded, or that it is unreadable
         return
