@@ -431,18 +431,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to run (default: auto, a CUDA GPU where there is one)")  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per pipeline, at least 3 (median reported)")
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="timed epochs per pipeline, at least 3, their median reported (default: 3)")  # fmt: skip
     parser.add_argument("--warmup-steps", type=int, default=10,
                         help="steps before each pipeline's timed epochs, not timed (default: 10)")  # fmt: skip
     parser.add_argument("--train-size", type=int, help="images per epoch (default: all 50,000)")
-    parser.add_argument("--variants", default="abrgcd", help="which of a, b, r, g, c, d to run (of each config's)")
+    parser.add_argument("--variants", default="abrgcd",
+                        help="which of a, b, r, g, c, d to run, of each config's own (default: all)")  # fmt: skip
     parser.add_argument(
         "--pairs", type=int, help="how many times (r) and (d) run, interleaved, for the harness verdict (default: "
         + (f"{DEFAULT_PAIRS['cpu']})" if DEFAULT_PAIRS["cpu"] == DEFAULT_PAIRS["cuda"] else
            f"{DEFAULT_PAIRS['cpu']} on the CPU, {DEFAULT_PAIRS['cuda']} on a GPU)"),
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="the runs' seed (default: 0)")
-    parser.add_argument("--out", type=Path, help="write results.md and results.json here")
+    parser.add_argument("--out", type=Path, help="write results.md and results.json here (default: print only)")
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figure is a median over timed epochs")

@@ -93,8 +93,9 @@ def within_noise(ratio: float, spread: float | None, plain_spread: float | None)
 
 def main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    defaults = "; ".join(f"{device}: {' '.join(specs)}" for device, specs in DEFAULT_CONFIGS.items())
     parser.add_argument(
-        "--configs", nargs="+", help="model:batch:precision, e.g. small:32:fp32 (default: per device, DEFAULT_CONFIGS)"
+        "--configs", nargs="+", help=f"model:batch:precision, e.g. small:32:fp32 (default, per device: {defaults})"
     )
     parser.add_argument(
         "--device",
@@ -107,8 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-size", type=int, help="images per epoch (default: 20,000 on the CPU, 49,152 on GPU)")
     parser.add_argument("--options", nargs="+",
                         help="options to time, each one quoted argument of space-separated overrides, e.g. "
-                             "'step.adam=fused' 'step.compile=max step.channels_last=true'")  # fmt: skip
-    parser.add_argument("--out", type=Path, help="write step_options.md and step_options.json here")
+                             "'step.adam=fused' 'step.compile=max step.channels_last=true' (default: the "
+                             "alternatives to the device's auto choices, OPTIONS in the source)")  # fmt: skip
+    parser.add_argument("--out", type=Path,
+                        help="write step_options.md and step_options.json here (default: print only)")  # fmt: skip
     args = parser.parse_args(argv)
     device = device_for(parser, args.device)
     specs = args.configs or DEFAULT_CONFIGS[device.type]
