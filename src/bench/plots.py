@@ -440,7 +440,9 @@ def plot_ratios(
     its verdict, the noise band shaded around 1, and a line at 1; ``shared`` (the machines, a key not matched
     on) is a smaller line under the title."""
     ticks = [label.replace(", ", "\n") for label in labels]
-    inches = _bars_width(ticks)
+    # Wide enough for the line under the title in three lines or so (~9 small characters an inch), up to 12
+    # inches: two machines and two unmatched keys had made it seven lines over two bars.
+    inches = max(_bars_width(ticks), min(12.0, len(shared) / 27))
     fig, ax = plt.subplots(figsize=(inches, 4.4), layout="constrained")
     # From the line at 1×, up or down: a bar's length is how far from as-fast-as-the-baseline it is (on a log
     # scale, a bar from an arbitrary floor would make 0.02× a stub and 1.08× a tower).
