@@ -373,6 +373,10 @@ def test_two_real_cpu_sweeps_compare_row_by_row(tmp_path: Path) -> None:
     assert set(table["verdict"]) <= {"faster", "same", "slower"} and table["ratio"].map(math.isfinite).all()
     assert table["memory"].tolist() == ["RSS", "RSS"] and table["memory_ratio"].notna().all()
     assert "candidate vs baseline: " in proc.stdout and (tmp_path / "cmp" / "compare.png").is_file()
+    # RSS peaks in whole MB, as the report writes them (723, not 723.4 beside the report's 723).
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("|") and " 16 |" in line)
+    peaks = [cell.strip() for cell in row.split("|")[7:9]]
+    assert all(re.fullmatch(r"[\d,]+", p) for p in peaks), row
 
 
 def test_a_candidate_job_unreadable_through_and_through_is_a_regression(tmp_path: Path) -> None:

@@ -262,6 +262,15 @@ def _percent(share: float) -> str:
     return f"{100 * share:,.1f}".rstrip("0").rstrip(".") + "%"
 
 
+def _like(c: Comparison) -> dict[str, str]:
+    """Each figure column formatted as its metric: the peaks as RSS (whole MB, as the report has them) where
+    every side of every row measured RSS, else as CUDA allocated (one decimal)."""
+    memories = {m for pair in c.table["memory"].dropna() for m in str(pair).split(" → ")}
+    if memories == {MEMORY["peak_rss_mb"]}:
+        return LIKE | {"baseline peak MB": "peak_rss_mb", "candidate peak MB": "peak_rss_mb"}
+    return LIKE
+
+
 def _limits(band: float) -> str:
     """A band as the verdict's two limits: ``+5%/−4.8%`` (above 1 + band, below 1 / (1 + band)); a "±54.5%"
     read as if 0.6× were inside it, where the slower limit is 0.65×."""
@@ -324,7 +333,7 @@ def render(c: Comparison, baseline: Sequence[Path], candidate: Sequence[Path], f
         *(f"- not matched on (--ignore): {key}: baseline {', '.join(b) or 'n/a'}; candidate {', '.join(a) or 'n/a'}"
           for key, (b, a) in c.ignored.items()),
         "",
-        markdown(display(c), like=LIKE), "",
+        markdown(display(c), like=_like(c)), "",
         "ratio: candidate / baseline (above 1: the candidate is faster, or uses more memory). Verdict: faster "
         "above 1 + band, slower below 1 / (1 + band) (as far on a log scale), else same; the band is the sum of "
         "both sides' relative IQRs (IQR / median of samples/s over repeat=N, or over a side's several runs of a "
