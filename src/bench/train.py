@@ -294,8 +294,10 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
             # After the timed epochs and their peaks: a profiler can leave CUDA's tracing (CUPTI) active in the
             # process after it stops, which slows the kernels that follow it.
             table, profiled = profile(cfg.seed, model, step, train, PROFILE_STEPS, run_dir / TRACE_FILE)
-            log.info("Profiled %d step%s (rolled back): %s (Perfetto or chrome://tracing); the top operators by self "
-                     "time are in bench.log", profiled, "s" * (profiled != 1), run_dir / TRACE_FILE)  # fmt: skip
+            # The file's name: the run's folder is the Results line's (and absolute here, unlike it).
+            log.info("Profiled %d step%s (rolled back): %s in the run's folder (Perfetto or chrome://tracing); the "
+                     "top operators by self time are in bench.log", profiled, "s" * (profiled != 1),
+                     TRACE_FILE)  # fmt: skip
             log.debug("Top operators by self time:\n%s", table)  # to bench.log
     finally:
         train.close()
