@@ -221,10 +221,12 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
             f"(resume and the reports rely on it): leave hydra.sweep.subdir at {JOB_SUBDIR}"
         )
     if resume:
-        if not (path / SWEEP_FILE).is_file() and holds_runs(path):  # the plan is gone: which jobs are unfinished?
-            raise UsageError(f"resume=true: {path} holds runs but not the sweep's {SWEEP_FILE} (its plan of jobs): "
-                             f"put that file back to resume it, or run the sweep again in a new folder")  # fmt: skip
         if not (path / SWEEP_FILE).is_file():
+            if holds_runs(path):  # the plan is gone: which jobs are unfinished?
+                raise UsageError(
+                    f"resume=true: {path} holds runs but not the sweep's {SWEEP_FILE} (its plan of "
+                    "jobs): put that file back to resume it, or run the sweep again in a new folder"
+                )
             raise UsageError(f"resume=true: {path} holds no sweep to resume (no {SWEEP_FILE}); check hydra.sweep.dir")
         make_writable(path, "hydra.sweep.dir")
         _hold(path)
