@@ -148,6 +148,7 @@ class ReportCallback(Callback):
         with interrupts.deferred():  # a signal inside an import leaves a half-made module the partial report needs
             from bench import plots  # noqa: F401  (matplotlib, imported whole)
             from bench.report import build_report
+            from bench.runs import status_counts
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
@@ -155,6 +156,5 @@ class ReportCallback(Callback):
         except Exception as err:  # the runs are safe on disk; say how to build the report again
             log.error("Could not build the report (%s); retry with: python -m bench.report %s", err, sweep_dir)
             return
-        counts = report.runs["status"].value_counts()
-        log.info("Sweep finished: %s", ", ".join(f"{n} {s}" for s, n in counts.items()))
+        log.info("Sweep finished: %s", status_counts(report.runs))
         log.info("Report: %s (summary.csv, plots beside it)", sweep_dir / REPORT_FILE)

@@ -17,7 +17,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -364,14 +364,14 @@ def _what_is_kept() -> str:
         if sweep_dir is None:
             return f"the run is recorded in {as_typed(SESSION.run_dir)}" if SESSION.run_dir else "nothing was started"
         from bench.report import build_report
+        from bench.runs import status_counts
 
         try:
             report = build_report([sweep_dir])
         except Exception as err:  # the job folders are safe on disk; the report can be built later
             return (f"finished jobs are kept in {sweep_dir} (no report: {_one_line(err)}; build it later with "
                     f"python -m bench.report {sweep_dir})")  # fmt: skip
-        counts: Any = report.runs["status"].value_counts()
-        done = ", ".join(f"{n} {s}" for s, n in counts.items())
+        done = status_counts(report.runs)
         # How to finish it, where a job is left to run: the partial report alone did not say.
         unfinished = bool(report.runs["status"].isin(["missing", "interrupted", "unreadable"]).any())
         resume = f"; to finish it: the same command with hydra.sweep.dir={sweep_dir} resume=true" * unfinished

@@ -35,6 +35,7 @@ from bench.runs import (
     load_runs,
     resident_dataset_mb,
     settings,
+    status_counts,
     step_text,
     summary_columns,
     swept_variables,
@@ -355,8 +356,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
         lines += [f"{head}: {swept}", ""]
     else:
         lines += ["Swept: nothing (every run has the same config)", ""]
-    counts = df["status"].value_counts()
-    lines += [f"Runs: {len(df)} ({', '.join(f'{n} {s}' for s, n in counts.items())})", ""]
+    lines += [f"Runs: {len(df)} ({status_counts(df)})", ""]
 
     lines += ["## Environment", "", markdown(_environment(df)), ""]
     versions = _code_versions_sentence(df)
@@ -739,8 +739,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
     with interrupts.command("build the report"):
         report = build_report(args.dirs, args.out)
-    counts = report.runs["status"].value_counts()
-    print(f"{len(report.runs)} run{'s' * (len(report.runs) != 1)} ({', '.join(f'{n} {s}' for s, n in counts.items())})")
+    print(f"{len(report.runs)} run{'s' * (len(report.runs) != 1)} ({status_counts(report.runs)})")
     for path in report.files:
         print(f"wrote {path}")
 

@@ -371,6 +371,12 @@ def swept_variables(df: pd.DataFrame) -> list[str]:
     return [c for c in [*CONFIG_COLUMNS, *settings(df)] if df[c].dropna().astype(str).nunique() > 1]
 
 
+def status_counts(runs: pd.DataFrame) -> str:
+    """How the runs ended, the most common first: "2 ok, 1 diverged" (the report, its command, the sweep's end
+    and a stopped sweep's last line say it alike)."""
+    return ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())
+
+
 def trains(runs: pd.DataFrame) -> bool:
     """Whether an experiment's runs train (not task=max_batch), the one test of it for the report, its sentences
     and its figures; a missing job, whose task is unknown, does not say, and a skipped search still searched."""
