@@ -265,7 +265,7 @@ def _percent(share: float) -> str:
 def _like(c: Comparison) -> dict[str, str]:
     """Each figure column formatted as its metric: the peaks as RSS (whole MB, as the report has them) where
     every side of every row measured RSS, else as CUDA allocated (one decimal)."""
-    memories = {m for pair in c.table["memory"].dropna() for m in str(pair).split(" → ")}
+    memories = {*c.table["base_memory"].dropna(), *c.table["cand_memory"].dropna()}
     if memories == {MEMORY["peak_rss_mb"]}:
         return LIKE | {"baseline peak MB": "peak_rss_mb", "candidate peak MB": "peak_rss_mb"}
     return LIKE
