@@ -236,8 +236,12 @@ def render(old: dict[str, Any], new: dict[str, Any], changes: list[Change]) -> l
 def verdicts(old: dict[str, Any], new: dict[str, Any]) -> str:
     """Each side's verdict (bench.diagnosis) and its evidence: the console says it after the run, and a
     reproduction that turned input-bound has to say so here too."""
-    (was, why_was), (now, why_now) = ((found.get("verdict"), found.get("evidence"))
-                                      for found in (diagnose(run) if run else {} for run in (old, new)))  # fmt: skip
+
+    def judged(run: dict[str, Any]) -> tuple[str | None, str | None]:
+        found = diagnose(run) if run else {}  # an unreadable original: no record to judge
+        return found.get("verdict"), found.get("evidence")
+
+    (was, why_was), (now, why_now) = judged(old), judged(new)
     if was == now:
         if was is None:
             return "Verdict: none; neither run has a timed epoch to judge."
