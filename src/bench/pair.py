@@ -159,13 +159,25 @@ def change(m: Metric, old: Any, new: Any) -> str:
     if m.fmt == SIGNIFICANT:
         return ("+" if b >= a else "-") + significant(abs(b - a))
     if m.fmt.endswith("%"):  # a share's change is in percentage points: 35% → 9% is −26 pp, not "−26%"
-        decimals = m.fmt.removesuffix("%").lstrip("+").lstrip(".") or "0"
-        return f"{100 * (b - a):+.{decimals}f} pp"
+        return _points(m, a, b)
     # The difference of the values as shown beside it: 2 and 75 differ by +73, where 1.56 and 75.16 gave +74.
     difference = _as_shown(m, b) - _as_shown(m, a)
     if m.show is not None and abs(difference) >= 1e6:  # values shown in scientific form (a blown-up loss)
         return f"{difference:+.3g}"
     return format(difference, "+" + m.fmt.lstrip("+"))
+
+
+def _points(m: Metric, a: float, b: float) -> str:
+    """The change of a share in percentage points, as the difference of the two shares shown beside it:
+    36% and 25% differ by −11 pp, where 35.6% and 24.5% gave −12 (a share near a verdict's threshold is
+    shown with a decimal, and so is then its change)."""
+    shown = [m.format(value).removesuffix("%") for value in (a, b)]
+    try:
+        old, new = (float(text) for text in shown)
+    except ValueError:  # not shown as a plain percentage: the values as they are
+        old, new = 100 * a, 100 * b
+    decimals = max(len(text.partition(".")[2]) for text in shown)
+    return f"{new - old:+.{decimals}f} pp"
 
 
 def _as_shown(m: Metric, value: float) -> float:
