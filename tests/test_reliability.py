@@ -646,6 +646,8 @@ def test_every_swept_key_has_a_column_and_a_heading(tmp_path: Path) -> None:
     diverged = read_metrics(tmp_path / "S" / "1")
     assert diverged["samples_per_s"] > 0 and summary["samples_per_s"][1] == pytest.approx(diverged["samples_per_s"])
     assert "its figures are of the 1 timed epoch it finished before it stopped (diverged)" in diverged["notes"]
+    # Its compute too, as its speed's: the tables had its s/epoch and samples/s beside a TFLOP/s of n/a.
+    assert diverged["tflops"] == pytest.approx(diverged["flops_per_sample"] * diverged["samples_per_s"] / 1e12)
     report = (tmp_path / "S" / "report.md").read_text()
     assert "Swept: **lr** = 0.001, 1e+30" in report and "## Sweep over lr" in report
 

@@ -162,6 +162,8 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
         done = len(result.epochs_detail)
         result.metrics.update({k: v for k, v in summarize([asdict(e) for e in result.epochs_detail]).items()
                                if result.metrics.get(k) is None})  # fmt: skip
+        if result.metrics.get("tflops") is None and device is not None:  # samples/s is given, so is its compute
+            _utilization(result, device, result.step.get("math"))
         result.notes.append(f"its figures are of the {done} timed epoch{'s' * (done > 1)} it finished before it "
                             f"stopped ({result.status})")  # fmt: skip
     try:
@@ -372,14 +374,21 @@ def _record(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
     """The run-level figures from its epochs: the metric table's, the FLOP utilization, and whether the two
     clocks agree."""
     result.metrics.update(summarize([asdict(e) for e in result.epochs_detail]))
+    _utilization(result, device, math_precision(cfg.precision))
     m = result.metrics
-    gpu = result.device_name if device.type == "cuda" else None
-    m["tflops"], m["peak_flops_frac"], note = utilization(m, gpu, math_precision(cfg.precision))
-    result.notes.extend([note] if note else [])
     clocks = _clocks_disagree(m.get("avg_epoch_time"), m.get("cuda_epoch_time"))
     if clocks:
         log.warning("Note: %s", clocks)
         result.notes.append(clocks)
+
+
+def _utilization(result: RunResult, device: torch.device, math: str | None) -> None:
+    """Achieved TFLOP/s, and on a GPU of the peak table its share of the dense peak for ``math``, with the note
+    that names the peak's source."""
+    m = result.metrics
+    gpu = result.device_name if device.type == "cuda" else None
+    m["tflops"], m["peak_flops_frac"], note = utilization(m, gpu, math or "fp32")
+    result.notes.extend([note] if note else [])
 
 
 def _log_epoch(stats: EpochStats, epochs: int, repeats: int) -> None:
