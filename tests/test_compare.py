@@ -19,7 +19,7 @@ from PIL import Image
 from bench.compare import compare, load_side, noise_band, verdict
 from bench.metrics import summarize
 from bench.results import EpochStats, RunResult, write_metrics
-from conftest import TINY, run_cli
+from conftest import TINY, read_metrics, run_cli
 
 SAMPLES = 1000  # images per epoch of a made-up run
 
@@ -128,6 +128,20 @@ def test_the_noise_band_is_the_repeats_iqr_where_both_sides_have_one(tmp_path: P
     proc = run_cli(tmp_path, str(base), str(cand), module="bench.compare")
     assert "band: the repeats' IQR on 2 of 3, else 5%" in proc.stdout
     assert "| 64 | 1,000 | 1,080 | 1.08× | same | +10%/−9.1% (IQR) |" in squeezed(proc.stdout)
+
+
+def test_a_repeated_run_is_compared_by_the_samples_per_s_its_report_shows(tmp_path: Path) -> None:
+    # Its repeats ran at 90 and 120 samples/s: 103 over all its epochs (the report's figure), 100 their median
+    # (made up here). The baseline read 100, and its ratio against an unrepeated side mixed the two statistics.
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    _fake_run(base, 0, "cpu", 64, 100, repeats=2, iqr=30.0, epoch_rates=(90, 120))
+    _fake_run(cand, 0, "cpu", 64, 103)
+    table = _table([base], [cand])
+    overall = 2000 / (1000 / 90 + 1000 / 120)
+    assert read_metrics(base / "0")["samples_per_s"] == pytest.approx(overall)  # what its report shows
+    assert table.loc[64, "base_samples_per_s"] == pytest.approx(overall)
+    assert table.loc[64, "ratio"] == pytest.approx(103 / overall)
+    assert table.loc[64, "band_rule"] == "IQR"  # the repeats' spread is still the band
 
 
 def test_single_runs_whose_epochs_varied_widen_the_band_with_their_spread(tmp_path: Path) -> None:

@@ -103,12 +103,14 @@ def _by_config(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
 
 
 def _speed(run: pd.Series) -> tuple[float | None, float | None, float | None]:
-    """samples/s and its relative IQR: the repeats' median and IQR / median where the run was repeated; else
-    its samples/s, no repeats' IQR, and its epochs' IQR / median (where it has one)."""
-    median, spread = finite(run.get("samples_per_s_median")), relative_iqr(run)
-    if (finite(run.get("repeats")) or 1) > 1 and median:
-        return median, spread, None
-    return finite(run.get("samples_per_s")), None, spread  # one run: the median and IQR are its epochs'
+    """The run's samples/s as its report gives it (every timed epoch's images ÷ their time), and its spread:
+    (rate, the repeats' IQR / median, None) where it was repeated, else (rate, None, its epochs' IQR / median).
+    The rate is the same figure on both sides: a repeated side's median beside the other's overall rate had
+    set two statistics in one ratio, and shown a figure its own report did not."""
+    rate, spread = finite(run.get("samples_per_s")), relative_iqr(run)
+    if (finite(run.get("repeats")) or 1) > 1 and finite(run.get("samples_per_s_median")):
+        return rate, spread, None
+    return rate, None, spread  # one run: the median and IQR are its epochs'
 
 
 def summarize_side(runs: pd.DataFrame | None) -> dict[str, Any]:
