@@ -29,7 +29,11 @@ def significant(value: float, digits: int = 3) -> str:
     """``value`` to ``digits`` significant digits, with thousands separators: 0.0123, 1.50, 372, 1,234."""
     if value == 0 or not math.isfinite(value):
         return f"{value:,.0f}" if value == 0 else str(value)
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = max(0, digits - 1 - magnitude)
+    rounded = round(value, decimals)
+    if rounded and math.floor(math.log10(abs(rounded))) > magnitude:  # 9.996 rounds up to 10.0, not 10.00
+        decimals = max(0, decimals - 1)
     return f"{value:,.{decimals}f}"
 
 
