@@ -346,6 +346,12 @@ def test_a_run_of_one_repeat_beside_repeated_ones_says_its_spread_is_over_its_ep
     once, twice = lines[at + 2], lines[at + 3]
     assert re.search(r"\| [\d,]+ \(IQR [\d,]+, over 3 epochs(; noisy: CV [\d.]+%)?\)", once), once  # noisy: timing
     assert re.search(r"\| [\d,]+ \(IQR [\d,]+(; noisy: CV [\d.]+%)?\)", twice) and "epochs)" not in twice, twice
+    # The epochs it timed, not its config's: a run stopped after 3 of its 5 epochs is a spread over 3.
+    record = json.loads((tmp_path / "S" / "0" / "metrics.json").read_text())
+    assert record["timed_epochs"] == 3
+    (tmp_path / "S" / "0" / "metrics.json").write_text(json.dumps({**record, "epochs": 5, "status": "interrupted"}))
+    build_report([tmp_path / "S"])
+    assert ", over 3 epochs" in (tmp_path / "S" / "report.md").read_text()
     # Without the run of one repeat (its record lost), no row's spread is over epochs: the plain header.
     (tmp_path / "S" / "0" / "metrics.json").unlink()
     build_report([tmp_path / "S"])

@@ -168,6 +168,8 @@ METRICS: list[Metric] = [
            derive=_mean("time_s"), band=("epoch_time_min", "epoch_time_max")),
     Metric("total_time", "total time of the timed epochs", "s", ",.2f", compare="ratio", derive=_total("time_s")),
     Metric("repeats", "repeats of the timed epochs", "", ",.0f", compare="", derive=_repeats),
+    # Those the run finished: a run stopped early (diverged, interrupted) timed fewer than its config's `epochs`.
+    Metric("timed_epochs", "timed epochs, all repeats", "", ",.0f", compare="", derive=lambda e: len(e) or None),
     Metric("samples_per_s_median", "median samples/s over the repeats (else the epochs)", "", ",.0f",
            "median samples/s", "ratio", derive=_spread("samples_per_s", "median")),
     Metric("samples_per_s_iqr", "interquartile range of samples/s over the repeats (else the epochs)", "",

@@ -536,8 +536,9 @@ def _spread(run: pd.Series, over_epochs: bool = False) -> str:
         return ""
     where = ""
     if over_epochs:
-        epochs = pd.to_numeric(run.get("epochs"), errors="coerce")
-        where = f", over {int(epochs)} epochs" if pd.notna(epochs) else ", over the epochs"
+        # The epochs it timed: a run stopped early timed fewer than its config's `epochs`.
+        epochs = pd.to_numeric(run.get("timed_epochs"), errors="coerce")
+        where = f", over {int(epochs)} epoch{'s' * (epochs != 1)}" if pd.notna(epochs) else ", over the epochs"
     said = [f"IQR {iqr:,.0f}{where}"] * bool(pd.notna(iqr))
     said += [f"noisy: CV {cv:.1%}"] * bool(pd.notna(cv) and cv > NOISY_CV)  # bool: numpy's cannot repeat a list
     return f"{median:,.0f}" + (f" ({'; '.join(said)})" if said else "")  # one parenthesis: "(IQR 95; noisy: …)"

@@ -47,7 +47,7 @@ ENV_COLUMNS = [
 #: columns that count things: whole numbers in summary.csv even where a skipped or missing job leaves a gap
 #: (pandas makes such a column float: 512.0 images, 1.0 repeats)
 COUNT_COLUMNS = ["job", "batch_size", "workers", "epochs", "seed", "train_samples", "params", "repeats",
-                 "flops_per_sample", "max_batch", "oom_batch"]  # fmt: skip
+                 "timed_epochs", "flops_per_sample", "max_batch", "oom_batch"]  # fmt: skip
 #: Statuses a run folder can have in a report besides metrics.json's own.
 UNREADABLE = "unreadable"
 MISSING = "missing"
