@@ -162,7 +162,11 @@ def test_a_failing_reproduction_exits_1_after_writing_the_comparison(original: P
     proc = run_cli(tmp_path, str(original), "lr=1e6", "--out", str(out), module="bench.reproduce")
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("bench: error: run diverged") and len(proc.stderr.splitlines()) == 1
-    assert "| lr | 0.001 | 1e+06 |" in squeezed((out / "reproduce.md").read_text())
+    md = squeezed((out / "reproduce.md").read_text())
+    assert "| lr | 0.001 | 1e+06 |" in md
+    # Only a run that ended ok is judged, as in its report: the diverged run had read "input-bound".
+    assert re.search(r"Verdict: original \S.* \(.*\); new none \(it ended diverged\)\.", md), md
+    assert re.search(r"\| 1 \| [\d.]+ \| not finite \| no \|", md), md  # its loss, recorded as null: not "None"
 
 
 @pytest.mark.parametrize(
@@ -299,6 +303,22 @@ def test_repeats_losses_are_compared_repeat_by_repeat_and_overrides_explain_a_di
     assert "4 of 4 compared epoch losses differ (largest gap 0.1). The configs differ in dataset.train_size " \
            "(above): a setting that changes the training explains it; one that does not (workers, profile) " \
            "leaves the losses identical on the CPU." in changed  # fmt: skip
+
+
+def test_a_loss_neither_run_could_record_is_the_same_outcome_and_said_so() -> None:
+    from bench.pair import render
+
+    def record(losses: list[float | None]) -> dict:
+        return {"epochs_detail": [{"epoch": e, "loss": loss} for e, loss in enumerate(losses, 1)], "env": {}}
+
+    # Both diverged in epoch 2 (metrics.json records a NaN loss as null): that read "No epoch has a loss on both
+    # sides" where both diverged at once.
+    text = squeezed("\n".join(render(record([2.3, None]), record([2.3, None]), [])))
+    assert ("The one compared epoch loss is identical. The loss of epoch 2 was not finite (NaN or infinite) on "
+            "both sides: both diverged there.") in text  # fmt: skip
+    assert "| 2 | not finite | not finite | both not finite |" in text
+    text = squeezed("\n".join(render(record([None]), record([None]), [])))
+    assert "No epoch has a finite loss on both sides, so none can be compared. The loss of epoch 1 was" in text
 
 
 def test_a_run_still_running_is_not_reproduced(original: Path, tmp_path: Path) -> None:

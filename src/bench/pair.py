@@ -121,15 +121,26 @@ def _losses(metrics: dict[str, Any]) -> dict[tuple[Any, Any], Any]:
     return {(e.get("repeat") or 1, e.get("epoch")): e.get("loss") for e in metrics.get("epochs_detail") or []}
 
 
+#: an epoch's loss that metrics.json records as null: NaN or infinite (the epoch a run diverged in)
+NOT_FINITE = "not finite"
+
+
 def loss_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
     """Per epoch: both losses at full precision, and whether they are identical (bit for bit)."""
     before, after = _losses(old), _losses(new)
     keys = sorted(set(before) | set(after), key=lambda k: [(v is None, v or 0) for v in k])
     rows = []
     for key in keys:
+        shown = [MISSING if key not in side else NOT_FINITE if side[key] is None else repr(side[key])
+                 for side in (before, after)]  # fmt: skip
         a, b = before.get(key), after.get(key)
-        same = MISSING if a is None or b is None else ("yes" if a == b else "no")
-        rows.append((*key, repr(a) if isinstance(a, float) else a, repr(b) if isinstance(b, float) else b, same))
+        if MISSING in shown:
+            same = MISSING
+        elif shown == [NOT_FINITE, NOT_FINITE]:
+            same = f"both {NOT_FINITE}"
+        else:
+            same = "yes" if a == b else "no"
+        rows.append((*key, *shown, same))
     table = pd.DataFrame(rows, columns=["repeat", "epoch", "original", "new", "identical"], dtype=object)
     return table if len({k[0] for k in keys}) > 1 else table.drop(columns="repeat")
 
@@ -137,16 +148,20 @@ def loss_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
 def loss_summary(old: dict[str, Any], new: dict[str, Any]) -> str:
     before, after = _losses(old), _losses(new)
     both = [(before[e], after[e]) for e in before if e in after and before[e] is not None and after[e] is not None]
+    # Epochs whose loss neither run could record: both diverged there, which is the same outcome, not none.
+    lost = [e for e in before if e in after and before[e] is None and after[e] is None]
+    also = (f" The loss of epoch{'s' * (len(lost) > 1)} {', '.join(str(e[1]) for e in lost)} was {NOT_FINITE} "
+            "(NaN or infinite) on both sides: both diverged there.") if lost else ""  # fmt: skip
     same = sum(a == b for a, b in both)
     if not both:  # one side has no loss for any epoch the other has (it stopped, or diverged at once)
-        return "No epoch has a loss on both sides, so none can be compared."
+        return "No epoch has a finite loss on both sides, so none can be compared." + also
     if same == len(both):
-        return "The one compared epoch loss is identical." if len(both) == 1 else (
-            f"All {len(both)} compared epoch losses are identical.")  # fmt: skip
+        return ("The one compared epoch loss is identical." if len(both) == 1 else (
+            f"All {len(both)} compared epoch losses are identical.")) + also  # fmt: skip
     gap = max(abs(a - b) for a, b in both)
     if len(both) == 1:
-        return f"The one compared epoch loss differs (by {gap:.3g})."
-    return f"{len(both) - same} of {len(both)} compared epoch losses differ (largest gap {gap:.3g})."
+        return f"The one compared epoch loss differs (by {gap:.3g})." + also
+    return f"{len(both) - same} of {len(both)} compared epoch losses differ (largest gap {gap:.3g})." + also
 
 
 def change(m: Metric, old: Any, new: Any) -> str:
@@ -247,16 +262,22 @@ def render(old: dict[str, Any], new: dict[str, Any], changes: list[Change]) -> l
 
 def verdicts(old: dict[str, Any], new: dict[str, Any]) -> str:
     """Each side's verdict (bench.diagnosis) and its evidence: the console says it after the run, and a
-    reproduction that turned input-bound has to say so here too."""
+    reproduction that turned input-bound has to say so here too. Only a run that ended ok is judged, as in
+    its report: a diverged run's epochs are timed, but a verdict on them would send the reader after speed."""
 
-    def judged(run: dict[str, Any]) -> tuple[str | None, str | None]:
-        found = diagnose(run) if run else {}  # an unreadable original: no record to judge
-        return found.get("verdict"), found.get("evidence")
+    def judged(run: dict[str, Any]) -> tuple[str | None, str]:
+        if not run:  # an unreadable original
+            return None, "no record to judge"
+        if run.get("status") != "ok":
+            return None, f"it ended {run.get('status')}"
+        found = run.get("diagnosis") or diagnose(run)  # as recorded, as its report reads it
+        return found.get("verdict"), found.get("evidence") or "no timed epoch to judge"
 
     (was, why_was), (now, why_now) = judged(old), judged(new)
     if was == now:
         if was is None:
-            return "Verdict: none; neither run has a timed epoch to judge."
+            why = f"both: {why_now}" if why_was == why_now else f"original: {why_was}; new: {why_now}"
+            return f"Verdict: none for either run ({why})."
         return f"Verdict: {now} both times (original: {why_was}; new: {why_now})."
-    said = [f"{v} ({why})" if v else "none (no timed epoch to judge)" for v, why in ((was, why_was), (now, why_now))]
+    said = [f"{v} ({why})" if v else f"none ({why})" for v, why in ((was, why_was), (now, why_now))]
     return f"Verdict: original {said[0]}; new {said[1]}."
