@@ -413,6 +413,10 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     notes = []  # on the console too, before the run: each changes what its numbers mean
     if cfg.precision.tf32 and result.device != "cuda":
         notes.append("precision=tf32 is fp32 here: TF32 is a GPU tensor-core format")
+    if cfg.precision.autocast_dtype == "float16" and result.device == "cpu":
+        # Said before the warm-up, which can take a minute: a user had only the verdict's word for it, at the end.
+        notes.append(f"precision={cfg.precision.name} on the CPU: fp16 autocast has no fast path here, so expect it "
+                     "many times slower than fp32 (the lab's AMP is a GPU feature)")  # fmt: skip
     # Settings this run has no use for: recorded, since metrics.json still lists their values, but said on the
     # console as facts, not warnings: most come from a default or a recipe (workers=2 beside loader=resident,
     # recipe=fast's cudnn_benchmark on a CPU), not from the user, and change no number.
