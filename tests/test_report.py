@@ -634,7 +634,14 @@ def test_the_notes_runs_recorded_are_in_the_report(tmp_path: Path) -> None:
     metrics = tmp_path / "s" / "0" / "metrics.json"
     metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "notes": [*notes[0], learned]}))
     text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
-    assert text.split("## Notes the runs recorded\n\n")[1].split("\n\n")[0] == f"- {learned} — job 0"
+    general = "did not learn: final loss is within 2% of ln(10) = 2.303, the loss of a uniform guess"
+    assert text.split("## Notes the runs recorded\n\n")[1].split("\n\n")[0] == f"- {general} — job 0 (2.302)"
+    # The same note with another loss is one line, each run's loss by its name: it had been a line a run.
+    metrics = tmp_path / "s" / "1" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "notes": [learned.replace("2.302", "2.299")]}))
+    text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
+    assert text.split("## Notes the runs recorded\n\n")[1].split("\n\n")[0] == (
+        f"- {general} — jobs 0 (2.302), 1 (2.299)")  # fmt: skip
     assert "notes" not in pd.read_csv(tmp_path / "s" / "summary.csv")  # not a swept setting either
     assert "Swept: **batch_size** = 16, 64" in text
 

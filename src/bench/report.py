@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench import findings, interrupts
-from bench.diagnosis import NOISY_CV
+from bench.diagnosis import DID_NOT_LEARN, NOISY_CV
 from bench.errors import OneLineParser
 from bench.folders import REPORT_FILE, SUMMARY_FILE, holds_run_dirs, make_writable
 from bench.metrics import METRICS, metric, significant
@@ -380,6 +380,10 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
 UNUSED_SETTING = re.compile(r"^\S+ is ignored( by |\b)|^precision=tf32 is fp32 here")
 
 
+#: a note that differs between runs in one figure only (the learning check's loss or accuracy): listed once, with
+#: each run's figure beside its name, not once a run
+PER_RUN_FIGURE = re.compile(rf"^({re.escape(DID_NOT_LEARN)}: (?:final loss|test accuracy)) (\S+) (is .*)$")
+
 #: the note for runs timed while another was busy on one machine (runs.timed_together)
 TOGETHER = ("timed while another run was busy on the same machine ({host}): they competed for it, so its figures "
             "read slower than alone (Hydra's submitit_local starts every job at once; the default launcher runs "
@@ -391,6 +395,7 @@ def _notes_lines(df: pd.DataFrame) -> list[str]:
     applies to; then, apart, the settings the runs did not use (precision=tf32 is fp32 here, a setting the loader
     ignored): every resident run's "workers is ignored" had stood among the notes that matter."""
     where: dict[str, list[str]] = {}
+    figures: dict[str, list[str]] = {}  # a PER_RUN_FIGURE note's figure for each of its runs
     together = timed_together(df)
     several = df["sweep"].nunique() > 1
     for _, run in df.iterrows():
@@ -398,6 +403,10 @@ def _notes_lines(df: pd.DataFrame) -> list[str]:
         name = Path(str(run["run_dir"])).name if pd.isna(job) else str(int(job))
         name = f"{Path(str(run['sweep'])).name}/{name}" if several and not pd.isna(job) else name
         for note in run["notes"] if isinstance(run["notes"], list) else []:
+            found = PER_RUN_FIGURE.match(note) if len(df) > 1 else None
+            if found:
+                note = f"{found[1]} {found[3]}"
+                figures.setdefault(note, []).append(found[2])
             where.setdefault(note, []).append(name)
         if run.name in together:
             where.setdefault(TOGETHER.format(host=together[run.name]), []).append(name)
@@ -406,13 +415,14 @@ def _notes_lines(df: pd.DataFrame) -> list[str]:
     def listed(notes: list[str]) -> list[str]:
         lines = []
         for note in notes:
-            names = where[note]
+            names, values = where[note], figures.get(note)
             if len(df) == 1:
                 runs = "the run"
-            elif len(names) == len(df):
+            elif len(names) == len(df) and not values:
                 runs = "every run"
-            else:
-                runs = ("job" if numbered else "run") + ("s " if len(names) > 1 else " ") + ", ".join(names)
+            else:  # each run's figure by its name, all runs' too
+                labels = [f"{n} ({v})" for n, v in zip(names, values, strict=True)] if values else names
+                runs = ("job" if numbered else "run") + ("s " if len(names) > 1 else " ") + ", ".join(labels)
             lines.append(f"- {note} — {runs}")
         return lines
 
