@@ -455,7 +455,13 @@ def test_the_lab_part_3_report_sets_its_flat_times_beside_the_models_flops(tmp_p
             "compute") in report("lab_nets", 1)  # fmt: skip
     # +model.width=2 keeps the names but not the nets: their FLOPs are not the lab's to count.
     assert "The lab's epoch times differ" not in report("wider", 2)
-    assert "| parameters | FLOP/sample |" in report("again", 1)
+    text = report("again", 1)
+    assert "| parameters | FLOP/sample |" in text
+    # SmallNet has three times MediumNet's parameters and half its FLOPs: which one is the work, said once.
+    assert ("By parameters the runs rank model=medium (121,182) < model=small (378,866) < model=large (4,502,602), "
+            "and by training FLOPs per image model=small (6.03 million) < model=medium (12.1 million) < model=large "
+            "(482 million): a convolution's weights work at every position of the image and a fully connected "
+            "layer's once per image, so the FLOPs, not the parameters, are the work.") in text  # fmt: skip
     # Runs recorded before params was (no such field): no column of n/a.
     for job in range(3):
         metrics = tmp_path / "again" / str(job) / "metrics.json"

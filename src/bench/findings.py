@@ -7,7 +7,7 @@ peak memory grows, and what each run's verdict is (bench.diagnosis).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -89,6 +89,7 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
             f"{_label(x, worst[x])} is the slowest at {worst['samples_per_s']:,.0f} samples/s, and the fastest "
             f"runs at {best['samples_per_s'] / worst['samples_per_s']:.2f}× its rate{_within_noise(best, worst)}."
         )
+    out.append(_size_sentence(ok, x))
     out.append(_step_time_sentence(ok, x))
     out.append(_data_path_sentence(ok, x))
     memory = _memory_sentence(ok, x)
@@ -96,6 +97,28 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
         out.append(memory)
     out.append(_noise_sentence(ok, x))
     return [s for s in out if s]
+
+
+def _size_sentence(ok: pd.DataFrame, x: str) -> str:
+    """Where the swept models rank one way by parameters and another by training FLOPs per image (the lab's
+    SmallNet has three times MediumNet's parameters and half its FLOPs), which one measures the work."""
+    if "params" not in ok or "flops_per_sample" not in ok:
+        return ""
+    models = ok.assign(_p=pd.to_numeric(ok["params"], errors="coerce"),
+                       _f=pd.to_numeric(ok["flops_per_sample"], errors="coerce"))  # fmt: skip
+    models = models.dropna(subset=["_p", "_f"]).drop_duplicates(subset=[x])
+    by_params, by_flops = (list(models.sort_values(k)[x]) for k in ("_p", "_f"))
+    if len(models) < 2 or by_params == by_flops:
+        return ""
+
+    def ranked(key: str, show: Callable[[float], str]) -> str:
+        return " < ".join(f"{_label(x, run[x])} ({show(run[key])})" for _, run in models.sort_values(key).iterrows())
+
+    return (
+        f"By parameters the runs rank {ranked('_p', lambda v: f'{v:,.0f}')}, and by training FLOPs per image "
+        f"{ranked('_f', lambda v: f'{v / 1e6:,.3g} million')}: a convolution's weights work at every position of "
+        "the image and a fully connected layer's once per image, so the FLOPs, not the parameters, are the work."
+    )
 
 
 def _shared_band(faster: pd.Series, slower: pd.Series) -> float | None:
