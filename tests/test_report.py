@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from dataclasses import asdict
 from itertools import pairwise, product
@@ -187,6 +188,21 @@ def _fake_run(
         ),
     )  # fmt: skip
     (run_dir / ".hydra").mkdir()
+
+
+def test_the_report_ends_with_what_its_columns_and_terms_mean(tmp_path: Path) -> None:
+    # "CV", "IQR", "data wait", "s/epoch" (of what?): a student doing the lab had the README to ask, not the report.
+    for job, bs in enumerate((64, 128)):
+        _fake_run(tmp_path / "s", job, "cpu", bs, 2.0, epoch_times=(2.0, 2.6))  # noisy: the CV column
+    text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
+    legend = text.split("## What the columns and terms mean\n\n")[1]
+    named = re.findall(r"^- \*\*(.+?)\*\*: ", legend, re.MULTILINE)
+    # Each once, in the order the report first uses it: the tables' columns, then the words of its text.
+    assert named == ["status", "verdict", "samples/s spread over the epochs", "s/epoch", "samples/s (all epochs)",
+                     "data wait", "learning", "IQR", "CV"], named  # fmt: skip
+    assert "- **data wait**: the share of the epoch the training loop waited for its next batch" in legend
+    # Only what this report shows: a CPU sweep has no GPU busy column, and no MB anywhere.
+    assert "GPU busy" not in legend and "MB" not in legend
 
 
 def test_the_throughput_sentence_names_a_dip_between_the_ends_and_noise_as_noise(tmp_path: Path) -> None:

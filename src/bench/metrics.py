@@ -64,6 +64,8 @@ class Metric:
     show: Callable[[float], str] | None = None
     #: the keys of the lowest and highest of the run's trials (repeats, else epochs): the whiskers a plot draws
     band: tuple[str, str] | None = None
+    #: what its column means, for a report's legend, where ``label`` alone does not say it to a newcomer
+    meaning: str = ""
 
     @property
     def header(self) -> str:
@@ -165,7 +167,9 @@ def _last(key: str) -> Callable[[Epochs], float | None]:
 
 METRICS: list[Metric] = [
     Metric("avg_epoch_time", "avg epoch time", "s", ",.3f", "s/epoch", "ratio", table=True, panel="time",
-           derive=_mean("time_s"), band=("epoch_time_min", "epoch_time_max")),
+           derive=_mean("time_s"), band=("epoch_time_min", "epoch_time_max"),
+           meaning=("the mean time of one timed epoch, in seconds; the warm-up's one-time costs (start-up, autotuning, "
+                    "compilation) are not in it")),
     Metric("total_time", "total time of the timed epochs", "s", ",.2f", compare="ratio", derive=_total("time_s")),
     Metric("repeats", "repeats of the timed epochs", "", ",.0f", compare="", derive=_repeats),
     # Those the run finished: a run stopped early (diverged, interrupted) timed fewer than its config's `epochs`.
@@ -194,17 +198,22 @@ METRICS: list[Metric] = [
     # The run's figure: every timed epoch's images ÷ their time; the median over repeats is another column.
     Metric("samples_per_s", "samples/s", "", ",.0f", "samples/s (all epochs)", "ratio", table=True,
            panel="throughput", derive=_sum_ratio("samples", "time_s"),
-           band=("samples_per_s_min", "samples_per_s_max")),
+           band=("samples_per_s_min", "samples_per_s_max"),
+           meaning="the run's throughput: every timed epoch's images ÷ their time"),
     Metric("cuda_epoch_time", "avg epoch time by CUDA events", "s", ",.3f", compare="ratio",
            derive=_mean("cuda_time_s")),
     Metric("data_wait_frac", "share of the epoch waiting for data", "", ".0%", "data wait", table=True,
-           derive=_sum_ratio("data_wait_s", "time_s"), show=_wait_share),
+           derive=_sum_ratio("data_wait_s", "time_s"), show=_wait_share,
+           meaning=("the share of the epoch the training loop waited for its next batch from the data path (the "
+                    "lab's DataLoader reads, decodes and transforms images); the copy to the GPU is not in it")),
     # With step.channels_last on the DataLoader path, the batch's layout change runs right after its copy, inside
     # the same events: it is part of getting the batch onto the GPU, not of the step.
     Metric("copy_frac", "share of the epoch in host-to-device copies (CUDA events; layout change included)", "",
            ".0%", "copy", derive=_sum_ratio("copy_s", "time_s")),
     Metric("gpu_busy_frac", "share of the epoch the GPU ran training steps (CUDA events)", "", ".0%", "GPU busy",
-           table=True, derive=_sum_ratio("gpu_busy_s", "time_s"), show=_busy_share),
+           table=True, derive=_sum_ratio("gpu_busy_s", "time_s"), show=_busy_share,
+           meaning=("the share of the epoch the GPU ran training steps, by CUDA events (a step's gaps between kernels "
+                    "count as busy)")),
     Metric("gpu_idle_frac", "share of the epoch the GPU had no step or copy to run", "", ".0%", "GPU idle",
            derive=_idle),
     # GPU busy counts a step's gaps between kernels as busy; this tells a GPU that set the pace (a step or more
@@ -213,31 +222,43 @@ METRICS: list[Metric] = [
            "steps", ",.2f", "host lead (steps)", derive=_mean("host_lead_steps")),
     Metric("warmup_time", "warm-up time (one-time costs)", "s", ",.2f", compare="ratio"),
     Metric("flops_per_sample", "training FLOPs per sample (forward + backward)", "FLOP", ",.0f", "FLOP/sample",
-           compare=""),
-    Metric("tflops", "achieved training compute", "TFLOP/s", SIGNIFICANT, "TFLOP/s", "ratio", table=True),
+           compare="", meaning="the floating-point operations one image costs in a training step, forward and "
+                               "backward, counted once by torch.utils.flop_counter"),
+    Metric("tflops", "achieved training compute", "TFLOP/s", SIGNIFICANT, "TFLOP/s", "ratio", table=True,
+           meaning=("trillions of floating-point operations a second: the model's training FLOPs per image (forward and"
+                    " backward, counted by torch.utils.flop_counter) × samples/s")),
     Metric("peak_flops_frac", "share of the GPU's dense peak for the precision used", "", ".1%", "% of peak",
-           table=True),
+           table=True,
+           meaning="TFLOP/s as a share of the GPU's dense datasheet peak for the precision used"),
     Metric("energy_j_per_epoch", "GPU energy per epoch (NVML)", "J", ",.0f", "J/epoch", "ratio",
            derive=_mean("energy_j")),
     Metric("avg_power_w", "average GPU power in the timed epochs", "W", ",.0f", "W", "ratio",
            derive=_sum_ratio("energy_j", "time_s")),
     Metric("samples_per_joule", "samples per joule", "", ",.1f", "samples/J", "ratio", table=True,
-           derive=_sum_ratio("samples", "energy_j")),
+           derive=_sum_ratio("samples", "energy_j"),
+           meaning="images trained per joule of GPU energy (NVML's counter)"),
     Metric("power_limit_w", "GPU power limit", "W", ",.0f", compare=""),
     Metric("sm_clock_mhz", "SM clock in the first epoch", "MHz", ",.0f", compare=""),
     # Allocated, plus what captured CUDA graphs' pools hold (torch counts that as reserved: bench.memory).
     Metric("peak_memory_mb", "peak CUDA memory allocated", "MB", ",.1f", "peak alloc MB", table=True,
-           panel="memory"),
-    Metric("peak_reserved_mb", "peak CUDA memory reserved", "MB", ",.1f", "peak reserved MB", table=True),
+           panel="memory",
+           meaning=("the most GPU memory the run's tensors held at once (torch's allocated memory; a captured step's "
+                    "graph pool included)")),
+    Metric("peak_reserved_mb", "peak CUDA memory reserved", "MB", ",.1f", "peak reserved MB", table=True,
+           meaning=("the most GPU memory torch's caching allocator held: allocated, plus what it kept for reuse")),
     Metric("warmup_peak_memory_mb", "peak CUDA memory allocated before the timed epochs (data, model, warm-up)",
            "MB", ",.1f"),
     # The training process's own: DataLoader workers are processes of their own, not counted in it. In a
     # report's table only beside runs without a CUDA peak (the CPU's memory figure).
     Metric("peak_rss_mb", "peak RSS of the main process, workers excluded", "MB", ",.0f", "peak RSS MB (main process)",
-           table=True, panel="memory"),
-    Metric("dataset_memory_mb", "resident dataset on the device", "MB", ",.1f", "dataset MB", table=True),
+           table=True, panel="memory",
+           meaning=("the most physical memory (resident set size) the training process held; DataLoader workers"
+                    " are processes of their own, not counted")),
+    Metric("dataset_memory_mb", "resident dataset on the device", "MB", ",.1f", "dataset MB", table=True,
+           meaning="the training images held on the device by loader=resident"),
     Metric("max_batch", "largest batch that trains (task=max_batch)", "images", ",.0f", "max batch", "ratio",
-           table=True, panel="capacity"),
+           table=True, panel="capacity",
+           meaning="the largest batch that trained two steps without running out of memory (task=max_batch)"),
     Metric("mem_intercept_mb", "fitted peak memory at batch 0", "MB", ",.1f", "a (MB)"),
     Metric("mem_mb_per_image", "fitted peak memory per image in the batch", "MB", ",.4f", "b (MB/image)",
            table=True),
@@ -245,7 +266,8 @@ METRICS: list[Metric] = [
     Metric("images_per_gb", "more images per GB of memory, from the fit's slope (1024 / b)", "", ",.0f",
            "images/GB", "ratio", table=True),
     Metric("final_loss", "final loss", "", ",.4f", derive=_last("loss"), show=lambda v: loss_text(v, 4)),
-    Metric("test_accuracy", "test accuracy", "", ".1%", "test acc", table=True),
+    Metric("test_accuracy", "test accuracy", "", ".1%", "test acc", table=True,
+           meaning="the share of the test images the trained model classified correctly"),
     Metric("eval_time", "evaluation time", "s", ",.2f", compare="ratio"),
 ]  # fmt: skip
 

@@ -7,6 +7,7 @@ GPU sweep together and the report lines them up and computes the speedup.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Sequence
@@ -74,6 +75,34 @@ SPREAD_REPEATS = "samples/s: median (IQR) over the repeats"
 #: beside runs of repeat=1, whose median and IQR are over their epochs: the cell says so
 SPREAD_MIXED = "samples/s: median (IQR) over the repeats (else the epochs)"
 SPREAD_EPOCHS = "samples/s spread over the epochs"
+#: what the report's other columns and words mean, for its legend (a metric's column says it in bench.metrics)
+MEANINGS = {
+    PARAMETERS: "the model's trainable parameters",
+    "status": (
+        "how the run ended: ok; oom (out of memory), failed, diverged (the loss went NaN or infinite), skipped "
+        "(its device is not here), interrupted (a signal); missing (it never ran) or unreadable (its metrics.json)"
+    ),
+    "verdict": (
+        "what set the epoch's pace, judged from its measurements; the section *Why it is fast or slow* gives the "
+        "evidence and one thing to try"
+    ),
+    "learning": (
+        "whether the run learned: a final loss under a uniform guess's, or a test accuracy clearly above chance; "
+        "a run too short to learn is still timed right"
+    ),
+    SPREAD_REPEATS: "the median samples/s of the run's repeats (repeat=N), with their IQR",
+    SPREAD_MIXED: "the median samples/s of the run's repeats (repeat=N), else of its epochs, with their IQR",
+    SPREAD_EPOCHS: "how far the run's epochs' samples/s varied (CV)",
+}
+#: words the report uses that a newcomer may not know, explained where the report uses them
+TERMS = {
+    "IQR": (
+        "interquartile range: the upper minus the lower quartile, a width that holds the middle half of the "
+        "figures, not a ± around the median"
+    ),
+    "CV": "coefficient of variation: the standard deviation ÷ the mean; above 5% a run is flagged noisy",
+    "MB": "megabytes of 1,048,576 bytes (MiB), as torch and nvidia-smi count them",
+}
 PIPELINES = {
     "dataloader": "the lab's path: DataLoader workers, per-sample PIL → ToTensor → Normalize",
     "resident": "the whole dataset on the device, shuffled and normalized there",
@@ -369,10 +398,28 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     lines += _notes_lines(df)
     lines += ["## Status of every run", ""]
     lines += [markdown(df, ["job", *[c for c in varied if c in df], "status", "error", "run_dir"]), ""]
+    lines += _legend(lines)
     report_md = out / REPORT_FILE
     write_atomically(report_md, "\n".join(lines))
     report.files.append(report_md)
     return report
+
+
+def _legend(lines: list[str]) -> list[str]:
+    """What the report's columns and terms mean: those its tables and text use, each once, in their order."""
+    text = "\n".join(lines)
+    headers = [
+        name.strip()
+        for line, below in itertools.pairwise(text.splitlines())  # a table's header row: the one over its rule
+        if line.startswith("|") and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", below.strip())
+        for name in line.strip().strip("|").split("|")
+    ]
+    meanings = {**{m.header: m.meaning for m in METRICS if m.meaning}, **MEANINGS}
+    entries = [(h, meanings[h]) for h in dict.fromkeys(headers) if h in meanings]
+    entries += [(term, means) for term, means in TERMS.items() if re.search(rf"\b{term}\b", text)]
+    if not entries:
+        return []
+    return ["## What the columns and terms mean", "", *(f"- **{name}**: {means}" for name, means in entries), ""]
 
 
 #: a note about a setting the run did not use (workers beside the resident loader, cuDNN autotuning on the CPU,
