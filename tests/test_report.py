@@ -470,14 +470,25 @@ def test_the_lab_part_3_report_sets_its_flat_times_beside_the_models_flops(tmp_p
             "FLOPs per image differ 80× (counted on ours, the same nets): its epochs were not set by the models' "
             "compute") in report("lab_nets", 1)  # fmt: skip
     # +model.width=2 keeps the names but not the nets: their FLOPs are not the lab's to count.
-    assert "The lab's epoch times differ" not in report("wider", 2)
+    wider = report("wider", 2)
+    assert "The lab's epoch times differ" not in wider
+    assert "model=large (1,928 million)" in wider  # not 1.93e+03 million
     text = report("again", 1)
     assert "| parameters | FLOP/sample |" in text
     # SmallNet has three times MediumNet's parameters and half its FLOPs: which one is the work, said once.
-    assert ("By parameters the runs rank model=medium (121,182) < model=small (378,866) < model=large (4,502,602), "
-            "and by training FLOPs per image model=small (6.03 million) < model=medium (12.1 million) < model=large "
-            "(482 million): a convolution's weights work at every position of the image and a fully connected "
-            "layer's once per image, so the FLOPs, not the parameters, are the work.") in text  # fmt: skip
+    sizes = ("By parameters the models rank model=medium (121,182) < model=small (378,866) < model=large "
+             "(4,502,602), and by training FLOPs per image model=small (6.03 million) < model=medium (12.1 million) "
+             "< model=large (482 million): a convolution's weights work at every position of the image and a fully "
+             "connected layer's once per image, so the FLOPs, not the parameters, are the work.")  # fmt: skip
+    assert sizes in text
+    # Beside a second swept variable: once, not in each precision's paragraph (nor in none, along batch_size).
+    two = shutil.copytree(tmp_path / "again", tmp_path / "two")
+    for job in range(3):
+        shutil.copytree(two / str(job), two / str(job + 3))
+        metrics = two / str(job + 3) / "metrics.json"
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "precision": "amp_bf16"}))
+    text = " ".join((build_report([two]).out / "report.md").read_text().split())
+    assert text.count(sizes) == 1 and "**precision=amp_bf16**: " in text, text
     # Runs recorded before params was (no such field): no column of n/a.
     for job in range(3):
         metrics = tmp_path / "again" / str(job) / "metrics.json"

@@ -8,6 +8,7 @@ peak memory grows, and what each run's verdict is (bench.diagnosis).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -32,12 +33,14 @@ def paragraphs(runs: pd.DataFrame, x: str, by: Sequence[str] = ()) -> list[str]:
         return [" ".join(found)] if found else []
     out = []
     for key, group in runs.groupby(by, sort=False, dropna=False):
-        found = sentences(group, x)
+        found = sentences(group, x, sizes=False)
         if found:
             values = key if isinstance(key, tuple) else (key,)
             name = ", ".join(_label(b, v) for b, v in zip(by, values, strict=True))
             out.append(f"**{name}**: " + " ".join(found))
-    return out
+    # The models' sizes are the same in every paragraph, and in none where each holds one model: said once.
+    sizes = _size_sentence(runs[runs["status"] == "ok"])
+    return [*out, sizes] if sizes else out
 
 
 def _ignored_sentence(ok: pd.DataFrame, x: str) -> str:
@@ -56,8 +59,9 @@ def _ignored_sentence(ok: pd.DataFrame, x: str) -> str:
     )
 
 
-def sentences(runs: pd.DataFrame, x: str) -> list[str]:
-    """Two or three sentences about the finished runs of one experiment, along the swept variable ``x``."""
+def sentences(runs: pd.DataFrame, x: str, sizes: bool = True) -> list[str]:
+    """Two or three sentences about the finished runs of one experiment, along the swept variable ``x``; with
+    ``sizes``, how the models' sizes rank where they do not agree (paragraphs says that once for all of them)."""
     if not trains(runs):
         return capacity_sentences(runs)
     ok = runs[(runs["status"] == "ok") & runs["samples_per_s"].notna()]
@@ -89,7 +93,7 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
             f"{_label(x, worst[x])} is the slowest at {worst['samples_per_s']:,.0f} samples/s, and the fastest "
             f"runs at {best['samples_per_s'] / worst['samples_per_s']:.2f}× its rate{_within_noise(best, worst)}."
         )
-    out.append(_size_sentence(ok, x))
+    out.append(_size_sentence(ok) if sizes else "")
     out.append(_step_time_sentence(ok, x))
     out.append(_data_path_sentence(ok, x))
     memory = _memory_sentence(ok, x)
@@ -99,25 +103,30 @@ def sentences(runs: pd.DataFrame, x: str) -> list[str]:
     return [s for s in out if s]
 
 
-def _size_sentence(ok: pd.DataFrame, x: str) -> str:
-    """Where the swept models rank one way by parameters and another by training FLOPs per image (the lab's
+def _size_sentence(ok: pd.DataFrame) -> str:
+    """Where the runs' models rank one way by parameters and another by training FLOPs per image (the lab's
     SmallNet has three times MediumNet's parameters and half its FLOPs), which one measures the work."""
-    if "params" not in ok or "flops_per_sample" not in ok:
+    if "params" not in ok or "flops_per_sample" not in ok or "model" not in ok:
         return ""
     models = ok.assign(_p=pd.to_numeric(ok["params"], errors="coerce"),
                        _f=pd.to_numeric(ok["flops_per_sample"], errors="coerce"))  # fmt: skip
-    models = models.dropna(subset=["_p", "_f"]).drop_duplicates(subset=[x])
-    by_params, by_flops = (list(models.sort_values(k)[x]) for k in ("_p", "_f"))
+    models = models.dropna(subset=["_p", "_f"]).drop_duplicates(subset=["model"])
+    by_params, by_flops = (list(models.sort_values(k, kind="stable")["model"]) for k in ("_p", "_f"))
     if len(models) < 2 or by_params == by_flops:
         return ""
 
     def ranked(key: str, show: Callable[[float], str]) -> str:
-        return " < ".join(f"{_label(x, run[x])} ({show(run[key])})" for _, run in models.sort_values(key).iterrows())
+        rows = list(models.sort_values(key, kind="stable").iterrows())
+        text = f"{_label('model', rows[0][1]['model'])} ({show(rows[0][1][key])})"
+        for (_, before), (_, run) in pairwise(rows):
+            text += f" {'<' if before[key] < run[key] else '='} {_label('model', run['model'])} ({show(run[key])})"
+        return text
 
     return (
-        f"By parameters the runs rank {ranked('_p', lambda v: f'{v:,.0f}')}, and by training FLOPs per image "
-        f"{ranked('_f', lambda v: f'{v / 1e6:,.3g} million')}: a convolution's weights work at every position of "
-        "the image and a fully connected layer's once per image, so the FLOPs, not the parameters, are the work."
+        f"By parameters the models rank {ranked('_p', lambda v: f'{v:,.0f}')}, and by training FLOPs per image "
+        f"{ranked('_f', lambda v: f'{significant(v / 1e6)} million')}: a convolution's weights work at every "
+        "position of the image and a fully connected layer's once per image, so the FLOPs, not the parameters, "
+        "are the work."
     )
 
 
