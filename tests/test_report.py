@@ -192,16 +192,19 @@ def _fake_run(
 
 def test_the_report_ends_with_what_its_columns_and_terms_mean(tmp_path: Path) -> None:
     # "CV", "IQR", "data wait", "s/epoch" (of what?): a student doing the lab had the README to ask, not the report.
+    sweep = tmp_path / "MB-runs"  # a folder's name is no term of the report's
     for job, bs in enumerate((64, 128)):
-        _fake_run(tmp_path / "s", job, "cpu", bs, 2.0, epoch_times=(2.0, 2.6))  # noisy: the CV column
-    text = (build_report([tmp_path / "s"]).out / "report.md").read_text()
+        _fake_run(sweep, job, "cpu", bs, 2.0, epoch_times=(2.0, 2.6))  # noisy: the CV column
+    text = (build_report([sweep]).out / "report.md").read_text()
     legend = text.split("## What the columns and terms mean\n\n")[1]
     named = re.findall(r"^- \*\*(.+?)\*\*: ", legend, re.MULTILINE)
     # Each once, in the order the report first uses it: the tables' columns, then the words of its text.
     assert named == ["status", "verdict", "samples/s spread over the epochs", "s/epoch", "samples/s (all epochs)",
-                     "data wait", "learning", "IQR", "CV"], named  # fmt: skip
+                     "data wait", "learning", "CV", "IQR"], named  # fmt: skip
     assert "- **data wait**: the share of the epoch the training loop waited for its next batch" in legend
-    # Only what this report shows: a CPU sweep has no GPU busy column, and no MB anywhere.
+    # As the learning check judges it: 2.277 against ln(10) = 2.303 is within 2%, no learning.
+    assert "it did not where its final loss is within 2% of a uniform guess's (ln of the classes) or above" in legend
+    # Only what this report shows: a CPU sweep has no GPU busy column, and no MB but in its folder's name.
     assert "GPU busy" not in legend and "MB" not in legend
 
 

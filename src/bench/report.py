@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench import findings, interrupts
-from bench.diagnosis import DID_NOT_LEARN, NOISY_CV
+from bench.diagnosis import CHANCE_ACCURACY_FACTOR, DID_NOT_LEARN, NEAR_CHANCE_LOSS, NOISY_CV
 from bench.errors import OneLineParser
 from bench.folders import REPORT_FILE, SUMMARY_FILE, holds_run_dirs, make_writable
 from bench.metrics import METRICS, metric, significant
@@ -87,7 +87,8 @@ MEANINGS = {
         "evidence and one thing to try"
     ),
     "learning": (
-        "whether the run learned: a final loss under a uniform guess's, or a test accuracy clearly above chance; "
+        f"whether the run learned: it did not where its final loss is within {NEAR_CHANCE_LOSS:.0%} of a uniform "
+        f"guess's (ln of the classes) or above it, or its test accuracy under {CHANCE_ACCURACY_FACTOR:g}× chance; "
         "a run too short to learn is still timed right"
     ),
     SPREAD_REPEATS: "the median samples/s of the run's repeats (repeat=N), with their IQR",
@@ -100,7 +101,7 @@ TERMS = {
         "interquartile range: the upper minus the lower quartile, a width that holds the middle half of the "
         "figures, not a ± around the median"
     ),
-    "CV": "coefficient of variation: the standard deviation ÷ the mean; above 5% a run is flagged noisy",
+    "CV": f"coefficient of variation: the standard deviation ÷ the mean; above {NOISY_CV:.0%} a run is flagged noisy",
     "MB": "megabytes of 1,048,576 bytes (MiB), as torch and nvidia-smi count them",
 }
 PIPELINES = {
@@ -416,7 +417,11 @@ def _legend(lines: list[str]) -> list[str]:
     ]
     meanings = {**{m.header: m.meaning for m in METRICS if m.meaning}, **MEANINGS}
     entries = [(h, meanings[h]) for h in dict.fromkeys(headers) if h in meanings]
-    entries += [(term, means) for term, means in TERMS.items() if re.search(rf"\b{term}\b", text)]
+    # The words in the report's own text, in the order it first uses them: not in a path, a host name or a code
+    # span (a sweep folder named CV-runs is no coefficient of variation).
+    prose = re.sub(r"`[^`]*`|[^\s|]*[/\\][^\s|]*", " ", text)
+    used = {term: found.start() for term in TERMS if (found := re.search(rf"(?<![\w./-]){term}(?![\w./-])", prose))}
+    entries += [(term, TERMS[term]) for term in sorted(used, key=used.get)]
     if not entries:
         return []
     return ["## What the columns and terms mean", "", *(f"- **{name}**: {means}" for name, means in entries), ""]
