@@ -270,8 +270,8 @@ def test_a_shares_change_is_in_percentage_points() -> None:
     # 35% → 9% is 26 points down, not "−26%" (which reads as 26% less of 35%).
     assert change(metric("data_wait_frac"), 0.354, 0.086) == "-26 pp"
     assert change(metric("samples_per_s_cv"), 0.01, 0.99) == "+98.0 pp"
-    # The difference of the shares as shown beside it: 36% and 25% read "−12 pp" from 35.6% and 24.6%.
-    assert change(metric("data_wait_frac"), 0.356, 0.246) == "-11 pp"
+    # The difference of the shares as shown beside it: 36% and 25% read "−12 pp" from 36.4% and 24.6%.
+    assert change(metric("data_wait_frac"), 0.364, 0.246) == "-11 pp"
     # A share near a verdict's threshold is shown with a decimal (29.7%), and so is its change.
     assert change(metric("data_wait_frac"), 0.297, 0.356) == "+6.3 pp"
     assert change(metric("samples_per_s"), 100.0, 150.0) == "1.500× (new / original)"

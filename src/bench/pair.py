@@ -184,7 +184,7 @@ def change(m: Metric, old: Any, new: Any) -> str:
 
 def _points(m: Metric, a: float, b: float) -> str:
     """The change of a share in percentage points, as the difference of the two shares shown beside it:
-    36% and 25% differ by −11 pp, where 35.6% and 24.5% gave −12 (a share near a verdict's threshold is
+    36% and 25% differ by −11 pp, where 36.4% and 24.6% gave −12 (a share near a verdict's threshold is
     shown with a decimal, and so is then its change)."""
     shown = [m.format(value).removesuffix("%") for value in (a, b)]
     try:
