@@ -281,8 +281,8 @@ def test_three_significant_digits_stay_three_where_rounding_carries() -> None:
     from bench.metrics import metric
 
     # TFLOP/s and IQRs: 9.996 read "10.00" and 0.0009996 "0.001000", a fourth digit the rule does not have.
-    shown = [metric("tflops").format(v) for v in (9.996, 99.96, 0.0009996, 0.0123, 372.4, 1234.5)]
-    assert shown == ["10.0", "100", "0.00100", "0.0123", "372", "1,234"]
+    shown = [metric("tflops").format(v) for v in (9.996, 99.96, 0.0009996, 0.0123, 372.4, 1234.5, -0.0)]
+    assert shown == ["10.0", "100", "0.00100", "0.0123", "372", "1,234", "0"]
 
 
 def test_repeats_losses_are_compared_repeat_by_repeat_and_overrides_explain_a_difference() -> None:

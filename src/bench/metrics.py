@@ -28,7 +28,7 @@ SIGNIFICANT = "3 significant digits"
 def significant(value: float, digits: int = 3) -> str:
     """``value`` to ``digits`` significant digits, with thousands separators: 0.0123, 1.50, 372, 1,234."""
     if value == 0 or not math.isfinite(value):
-        return f"{value:,.0f}" if value == 0 else str(value)
+        return "0" if value == 0 else str(value)  # -0.0 too
     magnitude = math.floor(math.log10(abs(value)))
     decimals = max(0, digits - 1 - magnitude)
     rounded = round(value, decimals)
