@@ -243,6 +243,21 @@ def test_an_image_folder_of_one_class_is_refused(tmp_path: Path) -> None:
     ]
 
 
+def test_a_folder_link_back_up_the_tree_is_refused_not_walked_for_ever(tmp_path: Path) -> None:
+    # ImageFolder follows links: through train/cats/up -> .. it walked for minutes, gigabytes deep, in silence.
+    root = _image_folder(tmp_path / "imgs")
+    (root / "train" / "cats" / "up").symlink_to("..")
+    (tmp_path / "elsewhere").mkdir()
+    (root / "test" / "dogs" / "more").symlink_to(tmp_path / "elsewhere")  # a link elsewhere is walked, not refused
+    proc = run_cli(tmp_path, *TINY, "dataset=imagefolder", f"dataset.root={root}", "batch_size=2",
+                   "dataset.train_size=null", "dataset.test_size=null", timeout=60)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"bench: error: {root}/train/cats/up links back to {root}/train, a folder above it: the images under it "
+        "would be read for ever; remove the link"
+    ]
+
+
 def test_a_16_bit_greyscale_image_is_scaled_not_saturated(cfg_for, tmp_path: Path, caplog) -> None:
     # Pillow's conversion to RGB clips 16-bit values at 255: a 16-bit gradient came out 99% white, and trained.
     root = _image_folder(tmp_path / "imgs")

@@ -188,6 +188,8 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
             f"dataset.root={root} needs train/<class>/ and test/<class>/ folders; missing: "
             + ", ".join(str(p) for p in missing)
         )
+    for split in ("train", "test"):
+        _refuse_link_loops(root / split)
     try:
         train, test = ImageFolder(str(root / "train")), ImageFolder(str(root / "test"))
     except (FileNotFoundError, OSError) as err:
@@ -226,6 +228,20 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
         Path(tmp).unlink(missing_ok=True)
         raise
     return Arrays(train_x, train_y, test_x, test_y, classes, notes).subset(train_size, test_size)
+
+
+def _refuse_link_loops(top: Path) -> None:
+    """Refuse a folder link that points back at a folder above it: ImageFolder follows links, and through such a
+    loop it walked for minutes, gigabytes deep, before anything was said. Other links (to folders elsewhere, or
+    two to one folder) are walked as ImageFolder walks them."""
+    for folder, subfolders, _ in os.walk(top, followlinks=True):
+        here = os.path.realpath(folder)
+        for name in subfolders:
+            link = os.path.join(folder, name)
+            target = os.path.realpath(link)
+            if os.path.islink(link) and (here == target or here.startswith(target.rstrip(os.sep) + os.sep)):
+                raise DatasetUnavailable(f"{link} links back to {target}, a folder above it: the images under it "
+                                         "would be read for ever; remove the link")  # fmt: skip
 
 
 def _warn_skipped(folder: object) -> str | None:
