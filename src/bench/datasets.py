@@ -231,17 +231,21 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
 
 
 def _refuse_link_loops(top: Path) -> None:
-    """Refuse a folder link that points back at a folder above it: ImageFolder follows links, and through such a
-    loop it walked for minutes, gigabytes deep, before anything was said. Other links (to folders elsewhere, or
-    two to one folder) are walked as ImageFolder walks them."""
+    """Refuse a split in which links lead to one folder twice: ImageFolder follows links and would read its images
+    twice, and through a loop (a link back up the tree, or two folders linked to each other) again and again: it
+    walked for minutes, gigabytes deep, before anything was said. The walk stops at the first folder met again."""
+    seen = {os.path.realpath(top): str(top)}
     for folder, subfolders, _ in os.walk(top, followlinks=True):
         here = os.path.realpath(folder)
         for name in subfolders:
-            link = os.path.join(folder, name)
-            target = os.path.realpath(link)
-            if os.path.islink(link) and (here == target or here.startswith(target.rstrip(os.sep) + os.sep)):
-                raise DatasetUnavailable(f"{link} links back to {target}, a folder above it: the images under it "
-                                         "would be read for ever; remove the link")  # fmt: skip
+            path = os.path.join(folder, name)
+            real = os.path.realpath(path)
+            if real in seen:
+                above = here == real or here.startswith(real.rstrip(os.sep) + os.sep)
+                how = "a folder above it" if above else f"as {seen[real]} does"
+                raise DatasetUnavailable(f"{path} leads to {real}, {how}: ImageFolder would read the images there "
+                                         "more than once (through a loop, for ever); remove the link")  # fmt: skip
+            seen[real] = path
 
 
 def _warn_skipped(folder: object) -> str | None:
