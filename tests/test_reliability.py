@@ -381,6 +381,22 @@ def test_a_disk_that_fills_between_sweep_jobs_stops_the_sweep_in_one_line_keepin
     assert not (tmp_path / "S" / "1" / "metrics.json").exists()
 
 
+def test_a_sweep_whose_report_cannot_be_written_exits_1_in_one_line_keeping_its_jobs(tmp_path: Path) -> None:
+    # The jobs' files fit, a figure does not (a real write failure, as on a full disk). The sweep exited 0 with a
+    # line on stdout alone, and left a half-written runs.png; exit 0 says the report is there too.
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, hard))  # runs.png is ~80 kB; metrics.json ~4 kB
+    try:
+        proc = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "batch_size=16,32")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    _one_error_line(proc, 1, "bench: error: could not build the report: ")
+    assert proc.stderr.strip().endswith("File too large; the runs are kept in S: retry with python -m bench.report S")
+    assert [read_metrics(tmp_path / "S" / str(job))["status"] for job in (0, 1)] == ["ok", "ok"]
+    assert not (tmp_path / "S" / "runs.png").exists()  # no half-written figure
+    assert run_cli(tmp_path, "S", module="bench.report").returncode == 0  # the retry it names
+
+
 @pytest.mark.parametrize(
     ("args", "module", "expected"),
     [

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench import interrupts
-from bench.errors import Refused, UsageError, one_line
+from bench.errors import Refused, UsageError, one_line, os_error_line
 from bench.folders import (
     CONFIG_SUBDIR,
     LOCK_FILE,
@@ -143,6 +143,10 @@ def _resolved(config: DictConfig, key: str) -> str:
         raise UsageError(f"{key}: {one_line(err)}") from None
 
 
+#: why the last sweep's report could not be built, for the command's closing line and exit status (None: it was)
+report_failure: str | None = None
+
+
 class ReportCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         with interrupts.deferred():  # a signal inside an import leaves a half-made module the partial report needs
@@ -154,6 +158,10 @@ class ReportCallback(Callback):
         try:
             report = build_report([sweep_dir])
         except Exception as err:  # the runs are safe on disk; say how to build the report again
+            global report_failure  # Hydra swallows a callback's exception: the entry point reads this instead
+            why = os_error_line(err) if isinstance(err, OSError) else f"{type(err).__name__}: {one_line(err)}"
+            report_failure = (f"could not build the report: {why}; the runs are kept in {sweep_dir}: retry with "
+                              f"python -m bench.report {sweep_dir}")  # fmt: skip
             log.error("Could not build the report (%s); retry with: python -m bench.report %s", err, sweep_dir)
             return
         log.info("Sweep finished: %s", status_counts(report.runs))

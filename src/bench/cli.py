@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bench import folders, interrupts, schema
+from bench import callbacks, folders, interrupts, schema
 from bench.errors import (
     EXIT_RUN_FAILED,
     EXIT_USAGE,
@@ -134,6 +134,7 @@ def _job(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> float | None:
 def main() -> None:
     """Console entry point: Hydra's own CLI, one line for every failure, and the exit codes of the README."""
     SESSION.__init__()  # type: ignore[misc]  # a fresh session (main() may run more than once in a process)
+    callbacks.report_failure = None
     user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Let Hydra's exceptions reach us instead of being printed as a multi-line report with exit code 1.
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -148,6 +149,8 @@ def main() -> None:
             if args.cfg and args.package not in (None, "_global_") and own_config:
                 _check_package(args.package, args.overrides)
             app()
+            if callbacks.report_failure is not None:  # the jobs are kept; exit 0 would say the report is there too
+                fail(callbacks.report_failure, EXIT_RUN_FAILED)
             if args.cfg in ("job", "all") and own_config:
                 _check_printed(args.overrides)
         except Interrupted as stop:

@@ -53,17 +53,18 @@ def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[b
     values defeat matplotlib (a hand-edited 1.7e308 samples/s leaves no finite axis limit), why not, instead of the
     whole report lost. Warnings about the values (numpy's overflow, a crowded legend's "constrained_layout not
     applied") go to the log, not the console. A full disk (OSError) still stops the command, as any write does."""
+    figure = next((a for a in args if isinstance(a, Path)), None)  # the file it is to write
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             made = plot(*args, **kwargs)
-        except OSError:
-            raise
-        except Exception as err:  # the figure is lost, not the report beside it
+        except Exception as err:
             plt.close("all")
-            figure = next((a for a in args if isinstance(a, Path)), None)  # the file it was to write
-            if figure is not None:
-                figure.unlink(missing_ok=True)  # an earlier report's figure would stand beside this report's text
+            if figure is not None:  # neither a half-written figure, nor an earlier report's beside this one's text
+                figure.unlink(missing_ok=True)
+            if isinstance(err, OSError):  # a full disk stops the command, as any write does
+                raise
+            # The figure is lost, not the report beside it.
             log.warning("%s: not drawn: %s: %s", figure or plot.__name__, type(err).__name__, one_line(err))
             log.debug("%s failed", plot.__name__, exc_info=True)  # a bug of bench's, not the values: in the log
             return False, f"{type(err).__name__}: {one_line(err)}"
