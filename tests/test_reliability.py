@@ -381,6 +381,16 @@ def test_a_disk_that_fills_between_sweep_jobs_stops_the_sweep_in_one_line_keepin
     assert not (tmp_path / "S" / "1" / "metrics.json").exists()
 
 
+def test_a_full_disk_before_a_run_starts_is_exit_1_not_bad_input(tmp_path: Path) -> None:
+    # Hydra's .hydra/ cannot be written (a real write failure, as on a full disk): that was exit 2, "bad input".
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    proc = subprocess.run([sys.executable, "-m", "bench", *TINY, "hydra.run.dir=R"], cwd=tmp_path, env=offline_env(),
+                          capture_output=True, text=True, timeout=120, preexec_fn=limit)  # fmt: skip
+    _one_error_line(proc, 1, "bench: error: could not write the output folder: File too large; nothing ran")
+
+
 def test_a_sweep_whose_report_cannot_be_written_exits_1_in_one_line_keeping_its_jobs(tmp_path: Path) -> None:
     # The jobs' files fit, a figure does not (a real write failure, as on a full disk). The sweep exited 0 with a
     # line on stdout alone, and left a half-written runs.png; exit 0 says the report is there too.

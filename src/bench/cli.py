@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -164,9 +165,12 @@ def main() -> None:
         except Exception as err:
             if user_wants_traces:
                 raise
-            # Before any job started it was the input (Hydra's parser, composition, the output folder).
+            # Before any job started it was the input (Hydra's parser, composition, the output folder), unless the
+            # disk was full: that is the machine's fault, not the command's (exit 1).
             if _no_job_began():
                 folders.abandon_claim()  # e.g. model=small,nope: the corrected sweep may have the folder
+                if _disk_full(err):
+                    fail(f"could not write the output folder: {_one_line(err)}; nothing ran", EXIT_RUN_FAILED)
                 fail(_one_line(err), EXIT_USAGE)
             # A sweep stopped between jobs, in Hydra's own code (the next job's .hydra/ on a full disk; under
             # Hydra's own submitit_local, a job killed outright): as after an interrupt, the jobs still running in
@@ -350,6 +354,16 @@ def _one_line(err: BaseException) -> str:
             return os_error_line(cause)  # IOError without an errno: a config error, not the filesystem
         cause = cause.__cause__ or cause.__context__
     return describe(err)
+
+
+def _disk_full(err: BaseException) -> bool:
+    """Whether a full disk (or a file-size or quota limit) is anywhere in the exception's chain."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def as_typed(path: Path) -> str:
