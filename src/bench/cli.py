@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -348,22 +349,23 @@ def _one_line(err: BaseException) -> str:
     if type(err).__name__ == "UncompletedJobError":  # submitit: "Job 12 (task: 0) with path P" / "has not produced
         first, *rest = str(err).strip().splitlines()  # any output (state: ...)": the reason is on its second line
         return f"submitit {first[0].lower()}{first[1:]} {rest[0].strip() if rest else ''}".strip()
+    found = next(_os_errors(err), None)
+    return os_error_line(found) if found is not None else describe(err)
+
+
+def _os_errors(err: BaseException) -> Iterator[OSError]:
+    """The filesystem's errors in the exception's chain, outermost first. Hydra's MissingConfigException is an
+    IOError without an errno: a config error, not the filesystem, so not one of them."""
     cause: BaseException | None = err
     while cause is not None:
-        if isinstance(cause, OSError) and cause.errno is not None:  # Hydra's MissingConfigException is an
-            return os_error_line(cause)  # IOError without an errno: a config error, not the filesystem
+        if isinstance(cause, OSError) and cause.errno is not None:
+            yield cause
         cause = cause.__cause__ or cause.__context__
-    return describe(err)
 
 
 def _disk_full(err: BaseException) -> bool:
     """Whether a full disk (or a file-size or quota limit) is anywhere in the exception's chain."""
-    cause: BaseException | None = err
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
+    return any(cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) for cause in _os_errors(err))
 
 
 def as_typed(path: Path) -> str:
