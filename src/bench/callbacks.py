@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench import interrupts
-from bench.errors import Refused, UsageError, one_line, os_error_line
+from bench.errors import Refused, UsageError, failure_reason, one_line
 from bench.folders import (
     CONFIG_SUBDIR,
     LOCK_FILE,
@@ -159,9 +159,8 @@ class ReportCallback(Callback):
             report = build_report([sweep_dir])
         except Exception as err:  # the runs are safe on disk; say how to build the report again
             global report_failure  # Hydra swallows a callback's exception: the entry point reads this instead
-            why = os_error_line(err) if isinstance(err, OSError) else f"{type(err).__name__}: {one_line(err)}"
-            report_failure = (f"could not build the report: {why}; the runs are kept in {sweep_dir}: retry with "
-                              f"python -m bench.report {sweep_dir}")  # fmt: skip
+            report_failure = (f"could not build the report: {failure_reason(err)}; the runs are kept in {sweep_dir}: "
+                              f"retry with python -m bench.report {sweep_dir}")  # fmt: skip
             log.error("Could not build the report (%s); retry with: python -m bench.report %s", err, sweep_dir)
             return
         log.info("Sweep finished: %s", status_counts(report.runs))

@@ -70,6 +70,12 @@ def os_error_line(err: OSError) -> str:
     return f"{where}: {reason}" if where else reason
 
 
+def failure_reason(err: BaseException) -> str:
+    """Why a command could not finish writing, after "could not ...: ": a filesystem error's path and reason; a
+    bug's type and first line."""
+    return os_error_line(err) if isinstance(err, OSError) else f"{type(err).__name__}: {one_line(err)}"
+
+
 #: Hydra's one-line messages that name no fix, and the line bench prints instead ({0}: what the message names)
 HYDRA_LINES = (
     (r"Could not append to config\. An item is already at '(.+)'\.$",

@@ -235,7 +235,7 @@ def command(what: str) -> Iterator[None]:
     """A reading-and-writing command's failures as one line (``bench.report``, ``bench.compare``): bad input
     exit 2; a filesystem error while writing, or a bug, exit 1; SIGINT/SIGTERM 130/143. ``what`` completes
     "could not ..." (e.g. "write the report"). ``HYDRA_FULL_ERROR=1`` shows a bug's traceback instead."""
-    from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, UsageError, exit_interrupted, fail, one_line, os_error_line
+    from bench.errors import EXIT_RUN_FAILED, EXIT_USAGE, UsageError, exit_interrupted, fail, failure_reason
 
     with entry_point():
         try:
@@ -243,10 +243,10 @@ def command(what: str) -> Iterator[None]:
         except UsageError as err:
             fail(str(err), EXIT_USAGE)
         except OSError as err:  # found while writing: a full disk, a folder made read-only meanwhile
-            fail(f"could not {what}: {os_error_line(err)}", EXIT_RUN_FAILED)
+            fail(f"could not {what}: {failure_reason(err)}", EXIT_RUN_FAILED)
         except Interrupted as stop:
             exit_interrupted(stop, f"could not {what}; run the same command again")
         except Exception as err:  # a bug in bench: still one line (the runs on disk are untouched)
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            fail(f"could not {what}: {type(err).__name__}: {one_line(err)}", EXIT_RUN_FAILED)
+            fail(f"could not {what}: {failure_reason(err)}", EXIT_RUN_FAILED)
