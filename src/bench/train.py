@@ -39,7 +39,7 @@ from bench.metrics import loss_text, metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
 from bench.schema import as_override, batch_exceeds_data, instantiate
-from bench.step import Step, autocast_dtype, build_step, math_mode, math_precision, resolve_compile_and_layout
+from bench.step import Step, autocast_dtype, build_step, math_mode, resolve_compile_and_layout
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
         result.metrics.update({k: v for k, v in summarize([asdict(e) for e in result.epochs_detail]).items()
                                if result.metrics.get(k) is None})  # fmt: skip
         if result.metrics.get("tflops") is None and device is not None:  # samples/s is given, so is its compute
-            _utilization(result, device, result.step.get("math"))
+            _utilization(result, device)
         result.notes.append(f"its figures are of the {done} timed epoch{'s' * (done > 1)} it finished before it "
                             f"stopped ({result.status})")  # fmt: skip
     try:
@@ -306,7 +306,7 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
         if energy is not None:
             energy.close()
 
-    _record(cfg, device, result)
+    _record(device, result)
     if allocator is not None:
         result.memory = memory.breakdown(sizes, baseline, *peaks, graph_pool)
         # The headline peaks are the breakdown's own (its peak allocated has what captured graphs hold).
@@ -370,11 +370,11 @@ def _timed_epochs(
         result.notes.extend([short] if short else [])
 
 
-def _record(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
+def _record(device: torch.device, result: RunResult) -> None:
     """The run-level figures from its epochs: the metric table's, the FLOP utilization, and whether the two
     clocks agree."""
     result.metrics.update(summarize([asdict(e) for e in result.epochs_detail]))
-    _utilization(result, device, math_precision(cfg.precision))
+    _utilization(result, device)
     m = result.metrics
     clocks = _clocks_disagree(m.get("avg_epoch_time"), m.get("cuda_epoch_time"))
     if clocks:
@@ -382,12 +382,13 @@ def _record(cfg: DictConfig, device: torch.device, result: RunResult) -> None:
         result.notes.append(clocks)
 
 
-def _utilization(result: RunResult, device: torch.device, math: str | None) -> None:
-    """Achieved TFLOP/s, and on a GPU of the peak table its share of the dense peak for ``math``, with the note
-    that names the peak's source."""
+def _utilization(result: RunResult, device: torch.device) -> None:
+    """Achieved TFLOP/s, and on a GPU of the peak table its share of the dense peak for the maths the step ran
+    (its recorded ``math``: math_precision's, which on a GPU is the precision's), with the note that names the
+    peak's source."""
     m = result.metrics
     gpu = result.device_name if device.type == "cuda" else None
-    m["tflops"], m["peak_flops_frac"], note = utilization(m, gpu, math or "fp32")
+    m["tflops"], m["peak_flops_frac"], note = utilization(m, gpu, result.step.get("math") or "fp32")
     result.notes.extend([note] if note else [])
 
 
