@@ -77,7 +77,7 @@ EOF
 fi
 
 # Each sweep: its report's "Runs: N (N ok)" line, and nothing but ok.
-for sweep in sweep batch_size max_batch; do
+for sweep in sweep max_batch; do
   runs=$(grep -m 1 '^Runs: ' "$OUT/$sweep/report.md" 2>/dev/null)
   how=$(ended "$sweep")
   echo "$runs" | awk '{ n = $2; line = $0 } END { exit !(line == "Runs: " n " (" n " ok)") }' && [ "$how" = finished ]

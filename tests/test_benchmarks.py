@@ -404,7 +404,7 @@ def test_gpu_check_parts_share_six_minutes() -> None:
     parts = re.findall(r"^secs=\$\(limit (\S+) (\d+)\)$", script, re.MULTILINE)
     timed = re.findall(r'^ *timed (\S+) \w+ (\d+) "\$secs" ', script, re.MULTILINE)
     assert parts == timed and [part for part, _ in parts] == list(reserves)
-    assert len(parts) == 6  # the tests, two sweeps, max_batch, the pipelines and harness benchmarks
+    assert len(parts) == 5  # the tests, the user's sweep, max_batch, the pipelines and harness benchmarks
     # The reserves, the GPU query before them (6 s on an H100) and 2 s for the summary fit in 360 s.
     assert sum(reserves.values()) + 6 <= int(end[1]) <= 358, (sum(reserves.values()), end[1])
 
@@ -428,8 +428,8 @@ def test_gpu_check_parts_share_six_minutes() -> None:
     assert minimum and re.search(r'^if \[ "\$secs" -ge \$HARNESS_MIN \]; then$', script, re.MULTILINE)
     # README "GPU check" states the same reserves (it had kept the tests' and the harness's old ones).
     r = reserves
-    stated = (f"(the CUDA tests {r['pytest-cuda']} s, the sweeps {r['sweep']} and {r['batch_size']}, `max_batch` "
-              f"{r['max_batch']}, the pipelines {r['pipelines']}, each with its grace")  # fmt: skip
+    stated = (f"(the CUDA tests {r['pytest-cuda']} s, the sweep {r['sweep']}, `max_batch` {r['max_batch']}, "
+              f"the pipelines {r['pipelines']}, each with its grace")  # fmt: skip
     readme = " ".join((REPO / "README.md").read_text().split())
     assert stated in readme and f"The reserves add up to {sum(r.values())} s" in readme
     assert f"if at least {minimum[1]} s are left" in readme
@@ -505,7 +505,7 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # What gpu_check.sh's parts leave under OUT, made by real CPU runs: the user's sweep (all ok), max_batch
-    # (skipped without CUDA), batch_size never ran, the CUDA tests cut at their limit, a pipelines run
+    # (skipped without CUDA), the CUDA tests cut at their limit, a pipelines run
     # whose (g) cannot capture on the CPU, and a harness run cut at its limit.
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     from harness import main as harness
@@ -558,7 +558,6 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     assert "- FAIL: the CUDA tests cut at its time limit: 19 passed, 3 skipped in 130.02s" in lines
     assert f"- FAIL: a CUDA test was skipped: {skip.removeprefix('SKIPPED ')}" in lines  # printed as it is
     assert "- PASS: sweep finished: Runs: 2 (2 ok)" in lines
-    assert "- FAIL: batch_size did not run: no report" in lines
     assert "- FAIL: max_batch finished: Runs: 1 (1 skipped)" in lines
     assert "- FAIL: the pipelines benchmark exit 1" in lines
     assert any(line.startswith("- FAIL: pipeline (g) fast, captured only failed: ") for line in lines), lines
@@ -574,21 +573,21 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
 
     # Everything finished, every job ok, no FAIL line: exit 0.
     good = tmp_path / "good"
-    for part in ("sweep", "batch_size", "max_batch"):
+    for part in ("sweep", "max_batch"):
         shutil.copytree(out / "sweep", good / part)
-    for part in ("sweep", "batch_size", "max_batch", "pytest-cuda"):
+    for part in ("sweep", "max_batch", "pytest-cuda"):
         (good / f"{part}.rc").write_text("0\n")
     (good / "pytest-cuda.txt").write_text("== 22 passed in 150.00s ==\n")
     benchmark(good, "small:64:fp32:r")
     (good / "harness.rc").write_text("0\n")
     (good / "harness.md").write_text(f"{verdict([0.99] * 8)}\n")  # the harness's own line for 8 rounds at 0.99
     rc, lines = check(good, 359)
-    assert rc == 0 and lines[-1] == f"gpu-check: 8 PASS, 0 FAIL; figures in {good}", lines
+    assert rc == 0 and lines[-1] == f"gpu-check: 7 PASS, 0 FAIL; figures in {good}", lines
     # Rounds that cannot tell 3% from noise are no PASS.
     (good / "harness.md").write_text(f"{verdict([0.95, 0.99] * 4)}\n")
     rc, lines = check(good, 359)
     assert rc == 1 and lines[-3].startswith("- UNDECIDED: bench's loop (r) runs at 0.970×"), lines
-    assert lines[-1] == f"gpu-check: 7 PASS, 0 FAIL, 1 UNDECIDED; figures in {good}"
+    assert lines[-1] == f"gpu-check: 6 PASS, 0 FAIL, 1 UNDECIDED; figures in {good}"
     (good / "harness.md").write_text(f"{verdict([0.99] * 8)}\n")
     # A harness the check did not run (too little time left): a note, no verdict; the rest decides the exit
     # status (else the check could never pass on a GPU: its 3% takes hundreds of rounds), and the last line says.
@@ -598,10 +597,15 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     assert rc == 0 and not [line for line in lines if "the harness benchmark" in line], lines
     assert lines[-3:-1] == ["- note, not judged here: bench's loop (r) against the bare loop (d): 12 s were left",
                             "- PASS: gpu-check took 359 s (target ≤ 360 s)"], lines  # fmt: skip
-    assert lines[-1] == f"gpu-check: 6 PASS, 0 FAIL, the harness not judged (see its note); figures in {good}"
+    assert lines[-1] == f"gpu-check: 5 PASS, 0 FAIL, the harness not judged (see its note); figures in {good}"
     (good / "harness.rc").write_text("0\n")
     (good / "harness.md").write_text(f"{verdict([0.99] * 8)}\n")
     # Tests that all skipped (no GPU seen by pytest) check nothing: FAIL, though pytest exits 0.
     (good / "pytest-cuda.txt").write_text("== 21 skipped in 2.52s ==\n")
     rc, lines = check(good, 359)
     assert rc == 1 and lines[0] == "- FAIL: the CUDA tests finished: 21 skipped in 2.52s", lines
+    # A part that never ran (the check stopped before it): no exit status, no report.
+    (good / "max_batch.rc").unlink()
+    shutil.rmtree(good / "max_batch")
+    rc, lines = check(good, 359)
+    assert rc == 1 and "- FAIL: max_batch did not run: no report" in lines, lines
