@@ -76,7 +76,7 @@ def test_fp16s_grad_scaler_syncs_every_step_only_beside_a_non_fused_adam(
     # LargeNet·4096 the GPU sets the pace: even captured and compiled, bf16 LargeNet took 2.4 ms per 1,024
     # images on an H200 (~10 ms a step here), against an eager step's ~2-3 ms of launches. So the host runs
     # ahead unless it waits. The verdict reads the lead only where no such sync hides it.
-    # (Added on 2026-11-28 without a GPU at hand; the rule is read from torch.amp.GradScaler.step.)
+    # (The rule is read from torch.amp.GradScaler.step; both cases passed on an H200.)
     from bench.diagnosis import LAUNCH_LEAD_STEPS, scaler_syncs
 
     # 12 steps; no evaluation, to keep it short. A host h s a step against a GPU's X falls (1 - h/X) of a step
@@ -164,8 +164,8 @@ def test_profile_traces_the_gpus_work_after_the_timed_epochs(
     cfg_for, tmp_path: Path, caplog, compile_mode: str
 ) -> None:
     # profile=true on CUDA adds CUPTI's activities (kernels, copies, runtime calls) to the CPU's; a captured step
-    # replays one CUDA graph a step. (Added on 2026-11-28 without a GPU at hand: profile=true had run on the CPU
-    # only.) Evaluation runs after the profiler: its accuracy says that the work after the profiler still ran.
+    # replays one CUDA graph a step. Evaluation runs after the profiler: its accuracy says that the work after
+    # the profiler still ran.
     with caplog.at_level(logging.DEBUG, logger="bench.train"):
         run = _run(cfg_for, tmp_path, "profile=true", f"step.compile={compile_mode}", "loader=resident",
                    "batch_size=256", "dataset.train_size=2048", "dataset.test_size=256", "epochs=1")  # fmt: skip
