@@ -192,7 +192,7 @@ def test_a_loss_above_a_uniform_guesss_is_no_learning_either() -> None:
     assert check(3.5) == (False, "did not learn: final loss 3.500 is above ln(10) = 2.303, the loss of a uniform guess")
     assert check(2.30)[1].startswith("did not learn: final loss 2.300 is within 2% of ln(10) = 2.303, the loss")
     assert check(3.0, accuracy=0.6) == (True, None)  # 6× chance: learning, whatever the loss (overconfident)
-    assert check(3.0, accuracy=0.2)[0] is False  # 2× chance: not enough to outrank the loss
+    assert check(3.0, accuracy=0.2)[0] is False  # 2× chance, over images not counted: not enough to outrank the loss
     assert check(2.2) == (True, None)  # 4.5% below a guess's
     assert check(2.2, accuracy=0.12) == (
         False,
@@ -204,6 +204,22 @@ def test_a_loss_above_a_uniform_guesss_is_no_learning_either() -> None:
     assert many.endswith("under 1.5× chance, 1.5% (chance: 1%)"), many
     # lr=1e8 blew the loss up to 29 digits, printed in full to 3 decimals.
     assert check(4.7404e28)[1].startswith("did not learn: final loss 4.74e+28 is above ln(10)")
+
+
+def test_a_test_accuracy_clearly_above_chance_outranks_a_guesss_loss() -> None:
+    # On an H200, one epoch of 10,000 images at batch 256: the epoch's mean loss 2.283 (within 2% of ln 10, most
+    # of the epoch on the plateau), and the model tested after it scored 22.1% of 2,000 images, 18 standard
+    # errors above chance. It read "did not learn", which only 30% (3× chance) outranked.
+    def learned(loss: float, accuracy: float, tested: int | None) -> bool | None:
+        run = {"final_loss": loss, "test_accuracy": accuracy, "classes": 10, "test_samples": tested}
+        return diagnosis.diagnose(run)["learned"]
+
+    assert learned(2.283, 0.221, 2000) is True
+    assert learned(2.30, 0.16, 10_000) is True  # 20 standard errors above chance, and 1.6× it
+    assert learned(2.30, 0.14, 10_000) is False  # 13 standard errors, but under 1.5× chance: the loss decides
+    assert learned(2.30, 0.22, 64) is False  # of 64 images, 14 right where a guess gets 6.4: 3.2 standard errors
+    assert learned(2.30, 0.30, 64) is True  # 19 right: 5.3 standard errors
+    assert learned(2.30, 0.22, None) is False  # images not counted (an older metrics.json): 3× chance, as before
 
 
 def test_flops_and_achieved_tflops_are_recorded(cfg_for, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench import findings, interrupts
-from bench.diagnosis import CHANCE_ACCURACY_FACTOR, DID_NOT_LEARN, NEAR_CHANCE_LOSS, NOISY_CV
+from bench.diagnosis import CHANCE_ACCURACY_FACTOR, CLEAR_ACCURACY_SES, DID_NOT_LEARN, NEAR_CHANCE_LOSS, NOISY_CV
 from bench.errors import OneLineParser
 from bench.folders import REPORT_FILE, SUMMARY_FILE, holds_run_dirs, make_writable
 from bench.metrics import METRICS, metric, significant
@@ -87,8 +87,10 @@ MEANINGS = {
         "evidence and one thing to try"
     ),
     "learning": (
-        f"whether the run learned: it did not where its final loss is within {NEAR_CHANCE_LOSS:.0%} of a uniform "
-        f"guess's (ln of the classes) or above it, or its test accuracy under {CHANCE_ACCURACY_FACTOR:g}× chance; "
+        f"whether the run learned: it did not where its test accuracy is under {CHANCE_ACCURACY_FACTOR:g}× chance, "
+        f"or where its final loss (the last timed epoch's mean) is within {NEAR_CHANCE_LOSS:.0%} of a uniform "
+        "guess's (ln of the classes) or above it and its test accuracy is not clearly above chance "
+        f"({CHANCE_ACCURACY_FACTOR:g}× chance and {CLEAR_ACCURACY_SES:g} standard errors, over its test images); "
         "a run too short to learn is still timed right"
     ),
     SPREAD_REPEATS: "the median samples/s of the run's repeats (repeat=N), with their IQR",
