@@ -150,6 +150,8 @@ def main() -> None:
             own_config = not (args.config_path or args.config_name or args.config_dir)
             if args.cfg and args.package not in (None, "_global_") and own_config:
                 _check_package(args.package, args.overrides)
+            if own_config and not (args.multirun or args.cfg or args.help or args.hydra_help or args.info):
+                _check_single_run(args.overrides)
             app()
             if callbacks.report_failure is not None:  # the jobs are kept; exit 0 would say the report is there too
                 fail(callbacks.report_failure, EXIT_RUN_FAILED)
@@ -181,6 +183,25 @@ def main() -> None:
                 fail(f"{_one_line(err)}; the sweep stopped: {_stop_the_jobs(signal.SIGTERM)}{_what_is_kept()}",
                      EXIT_RUN_FAILED)  # fmt: skip
             fail(_one_line(err), EXIT_RUN_FAILED)
+
+
+def _check_single_run(overrides: list[str]) -> None:
+    """A single run's values, checked before Hydra makes its folder: batch_size=0 took 3.7 s (torch's import)
+    and left a run folder holding only its refusal, one more with every typo. A sweep's jobs are checked by its
+    sweeper, and a composition error is left to Hydra's own run, which words it."""
+    from bench.schema import compose, validate
+
+    try:
+        with_hydra = compose(overrides, return_hydra_config=True)
+        if with_hydra.hydra.mode == RunMode.MULTIRUN:  # experiment=batch_size
+            return
+        cfg = compose(overrides)
+    except Exception:
+        return
+    # The options chosen, as the run will have them (the check of fixed names reads them; this process may
+    # still hold an earlier main()'s, in tests); Hydra sets its own again as the run starts.
+    HydraConfig.instance().set_config(with_hydra)
+    validate(cfg)
 
 
 def _check_printed(overrides: list[str]) -> None:

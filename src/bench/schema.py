@@ -278,6 +278,14 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
                               f"config, run with --config-path?); python -m bench.reproduce RUN_DIR {group}={node} "
                               "applies a group to a saved run")  # fmt: skip
     _check_keys(cfg)
+    # The top-level numbers first: they need no import, and the components' checks import their classes (torch,
+    # ~3 s), which batch_size=0 waited for before its one line. A component's own keys after its check, which
+    # words a wrong type better (loader.prefetch_factor=abc "is not an integer or null").
+    _check_ranges(cfg, this_machine, [key for key in RANGES if "." not in key])
+    if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, int | float):
+        raise ConfigError(f"lr={cfg.lr} is not a number")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ConfigError(f"lr={cfg.lr} is out of range; it must be a finite number > 0")
     for group in RUNTIME_ARGUMENTS:
         _check_component(group, cfg[group])
     for key in NAMES:  # the labels every table and plot shows: a word, not a list or a node
@@ -294,16 +302,7 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
         if value not in allowed:
             shown = ", ".join("null" if a is None else str(a) for a in allowed)
             raise ConfigError(f"{key}={value} is not allowed; choose one of: {shown}")
-    for key, (low, high) in RANGES.items():
-        value = OmegaConf.select(cfg, key, default=None)
-        if key == "workers":
-            high = workers_limit() if this_machine else None
-        # The schema types these; a config without it (a run's saved config.yaml, with --config-path) may not.
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{key}={value} is not an integer")
-        if value is not None and (value < low or (high is not None and value > high)):
-            bound = f"from {low} to {high:,}" if high is not None else f">= {low}"
-            raise ConfigError(f"{key}={value} is out of range; it must be an integer {bound}")
+    _check_ranges(cfg, this_machine, [key for key in RANGES if "." in key])
     # The loader's workers follow `workers`, which the range above bounds and metrics.json records.
     loader_workers = OmegaConf.select(cfg, "loader.workers", default=None)
     if loader_workers is not None and loader_workers != cfg.workers:
@@ -314,11 +313,22 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not (math.isfinite(value) and low <= value <= high)):  # fmt: skip
             raise ConfigError(f"{key}={value} is out of range; it must be {says}")
-    if isinstance(cfg.lr, bool) or not isinstance(cfg.lr, int | float):
-        raise ConfigError(f"lr={cfg.lr} is not a number")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise ConfigError(f"lr={cfg.lr} is out of range; it must be a finite number > 0")
     _check_combinations(cfg, this_machine)
+
+
+def _check_ranges(cfg: DictConfig, this_machine: bool, keys: list[str]) -> None:
+    """RANGES' integers among ``keys``; ``workers`` up to this machine's limit, unless it runs elsewhere."""
+    for key in keys:
+        low, high = RANGES[key]
+        value = OmegaConf.select(cfg, key, default=None)
+        if key == "workers":
+            high = workers_limit() if this_machine else None
+        # The schema types these; a config without it (a run's saved config.yaml, with --config-path) may not.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{key}={value} is not an integer")
+        if value is not None and (value < low or (high is not None and value > high)):
+            bound = f"from {low} to {high:,}" if high is not None else f">= {low}"
+            raise ConfigError(f"{key}={value} is out of range; it must be an integer {bound}")
 
 
 def _check_fixed_names(cfg: DictConfig) -> None:
