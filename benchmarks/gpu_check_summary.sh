@@ -32,7 +32,7 @@ verdicts() {  # verdicts BENCHMARK: its own PASS/FAIL/UNDECIDED lines, from OUT/
   while IFS= read -r line; do
     case $1:$line in
       "pipelines:- "*"bench's loop (r) runs at"*)  # one pair of whole runs: the harness part judges this
-        printf -- '- note, judged by the harness below: %s\n' "${line#- }" ;;
+        printf -- '- note, one pair, which the harness part judges (below, when it ran): %s\n' "${line#- }" ;;
       *":- PASS: "*) mark 0 "${line#- PASS: }" ;;
       *":- FAIL: "*) mark 1 "${line#- FAIL: }" ;;
       *":- UNDECIDED: "*)
@@ -65,8 +65,11 @@ ended() {  # ended PART: how the part's command ended, from its exit status
 result=$( (grep -E '^=+ .* in [0-9.]+s' "$OUT/pytest-cuda.txt" || tail -n 1 "$OUT/pytest-cuda.txt") 2>/dev/null \
   | tail -n 1 | sed 's/^=* *//; s/ *=*$//')
 how=$(ended pytest-cuda)
+# How many were selected (pytest's "collected N items / M deselected / K selected"): a cut run's "26 passed"
+# did not say that 3 of 29 never ran.
+selected=$(grep -m 1 -oE '/ [0-9]+ selected' "$OUT/pytest-cuda.txt" 2>/dev/null | grep -oE '[0-9]+')
 [ "$how" = finished ] && case $result in *" passed"*) true ;; *) false ;; esac
-mark $? "the CUDA tests $how: ${result:-no output}"
+mark $? "the CUDA tests $how: ${result:-no output}${selected:+ (of $selected selected)}"
 # A skipped CUDA test (no NVML, say) checked nothing: a FAIL of its own, with pytest's reason (-rs). A here-
 # document, not a pipe: a loop at the end of a pipe runs in a subshell, whose counts would be lost.
 skips=$(grep '^SKIPPED \[' "$OUT/pytest-cuda.txt" 2>/dev/null)

@@ -78,6 +78,19 @@ def test_pipelines_prints_each_pipeline_and_judges_the_median_of_interleaved_pai
            f"({ratios[0]:.3f}–{ratios[-1]:.3f})" in md  # fmt: skip
 
 
+def test_a_gpu_target_whose_configs_did_not_run_shows_no_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An H200 check cut the pipelines before LargeNet's config: its target read "0 samples/s, not run".
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from pipelines import Figure, gpu_targets
+
+    fast = Figure("c", "fast", 0.0325, 1_536_999.0, [0.0325] * 3, None)
+    lines = gpu_targets({"medium:4096:amp_bf16:c": [fast]})
+    assert lines[0] == ("- PASS: MediumNet, any batch ≤ 4,096: 1,536,999 samples/s, medium:4096:amp_bf16:c (c) "
+                        "(target ≥ 1,000,000)")  # fmt: skip
+    assert lines[1] == "- FAIL: MediumNet, batch 256, fp32 or tf32: not run, no figure (target ≥ 450,000)"
+    assert lines[2] == "- FAIL: LargeNet, any batch and precision: not run, no figure (target ≥ 250,000)"
+
+
 def test_the_harness_verdict_says_when_one_run_cannot_judge_3_percent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     from pipelines import Figure, pooled, verdicts
@@ -539,6 +552,7 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     # A skip reason with backslashes, which dash's echo would act on.
     skip = "SKIPPED [1] tests/test_energy.py:73: could not import 'pynvml': C:\\new\\path"
     (out / "pytest-cuda.txt").write_text(
+        f"collected 600 items / 578 deselected / 22 selected\n"
         f"tests/test_cuda.py::test_x PASSED\n{skip}\n== 19 passed, 3 skipped in 130.02s ==\n"
     )
     # A pipeline that fails at run time (on a GPU: out of memory, say): (g) on the CPU, past the up-front check
@@ -555,7 +569,7 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
 
     rc, lines = check(out, 361)
     assert rc == 1
-    assert "- FAIL: the CUDA tests cut at its time limit: 19 passed, 3 skipped in 130.02s" in lines
+    assert "- FAIL: the CUDA tests cut at its time limit: 19 passed, 3 skipped in 130.02s (of 22 selected)" in lines
     assert f"- FAIL: a CUDA test was skipped: {skip.removeprefix('SKIPPED ')}" in lines  # printed as it is
     assert "- PASS: sweep finished: Runs: 2 (2 ok)" in lines
     assert "- FAIL: max_batch finished: Runs: 1 (1 skipped)" in lines
@@ -563,7 +577,8 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     assert any(line.startswith("- FAIL: pipeline (g) fast, captured only failed: ") for line in lines), lines
     # The pipelines' one pair of (r) and (d) is a note; the harness's rounds are the verdict, as it printed it.
     pair = next(line for line in md if "bench's loop (r) runs at" in line)
-    assert f"- note, judged by the harness below: {pair[2:]}" in lines and pair not in lines
+    assert f"- note, one pair, which the harness part judges (below, when it ran): {pair[2:]}" in lines
+    assert pair not in lines
     assert "- FAIL: the harness benchmark cut at its time limit" in lines and judged in lines
     assert "- FAIL: gpu-check took 361 s (target ≤ 360 s)" in lines
     marks = [line[2:6] for line in lines if line.startswith("- ")]

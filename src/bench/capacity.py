@@ -68,7 +68,9 @@ def measure(cfg: DictConfig, device: torch.device, result: RunResult, trial: Tri
     if reason:
         result.notes.append(f"max_batch {largest:,} is a lower bound ({reason})")
     seconds = sum(a.seconds for a in search.attempts)
-    log.info("Largest batch that fits: %s (%s; %d attempts in %.1f s)", largest, search.stopped,
+    # As the report says it: a search cut short found a batch that fits, not the largest ("at least").
+    found = "none" if largest is None else f"{'at least ' if reason else ''}{largest:,}"
+    log.info("Largest batch that fits: %s (%s; %d attempts in %.1f s)", found, search.stopped,
              len(search.attempts), seconds)  # fmt: skip
     if fit is not None:
         log.info("Peak ≈ %.1f MB + %.4f MB × batch (R² %.3f): %.0f images per GB", fit.intercept_mb,

@@ -56,7 +56,8 @@ MEMORY_NOTE = (
     "are measured by their tensors' sizes; "
     "other persistent memory is what the allocator held before the timed epochs beyond those; activations & "
     "temporaries are the steady-state peak minus that; the allocator reserve is reserved minus allocated. "
-    "Together they are the peak reserved."
+    "Together they are the peak reserved (each part rounded on its own: the shown parts can miss it by a "
+    "tenth or two)."
 )
 #: the note's reserve, where a run captured its step: the graphs' pool is a part of its own
 MEMORY_NOTE_POOL = (
