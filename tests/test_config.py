@@ -47,6 +47,14 @@ def test_amp_presets_select_the_lab_and_bf16_recipes(cfg_for) -> None:
     assert (bf16.autocast_dtype, bf16.grad_scaler) == ("bfloat16", False)
 
 
+@pytest.mark.parametrize("part", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml") if p.stem != "max_batch"))
+def test_each_lab_preset_says_how_many_epochs_the_labs_runs_had(cfg_for, part: str) -> None:
+    # The lab's s/epoch is a mean over its epochs, its first (with its one-time costs) included; a sweep run
+    # with epochs=1 sat beside the lab's 3 saying "with the lab's settings". ran_with names them, as its own.
+    cfg = cfg_for(f"experiment={part}", tiny=False)
+    assert cfg.lab.ran_with.epochs == cfg.epochs
+
+
 def test_cfg_job_from_another_directory_finds_the_installed_configs(tmp_path: Path) -> None:
     # tmp_path is not the repository: the configs must come from the installed package bench.conf.
     proc = run_cli(tmp_path, "--cfg", "job", "model=large", "batch_size=256", isolated=True)
