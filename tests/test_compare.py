@@ -249,7 +249,8 @@ def test_fail_on_regression_exits_1_on_a_slower_config(laptop_and_gpu: tuple[Pat
     base, cand = laptop_and_gpu
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "bench: error: 1 regression: batch_size=128 slower (0.90×, below 0.95×: band 5%)"
+    assert proc.stderr.strip() == ("bench: error: 1 regression: batch_size=128 slower (0.90×, below 0.95×: band 5%, "
+                                   "fixed: no repeats measured the spread)")  # fmt: skip
     assert "geometric mean speedup" in proc.stdout  # the table is still printed
     # Within a wider band the 10% is noise: no regression.
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", "--band", "0.2", module="bench.compare")

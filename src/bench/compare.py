@@ -383,6 +383,11 @@ def plot(c: Comparison, path: Path, baseline: Sequence[Path] = (), candidate: Se
     return plots.draw(plots.plot_ratios, c.table[judged], labels, title, path, colors, f"{sides}{ignored}")[0]
 
 
+#: how a band that no repeated runs measured is said beside a regression: on a busy machine, separate runs of a
+#: config differ by more than it (two identical 1-epoch sweeps on a 2-core box read 0.35× and 0.75×)
+UNMEASURED_BANDS = {"fixed": ", fixed: no repeats measured the spread", "epochs": ", from one run's epochs"}
+
+
 def regressions(c: Comparison) -> list[str]:
     """Configs slower beyond the band, and configs the baseline ran ok that the candidate broke or did not finish
     (interrupted, missing: a CI sweep cut at its time limit shows nothing about its speed). A config skipped for
@@ -390,8 +395,10 @@ def regressions(c: Comparison) -> list[str]:
     found = []
     for label, (_, row) in zip(_labels(c), c.table.iterrows(), strict=True):
         if row["verdict"] == SLOWER:
+            # A CI log shows this line alone: whether anything measured the band is said here too.
+            basis = UNMEASURED_BANDS.get(row["band_rule"], "")
             found.append(f"{label} slower ({row['ratio']:.2f}×, below {1 / (1 + row['band']):.2f}×: band "
-                         f"{_percent(row['band'])})")  # fmt: skip
+                         f"{_percent(row['band'])}{basis})")  # fmt: skip
         elif pd.notna(row["base_samples_per_s"]) and row["cand_runs"] and row["cand_status"] not in ("ok", "skipped"):
             found.append(f"{label} {row['cand_status']} in the candidate, ok in the baseline")
         elif row["cand_broken"] and "unreadable" in str(row["cand_status"]):
