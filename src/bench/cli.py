@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import errno
 import logging
 import os
@@ -189,19 +190,23 @@ def _check_single_run(overrides: list[str]) -> None:
     """A single run's values, checked before Hydra makes its folder: batch_size=0 took 3.7 s (torch's import)
     and left a run folder holding only its refusal, one more with every typo. A sweep's jobs are checked by its
     sweeper, and a composition error is left to Hydra's own run, which words it."""
+    from omegaconf import open_dict, read_write
+
     from bench.schema import compose, validate
 
     try:
-        with_hydra = compose(overrides, return_hydra_config=True)
-        if with_hydra.hydra.mode == RunMode.MULTIRUN:  # experiment=batch_size
-            return
-        cfg = compose(overrides)
+        cfg = compose(overrides, return_hydra_config=True)
     except Exception:
+        return
+    if cfg.hydra.mode == RunMode.MULTIRUN:  # experiment=batch_size
         return
     # The options chosen, as the run will have them (the check of fixed names reads them; this process may
     # still hold an earlier main()'s, in tests); Hydra sets its own again as the run starts.
-    HydraConfig.instance().set_config(with_hydra)
-    validate(cfg)
+    HydraConfig.instance().set_config(cfg)
+    job = copy.deepcopy(cfg)
+    with read_write(job), open_dict(job):  # the job's config, as Hydra's run_job makes it
+        del job["hydra"]
+    validate(job)
 
 
 def _check_printed(overrides: list[str]) -> None:
