@@ -40,7 +40,7 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 # model now compiles once, in the maths test before it, which trains the same batch: 6 s less), the user's
 # sweep as the lab ran it 23 s; max_batch 29 s and the pipelines 95 s (an H200's check before): ~321 s with
 # the query, ~37 s left for the harness. The tests' reserve has ~30 s to spare for a slower host (an H100
-# box's CPU side once ran ~20% slower); the others' 1-2 s. A check with two sweeps and the tests' old reserve
+# box's CPU side once ran ~20% slower), the sweep's 7 s, the others' 1 s. A check with two sweeps and the tests' old reserve
 # (176 s) was cut in every part after the tests (167 s for 26 of the 29, each later part 2 s short).
 # The harness has no reserve: on a GPU its 3% takes hundreds of rounds (`make harness ARGS="--device cuda
 # --seconds 260"` decides it), more than 6 minutes hold beside the rest, so it runs in whatever time the
