@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -112,6 +113,21 @@ def test_warm_up_is_rolled_back(cfg_for, tmp_path: Path, warmup_steps: int) -> N
     assert _losses(cfg_for, tmp_path, "device=cpu", "warmup_steps=0") == _losses(
         cfg_for, tmp_path, "device=cpu", f"warmup_steps={warmup_steps}"
     )
+
+
+def test_a_long_epoch_without_a_progress_bar_says_how_far_it_got(cfg_for, tmp_path: Path, monkeypatch, caplog) -> None:
+    # In a SLURM log or a pipe the bar is off, and an epoch of minutes was silent between the warm-up's line and
+    # its own. Here (pytest's captured output: no terminal) every batch is "long enough", the first too (a
+    # DataLoader still starting its workers after 30 s reads "0 of 50,000 images").
+    from bench import loop
+
+    monkeypatch.setattr(loop, "PROGRESS_EVERY_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="bench.loop"):
+        result = train.run(cfg_for("device=cpu", "epochs=1", "batch_size=64", "evaluate=false"), tmp_path / "run")
+    assert result.status == "ok", result.error
+    lines = [r.getMessage() for r in caplog.records if r.name == "bench.loop"]
+    assert len(lines) == 4 and lines[0].startswith("Epoch 1/1: 0 of 256 images after "), lines  # 4 batches
+    assert lines[-1].startswith("Epoch 1/1: 192 of 256 images after ")
 
 
 @pytest.mark.parametrize("precision", ["fp32", "amp_bf16"])

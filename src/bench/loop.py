@@ -7,6 +7,7 @@ one-time costs and is then undone in place, so training is exactly as without it
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -26,6 +27,11 @@ from bench.step import Step
 
 WARMUP_EPOCH = -1  # the shuffle seed index of the warm-up pass, distinct from every timed epoch
 PROFILE_EPOCH = -1_000_000  # and of the profiled steps
+#: where the progress bar is off (output not a terminal: a SLURM log, CI, a pipe), a line this often within an
+#: epoch, from the host's own count of images (no sync; on a GPU, queued ones): a long epoch was silent
+PROGRESS_EVERY_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 def run_epoch(
@@ -54,12 +60,21 @@ def run_epoch(
         if energy is not None:
             energy.start()  # a host read of NVML's counter, before the clock starts
         clock.start()
+        began = time.perf_counter()
+        # The bar's off: a line every PROGRESS_EVERY_S. A float compare a step, and a log line (well under a ms)
+        # every half minute inside the clock.
+        say_at = began + PROGRESS_EVERY_S if bar.disable else float("inf")
         while True:
             t0 = time.perf_counter()
             batch = next(batches, None)
-            wait += time.perf_counter() - t0  # the data path alone: the device copy below is not in it
+            t1 = time.perf_counter()
+            wait += t1 - t0  # the data path alone: the device copy below is not in it
             if batch is None:
                 break
+            if t1 >= say_at:
+                log.info("Epoch %d/%d: %s of %s images after %.0f s", epoch, epochs, f"{seen:,}",
+                         f"{train.samples:,}", t1 - began)  # fmt: skip
+                say_at = t1 + PROGRESS_EVERY_S
             if copies:
                 events.started("copy")
                 batch = train.to_device(*batch)
