@@ -260,6 +260,8 @@ def test_max_batch_without_a_gpu_is_a_skipped_row_that_says_why(tmp_path: Path) 
     summary = pd.read_csv(tmp_path / "S" / "summary.csv")
     assert len(summary) == 9 and (summary["status"] == "skipped").all()
     assert summary["error"].str.contains("needs a CUDA GPU").all()
+    # The search picks its batches and trains no epochs: the config's 64 and 3, unused, sat beside its peak.
+    assert summary["batch_size"].isna().all() and summary["epochs"].isna().all()
     assert "## Largest batch that fits" in (tmp_path / "S" / "report.md").read_text()
 
 

@@ -158,6 +158,8 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
         return row
     row.update({k: metrics.get(k) for k in (*CONFIG_COLUMNS, *RUN_FACTS, "status", "error", "device_name")})
     row["task"] = metrics.get("task") or "train"
+    if row["task"] == "max_batch":  # the search picks its own batches and trains no epochs: the config's unused
+        row.update(batch_size=None, epochs=None)  # 64 and 3 sat beside the peak of a search's largest batch
     # Files written before a metric existed get it derived from their epochs, where it can be. A metric the
     # file has as null stays null: the report says what metrics.json says.
     derived = summarize(metrics.get("epochs_detail") or [])
