@@ -139,6 +139,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
         assert not [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
 
 
+def test_the_config_check_before_a_run_leaves_hydras_config_as_it_found_it(tmp_path: Path) -> None:
+    # The check of a single run sets Hydra's global config to read the options chosen; Hydra's run then put that
+    # back at its end, and a reproduction later in the process read its choices (precision=fp32 for an
+    # amp_bf16 run: exit 2, "the saved config is not valid").
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
+    assert run_cli(tmp_path, *TINY, "precision=amp_bf16").returncode == 0
+    assert HydraConfig.instance().cfg is None
+
+
 def test_a_missing_device_is_still_recorded(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

@@ -194,19 +194,25 @@ def _check_single_run(overrides: list[str]) -> None:
 
     from bench.schema import compose, validate
 
+    # As the sweeper checks its jobs: a signal after the check, not inside OmegaConf's work on a node or the
+    # components' import of torch; and Hydra's config as it was after it (Hydra's run keeps what it finds).
+    held = HydraConfig.instance().cfg
     try:
-        cfg = compose(overrides, return_hydra_config=True)
-    except Exception:
-        return
-    if cfg.hydra.mode == RunMode.MULTIRUN:  # experiment=batch_size
-        return
-    # The options chosen, as the run will have them (the check of fixed names reads them; this process may
-    # still hold an earlier main()'s, in tests); Hydra sets its own again as the run starts.
-    HydraConfig.instance().set_config(cfg)
-    job = copy.deepcopy(cfg)
-    with read_write(job), open_dict(job):  # the job's config, as Hydra's run_job makes it
-        del job["hydra"]
-    validate(job)
+        with interrupts.deferred():
+            try:
+                cfg = compose(overrides, return_hydra_config=True)
+            except Exception:
+                return
+            if cfg.hydra.mode == RunMode.MULTIRUN:  # experiment=batch_size
+                return
+            # The options chosen, as the run will have them: the check of fixed names reads them.
+            HydraConfig.instance().set_config(cfg)
+            job = copy.deepcopy(cfg)
+            with read_write(job), open_dict(job):  # the job's config, as Hydra's run_job makes it
+                del job["hydra"]
+            validate(job)
+    finally:
+        HydraConfig.instance().cfg = held
 
 
 def _check_printed(overrides: list[str]) -> None:
