@@ -215,11 +215,14 @@ def test_a_test_accuracy_clearly_above_chance_outranks_a_guesss_loss() -> None:
         return diagnosis.diagnose(run)["learned"]
 
     assert learned(2.283, 0.221, 2000) is True
-    assert learned(2.30, 0.16, 10_000) is True  # 20 standard errors above chance, and 1.6× it
-    assert learned(2.30, 0.14, 10_000) is False  # 13 standard errors, but under 1.5× chance: the loss decides
+    assert learned(2.30, 0.20, 10_000) is True  # exactly 2× chance, 33 standard errors above it
+    assert learned(2.30, 0.17, 10_000) is False  # 23 standard errors, but under 2× chance: the loss decides
+    assert learned(2.20, 0.17, 10_000) is True  # ... as it does here, 4.5% under a guess's
+    assert learned(2.20, 0.14, 10_000) is False  # under 1.5× chance: not learning, whatever the loss
     assert learned(2.30, 0.22, 64) is False  # of 64 images, 14 right where a guess gets 6.4: 3.2 standard errors
     assert learned(2.30, 0.30, 64) is True  # 19 right: 5.3 standard errors
     assert learned(2.30, 0.22, None) is False  # images not counted (an older metrics.json): 3× chance, as before
+    assert learned(2.30, 0.30, None) is True
 
 
 def test_flops_and_achieved_tflops_are_recorded(cfg_for, tmp_path: Path) -> None:

@@ -46,11 +46,13 @@ CHANCE_ACCURACY_FACTOR = 1.5
 #: above a guess's beside 60% on 10 classes: overconfident on its errors, not a model that learned nothing);
 #: where the number of test images is known, CLEAR_ACCURACY_SES decides instead
 CLEAR_ACCURACY_FACTOR = 3.0
-#: a test accuracy of 1.5x chance or more that is also this many standard errors above chance (a guess's, over
-#: the test images) is learning, whatever the training loss says. The final loss is the last epoch's mean: a
-#: run that left the plateau late in its only epoch reads near a guess's loss while its model, tested after,
-#: scores well above chance (22.1% of 2,000 images on 10 classes, 18 standard errors above).
+#: a test accuracy of CLEAR_ACCURACY_FLOOR x chance or more that is also this many standard errors above chance
+#: (a guess's, over the test images) is learning, whatever the training loss says. The final loss is the last
+#: epoch's mean: a run that left the plateau late in its only epoch reads near a guess's loss while its model,
+#: tested after, scores well above chance (22.1% of 2,000 images on 10 classes, 18 standard errors above).
 CLEAR_ACCURACY_SES = 4.0
+#: ... and from this many times chance: between 1.5x and this, a guess's loss still says "did not learn"
+CLEAR_ACCURACY_FLOOR = 2.0
 DID_NOT_LEARN = "did not learn"
 #: timings whose coefficient of variation across repeats (or epochs) is above this are flagged noisy
 NOISY_CV = 0.05
@@ -172,13 +174,14 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
 
 
 def clear_accuracy(classes: int, tested: object) -> float:
-    """The test accuracy from which a run learned, whatever its loss: 1.5x chance and CLEAR_ACCURACY_SES
-    standard errors above it over ``tested`` images; CLEAR_ACCURACY_FACTOR x chance where that is unknown."""
-    chance = 1 / classes
+    """The test accuracy from which a run learned, whatever its loss: CLEAR_ACCURACY_FLOOR x chance and
+    CLEAR_ACCURACY_SES standard errors above it over ``tested`` images; CLEAR_ACCURACY_FACTOR x chance where the
+    image count is unknown. (Factor / classes, as the other thresholds: 1.5 × (1 / 10) is 0.15000000000000002.)"""
     if not isinstance(tested, int) or isinstance(tested, bool) or tested <= 0:
-        return CLEAR_ACCURACY_FACTOR * chance
+        return CLEAR_ACCURACY_FACTOR / classes
+    chance = 1 / classes
     standard_error = math.sqrt(chance * (1 - chance) / tested)
-    return max(CHANCE_ACCURACY_FACTOR * chance, chance + CLEAR_ACCURACY_SES * standard_error)
+    return max(CLEAR_ACCURACY_FLOOR / classes, chance + CLEAR_ACCURACY_SES * standard_error)
 
 
 def learned_check(run: Mapping[str, Any]) -> tuple[bool | None, str | None]:

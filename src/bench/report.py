@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from bench import findings, interrupts
-from bench.diagnosis import CHANCE_ACCURACY_FACTOR, CLEAR_ACCURACY_SES, DID_NOT_LEARN, NEAR_CHANCE_LOSS, NOISY_CV
+from bench.diagnosis import (
+    CHANCE_ACCURACY_FACTOR,
+    CLEAR_ACCURACY_FLOOR,
+    CLEAR_ACCURACY_SES,
+    DID_NOT_LEARN,
+    NEAR_CHANCE_LOSS,
+    NOISY_CV,
+)
 from bench.errors import OneLineParser
 from bench.folders import REPORT_FILE, SUMMARY_FILE, holds_run_dirs, make_writable
 from bench.metrics import METRICS, metric, significant
@@ -56,8 +63,8 @@ MEMORY_NOTE = (
     "are measured by their tensors' sizes; "
     "other persistent memory is what the allocator held before the timed epochs beyond those; activations & "
     "temporaries are the steady-state peak minus that; the allocator reserve is reserved minus allocated. "
-    "Together they are the peak reserved (each part rounded on its own: the shown parts can miss it by a "
-    "tenth or two)."
+    "Together they are the peak reserved (each part rounded on its own: the shown parts can miss it by "
+    "0.1-0.2 MB)."
 )
 #: the note's reserve, where a run captured its step: the graphs' pool is a part of its own
 MEMORY_NOTE_POOL = (
@@ -91,8 +98,8 @@ MEANINGS = {
         f"whether the run learned: it did not where its test accuracy is under {CHANCE_ACCURACY_FACTOR:g}× chance, "
         f"or where its final loss (the last timed epoch's mean) is within {NEAR_CHANCE_LOSS:.0%} of a uniform "
         "guess's (ln of the classes) or above it and its test accuracy is not clearly above chance "
-        f"({CHANCE_ACCURACY_FACTOR:g}× chance and {CLEAR_ACCURACY_SES:g} standard errors, over its test images); "
-        "a run too short to learn is still timed right"
+        f"({CLEAR_ACCURACY_FLOOR:g}× chance or more, and {CLEAR_ACCURACY_SES:g} standard errors above it over its "
+        "test images); a run too short to learn is still timed right"
     ),
     SPREAD_REPEATS: "the median samples/s of the run's repeats (repeat=N), with their IQR",
     SPREAD_MIXED: "the median samples/s of the run's repeats (repeat=N), else of its epochs, with their IQR",
