@@ -32,7 +32,7 @@ verdicts() {  # verdicts BENCHMARK: its own PASS/FAIL/UNDECIDED lines, from OUT/
   while IFS= read -r line; do
     case $1:$line in
       "pipelines:- "*"bench's loop (r) runs at"*)  # one pair of whole runs: the harness part judges this
-        printf -- '- note, one pair, which the harness part judges (below, when it ran): %s\n' "${line#- }" ;;
+        printf -- '- note (one pair cannot judge 3%%; the harness part can, below, where it ran): %s\n' "${line#- }" ;;
       *":- PASS: "*) mark 0 "${line#- PASS: }" ;;
       *":- FAIL: "*) mark 1 "${line#- FAIL: }" ;;
       *":- UNDECIDED: "*)

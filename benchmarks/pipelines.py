@@ -381,7 +381,8 @@ def gpu_targets(results: dict[str, list[Figure]]) -> list[str]:
     # A target whose configs did not run (the benchmark was cut, or --configs left them out) has no figure: FAIL,
     # since nothing showed it, but no "0 samples/s", which reads as measured.
     return [f"- {_mark(rate >= target)}: {what}: "
-            + (f"{rate:,.0f} samples/s, {where}" if found else "not run, no figure") + f" (target ≥ {target:,})"
+            + (f"{rate:,.0f} samples/s, {where}" if found else "no figure (not run, or failed)")
+            + f" (target ≥ {target:,})"
             for what, (rate, where), target, found in rows] + [""]  # fmt: skip
 
 
