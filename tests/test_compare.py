@@ -130,6 +130,20 @@ def test_the_noise_band_is_the_repeats_iqr_where_both_sides_have_one(tmp_path: P
     assert "| 64 | 1,000 | 1,080 | 1.08× | same | +10%/−9.1% (IQR) |" in squeezed(proc.stdout)
 
 
+def test_a_regression_says_whether_repeats_measured_its_band(tmp_path: Path) -> None:
+    # A CI log shows the failing line alone: a fixed 5% band over single runs is not one that repeats stayed in.
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    _fake_run(base, 0, "cuda", 64, 1000, repeats=5, iqr=10.0)  # repeated, its spread 1%: the fixed band is wider
+    _fake_run(cand, 0, "cuda", 64, 800)
+    _fake_run(base, 1, "cuda", 128, 1000)  # neither side repeated
+    _fake_run(cand, 1, "cuda", 128, 800)
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
+    assert proc.returncode == 1
+    assert "batch_size=64 slower (0.80×, below 0.95×: band 5%, fixed: wider than one side's repeats measured)" in (
+        proc.stderr)  # fmt: skip
+    assert "batch_size=128 slower (0.80×, below 0.95×: band 5%, fixed: no repeats measured the spread)" in proc.stderr
+
+
 def test_a_repeated_run_is_compared_by_the_samples_per_s_its_report_shows(tmp_path: Path) -> None:
     # Its repeats ran at 90 and 120 samples/s: 103 over all its epochs (the report's figure), 100 their median
     # (made up here). The baseline read 100, and its ratio against an unrepeated side mixed the two statistics.

@@ -383,9 +383,17 @@ def plot(c: Comparison, path: Path, baseline: Sequence[Path] = (), candidate: Se
     return plots.draw(plots.plot_ratios, c.table[judged], labels, title, path, colors, f"{sides}{ignored}")[0]
 
 
-#: how a band that no repeated runs measured is said beside a regression: on a busy machine, separate runs of a
-#: config differ by more than it (two identical 1-epoch sweeps on a 2-core box read 0.35× and 0.75×)
-UNMEASURED_BANDS = {"fixed": ", fixed: no repeats measured the spread", "epochs": ", from one run's epochs"}
+#: how a band that repeated runs did not measure is said beside a regression: on a busy machine, separate runs of
+#: a config differ by more than it (two identical 1-epoch sweeps on a 2-core box read 0.35× and 0.75×)
+UNMEASURED_BANDS = {"epochs": ", from one run's epochs", "IQR+epochs": ", partly from one run's epochs"}
+
+
+def _band_basis(row: pd.Series) -> str:
+    """What a regression's band rests on, where repeats on both sides did not measure it."""
+    if row["band_rule"] != "fixed":
+        return UNMEASURED_BANDS.get(row["band_rule"], "")
+    repeated = pd.notna(row["base_rel_iqr"]) or pd.notna(row["cand_rel_iqr"])
+    return ", fixed: wider than one side's repeats measured" if repeated else ", fixed: no repeats measured the spread"
 
 
 def regressions(c: Comparison) -> list[str]:
@@ -396,7 +404,7 @@ def regressions(c: Comparison) -> list[str]:
     for label, (_, row) in zip(_labels(c), c.table.iterrows(), strict=True):
         if row["verdict"] == SLOWER:
             # A CI log shows this line alone: whether anything measured the band is said here too.
-            basis = UNMEASURED_BANDS.get(row["band_rule"], "")
+            basis = _band_basis(row)
             found.append(f"{label} slower ({row['ratio']:.2f}×, below {1 / (1 + row['band']):.2f}×: band "
                          f"{_percent(row['band'])}{basis})")  # fmt: skip
         elif pd.notna(row["base_samples_per_s"]) and row["cand_runs"] and row["cand_status"] not in ("ok", "skipped"):
