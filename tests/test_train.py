@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import logging
 import os
 import re
@@ -117,11 +119,13 @@ def test_warm_up_is_rolled_back(cfg_for, tmp_path: Path, warmup_steps: int) -> N
 
 def test_a_long_epoch_without_a_progress_bar_says_how_far_it_got(cfg_for, tmp_path: Path, monkeypatch, caplog) -> None:
     # In a SLURM log or a pipe the bar is off, and an epoch of minutes was silent between the warm-up's line and
-    # its own. Here (pytest's captured output: no terminal) every batch is "long enough", the first too (a
-    # DataLoader still starting its workers after 30 s reads "0 of 50,000 images").
+    # its own. Here every batch is "long enough", the first too (a DataLoader still starting its workers after
+    # 30 s reads "0 of 50,000 images").
     from bench import loop
 
     monkeypatch.setattr(loop, "PROGRESS_EVERY_S", 0.0)
+    # Its output not a terminal, as in a SLURM log (pytest -s in a terminal would show the bar instead).
+    monkeypatch.setattr(loop, "tqdm", functools.partial(loop.tqdm, file=io.StringIO()))
     with caplog.at_level(logging.INFO, logger="bench.loop"):
         result = train.run(cfg_for("device=cpu", "epochs=1", "batch_size=64", "evaluate=false"), tmp_path / "run")
     assert result.status == "ok", result.error

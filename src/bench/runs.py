@@ -129,6 +129,14 @@ def _setting(config: dict[str, Any], key: str) -> Any:
     return as_override(value) if value is None or isinstance(value, bool) else value
 
 
+def _unused_by_the_task(row: dict[str, Any]) -> dict[str, Any]:
+    """A max_batch search picks its own batches and trains no epochs: the config's unused batch_size and epochs
+    (64 and 3) sat beside the peak of the search's largest batch."""
+    if row.get("task") == "max_batch":
+        row.update(batch_size=None, epochs=None)
+    return row
+
+
 def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
     cfg = saved_config(run_dir)
     # A lab preset's description as saved; one of the wrong shape (a hand-edited config) is a plain run's.
@@ -155,11 +163,10 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
         if row["device"] == "auto":  # what it chose is in the metrics; "auto" beside "cpu" would read as swept
             row["device"] = None
         row.update(status=UNREADABLE, error=str(err))
-        return row
+        return _unused_by_the_task(row)
     row.update({k: metrics.get(k) for k in (*CONFIG_COLUMNS, *RUN_FACTS, "status", "error", "device_name")})
     row["task"] = metrics.get("task") or "train"
-    if row["task"] == "max_batch":  # the search picks its own batches and trains no epochs: the config's unused
-        row.update(batch_size=None, epochs=None)  # 64 and 3 sat beside the peak of a search's largest batch
+    _unused_by_the_task(row)
     # Files written before a metric existed get it derived from their epochs, where it can be. A metric the
     # file has as null stays null: the report says what metrics.json says.
     derived = summarize(metrics.get("epochs_detail") or [])
