@@ -210,11 +210,12 @@ def test_a_test_accuracy_clearly_above_chance_outranks_a_guesss_loss() -> None:
     # On an H200, one epoch of 10,000 images at batch 256: the epoch's mean loss 2.283 (within 2% of ln 10, most
     # of the epoch on the plateau), and the model tested after it scored 22.1% of 2,000 images, 18 standard
     # errors above chance. It read "did not learn", which only 30% (3× chance) outranked.
-    def learned(loss: float, accuracy: float, tested: int | None) -> bool | None:
+    def learned(loss: float, accuracy: float, tested: int | np.integer | None) -> bool | None:
         run = {"final_loss": loss, "test_accuracy": accuracy, "classes": 10, "test_samples": tested}
         return diagnosis.diagnose(run)["learned"]
 
     assert learned(2.283, 0.221, 2000) is True
+    assert learned(2.283, 0.221, np.int64(2000)) is True  # a count from a table: numpy's int
     assert learned(2.30, 0.20, 10_000) is True  # exactly 2× chance, 33 standard errors above it
     assert learned(2.30, 0.17, 10_000) is False  # 23 standard errors, but under 2× chance: the loss decides
     assert learned(2.20, 0.17, 10_000) is True  # ... as it does here, 4.5% under a guess's

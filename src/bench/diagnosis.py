@@ -26,6 +26,7 @@ GradScaler never reads them there and the lead stands.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -177,7 +178,7 @@ def clear_accuracy(classes: int, tested: object) -> float:
     """The test accuracy from which a run learned, whatever its loss: CLEAR_ACCURACY_FLOOR x chance and
     CLEAR_ACCURACY_SES standard errors above it over ``tested`` images; CLEAR_ACCURACY_FACTOR x chance where the
     image count is unknown. (Factor / classes, as the other thresholds: 1.5 × (1 / 10) is 0.15000000000000002.)"""
-    if not isinstance(tested, int) or isinstance(tested, bool) or tested <= 0:
+    if isinstance(tested, bool) or not isinstance(tested, numbers.Integral) or tested <= 0:  # numpy's ints too
         return CLEAR_ACCURACY_FACTOR / classes
     chance = 1 / classes
     standard_error = math.sqrt(chance * (1 - chance) / tested)
