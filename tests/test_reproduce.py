@@ -84,7 +84,11 @@ def test_a_reproduction_is_a_new_run_with_identical_losses(original: Path, tmp_p
     assert "peak CUDA memory allocated" not in md and "energy" not in md  # CPU: metrics neither run has
     assert "| achieved training compute (TFLOP/s) | 0.0" in md  # significant digits, not 0.00
     assert "| peak RSS of the main process, workers excluded (MB) |" in md and "| test accuracy |" in md
-    assert "| torch |" in md and "| git_commit |" in md and "| packages.torch |" in md
+    # The same environment in a line, each field with its value (a table of 20 identical rows had followed
+    # "None: the same environment"); the fields that differ, where some do, are the table.
+    same = next(line for line in md.splitlines() if line.startswith("None: the same environment: "))
+    assert f"torch {read_metrics(original)['env']['torch']}, " in same and " packages.torch " in same
+    assert "| torch |" not in md
     if same_code(original, new_dir):  # another commit may land while the suite runs
         assert reproduce.CODE_CHANGED not in proc.stdout + md
 
@@ -104,6 +108,9 @@ def test_overrides_go_on_top_and_a_changed_commit_is_warned_about(original: Path
     assert warning and "git commit 0000000000 → " in warning[0]
     md = squeezed((out / "reproduce.md").read_text())
     assert reproduce.CODE_CHANGED in md
+    # What differs, as a table; the rest in a line.
+    assert f"| git_commit | {'0' * 40} |" in md and re.search(r"^\d+ of \d+ fields differ\.$", md, re.MULTILINE)
+    assert re.search(r"^The other \d+ are the same: python ", md, re.MULTILINE)
 
     assert losses(out) == losses(original)[:1]
     assert "| epochs | 2 | 1 |" in md

@@ -234,6 +234,14 @@ def metric_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------- rendering
 
 
+def _alike(same: pd.DataFrame) -> str:
+    """Environment fields both runs share, in a line: each with its value, then those neither recorded."""
+    pairs = list(zip(same["field"], same["original"], strict=True))
+    text = ", ".join(f"{field} {cell(value)}" for field, value in pairs if value is not None)
+    unrecorded = [field for field, value in pairs if value is None]
+    return text + (f"; not recorded by either: {', '.join(unrecorded)}" if unrecorded else "")
+
+
 def render(old: dict[str, Any], new: dict[str, Any], changes: list[Change]) -> list[str]:
     """The comparison's markdown sections: config, environment, losses, metrics."""
     lines = ["## Config differences", ""]
@@ -244,12 +252,21 @@ def render(old: dict[str, Any], new: dict[str, Any], changes: list[Change]) -> l
         lines.append("None: the same config ran.")
     old_env, new_env = old.get("env") or {}, new.get("env") or {}
     env = env_table(old_env, new_env)
-    differing = int((env["same"] != "yes").sum())
-    summary = f"{differing} of {len(env)} fields differ." if differing else "None: the same environment."
+    lines += ["", "## Environment differences", ""]
     if not old_env:  # nothing recorded is not every field differing ("16 of 19 fields differ")
         env["same"] = MISSING
-        summary = "The original recorded no environment (no readable metrics.json): the new run's alone, below."
-    lines += ["", "## Environment differences", "", summary, "", markdown(env)]
+        lines += ["The original recorded no environment (no readable metrics.json): the new run's alone, below.", "",
+                  markdown(env)]  # fmt: skip
+    else:
+        # The fields that differ as a table; the others in a line (a table of 20 identical rows had followed
+        # "None: the same environment").
+        same = env[env["same"] == "yes"]
+        differing = env[env["same"] != "yes"]
+        if differing.empty:
+            lines.append(f"None: the same environment: {_alike(same)}.")
+        else:
+            lines += [f"{len(differing)} of {len(env)} fields differ.", "", markdown(differing)]
+            lines += ["", f"The other {len(same)} are the same: {_alike(same)}."] if len(same) else []
     losses = loss_summary(old, new)
     if changes and "differ" in losses:  # an override may explain it; one that leaves the maths alone does not
         keys = ", ".join(k for k, _, _ in changes)
