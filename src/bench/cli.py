@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import errno
 import logging
 import os
@@ -190,9 +189,7 @@ def _check_single_run(overrides: list[str]) -> None:
     """A single run's values, checked before Hydra makes its folder: batch_size=0 took 3.7 s (torch's import)
     and left a run folder holding only its refusal, one more with every typo. A sweep's jobs are checked by its
     sweeper, and a composition error is left to Hydra's own run, which words it."""
-    from omegaconf import open_dict, read_write
-
-    from bench.schema import compose, validate
+    from bench.schema import compose, validate_job
 
     # As the sweeper checks its jobs: a signal after the check, not inside OmegaConf's work on a node or the
     # components' import of torch; and Hydra's config as it was after it (Hydra's run keeps what it finds).
@@ -205,12 +202,7 @@ def _check_single_run(overrides: list[str]) -> None:
                 return
             if cfg.hydra.mode == RunMode.MULTIRUN:  # experiment=batch_size
                 return
-            # The options chosen, as the run will have them: the check of fixed names reads them.
-            HydraConfig.instance().set_config(cfg)
-            job = copy.deepcopy(cfg)
-            with read_write(job), open_dict(job):  # the job's config, as Hydra's run_job makes it
-                del job["hydra"]
-            validate(job)
+            validate_job(cfg)
     finally:
         HydraConfig.instance().cfg = held
 

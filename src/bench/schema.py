@@ -9,6 +9,7 @@ component does not take is refused before any work, in one line.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import functools
 import importlib
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.errors import ConfigError
@@ -314,6 +315,20 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
                                   or not (math.isfinite(value) and low <= value <= high)):  # fmt: skip
             raise ConfigError(f"{key}={value} is out of range; it must be {says}")
     _check_combinations(cfg, this_machine)
+
+
+def validate_job(cfg: DictConfig, *, this_machine: bool = True) -> None:
+    """:func:`validate` on a composed config that still has its ``hydra`` node, as its job will see it: Hydra's
+    config set from it (the check of fixed names reads the options chosen there), the job's own config without
+    the node, as Hydra's run passes it to the task. Before a job runs (the sweeper's checks, a single run's);
+    the caller puts back the HydraConfig it held."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)
+    task = copy.deepcopy(cfg)
+    with open_dict(task):
+        del task["hydra"]
+    validate(task, this_machine=this_machine)
 
 
 def _check_ranges(cfg: DictConfig, this_machine: bool, keys: list[str]) -> None:

@@ -7,7 +7,6 @@ with ``Plugins.instance().register``, since an editable install hides it from Hy
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import re
@@ -170,7 +169,7 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any, launcher: str) -> list[Any]:
 
     from bench import interrupts
     from bench.errors import UsageError, describe
-    from bench.schema import validate
+    from bench.schema import validate_job
 
     assert sweeper.config is not None and sweeper.hydra_context is not None
     loader = sweeper.hydra_context.config_loader
@@ -195,12 +194,8 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any, launcher: str) -> list[Any]:
                 with open_dict(cfg):
                     cfg.hydra.job.num = cfg.hydra.job.id = number
                     cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
-                HydraConfig.instance().set_config(cfg)
-                task = copy.deepcopy(cfg)
-                with open_dict(task):
-                    del task["hydra"]  # the job's own config, as Hydra passes it to the task
                 try:
-                    validate(task, this_machine=here)
+                    validate_job(cfg, this_machine=here)
                 except UsageError as err:
                     raise UsageError(f"{err} (in job {number}, {swept}; no job was run)") from None
             configs.append(cfg)
