@@ -3,10 +3,10 @@
 # check promises (every part finished, every job of its sweeps is ok, the GPU targets, the harness's cost, the
 # 6 minutes), a count, and exit 1 unless every line is PASS. The harness's cost may also be UNDECIDED (its
 # rounds could not tell 3% from noise), which is not a PASS either. A check that prints FAIL and exits 0
-# would pass in a script.
+# would pass in a script. A part the check had no time for (max_batch, the harness) is a note, not a verdict.
 # Usage: sh benchmarks/gpu_check_summary.sh OUT SECONDS (SECONDS: how long the whole check took).
 # Reads OUT/<part>.rc (each part's exit status), OUT/pytest-cuda.txt, OUT/<sweep>/report.md, OUT/pipelines.md,
-# OUT/harness.md.
+# OUT/harness.md, OUT/max_batch.md (a skipped max_batch's note).
 set -u
 [ $# = 2 ] || { echo "bench: error: usage: sh benchmarks/gpu_check_summary.sh OUT SECONDS" >&2; exit 2; }
 OUT=$1
@@ -41,7 +41,7 @@ verdicts() {  # verdicts BENCHMARK: its own PASS/FAIL/UNDECIDED lines, from OUT/
         ;;
       "harness:- not judged here: "*)  # gpu_check.sh's skip: no time left; `make harness` judges it alone
         printf -- '- note, %s\n' "${line#- }"
-        unjudged=", the harness not judged (see its note)"
+        unjudged="$unjudged, the harness not judged (see its note)"
         ;;
       *":- ("?") "*" failed: "*) mark 1 "pipeline ${line#- }" ;;
     esac
@@ -79,10 +79,16 @@ $skips
 EOF
 fi
 
-# Each sweep: its report's "Runs: N (N ok)" line, and nothing but ok.
+# Each sweep: its report's "Runs: N (N ok)" line, and nothing but ok. max_batch runs only in time the other
+# parts left: one the check skipped has only its note, which says so (its search on a GPU is the CUDA tests').
 for sweep in sweep max_batch; do
-  runs=$(grep -m 1 '^Runs: ' "$OUT/$sweep/report.md" 2>/dev/null)
   how=$(ended "$sweep")
+  if [ "$how" = skipped ]; then
+    printf -- '- note, %s\n' "$(sed 's/^- //' "$OUT/$sweep.md")"
+    unjudged="$unjudged, $sweep not run (see its note)"
+    continue
+  fi
+  runs=$(grep -m 1 '^Runs: ' "$OUT/$sweep/report.md" 2>/dev/null)
   echo "$runs" | awk '{ n = $2; line = $0 } END { exit !(line == "Runs: " n " (" n " ok)") }' && [ "$how" = finished ]
   mark $? "$sweep $how: ${runs:-no report}"
 done

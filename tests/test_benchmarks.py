@@ -417,9 +417,9 @@ def test_gpu_check_parts_share_six_minutes() -> None:
     parts = re.findall(r"^secs=\$\(limit (\S+) (\d+)\)$", script, re.MULTILINE)
     timed = re.findall(r'^ *timed (\S+) \w+ (\d+) "\$secs" ', script, re.MULTILINE)
     assert parts == timed and [part for part, _ in parts] == list(reserves)
-    assert len(parts) == 5  # the tests, the user's sweep, max_batch, the pipelines and harness benchmarks
-    # The reserves, the GPU query before them (6-7 s on an H100 and an H200) and 2 s for the summary fit in 360 s.
-    assert sum(reserves.values()) + 7 <= int(end[1]) <= 358, (sum(reserves.values()), end[1])
+    assert len(parts) == 5  # the tests, the user's sweep, the pipelines, max_batch and the harness benchmark
+    # The reserves, the GPU query before them (6-8 s on an H100 and two H200s) and 2 s for the summary fit in 360 s.
+    assert sum(reserves.values()) + 8 <= int(end[1]) <= 358, (sum(reserves.values()), end[1])
 
     def limit(part: str, grace: int, elapsed: int) -> int:
         """What limit() gives ``part`` when the check started ``elapsed`` seconds ago (run by sh)."""
@@ -431,21 +431,27 @@ def test_gpu_check_parts_share_six_minutes() -> None:
 
     later = sum(reserves.values()) - reserves["pytest-cuda"]
     assert abs(limit("pytest-cuda", 5, elapsed=7) - (351 - later - 5)) <= 1  # its reserve, less its grace
-    # Tests done in 100 s: the sweep gets its reserve and what the tests left of theirs.
+    # A query of 6 s and tests done in 100: the sweep gets its reserve, what the tests left of theirs and the
+    # seconds no reserve holds (the check's 358, less the query and the reserves), less its grace.
     sweep = limit("sweep", 2, elapsed=106)
-    assert abs(sweep - (reserves["sweep"] + reserves["pytest-cuda"] - 100 - 2)) <= 1, sweep
+    unreserved = 358 - 6 - sum(reserves.values())
+    assert abs(sweep - (reserves["sweep"] + reserves["pytest-cuda"] - 100 + unreserved - 2)) <= 1, sweep
     assert limit("pipelines", 2, elapsed=500) == 1  # time is up: 1 s, never 0 (timeout 0 is no limit)
-    # The harness has no reserve of its own: it runs in what the others left, if that is enough.
-    assert reserves["harness"] == 0 and limit("harness", 2, elapsed=330) == 358 - 330 - 2
-    minimum = re.search(r"^HARNESS_MIN=(\d+)$", script, re.MULTILINE)
-    assert minimum and re.search(r'^if \[ "\$secs" -ge \$HARNESS_MIN \]; then$', script, re.MULTILINE)
+    # max_batch and the harness have no reserve of their own: they run in what the others left, if that is enough.
+    assert reserves["max_batch"] == reserves["harness"] == 0 and limit("harness", 2, elapsed=330) == 358 - 330 - 2
+    minimum = {}
+    for part, name in (("max_batch", "MAX_BATCH_MIN"), ("harness", "HARNESS_MIN")):
+        found = re.search(rf"^{name}=(\d+)$", script, re.MULTILINE)
+        assert found and re.search(rf'^if \[ "\$secs" -ge \${name} \]; then$', script, re.MULTILINE)
+        minimum[part] = int(found[1])
     # README "GPU check" states the same reserves (it had kept the tests' and the harness's old ones).
     r = reserves
-    stated = (f"(the CUDA tests {r['pytest-cuda']} s, the sweep {r['sweep']}, `max_batch` {r['max_batch']}, "
-              f"the pipelines {r['pipelines']}, each with its grace")  # fmt: skip
+    stated = (f"(the CUDA tests {r['pytest-cuda']} s, the sweep {r['sweep']}, the pipelines {r['pipelines']}, "
+              "each with its grace")  # fmt: skip
     readme = " ".join((REPO / "README.md").read_text().split())
     assert stated in readme and f"The reserves add up to {sum(r.values())} s" in readme
-    assert f"if at least {minimum[1]} s are left" in readme
+    assert f"if at least {minimum['max_batch']} s are left" in readme
+    assert f"if at least {minimum['harness']} s are left" in readme
 
 
 #: a part that takes 3 s to record what it finished after Ctrl-C: longer than its 2 s of grace
@@ -482,15 +488,17 @@ def test_ctrl_c_on_gpu_check_stops_the_running_part_at_once_and_lets_it_finish_w
     assert (tmp_path / "part.rc").read_text().strip() == "130"
 
 
-@pytest.mark.parametrize("left", [29, 40])
-def test_gpu_check_runs_the_harness_only_with_the_time_it_needs(tmp_path: Path, left: int) -> None:
-    # Its 3% takes hundreds of rounds on a GPU; the 14 s the check once reserved ran a few, or none after its
-    # start-up. The script's own harness part, run by sh, `left` seconds before the end, with a stand-in for
-    # python that prints the arguments it was given.
+@pytest.mark.parametrize(("part", "left"), [("harness", 29), ("harness", 40), ("max_batch", 41), ("max_batch", 50)])
+def test_gpu_check_runs_an_optional_part_only_with_the_time_it_needs(tmp_path: Path, part: str, left: int) -> None:
+    # The harness's 3% takes hundreds of rounds on a GPU; the 14 s the check once reserved ran a few, or none after
+    # its start-up. max_batch gave its time to the targets (its search on a GPU is the CUDA tests' too). The
+    # script's own part, run by sh, `left` seconds before the end, with a stand-in for python that prints the
+    # arguments it was given.
     script = (REPO / "benchmarks" / "gpu_check.sh").read_text()
+    body = r'^cat "\$OUT/harness.md"$' if part == "harness" else r"^fi$"
     pieces = [re.search(pattern, script, re.MULTILINE | re.DOTALL) for pattern in (
         r'^RESERVES=".*?^HARNESS_MIN=\d+$', r"^limit\(\) \{.*?^\}$", r"^part\(\) .*?^skip\(\) \{.*?^\}$",
-        r"^RUNNING=$.*?^timed\(\) \{.*?^\}$", r"^secs=\$\(limit harness 2\).*?^cat \"\$OUT/harness.md\"$",
+        r"^RUNNING=$.*?^timed\(\) \{.*?^\}$", rf"^secs=\$\(limit {part} 2\).*?{body}",
     )]  # fmt: skip
     assert all(pieces)
     fake = tmp_path / "python"
@@ -499,18 +507,32 @@ def test_gpu_check_runs_the_harness_only_with_the_time_it_needs(tmp_path: Path, 
     out = tmp_path / "out"
     out.mkdir()
     setting = f"OUT={out}\nPY={fake}\nEND=$(($(date +%s) + {left}))\n"
-    proc = subprocess.run(["sh", "-c", setting + "\n".join(p[0] for p in pieces)], capture_output=True, text=True,
-                          timeout=30)  # fmt: skip
+    # (":" at the end: a part whose report is missing ends in grep's status 1, which the check does not read.)
+    proc = subprocess.run(["sh", "-c", setting + "\n".join(p[0] for p in pieces) + "\n:"], capture_output=True,
+                          text=True, timeout=30)  # fmt: skip
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    md, rc = (out / "harness.md").read_text(), (out / "harness.rc").read_text().strip()
-    if left >= 30:  # its limit, less its grace; the benchmark's own end 3 s before that
-        assert rc == "0" and md.startswith(f"ran: benchmarks/harness.py --device cuda --seconds {left - 2 - 3} "), md
+    rc = (out / f"{part}.rc").read_text().strip()
+    secs = left - 2  # its limit: what is left, less its grace
+    if part == "harness":
+        md = (out / "harness.md").read_text()
+        if left >= 32:  # the benchmark's own end 3 s before its limit
+            assert rc == "0" and md.startswith(f"ran: benchmarks/harness.py --device cuda --seconds {secs - 3} "), md
+        else:
+            assert rc == "skipped" and f"not run, {secs} s left" in proc.stdout
+            assert md == (f"- not judged here: bench's loop (r) against the bare loop (d): {secs} s were left for the "
+                          "harness, fewer than the 30 it needs; on a GPU 3% takes hundreds of rounds, so run it alone: "
+                          'make harness ARGS="--device cuda --seconds 260"\n')  # fmt: skip
+        assert md in proc.stdout  # shown, as every part's figures are
+    elif left >= 42:
+        log = (out / "max_batch.log").read_text()
+        assert rc == "0" and log.startswith("ran: -m bench experiment=max_batch model=medium,large "), log
+        assert "experiment=max_batch: MediumNet and LargeNet, fp32 and bf16 (" in proc.stdout
     else:
-        assert rc == "skipped" and "not run, 27 s left" in proc.stdout
-        assert md == ("- not judged here: bench's loop (r) against the bare loop (d): 27 s were left for the harness, "
-                      "fewer than the 30 it needs; on a GPU 3% takes hundreds of rounds, so run it alone: make "
-                      'harness ARGS="--device cuda --seconds 260"\n')  # fmt: skip
-    assert md in proc.stdout  # shown, as every part's figures are
+        md = (out / "max_batch.md").read_text()
+        assert rc == "skipped" and f"not run, {secs} s left" in proc.stdout and md in proc.stdout
+        assert md == (f"- not run here: experiment=max_batch: {secs} s were left for it, fewer than the 40 it needs "
+                      "(its search on a GPU is the CUDA tests' too); run it alone: python -m bench "
+                      "experiment=max_batch model=medium,large precision=fp32,amp_bf16\n")  # fmt: skip
 
 
 @pytest.mark.slow
@@ -613,6 +635,15 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     assert lines[-3:-1] == ["- note, not judged here: bench's loop (r) against the bare loop (d): 12 s were left",
                             "- PASS: gpu-check took 359 s (target ≤ 360 s)"], lines  # fmt: skip
     assert lines[-1] == f"gpu-check: 5 PASS, 0 FAIL, the harness not judged (see its note); figures in {good}"
+    # max_batch too: a note, and the last line names both.
+    (good / "max_batch.rc").write_text("skipped\n")
+    (good / "max_batch.md").write_text("- not run here: experiment=max_batch: 21 s were left for it\n")
+    rc, lines = check(good, 359)
+    assert rc == 0 and "- note, not run here: experiment=max_batch: 21 s were left for it" in lines, lines
+    assert not [line for line in lines if line.startswith("- FAIL") or "max_batch finished" in line], lines
+    assert lines[-1] == (f"gpu-check: 4 PASS, 0 FAIL, max_batch not run (see its note), the harness not judged (see "
+                         f"its note); figures in {good}")  # fmt: skip
+    (good / "max_batch.rc").write_text("0\n")
     (good / "harness.rc").write_text("0\n")
     (good / "harness.md").write_text(f"{verdict([0.99] * 8)}\n")
     # Tests that all skipped (no GPU seen by pytest) check nothing: FAIL, though pytest exits 0.
