@@ -165,14 +165,16 @@ def test_a_missing_device_is_still_recorded(tmp_path: Path) -> None:
 
 def test_a_sweep_refused_for_one_bad_value_leaves_its_folder_to_the_corrected_sweep(tmp_path: Path) -> None:
     # The refused sweep left its multirun.yaml, and the corrected command was then refused in turn: "already holds
-    # a sweep; bench never writes over one".
-    sweep = [*(t for t in TINY if not t.startswith("batch_size=")), "hydra.sweep.dir=S"]
+    # a sweep; bench never writes over one". The parents its claim made go too (a first sweep's outputs/sweeps/
+    # was left empty); a folder that was there before stays.
+    (tmp_path / "mine").mkdir()
+    sweep = [*(t for t in TINY if not t.startswith("batch_size=")), "hydra.sweep.dir=mine/new/S"]
     refused = run_cli(tmp_path, "-m", *sweep, "batch_size=32,abc")
     assert refused.returncode == 2 and "batch_size" in refused.stderr
-    assert not (tmp_path / "S").exists()
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
     corrected = run_cli(tmp_path, "-m", *sweep, "batch_size=32,64")
     assert corrected.returncode == 0, corrected.stderr
-    assert sorted(p.name for p in (tmp_path / "S").iterdir() if p.is_dir()) == ["0", "1"]
+    assert sorted(p.name for p in (tmp_path / "mine" / "new" / "S").iterdir() if p.is_dir()) == ["0", "1"]
 
 
 def test_a_sweep_of_no_jobs_is_bad_input(tmp_path: Path) -> None:

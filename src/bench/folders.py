@@ -37,7 +37,9 @@ CONFIG_SUBDIR = ".hydra"
 LOCK_FILE = ".bench.lock"
 _claimed: list[Path] = []  # the sweep folders this process claimed, latest last
 _held: list[int] = []  # the open lock files of the sweep folders this process holds
-_new: dict[Path, bool] = {}  # the new sweep folders this process claimed: whether it made the folder itself
+#: the new sweep folders this process claimed, each with the topmost folder the claim made (the folder itself, a
+#: parent such as outputs/ on a first sweep, or None where the folder was there already)
+_new: dict[Path, Path | None] = {}
 #: the launcher (its _target_) this process handed jobs to that runs them in processes of their own
 #: (submitit): from then on they may write into the sweep folder whatever this process does, so it is never
 #: given back; "" while none
@@ -119,9 +121,14 @@ def abandon_claim() -> None:
         for child in path.iterdir():
             if child.is_dir() and job_number(child) is not None and not any(child.iterdir()):
                 child.rmdir()
-    if _new[path]:
+    top = _new[path]
+    if top is not None:
+        # With the parents the claim made (a first sweep's outputs/sweeps/), each only if nothing else is in it.
         with contextlib.suppress(OSError):
-            path.rmdir()  # only if nothing else is in it
+            for folder in (path, *path.parents):
+                folder.rmdir()
+                if folder == top:
+                    break
 
 
 def claimed_sweep_dir() -> Path | None:
@@ -238,7 +245,7 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
         raise UsageError(f"hydra.sweep.dir={path} already holds a sweep; bench never writes over one: choose a new "
                          f"folder{resumable}")  # fmt: skip
     refuse_inside_results(path, "hydra.sweep.dir")
-    made = not path.exists()
+    made = _topmost_missing(path)
     make_writable(path, "hydra.sweep.dir")
     _hold(path)
     try:
@@ -251,6 +258,16 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
         raise UsageError(f"hydra.sweep.dir={path}: cannot write there ({os_error_line(err)})") from None
     _claimed.append(path)
     _new[path] = made
+
+
+def _topmost_missing(path: Path) -> Path | None:
+    """The topmost of ``path`` and its parents that does not exist yet: what making ``path`` would create."""
+    top = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        top = folder
+    return top
 
 
 def _hold(path: Path) -> None:
