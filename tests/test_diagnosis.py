@@ -274,6 +274,9 @@ def test_profile_writes_a_trace_and_changes_nothing(cfg_for, tmp_path: Path, cap
     steps = min(PROFILE_STEPS, -(-profiled.train_samples // profiled.batch_size))
     assert messages[profiled_at].startswith(f"Profiled {steps} step{'s' * (steps != 1)} (rolled back)")
     assert messages[profiled_at].endswith("the top operators by self time are in bench.log")  # where to look
+    # Those steps alone: the one before them, which bears the profiler's own start, is traced and thrown away.
+    marks = [e["name"] for e in trace["traceEvents"] if str(e.get("name", "")).startswith("ProfilerStep#")]
+    assert len(marks) == steps, marks
     with caplog.at_level(logging.INFO, logger="bench.train"):
         _run(cfg_for, tmp_path, "loader=resident", "dataset.train_size=64", "batch_size=32", "profile=true")
     assert "Profiled 2 steps (rolled back)" in caplog.text

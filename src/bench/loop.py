@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -184,7 +185,7 @@ def profile(
     Writes ``trace`` (Chrome trace JSON: open it in Perfetto or chrome://tracing) and returns the top operators
     by self time as a table for the log, and how many steps it profiled.
     """
-    from torch.profiler import ProfilerActivity
+    from torch.profiler import ProfilerActivity, schedule
     from torch.profiler import profile as torch_profile
 
     device = next(model.parameters()).device
@@ -195,14 +196,20 @@ def profile(
         # on a CPU run; it reads its log level once, when first used in the process. A user's own level wins.
         os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     model.train()
-    done = 0
-    with rolled_back(model, step, device), torch_profile(activities=activities) as prof:
-        for x, y in train.device_batches(epoch_seed(seed, PROFILE_EPOCH)):
-            if done >= steps:
-                break
-            step.fn(x, y)
-            done += 1
-        synchronize(device)
+    with rolled_back(model, step, device):
+        # The batches first, so that the loader's own start (worker processes) is not in the trace.
+        batches = list(islice(train.device_batches(epoch_seed(seed, PROFILE_EPOCH)), steps))
+        # One step more, first, on the first batch: the profiler's start (CUPTI's, on a GPU) is slow and lands
+        # in the first step it records, so its schedule's warm-up step traces that one and throws it away.
+        plan = schedule(wait=0, warmup=1, active=len(batches), repeat=1)
+        with torch_profile(activities=activities, schedule=plan) as prof:
+            for i, (x, y) in enumerate([batches[0], *batches]):
+                step.fn(x, y)
+                if i == len(batches):
+                    synchronize(device)  # the last step's kernels, inside the trace
+                prof.step()
+        done = len(batches)
+        del batches  # device memory, before the evaluation that follows
     prof.export_chrome_trace(str(trace))
     sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=sort, row_limit=10), done
