@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from bench.errors import DatasetUnavailable, UsageError, one_line
-from bench.folders import make_writable
+from bench.folders import first_missing, make_writable, remove_empty
 from bench.schema import instantiate
 
 log = logging.getLogger(__name__)
@@ -116,12 +116,12 @@ def cifar10(root: str, download: bool = True, train_size: int | None = None, tes
     root = Path(root)
     if root.exists() and not root.is_dir():  # "could not be fetched ([Errno 17] File exists)" said nothing of it
         raise DatasetUnavailable(f"data_dir={root} is a file, not a folder; CIFAR-10 goes in a folder")
-    made = _first_missing(root)  # the folder a download attempt creates, to be taken back if it fails
+    made = first_missing(root)  # the folder a download attempt creates, to be taken back if it fails
     try:
         train = CIFAR10(root=str(root), train=True, download=download)
         test = CIFAR10(root=str(root), train=False, download=False)
     except (urllib.error.URLError, OSError, RuntimeError) as err:
-        _remove_empty(root, made)
+        remove_empty(root, made)
         archive = root / CIFAR10.filename
         if archive.is_file() and not check_integrity(str(archive), CIFAR10.tgz_md5):
             raise DatasetUnavailable(
@@ -151,30 +151,6 @@ def cifar10(root: str, download: bool = True, train_size: int | None = None, tes
         np.asarray(test.targets, dtype=np.int64),
         tuple(train.classes),
     ).subset(train_size, test_size)
-
-
-def _first_missing(path: Path) -> Path | None:
-    """The outermost folder of ``path`` that does not exist yet (``path`` itself at the deepest), or None."""
-    missing = None
-    for folder in (path, *path.parents):
-        if folder.exists():
-            break
-        missing = folder
-    return missing
-
-
-def _remove_empty(path: Path, top: Path | None) -> None:
-    """Remove ``path`` and its parents up to ``top``, the folders a failed download made, while empty:
-    a mistyped data_dir is refused without leaving its folders behind."""
-    if top is None:
-        return
-    for folder in (path, *path.parents):
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (a partial archive is kept), or gone
-            return
-        if folder == top:
-            return
 
 
 def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_size: int | None = None) -> Arrays:

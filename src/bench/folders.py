@@ -121,14 +121,7 @@ def abandon_claim() -> None:
         for child in path.iterdir():
             if child.is_dir() and job_number(child) is not None and not any(child.iterdir()):
                 child.rmdir()
-    top = _new[path]
-    if top is not None:
-        # With the parents the claim made (a first sweep's outputs/sweeps/), each only if nothing else is in it.
-        with contextlib.suppress(OSError):
-            for folder in (path, *path.parents):
-                folder.rmdir()
-                if folder == top:
-                    break
+    remove_empty(path, _new[path])  # with the parents the claim made (a first sweep's outputs/sweeps/)
 
 
 def claimed_sweep_dir() -> Path | None:
@@ -165,6 +158,31 @@ def holds_run_dirs(path: Path) -> bool:
         return any(child.is_dir() and (is_run_dir(child) or (child / SWEEP_FILE).is_file()) for child in path.iterdir())
     except OSError:
         return False
+
+
+def first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (``path`` itself at the deepest), or None:
+    what making ``path`` would create, to be taken back if what needed it fails."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def remove_empty(path: Path, top: Path | None) -> None:
+    """Remove ``path`` and its parents up to ``top`` (from :func:`first_missing`), each only while empty: a
+    refused command leaves none of the folders it made behind."""
+    if top is None:
+        return
+    for folder in (path, *path.parents):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (something was written there), or gone
+            return
+        if folder == top:
+            return
 
 
 def make_writable(path: Path, key: str) -> None:
@@ -245,7 +263,7 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
         raise UsageError(f"hydra.sweep.dir={path} already holds a sweep; bench never writes over one: choose a new "
                          f"folder{resumable}")  # fmt: skip
     refuse_inside_results(path, "hydra.sweep.dir")
-    made = _topmost_missing(path)
+    made = first_missing(path)
     make_writable(path, "hydra.sweep.dir")
     _hold(path)
     try:
@@ -258,16 +276,6 @@ def claim_sweep_dir(path: Path, subdir: str, *, resume: bool = False) -> None:
         raise UsageError(f"hydra.sweep.dir={path}: cannot write there ({os_error_line(err)})") from None
     _claimed.append(path)
     _new[path] = made
-
-
-def _topmost_missing(path: Path) -> Path | None:
-    """The topmost of ``path`` and its parents that does not exist yet: what making ``path`` would create."""
-    top = None
-    for folder in (path, *path.parents):
-        if folder.exists():
-            break
-        top = folder
-    return top
 
 
 def _hold(path: Path) -> None:
