@@ -39,13 +39,15 @@ verdicts() {  # verdicts BENCHMARK: its own PASS/FAIL/UNDECIDED lines, from OUT/
         printf -- '%s\n' "$line"
         undecided=$((undecided + 1))
         ;;
-      "harness:- not judged here: "*)  # gpu_check.sh's skip: no time left; `make harness` judges it alone
-        printf -- '- note, %s\n' "${line#- }"
-        unjudged="$unjudged, the harness not judged (see its note)"
-        ;;
       *":- ("?") "*" failed: "*) mark 1 "pipeline ${line#- }" ;;
     esac
   done < "$OUT/$1.md"
+}
+
+skipped() {  # skipped PART WHAT: a part gpu_check.sh had no time for: its note (OUT/PART.md), no verdict; the
+  # last line names WHAT was not done
+  printf -- '- note, %s\n' "$(sed 's/^- //' "$OUT/$1.md")"
+  unjudged="$unjudged, $2 (see its note)"
 }
 
 ended() {  # ended PART: how the part's command ended, from its exit status
@@ -84,8 +86,7 @@ fi
 for sweep in sweep max_batch; do
   how=$(ended "$sweep")
   if [ "$how" = skipped ]; then
-    printf -- '- note, %s\n' "$(sed 's/^- //' "$OUT/$sweep.md")"
-    unjudged="$unjudged, $sweep not run (see its note)"
+    skipped "$sweep" "$sweep not run"
     continue
   fi
   runs=$(grep -m 1 '^Runs: ' "$OUT/$sweep/report.md" 2>/dev/null)
@@ -101,10 +102,12 @@ done
 # "GPU check").
 for bench in pipelines harness; do
   how=$(ended $bench)
-  if [ "$how" != skipped ]; then
-    [ "$how" = finished ]
-    mark $? "the $bench benchmark $how"
+  if [ "$how" = skipped ]; then  # no time left: `make harness` judges it alone
+    skipped $bench "the $bench not judged"
+    continue
   fi
+  [ "$how" = finished ]
+  mark $? "the $bench benchmark $how"
   verdicts $bench
 done
 
