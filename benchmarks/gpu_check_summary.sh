@@ -33,6 +33,8 @@ verdicts() {  # verdicts BENCHMARK: its own PASS/FAIL/UNDECIDED lines, from OUT/
     case $1:$line in
       "pipelines:- "*"bench's loop (r) runs at"*)  # one pair of whole runs: the harness part judges this
         printf -- '- note (one pair cannot judge 3%%; the harness part can, below, where it ran): %s\n' "${line#- }" ;;
+      "harness:- Per step: "*)  # the harness's cost in µs a step, beside its verdict: a figure, not a verdict
+        printf -- '- note, %s\n' "${line#- }" ;;
       *":- PASS: "*) mark 0 "${line#- PASS: }" ;;
       *":- FAIL: "*) mark 1 "${line#- FAIL: }" ;;
       *":- UNDECIDED: "*)

@@ -13,7 +13,8 @@ data, so each round's two epochs are seconds apart and a drift slows both:
 A round's ratio is (d)'s epoch time ÷ (r)'s: 1.0 when the harness is free, 0.97 when it costs 3%. The
 verdict is the median ratio with its 95% confidence interval, which assumes nothing about the noise's
 shape, only that rounds are independent (the order statistics of a sign test): PASS when the whole
-interval is at or above 0.97, FAIL when it is all below, else UNDECIDED (more rounds narrow it). Each loop
+interval is at or above 0.97, FAIL when it is all below, else UNDECIDED (more rounds narrow it). A second line
+prices the harness per step, in µs, from the rounds' differences, beside what the 3% allows. Each loop
 first runs one untimed epoch.
 Run: ``make harness`` or ``python benchmarks/harness.py --help``.
 """
@@ -116,6 +117,11 @@ class Rounds:
     def ratios(self) -> list[float]:
         return [d / r for r, d in self.pairs]
 
+    @property
+    def steps(self) -> int:
+        """Steps an epoch: its last, partial batch is one too."""
+        return -(-self.samples // int(self.spec.split(":")[1]))
+
 
 def bench_loop(cfg: DictConfig, device: torch.device) -> Callable[[], float]:
     """(r): bench's timed epoch, on what a run builds for ``cfg`` (the resident loader, the plain step);
@@ -194,7 +200,33 @@ def report(rounds: Rounds) -> list[str]:
         lines += [f"- stopped: {rounds.error}"]
     if rounds.not_started:
         lines += [f"- not started: {rounds.not_started}"]
-    return [*lines, verdict(rounds.ratios), ""]
+    cost = per_step(rounds)
+    return [*lines, verdict(rounds.ratios), *([per_step_line(cost, rounds.steps)] if cost else []), ""]
+
+
+def per_step(rounds: Rounds) -> dict[str, float] | None:
+    """What bench's loop adds to each step, in µs: the median of the rounds' (r − d) ÷ steps with its interval,
+    the bare loop's own step, and what the target allows on it. None with too few rounds for an interval.
+
+    The ratio says whether the target is met; this says by how much, in the unit a change to the loop is priced
+    in (a kernel launch is a few µs, a host sync tens)."""
+    if len(rounds.pairs) < min_rounds():
+        return None
+    steps = rounds.steps
+    median, low, high = median_interval([(r - d) / steps * 1e6 for r, d in rounds.pairs])
+    bare = statistics.median(rounds.d) / steps * 1e6
+    # d ÷ r ≥ target ⇔ r − d ≤ d × (1 ÷ target − 1)
+    return {"median_us": median, "low_us": low, "high_us": high, "bare_step_us": bare,
+            "allowed_us": bare * (1 / HARNESS_TARGET - 1)}  # fmt: skip
+
+
+def per_step_line(cost: dict[str, float], steps: int) -> str:
+    """The per-step cost, the line under the verdict."""
+    return (
+        f"- Per step: (r) − (d) = {cost['median_us']:+,.1f} µs, the median of the rounds' differences ÷ {steps:,} "
+        f"steps ({LEVEL:.0%} interval {cost['low_us']:+,.1f} to {cost['high_us']:+,.1f} µs), on a bare step of "
+        f"{cost['bare_step_us']:,.0f} µs: the target allows up to {cost['allowed_us']:+,.1f} µs"
+    )
 
 
 def verdict(ratios: list[float]) -> str:
@@ -331,8 +363,8 @@ def _write(out: Path, lines: list[str], env: dict, done: list[Rounds], args: Nam
     """harness.md as printed, and harness.json: the settings, each config's epoch pairs and verdict."""
     settings = {"device": args.device, "rounds": args.rounds, "seconds": args.seconds, "train_size": train_size,
                 "seed": args.seed, "interrupted": stop.name if stop is not None else None}  # fmt: skip
-    results = [{**asdict(rounds), "ratios": rounds.ratios, "rounds_finished": len(rounds.pairs),
-                "verdict": verdict(rounds.ratios)} for rounds in done]  # fmt: skip
+    results = [{**asdict(rounds), "ratios": rounds.ratios, "rounds_finished": len(rounds.pairs), "steps": rounds.steps,
+                "verdict": verdict(rounds.ratios), "per_step": per_step(rounds)} for rounds in done]  # fmt: skip
     written = write_results(out, RESULT_FILES, lines, {"env": env, "settings": settings, "results": results})
     print(f"wrote {written}", file=sys.stderr)
 

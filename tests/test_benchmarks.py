@@ -153,6 +153,16 @@ def test_harness_alternates_epochs_and_judges_the_median_ratios_interval(tmp_pat
     verdict = "PASS" if ratios[1] >= 0.97 else "FAIL" if ratios[8] < 0.97 else "UNDECIDED"
     assert f"- {verdict}: bench's loop (r)" in md and "| (r) bench's loop |" in md and "| (d) bare |" in md
     assert result["verdict"].startswith(f"- {verdict}: ")
+    # And in µs a step (256 images at 64: 4 steps), from the same rounds: the median difference, its interval by
+    # the same table, the bare loop's own step, and what 3% of it allows.
+    diffs = sorted((r - d) / 4 * 1e6 for r, d in result["pairs"])
+    bare = statistics.median(d for _, d in result["pairs"]) / 4 * 1e6
+    assert result["steps"] == 4 and result["per_step"] == pytest.approx(
+        {"median_us": statistics.median(diffs), "low_us": diffs[1], "high_us": diffs[8], "bare_step_us": bare,
+         "allowed_us": bare * (1 / 0.97 - 1)})  # fmt: skip
+    assert (f"- Per step: (r) − (d) = {statistics.median(diffs):+,.1f} µs, the median of the rounds' differences ÷ 4 "
+            f"steps (95% interval {diffs[1]:+,.1f} to {diffs[8]:+,.1f} µs), on a bare step of {bare:,.0f} µs: the "
+            f"target allows up to {bare * (1 / 0.97 - 1):+,.1f} µs") in md  # fmt: skip
 
 
 def test_the_harness_verdict_reads_the_median_ratios_confidence_interval(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -602,6 +612,9 @@ def test_gpu_check_summary_is_a_pass_fail_line_per_promise_and_fails_on_any_fail
     assert f"- note (one pair cannot judge 3%; the harness part can, below, where it ran): {pair[2:]}" in lines
     assert pair not in lines
     assert "- FAIL: the harness benchmark cut at its time limit" in lines and judged in lines
+    # Its cost in µs a step is shown beside the verdict, as a note: a figure, not a second verdict.
+    cost = next(line for line in (out / "harness.md").read_text().splitlines() if line.startswith("- Per step: "))
+    assert f"- note, {cost[2:]}" in lines and cost not in lines
     assert "- FAIL: gpu-check took 361 s (target ≤ 360 s)" in lines
     marks = [line[2:6] for line in lines if line.startswith("- ")]
     undecided = f", {marks.count('UNDE')} UNDECIDED" if "UNDE" in marks else ""
