@@ -77,6 +77,11 @@ def test_jobs_are_matched_by_config_not_by_number() -> None:
     # A job whose folder was removed runs under its own number again, where the sweep's plan expects it.
     gone = resume.plan([(["x=a"], "a"), (["x=d"], "d"), (["x=e"], "e")], [existing[0], resume.Existing(2, "e", False)])
     assert sorted(gone.run) == [(1, ["x=d"]), (2, ["x=e"])]
+    # Which jobs grow the sweep (in neither the folder nor its first plan), and which of its jobs the command
+    # leaves out: with no first plan to read, none is called new.
+    assert plan.added == [] and plan.absent == []
+    grown = resume.plan([(["x=a"], "a"), (["x=c"], "c"), (["x=d"], "d")], existing[:2], planned=[["x=a"], ["x=d"]])
+    assert sorted(grown.run) == [(2, ["x=c"]), (3, ["x=d"])] and grown.added == [2] and grown.absent == [1]
 
 
 def test_folders_not_named_as_hydra_names_jobs_are_never_taken_for_one(tmp_path: Path) -> None:
@@ -106,6 +111,17 @@ def test_a_job_whose_folder_was_removed_takes_back_its_first_number_in_any_order
     runs = pd.read_csv(tmp_path / "S" / "summary.csv")
     assert list(runs["job"]) == [0, 1, 2] and list(runs["batch_size"]) == [32, 64, 128]
     assert list(runs["status"]) == ["ok"] * 3
+    # Resuming with other values grows the sweep: said, in case it was a typo (32 is the first plan's job 0).
+    said = again.stdout + again.stderr
+    assert "Job 2 is new to this sweep (not in its first plan): #2 batch_size=128; the report shows it beside the " \
+           "others" in said and "not in this command" not in said  # fmt: skip
+    # And a resume that lists fewer values than the folder holds keeps the others, and says so.
+    fewer = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=64", "resume=true")
+    assert fewer.returncode == 0, fewer.stderr
+    said = fewer.stdout + fewer.stderr
+    assert "Jobs 0, 2 of S are not in this command: kept as they are, and in the report" in said
+    assert "new to" not in said
+    assert list(pd.read_csv(tmp_path / "S" / "summary.csv")["batch_size"]) == [32, 64, 128]
     # The first plan's number, where that folder is free; else as before.
     plan = resume.plan([(["x=b", "resume=true"], "b"), (["x=a", "resume=true"], "a")], [], planned=[["x=a"], ["x=c"]])
     assert sorted(plan.run) == [(0, ["x=a", "resume=true"]), (1, ["x=b", "resume=true"])]

@@ -64,6 +64,10 @@ class Plan:
 
     run: list[tuple[int, list[str]]] = field(default_factory=list)
     skipped: list[tuple[int, list[str]]] = field(default_factory=list)
+    #: numbers of jobs to run that neither the folder nor the sweep's first plan holds: this command grows the sweep
+    added: list[int] = field(default_factory=list)
+    #: numbers of the folder's jobs that this command does not list: kept, and in the report
+    absent: list[int] = field(default_factory=list)
 
     def batches(self) -> list[tuple[int, list[list[str]]]]:
         """The jobs to run as runs of consecutive numbers: (first number, their overrides)."""
@@ -137,5 +141,9 @@ def plan(jobs: Sequence[tuple[list[str], str]], existing: Sequence[Existing],
         if index not in placed:
             placed[index] = index if index not in numbers else max(numbers, default=-1) + 1
             numbers.add(placed[index])
+        # With no first plan to read, whether a job is new cannot be told.
+        if planned and _what_it_runs(overrides) not in first_plan:
+            result.added.append(placed[index])
         result.run.append((placed[index], overrides))
+    result.absent = sorted(n for left in (*finished.values(), *unfinished.values()) for n in left)
     return result

@@ -105,6 +105,16 @@ class BenchSweeper(BasicSweeper):
                                resume.planned_overrides(sweep_dir))  # fmt: skip
         log.info("Resuming %s: %d of %d jobs finished already (kept as they are), %d to run",
                  sweep_dir, len(the_plan.skipped), len(jobs), len(the_plan.run))  # fmt: skip
+        # Resuming with other values grows the sweep (its report covers every job): say so, in case it was a typo.
+        if the_plan.added:
+            one = len(the_plan.added) == 1
+            log.warning("%s %s new to this sweep (not in its first plan): %s; the report shows %s beside the others",
+                        _jobs(the_plan.added), "is" if one else "are", _listed(jobs, the_plan.run, the_plan.added),
+                        "it" if one else "them")  # fmt: skip
+        if the_plan.absent:
+            one = len(the_plan.absent) == 1
+            log.warning("%s of %s %s not in this command: kept as %s, and in the report", _jobs(the_plan.absent),
+                        sweep_dir, "is" if one else "are", "it is" if one else "they are")  # fmt: skip
         returns = []
         for first, batch in the_plan.batches():
             results = self.launcher.launch(batch, initial_job_idx=first)
@@ -112,6 +122,18 @@ class BenchSweeper(BasicSweeper):
                 _ = r.return_value  # as the basic sweeper does: a job that raised stops the sweep
             returns.append(results)
         return returns
+
+
+def _jobs(numbers: list[int]) -> str:
+    """'Job 3' or 'Jobs 2, 5'."""
+    return f"Job{'s' * (len(numbers) > 1)} {', '.join(map(str, numbers))}"
+
+
+def _listed(jobs: list[list[str]], run: list[tuple[int, list[str]]], numbers: list[int]) -> str:
+    """Each of ``numbers`` as #N and the overrides that set it apart from the command's other jobs."""
+    shared = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
+    return "; ".join(f"#{n} {' '.join(o for o in overrides if o not in shared and not o.startswith('resume='))}"
+                     for n, overrides in sorted(run) if n in numbers)  # fmt: skip
 
 
 def _check_one_experiment(jobs: Any) -> None:
