@@ -16,6 +16,10 @@ shape, only that rounds are independent (the order statistics of a sign test): P
 interval is at or above 0.97, FAIL when it is all below, else UNDECIDED (more rounds narrow it). A second line
 prices the harness per step, in µs, from the rounds' differences, beside what the 3% allows. Each loop
 first runs one untimed epoch.
+
+``--control`` measures the method instead: (r) is replaced by a second bare loop (d′), built where (r) would
+be, so two identical loops take turns. Their ratio is what the method reads where there is nothing to find
+(1.000 if it has no bias of its own); it is shown, not judged.
 Run: ``make harness`` or ``python benchmarks/harness.py --help``.
 """
 
@@ -102,6 +106,8 @@ class Rounds:
     samples: int
     pairs: list[tuple[float, float]] = field(default_factory=list)
     error: str | None = None
+    #: (d′), a second bare loop, in (r)'s place: the method's control
+    control: bool = False
     #: why it never started (no time left of --seconds): judged as no rounds, not as a failure
     not_started: str | None = None
 
@@ -143,21 +149,29 @@ def bench_loop(cfg: DictConfig, device: torch.device) -> Callable[[], float]:
     return epoch
 
 
+def bare_loop(cfg: DictConfig, device: torch.device) -> Callable[[], float]:
+    """(d): the bare loop's epoch, timed by the same clock as (r)'s."""
+    bare, clock = BareLoop(cfg, device), measure.Stopwatch(device)
+
+    def epoch() -> float:
+        clock.start()
+        bare.epoch()
+        return clock.stop().wall_s
+
+    return epoch
+
+
 def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch.device, into: Rounds,
                until: float | None = None) -> None:  # fmt: skip
     """Alternate (r) and (d) epochs for ``rounds`` rounds, appending each round's times to ``into``; with
-    ``until`` (a time.monotonic() deadline), no round starts that would likely end after it."""
+    ``until`` (a time.monotonic() deadline), no round starts that would likely end after it. With
+    ``into.control``, a second bare loop (d′) takes (r)'s place."""
     model, batch_size, precision = spec.split(":")
     cfg = compose([f"model={model}", f"batch_size={batch_size}", f"precision={precision}", f"device={device.type}",
                    f"dataset.train_size={train_size}", f"seed={seed}", *PLAIN])  # fmt: skip
     with math_mode(cfg.precision):  # TF32 on or off as in bench's runs, for both loops
-        r_epoch = bench_loop(cfg, device)
-        bare, clock = BareLoop(cfg, device), measure.Stopwatch(device)
-
-        def d_epoch() -> float:
-            clock.start()
-            bare.epoch()
-            return clock.stop().wall_s
+        r_epoch = bare_loop(cfg, device) if into.control else bench_loop(cfg, device)  # built first, either way
+        d_epoch = bare_loop(cfg, device)
 
         # One-time costs (allocator, kernels' first calls) outside the timed rounds; d first, so that every
         # round's first epoch follows an epoch of its own loop, round 0's too. Then a full collection, as a
@@ -177,8 +191,9 @@ def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch
             else:
                 d, r = d_epoch(), r_epoch()
             into.pairs.append((r, d))  # one append: a signal cannot leave half a round
-            first, second = ("r", "d") if i % 2 == 0 else ("d", "r")
-            times = {"r": r, "d": d}
+            mine = "d′" if into.control else "r"
+            first, second = (mine, "d") if i % 2 == 0 else ("d", mine)
+            times = {mine: r, "d": d}
             last = time.monotonic() - began
             left = f", {until - time.monotonic():.0f} s left" if until is not None else ""
             print(f"  round {i + 1}/{rounds}: ({first}) {times[first]:.3f} s, then ({second}) {times[second]:.3f} s"
@@ -191,7 +206,8 @@ def report(rounds: Rounds) -> list[str]:
     lines = [f"### {model} · batch {batch} · {precision} · {rounds.samples:,} images · {len(rounds.pairs)} rounds", ""]
     if rounds.pairs:
         lines += ["| loop | epoch (s, median) | samples/s | fastest epoch (s) |", "|---|---:|---:|---:|"]
-        for name, times in (("(r) bench's loop", rounds.r), ("(d) bare", rounds.d)):
+        mine = "(d′) a second bare loop" if rounds.control else "(r) bench's loop"
+        for name, times in ((mine, rounds.r), ("(d) bare", rounds.d)):
             median = statistics.median(times)
             lines.append(f"| {name} | {median:.3f} | {rounds.samples / median:,.0f} | {min(times):.3f} |")
         # On a drifting box the two medians can differ where no round's pair does: the verdict reads the pairs.
@@ -201,7 +217,8 @@ def report(rounds: Rounds) -> list[str]:
     if rounds.not_started:
         lines += [f"- not started: {rounds.not_started}"]
     cost = per_step(rounds)
-    return [*lines, verdict(rounds.ratios), *([per_step_line(cost, rounds.steps)] if cost else []), ""]
+    judged = control_line(rounds.ratios) if rounds.control else verdict(rounds.ratios)
+    return [*lines, judged, *([per_step_line(cost, rounds.steps, rounds.control)] if cost else []), ""]
 
 
 def per_step(rounds: Rounds) -> dict[str, float] | None:
@@ -220,12 +237,25 @@ def per_step(rounds: Rounds) -> dict[str, float] | None:
             "allowed_us": bare * (1 / HARNESS_TARGET - 1)}  # fmt: skip
 
 
-def per_step_line(cost: dict[str, float], steps: int) -> str:
-    """The per-step cost, the line under the verdict."""
+def per_step_line(cost: dict[str, float], steps: int, control: bool = False) -> str:
+    """The per-step cost, the line under the verdict (under the control's, without the target: nothing is judged)."""
+    allows = "" if control else f": the target allows up to {cost['allowed_us']:+,.1f} µs"
     return (
-        f"- Per step: (r) − (d) = {cost['median_us']:+,.1f} µs, the median of the rounds' differences ÷ {steps:,} "
-        f"steps ({LEVEL:.0%} interval {cost['low_us']:+,.1f} to {cost['high_us']:+,.1f} µs), on a bare step of "
-        f"{cost['bare_step_us']:,.0f} µs: the target allows up to {cost['allowed_us']:+,.1f} µs"
+        f"- Per step: {'(d′)' if control else '(r)'} − (d) = {cost['median_us']:+,.1f} µs, the median of the rounds' "
+        f"differences ÷ {steps:,} steps ({LEVEL:.0%} interval {cost['low_us']:+,.1f} to {cost['high_us']:+,.1f} µs), "
+        f"on a bare step of {cost['bare_step_us']:,.0f} µs{allows}"
+    )
+
+
+def control_line(ratios: list[float]) -> str:
+    """What the method reads for two identical loops: shown, never judged."""
+    if len(ratios) < min_rounds():
+        return f"- CONTROL: {len(ratios)} rounds finished, too few for a {LEVEL:.0%} interval (at least {min_rounds()})"
+    median, low, high = median_interval(ratios)
+    return (
+        f"- CONTROL: a second bare loop (d′) runs at {median:.3f}× the speed of (d), its twin, the median of "
+        f"{len(ratios)} alternated rounds ({LEVEL:.0%} interval {low:.3f}–{high:.3f}): what the method reads for "
+        "two identical loops, 1.000 if it has no bias of its own; without --control, bench's loop is judged"
     )
 
 
@@ -264,6 +294,9 @@ def main(argv: list[str] | None = None) -> None:
                              "would not fit, configs sharing the time left")  # fmt: skip
     parser.add_argument("--train-size", type=int, help="images per epoch (default: 5,000 on the CPU, 20,000 on a GPU)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--control", action="store_true",
+                        help="a second bare loop (d′) in place of bench's loop (r): what the method itself reads "
+                             "for two identical loops (shown, not judged)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="write harness.md and harness.json here")
     args = parser.parse_args(argv)
     if args.rounds is None:
@@ -282,10 +315,13 @@ def main(argv: list[str] | None = None) -> None:
     check_setting(parser, "--seed", "seed", args.seed)
 
     env = environment(device)
+    mine = "d′" if args.control else "r"
+    title = ("The method's control: two identical bare loops (d′) and (d)" if args.control else
+             "The harness's cost: bench's loop (r) and a bare loop (d)")  # fmt: skip
     header = [
-        "## The harness's cost: bench's loop (r) and a bare loop (d), an epoch each in turn",
+        f"## {title}, an epoch each in turn",
         "",
-        f"{machine(env)} · {_how_many(args)} (r d, then d r, …) of {train_size:,} synthetic images per "
+        f"{machine(env)} · {_how_many(args)} ({mine} d, then d {mine}, …) of {train_size:,} synthetic images per "
         f"epoch, after one untimed epoch each · {time.strftime('%Y-%m-%d')}",
         "",
     ]
@@ -300,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             for spec in specs:
                 print(f"{spec}:", file=sys.stderr, flush=True)
-                done.append(Rounds(spec, train_size))
+                done.append(Rounds(spec, train_size, control=args.control))
                 # Each config a fair share of the time left, the results' writing (a second) kept aside.
                 until = None
                 if args.seconds is not None:
@@ -362,9 +398,11 @@ def _write(out: Path, lines: list[str], env: dict, done: list[Rounds], args: Nam
            stop: Interrupted | None) -> None:  # fmt: skip
     """harness.md as printed, and harness.json: the settings, each config's epoch pairs and verdict."""
     settings = {"device": args.device, "rounds": args.rounds, "seconds": args.seconds, "train_size": train_size,
-                "seed": args.seed, "interrupted": stop.name if stop is not None else None}  # fmt: skip
+                "seed": args.seed, "control": args.control,
+                "interrupted": stop.name if stop is not None else None}  # fmt: skip
     results = [{**asdict(rounds), "ratios": rounds.ratios, "rounds_finished": len(rounds.pairs), "steps": rounds.steps,
-                "verdict": verdict(rounds.ratios), "per_step": per_step(rounds)} for rounds in done]  # fmt: skip
+                "verdict": control_line(rounds.ratios) if rounds.control else verdict(rounds.ratios),
+                "per_step": per_step(rounds)} for rounds in done]  # fmt: skip
     written = write_results(out, RESULT_FILES, lines, {"env": env, "settings": settings, "results": results})
     print(f"wrote {written}", file=sys.stderr)
 

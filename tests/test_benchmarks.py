@@ -142,7 +142,7 @@ def test_harness_alternates_epochs_and_judges_the_median_ratios_interval(tmp_pat
     assert [(int(i), a + b) for i, a, b in rounds] == [(i + 1, "rd" if i % 2 == 0 else "dr") for i in range(10)]
     data = json.loads((tmp_path / "out" / "harness.json").read_text())
     assert data["settings"] == {"device": "cpu", "rounds": 10, "seconds": None, "train_size": 256, "seed": 0,
-                                "interrupted": None}  # fmt: skip
+                                "control": False, "interrupted": None}  # fmt: skip
     result = data["results"][0]
     assert len(result["pairs"]) == result["rounds_finished"] == 10 and result["samples"] == 256
     ratios = sorted(d / r for r, d in result["pairs"])
@@ -163,6 +163,35 @@ def test_harness_alternates_epochs_and_judges_the_median_ratios_interval(tmp_pat
     assert (f"- Per step: (r) − (d) = {statistics.median(diffs):+,.1f} µs, the median of the rounds' differences ÷ 4 "
             f"steps (95% interval {diffs[1]:+,.1f} to {diffs[8]:+,.1f} µs), on a bare step of {bare:,.0f} µs: the "
             f"target allows up to {bare * (1 / 0.97 - 1):+,.1f} µs") in md  # fmt: skip
+
+
+def test_the_harness_control_times_two_identical_bare_loops_and_judges_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What the method reads where there is nothing to find: (r) replaced by a second bare loop, built in its place.
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import harness
+
+    built: list[str] = []
+    real_bench, real_bare = harness.bench_loop, harness.bare_loop
+    monkeypatch.setattr(harness, "bench_loop", lambda *a: built.append("r") or real_bench(*a))
+    monkeypatch.setattr(harness, "bare_loop", lambda *a: built.append("d") or real_bare(*a))
+    harness.main(["--device", "cpu", "--configs", "small:64:fp32", "--train-size", "256", "--rounds", "6",
+                  "--control", "--out", str(tmp_path / "out")])  # fmt: skip
+    assert built == ["d", "d"]  # bench's loop is never built
+    err = capsys.readouterr().err
+    assert re.findall(r"round (\d)/6: \((d′?)\)", err) == [(str(i + 1), "d′" if i % 2 == 0 else "d") for i in range(6)]
+    data = json.loads((tmp_path / "out" / "harness.json").read_text())
+    assert data["settings"]["control"] is True
+    result = data["results"][0]
+    ratios = sorted(d / r for r, d in result["pairs"])
+    md = (tmp_path / "out" / "harness.md").read_text()
+    assert md.startswith("## The method's control: two identical bare loops (d′) and (d), an epoch each in turn")
+    assert "| (d′) a second bare loop |" in md and "(r)" not in md
+    line = (f"- CONTROL: a second bare loop (d′) runs at {statistics.median(ratios):.3f}× the speed of (d), its twin, "
+            f"the median of 6 alternated rounds (95% interval {ratios[0]:.3f}–{ratios[5]:.3f})")  # fmt: skip
+    assert result["verdict"].startswith(line) and line in md
+    assert "PASS" not in md and "FAIL" not in md and "UNDECIDED" not in md and "target" not in md
 
 
 def test_the_harness_verdict_reads_the_median_ratios_confidence_interval(monkeypatch: pytest.MonkeyPatch) -> None:
