@@ -222,8 +222,9 @@ def report(rounds: Rounds) -> list[str]:
 
 
 def per_step(rounds: Rounds) -> dict[str, float] | None:
-    """What bench's loop adds to each step, in µs: the median of the rounds' (r − d) ÷ steps with its interval,
-    the bare loop's own step, and what the target allows on it. None with too few rounds for an interval.
+    """What bench's loop ((d′) under --control) adds to each step, in µs: the median of the rounds' (r − d) ÷ steps
+    with its interval, the bare loop's own step, and what the target allows on it. None with too few rounds for an
+    interval.
 
     The ratio says whether the target is met; this says by how much, in the unit a change to the loop is priced
     in (a kernel launch is a few µs, a host sync tens)."""
