@@ -1058,3 +1058,47 @@ def test_the_bars_labels_do_not_run_into_each_other(tmp_path: Path, monkeypatch:
         _fake_run(tmp_path / "s", job, "cpu", batch, 1.0 + job, loader=loader)
     build_report([tmp_path / "s"])
     assert "Where the time goes: Sweep over loader, batch_size" in titles and overlaps == [], overlaps
+
+
+def test_swept_whole_numbers_read_whole_beside_a_run_without_a_value(tmp_path: Path) -> None:
+    # A run with no value for a swept number (a skipped max_batch search has no epochs) made the column one of
+    # floats, and the header read "Swept: **batch_size** = 64.0, 128.0".
+    for job, batch_size in ((0, 128), (1, 64), (2, None)):
+        _fake_run(tmp_path / "s", job, "cpu", batch_size, 2.0)  # type: ignore[arg-type]
+    build_report([tmp_path / "s"])
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert "Swept: **batch_size** = 64, 128\n" in text, text[:600]
+    assert "batch_size=n/a" not in text  # the run without a value is not an end of the line ("to 500 at n/a")
+
+
+def test_runs_of_one_config_in_a_sweep_are_told_apart_and_its_line_goes_through_their_median(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # -m batch_size=64,64,128: two rows nothing told apart, "goes from" the first of them, a zigzag through both.
+    drawn: list[tuple[list[float], list[float]]] = []
+    plot = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda ax, x, y, *a, **k: drawn.append(
+        (list(map(float, x)), list(map(float, y)))) or plot(ax, x, y, *a, **k))  # fmt: skip
+    for job, batch_size, epoch_time in ((0, 64, 2.0), (1, 64, 1.0), (2, 128, 1.5)):
+        _fake_run(tmp_path / "s", job, "cpu", batch_size, epoch_time)
+    build_report([tmp_path / "s"])
+    text = (tmp_path / "s" / "report.md").read_text()
+    table = [line for line in text.splitlines() if line.startswith("|") and "resident" not in line]
+    header = next(line for line in table if "batch_size" in line and "status" in line)
+    assert header.split("|")[1].strip() == "run", header
+    rows = [line.split("|")[1:3] for line in table[table.index(header) + 2 :][:3]]
+    assert [(r.strip(), b.strip()) for r, b in rows] == [("0", "64"), ("1", "64"), ("2", "128")], rows
+    assert "- **run**: which run a row is (its job number, else its folder), where runs share every swept value" in text
+    # 1,000 images in 2 s and in 1 s at batch 64: a median of 750; 667 at 128.
+    assert "Throughput goes from 750 samples/s at batch_size=64 (the median of its 2 runs) to 667 at " \
+           "batch_size=128 (0.89×); the fastest run is batch_size=64 at 1,000 samples/s" in text  # fmt: skip
+    # The samples/s panel: the line, one point a value, through the median; each run a dot.
+    assert ([64.0, 128.0], [750.0, pytest.approx(666.67, rel=1e-3)]) in drawn, drawn
+    assert ([64.0, 64.0, 128.0], [500.0, 1000.0, pytest.approx(666.67, rel=1e-3)]) in drawn
+    assert ([64.0, 128.0], [1.5, 1.5]) in drawn  # and the epoch time's: 2 s and 1 s at 64
+    # The time split's bars: which run each is.
+    from bench.plots import _job_labels
+
+    runs = build_report([tmp_path / "s"]).runs
+    labels = ["batch_size=64\nrun 0", "batch_size=64\nrun 1", "batch_size=128\nrun 2"]
+    assert _job_labels(runs, ["batch_size"]) == labels

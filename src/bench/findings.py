@@ -65,23 +65,35 @@ def sentences(runs: pd.DataFrame, x: str, sizes: bool = True) -> list[str]:
     if not trains(runs):
         return capacity_sentences(runs)
     ok = runs[(runs["status"] == "ok") & runs["samples_per_s"].notna()]
+    # Along x, only the runs that have a value of it (a run without one read "from 500 at batch_size=64 to 500 at
+    # batch_size=n/a").
+    ok = ok[ok[x].notna()] if x in ok else ok
     if len(ok) == 1 and x in ok:  # nothing to rank; a noisy run is still named, as its table cell flags it
         return [s for s in [_noise_sentence(ok, x)] if s]
     if len(ok) < 2 or x not in ok:
         return []
     if is_numeric(ok[x]):
-        ok = ok.assign(_x=pd.to_numeric(ok[x])).sort_values("_x")
-    first, last = ok.iloc[0], ok.iloc[-1]
+        ok = ok.assign(_x=pd.to_numeric(ok[x])).sort_values("_x", kind="stable")
     best, worst = ok.loc[ok["samples_per_s"].idxmax()], ok.loc[ok["samples_per_s"].idxmin()]
     out = [_ignored_sentence(ok, x)]
-    if is_numeric(ok[x]):
-        ratio = last["samples_per_s"] / first["samples_per_s"]
+    if is_numeric(ok[x]) and ok["_x"].nunique() > 1:
+        # The ends along x: where a value ran more than once (a config run twice), the median of its runs, not
+        # whichever of them sorted first ("from 3,306 samples/s at workers=0 to 150 at workers=0").
+        ends = ok.groupby("_x")["samples_per_s"]
+        rate, count = ends.median(), ends.size()
+        lo, hi = ok["_x"].iloc[0], ok["_x"].iloc[-1]
+        first, last = ok[ok["_x"] == lo].iloc[0], ok[ok["_x"] == hi].iloc[0]
+
+        def at(value: float, run: pd.Series) -> str:
+            runs_there = f" (the median of its {count[value]} runs)" if count[value] > 1 else ""
+            return f"{_label(x, run[x])}{runs_there}"
+
         text = (
-            f"Throughput goes from {first['samples_per_s']:,.0f} samples/s at {_label(x, first[x])} to "
-            f"{last['samples_per_s']:,.0f} at {_label(x, last[x])} ({ratio:.2f}×); the fastest run is "
+            f"Throughput goes from {rate[lo]:,.0f} samples/s at {at(lo, first)} to "
+            f"{rate[hi]:,.0f} at {at(hi, last)} ({rate[hi] / rate[lo]:.2f}×); the fastest run is "
             f"{_label(x, best[x])} at {best['samples_per_s']:,.0f} samples/s{_close_second(ok, best, worst, x)}"
         )
-        if worst.name not in (first.name, last.name):  # the ends alone would hide a dip between them
+        if worst["_x"] not in (lo, hi):  # the ends alone would hide a dip between them
             text += f", the slowest {_label(x, worst[x])} at {worst['samples_per_s']:,.0f}"
         out.append(text + _within_noise(best, worst) + ".")
     elif best["samples_per_s"] == worst["samples_per_s"]:  # a tie: no fastest, no slowest

@@ -28,6 +28,7 @@ from bench.runs import (
     images_per_epoch,
     is_numeric,
     resident_dataset_mb,
+    run_names,
     trains,
     unlike_the_lab,
     x_axis,
@@ -245,9 +246,14 @@ def _lines(ax: Axes, groups: list, x: str, column: str, hue: list[str], suffix: 
     for i, (key, group) in enumerate(groups):
         if group[column].isna().all():  # e.g. CPU runs in the GPU-memory panel
             continue
-        data = group.assign(_x=pd.to_numeric(group[x])).sort_values("_x")
+        data = group.assign(_x=pd.to_numeric(group[x])).dropna(subset=["_x"]).sort_values("_x", kind="stable")
         label = (_series_label(key, hue) if hue else "bench") + suffix
-        ax.plot(data["_x"], data[column], marker="o", color=f"C{i}", label=label)  # same colour in every panel
+        # One point per value: where a value ran more than once (a config run twice), the line goes through the
+        # median of its runs, each of them a dot (a line through them all drew a vertical zigzag).
+        line = data.groupby("_x", as_index=False)[column].median()
+        ax.plot(line["_x"], line[column], marker="o", color=f"C{i}", label=label)  # same colour in every panel
+        if len(line) < len(data):
+            ax.plot(data["_x"], data[column], "o", markersize=4, color=f"C{i}", alpha=0.5)
         yerr = _whiskers(data, column)
         if yerr is not None:
             ax.errorbar(data["_x"], data[column], yerr=yerr, fmt="none", ecolor=f"C{i}", capsize=4, alpha=0.6)
@@ -264,12 +270,24 @@ def _bars(
     for i, (key, group) in enumerate(groups):
         if group[column].isna().all():
             continue
-        rows = group.assign(_x=group[x].astype(str)).drop_duplicates("_x", keep="last").set_index("_x")
+        runs = group.assign(_x=group[x].astype(str))
+        # A bar per category: the median of its runs where it ran more than once (the last of them had stood
+        # for all), each of them a dot, and the whiskers only where there is one run to draw them for.
+        repeated = runs["_x"].duplicated(keep=False)
+        rows = runs.drop_duplicates("_x", keep="last").set_index("_x")
+        rows[column] = runs.groupby("_x")[column].median()
         rows = rows.reindex(categories)  # a row per category, NaN where this series has no run
         heights = list(rows[column])
         yerr = _whiskers(rows, column)
+        if yerr is not None:
+            yerr[:, list(rows.index.isin(runs.loc[repeated, "_x"]))] = 0
         offset = (i - (len(groups) - 1) / 2) * width
         label = (_series_label(key, hue) if hue else "bench") + suffix
+        if repeated.any():
+            where = {c: n for n, c in enumerate(categories)}
+            dots = runs[repeated & runs["_x"].isin(categories)]
+            ax.plot([where[c] + offset for c in dots["_x"]], dots[column], "o", markersize=4, color="0.2", alpha=0.6,
+                    zorder=3)  # fmt: skip
         if not points:
             ax.bar(positions + offset, heights, width, color=f"C{i}", label=label, yerr=yerr, capsize=4,
                    error_kw={"ecolor": "0.25", "alpha": 0.8})  # fmt: skip
@@ -327,7 +345,11 @@ def _mark_unfinished(
 
 
 def _job_labels(runs: pd.DataFrame, varied: list[str]) -> list[str]:
-    return ["\n".join(f"{k}={as_text(r[k])}" for k in varied) or str(r["job"]) for _, r in runs.iterrows()]
+    labels = ["\n".join(f"{k}={as_text(r[k])}" for k in varied) or str(r["job"]) for _, r in runs.iterrows()]
+    if len(set(labels)) == len(labels):
+        return labels
+    # Runs that share every swept value (a config run twice): which run each bar is, as the report's table says.
+    return [f"{label}\nrun {name}" for label, name in zip(labels, run_names(runs), strict=True)]
 
 
 def _bars_width(labels: list[str]) -> float:

@@ -42,6 +42,7 @@ from bench.runs import (
     images_per_epoch,
     load_runs,
     resident_dataset_mb,
+    run_names,
     settings,
     status_counts,
     step_text,
@@ -73,6 +74,8 @@ MEMORY_NOTE_POOL = (
 )
 #: the column of a model's parameter count, in a sweep over models
 PARAMETERS = "parameters"
+#: the column that names each run (its job, else its folder) where runs share every swept value
+RUN = "run"
 #: under a lab part that measured GPU memory, where none of our runs did
 NO_GPU_MEMORY = (
     "No run here measured GPU memory: our memory figures are the main process's peak RSS on the CPU, which "
@@ -86,6 +89,7 @@ SPREAD_EPOCHS = "samples/s spread over the epochs"
 #: what the report's other columns and words mean, for its legend (a metric's column says it in bench.metrics)
 MEANINGS = {
     PARAMETERS: "the model's trainable parameters",
+    RUN: "which run a row is (its job number, else its folder), where runs share every swept value",
     "status": (
         "how the run ended: ok; oom (out of memory), failed, diverged (the loss went NaN or infinite), skipped "
         "(its device is not here), interrupted (a signal); missing (it never ran) or unreadable (its metrics.json)"
@@ -291,6 +295,14 @@ def _counts_whole(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _swept_values(col: pd.Series) -> list[str]:
+    """A swept variable's values as text, whole numbers without a '.0': a column with a gap (a run that has no
+    value, such as a skipped max_batch search's epochs) is read as floats, and read "64.0, 128.0"."""
+    if pd.api.types.is_float_dtype(col) and (col.dropna() % 1 == 0).all():
+        col = col.astype("Int64")
+    return values(col)
+
+
 def _git_dirty(runs: pd.DataFrame) -> pd.Series:
     """Per run, whether its code had uncommitted changes; False where it did not say (older metrics.json)."""
     return runs.get("env_git_dirty", pd.Series(False, index=runs.index)) == True  # noqa: E712
@@ -337,8 +349,12 @@ def _cudnn_version(code: object) -> object:
 
 def _experiment_columns(runs: pd.DataFrame, varied: list[str]) -> list[str]:
     training = trains(runs)
-    # Which pipeline and recipe made each row.
-    shown = [*varied, *(c for c in ("loader", "recipe") if c not in varied and training)]
+    # Which run each row is (where nothing else tells them apart), and which pipeline and recipe made it.
+    shown = [
+        *([RUN] if RUN in runs else []),
+        *varied,
+        *(c for c in ("loader", "recipe") if c not in varied and training),
+    ]
     if "model" in varied:  # what makes one model heavier than another: its weights and its work per image
         known = {PARAMETERS: "params", "flops_per_sample": "flops_per_sample"}  # (older runs lack params)
         shown += [c for c, key in known.items() if pd.to_numeric(runs[key], errors="coerce").notna().any()]
@@ -389,7 +405,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     lines += [f"Runs from: {', '.join(f'`{p}`' for p in paths)}", ""]
     varied = swept_variables(df)
     if varied:
-        swept = "; ".join(f"**{v}** = {', '.join(values(along(df, [v])[v]))}" for v in varied)
+        swept = "; ".join(f"**{v}** = {', '.join(_swept_values(along(df, [v])[v]))}" for v in varied)
         parts = df["experiment"].dropna().nunique() if "experiment" in df else 1
         # Over several experiments (two lab parts in one report) the values are the union, not a grid of them.
         head = f"Varied across its {parts} experiments (each section says what it swept)" if parts > 1 else "Swept"
@@ -459,11 +475,7 @@ def _notes_lines(df: pd.DataFrame) -> list[str]:
     where: dict[str, list[str]] = {}
     figures: dict[str, list[str]] = {}  # a PER_RUN_FIGURE note's figure for each of its runs
     together = timed_together(df)
-    several = df["sweep"].nunique() > 1
-    for _, run in df.iterrows():
-        job = run["job"]
-        name = Path(str(run["run_dir"])).name if pd.isna(job) else str(int(job))
-        name = f"{Path(str(run['sweep'])).name}/{name}" if several and not pd.isna(job) else name
+    for (_, run), name in zip(df.iterrows(), run_names(df), strict=True):
         for note in run["notes"] if isinstance(run["notes"], list) else []:
             found = PER_RUN_FIGURE.match(note) if len(df) > 1 else None
             if found:
@@ -533,6 +545,8 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
         lines += [f"Step as timed: {steps[0]}" if len(steps) == 1 else
                   f"Steps as timed (they differ between runs): {_steps_by_run(runs, steps, varied)}", ""]  # fmt: skip
     shown = runs.assign(learning=[findings.learning_cell(v) for v in runs["learned"]])
+    if runs[varied].astype(str).duplicated().any():  # rows that nothing in the table told apart (a config run twice)
+        shown[RUN] = run_names(runs)
     params = pd.to_numeric(runs["params"], errors="coerce")
     shown[PARAMETERS] = [f"{int(p):,}" if pd.notna(p) else NO_VALUE for p in params]
     timed = runs["samples_per_s_median"].notna()  # rows without a result (missing, failed) have no spread

@@ -428,6 +428,18 @@ def x_axis(runs: pd.DataFrame, varied: list[str]) -> str:
     return (numeric or varied)[0]
 
 
+def run_names(runs: pd.DataFrame) -> list[str]:
+    """Each run's short name, as the report's notes and tables and the plots' bars call it: its job number
+    (sweep/job where the runs come from several sweeps), else its folder's name."""
+    several = runs["sweep"].nunique() > 1
+    names = []
+    for _, run in runs.iterrows():
+        job = run["job"]
+        name = Path(str(run["run_dir"])).name if pd.isna(job) else str(int(job))
+        names.append(f"{Path(str(run['sweep'])).name}/{name}" if several and not pd.isna(job) else name)
+    return names
+
+
 def values(col: pd.Series) -> list[str]:
     """The distinct values of a column, as text, in order of appearance."""
     return list(dict.fromkeys(str(v) for v in col.dropna()))
