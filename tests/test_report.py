@@ -729,6 +729,14 @@ def test_report_cli_rejects_a_folder_without_runs(tmp_path: Path) -> None:
         "bench: error: sweeps holds 2 sweep(s), not runs: pass the sweeps themselves, e.g. "
         "sweeps/2026-01-02_10-00-00_000000 (the newest by name), or all of them: sweeps/*"
     )  # not "sweeps/* --out DIR", bench.report's way, which bench.compare (same reader) would refuse
+    # And the folder above (outputs/, with its runs/ and sweeps/): which of its subfolders hold them.
+    _fake_run(tmp_path / "runs", 0, "cpu", 64, 2.0)
+    (tmp_path / "empty").mkdir()
+    proc = run_cli(tmp_path, ".", module="bench.report")
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "bench: error: . holds no bench runs itself, but its subfolders do: runs (1 run), sweeps (2 sweeps); pass a "
+        "folder of runs, or the sweeps themselves (a folder of sweeps is not one sweep)"
+    ), proc.stderr
 
 
 def test_several_folders_need_out_and_pair_on_every_setting(tmp_path: Path) -> None:

@@ -233,6 +233,8 @@ BAD: dict[str, tuple[list[str], tuple[str, Callable[[str], str | None]] | None, 
     # It took this checkout's default without a word: ~epochs ran 3 epochs of a run that had 2.
     "a removed key": (["{run}", "~epochs"], None, "~epochs: a reproduction keeps every setting of the saved run"),
     "out inside the run": (["{run}", "--out", "{run}/x"], None, "never writes there"),
+    # An existing file: it had said "already exists and is not empty" of an empty one.
+    "out a file": (["{run}", "--out", __file__], None, "that is a file, not a folder; reproduce writes a run's folder"),
     # The (empty) working folder became a run's, inside which every later run was refused.
     "out the working folder": (["{run}", "--out", "."], None, "--out=. is the current folder"),
     "no run dir": ([], None, "RUN_DIR is missing"),

@@ -208,7 +208,9 @@ def new_run_dir(out: Path | None, source: Path) -> Path:
     # Inside a sweep's folder it would be read as one of its jobs (a resume, a report); inside another run's,
     # that run's folder would hold two.
     refuse_inside_results(out, "--out")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+    if dst.exists() and not dst.is_dir():
+        raise UsageError(f"--out {out}: that is a file, not a folder; reproduce writes a run's folder there")
+    if dst.exists() and any(dst.iterdir()):
         raise UsageError(f"--out {out}: already exists and is not empty; reproduce never overwrites")
     make_writable(out, "--out")
     return out

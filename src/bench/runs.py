@@ -86,8 +86,29 @@ def find_run_dirs(path: Path, *, planned: bool = False) -> list[Path]:
         if sweeps:
             raise UsageError(f"{path} holds {len(sweeps)} sweep(s), not runs: pass the sweeps themselves, e.g. "
                              f"{path / sweeps[-1].name} (the newest by name), or all of them: {path}/*")  # fmt: skip
+        # A folder of those (outputs/, which holds runs/ and sweeps/): name them, as a place to start.
+        below = [f"{sub} ({what})" for sub, what in _what_is_below(path)]
+        if below:
+            raise UsageError(f"{path} holds no bench runs itself, but its subfolders do: {', '.join(below)}; pass a "
+                             "folder of runs, or the sweeps themselves (a folder of sweeps is not one sweep)")  # fmt: skip
         raise UsageError(f"{path} holds no bench runs (no metrics.json or .hydra/ in it or its subfolders)")
     return sorted(children, key=lambda p: (job_number(p) is None, job_number(p) or 0, p.name))
+
+
+def _what_is_below(path: Path) -> list[tuple[Path, str]]:
+    """The subfolders of ``path`` that hold runs or sweeps, each with how many: one level down, never deeper."""
+    found = []
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        try:
+            folders = [q for q in sub.iterdir() if q.is_dir()]
+        except OSError:  # unreadable: it holds nothing that can be reported on
+            continue
+        sweeps = sum((q / SWEEP_FILE).is_file() for q in folders)
+        runs = sum(is_run_dir(q) and not (q / SWEEP_FILE).is_file() for q in folders)
+        said = [f"{n} {kind}{'s' * (n > 1)}" for n, kind in ((runs, "run"), (sweeps, "sweep")) if n]
+        if said:
+            found.append((sub, " and ".join(said)))
+    return found
 
 
 def saved_config(run_dir: Path) -> dict[str, Any]:
