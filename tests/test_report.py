@@ -274,7 +274,9 @@ def test_the_time_and_throughput_panels_draw_each_runs_slowest_and_fastest_as_wh
     _fake_run(tmp_path / "one", 0, "cpu", 64, 3.0, epoch_times=(2.0, 4.0))
     _fake_run(tmp_path / "one", 1, "cpu", 128, 3.0, epoch_times=(3.0,))
     build_report([tmp_path / "one"])
-    assert "Samples/s\nwhiskers: slowest to fastest epoch; none for a run of one epoch" in titles, titles
+    # (wrapped to the panel's width: read as one line)
+    said = [t.split("\n", 1)[0] + "\n" + " ".join(t.split("\n")[1:]) for t in titles]
+    assert "Samples/s\nwhiskers: slowest to fastest epoch; none for a run of one epoch" in said, titles
     drawn.clear(), titles.clear()
     _fake_run(tmp_path / "flat", 0, "cpu", 64, 2.0)
     _fake_run(tmp_path / "flat", 1, "cpu", 128, 1.0)
@@ -1110,3 +1112,37 @@ def test_runs_of_one_config_in_a_sweep_are_told_apart_and_its_line_goes_through_
     runs = build_report([tmp_path / "s"]).runs
     labels = ["batch_size=64\nrun 0", "batch_size=64\nrun 1", "batch_size=128\nrun 2"]
     assert _job_labels(runs, ["batch_size"]) == labels
+
+
+def test_an_experiment_figures_legend_is_under_its_panels_and_names_what_varies_among_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In each panel, a legend of "loader=dataloader, epochs=3, dataset.train_size=512, ..." covered the highest
+    # points and the y labels, and the panels' two-line titles ran into each other.
+    from matplotlib.figure import Figure
+
+    save, seen = Figure.savefig, {}
+
+    def checked(fig: Figure, path: object, *args: object, **kwargs: object) -> None:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        if Path(str(path)).name == "runs.png":
+            boxes = [ax.get_window_extent(renderer) for ax in fig.axes]
+            titles = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+            seen["panel legends"] = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+            seen["labels"] = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+            legend = fig.legends[0].get_window_extent(renderer) if fig.legends else None
+            seen["legend over a panel"] = legend is not None and any(legend.overlaps(b) for b in boxes)
+            seen["titles overlap"] = any(a.overlaps(b) for a, b in pairwise(titles))
+        save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked)
+    # (A run of one epoch has no whiskers, which the panels' titles say at length.)
+    for job, batch_size, loader, times in ((0, 64, "dataloader", (2.0, 2.2)), (1, 128, "resident", (1.0, 1.1)),
+                                           (2, 256, "dataloader", (1.5,))):  # fmt: skip
+        _fake_run(tmp_path / "s", job, "cpu", batch_size, 2.0, loader=loader, epoch_times=times)
+    # A run that did not finish, with a setting of its own: it varies the sweep, not the series drawn.
+    _fake_run(tmp_path / "s", 3, "cuda", 64, 2.0, status="skipped", loader="resident")
+    build_report([tmp_path / "s"])
+    assert seen["panel legends"] == [] and seen["labels"] == ["loader=dataloader", "loader=resident"], seen
+    assert not seen["legend over a panel"] and not seen["titles overlap"], seen

@@ -102,6 +102,9 @@ def _series_label(key: Any, hue: list[str]) -> str:
 
 #: a panel whose values span this factor or more gets a log y axis
 LOG_Y_SPAN = 30
+#: an experiment figure's panel width (inches), and the characters a line of its panel titles (at the default
+#: size) and of its legend (small) holds
+PANEL_INCHES, TITLE_CHARS, LEGEND_CHARS = 5.2, 50, 60
 
 
 def plot_experiment(
@@ -111,12 +114,17 @@ def plot_experiment(
     ok = runs[runs["status"] == "ok"]
     if ok.empty or not varied:
         return False
-    x, hue = _choose_axes(runs, varied)
+    x, all_hue = _choose_axes(runs, varied)
+    # The series are told apart by what varies among the runs drawn: a setting varied only by a run that did not
+    # finish (a skipped search's) had put "dataset.train_size=512" into every label alike.
+    hue = [h for h in all_hue if ok[h].astype(str).nunique() > 1]
     numeric = is_numeric(runs[x])
     panels = _panels(ok)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_INCHES * len(panels), 4.4), squeeze=False,
+                             layout="constrained")  # fmt: skip
     categories = list(dict.fromkeys(str(v) for v in runs[x].dropna()))
     groups = list(ok.groupby(hue, sort=False)) if hue else [(None, ok)]
+    legend: dict[str, Any] = {}  # label → handle, over all panels: one legend for the figure
     lab_df, lab_style = _lab_at_our_epoch_size(pd.DataFrame((lab or {}).get("figures") or []), ok)
     differ = unlike_the_lab(ok, lab or {}, x)
     if differ:  # "batch_size=64" over the title stood above lab points measured at 512: the legend says so
@@ -161,7 +169,7 @@ def plot_experiment(
             _bars(ax, panel_groups, x, column, hue, categories, points=log_y, suffix=suffix)
         if lab_drawn:
             _lab_overlay(ax, lab_df, x, column, numeric, categories, lab_style)
-        _mark_unfinished(ax, runs, x, numeric, categories, hue)
+        _mark_unfinished(ax, runs, x, numeric, categories, all_hue)
         ax.set_xlabel(LABELS.get(x, x) + (" (log scale)" if ax.get_xscale() == "log" else ""))
         if log_y:
             ax.set_yscale("log")
@@ -171,18 +179,26 @@ def plot_experiment(
         # The axis gives the unit under a title that names the measure: "Peak RSS of the main process, workers
         # excluded (MB)" twice crowded the next panel. "s, log scale", not "(s) (log scale)".
         ax.set_ylabel(f"{unit}, log scale" if log_y else unit)
-        ax.set_title(name + (f"\n{_whiskers_say(ours, column, band)}" if band else ""))
+        # Wrapped to the panel: side by side, "… none for a run of one epoch" ran into the next panel's title.
+        said = [name, *([_whiskers_say(ours, column, band)] if band else [])]
+        ax.set_title("\n".join(line for part in said for line in textwrap.wrap(part, TITLE_CHARS)))
         # A legend only where there is more than one series to tell apart (not a lone "bench").
-        legend = bool(ax.get_legend_handles_labels()[0]) and bool(hue or lab_drawn)
-        # From 0 (linear), and room above the highest point: 5% so its marker is not cut by the frame, 25% under
-        # a legend (on a log axis, the same as factors).
+        if hue or lab_drawn:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                legend.setdefault(label, handle)
+        # From 0 (linear), and room above the highest point: 5% so its marker is not cut by the frame (on a log
+        # axis, the same as a factor).
         if log_y:
-            ax.set_ylim(shown.min() / 1.5, shown.max() * (4 if legend else 1.5))
+            ax.set_ylim(shown.min() / 1.5, shown.max() * 1.5)
         else:
-            ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * (1.25 if legend else 1.05))
+            ax.set_ylim(bottom=0, top=ax.get_ylim()[1] * 1.05)
         ax.grid(True, alpha=0.3)
-        if legend:
-            ax.legend(fontsize="small")
+    if legend:
+        # Under the panels, not in them: in each panel it covered the highest points and the y axis's labels.
+        labels = [textwrap.fill(label, LEGEND_CHARS) for label in legend]
+        widest = max(len(line) for label in labels for line in label.splitlines())
+        columns = max(1, min(len(labels), int(PANEL_INCHES * len(panels) / (0.075 * widest + 0.6))))
+        fig.legend(list(legend.values()), labels, loc="outside lower center", ncols=columns, fontsize="small")
     fig.suptitle(f"{title}\n{context(runs, varied)}".strip())
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -89,8 +89,10 @@ def find_run_dirs(path: Path, *, planned: bool = False) -> list[Path]:
         # A folder of those (outputs/, which holds runs/ and sweeps/): name them, as a place to start.
         below = [f"{sub} ({what})" for sub, what in _what_is_below(path)]
         if below:
-            raise UsageError(f"{path} holds no bench runs itself, but its subfolders do: {', '.join(below)}; pass a "
-                             "folder of runs, or the sweeps themselves (a folder of sweeps is not one sweep)")  # fmt: skip
+            raise UsageError(
+                f"{path} holds no bench runs itself, but its subfolders do: {', '.join(below)}; pass "
+                "a folder of runs, or the sweeps themselves (a folder of sweeps is not one sweep)"
+            )
         raise UsageError(f"{path} holds no bench runs (no metrics.json or .hydra/ in it or its subfolders)")
     return sorted(children, key=lambda p: (job_number(p) is None, job_number(p) or 0, p.name))
 
