@@ -1146,3 +1146,23 @@ def test_an_experiment_figures_legend_is_under_its_panels_and_names_what_varies_
     build_report([tmp_path / "s"])
     assert seen["panel legends"] == [] and seen["labels"] == ["loader=dataloader", "loader=resident"], seen
     assert not seen["legend over a panel"] and not seen["titles overlap"], seen
+
+
+def test_a_figure_of_more_series_than_colours_is_not_drawn_and_many_values_name_runs(tmp_path: Path) -> None:
+    # A report over a whole outputs/runs: sixteen settings varied, 14 series in one figure, colours repeating
+    # and a legend taller than the figure; bars labelled with sixteen lines each.
+    for job in range(11):
+        _fake_run(tmp_path / "s", job, "cpu", 64 * (1 + job % 2), 2.0, loader=f"l{job}")
+    build_report([tmp_path / "s"])
+    text = (tmp_path / "s" / "report.md").read_text()
+    assert not (tmp_path / "s" / "runs.png").exists()
+    assert "could not be drawn (11 series, one for each combination of loader: more than 10 lines cannot be told " \
+           "apart in one figure; the table has every run, and a report of one sweep (or of fewer folders) draws it)" \
+           in text  # fmt: skip
+    from bench.plots import _job_labels
+    from bench.runs import named_by_run
+
+    runs = build_report([tmp_path / "s"]).runs
+    assert not named_by_run(runs, ["batch_size", "loader"])
+    many = ["batch_size", "loader", "model", "device", "precision"]
+    assert named_by_run(runs, many) and _job_labels(runs, many) == [f"run {job}" for job in range(11)]

@@ -25,8 +25,10 @@ from bench.metrics import METRICS, Metric, metric, significant
 from bench.results import MEMORY_LABELS, parts_shown
 from bench.runs import (
     LAB_EPOCH_IMAGES,
+    MAX_NAMING_VALUES,
     images_per_epoch,
     is_numeric,
+    named_by_run,
     resident_dataset_mb,
     run_names,
     trains,
@@ -49,6 +51,10 @@ LABELS = {
 log = logging.getLogger(__name__)
 
 
+class NotDrawn(Exception):
+    """A figure these runs cannot make readable: its message says why, in the report, in place of the figure."""
+
+
 def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[bool, str | None]:
     """``plot(*args, **kwargs)`` as a report or comparison draws it: whether it made a figure, and where the runs'
     values defeat matplotlib (a hand-edited 1.7e308 samples/s leaves no finite axis limit), why not, instead of the
@@ -59,6 +65,9 @@ def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[b
         warnings.simplefilter("always")
         try:
             made = plot(*args, **kwargs)
+        except NotDrawn as err:
+            plt.close("all")
+            return False, str(err)
         except Exception as err:
             plt.close("all")
             if figure is not None:  # neither a half-written figure, nor an earlier report's beside this one's text
@@ -105,6 +114,8 @@ LOG_Y_SPAN = 30
 #: an experiment figure's panel width (inches), and the characters a line of its panel titles (at the default
 #: size) and of its legend (small) holds
 PANEL_INCHES, TITLE_CHARS, LEGEND_CHARS = 5.2, 50, 60
+#: the most series an experiment's figure draws: matplotlib's colour cycle, after which two lines share a colour
+MAX_SERIES = 10
 
 
 def plot_experiment(
@@ -124,6 +135,10 @@ def plot_experiment(
                              layout="constrained")  # fmt: skip
     categories = list(dict.fromkeys(str(v) for v in runs[x].dropna()))
     groups = list(ok.groupby(hue, sort=False)) if hue else [(None, ok)]
+    if len(groups) > MAX_SERIES:  # before any figure is made
+        raise NotDrawn(f"{len(groups)} series, one for each combination of {', '.join(hue)}: more than {MAX_SERIES} "
+                       "lines cannot be told apart in one figure; the table has every run, and a report of one sweep "
+                       "(or of fewer folders) draws it")  # fmt: skip
     legend: dict[str, Any] = {}  # label → handle, over all panels: one legend for the figure
     lab_df, lab_style = _lab_at_our_epoch_size(pd.DataFrame((lab or {}).get("figures") or []), ok)
     differ = unlike_the_lab(ok, lab or {}, x)
@@ -361,10 +376,13 @@ def _mark_unfinished(
 
 
 def _job_labels(runs: pd.DataFrame, varied: list[str]) -> list[str]:
+    """Each bar's label: its swept values; and which run it is, as the report's table names it, where those do not
+    tell it apart (a config run twice), or alone, where too many vary for a label to hold them."""
+    if len(varied) > MAX_NAMING_VALUES:
+        return [f"run {name}" for name in run_names(runs)]
     labels = ["\n".join(f"{k}={as_text(r[k])}" for k in varied) or str(r["job"]) for _, r in runs.iterrows()]
-    if len(set(labels)) == len(labels):
+    if not named_by_run(runs, varied):
         return labels
-    # Runs that share every swept value (a config run twice): which run each bar is, as the report's table says.
     return [f"{label}\nrun {name}" for label, name in zip(labels, run_names(runs), strict=True)]
 
 

@@ -41,6 +41,7 @@ from bench.runs import (
     along,
     images_per_epoch,
     load_runs,
+    named_by_run,
     resident_dataset_mb,
     run_names,
     settings,
@@ -74,7 +75,7 @@ MEMORY_NOTE_POOL = (
 )
 #: the column of a model's parameter count, in a sweep over models
 PARAMETERS = "parameters"
-#: the column that names each run (its job, else its folder) where runs share every swept value
+#: the column that names each run (its job, else its folder) where its swept values do not (runs.named_by_run)
 RUN = "run"
 #: under a lab part that measured GPU memory, where none of our runs did
 NO_GPU_MEMORY = (
@@ -89,7 +90,7 @@ SPREAD_EPOCHS = "samples/s spread over the epochs"
 #: what the report's other columns and words mean, for its legend (a metric's column says it in bench.metrics)
 MEANINGS = {
     PARAMETERS: "the model's trainable parameters",
-    RUN: "which run a row is (its job number, else its folder), where runs share every swept value",
+    RUN: "which run a row is (its job number, else its folder), where runs share every swept value or many vary",
     "status": (
         "how the run ended: ok; oom (out of memory), failed, diverged (the loss went NaN or infinite), skipped "
         "(its device is not here), interrupted (a signal); missing (it never ran) or unreadable (its metrics.json)"
@@ -545,7 +546,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
         lines += [f"Step as timed: {steps[0]}" if len(steps) == 1 else
                   f"Steps as timed (they differ between runs): {_steps_by_run(runs, steps, varied)}", ""]  # fmt: skip
     shown = runs.assign(learning=[findings.learning_cell(v) for v in runs["learned"]])
-    if runs[varied].astype(str).duplicated().any():  # rows that nothing in the table told apart (a config run twice)
+    if named_by_run(runs, varied):  # rows nothing in the table told apart (a config run twice), or many values
         shown[RUN] = run_names(runs)
     params = pd.to_numeric(runs["params"], errors="coerce")
     shown[PARAMETERS] = [f"{int(p):,}" if pd.notna(p) else NO_VALUE for p in params]

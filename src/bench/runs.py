@@ -463,6 +463,17 @@ def run_names(runs: pd.DataFrame) -> list[str]:
     return names
 
 
+#: more swept variables than this and a run is named by its job (or folder), not by its values: a bar labelled
+#: with sixteen "key=value" lines is unreadable
+MAX_NAMING_VALUES = 4
+
+
+def named_by_run(runs: pd.DataFrame, varied: Sequence[str]) -> bool:
+    """Whether the report's table and bars name each run (run_names) rather than by its swept values alone: where
+    runs share every swept value (a config run twice), or too many are swept for a label to hold them."""
+    return len(varied) > MAX_NAMING_VALUES or bool(runs[list(varied)].astype(str).duplicated().any())
+
+
 def values(col: pd.Series) -> list[str]:
     """The distinct values of a column, as text, in order of appearance."""
     return list(dict.fromkeys(str(v) for v in col.dropna()))
