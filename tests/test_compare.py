@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -327,6 +328,15 @@ def test_bad_input_is_one_line_and_exit_2(laptop_and_gpu: tuple[Path, Path], tmp
         assert proc.returncode == 2, args
         assert proc.stderr.startswith("bench: error:") and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    # A copy of a run (cp -r) against its original: "same", 1.00×, exit 0. It began when and where the original did.
+    record = json.loads((base / "1" / "metrics.json").read_text())
+    (base / "1" / "metrics.json").write_text(json.dumps({**record, "ran_from": 1_790_000_000.25}))
+    shutil.copytree(base / "1", tmp_path / "copy" / "1")
+    proc = run_cli(tmp_path, str(base), "copy", module="bench.compare")
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"bench: error: {Path('copy', '1')} is a copy of {base / '1'} (it began at the same instant on the same "
+        "host): a run compared with itself is always the same"
+    ), proc.stderr
 
 
 def test_nothing_matched_is_exit_2_and_says_how_the_sides_differ(tmp_path: Path) -> None:

@@ -487,6 +487,19 @@ def _refuse_a_run_on_both_sides(base: pd.DataFrame, cand: pd.DataFrame) -> None:
         if there is not None:
             also = "" if there == d else f" (as {there})"
             raise UsageError(f"{d} is on both sides{also}: a run compared with itself is always the same")
+    # A copy (cp -r) is the same run in another folder: one host cannot begin two runs at the same instant.
+    began = {key: run["run_dir"] for _, run in base.iterrows() if (key := _instant(run)) is not None}
+    for _, run in cand.iterrows():
+        there = began.get(key) if (key := _instant(run)) is not None else None
+        if there is not None:
+            raise UsageError(f"{run['run_dir']} is a copy of {there} (it began at the same instant on the same host): "
+                             "a run compared with itself is always the same")  # fmt: skip
+
+
+def _instant(run: pd.Series) -> tuple[float, str] | None:
+    """When and where a run began, which no other run shares; None for a run that did not record it."""
+    began, host = finite(run.get("ran_from")), run.get("env_hostname")
+    return (began, str(host)) if began is not None and isinstance(host, str) else None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
