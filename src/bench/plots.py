@@ -129,16 +129,16 @@ def plot_experiment(
     # The series are told apart by what varies among the runs drawn: a setting varied only by a run that did not
     # finish (a skipped search's) had put "dataset.train_size=512" into every label alike.
     hue = [h for h in all_hue if ok[h].astype(str).nunique() > 1]
+    groups = list(ok.groupby(hue, sort=False)) if hue else [(None, ok)]
+    if len(groups) > MAX_SERIES:
+        raise NotDrawn(f"{len(groups)} series, one for each combination of {', '.join(hue)}: more than {MAX_SERIES} "
+                       "lines cannot be told apart in one figure; the table has every run, and a report of one sweep "
+                       "(or of fewer folders) draws it")  # fmt: skip
     numeric = is_numeric(runs[x])
     panels = _panels(ok)
     fig, axes = plt.subplots(1, len(panels), figsize=(PANEL_INCHES * len(panels), 4.4), squeeze=False,
                              layout="constrained")  # fmt: skip
     categories = list(dict.fromkeys(str(v) for v in runs[x].dropna()))
-    groups = list(ok.groupby(hue, sort=False)) if hue else [(None, ok)]
-    if len(groups) > MAX_SERIES:  # before any figure is made
-        raise NotDrawn(f"{len(groups)} series, one for each combination of {', '.join(hue)}: more than {MAX_SERIES} "
-                       "lines cannot be told apart in one figure; the table has every run, and a report of one sweep "
-                       "(or of fewer folders) draws it")  # fmt: skip
     legend: dict[str, Any] = {}  # label → handle, over all panels: one legend for the figure
     lab_df, lab_style = _lab_at_our_epoch_size(pd.DataFrame((lab or {}).get("figures") or []), ok)
     differ = unlike_the_lab(ok, lab or {}, x)
