@@ -1101,7 +1101,7 @@ def test_runs_of_one_config_in_a_sweep_are_told_apart_and_its_line_goes_through_
     assert "- **run**: which run a row is (its job number, else its folder), where runs share every swept value" in text
     # 1,000 images in 2 s and in 1 s at batch 64: a median of 750; 667 at 128.
     assert "Throughput goes from 750 samples/s at batch_size=64 (the median of its 2 runs) to 667 at " \
-           "batch_size=128 (0.89×); the fastest run is batch_size=64 at 1,000 samples/s" in text  # fmt: skip
+           "batch_size=128 (0.89×); the fastest run is batch_size=64 (run 1) at 1,000 samples/s" in text  # fmt: skip
     # The samples/s panel: the line, one point a value, through the median; each run a dot.
     assert ([64.0, 128.0], [750.0, pytest.approx(666.67, rel=1e-3)]) in drawn, drawn
     assert ([64.0, 64.0, 128.0], [500.0, 1000.0, pytest.approx(666.67, rel=1e-3)]) in drawn

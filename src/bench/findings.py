@@ -16,12 +16,21 @@ import pandas as pd
 from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, STRAIGHT_R2, input_bound, wait_share
 from bench.metrics import finite, significant
 from bench.results import MEMORY_LABELS, lower_bound_reason, parts_shown
-from bench.runs import images_per_epoch, is_numeric, relative_iqr, trains
+from bench.runs import images_per_epoch, is_numeric, relative_iqr, run_names, trains
 from bench.tables import as_text
 
 
 def _label(x: str, value: object) -> str:
     return f"{x}={as_text(value)}"
+
+
+def _run_label(ok: pd.DataFrame, x: str, run: pd.Series) -> str:
+    """A run as the sentences name it: by its value of x, and where another run shares that value (a config run
+    twice), also by its name in the table's run column ("model=small (run 1) is the fastest")."""
+    name = run.get("run_name")
+    if isinstance(name, str) and (ok[x].astype(str) == str(run[x])).sum() > 1:
+        return f"{_label(x, run[x])} (run {name})"
+    return _label(x, run[x])
 
 
 def paragraphs(runs: pd.DataFrame, x: str, by: Sequence[str] = ()) -> list[str]:
@@ -64,6 +73,8 @@ def sentences(runs: pd.DataFrame, x: str, sizes: bool = True) -> list[str]:
     ``sizes``, how the models' sizes rank where they do not agree (paragraphs says that once for all of them)."""
     if not trains(runs):
         return capacity_sentences(runs)
+    if "run_name" not in runs and {"sweep", "job", "run_dir"} <= set(runs):  # as the report's run column names them
+        runs = runs.assign(run_name=run_names(runs))
     ok = runs[(runs["status"] == "ok") & runs["samples_per_s"].notna()]
     # Along x, only the runs that have a value of it (a run without one read "from 500 at batch_size=64 to 500 at
     # batch_size=n/a").
@@ -91,18 +102,18 @@ def sentences(runs: pd.DataFrame, x: str, sizes: bool = True) -> list[str]:
         text = (
             f"Throughput goes from {rate[lo]:,.0f} samples/s at {at(lo, first)} to "
             f"{rate[hi]:,.0f} at {at(hi, last)} ({rate[hi] / rate[lo]:.2f}×); the fastest run is "
-            f"{_label(x, best[x])} at {best['samples_per_s']:,.0f} samples/s{_close_second(ok, best, worst, x)}"
+            f"{_run_label(ok, x, best)} at {best['samples_per_s']:,.0f} samples/s{_close_second(ok, best, worst, x)}"
         )
         if worst["_x"] not in (lo, hi):  # the ends alone would hide a dip between them
-            text += f", the slowest {_label(x, worst[x])} at {worst['samples_per_s']:,.0f}"
+            text += f", the slowest {_run_label(ok, x, worst)} at {worst['samples_per_s']:,.0f}"
         out.append(text + _within_noise(best, worst) + ".")
     elif best["samples_per_s"] == worst["samples_per_s"]:  # a tie: no fastest, no slowest
         out.append(f"Every run ran at {best['samples_per_s']:,.0f} samples/s.")
     else:
         out.append(
-            f"{_label(x, best[x])} is the fastest at {best['samples_per_s']:,.0f} samples/s"
+            f"{_run_label(ok, x, best)} is the fastest at {best['samples_per_s']:,.0f} samples/s"
             f"{_close_second(ok, best, worst, x)}; "
-            f"{_label(x, worst[x])} is the slowest at {worst['samples_per_s']:,.0f} samples/s, and the fastest "
+            f"{_run_label(ok, x, worst)} is the slowest at {worst['samples_per_s']:,.0f} samples/s, and the fastest "
             f"runs at {best['samples_per_s'] / worst['samples_per_s']:.2f}× its rate{_within_noise(best, worst)}."
         )
     out.append(_size_sentence(ok) if sizes else "")
@@ -172,7 +183,7 @@ def _close_second(ok: pd.DataFrame, best: pd.Series, worst: pd.Series, x: str) -
     band = None if second.name == worst.name else _shared_band(best, second)
     if band is None:
         return ""
-    return (f" ({_label(x, second[x])}, at {second['samples_per_s']:,.0f}, is within the two runs' spread: "
+    return (f" ({_run_label(ok, x, second)}, at {second['samples_per_s']:,.0f}, is within the two runs' spread: "
             f"IQR / median, {band:.1%} together)")  # fmt: skip
 
 
@@ -188,7 +199,7 @@ def _noise_sentence(ok: pd.DataFrame, x: str) -> str:
         return ""
     repeats = pd.to_numeric(noisy["repeats"], errors="coerce").fillna(1)
     names = ", ".join(
-        f"{_label(x, r[x])} (CV {r['samples_per_s_cv']:.1%} over its {'repeats' if n > 1 else 'epochs'})"
+        f"{_run_label(ok, x, r)} (CV {r['samples_per_s_cv']:.1%} over its {'repeats' if n > 1 else 'epochs'})"
         for (_, r), n in zip(noisy.iterrows(), repeats, strict=True)
     )
     if len(ok) == 1:  # a run alone: its own figures are what the spread makes uncertain

@@ -561,7 +561,9 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
         shown[SPREAD_EPOCHS] = [_noise(r["samples_per_s_cv"]) for _, r in runs.iterrows()]
     lines += [markdown(shown, _experiment_columns(shown, varied)), ""]
     x = x_axis(runs, varied)
-    for paragraph in findings.paragraphs(runs, x, [v for v in varied if v != x]):
+    # The sentences name a run as the table does, where its value does not (a config run twice).
+    named = runs.assign(run_name=run_names(runs))
+    for paragraph in findings.paragraphs(named, x, [v for v in varied if v != x]):
         lines += [paragraph, ""]
 
     slug = _slug(title)
