@@ -16,7 +16,7 @@ import pandas as pd
 from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, STRAIGHT_R2, input_bound, wait_share
 from bench.metrics import finite, significant
 from bench.results import MEMORY_LABELS, lower_bound_reason, parts_shown
-from bench.runs import images_per_epoch, is_numeric, relative_iqr, run_names, trains
+from bench.runs import images_per_epoch, is_numeric, relative_iqr, trains
 from bench.tables import as_text
 
 
@@ -26,7 +26,8 @@ def _label(x: str, value: object) -> str:
 
 def _run_label(ok: pd.DataFrame, x: str, run: pd.Series) -> str:
     """A run as the sentences name it: by its value of x, and where another run shares that value (a config run
-    twice), also by its name in the table's run column ("model=small (run 1) is the fastest")."""
+    twice), also by its name in the table's run column, ``run_name``, where the caller gave one ("model=small (run
+    1) is the fastest")."""
     name = run.get("run_name")
     if isinstance(name, str) and (ok[x].astype(str) == str(run[x])).sum() > 1:
         return f"{_label(x, run[x])} (run {name})"
@@ -73,8 +74,6 @@ def sentences(runs: pd.DataFrame, x: str, sizes: bool = True) -> list[str]:
     ``sizes``, how the models' sizes rank where they do not agree (paragraphs says that once for all of them)."""
     if not trains(runs):
         return capacity_sentences(runs)
-    if "run_name" not in runs and {"sweep", "job", "run_dir"} <= set(runs):  # as the report's run column names them
-        runs = runs.assign(run_name=run_names(runs))
     ok = runs[(runs["status"] == "ok") & runs["samples_per_s"].notna()]
     # Along x, only the runs that have a value of it (a run without one read "from 500 at batch_size=64 to 500 at
     # batch_size=n/a").

@@ -296,14 +296,6 @@ def _counts_whole(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _swept_values(col: pd.Series) -> list[str]:
-    """A swept variable's values as text, whole numbers without a '.0': a column with a gap (a run that has no
-    value, such as a skipped max_batch search's epochs) is read as floats, and read "64.0, 128.0"."""
-    if pd.api.types.is_float_dtype(col) and (col.dropna() % 1 == 0).all():
-        col = col.astype("Int64")
-    return values(col)
-
-
 def _git_dirty(runs: pd.DataFrame) -> pd.Series:
     """Per run, whether its code had uncommitted changes; False where it did not say (older metrics.json)."""
     return runs.get("env_git_dirty", pd.Series(False, index=runs.index)) == True  # noqa: E712
@@ -406,7 +398,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     lines += [f"Runs from: {', '.join(f'`{p}`' for p in paths)}", ""]
     varied = swept_variables(df)
     if varied:
-        swept = "; ".join(f"**{v}** = {', '.join(_swept_values(along(df, [v])[v]))}" for v in varied)
+        swept = "; ".join(f"**{v}** = {', '.join(values(along(df, [v])[v]))}" for v in varied)
         parts = df["experiment"].dropna().nunique() if "experiment" in df else 1
         # Over several experiments (two lab parts in one report) the values are the union, not a grid of them.
         head = f"Varied across its {parts} experiments (each section says what it swept)" if parts > 1 else "Swept"
@@ -546,8 +538,9 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
         lines += [f"Step as timed: {steps[0]}" if len(steps) == 1 else
                   f"Steps as timed (they differ between runs): {_steps_by_run(runs, steps, varied)}", ""]  # fmt: skip
     shown = runs.assign(learning=[findings.learning_cell(v) for v in runs["learned"]])
+    names = run_names(runs)
     if named_by_run(runs, varied):  # rows nothing in the table told apart (a config run twice), or many values
-        shown[RUN] = run_names(runs)
+        shown[RUN] = names
     params = pd.to_numeric(runs["params"], errors="coerce")
     shown[PARAMETERS] = [f"{int(p):,}" if pd.notna(p) else NO_VALUE for p in params]
     timed = runs["samples_per_s_median"].notna()  # rows without a result (missing, failed) have no spread
@@ -562,7 +555,7 @@ def _experiment(out: Path, title: str, runs: pd.DataFrame, report: Report) -> li
     lines += [markdown(shown, _experiment_columns(shown, varied)), ""]
     x = x_axis(runs, varied)
     # The sentences name a run as the table does, where its value does not (a config run twice).
-    named = runs.assign(run_name=run_names(runs))
+    named = runs.assign(run_name=names)
     for paragraph in findings.paragraphs(named, x, [v for v in varied if v != x]):
         lines += [paragraph, ""]
 

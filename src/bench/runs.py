@@ -28,7 +28,7 @@ from bench.metrics import METRICS, finite, summarize
 from bench.results import MetricsError, load_metrics
 from bench.resume import planned_overrides
 from bench.schema import as_override, is_single_value, lab_problem
-from bench.tables import cell
+from bench.tables import as_text, cell
 
 log = logging.getLogger(__name__)
 
@@ -475,8 +475,9 @@ def named_by_run(runs: pd.DataFrame, varied: Sequence[str]) -> bool:
 
 
 def values(col: pd.Series) -> list[str]:
-    """The distinct values of a column, as text, in order of appearance."""
-    return list(dict.fromkeys(str(v) for v in col.dropna()))
+    """The distinct values of a column, as text (tables.as_text: a 64 that a column with a gap made 64.0 is 64), in
+    order of appearance."""
+    return list(dict.fromkeys(as_text(v) for v in col.dropna()))
 
 
 def along(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
@@ -488,7 +489,7 @@ def along(runs: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
             keys[f"_along{i}"] = pd.to_numeric(runs[column], errors="coerce")
         else:
             rank = {v: n for n, v in enumerate(values(runs[column]))}
-            keys[f"_along{i}"] = runs[column].map(lambda v, rank=rank: rank.get(str(v)))  # None: no value
+            keys[f"_along{i}"] = runs[column].map(lambda v, rank=rank: rank.get(as_text(v)))  # None: no value
     ordered = runs.assign(**keys).sort_values(list(keys), kind="stable", na_position="last") if keys else runs
     return ordered.drop(columns=list(keys))
 
