@@ -98,6 +98,11 @@ def min_rounds(level: float = LEVEL) -> int:
     return n
 
 
+def arm(control: bool) -> str:
+    """The name of the loop set against (d): ``r``, bench's loop, or ``d′``, the control's second bare loop."""
+    return "d′" if control else "r"
+
+
 @dataclass
 class Rounds:
     """One config's epoch times, a (r, d) pair per finished round (a cut-short run keeps those it finished)."""
@@ -122,6 +127,11 @@ class Rounds:
     @property
     def ratios(self) -> list[float]:
         return [d / r for r, d in self.pairs]
+
+    @property
+    def arm(self) -> str:
+        """The loop set against (d): bench's, or under --control a second bare loop."""
+        return arm(self.control)
 
     @property
     def steps(self) -> int:
@@ -191,9 +201,8 @@ def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch
             else:
                 d, r = d_epoch(), r_epoch()
             into.pairs.append((r, d))  # one append: a signal cannot leave half a round
-            mine = "d′" if into.control else "r"
-            first, second = (mine, "d") if i % 2 == 0 else ("d", mine)
-            times = {mine: r, "d": d}
+            first, second = (into.arm, "d") if i % 2 == 0 else ("d", into.arm)
+            times = {into.arm: r, "d": d}
             last = time.monotonic() - began
             left = f", {until - time.monotonic():.0f} s left" if until is not None else ""
             print(f"  round {i + 1}/{rounds}: ({first}) {times[first]:.3f} s, then ({second}) {times[second]:.3f} s"
@@ -206,8 +215,8 @@ def report(rounds: Rounds) -> list[str]:
     lines = [f"### {model} · batch {batch} · {precision} · {rounds.samples:,} images · {len(rounds.pairs)} rounds", ""]
     if rounds.pairs:
         lines += ["| loop | epoch (s, median) | samples/s | fastest epoch (s) |", "|---|---:|---:|---:|"]
-        mine = "(d′) a second bare loop" if rounds.control else "(r) bench's loop"
-        for name, times in ((mine, rounds.r), ("(d) bare", rounds.d)):
+        loop = "a second bare loop" if rounds.control else "bench's loop"
+        for name, times in ((f"({rounds.arm}) {loop}", rounds.r), ("(d) bare", rounds.d)):
             median = statistics.median(times)
             lines.append(f"| {name} | {median:.3f} | {rounds.samples / median:,.0f} | {min(times):.3f} |")
         # On a drifting box the two medians can differ where no round's pair does: the verdict reads the pairs.
@@ -218,7 +227,7 @@ def report(rounds: Rounds) -> list[str]:
         lines += [f"- not started: {rounds.not_started}"]
     cost = per_step(rounds)
     judged = control_line(rounds.ratios) if rounds.control else verdict(rounds.ratios)
-    return [*lines, judged, *([per_step_line(cost, rounds.steps, rounds.control)] if cost else []), ""]
+    return [*lines, judged, *([per_step_line(rounds, cost)] if cost else []), ""]
 
 
 def per_step(rounds: Rounds) -> dict[str, float] | None:
@@ -238,13 +247,13 @@ def per_step(rounds: Rounds) -> dict[str, float] | None:
             "allowed_us": bare * (1 / HARNESS_TARGET - 1)}  # fmt: skip
 
 
-def per_step_line(cost: dict[str, float], steps: int, control: bool = False) -> str:
+def per_step_line(rounds: Rounds, cost: dict[str, float]) -> str:
     """The per-step cost, the line under the verdict (under the control's, without the target: nothing is judged)."""
-    allows = "" if control else f": the target allows up to {cost['allowed_us']:+,.1f} µs"
+    allows = "" if rounds.control else f": the target allows up to {cost['allowed_us']:+,.1f} µs"
     return (
-        f"- Per step: {'(d′)' if control else '(r)'} − (d) = {cost['median_us']:+,.1f} µs, the median of the rounds' "
-        f"differences ÷ {steps:,} steps ({LEVEL:.0%} interval {cost['low_us']:+,.1f} to {cost['high_us']:+,.1f} µs), "
-        f"on a bare step of {cost['bare_step_us']:,.0f} µs{allows}"
+        f"- Per step: ({rounds.arm}) − (d) = {cost['median_us']:+,.1f} µs, the median of the rounds' differences ÷ "
+        f"{rounds.steps:,} steps ({LEVEL:.0%} interval {cost['low_us']:+,.1f} to {cost['high_us']:+,.1f} µs), on a "
+        f"bare step of {cost['bare_step_us']:,.0f} µs{allows}"
     )
 
 
@@ -316,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     check_setting(parser, "--seed", "seed", args.seed)
 
     env = environment(device)
-    mine = "d′" if args.control else "r"
+    mine = arm(args.control)
     title = ("The method's control: two identical bare loops (d′) and (d)" if args.control else
              "The harness's cost: bench's loop (r) and a bare loop (d)")  # fmt: skip
     header = [
