@@ -42,6 +42,7 @@ from bench.runs import (
     images_per_epoch,
     load_runs,
     named_by_run,
+    repeats_a_config,
     resident_dataset_mb,
     run_names,
     settings,
@@ -601,7 +602,7 @@ def _by_source(runs: pd.DataFrame, varied: list[str]) -> tuple[pd.DataFrame, lis
     """Where folders given together repeat a config (a sweep run twice, two commits), the folder each run
     came from becomes a variable of its own ("source"), so the table, the plots and the sentences keep them
     apart instead of zigzagging between two batch-256 rows."""
-    if runs["sweep"].nunique() < 2 or not runs[varied].astype(str).duplicated().any():
+    if runs["sweep"].nunique() < 2 or not repeats_a_config(runs, varied):
         return runs, varied
     paths = [Path(p).resolve() for p in runs["sweep"]]  # "." has no name of its own
     depth = 1  # the shortest tail of the paths that still tells the folders apart

@@ -468,10 +468,15 @@ def run_names(runs: pd.DataFrame) -> list[str]:
 MAX_NAMING_VALUES = 4
 
 
+def repeats_a_config(runs: pd.DataFrame, varied: Sequence[str]) -> bool:
+    """Whether two runs share every value of ``varied`` (a config run twice): nothing in them tells those apart."""
+    return bool(runs[list(varied)].astype(str).duplicated().any())
+
+
 def named_by_run(runs: pd.DataFrame, varied: Sequence[str]) -> bool:
     """Whether the report's table and bars name each run (run_names) rather than by its swept values alone: where
     runs share every swept value (a config run twice), or too many are swept for a label to hold them."""
-    return len(varied) > MAX_NAMING_VALUES or bool(runs[list(varied)].astype(str).duplicated().any())
+    return len(varied) > MAX_NAMING_VALUES or repeats_a_config(runs, varied)
 
 
 def values(col: pd.Series) -> list[str]:
