@@ -62,6 +62,7 @@ def check() -> None:
 def interruptible() -> Iterator[None]:
     """Raise :class:`Interrupted` on SIGINT, SIGTERM or SIGHUP inside this block (main thread only; else a no-op)."""
     owner = os.getpid()
+    set_aside: list[Any] = []  # torch's SIGCHLD handler, once a signal came
 
     def handler(signum: int, frame: FrameType | None) -> None:
         global _received, _pending
@@ -69,6 +70,11 @@ def interruptible() -> Iterator[None]:
             _in_a_worker(signum)
             return
         _received = _pending = signum
+        if not set_aside:
+            # The same signal ends the DataLoader's workers (Ctrl-C and SLURM signal the process group), and
+            # each death raised torch's "worker is killed by signal" wherever the main process then was: in
+            # the write of metrics.json, which was lost, the error in place of the interruption.
+            set_aside.append(_worker_checks_off())
         raise Interrupted(signum)
 
     def unraisable(event: Any) -> None:
@@ -89,6 +95,8 @@ def interruptible() -> Iterator[None]:
         with _handlers(handler):
             yield
     finally:
+        for previous in set_aside:
+            _worker_checks_on(previous)
         if _received is None:  # after a signal, keep quiet through the exit too, where the rest is collected
             sys.unraisablehook = default
 
@@ -141,10 +149,34 @@ def deferred(*, reraise: bool = True) -> Iterator[None]:
         _received = signum
         held.append(signum)
 
-    with _handlers(handler):
-        yield
+    previous = _worker_checks_off()  # a worker that dies meanwhile must not cut the writing short either
+    try:
+        with _handlers(handler):
+            yield
+    finally:
+        _worker_checks_on(previous)
     if held and reraise:
         raise Interrupted(held[0])
+
+
+def _worker_checks_off() -> Any:
+    """Set aside SIGCHLD's Python handler, torch's DataLoader's (which raises in the main process, at whatever
+    it is doing, when a worker ends by a signal), and return it; the default takes its place. A worker that
+    ended meanwhile is still found by the loader, if it is used again. Main thread only, elsewhere a no-op."""
+    sigchld = getattr(signal, "SIGCHLD", None)  # POSIX only
+    if sigchld is None or threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(sigchld)
+    if not callable(previous):
+        return None
+    signal.signal(sigchld, signal.SIG_DFL)
+    return previous
+
+
+def _worker_checks_on(previous: Any) -> None:
+    """Put back what :func:`_worker_checks_off` set aside."""
+    if previous is not None:
+        signal.signal(signal.SIGCHLD, previous)
 
 
 @contextmanager
