@@ -359,3 +359,29 @@ def test_a_difference_is_of_the_values_as_shown_beside_it() -> None:
     assert rows.loc["total time of the timed epochs (s)", "new vs original"] == "2.000× (new / original)"
     rows = metric_table({"total_time": 1.0, "epochs_detail": [{}]}, two).set_index("metric")
     assert rows.loc["total time of the timed epochs (s)", "new vs original"] == "n/a (1 timed epoch, then 2)"
+
+
+def test_relative_paths_lead_where_they_led_for_the_run_when_reproduced_from_another_folder(tmp_path: Path) -> None:
+    # dataset.root=imgs named the images beside the run's command; reproduced from another folder it was
+    # refused ("dataset.root=imgs needs train/<class>/ ..."), though Hydra had saved where the run was started.
+    from PIL import Image
+
+    first, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    for split in ("train", "test"):
+        for cls in ("cats", "dogs"):
+            (first / "imgs" / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (32, 32), (40 * i, 200 if cls == "cats" else 0, 90)).save(
+                    first / "imgs" / split / cls / f"{i}.png"
+                )
+    args = ("dataset=imagefolder", "dataset.root=imgs", "epochs=1", "workers=0", "warmup_steps=1", "batch_size=4")
+    assert (proc := run_cli(first, *args)).returncode == 0, proc.stderr
+    (run_dir,) = (first / "outputs" / "runs").iterdir()
+    elsewhere.mkdir()
+    proc = run_cli(elsewhere, str(run_dir), module="bench.reproduce")
+    assert proc.returncode == 0, proc.stderr
+    new_dir = reproduced(elsewhere)
+    text = (new_dir / "reproduce.md").read_text()
+    assert f"data_dir=data, dataset.root=imgs: relative to the folder the run was started in, {first}" in text, text
+    assert losses(new_dir) == losses(run_dir)  # the same images, read from the same place
+    assert not (elsewhere / "data").exists()  # its cache went where the run's went, not here

@@ -111,6 +111,7 @@ def plan(source: Source, extra: Sequence[str]) -> Plan:
             + " (the saved config is what runs)"
         )
     new = _apply(source.config, config_changes(base, target) + _named(target, extra))
+    notes += _anchor_paths(new, source.cwd, extra)
     try:
         cfg = checked(new)
     except ConfigError as err:
@@ -121,6 +122,36 @@ def plan(source: Source, extra: Sequence[str]) -> Plan:
     ran = OmegaConf.to_container(cfg, resolve=False)
     assert isinstance(ran, dict)
     return Plan(cfg, [*source.overrides, *extra], config_changes(source.config, ran), notes)
+
+
+#: the config's paths, read relative to the folder the command runs in
+PATH_KEYS = ("data_dir", "dataset.root", "dataset.cache_dir")
+
+
+def _anchor_paths(cfg: DictConfig, ran_in: Path | None, extra: Sequence[str]) -> list[str]:
+    """Make the saved run's relative paths lead where they led for it, when this command runs in another folder:
+    ``dataset.root=imgs`` named the images beside that run's command, and from elsewhere the reproduction was
+    refused (or, for ``data_dir``, looked for CIFAR-10 in another place). A path the overrides give, or one made
+    of others (``${data_dir}/…``), is left as it is. Returns the note that says so, if any was changed."""
+    if ran_in is None or ran_in.resolve() == Path.cwd().resolve():
+        return []
+    given = {o.lstrip("+").split("=")[0] for o in extra}
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(raw, dict)
+    # data_dir only where the dataset reads it: a synthetic run's is unused, and moving it would be a change
+    uses_data_dir = any(isinstance(v, str) and "${data_dir}" in v for v in (raw.get("dataset") or {}).values())
+    moved = []
+    for key in (k for k in PATH_KEYS if k != "data_dir" or uses_data_dir):
+        node: Any = raw
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if key in given or not isinstance(node, str) or "${" in node or not node or Path(node).is_absolute():
+            continue
+        OmegaConf.update(cfg, key, str(ran_in / node), merge=False)
+        moved.append(f"{key}={node}")
+    if not moved:
+        return []
+    return [f"{', '.join(moved)}: relative to the folder the run was started in, {ran_in}, and read from there"]
 
 
 def _compose_pair(saved: list[str], extra: list[str]) -> tuple[dict, dict, list[str]]:

@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench.diagnosis import diagnose
 from bench.errors import UsageError, one_line
-from bench.folders import CONFIG_FILE, CONFIG_SUBDIR, OVERRIDES_FILE, SWEEP_FILE, is_run_dir, job_number
+from bench.folders import CONFIG_FILE, CONFIG_SUBDIR, HYDRA_FILE, OVERRIDES_FILE, SWEEP_FILE, is_run_dir, job_number
 from bench.metrics import METRICS, finite, summarize
 from bench.results import MetricsError, load_metrics
 from bench.resume import planned_overrides
@@ -511,6 +511,8 @@ class Source:
     overrides: list[str]
     metrics: dict[str, Any] | None
     metrics_error: str | None = None
+    #: the folder its command ran in, where its relative paths (data_dir=data) lead; None if not saved
+    cwd: Path | None = None
 
 
 def load_source(run_dir: Path) -> Source:
@@ -534,7 +536,17 @@ def load_source(run_dir: Path) -> Source:
         metrics, metrics_error = load_metrics(run_dir), None
     except MetricsError as err:
         metrics, metrics_error = None, str(err)
-    return Source(run_dir, config, overrides, metrics, metrics_error)
+    return Source(run_dir, config, overrides, metrics, metrics_error, _ran_in(hydra_dir / HYDRA_FILE))
+
+
+def _ran_in(hydra_file: Path) -> Path | None:
+    """The working folder Hydra saved for the run (``hydra.runtime.cwd``); None where it is missing or unreadable:
+    it only anchors relative paths, and a run without it is still reproduced from where the command runs."""
+    try:
+        saved = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.cwd", default=None)
+    except Exception:  # missing, unreadable, not YAML
+        return None
+    return Path(saved) if isinstance(saved, str) and Path(saved).is_absolute() else None
 
 
 def _sweep_hint(folder: Path) -> str:
