@@ -396,6 +396,22 @@ def test_out_gets_compare_md_and_compare_png(laptop_and_gpu: tuple[Path, Path], 
         assert not (into / "compare.md").exists()
 
 
+def test_a_comparison_into_an_earlier_ones_folder_leaves_none_of_its_figures(
+    laptop_and_gpu: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # The second comparison drew no figure (nothing ok to set a ratio on), and the first one's compare.png, titled
+    # with the other candidate's speedup, stayed beside the new compare.md. A user's own file there is kept.
+    base, cand = laptop_and_gpu
+    out = tmp_path / "cmp"
+    assert run_cli(tmp_path, str(base), str(cand), "--out", str(out), module="bench.compare").returncode == 0
+    (out / "mine.png").write_bytes((out / "compare.png").read_bytes())
+    failed = _sweep(tmp_path / "failed", "cuda", {32: 0}, status="failed")
+    proc = run_cli(tmp_path, str(base), str(failed), "--out", str(out), module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["compare.md", "mine.png"]
+    assert "compare.png" not in (out / "compare.md").read_text()
+
+
 # ------------------------------------------------------------------------------------------- real runs
 
 

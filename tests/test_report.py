@@ -190,6 +190,20 @@ def _fake_run(
     (run_dir / ".hydra").mkdir()
 
 
+def test_a_report_into_an_earlier_ones_folder_leaves_none_of_its_figures(tmp_path: Path) -> None:
+    # Rebuilt over runs that draw no figure (all failed), the earlier report's figures stayed beside the new
+    # report.md, as if of these runs. A user's own file in the folder is kept.
+    for job, bs in enumerate((64, 128)):
+        _fake_run(tmp_path / "ok", job, "cpu", bs, 2.0)
+        _fake_run(tmp_path / "failed", job, "cpu", bs, 2.0, status="failed")
+    first = build_report([tmp_path / "ok"], tmp_path / "r")
+    drawn = {p.name for p in first.files if p.suffix == ".png"}
+    assert drawn, first.files
+    (tmp_path / "r" / "mine.png").write_bytes(b"not the report's")
+    build_report([tmp_path / "failed"], tmp_path / "r")
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["mine.png", "report.md", "summary.csv"]
+
+
 def test_the_report_ends_with_what_its_columns_and_terms_mean(tmp_path: Path) -> None:
     # "CV", "IQR", "data wait", "s/epoch" (of what?): a student doing the lab had the README to ask, not the report.
     sweep = tmp_path / "MB-runs"  # a folder's name is no term of the report's

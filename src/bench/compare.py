@@ -30,7 +30,7 @@ import pandas as pd
 
 from bench import interrupts
 from bench.errors import EXIT_RUN_FAILED, OneLineParser, UsageError, fail
-from bench.folders import holds_run_dirs, make_writable, refuse_inside_results
+from bench.folders import holds_run_dirs, linked_figures, make_writable, refuse_inside_results, remove_unlinked
 from bench.metrics import finite
 from bench.results import write_atomically
 from bench.runs import CONFIG_COLUMNS, flat_config, load_runs, relative_iqr, saved_config
@@ -471,11 +471,14 @@ def run(args: argparse.Namespace) -> tuple[Comparison, str, list[Path]]:
     if args.out is None:
         return c, render(c, args.baseline, args.candidate), []
     make_writable(args.out, "--out")
+    earlier = linked_figures(args.out / REPORT_FILE)
     figure = PLOT_FILE if plot(c, args.out / PLOT_FILE, args.baseline, args.candidate) else None
     text = render(c, args.baseline, args.candidate, figure)
+    files = [args.out / REPORT_FILE, *([args.out / PLOT_FILE] if figure else [])]
     with interrupts.deferred():
         write_atomically(args.out / REPORT_FILE, text)  # whole or not at all, as every result file
-    return c, text, [args.out / REPORT_FILE, *([args.out / PLOT_FILE] if figure else [])]
+        remove_unlinked(args.out, earlier, files)
+    return c, text, files
 
 
 def _refuse_a_run_on_both_sides(base: pd.DataFrame, cand: pd.DataFrame) -> None:

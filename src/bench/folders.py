@@ -13,8 +13,9 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from bench.errors import UsageError, os_error_line
@@ -307,3 +308,24 @@ def _lock(folder: Path, key: str, busy: str) -> int:
             raise UsageError(busy) from None
         return -1
     return fd
+
+
+#: a figure a report or comparison links by its plain name, in its own folder: ``![What …](runs.png)``
+_FIGURE_LINK = re.compile(r"!\[[^\]]*\]\(([^()/\\]+\.png)\)")
+
+
+def linked_figures(text_file: Path) -> set[str]:
+    """The figures an earlier ``report.md`` or ``compare.md`` linked, read before it is replaced (none if absent)."""
+    try:
+        return set(_FIGURE_LINK.findall(text_file.read_text(errors="replace")))
+    except OSError:
+        return set()
+
+
+def remove_unlinked(folder: Path, earlier: set[str], written: Collection[Path]) -> None:
+    """Remove the figures the earlier text linked that this command did not draw again: beside the new text they
+    read as its own (a comparison's plot of another candidate, a report's figure of runs it no longer has). Only
+    what the earlier text linked: a user's own files in the folder are never touched."""
+    for name in earlier - {path.name for path in written}:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
