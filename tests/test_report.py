@@ -519,7 +519,9 @@ def test_the_lab_part_3_report_sets_its_flat_times_beside_the_models_flops(tmp_p
 def test_a_batch_sweep_says_what_sets_a_steps_time(tmp_path: Path) -> None:
     # Why is a larger batch faster? On an H200 MediumNet's eager step took 2.0-2.3 ms at every batch from 16 to
     # 1,024: a cost paid once a step. On a CPU the step's time grows with its images. The sentence says which.
-    for name, times in (("flat", (0.517, 0.129, 0.0323)), ("work", (1.0, 1.0, 1.0)), ("costlier", (1.0, 1.0, 1.3))):
+    cases = (("flat", (0.517, 0.129, 0.0323)), ("work", (1.0, 1.0, 1.0)), ("costlier", (1.0, 1.0, 1.3)),
+             ("saves", (1.0, 1.0, 0.75)))  # fmt: skip
+    for name, times in cases:
         for job, (batch, t) in enumerate(zip((16, 64, 256), times, strict=True)):
             _fake_run(tmp_path / name, job, "cuda", batch, t)
             metrics = tmp_path / name / str(job) / "metrics.json"
@@ -529,11 +531,35 @@ def test_a_batch_sweep_says_what_sets_a_steps_time(tmp_path: Path) -> None:
             "2.00 ms at batch_size=256: 1.00× the time for 16× the images: a cost paid once a step (launching its "
             "kernels, the host's work), not the images, sets it") in flat  # fmt: skip
     work = " ".join((build_report([tmp_path / "work"]).out / "report.md").read_text().split())
-    assert "16.00× the time for 16× the images: the images' own work sets it, so a larger batch saves little" in work
+    assert ("16.00× the time for 16× the images: the images' own work sets most of it; each image took 1.00× as long "
+            "at batch_size=256 as at batch_size=16, the same") in work  # fmt: skip
+    # A quarter saved had read "a larger batch saves little per image".
+    saves = " ".join((build_report([tmp_path / "saves"]).out / "report.md").read_text().split())
+    assert "each image took 0.75× as long at batch_size=256 as at batch_size=16, 25% less." in saves, saves
     # More than the images grew (a CPU at batch 1,024: 81× the time for 64×): it had read "saves little" too.
     costlier = " ".join((build_report([tmp_path / "costlier"]).out / "report.md").read_text().split())
     assert ("20.80× the time for 16× the images: each image took 1.30× as long at batch_size=256 as at "
             "batch_size=16, so a larger batch costs more per image here") in costlier  # fmt: skip
+    # Runs that share a batch size are no growth: two at 64 (beside a run in another precision, so that batch_size is
+    # swept) had read "from 12.4 ms at batch_size=64 to 11.1 ms at batch_size=64: 0.89× the time for 1× the images",
+    # and the memory and data path sentences the same way. With a third run at 256, each end is its runs' median.
+    for job, (batch, t) in enumerate(((64, 1.0), (64, 1.2), (16, 1.0), (256, 0.5))):
+        _fake_run(tmp_path / "twice", job, "cuda", batch, t)
+        metrics = tmp_path / "twice" / str(job) / "metrics.json"
+        precision = "amp_bf16" if batch == 16 else "fp32"
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "train_samples": 4096, "precision": precision,
+                                       "data_wait_frac": 0.05 * t}))  # fmt: skip
+        if job == 2:
+            twice = (build_report([tmp_path / "twice"]).out / "report.md").read_text()
+            fp32 = " ".join(next(p for p in twice.split("\n\n") if p.startswith("**precision=fp32**")).split())
+            assert "A step's own time" not in fp32 and "at batch_size=64 to" not in fp32, fp32
+            assert "ranges from 5% at batch_size=64 (run 0) to 6% at batch_size=64 (run 1)" in fp32, fp32
+            assert "Peak memory allocated is 50.0 MB in every run." in fp32, fp32
+    twice = (build_report([tmp_path / "twice"]).out / "report.md").read_text()
+    fp32 = " ".join(next(p for p in twice.split("\n\n") if p.startswith("**precision=fp32**")).split())
+    assert ("per step) goes from 16.2 ms at batch_size=64 (the median of its 2 runs) to 30.5 ms at batch_size=256"
+            in fp32), fp32  # fmt: skip
+    assert "goes from 6% at batch_size=64 (the median of its 2 runs) to 2% at batch_size=256" in fp32, fp32
     # Not without the images per epoch (an older metrics.json): no step count to divide by.
     for job, (batch, t) in enumerate(zip((16, 64, 256), (0.517, 0.129, 0.0323), strict=True)):
         _fake_run(tmp_path / "old", job, "cuda", batch, t)

@@ -8,6 +8,7 @@ peak memory grows, and what each run's verdict is (bench.diagnosis).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 
 import numpy as np
@@ -87,23 +88,13 @@ def sentences(runs: pd.DataFrame, x: str, sizes: bool = True) -> list[str]:
     best, worst = ok.loc[ok["samples_per_s"].idxmax()], ok.loc[ok["samples_per_s"].idxmin()]
     out = [_ignored_sentence(ok, x)]
     if is_numeric(ok[x]) and ok["_x"].nunique() > 1:
-        # The ends along x: where a value ran more than once (a config run twice), the median of its runs, not
-        # whichever of them sorted first ("from 3,306 samples/s at workers=0 to 150 at workers=0").
-        ends = ok.groupby("_x")["samples_per_s"]
-        rate, count = ends.median(), ends.size()
-        lo, hi = ok["_x"].iloc[0], ok["_x"].iloc[-1]
-        first, last = ok[ok["_x"] == lo].iloc[0], ok[ok["_x"] == hi].iloc[0]
-
-        def at(value: float, run: pd.Series) -> str:
-            runs_there = f" (the median of its {count[value]} runs)" if count[value] > 1 else ""
-            return f"{_label(x, run[x])}{runs_there}"
-
+        lo, hi = _ends(ok, x, ok["samples_per_s"])
         text = (
-            f"Throughput goes from {rate[lo]:,.0f} samples/s at {at(lo, first)} to "
-            f"{rate[hi]:,.0f} at {at(hi, last)} ({rate[hi] / rate[lo]:.2f}×); the fastest run is "
+            f"Throughput goes from {lo.figure:,.0f} samples/s at {lo.at} to "
+            f"{hi.figure:,.0f} at {hi.at} ({hi.figure / lo.figure:.2f}×); the fastest run is "
             f"{_run_label(ok, x, best)} at {best['samples_per_s']:,.0f} samples/s{_close_second(ok, best, worst, x)}"
         )
-        if worst["_x"] not in (lo, hi):  # the ends alone would hide a dip between them
+        if worst["_x"] not in (lo.value, hi.value):  # the ends alone would hide a dip between them
             text += f", the slowest {_run_label(ok, x, worst)} at {worst['samples_per_s']:,.0f}"
         out.append(text + _within_noise(best, worst) + ".")
     elif best["samples_per_s"] == worst["samples_per_s"]:  # a tie: no fastest, no slowest
@@ -123,6 +114,32 @@ def sentences(runs: pd.DataFrame, x: str, sizes: bool = True) -> list[str]:
         out.append(memory)
     out.append(_noise_sentence(ok, x))
     return [s for s in out if s]
+
+
+@dataclass(frozen=True)
+class End:
+    """One end of a numeric swept variable: its value, the figure there, and how a sentence names it."""
+
+    value: float
+    figure: float
+    at: str  # "batch_size=64", or "batch_size=64 (the median of its 2 runs)"
+
+
+def _ends(ok: pd.DataFrame, x: str, figures: pd.Series) -> tuple[End, End]:
+    """The lowest and highest value of ``x`` among the runs with a figure (``figures``, one per run of ``ok``), each
+    with the median of its runs' figures: where a value ran more than once (a config run twice) the median, not
+    whichever run sorted first ("from 3,306 samples/s at workers=0 to 150 at workers=0")."""
+    along = pd.to_numeric(ok[x], errors="coerce")
+    known = figures.notna() & along.notna()
+    by = figures[known].groupby(along[known])
+    median, count = by.median(), by.size()
+
+    def end(value: float) -> End:
+        run = ok[known & (along == value)].iloc[0]
+        runs_there = f" (the median of its {count[value]} runs)" if count[value] > 1 else ""
+        return End(float(value), float(median[value]), f"{_label(x, run[x])}{runs_there}")
+
+    return end(median.index.min()), end(median.index.max())
 
 
 def _size_sentence(ok: pd.DataFrame) -> str:
@@ -226,22 +243,26 @@ def _step_time_sentence(ok: pd.DataFrame, x: str) -> str:
     wait = pd.to_numeric(ok["data_wait_frac"], errors="coerce").fillna(0.0)
     own = pd.to_numeric(ok["avg_epoch_time"], errors="coerce") * (1 - wait) / steps
     known = own.notna() & (own > 0) & (batch > 0)
-    if known.sum() < 2:
+    if batch[known].nunique() < 2:  # two runs at one batch size have no growth to speak of ("1× the images")
         return ""
-    first, last = ok[known].iloc[0], ok[known].iloc[-1]
-    t0, t1 = own[known].iloc[0], own[known].iloc[-1]
-    span, growth = batch[known].iloc[-1] / batch[known].iloc[0], t1 / t0
+    lo, hi = _ends(ok, x, own.where(known))
+    t0, t1 = lo.figure, hi.figure
+    span, growth = hi.value / lo.value, t1 / t0
     text = (f"A step's own time (the epoch less its data wait, per step) goes from {significant(t0 * 1000)} ms at "
-            f"{_label(x, first[x])} to {significant(t1 * 1000)} ms at {_label(x, last[x])}: {growth:.2f}× the time "
-            f"for {span:,.0f}× the images")  # fmt: skip
+            f"{lo.at} to {significant(t1 * 1000)} ms at {hi.at}: {growth:.2f}× the time for {span:,.0f}× the "
+            "images")  # fmt: skip
+    first, last = _label(x, lo.value), _label(x, hi.value)
     if span >= FLAT_STEP_SPAN and growth <= FLAT_STEP_GROWTH:
         text += (": a cost paid once a step (launching its kernels, the host's work), not the images, sets it, "
                  "and a larger batch spreads it over more images")  # fmt: skip
     elif span >= FLAT_STEP_SPAN and growth > COSTLIER_STEP * span:  # "saves little per image" said the opposite
-        text += (f": each image took {growth / span:.2f}× as long at {_label(x, last[x])} as at {_label(x, first[x])}, "
-                 "so a larger batch costs more per image here")  # fmt: skip
+        text += (f": each image took {growth / span:.2f}× as long at {last} as at {first}, so a larger batch costs "
+                 "more per image here")  # fmt: skip
     elif span >= FLAT_STEP_SPAN and growth >= PROPORTIONAL_STEP * span:
-        text += ": the images' own work sets it, so a larger batch saves little per image"
+        # By how much, not "little": at 0.75 of proportional, a quarter of each image's time is saved.
+        saved = 1 - growth / span
+        text += (f": the images' own work sets most of it; each image took {growth / span:.2f}× as long at {last} "
+                 f"as at {first}" + (f", {saved:.0%} less" if saved >= 0.005 else ", the same"))  # fmt: skip
     return text + "."
 
 
@@ -249,7 +270,6 @@ def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
     waits = ok["data_wait_frac"]
     if waits.isna().all():
         return ""
-    first, last = ok.iloc[0], ok.iloc[-1]
     # The verdict's own rule (a GPU busy all along is not input-bound), so a sentence never contradicts the table.
     bound = [
         _label(x, r[x])
@@ -258,21 +278,22 @@ def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
     ]
     shares = pd.to_numeric(waits, errors="coerce")
     shown = {wait_share(v) for v in shares.dropna()}
+    # Along a numeric x with two values or more: its ends, each the median of its runs. Else (models, loaders, or
+    # runs that share one value) there is no order to go along: the range, lowest to highest.
+    along = is_numeric(ok[x]) and pd.to_numeric(ok[x], errors="coerce")[shares.notna()].nunique() > 1
+    lo, hi = _ends(ok, x, shares) if along else (None, None)
     if len(shown) == 1:  # "goes from 39% to 39%" said nothing
         span = f"is {shown.pop()} at every {x}"
-    elif is_numeric(ok[x]) and wait_share(first["data_wait_frac"]) == wait_share(last["data_wait_frac"]):
+    elif lo is not None and hi is not None and wait_share(lo.figure) == wait_share(hi.figure):
         # "goes from 2% at batch_size=16 to 2% at batch_size=256" hid what moved between the ends
-        span = (f"is {wait_share(first['data_wait_frac'])} at {_label(x, first[x])} and at {_label(x, last[x])}, "
-                f"from {wait_share(shares.min())} to {wait_share(shares.max())} between")  # fmt: skip
-    elif is_numeric(ok[x]):
-        span = (f"goes from {wait_share(first['data_wait_frac'])} at {_label(x, first[x])} to "
-                f"{wait_share(last['data_wait_frac'])} at ")  # fmt: skip
-        span += _label(x, last[x])
-    else:  # no order to go along (models, loaders): the range, lowest to highest
+        span = (f"is {wait_share(lo.figure)} at {lo.at} and at {hi.at}, from {wait_share(shares.min())} to "
+                f"{wait_share(shares.max())} between")  # fmt: skip
+    elif lo is not None and hi is not None:
+        span = f"goes from {wait_share(lo.figure)} at {lo.at} to {wait_share(hi.figure)} at {hi.at}"
+    else:
         low, high = ok.loc[shares.idxmin()], ok.loc[shares.idxmax()]
-        span = (f"ranges from {wait_share(low['data_wait_frac'])} at {_label(x, low[x])} to "
-                f"{wait_share(high['data_wait_frac'])} at ")  # fmt: skip
-        span += _label(x, high[x])
+        span = (f"ranges from {wait_share(low['data_wait_frac'])} at {_run_label(ok, x, low)} to "
+                f"{wait_share(high['data_wait_frac'])} at {_run_label(ok, x, high)}")  # fmt: skip
     if not bound:
         return f"The data path's share of the epoch {span}: no run is input-bound (threshold {INPUT_BOUND_WAIT:.0%})."
     if len(bound) == len(ok):
@@ -288,17 +309,20 @@ def _memory_sentence(ok: pd.DataFrame, x: str) -> str:
         only = ok.iloc[0]
         return (f"Peak memory allocated is {only['peak_memory_mb']:,.1f} MB at {_label(x, only[x])}, the only run "
                 "with a CUDA figure.")  # fmt: skip
-    first, last = ok.iloc[0], ok.iloc[-1]
-    goes = "goes"
-    if not is_numeric(ok[x]):  # no order to go along: the range, lowest to highest
-        memory = pd.to_numeric(ok["peak_memory_mb"], errors="coerce")
-        first, last, goes = ok.loc[memory.idxmin()], ok.loc[memory.idxmax()], "ranges"
-    text = (
-        f"Peak memory allocated {goes} from {first['peak_memory_mb']:,.1f} MB at {_label(x, first[x])} to "
-        f"{last['peak_memory_mb']:,.1f} MB at {_label(x, last[x])}"
-    )
-    if first["peak_memory_mb"] > 0:  # how many times: amp_fp16's half of fp32's reads at a glance
-        text += f" ({last['peak_memory_mb'] / first['peak_memory_mb']:.2f}×)"
+    memory = pd.to_numeric(ok["peak_memory_mb"], errors="coerce")
+    if memory.map(lambda v: f"{v:,.1f}").nunique() == 1:  # "from 50.0 MB at … to 50.0 MB at …" said nothing
+        return f"Peak memory allocated is {memory.iloc[0]:,.1f} MB in every run."
+    if is_numeric(ok[x]) and pd.to_numeric(ok[x], errors="coerce").nunique() > 1:
+        lo, hi = _ends(ok, x, memory)  # each end the median of its runs, as the throughput sentence's
+        text = f"Peak memory allocated goes from {lo.figure:,.1f} MB at {lo.at} to {hi.figure:,.1f} MB at {hi.at}"
+        if lo.figure > 0:  # how many times: amp_fp16's half of fp32's reads at a glance
+            text += f" ({hi.figure / lo.figure:.2f}×)"
+    else:  # no order to go along (or runs that share one value): the range, lowest to highest
+        low, high = ok.loc[memory.idxmin()], ok.loc[memory.idxmax()]
+        text = (f"Peak memory allocated ranges from {memory[low.name]:,.1f} MB at {_run_label(ok, x, low)} to "
+                f"{memory[high.name]:,.1f} MB at {_run_label(ok, x, high)}")  # fmt: skip
+        if memory[low.name] > 0:
+            text += f" ({memory[high.name] / memory[low.name]:.2f}×)"
     if x == "batch_size" and is_numeric(ok[x]) and ok[x].nunique() >= 2:
         slope = np.polyfit(pd.to_numeric(ok[x]).astype(float), ok["peak_memory_mb"].astype(float), 1)[0]
         text += f", {slope * 1024:,.1f} KB more per image in the batch"
