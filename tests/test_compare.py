@@ -311,6 +311,20 @@ def test_a_side_whose_cuda_jobs_were_all_skipped_names_no_device_and_draws_no_fi
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["compare.md"]  # no ratio to draw
 
 
+def test_a_side_that_ran_uncommitted_changes_says_so_beside_its_commit(tmp_path: Path) -> None:
+    # Both sides read "commit 90579bb03d" where one had run with uncommitted changes (bench.report said so).
+    base, cand = _sweep(tmp_path / "clean", "cpu", {64: 1000}), _sweep(tmp_path / "dirty", "cpu", {64: 1100})
+    for side, dirty in ((base, False), (cand, True)):
+        record = json.loads((side / "0" / "metrics.json").read_text())
+        record["env"].update(git_commit="90579bb03d" + "0" * 30, git_dirty=dirty)
+        (side / "0" / "metrics.json").write_text(json.dumps(record))
+    proc = run_cli(tmp_path, str(base), str(cand), module="bench.compare")
+    assert proc.returncode == 0, proc.stderr
+    header = {line.split(":")[0]: line for line in proc.stdout.splitlines() if line.startswith("- ")}
+    assert header["- baseline"].endswith("commit 90579bb03d"), header
+    assert header["- candidate"].endswith("commit 90579bb03d + uncommitted changes"), header
+
+
 def test_bad_input_is_one_line_and_exit_2(laptop_and_gpu: tuple[Path, Path], tmp_path: Path) -> None:
     base, cand = laptop_and_gpu
     cases = {

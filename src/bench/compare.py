@@ -33,7 +33,7 @@ from bench.errors import EXIT_RUN_FAILED, OneLineParser, UsageError, fail
 from bench.folders import holds_run_dirs, linked_figures, make_writable, refuse_inside_results, remove_unlinked
 from bench.metrics import finite
 from bench.results import write_atomically
-from bench.runs import CONFIG_COLUMNS, flat_config, load_runs, relative_iqr, saved_config
+from bench.runs import CONFIG_COLUMNS, code_version, flat_config, load_runs, relative_iqr, saved_config
 from bench.tables import MISSING, cell, markdown
 
 BAND = 0.05
@@ -248,7 +248,8 @@ def _machines(df: pd.DataFrame) -> str:
         names = (r["device_name"], r["env_gpu"], r["env_cpu"] if r["device"] == "cpu" else None)
         name = next((n for n in names if isinstance(n, str)), None)
         parts = [f"({name})" if name else "", f"on {r['env_hostname']}" if isinstance(r["env_hostname"], str) else ""]
-        commit = f", commit {r['env_git_commit'][:10]}" if isinstance(r["env_git_commit"], str) else ""
+        code = code_version(r["env_git_commit"], r.get("env_git_dirty"))  # with its uncommitted changes, if any
+        commit = f", commit {code}" if code else ""
         seen.append(" ".join([str(r["device"]), *filter(None, parts)]) + commit)
     return "; ".join(dict.fromkeys(seen)) or "unknown"
 

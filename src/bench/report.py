@@ -39,6 +39,7 @@ from bench.runs import (
     MISSING,
     UNREADABLE,
     along,
+    code_version,
     images_per_epoch,
     load_runs,
     named_by_run,
@@ -262,8 +263,7 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
     recorded = measured.copy() if not measured.empty else recorded
     if "env_git_commit" in recorded:  # code with uncommitted changes is not the commit's code
         recorded["env_git_commit"] = [
-            (f"{c[:10]} + uncommitted changes" if d else c[:10]) if isinstance(c, str) else c
-            for c, d in zip(recorded["env_git_commit"], _git_dirty(recorded), strict=True)
+            code_version(c, d) or c for c, d in zip(recorded["env_git_commit"], _git_dirty(recorded), strict=True)
         ]
     keys = recorded[present].astype(str).apply(tuple, axis=1)  # each run's environment
     first = ~keys.duplicated()

@@ -436,6 +436,14 @@ def relative_iqr(run: pd.Series) -> float | None:
     return iqr / median if iqr is not None and median else None
 
 
+def code_version(commit: object, dirty: object) -> str | None:
+    """A run's code as reports and comparisons name it: its commit (10 digits), with "+ uncommitted changes" where
+    the tree had some, since the commit alone does not say what ran; None where it recorded no commit."""
+    if not isinstance(commit, str):
+        return None
+    return f"{commit[:10]} + uncommitted changes" if bool(dirty == True) else commit[:10]  # noqa: E712 (numpy bools)
+
+
 def is_numeric(col: pd.Series) -> bool:
     """True for batch sizes and worker counts, also when pandas 3 stores them as strings or objects; never for
     true/false settings (step.channels_last), which are names to tell apart, not an axis to plot along."""
