@@ -458,6 +458,14 @@ def test_a_candidate_job_unreadable_through_and_through_is_a_regression(tmp_path
     proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "unreadable in the candidate, config unknown" in proc.stderr
+    # With its config read (batch 256, which the baseline never ran), it is a config of its own, not an unknown
+    # one: it had failed the gate as "batch_size=256 unreadable in the candidate, config unknown".
+    shutil.rmtree(cand / "1")
+    _fake_run(cand, 1, "cpu", 256, 1000, config={"batch_size": 256})
+    (cand / "1" / "metrics.json").write_text("[1, 2]")
+    proc = run_cli(tmp_path, str(base), str(cand), "--fail-on-regression", module="bench.compare")
+    assert "config unknown" not in proc.stderr, proc.stderr
+    assert re.search(r"\|\s+256 \|.*candidate only \(unreadable\)", proc.stdout), proc.stdout
 
 
 def test_a_partly_failed_config_gets_no_verdict_and_is_a_regression(tmp_path: Path) -> None:

@@ -410,8 +410,9 @@ def regressions(c: Comparison) -> list[str]:
                          f"{_percent(row['band'])}{basis})")  # fmt: skip
         elif pd.notna(row["base_samples_per_s"]) and row["cand_runs"] and row["cand_status"] not in ("ok", "skipped"):
             found.append(f"{label} {row['cand_status']} in the candidate, ok in the baseline")
-        elif row["cand_broken"] and "unreadable" in str(row["cand_status"]):
-            # Its config could not be read either, so it matched nothing: it may be any of the baseline's.
+        elif row["cand_broken"] and "unreadable" in str(row["cand_status"]) and row[c.keys].isna().all():
+            # Its config could not be read either, so it matched nothing: it may be any of the baseline's. One whose
+            # config was read is a config of its own: where the baseline never ran it, there is nothing to regress.
             found.append(f"{label} unreadable in the candidate, config unknown")
     return found
 
