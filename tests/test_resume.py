@@ -140,6 +140,11 @@ def test_a_job_still_running_in_a_process_of_its_own_is_never_run_again(tmp_path
         assert again.returncode == 2
         assert "resume=true: job 1 of S is still running in a process of its own; wait for it" in again.stderr
         assert _snapshot(tmp_path / "S" / "1") == finished
+        # A report of it meanwhile says it is running: it had read "unreadable (the run did not finish writing one)".
+        peek = run_cli(tmp_path, "S", module="bench.report")
+        assert peek.returncode == 0 and "2 runs (1 ok, 1 running)" in peek.stdout, peek.stdout + peek.stderr
+        status = (tmp_path / "S" / "report.md").read_text().split("## Status of every run")[1].split("\n## ")[0]
+        assert "| running " in status and "unreadable" not in status, status
     # Once it has ended, the resume runs it.
     again = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=16,32", "resume=true")
     assert again.returncode == 0, again.stderr

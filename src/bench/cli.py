@@ -407,7 +407,7 @@ def _what_is_kept() -> str:
         if sweep_dir is None:
             return f"the run is recorded in {as_typed(SESSION.run_dir)}" if SESSION.run_dir else "nothing was started"
         from bench.report import build_report
-        from bench.runs import status_counts
+        from bench.runs import NOT_RECORDED, status_counts
 
         try:
             report = build_report([sweep_dir])
@@ -416,6 +416,6 @@ def _what_is_kept() -> str:
                     f"python -m bench.report {sweep_dir})")  # fmt: skip
         done = status_counts(report.runs)
         # How to finish it, where a job is left to run: the partial report alone did not say.
-        unfinished = bool(report.runs["status"].isin(["missing", "interrupted", "unreadable"]).any())
+        unfinished = bool(report.runs["status"].isin(["interrupted", *NOT_RECORDED]).any())
         resume = f"; to finish it: the same command with hydra.sweep.dir={sweep_dir} resume=true" * unfinished
         return f"{done}; partial report: {sweep_dir / folders.REPORT_FILE}{resume}"

@@ -36,8 +36,7 @@ from bench.runs import (
     COUNT_COLUMNS,
     DEFAULT_EXPERIMENT,
     LAB_EPOCH_IMAGES,
-    MISSING,
-    UNREADABLE,
+    NOT_RECORDED,
     along,
     code_version,
     images_per_epoch,
@@ -95,7 +94,8 @@ MEANINGS = {
     RUN: "which run a row is (its job number, else its folder), where runs share every swept value or many vary",
     "status": (
         "how the run ended: ok; oom (out of memory), failed, diverged (the loss went NaN or infinite), skipped "
-        "(its device is not here), interrupted (a signal); missing (it never ran) or unreadable (its metrics.json)"
+        "(its device is not here), interrupted (a signal); missing (it never ran), unreadable (its metrics.json) or "
+        "running (not finished when the report was made)"
     ),
     "verdict": (
         "what set the epoch's pace, judged from its measurements; the section *Why it is fast or slow* gives the "
@@ -208,7 +208,7 @@ def lab_comparison(runs: pd.DataFrame, lab: dict[str, Any]) -> pd.DataFrame:
 
 def _recorded(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs the lab comparison shows: those with a readable metrics.json (not missing or unreadable)."""
-    return runs[~runs["status"].isin([MISSING, UNREADABLE])]
+    return runs[~runs["status"].isin(NOT_RECORDED)]
 
 
 def lab_epoch_scale(runs: pd.DataFrame) -> pd.Series:

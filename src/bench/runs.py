@@ -23,7 +23,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench.diagnosis import diagnose
 from bench.errors import UsageError, one_line
-from bench.folders import CONFIG_FILE, CONFIG_SUBDIR, HYDRA_FILE, OVERRIDES_FILE, SWEEP_FILE, is_run_dir, job_number
+from bench.folders import (
+    CONFIG_FILE,
+    CONFIG_SUBDIR,
+    HYDRA_FILE,
+    OVERRIDES_FILE,
+    SWEEP_FILE,
+    is_run_dir,
+    job_number,
+    job_running,
+)
 from bench.metrics import METRICS, finite, summarize
 from bench.results import MetricsError, load_metrics
 from bench.resume import planned_overrides
@@ -51,6 +60,11 @@ COUNT_COLUMNS = ["job", "batch_size", "workers", "epochs", "seed", "train_sample
 #: Statuses a run folder can have in a report besides metrics.json's own.
 UNREADABLE = "unreadable"
 MISSING = "missing"
+#: a job folder without a metrics.json that a live process holds: the job has not finished (a report of a sweep
+#: that is still running), which "unreadable" had called a run that did not finish writing one
+RUNNING = "running"
+#: the statuses of a row without a metrics.json to read
+NOT_RECORDED = (MISSING, UNREADABLE, RUNNING)
 DEFAULT_EXPERIMENT = "Runs"
 
 
@@ -185,7 +199,11 @@ def _row(run_dir: Path, sweep: Path) -> dict[str, Any]:
                     for key in (*CONFIG_COLUMNS, "task")})  # fmt: skip
         if row["device"] == "auto":  # what it chose is in the metrics; "auto" beside "cpu" would read as swept
             row["device"] = None
-        row.update(status=UNREADABLE, error=str(err))
+        if job_running(run_dir):
+            log.warning("%s is still running: its row says so, and its figures are not in this report yet", run_dir)
+            row.update(status=RUNNING, error="still running: a live process holds its folder")
+        else:
+            row.update(status=UNREADABLE, error=str(err))
         return _unused_by_the_task(row)
     row.update({k: metrics.get(k) for k in (*CONFIG_COLUMNS, *RUN_FACTS, "status", "error", "device_name")})
     row["task"] = metrics.get("task") or "train"
@@ -288,7 +306,7 @@ def _missing_row(
     and choose no recipe the others did not run: with no plan it would take another job's batch size, and as
     recipe=fast's job, recipe=lab's loader."""
     lab = next((r["lab"] for r in reversed(rows) if r.get("lab")), None)
-    ran = [r for r in rows if r.get("sweep") == str(sweep) and r.get("status") not in (MISSING, UNREADABLE)]
+    ran = [r for r in rows if r.get("sweep") == str(sweep) and r.get("status") not in NOT_RECORDED]
     shared = {}
     recipe = (overrides or {}).get(COMPOSITE_GROUP)
     if overrides is not None and (recipe is None or all(r.get(COMPOSITE_GROUP) == recipe for r in ran)):
