@@ -206,6 +206,8 @@ def test_an_original_with_hand_edited_figures_is_unreadable_not_a_traceback(
 BAD: dict[str, tuple[list[str], tuple[str, Callable[[str], str | None]] | None, str]] = {
     "missing folder": (["{cwd}/nope"], None, "no such folder"),
     "not a run": (["{cwd}"], None, "not a run folder"),
+    # A folder of runs made with hydra.run.dir=outputs/NAME had read "it looks like a sweep".
+    "a folder of runs": (["{run}/.."], None, "it holds runs: pass one of them, e.g. "),
     "corrupt config.yaml": (["{run}"], ("config.yaml", lambda _: "model: [unclosed"), "config.yaml: not valid YAML"),
     "config.yaml not a config": (["{run}"], ("config.yaml", lambda _: "- a\n"), "not a saved bench config"),
     "missing config.yaml": (["{run}"], ("config.yaml", lambda _: None), "config.yaml: missing"),

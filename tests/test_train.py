@@ -222,6 +222,7 @@ def test_results_are_as_readable_as_any_other_file(tmp_path: Path) -> None:
     ("content", "reason"),
     [
         ("{not json", "not valid JSON"),
+        ('{"status": "o', r"not valid JSON \(Unterminated string starting at line 1\)"),  # had read "at at line 1"
         ("[1, 2]", "expected a JSON object"),
         ('{"schema": 1}', "missing status"),
         # Hand-edited or foreign: read back as numbers, it was an `ok` run with inf samples/s in the report.

@@ -231,7 +231,8 @@ def load_metrics(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as err:
         raise MetricsError(f"{path}: cannot read: {err}") from None
     except json.JSONDecodeError as err:
-        raise MetricsError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        # json's "Unterminated string starting at" ends in "at" already: "at at line 1"
+        raise MetricsError(f"{path}: not valid JSON ({err.msg.removesuffix(' at')} at line {err.lineno})") from None
     except _NotJSON as err:
         raise MetricsError(f"{path}: not valid JSON ({err})") from None
     except RecursionError:

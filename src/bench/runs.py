@@ -576,10 +576,12 @@ def _ran_in(hydra_file: Path) -> Path | None:
 
 
 def _sweep_hint(folder: Path) -> str:
-    jobs = sorted(p.name for p in folder.iterdir() if (p / CONFIG_SUBDIR / CONFIG_FILE).is_file())
-    if not jobs:
+    runs = sorted(p.name for p in folder.iterdir() if (p / CONFIG_SUBDIR / CONFIG_FILE).is_file())
+    if not runs:
         return "; pass outputs/runs/<time> or one job of a sweep, outputs/sweeps/<time>/<job>"
-    return f"; it looks like a sweep: pass one of its jobs, e.g. {folder / jobs[0]}"
+    if all(job_number(folder / name) is not None for name in runs):
+        return f"; it looks like a sweep: pass one of its jobs, e.g. {folder / runs[0]}"
+    return f"; it holds runs: pass one of them, e.g. {folder / runs[0]}"  # outputs/ with hydra.run.dir=outputs/a
 
 
 def _read_yaml(path: Path) -> Any:
