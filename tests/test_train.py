@@ -171,6 +171,10 @@ def test_a_diverging_run_is_recorded_as_diverged(tmp_path: Path) -> None:
     assert "run diverged" in proc.stderr and "Traceback" not in proc.stderr
     metrics = read_metrics(only_run_dir(tmp_path))
     assert metrics["status"] == "diverged" and "loss is" in metrics["error"]
+    assert (proc.stdout + proc.stderr).count("diverged: loss is") == 1  # the error line alone
+    # In a sweep, where the job's status is its end, a line says so as for a failed job (it had said nothing).
+    proc = run_cli(tmp_path, "-m", *TINY, "lr=1e6", "epochs=2", "hydra.sweep.dir=S")
+    assert proc.returncode == 0 and "Run diverged: loss is " in proc.stdout + proc.stderr, proc.stdout
 
 
 def test_a_failing_run_still_writes_metrics(cfg_for, tmp_path: Path) -> None:

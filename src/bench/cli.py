@@ -126,6 +126,8 @@ def _job(cfg: DictConfig, run_dir: Path, in_sweep: bool) -> float | None:
             log.debug("Traceback", exc_info=True)
             return None
         if in_sweep:
+            if result.status == "diverged":  # the others say so as they stop (train.run); this one had said nothing
+                log.warning("Run diverged: %s", result.error)
             return result.metrics.get("samples_per_s")
         if result.status == "ok":  # a sweep ends with its report's path; a single run, with its folder's
             log.info("Results: %s (metrics.json, bench.log)", as_typed(run_dir))
