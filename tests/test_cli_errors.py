@@ -27,6 +27,11 @@ CASES = {
         "unknown precision 'int8'; choose one of: amp_bf16, amp_fp16, fp32",
     ),
     "not an integer": (["batch_size=abc"], "batch_size: Value 'abc'"),
+    # OmegaConf reads a non-zero number, and yes, as true: each of these ran as true without a word.
+    "a number for true or false": (["evaluate=2"], "evaluate=2: evaluate is true or false"),
+    "yes for true or false": (["cudnn_benchmark=yes"], "cudnn_benchmark=yes: cudnn_benchmark is true or false"),
+    "a number among a sweep's": (["-m", "profile=false,-7"], "profile=false,-7: profile is true or false"),
+    "a number for true, false or null": (["step.channels_last=1"], "step.channels_last is true, false or null"),
     "missing cifar10 offline": (
         ["dataset=cifar10", "data_dir=empty"],
         "put cifar-10-python.tar.gz in empty/ or use dataset=synthetic",

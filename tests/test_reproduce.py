@@ -222,6 +222,7 @@ BAD: dict[str, tuple[list[str], tuple[str, Callable[[str], str | None]] | None, 
     "unknown option": (["{run}", "model=nope"], None, "unknown model 'nope'; choose one of"),
     "out of range": (["{run}", "epochs=0"], None, "epochs=0 is out of range"),
     "wrong type": (["{run}", "batch_size=abc"], None, "batch_size: Value 'abc'"),
+    "a number for true or false": (["{run}", "evaluate=2"], None, "evaluate=2: evaluate is true or false"),
     "not a key": (["{run}", "nokey=1"], None, "nokey"),
     # With +, the saved config's merge refused it in OmegaConf's words, without the closest key.
     "a typo added with +": (["{run}", "+epoch=1"], None, "epoch is not a bench setting; did you mean epochs?"),

@@ -30,6 +30,7 @@ from bench import callbacks, folders, interrupts, schema
 from bench.errors import (
     EXIT_RUN_FAILED,
     EXIT_USAGE,
+    ConfigError,
     Interrupted,
     Refused,
     UsageError,
@@ -348,6 +349,10 @@ def _check_arguments(argv: list[str], parser: argparse.ArgumentParser) -> argpar
         if _names(key, "hydra.callbacks.report"):
             fail(f"{arg}: the sweep's report stays (it is built at the end of every sweep); add a callback of your "
                  "own with +hydra.callbacks.NAME._target_=...", EXIT_USAGE)  # fmt: skip
+    try:
+        schema.check_switches(args.overrides)
+    except ConfigError as err:
+        fail(str(err), EXIT_USAGE)
     return args
 
 

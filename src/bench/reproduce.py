@@ -77,6 +77,7 @@ class Plan:
 
 def plan(source: Source, extra: Sequence[str]) -> Plan:
     """The saved config plus the effect of ``extra``, checked against the schema like any run."""
+    schema.check_switches(extra)  # evaluate=2 ran as true
     hydra_keys = [o for o in extra if o.lstrip("+~").startswith(("hydra.", "hydra/"))]
     if hydra_keys:
         raise UsageError(f"{hydra_keys[0]}: hydra settings do not apply here; reproduce runs one job itself")

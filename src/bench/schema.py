@@ -440,6 +440,39 @@ _TYPED_NODES = {
 }  # fmt: skip
 
 
+@functools.cache
+def _switches() -> dict[str, bool]:
+    """The schema's true/false settings by their full keys (evaluate, step.set_to_none, …), each with whether it
+    may be null as well (step.channels_last)."""
+    found = {}
+    for prefix, node in _TYPED_NODES.items():
+        for name, hint in typing.get_type_hints(node).items():
+            if hint is bool or hint == (bool | None):
+                found[prefix + name] = hint is not bool
+    return found
+
+
+def check_switches(overrides: Sequence[str]) -> None:
+    """Refuse a true/false setting given any other value, before any work: OmegaConf reads a non-zero number (and
+    yes or on) as true, so ``evaluate=2``, ``profile=-7`` or ``resume=2`` ran as ``true`` without a word."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:  # not an override at all: Hydra's own parser says so, in its own line, when it runs
+        return
+    for text, override in zip(overrides, parsed, strict=True):
+        nullable = _switches().get(override.key_or_group)
+        if nullable is None or override.is_delete():
+            continue
+        value = override.value()
+        for v in value.list if isinstance(value, ChoiceSweep) else [value]:
+            if not isinstance(v, bool) and not (v is None and nullable):
+                either = "true, false or null" if nullable else "true or false"
+                raise ConfigError(f"{text}: {override.key_or_group} is {either}")
+
+
 def _unknown(key: str, known: Sequence[str], prefix: str = "") -> str:
     leaf = key.removeprefix(prefix)
     close = difflib.get_close_matches(leaf, known, n=1)
