@@ -688,6 +688,16 @@ def test_a_sweep_whose_jobs_ran_other_code_says_which_jobs_ran_which(tmp_path: P
     both = build_report([tmp_path / "s", tmp_path / "t"], tmp_path / "both").out
     text = " ".join((both / "report.md").read_text().split())
     assert f"| {'a' * 10} + uncommitted changes | s: 0–2 |" in text and "| n/a | t: 0 |" in text, text
+    # Runs that are no sweep's jobs (outputs/runs/<time>) are named by their folders; their rows had read "n/a".
+    for name, commit in (("2026-01-01_run", "a" * 40), ("2026-01-02_run", "b" * 40)):
+        _fake_run(tmp_path / "runs", 0, "cpu", 16, 2.0)
+        (tmp_path / "runs" / "0").rename(tmp_path / "runs" / name)
+        metrics = tmp_path / "runs" / name / "metrics.json"
+        metrics.write_text(json.dumps({**(record := json.loads(metrics.read_text())),
+                                       "env": record["env"] | {"git_commit": commit}}))  # fmt: skip
+    text = " ".join((build_report([tmp_path / "runs"]).out / "report.md").read_text().split())
+    assert f"| {'a' * 10} | 2026-01-01_run |" in text and f"| {'b' * 10} | 2026-01-02_run |" in text, text
+    assert "(commits, or uncommitted changes; runs per version above)" in text
 
 
 def test_the_notes_runs_recorded_are_in_the_report(tmp_path: Path) -> None:

@@ -269,16 +269,20 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
     first = ~keys.duplicated()
     env = recorded.loc[first, present]
     sweeps = recorded["sweep"].astype(str) if "sweep" in recorded else pd.Series("", index=recorded.index)
-    # Which jobs ran where, wherever the runs ran in more than one environment (other code, say).
+    # Which jobs ran where, wherever the runs ran in more than one environment (other code, say). A run that is no
+    # sweep's job (outputs/runs/<time>) by its folder's name: its row had read "n/a".
     if "job" in recorded and len(env) > 1:
         named = sweeps.nunique() > 1  # job numbers repeat across sweeps: each with its sweep's folder name
+        numbered = recorded["job"].notna()
 
         def jobs(key: tuple) -> str:
-            here = keys == key
-            return "; ".join((f"{Path(sweep).name}: " if named else "") + _job_list(group["job"])
-                             for sweep, group in recorded[here].groupby(sweeps[here], sort=False))  # fmt: skip
+            here, jobs_here = keys == key, (keys == key) & numbered
+            found = [(f"{Path(sweep).name}: " if named else "") + _job_list(group["job"])
+                     for sweep, group in recorded[jobs_here].groupby(sweeps[jobs_here], sort=False)]  # fmt: skip
+            return "; ".join([*found, *(Path(str(d)).name for d in recorded.loc[here & ~numbered, "run_dir"])])
 
-        env = env.assign(**{"job numbers": [jobs(key) for key in keys[first]]})  # "jobs: 0" read as a count
+        column = "job numbers" if numbered.all() else "runs"  # "jobs: 0" read as a count
+        env = env.assign(**{column: [jobs(key) for key in keys[first]]})
     env = env.rename(columns={c: c.removeprefix("env_") for c in present})
     if "cudnn" in env:  # torch gives 92400 for cuDNN 9.24.0
         env["cudnn"] = env["cudnn"].map(_cudnn_version)
@@ -326,7 +330,8 @@ def _code_versions_sentence(df: pd.DataFrame) -> str:
     if len(versions) < 2:
         return ("These runs ran code with uncommitted changes: its commit does not say what ran, and a rerun "
                 "from it may differ.")  # fmt: skip
-    return (f"These runs ran on {len(versions)} versions of the code (commits, or uncommitted changes; jobs per "
+    jobs = "jobs" if recorded["job"].notna().all() else "runs"  # as the environment table's column names them
+    return (f"These runs ran on {len(versions)} versions of the code (commits, or uncommitted changes; {jobs} per "
             "version above): a difference between runs of different versions may be the code's, not the "
             "settings'.")  # fmt: skip
 
