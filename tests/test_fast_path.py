@@ -61,7 +61,8 @@ def test_resident_records_its_memory_and_the_ignored_workers(tmp_path: Path) -> 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="what a CPU run does not use")
 def test_a_cpu_run_records_what_it_did_not_use(tmp_path: Path) -> None:
     # Each was dropped without a word, and recipe=fast's autotuning was recorded as on.
-    extra = ("loader.pin_memory=true", "loader.persistent_workers=true", "loader.prefetch_factor=4")
+    extra = ("loader.pin_memory=true", "loader.persistent_workers=true", "loader.prefetch_factor=4",
+             "max_batch.budget_s=5")  # fmt: skip
     proc = run_cli(tmp_path, *TINY, *extra, "cudnn_benchmark=true")
     assert proc.returncode == 0, proc.stderr
     metrics = read_metrics(only_run_dir(tmp_path))
@@ -72,6 +73,7 @@ def test_a_cpu_run_records_what_it_did_not_use(tmp_path: Path) -> None:
         "loader.pin_memory is ignored by loader=dataloader here: pinned memory speeds copies to a GPU",
         "loader.persistent_workers is ignored by loader=dataloader here: it applies to worker processes, and workers=0",
         "loader.prefetch_factor is ignored by loader=dataloader here: it applies to worker processes, and workers=0",
+        "max_batch.budget_s=5 is ignored by task=train: it is a setting of experiment=max_batch",
     ]
     # Said on the console as facts, not warnings: they change no number, and most come from a default or a
     # recipe (workers=2 beside every loader=resident run), not from the user.

@@ -38,8 +38,9 @@ from bench.measure import MIB, is_out_of_memory
 from bench.metrics import loss_text, metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
-from bench.schema import as_override, batch_exceeds_data, instantiate
+from bench.schema import MaxBatchConfig, as_override, batch_exceeds_data, instantiate
 from bench.step import Step, autocast_dtype, build_step, math_mode, resolve_compile_and_layout
+from bench.tables import as_text
 
 log = logging.getLogger(__name__)
 
@@ -426,6 +427,11 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     )
     unused.extend(f"{key} is ignored by loader={cfg.loader.name}" + (f" here: {why}" if why else "")
                   for key, why in train.ignored.items())  # fmt: skip
+    # The max_batch search's settings, changed on a training run: max_batch.budget_s=5 was dropped without a word.
+    defaults = asdict(MaxBatchConfig())
+    unused.extend(f"max_batch.{key}={as_override(value) if value is None else as_text(value)} is ignored by "
+                  "task=train: it is a setting of experiment=max_batch"
+                  for key, value in cfg.max_batch.items() if value != defaults.get(key))  # fmt: skip
     cores = usable_cores()  # a SLURM job's share, not the node's count
     if cfg.workers > cores and "workers" not in train.ignored:
         notes.append(f"workers={cfg.workers} is more than the {cores} CPU core{'s' * (cores > 1)} this run may use: "
