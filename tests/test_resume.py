@@ -122,9 +122,10 @@ def test_a_job_whose_folder_was_removed_takes_back_its_first_number_in_any_order
     assert "Jobs 0, 2 of S are not in this command: kept as they are, and in the report" in said
     assert "new to" not in said
     assert list(pd.read_csv(tmp_path / "S" / "summary.csv")["batch_size"]) == [32, 64, 128]
-    # The first plan's number, where that folder is free; else as before.
+    # The first plan's number, where that folder is free; a config new to the sweep never takes another planned
+    # job's number (1 stays x=c's, which never ran and is the report's missing row): it had, and the row was lost.
     plan = resume.plan([(["x=b", "resume=true"], "b"), (["x=a", "resume=true"], "a")], [], planned=[["x=a"], ["x=c"]])
-    assert sorted(plan.run) == [(0, ["x=a", "resume=true"]), (1, ["x=b", "resume=true"])]
+    assert sorted(plan.run) == [(0, ["x=a", "resume=true"]), (2, ["x=b", "resume=true"])] and plan.added == [2]
 
 
 def test_a_job_still_running_in_a_process_of_its_own_is_never_run_again(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 composed config (not by its number, which Hydra reassigns from 0 in every sweep): a job whose config
 already finished ``ok`` in D is skipped; one that started but did not finish (``interrupted``, ``failed``,
 no metrics.json) runs again in its own folder; a job D has never seen gets the number the sweep's first plan
-(``multirun.yaml``) gave it, else its number in this sweep, where that folder is free, else the next free one. The
+(``multirun.yaml``) gave it, else its number in this sweep, where that folder is free and the first plan gave
+that number to no job, else the next such one. The
 sweeper (hydra_plugins.bench_sweeper.BenchSweeper, Hydra's basic sweeper otherwise) launches the jobs in
 runs of consecutive numbers, so any launcher (local, submitit) places them in the right folders.
 """
@@ -137,9 +138,13 @@ def plan(jobs: Sequence[tuple[list[str], str]], existing: Sequence[Existing],
         if free:
             placed[index] = free[0]
             numbers.add(free[0])
+    # The first plan's numbers stay its jobs' even where this command does not run them: a config new to the sweep
+    # in one of them took the place of a planned job that never ran, whose "missing" row the report then lost.
+    reserved = set(range(len(planned)))
     for index, overrides in new:
         if index not in placed:
-            placed[index] = index if index not in numbers else max(numbers, default=-1) + 1
+            held = numbers | reserved
+            placed[index] = index if index not in held else max(held, default=-1) + 1
             numbers.add(placed[index])
         # With no first plan to read, whether a job is new cannot be told.
         if planned and _what_it_runs(overrides) not in first_plan:

@@ -101,15 +101,16 @@ class BenchSweeper(BasicSweeper):
         if running:
             raise UsageError(f"resume=true: job {', '.join(map(str, running))} of {sweep_dir} is still running in a "
                              "process of its own; wait for it to end (or stop it), then resume")  # fmt: skip
-        the_plan = resume.plan(list(zip(jobs, identities, strict=True)), existing,
-                               resume.planned_overrides(sweep_dir))  # fmt: skip
+        planned = resume.planned_overrides(sweep_dir)
+        the_plan = resume.plan(list(zip(jobs, identities, strict=True)), existing, planned)
         log.info("Resuming %s: %d of %d jobs finished already (kept as they are), %d to run",
                  sweep_dir, len(the_plan.skipped), len(jobs), len(the_plan.run))  # fmt: skip
         # Resuming with other values grows the sweep (its report covers every job): say so, in case it was a typo.
         if the_plan.added:
             one = len(the_plan.added) == 1
             log.warning("%s %s new to this sweep (not in its first plan): %s; the report shows %s beside the others",
-                        _jobs(the_plan.added), "is" if one else "are", _listed(jobs, the_plan.run, the_plan.added),
+                        _jobs(the_plan.added), "is" if one else "are",
+                        _listed(jobs, the_plan.run, the_plan.added, planned),
                         "it" if one else "them")  # fmt: skip
         if the_plan.absent:
             one = len(the_plan.absent) == 1
@@ -129,10 +130,16 @@ def _jobs(numbers: list[int]) -> str:
     return f"Job{'s' * (len(numbers) > 1)} {', '.join(map(str, numbers))}"
 
 
-def _listed(jobs: list[list[str]], run: list[tuple[int, list[str]]], numbers: list[int]) -> str:
-    """Each of ``numbers`` as #N and the overrides that set it apart from the command's other jobs."""
+def _listed(
+    jobs: list[list[str]], run: list[tuple[int, list[str]]], numbers: list[int], planned: list[list[str]]
+) -> str:  # fmt: skip
+    """Each of ``numbers`` as #N and the overrides that set it apart: from the command's other jobs, and from the
+    sweep's first plan (``planned``). A value every job of the command shares but the plan never had
+    (dataset.train_size=2000 where the sweep ran 20000) is what is new; it had gone unsaid."""
     shared = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
-    return "; ".join(f"#{n} {' '.join(o for o in overrides if o not in shared and not o.startswith('resume='))}"
+    in_plan = {o for job in planned for o in job}
+    return "; ".join(f"#{n} " + " ".join(o for o in overrides if (o not in shared or o not in in_plan)
+                                         and not o.startswith("resume="))
                      for n, overrides in sorted(run) if n in numbers)  # fmt: skip
 
 
