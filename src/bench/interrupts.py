@@ -149,8 +149,9 @@ def deferred(*, reraise: bool = True) -> Iterator[None]:
         _received = signum
         held.append(signum)
 
-    previous = _worker_checks_off()  # a worker that dies meanwhile must not cut the writing short either
+    previous = None
     try:
+        previous = _worker_checks_off()  # a worker that dies meanwhile must not cut the writing short either
         with _handlers(handler):
             yield
     finally:
@@ -159,17 +160,23 @@ def deferred(*, reraise: bool = True) -> Iterator[None]:
         raise Interrupted(held[0])
 
 
+def _ignore_worker_deaths(signum: int, frame: FrameType | None) -> None:
+    """SIGCHLD's handler while torch's is set aside: nothing. A Python handler, not SIG_DFL: a SIGCHLD already
+    pending when the default took over was reported as "OSError: Signal 17 ignored due to race condition", a
+    traceback under the run's one line (CPython handles a SIGINT or SIGTERM before a SIGCHLD that came with it)."""
+
+
 def _worker_checks_off() -> Any:
     """Set aside SIGCHLD's Python handler, torch's DataLoader's (which raises in the main process, at whatever
-    it is doing, when a worker ends by a signal), and return it; the default takes its place. A worker that
-    ended meanwhile is still found by the loader, if it is used again. Main thread only, elsewhere a no-op."""
+    it is doing, when a worker ends by a signal), and return it. A worker that ended meanwhile is still found
+    by the loader, if it is used again. Main thread only, elsewhere a no-op."""
     sigchld = getattr(signal, "SIGCHLD", None)  # POSIX only
     if sigchld is None or threading.current_thread() is not threading.main_thread():
         return None
     previous = signal.getsignal(sigchld)
-    if not callable(previous):
+    if not callable(previous) or previous is _ignore_worker_deaths:
         return None
-    signal.signal(sigchld, signal.SIG_DFL)
+    signal.signal(sigchld, _ignore_worker_deaths)
     return previous
 
 
