@@ -388,3 +388,12 @@ def test_relative_paths_lead_where_they_led_for_the_run_when_reproduced_from_ano
     assert f"data_dir=data, dataset.root=imgs: relative to the folder the run was started in, {first}" in text, text
     assert losses(new_dir) == losses(run_dir)  # the same images, read from the same place
     assert not (elsewhere / "data").exists()  # its cache went where the run's went, not here
+    # A reproduction made where the run was started keeps its relative paths, and says where it ran: reproduced
+    # in turn from a third folder, it reads the same images.
+    assert (proc := run_cli(first, str(run_dir), "--out", "again", module="bench.reproduce")).returncode == 0, (
+        proc.stderr
+    )
+    third = tmp_path / "third"
+    third.mkdir()
+    assert (proc := run_cli(third, str(first / "again"), module="bench.reproduce")).returncode == 0, proc.stderr
+    assert losses(reproduced(third)) == losses(run_dir)

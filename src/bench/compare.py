@@ -473,7 +473,7 @@ def run(args: argparse.Namespace) -> tuple[Comparison, str, list[Path]]:
     if args.out is None:
         return c, render(c, args.baseline, args.candidate), []
     make_writable(args.out, "--out")
-    earlier = linked_figures(args.out / REPORT_FILE)
+    earlier = linked_figures(args.out / REPORT_FILE) & {PLOT_FILE}  # the one figure it draws; nothing of the user's
     figure = PLOT_FILE if plot(c, args.out / PLOT_FILE, args.baseline, args.candidate) else None
     text = render(c, args.baseline, args.candidate, figure)
     files = [args.out / REPORT_FILE, *([args.out / PLOT_FILE] if figure else [])]

@@ -261,8 +261,9 @@ def _step_time_sentence(ok: pd.DataFrame, x: str) -> str:
     elif span >= FLAT_STEP_SPAN and growth >= PROPORTIONAL_STEP * span:
         # By how much, not "little": at 0.75 of proportional, a quarter of each image's time is saved.
         saved = 1 - growth / span
+        change = f", {saved:.0%} less" if saved >= 0.005 else f", {-saved:.0%} more" if saved <= -0.005 else ""
         text += (f": the images' own work sets most of it; each image took {growth / span:.2f}× as long at {last} "
-                 f"as at {first}" + (f", {saved:.0%} less" if saved >= 0.005 else ", the same"))  # fmt: skip
+                 f"as at {first}{change}")  # fmt: skip
     return text + "."
 
 

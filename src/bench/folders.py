@@ -15,6 +15,7 @@ import fcntl
 import os
 import re
 import tempfile
+import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -300,18 +301,34 @@ def _lock(folder: Path, key: str, busy: str) -> int:
         fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as err:
         raise UsageError(f"{key}: cannot write there ({os_error_line(err)})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
-            raise UsageError(busy) from None
-        return -1
-    return fd
+    # job_running() takes the lock for an instant to ask whether a process holds it (bench.report on a live sweep,
+    # a resume): a job starting in that instant must wait it out, not be refused as if its folder were in use.
+    deadline = time.monotonic() + LOCK_PATIENCE_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EACCES) and time.monotonic() < deadline:
+                time.sleep(0.02)
+                continue
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise UsageError(busy) from None
+            return -1
+
+
+#: how long a lock held by another process is waited for before the folder counts as in use: far longer than a
+#: probe holds it, far shorter than any job
+LOCK_PATIENCE_S = 0.5
 
 
 #: a figure a report or comparison links by its plain name, in its own folder: ``![What …](runs.png)``
 _FIGURE_LINK = re.compile(r"!\[[^\]]*\]\(([^()/\\]+\.png)\)")
+#: report.md's last line: the figures the report drew, the only files a later report into its folder removes (a
+#: figure the user linked into it by hand is theirs)
+FIGURES_NOTE = "<!-- figures bench drew: {} -->"
+_FIGURES_NOTE = re.compile(r"^<!-- figures bench drew: (.*) -->$", re.MULTILINE)
 
 
 def linked_figures(text_file: Path) -> set[str]:
@@ -322,10 +339,21 @@ def linked_figures(text_file: Path) -> set[str]:
         return set()
 
 
+def drawn_figures(text_file: Path) -> set[str]:
+    """The figures an earlier report said it drew (its FIGURES_NOTE), read before it is replaced; none if absent."""
+    try:
+        found = _FIGURES_NOTE.search(text_file.read_text(errors="replace"))
+    except OSError:
+        return set()
+    names = found.group(1).split() if found else []
+    return {n for n in names if n.endswith(".png") and "/" not in n and "\\" not in n}
+
+
 def remove_unlinked(folder: Path, earlier: set[str], written: Collection[Path]) -> None:
-    """Remove the figures the earlier text linked that this command did not draw again: beside the new text they
-    read as its own (a comparison's plot of another candidate, a report's figure of runs it no longer has). Only
-    what the earlier text linked: a user's own files in the folder are never touched."""
+    """Remove the figures an earlier report or comparison drew that this command did not draw again: beside the
+    new text they read as its own (a comparison's plot of another candidate, a report's figure of runs it no
+    longer has). ``earlier`` holds only what bench drew there (drawn_figures, compare.png): a user's own files in
+    the folder are never touched."""
     for name in earlier - {path.name for path in written}:
         with contextlib.suppress(FileNotFoundError):
             (folder / name).unlink()

@@ -28,7 +28,15 @@ from bench.diagnosis import (
     NOISY_CV,
 )
 from bench.errors import OneLineParser
-from bench.folders import REPORT_FILE, SUMMARY_FILE, holds_run_dirs, linked_figures, make_writable, remove_unlinked
+from bench.folders import (
+    FIGURES_NOTE,
+    REPORT_FILE,
+    SUMMARY_FILE,
+    drawn_figures,
+    holds_run_dirs,
+    make_writable,
+    remove_unlinked,
+)
 from bench.metrics import METRICS, metric, significant
 from bench.results import MEMORY_LABELS, parts_shown, write_atomically
 from bench.runs import (
@@ -395,7 +403,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     df = load_runs(paths)  # before anything is written: an input that is not there is never created
     make_writable(out, "--out" if out != paths[0] else "the report folder")
     report = Report(out=out, runs=df)
-    earlier = linked_figures(out / REPORT_FILE)
+    earlier = drawn_figures(out / REPORT_FILE)
 
     summary = out / SUMMARY_FILE
     write_atomically(summary, _counts_whole(df[summary_columns(settings(df))]).to_csv(index=False))
@@ -426,6 +434,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     lines += ["## Status of every run", ""]
     lines += [markdown(df, ["job", *[c for c in varied if c in df], "status", "error", "run_dir"]), ""]
     lines += _legend(lines)
+    lines += [FIGURES_NOTE.format(" ".join(p.name for p in report.files if p.suffix == ".png")), ""]
     report_md = out / REPORT_FILE
     write_atomically(report_md, "\n".join(lines))
     report.files.append(report_md)

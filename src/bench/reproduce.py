@@ -46,6 +46,7 @@ from bench.errors import (
 from bench.folders import (
     CONFIG_FILE,
     CONFIG_SUBDIR,
+    HYDRA_FILE,
     OVERRIDES_FILE,
     REPRODUCE_FILE,
     job_running,
@@ -146,8 +147,14 @@ def _anchor_paths(cfg: DictConfig, ran_in: Path | None, extra: Sequence[str]) ->
         node: Any = raw
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        if key in given or not isinstance(node, str) or "${" in node or not node or Path(node).is_absolute():
-            continue
+        if (
+            key in given
+            or not isinstance(node, str)
+            or "${" in node
+            or not node
+            or Path(node).expanduser().is_absolute()
+        ):
+            continue  # ~/imgs is the user's home, wherever the command runs (datasets expand it)
         OmegaConf.update(cfg, key, str(ran_in / node), merge=False)
         moved.append(f"{key}={node}")
     if not moved:
@@ -254,6 +261,9 @@ def write_hydra_files(run_dir: Path, the_plan: Plan) -> None:
     hydra_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(the_plan.cfg, hydra_dir / CONFIG_FILE)
     OmegaConf.save(OmegaConf.create(the_plan.overrides), hydra_dir / OVERRIDES_FILE)
+    # The one setting of Hydra's own file that bench reads: where the command ran, which its relative paths
+    # lead from (a reproduction of this reproduction, from another folder).
+    OmegaConf.save(OmegaConf.create({"hydra": {"runtime": {"cwd": str(Path.cwd().resolve())}}}), hydra_dir / HYDRA_FILE)
 
 
 def setup_logging(run_dir: Path) -> None:

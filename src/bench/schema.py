@@ -468,6 +468,9 @@ def check_switches(overrides: Sequence[str]) -> None:
             continue
         value = override.value()
         for v in value.list if isinstance(value, ChoiceSweep) else [value]:
+            # 'true' quoted is still true, and ${oc.env:RESUME,false} is resolved later, by OmegaConf's rules
+            if isinstance(v, str) and (v.lower() in ("true", "false") or "${" in v):
+                continue
             if not isinstance(v, bool) and not (v is None and nullable):
                 either = "true, false or null" if nullable else "true or false"
                 raise ConfigError(f"{text}: {override.key_or_group} is {either}")
