@@ -562,6 +562,13 @@ def test_a_batch_sweep_says_what_sets_a_steps_time(tmp_path: Path) -> None:
     assert ("per step) goes from 16.2 ms at batch_size=64 (the median of its 2 runs) to 30.5 ms at batch_size=256"
             in fp32), fp32  # fmt: skip
     assert "goes from 6% at batch_size=64 (the median of its 2 runs) to 2% at batch_size=256" in fp32, fp32
+    # Which of two runs that share a value is input-bound: it had read "input-bound at model=medium".
+    for job, wait in enumerate((0.05, 0.35)):
+        _fake_run(tmp_path / "bound", job, "cuda", 64, 1.0)
+        metrics = tmp_path / "bound" / str(job) / "metrics.json"
+        metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "data_wait_frac": wait}))
+    bound = " ".join((build_report([tmp_path / "bound"]).out / "report.md").read_text().split())
+    assert "to 35% at model=medium (run 1): input-bound at model=medium (run 1)." in bound, bound
     # Not without the images per epoch (an older metrics.json): no step count to divide by.
     for job, (batch, t) in enumerate(zip((16, 64, 256), (0.517, 0.129, 0.0323), strict=True)):
         _fake_run(tmp_path / "old", job, "cuda", batch, t)

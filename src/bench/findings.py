@@ -273,7 +273,7 @@ def _data_path_sentence(ok: pd.DataFrame, x: str) -> str:
         return ""
     # The verdict's own rule (a GPU busy all along is not input-bound), so a sentence never contradicts the table.
     bound = [
-        _label(x, r[x])
+        _run_label(ok, x, r)  # "batch_size=64 (run 1)" where runs share the value
         for _, r in ok.iterrows()
         if input_bound(finite(r["data_wait_frac"]), finite(r.get("gpu_busy_frac")))
     ]
