@@ -114,7 +114,7 @@ def test_sweeps_started_in_the_same_second_get_their_own_folders(tmp_path: Path)
     [
         (["-m", "hydra.sweep.dir=S", "batch_size=16,32"], "hydra.sweep.dir=S already holds a sweep"),
         (["-m", "hydra.sweep.dir=new", "hydra.sweep.subdir=x", "batch_size=16,32"], "hydra.sweep.subdir=x is the same"),
-        (["hydra.run.dir=S/0"], "hydra.run.dir=S/0 already holds a run"),
+        (["hydra.run.dir=S/0"], "hydra.run.dir=S/0 already holds a run; bench never writes over one: choose a new"),
         (
             ["-m", "hydra.sweep.dir=new", "hydra.sweep.subdir=job${hydra.job.num}", "batch_size=16,32"],
             "hydra.sweep.subdir=job${hydra.job.num} does not name job folders by their number alone: bench keeps one "
@@ -161,6 +161,19 @@ def test_a_folder_that_holds_runs_is_refused_untouched(
     _one_error_line(proc, 2, expected)
     assert _snapshot(tmp_path / "S") == before
     assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+
+
+def test_a_folder_of_a_run_that_recorded_nothing_says_so_when_refused(finished_sweep: Path, tmp_path: Path) -> None:
+    # What a full disk leaves of a run stopped before its record (.hydra/, no metrics.json): the retry of the same
+    # command was refused as "already holds a run", with no word of why or of what to do.
+    shutil.copytree(finished_sweep / "0" / ".hydra", tmp_path / "partial" / ".hydra")
+    proc = run_cli(tmp_path, *TINY, "hydra.run.dir=partial")
+    _one_error_line(
+        proc,
+        2,
+        "hydra.run.dir=partial already holds a run that recorded nothing (no metrics.json: it "
+        "stopped before it could); if you do not need its log, remove the folder, or choose a new folder",
+    )
 
 
 def test_hydra_settings_that_keep_a_runs_files_in_its_folder_are_taken(tmp_path: Path) -> None:

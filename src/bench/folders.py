@@ -225,7 +225,12 @@ def claim_run_dir(path: Path, key: str = "hydra.run.dir") -> None:
     working folder (or above it), cannot be made, or cannot be written."""
     refuse_the_working_folder(path, key)
     if holds_runs(path):
-        raise UsageError(f"{key}={path} already holds a run; bench never writes over one: choose a new folder")
+        # A run that recorded nothing (a full disk stopped it before its metrics.json) left its folder too: the
+        # retry of the same command was refused with no word of why, or of what to do.
+        nothing = is_run_dir(path) and not (path / METRICS_FILE).is_file() and not job_running(path)
+        why = (" that recorded nothing (no metrics.json: it stopped before it could); if you do not need its "
+               "log, remove the folder, or" if nothing else "; bench never writes over one:")  # fmt: skip
+        raise UsageError(f"{key}={path} already holds a run{why} choose a new folder")
     refuse_inside_results(path, key)
     make_writable(path, key)
     try:
