@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import resource
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -424,6 +425,21 @@ def test_a_comparison_into_an_earlier_ones_folder_leaves_none_of_its_figures(
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == ["compare.md", "mine.png"]
     assert "compare.png" not in (out / "compare.md").read_text()
+
+
+def test_a_comparison_that_cannot_be_written_leaves_no_folder(
+    laptop_and_gpu: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # A write failure (as on a full disk) left the --out folder it had made, empty.
+    base, cand = laptop_and_gpu
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1_000, hard))  # compare.png is tens of kB
+    try:
+        proc = run_cli(tmp_path, str(base), str(cand), "--out", "new/cmp", module="bench.compare")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert proc.returncode == 1 and "could not compare" in proc.stderr, proc.stderr
+    assert not (tmp_path / "new").exists()
 
 
 # ------------------------------------------------------------------------------------------- real runs

@@ -30,7 +30,15 @@ import pandas as pd
 
 from bench import interrupts
 from bench.errors import EXIT_RUN_FAILED, OneLineParser, UsageError, fail
-from bench.folders import holds_run_dirs, linked_figures, make_writable, refuse_inside_results, remove_unlinked
+from bench.folders import (
+    first_missing,
+    holds_run_dirs,
+    linked_figures,
+    make_writable,
+    refuse_inside_results,
+    remove_empty,
+    remove_unlinked,
+)
 from bench.metrics import finite
 from bench.results import write_atomically
 from bench.runs import CONFIG_COLUMNS, code_version, flat_config, load_runs, relative_iqr, saved_config
@@ -472,14 +480,19 @@ def run(args: argparse.Namespace) -> tuple[Comparison, str, list[Path]]:
     c = compare(base, cand, args.band, args.ignore)
     if args.out is None:
         return c, render(c, args.baseline, args.candidate), []
+    made = first_missing(args.out)
     make_writable(args.out, "--out")
-    earlier = linked_figures(args.out / REPORT_FILE) & {PLOT_FILE}  # the one figure it draws; nothing of the user's
-    figure = PLOT_FILE if plot(c, args.out / PLOT_FILE, args.baseline, args.candidate) else None
-    text = render(c, args.baseline, args.candidate, figure)
-    files = [args.out / REPORT_FILE, *([args.out / PLOT_FILE] if figure else [])]
-    with interrupts.deferred():
-        write_atomically(args.out / REPORT_FILE, text)  # whole or not at all, as every result file
-        remove_unlinked(args.out, earlier, files)
+    try:
+        earlier = linked_figures(args.out / REPORT_FILE) & {PLOT_FILE}  # the one figure it draws, nothing of the user's
+        figure = PLOT_FILE if plot(c, args.out / PLOT_FILE, args.baseline, args.candidate) else None
+        text = render(c, args.baseline, args.candidate, figure)
+        files = [args.out / REPORT_FILE, *([args.out / PLOT_FILE] if figure else [])]
+        with interrupts.deferred():
+            write_atomically(args.out / REPORT_FILE, text)  # whole or not at all, as every result file
+            remove_unlinked(args.out, earlier, files)
+    except BaseException:  # a full disk, a signal: a folder made for nothing is not left behind
+        remove_empty(args.out, made)
+        raise
     return c, text, files
 
 
