@@ -282,12 +282,13 @@ def _environment(df: pd.DataFrame) -> pd.DataFrame:
     if "job" in recorded and len(env) > 1:
         named = sweeps.nunique() > 1  # job numbers repeat across sweeps: each with its sweep's folder name
         numbered = recorded["job"].notna()
+        names = pd.Series(run_names(recorded), index=recorded.index)  # a run that is no job: its folder's name
 
         def jobs(key: tuple) -> str:
             here, jobs_here = keys == key, (keys == key) & numbered
             found = [(f"{Path(sweep).name}: " if named else "") + _job_list(group["job"])
                      for sweep, group in recorded[jobs_here].groupby(sweeps[jobs_here], sort=False)]  # fmt: skip
-            return "; ".join([*found, *(Path(str(d)).name for d in recorded.loc[here & ~numbered, "run_dir"])])
+            return "; ".join([*found, *names[here & ~numbered]])
 
         column = "job numbers" if numbered.all() else "runs"  # "jobs: 0" read as a count
         env = env.assign(**{column: [jobs(key) for key in keys[first]]})
