@@ -28,8 +28,9 @@ SUMMARY_FILE, REPORT_FILE = "summary.csv", "report.md"
 REPRODUCE_FILE, TRACE_FILE = "reproduce.md", "trace.json"
 #: a run's saved config and the overrides it was composed with, in its CONFIG_SUBDIR
 CONFIG_FILE, OVERRIDES_FILE = "config.yaml", "overrides.yaml"
-#: Hydra's own settings for the job, among them the folder the command ran in (hydra.runtime.cwd)
-HYDRA_FILE = "hydra.yaml"
+#: Hydra's own settings for the job, in its CONFIG_SUBDIR, and the key of the folder the command ran in (where a
+#: run's relative paths lead from), the one setting there that bench reads (and a reproduction writes)
+HYDRA_FILE, RAN_IN_KEY = "hydra.yaml", "hydra.runtime.cwd"
 #: files a sweep folder gets besides its job folders
 SWEEP_OUTPUTS = (SWEEP_FILE, SUMMARY_FILE, REPORT_FILE)
 #: a sweep's subdir: one folder per job, named by its number, which resume and the reports rely on

@@ -48,6 +48,7 @@ from bench.folders import (
     CONFIG_SUBDIR,
     HYDRA_FILE,
     OVERRIDES_FILE,
+    RAN_IN_KEY,
     REPRODUCE_FILE,
     job_running,
     make_writable,
@@ -263,7 +264,9 @@ def write_hydra_files(run_dir: Path, the_plan: Plan) -> None:
     OmegaConf.save(OmegaConf.create(the_plan.overrides), hydra_dir / OVERRIDES_FILE)
     # The one setting of Hydra's own file that bench reads: where the command ran, which its relative paths
     # lead from (a reproduction of this reproduction, from another folder).
-    OmegaConf.save(OmegaConf.create({"hydra": {"runtime": {"cwd": str(Path.cwd().resolve())}}}), hydra_dir / HYDRA_FILE)
+    ran_in = OmegaConf.create()
+    OmegaConf.update(ran_in, RAN_IN_KEY, str(Path.cwd().resolve()), force_add=True)
+    OmegaConf.save(ran_in, hydra_dir / HYDRA_FILE)
 
 
 def setup_logging(run_dir: Path) -> None:

@@ -28,6 +28,7 @@ from bench.folders import (
     CONFIG_SUBDIR,
     HYDRA_FILE,
     OVERRIDES_FILE,
+    RAN_IN_KEY,
     SWEEP_FILE,
     is_run_dir,
     job_number,
@@ -569,7 +570,7 @@ def _ran_in(hydra_file: Path) -> Path | None:
     """The working folder Hydra saved for the run (``hydra.runtime.cwd``); None where it is missing or unreadable:
     it only anchors relative paths, and a run without it is still reproduced from where the command runs."""
     try:
-        saved = OmegaConf.select(OmegaConf.load(hydra_file), "hydra.runtime.cwd", default=None)
+        saved = OmegaConf.select(OmegaConf.load(hydra_file), RAN_IN_KEY, default=None)
     except Exception:  # missing, unreadable, not YAML
         return None
     return Path(saved) if isinstance(saved, str) and Path(saved).is_absolute() else None
