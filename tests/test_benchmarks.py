@@ -239,10 +239,10 @@ def test_harness_seconds_fits_as_many_rounds_as_the_time_allows(
     assert re.search(r"Benchmark time: \d+ s, after \d+ s of start-up", out), out  # --seconds counts both
     data = json.loads((tmp_path / "out" / "harness.json").read_text())
     assert data["settings"]["seconds"] == 8 and data["settings"]["rounds"] == 10_000
-    # Each config its share of the time: the first does not take it all. (At least 3: on a box loaded by other
-    # work the second config, twice the steps a round, once finished 4 rounds beside the first's 29.)
+    # Each config its share of the time: the first does not take it all, the second still finishes rounds. (Not
+    # a count: on a box loaded by three other busy processes each finished just one round of its 4 s.)
     finished = [r["rounds_finished"] for r in data["results"]]
-    assert all(n >= 3 for n in finished), finished
+    assert all(n >= 1 for n in finished), finished
     assert all("alternated rounds" in r["verdict"] for r in data["results"])
 
     # Time spent before a config could start (here, as if the imports had taken 10 s): it does not start, and
