@@ -605,3 +605,23 @@ def test_a_missing_job_takes_no_setting_it_may_not_share(tmp_path: Path) -> None
     (recipes / "0" / "metrics.json").write_text(json.dumps({**data, "recipe": "lab"}))
     fast = load_runs([recipes]).set_index("job").loc[1]
     assert fast["status"] == "missing" and fast["recipe"] == "fast" and pd.isna(fast["loader"]), fast
+
+
+def test_a_key_only_one_run_sets_is_another_config_in_the_report_and_the_comparison(tmp_path: Path) -> None:
+    # +model.width=2 doubles the model's channels: no value of a shared key differs, but it is not the plain
+    # model's config. It was "2 runs of one config", and compare called the wider net a 0.44x slowdown.
+    for name, extra in (("plain", ()), ("wide", ("+model.width=2",)), ("wide2", ("+model.width=2",))):
+        proc = run_cli(tmp_path, *TINY, "model=small", *extra, f"hydra.run.dir={name}")
+        assert proc.returncode == 0, proc.stderr
+    proc = run_cli(tmp_path, "plain", "wide", "--out", "rep", module="bench.report")
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.read_csv(tmp_path / "rep" / "summary.csv")
+    assert summary["model.width"].tolist() == ["(not set)", "2"]
+    assert "Swept: **model.width** = (not set), 2" in (tmp_path / "rep" / "report.md").read_text()
+    proc = run_cli(tmp_path, "plain", "wide", module="bench.compare")
+    assert proc.returncode == 2
+    assert "they differ in model.width (not set) vs 2" in proc.stderr, proc.stderr
+    # Two wide runs do pair: the key is matched on, by its value.
+    proc = run_cli(tmp_path, "wide", "wide2", module="bench.compare")
+    found = re.search(r"(\d+) faster, (\d+) same, (\d+) slower", proc.stdout)
+    assert proc.returncode == 0 and found and sum(map(int, found.groups())) == 1, proc.stdout + proc.stderr

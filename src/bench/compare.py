@@ -41,7 +41,16 @@ from bench.folders import (
 )
 from bench.metrics import finite
 from bench.results import write_atomically
-from bench.runs import CONFIG_COLUMNS, code_version, flat_config, load_runs, relative_iqr, saved_config
+from bench.runs import (
+    CONFIG_COLUMNS,
+    NOT_SET,
+    code_version,
+    flat_config,
+    load_runs,
+    relative_iqr,
+    saved_config,
+    set_by_some,
+)
 from bench.tables import MISSING, cell, markdown
 
 BAND = 0.05
@@ -101,6 +110,10 @@ def match_keys(base: pd.DataFrame, cand: pd.DataFrame, ignore: Sequence[str] = (
     common = set.intersection(*(set(c) for c in configs)) if configs else set()
     extra = [k for k in (configs[0] if configs else {}) if k in common and k not in CONFIG_COLUMNS]
     extra = [k for k in extra if not skipped(k) and len({repr(_norm(c[k])) for c in configs}) > 1]
+    sides = pd.concat([base, cand])
+    versions = map(code_version, sides["env_git_commit"], sides["env_git_dirty"])
+    unset = set_by_some(list(zip(sides["_flat"], versions, strict=True)))
+    extra += sorted(k for k in unset if k not in extra and k not in CONFIG_COLUMNS and not skipped(k))
     recorded = [c for c in CONFIG_COLUMNS if base[c].notna().any() and cand[c].notna().any()]  # older runs lack some
     return [c for c in recorded if not skipped(c)] + extra
 
@@ -215,7 +228,7 @@ def compare(base: pd.DataFrame, cand: pd.DataFrame, band: float = BAND, ignore: 
                              "runs on; give bench's run or sweep folders")  # fmt: skip
     keys = match_keys(base, cand, ignore)
     extra = [k for k in keys if k not in CONFIG_COLUMNS]  # settings from the saved configs, as columns
-    base, cand = (df.assign(**{k: [f.get(k) for f in df["_flat"]] for k in extra}) for df in (base, cand))
+    base, cand = (df.assign(**{k: [_saved(f, k) for f in df["_flat"]] for k in extra}) for df in (base, cand))
     left, right = _by_config(base, keys), _by_config(cand, keys)
     if not set(left) & set(right):
         raise UsageError("no config of the candidate matches the baseline" + _mismatch(keys, left, right))
@@ -228,6 +241,11 @@ def compare(base: pd.DataFrame, cand: pd.DataFrame, band: float = BAND, ignore: 
     shown = [k for k in keys if len(set(map(_norm, table[k]))) > 1] or [k for k in ("model", "batch_size") if k in keys]
     ignored = {key: (_values_of(base, key), _values_of(cand, key)) for key in ignore}
     return Comparison(table, keys, shown, band, (_machines(base), _machines(cand)), ignored)
+
+
+def _saved(flat: dict[str, Any], key: str) -> Any:
+    """A setting as the matching reads it: NOT_SET where a readable config lacks a key others set."""
+    return flat.get(key, NOT_SET) if flat else None
 
 
 def _values_of(df: pd.DataFrame, key: str) -> list[str]:

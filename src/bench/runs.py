@@ -157,6 +157,30 @@ def flat_config(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+#: a key's cell where a run's saved config lacks the key that others of its code version set (+model.width=2)
+NOT_SET = "(not set)"
+
+
+def set_by_some(configs: Sequence[tuple[dict[str, Any], object]]) -> set[str]:
+    """Keys that some saved configs set and others do not: ``+model.width=2`` beside the plain model is another
+    config, though no value of the key differs. Compared only among runs of one code version (a newer bench's
+    config may gain a key the older runs lack) and, for a group's key, of one option of the group (a loader's
+    own keys are its option's). ``configs``: (flat config, code version) pairs; an empty config (unreadable, or
+    a missing job's) says nothing of which keys it had."""
+    scopes: dict[tuple[str, str, str], set[bool]] = {}
+    by_version: dict[str, list[dict[str, Any]]] = {}
+    for cfg, version in configs:
+        if cfg:
+            by_version.setdefault(repr(version), []).append(cfg)
+    for version, cfgs in by_version.items():
+        for key in set().union(*cfgs):
+            group = key.split(".", 1)[0]
+            for cfg in cfgs:
+                option = repr(cfg.get(group)) if "." in key and group in cfg else ""
+                scopes.setdefault((version, key, option), set()).add(key in cfg)
+    return {key for (_, key, _), present in scopes.items() if len(present) > 1}
+
+
 def _setting(config: dict[str, Any], key: str) -> Any:
     """A setting's value as the user writes it: null and true/false as in an override (a report's sentences
     name them so: step.channels_last=false). A setting a run gives as null (the device's choice) is a value
@@ -277,9 +301,12 @@ def load_runs(paths: Sequence[Path]) -> pd.DataFrame:
                 if n not in present:
                     rows.append(_missing_row(sweep, n, plan[n] if n < len(plan) else None, rows))
     df = pd.DataFrame(rows)
-    extras = _varying_settings(df)
+    recorded = [r["_config"] if r.get("status") != MISSING else {} for r in rows]  # a missing job's: its overrides
+    unset = set_by_some(list(zip(recorded, map(_version, rows), strict=True)))
+    extras = _varying_settings(df, unset)
     for key in extras:
-        df[key] = [_setting(cfg or {}, key) for cfg in df["_config"]]
+        df[key] = [NOT_SET if key in unset and full and key not in full else _setting(cfg or {}, key)
+                   for cfg, full in zip(df["_config"], recorded, strict=True)]  # fmt: skip
     for col in [*summary_columns(), *ENV_COLUMNS, *RECORD_PARTS]:
         if col not in df:
             df[col] = None
@@ -326,8 +353,13 @@ def _missing_row(
     }  # fmt: skip
 
 
-def _varying_settings(df: pd.DataFrame) -> list[str]:
-    """Config keys, other than the standard columns, that take more than one value across the runs.
+def _version(row: dict[str, Any]) -> str | None:
+    return code_version(row.get("env_git_commit"), row.get("env_git_dirty"))
+
+
+def _varying_settings(df: pd.DataFrame, unset: set[str]) -> list[str]:
+    """Config keys, other than the standard columns, that take more than one value across the runs, or that
+    some set and others do not (``unset``, from set_by_some).
 
     A key of a group's option (``precision.grad_scaler``) counts only where it varies within one option:
     otherwise the option's column already says it.
@@ -349,7 +381,7 @@ def _varying_settings(df: pd.DataFrame) -> list[str]:
             return len(options) != len(set(options))
         return len(seen[key]) > 1
 
-    return [k for k in seen if k not in standard and varies(k)]
+    return [k for k in seen if k not in standard and (k in unset or varies(k))]
 
 
 def unlike_the_lab(runs: pd.DataFrame, lab: dict[str, Any], swept: str) -> list[tuple[str, list[str], str]]:
