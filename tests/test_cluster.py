@@ -527,3 +527,28 @@ def test_a_job_that_ended_without_a_result_is_recorded_as_its_scheduler_says(tmp
     record_lost(tmp_path, Job(4), lost("CANCELLED"))
     assert not (tmp_path / "4").exists()
     assert record_lost(tmp_path, Job(None), lost("FINISHED")).status.name == "COMPLETED"
+
+
+def test_an_array_sbatch_refuses_is_one_line_and_gives_the_folder_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A wrong partition, the commonest first mistake on a cluster: the line told the user to scancel jobs that
+    # were never queued and to resume with the same partition, and kept a folder of 1 "missing" job. Here sbatch
+    # and srun are stand-ins on PATH that answer as SLURM does; submitit runs as it would on a login node.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in (
+        ("srun", "exit 0"),
+        ("sbatch", 'echo "sbatch: error: invalid partition specified: nosuch" >&2\n'
+                   'echo "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2\nexit 1'),
+    ):  # fmt: skip
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    args = ["-m", "hydra/launcher=slurm", "hydra.launcher.partition=nosuch", *TINY_SWEEP, "batch_size=16,32"]
+    proc = run_cli(tmp_path, *args, "hydra.sweep.dir=outputs/S")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("bench: error: sbatch refused the sweep's jobs: invalid partition specified: "
+                                   "nosuch; Batch job submission failed: Invalid partition name specified; "
+                                   "nothing was submitted")  # fmt: skip
+    assert not (tmp_path / "outputs").exists()  # the corrected command may have the folder

@@ -182,6 +182,9 @@ def main() -> None:
             # Hydra's own submitit_local, a job killed outright): as after an interrupt, the jobs still running in
             # processes of their own are stopped (they ran on unwatched, and the report listed them as they were),
             # and what is kept is said, with the partial report if the disk takes it.
+            refusal = _sbatch_refused(err)
+            if refusal is not None:
+                fail(refusal, EXIT_USAGE)
             if _sweep_dir():
                 fail(f"{_one_line(err)}; the sweep stopped: {_stop_the_jobs(signal.SIGTERM)}{_what_is_kept()}",
                      EXIT_RUN_FAILED)  # fmt: skip
@@ -268,6 +271,32 @@ def _stop_the_jobs(signum: int) -> str:
     if not launcher.endswith("LocalLauncher"):  # SLURM: the jobs run on other machines, queued or started
         said += f"jobs handed to the cluster go on: cancel them with scancel (their ids: {sweep}/.submitit); "
     return said
+
+
+def _sbatch_refused(err: BaseException) -> str | None:
+    """The closing line where sbatch refused the sweep's job array (a partition or account it does not know), else
+    None. Nothing went to the cluster: the line had told the user to scancel jobs that do not exist and to resume
+    with the same bad value, and the folder of "missing" jobs was kept. A new sweep's folder is given back."""
+    import subprocess
+
+    seen: BaseException | None = err
+    while seen is not None and not (
+        isinstance(seen, subprocess.CalledProcessError) and seen.cmd and Path(str(seen.cmd[0])).name == "sbatch"
+    ):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return None
+    said = [line.strip().removeprefix("sbatch: error: ") for line in str(seen.stderr or "").splitlines()]
+    words = "; ".join(line for line in said if line) or f"exit {seen.returncode}"
+    folders.hand_over("")  # the array was never queued: no job of it can write into the folder
+    sweep = _sweep_dir()
+    given_back = sweep is not None and folders.abandon_claim(also=(SUBMITIT_DIR,))
+    kept = "" if given_back or sweep is None else f"; {as_typed(sweep)} is as it was"
+    return f"sbatch refused the sweep's jobs: {words}; nothing was submitted{kept}"
+
+
+#: the folder submitit keeps its pickled jobs, sbatch script and logs in, inside the sweep's
+SUBMITIT_DIR = ".submitit"
 
 
 def _register_sweeper() -> None:

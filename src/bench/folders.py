@@ -14,9 +14,10 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
 from bench.errors import UsageError, os_error_line
@@ -113,20 +114,24 @@ def job_running(run_dir: Path) -> bool:
     return False
 
 
-def abandon_claim() -> None:
+def abandon_claim(also: Sequence[str] = ()) -> bool:
     """Give back the new sweep folder this process claimed, when no job has written into it: the sweep was
     refused before its first job (an option one of its values does not have), and the corrected command must
-    be able to have the folder. A resumed sweep's folder is never touched."""
+    be able to have the folder. A resumed sweep's folder is never touched. ``also``: folders inside it that the
+    refused command wrote (submitit's, of an array sbatch refused). Whether the folder is gone."""
     path = claimed_sweep_dir()
     if path is None or path not in _new or holds_run_dirs(path) or _handed_over:
-        return
+        return False
     for name in (SWEEP_FILE, LOCK_FILE):
         (path / name).unlink(missing_ok=True)
+    for name in also:
+        shutil.rmtree(path / name, ignore_errors=True)
     with contextlib.suppress(OSError):  # a job folder Hydra made before a signal stopped it: still empty
         for child in path.iterdir():
             if child.is_dir() and job_number(child) is not None and not any(child.iterdir()):
                 child.rmdir()
     remove_empty(path, _new[path])  # with the parents the claim made (a first sweep's outputs/sweeps/)
+    return not path.exists()
 
 
 def claimed_sweep_dir() -> Path | None:

@@ -16,6 +16,7 @@ module defines no launcher (``AVAILABLE`` is false), and bench's CLI says what t
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -61,8 +62,9 @@ if AVAILABLE:
 @contextlib.contextmanager
 def _lost_jobs_recorded(launcher: Any) -> Iterator[None]:
     """While the launcher waits for its jobs, submitit's ``Job.results`` answers a job that produced no result
-    with that job's record instead of raising. The plugin offers no hook between submitting the jobs and
-    waiting for them, hence the wrapper, which lasts only as long as the wait."""
+    with that job's record instead of raising; and its submission prints nothing of what it raises. The plugin
+    offers no hook between submitting the jobs and waiting for them, hence the wrapper, which lasts only as long
+    as the launch."""
     from submitit.core import core, utils
     from submitit.local.local import LocalJob
 
@@ -79,11 +81,21 @@ def _lost_jobs_recorded(launcher: Any) -> Iterator[None]:
         say_done(sweep_dir, job, found)
         return found
 
+    submit = core.PicklingExecutor._submit_command
+
+    def quiet_submit(executor: core.PicklingExecutor, command: str) -> core.Job:
+        # sbatch's refusal (a partition it does not know) is raised with its words, which bench's closing line
+        # gives; submitit printed them as well, two lines of sbatch above that one.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return submit(executor, command)
+
     core.Job.results = results  # type: ignore[method-assign]
+    core.PicklingExecutor._submit_command = quiet_submit  # type: ignore[method-assign]
     try:
         yield
     finally:
         core.Job.results = wait  # type: ignore[method-assign]
+        core.PicklingExecutor._submit_command = submit  # type: ignore[method-assign]
 
 
 def say_done(sweep_dir: Path, job: Any, found: Sequence[Any] = ()) -> None:
