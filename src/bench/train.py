@@ -84,6 +84,17 @@ def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
     )
 
 
+def _set_by_the_command() -> set[str] | None:
+    """The config keys this run's command set (a sweep's job: its own values too), as Hydra records them; None
+    where no Hydra run says (the compose API in a benchmark or a test)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    task = OmegaConf.select(HydraConfig.get(), "overrides.task", default=None)
+    return None if task is None else {str(o).split("=", 1)[0].lstrip("+~") for o in task}
+
+
 def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> RunResult:
     """Train once as configured and write ``run_dir/metrics.json``, also when the run fails.
 
@@ -419,14 +430,16 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
         # Said before the warm-up, which can take a minute: a user had only the verdict's word for it, at the end.
         notes.append(f"precision={cfg.precision.name} on the CPU: fp16 autocast has no fast path here, so expect it "
                      "many times slower than fp32 (the lab's AMP is a GPU feature)")  # fmt: skip
-    # Settings this run has no use for: recorded, since metrics.json still lists their values, but said on the
-    # console as facts, not warnings: most come from a default or a recipe (workers=2 beside loader=resident,
-    # recipe=fast's cudnn_benchmark on a CPU), not from the user, and change no number.
+    # Settings this run has no use for, where the command set them: said on the console as facts, not warnings
+    # (they change no number), and recorded. One a default or the recipe gave (workers=2 beside loader=resident,
+    # recipe=fast's cudnn_benchmark on a CPU) is not the user's to clear: said for every run, and in every report,
+    # it read as a mistake the user had made.
+    typed = _set_by_the_command()
     unused = ["cudnn_benchmark=true is ignored without CUDA: cuDNN autotunes a GPU's convolutions"] * (
-        bool(cfg.cudnn_benchmark) and result.device != "cuda"
+        bool(cfg.cudnn_benchmark) and result.device != "cuda" and (typed is None or "cudnn_benchmark" in typed)
     )
     unused.extend(f"{key} is ignored by loader={cfg.loader.name}" + (f" here: {why}" if why else "")
-                  for key, why in train.ignored.items())  # fmt: skip
+                  for key, why in train.ignored.items() if typed is None or key in typed)  # fmt: skip
     # The max_batch search's settings, changed on a training run: max_batch.budget_s=5 was dropped without a word.
     defaults = asdict(MaxBatchConfig())
     unused.extend(f"max_batch.{key}={as_override(value) if value is None else as_text(value)} is ignored by "
