@@ -129,9 +129,14 @@ def test_a_long_epoch_without_a_progress_bar_says_how_far_it_got(cfg_for, tmp_pa
     with caplog.at_level(logging.INFO, logger="bench.loop"):
         result = train.run(cfg_for("device=cpu", "epochs=1", "batch_size=64", "evaluate=false"), tmp_path / "run")
     assert result.status == "ok", result.error
-    lines = [r.getMessage() for r in caplog.records if r.name == "bench.loop"]
+    said = [r.getMessage() for r in caplog.records if r.name == "bench.loop"]
+    lines = [line for line in said if line.startswith("Epoch")]
     assert len(lines) == 4 and lines[0].startswith("Epoch 1/1: 0 of 256 images after "), lines  # 4 batches
     assert lines[-1].startswith("Epoch 1/1: 192 of 256 images after ")
+    # The warm-up too (TINY's 2 steps), which can outlast the epoch (fp16 autocast on a CPU: 199 s for 5 steps).
+    warm = [line for line in said if line.startswith("Warm-up")]
+    assert warm[0] == "Warm-up: 2 steps of 64 images, untimed (one-time costs: compilation, autotuning, workers' start)"
+    assert len(warm) == 2 and warm[1].startswith("Warm-up: 1 of 2 steps after "), warm
 
 
 @pytest.mark.parametrize("precision", ["fp32", "amp_bf16"])

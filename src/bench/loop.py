@@ -157,14 +157,23 @@ def warm_up(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, c
     model.train()
     full, remainder = divmod(train.samples, train.batch_size)
     done = 0
+    # Said before it starts, and every PROGRESS_EVERY_S: five steps of fp16 autocast on a CPU took 199 s, longer
+    # than the timed epoch, with nothing on the console between "Training" and its end.
+    log.info("Warm-up: %d step%s of %s images, untimed (one-time costs: compilation, autotuning, workers' start)",
+             steps, "s" * (steps != 1), f"{train.batch_size:,}")  # fmt: skip
     with rolled_back(model, step, clock.device):
         clock.start()
+        began = time.perf_counter()
+        say_at = began + PROGRESS_EVERY_S
         while True:
             for x, y in train.device_batches(epoch_seed(seed, WARMUP_EPOCH - done)):
                 if len(y) == train.batch_size:
                     step.fn(x, y)
                     done += 1
                     interrupts.check()
+                    if time.perf_counter() >= say_at and done < steps:
+                        log.info("Warm-up: %d of %d steps after %.0f s", done, steps, time.perf_counter() - began)
+                        say_at = time.perf_counter() + PROGRESS_EVERY_S
                 if done >= steps:
                     break
             if done >= steps or full == 0:
