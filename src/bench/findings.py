@@ -252,9 +252,22 @@ def _step_time_sentence(ok: pd.DataFrame, x: str) -> str:
             f"{lo.at} to {significant(t1 * 1000)} ms at {hi.at}: {growth:.2f}× the time for {span:,.0f}× the "
             "images")  # fmt: skip
     first, last = _label(x, lo.value), _label(x, hi.value)
+    # A ratio of two noisy ends is that uncertain: 0.90x the time for 4x the images on a loaded CPU, an end at
+    # CV 41%, had read as "a cost paid once a step sets it" beside a verdict of compute-bound.
+    cv = pd.to_numeric(ok["samples_per_s_cv"], errors="coerce").where(known)
+    along = pd.to_numeric(ok[x], errors="coerce")
+    worst = cv[along.isin([lo.value, hi.value])].max()
+    if pd.notna(worst) and worst > NOISY_CV:
+        return text + (f"; a run at an end varied by CV {worst:.0%} from epoch to epoch (or repeat), so this ratio "
+                       "is that uncertain and says nothing of what sets a step's time.")  # fmt: skip
     if span >= FLAT_STEP_SPAN and growth <= FLAT_STEP_GROWTH:
-        text += (": a cost paid once a step (launching its kernels, the host's work), not the images, sets it, "
-                 "and a larger batch spreads it over more images")  # fmt: skip
+        # What a step pays once: on a GPU, launching its kernels; on a CPU, each operator's fixed cost and the
+        # optimizer's pass over every weight.
+        once = "launching its kernels, the host's work" if (ok["device"] == "cuda").all() else (
+            "each operator's fixed cost, the optimizer's pass over every weight" if (ok["device"] == "cpu").all()
+            else "the host's work, launching kernels")  # fmt: skip
+        text += (f": a cost paid once a step ({once}), not the images, sets it, and a larger batch spreads it over "
+                 "more images")  # fmt: skip
     elif span >= FLAT_STEP_SPAN and growth > COSTLIER_STEP * span:  # "saves little per image" said the opposite
         text += (f": each image took {growth / span:.2f}× as long at {last} as at {first}, so a larger batch costs "
                  "more per image here")  # fmt: skip
