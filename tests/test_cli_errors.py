@@ -107,6 +107,16 @@ CASES = {
     ),
     "a + on a key that exists": (["+batch_size=8"], "+batch_size: batch_size is a key already; set it without the +"),
     "a ~ on a key without a value": (["~lab"], "~lab: there is no lab to remove"),
+    # Hydra's docs teach +experiment=...; its own line told the user to write 'override experiment: ...' in YAML.
+    "a + on a config group": (
+        ["+experiment=batch_size"],
+        "+experiment=batch_size: experiment has an option chosen "
+        "already (its default); choose another without the +, as experiment=batch_size",
+    ),
+    "a + on a config group, in another of Hydra's words": (
+        ["+precision=fp32"],
+        "+precision=...: precision has an option chosen already",
+    ),
 }
 if importlib.util.find_spec("hydra._internal.target_policy") is not None:  # Hydra versions with a blocklist
     # Reported as a failed run, cut mid-sentence at Hydra's line break: "... is blocklisted because it allows".

@@ -85,6 +85,11 @@ HYDRA_LINES = (
     (r"Config group override must be a string or a list\. Got NoneType$",
      "a config group cannot be set to null (as in model=null): drop the override, or choose one of the group's "
      "options (python -m bench --help lists them)"),
+    # +model=small: Hydra's advice is for a defaults list in YAML; on the command line the fix is to drop the +.
+    (r"Multiple values for (.+)\. To override a value use 'override .+: (.+)'$",
+     "+{0}={1}: {0} has an option chosen already (its default); choose another without the +, as {0}={1}"),
+    (r"(.+) appears more than once in the final defaults list$",
+     "+{0}=...: {0} has an option chosen already (its default); choose another without the +, as {0}=..."),
     (r"(Cannot find primary config '.+'\.) Check that it's in your config search path\.",
      "{0} bench's own is config; another goes with --config-path DIR --config-name NAME"),
 )  # fmt: skip
