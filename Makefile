@@ -20,7 +20,7 @@ run: $(STAMP)
 
 ## sweep: a batch-size sweep with its report (summary.csv, report.md, plots)
 sweep: $(STAMP)
-	$(BIN)/python -m bench -m batch_size=16,64,256,1024 epochs=2
+	$(BIN)/python -m bench -m batch_size=16,64,256,1024 epochs=2 $(ARGS)
 
 ## lab: the lab's five parts as sweeps, each with its report
 lab: $(STAMP)
