@@ -64,6 +64,27 @@ def test_cfg_job_from_another_directory_finds_the_installed_configs(tmp_path: Pa
     assert not (tmp_path / "outputs").exists()  # --cfg prints; it does not run
 
 
+def test_cfg_job_of_a_preset_checks_each_job_of_its_sweep(tmp_path: Path) -> None:
+    # A preset is a sweep: --cfg job showed batch_size: 64, which no job of experiment=batch_size runs, and exit 0
+    # for a sweep that its own check refuses at job 3 (batch 1,024 of 512 images).
+    proc = run_cli(tmp_path, "--cfg", "job", "experiment=batch_size", "dataset.train_size=512")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "bench: error: batch_size=1024 is larger than the 512 training images: each epoch would be one batch of 512, "
+        "timed and reported as batch 1,024; lower batch_size or raise dataset.train_size (job 3 of the preset's "
+        "sweep, batch_size=1024, would be refused)"
+    )
+    proc = run_cli(tmp_path, "--cfg", "job", "experiment=amp")  # each job with its own choice of precision
+    assert proc.returncode == 0, proc.stderr
+    assert ("This preset is a sweep of 2 jobs (precision=fp32,amp_fp16): the config above is before each job's own "
+            "values; every job's was checked") in proc.stderr  # fmt: skip
+    # One value typed for the swept key is one run: the print is that run's config, and no line says otherwise.
+    proc = run_cli(tmp_path, "--cfg", "job", "experiment=batch_size", "batch_size=32")
+    assert proc.returncode == 0 and OmegaConf.create(proc.stdout).batch_size == 32
+    assert "sweep" not in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_help_lists_groups_and_options(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "--help")
     assert proc.returncode == 0, proc.stderr

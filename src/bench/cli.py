@@ -215,13 +215,54 @@ def _check_single_run(overrides: list[str]) -> None:
 
 def _check_printed(overrides: list[str]) -> None:
     """``--cfg job`` prints the config and runs nothing: a value the run would refuse (batch_size=0) says so after
-    the print, exit 2, where the print alone read as an all-clear."""
-    from bench.schema import compose, validate
+    the print, exit 2, where the print alone read as an all-clear. A preset is a sweep (its ``hydra.sweeper.params``):
+    each of its jobs is checked as the sweep would check it, and a line says that the print is before each job's own
+    values; it had shown batch_size: 64, which no job of experiment=batch_size runs, and exit 0 for a sweep that
+    refuses its job 3."""
+    from bench.schema import compose, validate_job
 
+    jobs = _preset_jobs(overrides)
+    held = HydraConfig.instance().cfg  # each job checked with its own choices (precision=amp_fp16), as it runs
     try:
-        validate(compose(overrides))
-    except UsageError as err:
-        raise UsageError(f"{err} (the config above would be refused)") from None
+        for number, job in enumerate(jobs or [overrides]):
+            try:
+                validate_job(compose(job, return_hydra_config=True))
+            except UsageError as err:
+                own = " ".join(job[len(overrides) :])
+                where = f"job {number} of the preset's sweep, {own}," if jobs else "the config above"
+                raise UsageError(f"{err} ({where} would be refused)") from None
+    finally:
+        HydraConfig.instance().cfg = held
+    if jobs:
+        swept: dict[str, list[str]] = {}
+        for job in jobs:
+            for key, _, value in (o.partition("=") for o in job[len(overrides) :]):
+                swept.setdefault(key, []).append(value)
+        values = "; ".join(f"{key}={','.join(dict.fromkeys(v))}" for key, v in swept.items())
+        # On stderr, below the print on stdout (which stays the config alone, for a pipe or a file); --cfg sets up
+        # no logging.
+        print(f"This preset is a sweep of {len(jobs)} job{'s' * (len(jobs) > 1)} ({values}): the config above is "
+              "before each job's own values; every job's was checked", file=sys.stderr)  # fmt: skip
+
+
+def _preset_jobs(overrides: list[str]) -> list[list[str]]:
+    """The jobs of the sweep a preset makes (``hydra.mode: MULTIRUN`` with ``hydra.sweeper.params``), each as the
+    command's overrides followed by the job's own; [] for a single run. As Hydra's basic sweeper expands it: the
+    preset's values, then the command's, a value typed once replacing the preset's list."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from bench.schema import compose
+
+    cfg = compose(overrides, return_hydra_config=True)
+    params = cfg.hydra.sweeper.get("params") or {}
+    if cfg.hydra.mode != RunMode.MULTIRUN or not params:
+        return []
+    parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in params.items()), *overrides])
+    typed = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)}
+    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    jobs = [[*overrides, *(o for o in job if o.split("=", 1)[0].lstrip("+~") not in typed)] for job in jobs]
+    return [] if jobs == [overrides] else jobs  # experiment=batch_size batch_size=32: one run, the print is it
 
 
 def _check_package(package: str, overrides: list[str]) -> None:
