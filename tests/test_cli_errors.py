@@ -108,6 +108,11 @@ CASES = {
     "a + on a key that exists": (["+batch_size=8"], "+batch_size: batch_size is a key already; set it without the +"),
     "a ~ on a key without a value": (["~lab"], "~lab: there is no lab to remove"),
     # Hydra's docs teach +experiment=...; its own line told the user to write 'override experiment: ...' in YAML.
+    # Hydra's two-line warning, then "unknown model 'medium_x2'": the cause was the search path.
+    "a search path that is not there": (
+        ["model=medium_x2", "hydra.searchpath=[file://nosuch_conf]"],
+        "hydra.searchpath: nosuch_conf is not a folder of configs here; name one as file://DIR",
+    ),
     "a + on a config group": (
         ["+experiment=batch_size"],
         "+experiment=batch_size: experiment has an option chosen "

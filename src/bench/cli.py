@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +149,10 @@ def main() -> None:
     args = _check_arguments(sys.argv[1:], parser)
     sys.argv[1:] = with_callbacks(sys.argv[1:], args)
     _register_sweeper()
-    with folders.session(), interrupts.entry_point():
+    with folders.session(), interrupts.entry_point(), warnings.catch_warnings():
+        # A search path given on the command line that is not there (a typo, or a folder relative to elsewhere) is
+        # bad input: Hydra's two-line warning, then "unknown model 'medium_x2'", pointed away from the cause.
+        warnings.filterwarnings("error", SEARCHPATH_MISSING, UserWarning)
         try:
             own_config = not (args.config_path or args.config_name or args.config_dir)
             if args.cfg and args.package not in (None, "_global_") and own_config:
@@ -338,6 +342,11 @@ def _sbatch_refused(err: BaseException) -> str | None:
 
 #: the folder submitit keeps its pickled jobs, sbatch script and logs in, inside the sweep's
 SUBMITIT_DIR = ".submitit"
+
+
+#: Hydra's warning for a folder named in hydra.searchpath on the command line that it cannot read (errors.HYDRA_LINES
+#: words it)
+SEARCHPATH_MISSING = r"provider=hydra\.searchpath in command-line, path=.* is not available"
 
 
 def _register_sweeper() -> None:

@@ -90,6 +90,9 @@ HYDRA_LINES = (
      "+{0}={1}: {0} has an option chosen already (its default); choose another without the +, as {0}={1}"),
     (r"(.+) appears more than once in the final defaults list$",
      "+{0}=...: {0} has an option chosen already (its default); choose another without the +, as {0}=..."),
+    (r"provider=hydra\.searchpath in command-line, path=(.+) is not available\.$",
+     "hydra.searchpath: {0} is not a folder of configs here; name one as file://DIR, DIR relative to where the "
+     "command runs (file://my_conf), or absolute"),
     (r"(Cannot find primary config '.+'\.) Check that it's in your config search path\.",
      "{0} bench's own is config; another goes with --config-path DIR --config-name NAME"),
 )  # fmt: skip
