@@ -37,6 +37,24 @@ def test_a_component_option_it_does_not_take_is_one_line(tmp_path: Path) -> None
     assert not (tmp_path / "outputs").exists()
 
 
+def test_a_mistake_in_a_models_yaml_file_is_worded_for_the_file(tmp_path: Path) -> None:
+    # Said as for the command line, the fix read "+model.width" for a file where the key is "width:", and a file
+    # without name: read "model.name=None is not a name".
+    extra = tmp_path / "my_conf"
+    (extra / "model").mkdir(parents=True)
+    (extra / "model" / "typo.yaml").write_text("_target_: bench.models.MediumNet\nname: typo\nwidht: 2\n")
+    (extra / "model" / "nameless.yaml").write_text("_target_: bench.models.MediumNet\nwidth: 2\n")
+    said = {}
+    for option in ("typo", "nameless"):
+        proc = run_cli(tmp_path, *TINY, f"model={option}", f"hydra.searchpath=[file://{extra}]")
+        assert proc.returncode == 2
+        said[option] = proc.stderr.strip()
+    assert said["typo"] == ("bench: error: model.widht is not an option of model=typo, whose YAML file sets it "
+                            "(widht: ...); did you mean width?")  # fmt: skip
+    assert said["nameless"] == ("bench: error: model.name is not set: the YAML file of model=nameless needs a name: "
+                                "line, its label in every table (name: nameless)")  # fmt: skip
+
+
 @pytest.fixture
 def loss_drop() -> Iterator[Metric]:
     """A metric added the way a contributor would: one entry, derived from the epochs."""

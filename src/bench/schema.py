@@ -17,6 +17,7 @@ import importlib.resources
 import inspect
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -292,6 +293,11 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
     for key in NAMES:  # the labels every table and plot shows: a word, not a list or a node
         value = OmegaConf.select(cfg, key, default=None)
         if not isinstance(value, str) or not value.strip():
+            typed = set_by_the_command()
+            if value is None and typed is not None and key not in typed:  # an option's YAML file without name:
+                group = key.split(".", 1)[0]
+                raise ConfigError(f"{key} is not set: the YAML file of {group}={_chosen(group)} needs a name: line, "
+                                  f"its label in every table (name: {_chosen(group)})")  # fmt: skip
             raise ConfigError(f"{key}={value} is not a name; write a word, e.g. {key}=mine")
     _check_fixed_names(cfg)
     lab = OmegaConf.to_container(cfg.lab) if isinstance(cfg.get("lab"), DictConfig | ListConfig) else cfg.get("lab")
@@ -344,6 +350,15 @@ def _check_ranges(cfg: DictConfig, this_machine: bool, keys: list[str]) -> None:
         if value is not None and (value < low or (high is not None and value > high)):
             bound = f"from {low} to {high:,}" if high is not None else f">= {low}"
             raise ConfigError(f"{key}={value} is out of range; it must be an integer {bound}")
+
+
+def _chosen(group: str) -> str:
+    """The option of ``group`` Hydra chose (its file's name), or "..." where no Hydra run says."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return "..."
+    return str(OmegaConf.select(HydraConfig.get(), f"runtime.choices.{group}", default=None) or "...")
 
 
 def _check_fixed_names(cfg: DictConfig) -> None:
@@ -551,6 +566,17 @@ def target_of(node: DictConfig | dict) -> Any:
         raise ConfigError(f"_target_={path or '(none)'} cannot be imported ({err})") from None
 
 
+def set_by_the_command() -> set[str] | None:
+    """The config keys the running command set (a sweep's job: its own values too), as Hydra records them; None
+    where no Hydra run says (the compose API in a benchmark or a test)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    task = OmegaConf.select(HydraConfig.get(), "overrides.task", default=None)
+    return None if task is None else {str(o).split("=", 1)[0].lstrip("+~") for o in task}
+
+
 def _check_component(group: str, node: DictConfig) -> None:
     name = node.get("name", "?")
     call, params = _parameters(target_of(node))
@@ -563,7 +589,13 @@ def _check_component(group: str, node: DictConfig) -> None:
             raise ConfigError(f"{group}.{key} is set by the run, not by {group}={name}")
         if key not in params:
             listed = [str(k) for k in node if k in params]  # what the YAML (or a + override) already sets
-            raise ConfigError(_not_an_option(f"{group}.{key}", settable, f"{group}.", f"{group}={name}", listed))
+            line = _not_an_option(f"{group}.{key}", settable, f"{group}.", f"{group}={name}", listed)
+            typed = set_by_the_command()
+            if typed is not None and f"{group}.{key}" not in typed:  # a key of the option's YAML file (widht: 2):
+                # its fix is in the file, where a key has no + and no prefix
+                line = re.sub(rf"did you mean \+?{group}\.(\w+)\?", r"did you mean \1?", line)
+                line = line.replace(f"{group}={name};", f"{group}={name}, whose YAML file sets it ({key}: ...);", 1)
+            raise ConfigError(line)
         value = node[key]
         if value is None and key in hints and not _fits(None, hints[key]):
             raise ConfigError(f"{group}.{key} is not set; {group}={name} needs {group}.{key}=...")

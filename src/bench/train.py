@@ -38,7 +38,7 @@ from bench.measure import MIB, is_out_of_memory
 from bench.metrics import loss_text, metric, summarize
 from bench.models import count_parameters
 from bench.results import EpochStats, NotRecorded, RunResult, write_metrics
-from bench.schema import MaxBatchConfig, as_override, batch_exceeds_data, instantiate
+from bench.schema import MaxBatchConfig, as_override, batch_exceeds_data, instantiate, set_by_the_command
 from bench.step import Step, autocast_dtype, build_step, math_mode, resolve_compile_and_layout
 from bench.tables import as_text
 
@@ -82,17 +82,6 @@ def result_for(cfg: DictConfig, **fields: Any) -> RunResult:
         warmup_steps=get("warmup_steps"),
         **fields,
     )
-
-
-def _set_by_the_command() -> set[str] | None:
-    """The config keys this run's command set (a sweep's job: its own values too), as Hydra records them; None
-    where no Hydra run says (the compose API in a benchmark or a test)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    task = OmegaConf.select(HydraConfig.get(), "overrides.task", default=None)
-    return None if task is None else {str(o).split("=", 1)[0].lstrip("+~") for o in task}
 
 
 def run(cfg: DictConfig, run_dir: Path, *, raise_usage_errors: bool = False) -> RunResult:
@@ -434,7 +423,7 @@ def _note_setup(cfg: DictConfig, train: BatchSource, result: RunResult) -> None:
     # (they change no number), and recorded. One a default or the recipe gave (workers=2 beside loader=resident,
     # recipe=fast's cudnn_benchmark on a CPU) is not the user's to clear: said for every run, and in every report,
     # it read as a mistake the user had made.
-    typed = _set_by_the_command()
+    typed = set_by_the_command()
     unused = ["cudnn_benchmark=true is ignored without CUDA: cuDNN autotunes a GPU's convolutions"] * (
         bool(cfg.cudnn_benchmark) and result.device != "cuda" and (typed is None or "cudnn_benchmark" in typed)
     )
