@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from hydra.types import RunMode
 from matplotlib.axes import Axes
 from PIL import Image
@@ -204,6 +205,20 @@ def test_a_report_into_an_earlier_ones_folder_leaves_none_of_its_figures(tmp_pat
         report.write("\n![my own figure](mine.png)\n")
     build_report([tmp_path / "failed"], tmp_path / "r")
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["mine.png", "report.md", "summary.csv"]
+    assert "figures bench drew" not in (tmp_path / "r" / "report.md").read_text()  # it drew none: no empty list
+
+
+def test_a_sweep_whose_jobs_all_went_missing_has_no_empty_environment_table(tmp_path: Path) -> None:
+    # A plan and no job folder (a sweep stopped before its first job wrote anything): the Environment table was
+    # a header without rows.
+    sweep = tmp_path / "S"
+    sweep.mkdir()
+    plan = {"hydra": {"sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"},
+                      "overrides": {"task": ["batch_size=16,32"]}}}  # fmt: skip
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(plan))
+    text = (build_report([sweep]).out / "report.md").read_text()
+    assert "Runs: 2 (2 missing)" in text
+    assert "## Environment\n\n_No run recorded its environment._\n" in text
 
 
 def test_the_report_ends_with_what_its_columns_and_terms_mean(tmp_path: Path) -> None:

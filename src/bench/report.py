@@ -423,7 +423,14 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
         lines += ["Swept: nothing (every run has the same config)", ""]
     lines += [f"Runs: {len(df)} ({status_counts(df)})", ""]
 
-    lines += ["## Environment", "", markdown(_environment(df)), ""]
+    environment = _environment(df)
+    # No run got as far as recording one (every job missing): a header without rows said nothing.
+    lines += [
+        "## Environment",
+        "",
+        markdown(environment) if len(environment) else "_No run recorded its environment._",
+        "",
+    ]
     versions = _code_versions_sentence(df)
     if versions:
         lines += [versions, ""]
@@ -435,7 +442,8 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     lines += ["## Status of every run", ""]
     lines += [markdown(df, ["job", *[c for c in varied if c in df], "status", "error", "run_dir"]), ""]
     lines += _legend(lines)
-    lines += [FIGURES_NOTE.format(" ".join(p.name for p in report.files if p.suffix == ".png")), ""]
+    drawn = " ".join(p.name for p in report.files if p.suffix == ".png")
+    lines += [FIGURES_NOTE.format(drawn), ""] if drawn else []  # none drawn: nothing a later report need remove
     report_md = out / REPORT_FILE
     write_atomically(report_md, "\n".join(lines))
     report.files.append(report_md)
