@@ -62,9 +62,8 @@ if AVAILABLE:
 @contextlib.contextmanager
 def _lost_jobs_recorded(launcher: Any) -> Iterator[None]:
     """While the launcher waits for its jobs, submitit's ``Job.results`` answers a job that produced no result
-    with that job's record instead of raising; and its submission prints nothing of what it raises. The plugin
-    offers no hook between submitting the jobs and waiting for them, hence the wrapper, which lasts only as long
-    as the launch."""
+    with that job's record instead of raising. The plugin offers no hook between submitting the jobs and waiting
+    for them, hence the wrapper, which lasts only as long as the launch."""
     from submitit.core import core, utils
     from submitit.local.local import LocalJob
 
@@ -81,20 +80,30 @@ def _lost_jobs_recorded(launcher: Any) -> Iterator[None]:
         say_done(sweep_dir, job, found)
         return found
 
-    submit = core.PicklingExecutor._submit_command
-
-    def quiet_submit(executor: core.PicklingExecutor, command: str) -> core.Job:
-        # sbatch's refusal (a partition it does not know) is raised with its words, which bench's closing line
-        # gives; submitit printed them as well, two lines of sbatch above that one.
-        with contextlib.redirect_stderr(io.StringIO()):
-            return submit(executor, command)
-
     core.Job.results = results  # type: ignore[method-assign]
-    core.PicklingExecutor._submit_command = quiet_submit  # type: ignore[method-assign]
     try:
         yield
     finally:
         core.Job.results = wait  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def quiet_submission() -> Iterator[None]:
+    """While a sweep hands its jobs to a submitit launcher (bench's or the plugin's own), submitit prints nothing of
+    a submission it raises about: sbatch's refusal (a partition it does not know) is raised with sbatch's words,
+    which bench's closing line gives, and submitit printed them as well, two lines of sbatch above that one."""
+    from submitit.core import core
+
+    submit = core.PicklingExecutor._submit_command
+
+    def quiet_submit(executor: core.PicklingExecutor, command: str) -> core.Job:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return submit(executor, command)
+
+    core.PicklingExecutor._submit_command = quiet_submit  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
         core.PicklingExecutor._submit_command = submit  # type: ignore[method-assign]
 
 

@@ -7,6 +7,7 @@ with ``Plugins.instance().register``, since an editable install hides it from Hy
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -87,9 +88,15 @@ class BenchSweeper(BasicSweeper):
         # are submitted: from here on the folder is never given back as unused.
         if not launcher.endswith("BasicLauncher"):
             folders.hand_over(launcher)
+        with _quiet_submission(launcher):
+            return self._sweep(arguments, configs, jobs)
+
+    def _sweep(self, arguments: list[str], configs: list[Any], jobs: list[Any]) -> Any:
+        """Hydra's own sweep, or, with resume=true, the jobs left to run."""
+        assert self.config is not None and self.launcher is not None
         if not OmegaConf.select(self.config, "resume", default=False):
             return super().sweep(arguments)
-        from bench import resume
+        from bench import folders, resume
         from bench.errors import UsageError
 
         identities = [resume.job_hash(cfg) for cfg in configs]
@@ -123,6 +130,15 @@ class BenchSweeper(BasicSweeper):
                 _ = r.return_value  # as the basic sweeper does: a job that raised stops the sweep
             returns.append(results)
         return returns
+
+
+def _quiet_submission(launcher: str) -> contextlib.AbstractContextManager[None]:
+    """bench_launchers.quiet_submission under a submitit launcher (the cluster extra is installed then)."""
+    if "submitit" not in launcher and not launcher.startswith("hydra_plugins.bench_launchers."):
+        return contextlib.nullcontext()
+    from hydra_plugins.bench_launchers import quiet_submission
+
+    return quiet_submission()
 
 
 def _jobs(numbers: list[int]) -> str:
