@@ -617,11 +617,30 @@ def test_a_key_only_one_run_sets_is_another_config_in_the_report_and_the_compari
     assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(tmp_path / "rep" / "summary.csv")
     assert summary["model.width"].tolist() == ["(not set)", "2"]
-    assert "Swept: **model.width** = (not set), 2" in (tmp_path / "rep" / "report.md").read_text()
+    report = " ".join((tmp_path / "rep" / "report.md").read_text().split())
+    assert "Swept: **model.width** = (not set), 2" in report
+    assert "model.width=(not set)" not in report and "model.width (not set)" in report  # not a value one could type
     proc = run_cli(tmp_path, "plain", "wide", module="bench.compare")
     assert proc.returncode == 2
     assert "they differ in model.width (not set) vs 2" in proc.stderr, proc.stderr
     # Two wide runs do pair: the key is matched on, by its value.
     proc = run_cli(tmp_path, "wide", "wide2", module="bench.compare")
+    found = re.search(r"(\d+) faster, (\d+) same, (\d+) slower", proc.stdout)
+    assert proc.returncode == 0 and found and sum(map(int, found.groups())) == 1, proc.stdout + proc.stderr
+    # Across commits too (compare's main use: a baseline commit against a candidate), and without a commit.
+    for commit in ("0" * 40, None):
+        metrics = json.loads((tmp_path / "wide2" / "metrics.json").read_text())
+        metrics["env"]["git_commit"] = commit
+        (tmp_path / "wide2" / "metrics.json").write_text(json.dumps(metrics))
+        proc = run_cli(tmp_path, "plain", "wide2", module="bench.compare")
+        assert proc.returncode == 2 and "they differ in model.width (not set) vs 2" in proc.stderr, proc.stderr
+    # A key bench's own config gained since an older run (no + in that run's command) is no difference: the
+    # older run still pairs with the newer one.
+    shutil.copytree(tmp_path / "wide", tmp_path / "older")
+    saved = tmp_path / "older" / ".hydra" / "config.yaml"
+    config = yaml.safe_load(saved.read_text())
+    del config["step"]["non_blocking"]
+    saved.write_text(yaml.safe_dump(config))
+    proc = run_cli(tmp_path, "older", "wide2", module="bench.compare")
     found = re.search(r"(\d+) faster, (\d+) same, (\d+) slower", proc.stdout)
     assert proc.returncode == 0 and found and sum(map(int, found.groups())) == 1, proc.stdout + proc.stderr

@@ -44,6 +44,7 @@ from bench.results import write_atomically
 from bench.runs import (
     CONFIG_COLUMNS,
     NOT_SET,
+    added_keys,
     code_version,
     flat_config,
     load_runs,
@@ -111,8 +112,7 @@ def match_keys(base: pd.DataFrame, cand: pd.DataFrame, ignore: Sequence[str] = (
     extra = [k for k in (configs[0] if configs else {}) if k in common and k not in CONFIG_COLUMNS]
     extra = [k for k in extra if not skipped(k) and len({repr(_norm(c[k])) for c in configs}) > 1]
     sides = pd.concat([base, cand])
-    versions = map(code_version, sides["env_git_commit"], sides["env_git_dirty"])
-    unset = set_by_some(list(zip(sides["_flat"], versions, strict=True)))
+    unset = set_by_some([(f, added_keys(Path(d))) for f, d in zip(sides["_flat"], sides["run_dir"], strict=True)])
     extra += sorted(k for k in unset if k not in extra and k not in CONFIG_COLUMNS and not skipped(k))
     recorded = [c for c in CONFIG_COLUMNS if base[c].notna().any() and cand[c].notna().any()]  # older runs lack some
     return [c for c in recorded if not skipped(c)] + extra
@@ -251,7 +251,7 @@ def _saved(flat: dict[str, Any], key: str) -> Any:
 def _values_of(df: pd.DataFrame, key: str) -> list[str]:
     """The distinct values one side's runs have for ``key``: each run's column, else (where its cell is empty, as
     a CPU run's resolved cudnn_benchmark) the key of its saved config, as the matching read it."""
-    saved = [_norm(f.get(key)) if f else None for f in df["_flat"]]
+    saved = [_norm(_saved(f, key)) for f in df["_flat"]]
     recorded = [_norm(v) for v in df[key]] if key in df else [None] * len(df)
     values = {v if v is not None else s for v, s in zip(recorded, saved, strict=True)}
     return sorted(cell(v) for v in values if v is not None)  # as the refusal names them: false, not False

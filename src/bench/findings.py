@@ -17,12 +17,14 @@ import pandas as pd
 from bench.diagnosis import INPUT_BOUND_WAIT, NOISY_CV, STRAIGHT_R2, input_bound, wait_share
 from bench.metrics import finite, significant
 from bench.results import MEMORY_LABELS, lower_bound_reason, parts_shown
-from bench.runs import images_per_epoch, is_numeric, relative_iqr, trains
+from bench.runs import NOT_SET, images_per_epoch, is_numeric, relative_iqr, trains
 from bench.tables import as_text
 
 
 def _label(x: str, value: object) -> str:
-    return f"{x}={as_text(value)}"
+    """``batch_size=64``; a key the run's config lacks (runs.NOT_SET) as ``model.width (not set)``, not as a value
+    one could type."""
+    return f"{x} {NOT_SET}" if value == NOT_SET else f"{x}={as_text(value)}"
 
 
 def _run_label(ok: pd.DataFrame, x: str, run: pd.Series) -> str:

@@ -157,28 +157,29 @@ def flat_config(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-#: a key's cell where a run's saved config lacks the key that others of its code version set (+model.width=2)
+#: a key's cell where a run's saved config lacks a key that another run's command added (+model.width=2)
 NOT_SET = "(not set)"
 
 
-def set_by_some(configs: Sequence[tuple[dict[str, Any], object]]) -> set[str]:
-    """Keys that some saved configs set and others do not: ``+model.width=2`` beside the plain model is another
-    config, though no value of the key differs. Compared only among runs of one code version (a newer bench's
-    config may gain a key the older runs lack) and, for a group's key, of one option of the group (a loader's
-    own keys are its option's). ``configs``: (flat config, code version) pairs; an empty config (unreadable, or
-    a missing job's) says nothing of which keys it had."""
-    scopes: dict[tuple[str, str, str], set[bool]] = {}
-    by_version: dict[str, list[dict[str, Any]]] = {}
-    for cfg, version in configs:
-        if cfg:
-            by_version.setdefault(repr(version), []).append(cfg)
-    for version, cfgs in by_version.items():
-        for key in set().union(*cfgs):
-            group = key.split(".", 1)[0]
-            for cfg in cfgs:
-                option = repr(cfg.get(group)) if "." in key and group in cfg else ""
-                scopes.setdefault((version, key, option), set()).add(key in cfg)
-    return {key for (_, key, _), present in scopes.items() if len(present) > 1}
+def added_keys(run_dir: Path) -> set[str]:
+    """The keys the run's command added with ``+`` (its ``.hydra/overrides.yaml``): ``+model.width=2``."""
+    try:
+        overrides = yaml.safe_load((Path(run_dir) / CONFIG_SUBDIR / OVERRIDES_FILE).read_text())
+    except Exception:  # none saved (a run of another tool, a hand-made folder): it added nothing known
+        return set()
+    if not isinstance(overrides, list):
+        return set()
+    return {_column(str(o).split("=", 1)[0]) for o in overrides if str(o).startswith("+")}
+
+
+def set_by_some(configs: Sequence[tuple[dict[str, Any], set[str]]]) -> set[str]:
+    """Keys that some runs' commands added (``+model.width=2``) and other runs' saved configs lack: the wider net
+    beside the plain model is another config, though no value of a shared key differs. Keys bench's own config
+    gained between versions are no user's addition, so runs of an older bench still pair with a newer one's.
+    ``configs``: (flat config, keys its command added) per run; an empty config (unreadable, or a missing job's)
+    says nothing of which keys it had."""
+    added = set().union(*(keys for _, keys in configs))
+    return {key for key in added if any(cfg and key not in cfg for cfg, _ in configs)}
 
 
 def _setting(config: dict[str, Any], key: str) -> Any:
@@ -302,7 +303,7 @@ def load_runs(paths: Sequence[Path]) -> pd.DataFrame:
                     rows.append(_missing_row(sweep, n, plan[n] if n < len(plan) else None, rows))
     df = pd.DataFrame(rows)
     recorded = [r["_config"] if r.get("status") != MISSING else {} for r in rows]  # a missing job's: its overrides
-    unset = set_by_some(list(zip(recorded, map(_version, rows), strict=True)))
+    unset = set_by_some([(cfg, added_keys(Path(r["run_dir"]))) for cfg, r in zip(recorded, rows, strict=True)])
     extras = _varying_settings(df, unset)
     for key in extras:
         df[key] = [NOT_SET if key in unset and full and key not in full else _setting(cfg or {}, key)
@@ -351,10 +352,6 @@ def _missing_row(
         "status": MISSING, "error": "no job folder: the job never started or its folder was removed",
         "_config": overrides,
     }  # fmt: skip
-
-
-def _version(row: dict[str, Any]) -> str | None:
-    return code_version(row.get("env_git_commit"), row.get("env_git_dirty"))
 
 
 def _varying_settings(df: pd.DataFrame, unset: set[str]) -> list[str]:
