@@ -107,12 +107,12 @@ CASES = {
     ),
     "a + on a key that exists": (["+batch_size=8"], "+batch_size: batch_size is a key already; set it without the +"),
     "a ~ on a key without a value": (["~lab"], "~lab: there is no lab to remove"),
-    # Hydra's docs teach +experiment=...; its own line told the user to write 'override experiment: ...' in YAML.
     # Hydra's two-line warning, then "unknown model 'medium_x2'": the cause was the search path.
     "a search path that is not there": (
         ["model=medium_x2", "hydra.searchpath=[file://nosuch_conf]"],
         "hydra.searchpath: nosuch_conf is not a folder of configs here; name one as file://DIR",
     ),
+    # Hydra's docs teach +experiment=...; its own line told the user to write 'override experiment: ...' in YAML.
     "a + on a config group": (
         ["+experiment=batch_size"],
         "+experiment=batch_size: experiment has an option chosen "
@@ -120,7 +120,8 @@ CASES = {
     ),
     "a + on a config group, in another of Hydra's words": (
         ["+precision=fp32"],
-        "+precision=...: precision has an option chosen already",
+        "+precision=fp32: precision has an option chosen already (its default); choose another without the +, as "
+        "precision=fp32",
     ),
 }
 if importlib.util.find_spec("hydra._internal.target_policy") is not None:  # Hydra versions with a blocklist

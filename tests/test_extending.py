@@ -55,6 +55,20 @@ def test_a_mistake_in_a_models_yaml_file_is_worded_for_the_file(tmp_path: Path) 
                                 "line, its label in every table (name: nameless)")  # fmt: skip
 
 
+def test_a_presets_defaults_list_without_override_keeps_hydras_advice(tmp_path: Path) -> None:
+    # The same Hydra message as for +model=large on the command line; here its advice is the fix, in the file.
+    (tmp_path / "my_conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "my_conf" / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /model: large\n"
+    )
+    proc = run_cli(tmp_path, "--cfg", "job", "experiment=mine", "hydra.searchpath=[file://my_conf]")
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "bench: error: Multiple values for model. To override a value use 'override model: large'"
+    )
+
+
 @pytest.fixture
 def loss_drop() -> Iterator[Metric]:
     """A metric added the way a contributor would: one entry, derived from the epochs."""

@@ -85,17 +85,24 @@ HYDRA_LINES = (
     (r"Config group override must be a string or a list\. Got NoneType$",
      "a config group cannot be set to null (as in model=null): drop the override, or choose one of the group's "
      "options (python -m bench --help lists them)"),
-    # +model=small: Hydra's advice is for a defaults list in YAML; on the command line the fix is to drop the +.
-    (r"Multiple values for (.+)\. To override a value use 'override .+: (.+)'$",
-     "+{0}={1}: {0} has an option chosen already (its default); choose another without the +, as {0}={1}"),
-    (r"(.+) appears more than once in the final defaults list$",
-     "+{0}=...: {0} has an option chosen already (its default); choose another without the +, as {0}=..."),
     (r"provider=hydra\.searchpath in command-line, path=(.+) is not available\.$",
      "hydra.searchpath: {0} is not a folder of configs here; name one as file://DIR, DIR relative to where the "
      "command runs (file://my_conf), or absolute"),
     (r"(Cannot find primary config '.+'\.) Check that it's in your config search path\.",
      "{0} bench's own is config; another goes with --config-path DIR --config-name NAME"),
 )  # fmt: skip
+
+
+#: Hydra's two messages for a config group given an option twice (+model=small on top of its default)
+GROUP_TWICE = (
+    r"(?:Multiple values for (\S+)\. To override a value use 'override .+'|(\S+) appears more than once in "
+    r"the final defaults list)$"
+)
+
+
+def _typed_with_plus(group: str) -> str | None:
+    """The override of the command line that added an option of ``group`` with + (+model=small), if any."""
+    return next((arg for arg in sys.argv[1:] if re.match(rf"\+\+?{re.escape(group)}=", arg)), None)
 
 
 def describe(err: BaseException) -> str:
@@ -133,6 +140,14 @@ def describe(err: BaseException) -> str:
         while inner.__cause__ is not None:
             inner = inner.__cause__
         return f"_target_={target[1]} cannot be imported ({one_line(inner) if inner is not err else 'no such name'})"
+    twice = re.match(GROUP_TWICE, first)
+    typed = _typed_with_plus(twice[1] or twice[2]) if twice else None
+    if twice and typed:
+        # +model=small: Hydra's advice is for a defaults list in YAML; on the command line the fix is to drop the
+        # +. (The same message for a preset's defaults list without `override` keeps Hydra's words: right there.)
+        group = twice[1] or twice[2]
+        return (f"{typed}: {group} has an option chosen already (its default); choose another without the +, as "
+                f"{typed.lstrip('+')}")  # fmt: skip
     for pattern, line in HYDRA_LINES:  # Hydra's own messages that say what is wrong but not what to do
         found = re.match(pattern, first)
         if found:
