@@ -127,6 +127,9 @@ def test_job_0_reads_no_higher_than_an_identical_later_job(tmp_path: Path) -> No
     first, third = (read_metrics(tmp_path / "S" / job) for job in ("0", "2"))
     assert third["peak_memory_mb"] == pytest.approx(first["peak_memory_mb"], rel=0.02)
     assert first["warmup_peak_memory_mb"] is not None  # recorded apart
+    # One warm-up said per job: the memory baseline's step after it had announced a second one on CUDA.
+    assert (proc.stdout + proc.stderr).count("Warm-up: 5 steps of 64 images, untimed") == 3, proc.stdout
+    assert "Warm-up: 1 step of" not in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("model", ["medium", "large"])

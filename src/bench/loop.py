@@ -148,7 +148,9 @@ def rolled_back(model: torch.nn.Module, step: Step, device: torch.device) -> Ite
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
-def warm_up(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, clock: Stopwatch, steps: int) -> float:
+def warm_up(
+    seed: int, model: torch.nn.Module, step: Step, train: BatchSource, clock: Stopwatch, steps: int, *, say: bool = True
+) -> float:
     """Pay one-time costs (CUDA init, autotuning, worker start, compilation, capture) outside the timed epochs.
 
     Runs ``steps`` full-size batches (passing over the data again if it is that small), then one batch of
@@ -159,8 +161,9 @@ def warm_up(seed: int, model: torch.nn.Module, step: Step, train: BatchSource, c
     done = 0
     # Said before it starts, and every PROGRESS_EVERY_S: five steps of fp16 autocast on a CPU took 199 s, longer
     # than the timed epoch, with nothing on the console between "Training" and its end.
-    log.info("Warm-up: %d step%s of %s images, untimed (one-time costs: compilation, autotuning, workers' start)",
-             steps, "s" * (steps != 1), f"{train.batch_size:,}")  # fmt: skip
+    if say:  # not the memory baseline's one step after it (train._steady_state), a warm-up of its own to no reader
+        log.info("Warm-up: %d step%s of %s images, untimed (one-time costs: compilation, autotuning, workers' start)",
+                 steps, "s" * (steps != 1), f"{train.batch_size:,}")  # fmt: skip
     with rolled_back(model, step, clock.device):
         clock.start()
         began = time.perf_counter()

@@ -284,7 +284,9 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
             result.notes.append("memory: with warmup_steps=0, gradients and optimizer state count as activations")
         # The sizes the CUDA breakdown rests on, at the baseline it is measured from (a CPU run reads them below).
         sizes = memory.persistent_sizes(model, step.optimizer, train.device_bytes) if allocator is not None else {}
-        baseline, graph_pool = _steady_state(allocator, result, lambda: warm_up(cfg.seed, model, step, train, clock, 1))
+        baseline, graph_pool = _steady_state(
+            allocator, result, lambda: warm_up(cfg.seed, model, step, train, clock, 1, say=False)
+        )
         events = measure.StepEvents(device, len(train))  # made here, outside the timed epochs
         energy = EnergyMeter(device) if device.type == "cuda" else None
         if energy is not None and energy.note:
