@@ -79,9 +79,13 @@ def test_cfg_job_of_a_preset_checks_each_job_of_its_sweep(tmp_path: Path) -> Non
     assert ("This preset is a sweep of 2 jobs (precision=fp32,amp_fp16): the config above is before each job's own "
             "values; every job's was checked") in proc.stderr  # fmt: skip
     # One value typed for the swept key is one run: the print is that run's config, and no line says otherwise.
-    proc = run_cli(tmp_path, "--cfg", "job", "experiment=batch_size", "batch_size=32")
-    assert proc.returncode == 0 and OmegaConf.create(proc.stdout).batch_size == 32
-    assert "sweep" not in proc.stderr
+    for typed in ("batch_size=32", "++batch_size=32"):
+        proc = run_cli(tmp_path, "--cfg", "job", "experiment=batch_size", typed)
+        assert proc.returncode == 0 and OmegaConf.create(proc.stdout).batch_size == 32
+        assert "sweep" not in proc.stderr
+    # Each job as the sweep checks it: numbered (this one ran "2 ok" as a sweep and was refused here).
+    proc = run_cli(tmp_path, "--cfg", "job", "experiment=batch_size", "seed=${hydra:job.num}")
+    assert proc.returncode == 0 and "sweep of 4 jobs" in proc.stderr, proc.stderr
     assert not (tmp_path / "outputs").exists()
 
 

@@ -223,14 +223,20 @@ def _check_printed(overrides: list[str]) -> None:
     each of its jobs is checked as the sweep would check it, and a line says that the print is before each job's own
     values; it had shown batch_size: 64, which no job of experiment=batch_size runs, and exit 0 for a sweep that
     refuses its job 3."""
+    from omegaconf import OmegaConf
+
     from bench.schema import compose, validate_job
+    from hydra_plugins.bench_sweeper import as_job, runs_here
 
     jobs = _preset_jobs(overrides)
     held = HydraConfig.instance().cfg  # each job checked with its own choices (precision=amp_fp16), as it runs
     try:
         for number, job in enumerate(jobs or [overrides]):
+            cfg = compose(job, return_hydra_config=True)
+            if jobs:  # as the sweep checks its jobs: numbered (seed=${hydra:job.num}), and a SLURM job's elsewhere
+                as_job(cfg, number)
             try:
-                validate_job(compose(job, return_hydra_config=True))
+                validate_job(cfg, this_machine=runs_here(str(OmegaConf.select(cfg, "hydra.launcher._target_"))))
             except UsageError as err:
                 own = " ".join(job[len(overrides) :])
                 where = f"job {number} of the preset's sweep, {own}," if jobs else "the config above"
@@ -266,7 +272,9 @@ def _preset_jobs(overrides: list[str]) -> list[list[str]]:
     typed = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)}
     jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
     jobs = [[*overrides, *(o for o in job if o.split("=", 1)[0].lstrip("+~") not in typed)] for job in jobs]
-    return [] if jobs == [overrides] else jobs  # experiment=batch_size batch_size=32: one run, the print is it
+    # experiment=batch_size batch_size=32 (or ++batch_size=32, which Hydra's split keeps apart from the preset's
+    # key, four times the same job): one run, and the print is its config
+    return [] if all(job == overrides for job in jobs) else jobs
 
 
 def _check_package(package: str, overrides: list[str]) -> None:

@@ -207,6 +207,20 @@ CHECKS_SHOWN_FROM = 20
 LOCAL_LAUNCHERS = ("BasicLauncher", "LocalLauncher")
 
 
+def as_job(cfg: Any, number: int) -> None:
+    """A sweep job's composed config (with its ``hydra`` node) given Hydra's job number and output folder, as its
+    launcher gives them (``${hydra:job.num}``), for the checks before any job runs."""
+    with open_dict(cfg):
+        cfg.hydra.job.num = cfg.hydra.job.id = number
+        cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
+
+
+def runs_here(launcher: str) -> bool:
+    """Whether the jobs of ``launcher`` (its _target_) run on this machine, where its checks of CUDA, cores and
+    memory hold; a SLURM job runs on a node of other hardware."""
+    return launcher.endswith(LOCAL_LAUNCHERS)
+
+
 def _check_jobs(sweeper: BenchSweeper, jobs: Any, launcher: str) -> list[Any]:
     """Each job's composed config (with its ``hydra`` node), after bench's own checks (bench.schema.validate) of
     what the job would run, with Hydra's job number set as its launcher sets it (``${hydra:job.num}``)."""
@@ -218,7 +232,7 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any, launcher: str) -> list[Any]:
 
     assert sweeper.config is not None and sweeper.hydra_context is not None
     loader = sweeper.hydra_context.config_loader
-    here = launcher.endswith(LOCAL_LAUNCHERS)  # SLURM jobs run on nodes with other hardware than this one
+    here = runs_here(launcher)
     common = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
     if len(jobs) > CHECKS_SHOWN_FROM:  # about 0.1 s a job on 2 cores: say what the wait is
         log.info("Checking the configs of all %d jobs before the first one runs", len(jobs))
@@ -236,9 +250,7 @@ def _check_jobs(sweeper: BenchSweeper, jobs: Any, launcher: str) -> list[Any]:
                     cfg = loader.load_sweep_config(sweeper.config, list(job))
                 except Exception as err:  # an option that does not exist (-m model=small,nope): Hydra's, in one line
                     raise UsageError(f"{describe(err)} (in job {number}, {swept}; no job was run)") from None
-                with open_dict(cfg):
-                    cfg.hydra.job.num = cfg.hydra.job.id = number
-                    cfg.hydra.runtime.output_dir = str(Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir))
+                as_job(cfg, number)
                 try:
                     validate_job(cfg, this_machine=here)
                 except UsageError as err:
