@@ -332,6 +332,8 @@ def _sbatch_refused(err: BaseException) -> str | None:
     with the same bad value, and the folder of "missing" jobs was kept. A new sweep's folder is given back."""
     import subprocess
 
+    if folders.submissions():  # an earlier batch of the sweep went to the cluster: its jobs run on
+        return None
     seen: BaseException | None = err
     while seen is not None and not (
         isinstance(seen, subprocess.CalledProcessError) and seen.cmd and Path(str(seen.cmd[0])).name == "sbatch"

@@ -50,6 +50,8 @@ _new: dict[Path, Path | None] = {}
 #: (submitit): from then on they may write into the sweep folder whatever this process does, so it is never
 #: given back; "" while none
 _handed_over = ""
+#: job arrays this process submitted to a cluster (sbatch accepted them)
+_submitted = 0
 
 
 @contextlib.contextmanager
@@ -65,10 +67,10 @@ def session() -> Iterator[None]:
 
 def forget_claims() -> None:
     """Let go of every folder this process claimed, and of their locks."""
-    global _handed_over
+    global _handed_over, _submitted
     _claimed.clear()
     _new.clear()
-    _handed_over = ""
+    _handed_over, _submitted = "", 0
     while _held:
         os.close(_held.pop())
 
@@ -78,6 +80,18 @@ def hand_over(launcher: str) -> None:
     locally or on SLURM): once submitted they may start, and write into the folder, at any time."""
     global _handed_over
     _handed_over = launcher
+
+
+def submitted() -> None:
+    """A submission (one sbatch call: an array of jobs) was accepted by the cluster."""
+    global _submitted
+    _submitted += 1
+
+
+def submissions() -> int:
+    """How many submissions this command made that the cluster accepted: a refused one after some is not "nothing
+    was submitted" (a resumed sweep's second batch, a sweep in batches)."""
+    return _submitted
 
 
 def handed_over() -> str:

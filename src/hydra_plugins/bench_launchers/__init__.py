@@ -94,11 +94,15 @@ def quiet_submission() -> Iterator[None]:
     which bench's closing line gives, and submitit printed them as well, two lines of sbatch above that one."""
     from submitit.core import core
 
+    from bench import folders
+
     submit = core.PicklingExecutor._submit_command
 
     def quiet_submit(executor: core.PicklingExecutor, command: str) -> core.Job:
         with contextlib.redirect_stderr(io.StringIO()):
-            return submit(executor, command)
+            job = submit(executor, command)
+        folders.submitted()
+        return job
 
     core.PicklingExecutor._submit_command = quiet_submit  # type: ignore[method-assign]
     try:
