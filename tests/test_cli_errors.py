@@ -110,7 +110,7 @@ CASES = {
     # Hydra's two-line warning, then "unknown model 'medium_x2'": the cause was the search path.
     "a search path that is not there": (
         ["model=medium_x2", "hydra.searchpath=[file://nosuch_conf]"],
-        "hydra.searchpath: nosuch_conf is not a folder of configs here; name one as file://DIR",
+        "hydra.searchpath: nosuch_conf is not available here; name a folder of configs as file://DIR",
     ),
     # Hydra's docs teach +experiment=...; its own line told the user to write 'override experiment: ...' in YAML.
     "a + on a config group": (

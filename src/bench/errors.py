@@ -86,8 +86,8 @@ HYDRA_LINES = (
      "a config group cannot be set to null (as in model=null): drop the override, or choose one of the group's "
      "options (python -m bench --help lists them)"),
     (r"provider=hydra\.searchpath in command-line, path=(.+) is not available\.$",
-     "hydra.searchpath: {0} is not a folder of configs here; name one as file://DIR, DIR relative to where the "
-     "command runs (file://my_conf), or absolute"),
+     "hydra.searchpath: {0} is not available here; name a folder of configs as file://DIR, DIR relative to where "
+     "the command runs (file://my_conf) or absolute, or a package as pkg://NAME"),
     (r"(Cannot find primary config '.+'\.) Check that it's in your config search path\.",
      "{0} bench's own is config; another goes with --config-path DIR --config-name NAME"),
 )  # fmt: skip
