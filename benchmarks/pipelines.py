@@ -296,12 +296,12 @@ def check_variants(parser: argparse.ArgumentParser, specs: list[str], args: argp
                 parser.error(f"--configs {spec}: ({variant}) {name}: {describe(err)}")
 
 
-def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: Path) -> tuple[list[Figure], list[str]]:
-    """The figures of the variants that ran, and one line for each that failed (the others still run)."""
+def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: Path, runs: dict[str, list[Figure]],
+               failed: list[str]) -> None:  # fmt: skip
+    """Each variant's figures into ``runs`` as it finishes, and one line into ``failed`` for each that failed (the
+    others still run): a signal mid-config leaves the caller the variants that finished."""
     wanted = variants_of(spec, args.variants)
     common = common_overrides(spec, args, device)
-    runs: dict[str, list[Figure]] = {}
-    failed: list[str] = []
     broken: set[str] = set()  # variants that failed once: they would fail again in a later pair
     # (d) runs right after (r): the pair that prices the harness is measured in the same state of the
     # process and the GPU, before the compiled and captured paths (g, c) run, not after them.
@@ -323,7 +323,6 @@ def run_config(spec: str, args: argparse.Namespace, device: torch.device, out: P
             broken.add(variant)
             failed.append(f"- ({variant}) {name} failed: {err}")
             print(failed[-1], file=sys.stderr, flush=True)
-    return [pooled(figs) for figs in runs.values()], failed
 
 
 def table(spec: str, figures: list[Figure]) -> list[str]:
@@ -475,7 +474,8 @@ def main(argv: list[str] | None = None) -> None:
     header = [
         "## Pipelines, side by side",
         "",
-        f"{machine(env)} · median of {args.epochs} timed epochs after {args.warmup_steps} warm-up steps"
+        f"{machine(env)} · median of {args.epochs} timed epochs after {args.warmup_steps} warm-up "
+        f"step{'s' * (args.warmup_steps != 1)}"
         f"{f' ((r) and (d): {args.pairs} interleaved runs each)' if paired else ''} · "
         f"{args.train_size or DEFAULT_TRAIN_SIZE:,} synthetic images per epoch · {time.strftime('%Y-%m-%d')}",
         "",
@@ -483,26 +483,43 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(header), flush=True)
     lines = list(header)
     results = {}
-    failures = 0
+    failures = whole = 0  # whole: the configs that ran to their end
     started = time.monotonic()
     stop: Interrupted | None = None
+    cut = ""  # "; small:128:fp32:abrd was cut short: the variants that finished are shown"
+
     # SIGTERM (a time limit) or Ctrl-C ends the run early, but the targets are still judged on what ran, and a
     # second signal waits until the results are written.
+    def record(spec: str, runs: dict[str, list[Figure]], failed: list[str], cut: Interrupted | None = None) -> None:
+        figures = [pooled(figs) for figs in runs.values()]
+        # A config cut short keeps the variants that finished, unjudged: its pairs are incomplete. It lost them all
+        # ("0 of 1 configs ran; their figures are above", and none were), gpu-check's time limit included.
+        judged = [f"- cut short by {cut}: the variants above finished; no verdict on an unfinished config", ""] if cut \
+            else verdicts(spec, figures, device)  # fmt: skip
+        block = table(spec, figures) + ([*failed, ""] if failed else []) + judged
+        print("\n".join(block), flush=True)
+        lines.extend(block)
+        results[spec] = figures
+
     with tempfile.TemporaryDirectory() as tmp, interrupts.entry_point():
+        runs: dict[str, list[Figure]] = {}
         try:
             for spec in specs:
                 print(f"{spec}:", file=sys.stderr, flush=True)
-                figures, failed = run_config(spec, args, device, Path(tmp))
-                block = table(spec, figures) + ([*failed, ""] if failed else []) + verdicts(spec, figures, device)
-                print("\n".join(block), flush=True)
-                lines += block
-                results[spec] = figures
-                failures += len(failed)
+                runs, failed = {}, []
+                run_config(spec, args, device, Path(tmp), runs, failed)
+                record(spec, runs, failed)
+                failures, whole, runs = failures + len(failed), whole + 1, {}
         except Interrupted as err:
             stop = err
+            if runs:
+                cut = f"; {spec} was cut short: the variants that finished are shown"
+                with interrupts.deferred():
+                    record(spec, runs, failed, cut=err)
         try:
             with interrupts.deferred():
-                _finish(lines, results, len(specs), stop, time.monotonic() - started, device)
+                _finish(lines, results, f"{whole} of {len(specs)} configs ran to the end{cut}", stop,
+                        time.monotonic() - started, device)  # fmt: skip
                 if args.out:
                     serial = {spec: [f.__dict__ for f in figs] for spec, figs in results.items()}
                     written = write_results(args.out, RESULT_FILES, lines, {"env": env, "results": serial})
@@ -510,16 +527,17 @@ def main(argv: list[str] | None = None) -> None:
         except Interrupted as err:  # held while writing, raised after
             stop = stop or err
     if stop is not None:
-        exit_interrupted(stop, f"{len(results)} of {len(specs)} configs ran; their figures are above")
+        exit_interrupted(stop, f"{whole} of {len(specs)} configs ran to the end{cut}; the figures are above")
     if failures:  # a script or a CI job must not read a missing pipeline as a pass
         fail(f"{failures} pipeline run(s) failed; their lines and the others' figures are above", EXIT_RUN_FAILED)
 
 
-def _finish(lines: list[str], results: dict[str, list[Figure]], configs: int, stop: Interrupted | None,
+def _finish(lines: list[str], results: dict[str, list[Figure]], ran: str, stop: Interrupted | None,
             seconds: float, device: torch.device) -> None:  # fmt: skip
-    """The closing lines, printed and added to ``lines``: a cut-short run's count, the time, the GPU targets."""
+    """The closing lines, printed and added to ``lines``: a cut-short run's count (``ran``), the time, the GPU
+    targets."""
     if stop is not None:
-        lines.append(f"Cut short by {stop}: {len(results)} of {configs} configs ran.\n")
+        lines.append(f"Cut short by {stop}: {ran}.\n")
         print(lines[-1], flush=True)
     lines.append(f"Benchmark time: {seconds:.0f} s.\n")
     print(lines[-1], flush=True)
