@@ -21,6 +21,11 @@
 # gpu_check_summary.sh turns them, the reports and the targets into PASS/FAIL lines, and the check exits 0
 # only if none is FAIL.
 set -u
+# From anywhere (sh /path/to/benchmarks/gpu_check.sh): its parts and .venv are named from the repository's root,
+# and an OUT given relative to where it was started stays there. From elsewhere it had run the python on PATH
+# (no torch: a traceback) and would have named every part wrongly.
+case "${OUT:-}" in ""|/*) ;; *) OUT="$(pwd)/$OUT" ;; esac
+cd "$(dirname "$0")/.." || exit 2
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 # A new folder per check: the sweeps refuse a folder that holds one already, and no earlier figures are lost.
 OUT=${OUT:-outputs/gpu-check/$(date +%Y-%m-%d_%H-%M-%S)}
@@ -31,7 +36,14 @@ fi
 export PYTHONUNBUFFERED=1
 START=$(date +%s)
 
-"$PY" -c 'import sys, torch; torch.cuda.is_available() or sys.exit("bench: error: gpu-check: no CUDA GPU is visible here"); print("GPU:", torch.cuda.get_device_name(), "| torch", torch.__version__, "| CUDA", torch.version.cuda)' || exit 2
+"$PY" -c '
+import sys
+try:
+    import torch
+except ImportError as err:  # a python without torch (no .venv, PYTHON unset): one line, not a traceback
+    sys.exit(f"bench: error: gpu-check: {sys.executable} cannot import torch ({err}); make venv, or set PYTHON")
+torch.cuda.is_available() or sys.exit("bench: error: gpu-check: no CUDA GPU is visible here")
+print("GPU:", torch.cuda.get_device_name(), "| torch", torch.__version__, "| CUDA", torch.version.cuda)' || exit 2
 mkdir -p "$OUT" || exit 2
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 # Time. Each part has a reserve, the least it is given (its grace to exit after the signal included); it may

@@ -531,6 +531,25 @@ except KeyboardInterrupt:
 """
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_gpu_check_from_another_folder_is_the_repositorys_and_a_python_without_torch_is_one_line(
+    tmp_path: Path,
+) -> None:
+    # From elsewhere it ran the python on PATH (a traceback: no torch) and named its parts from the wrong folder.
+    script = str(REPO / "benchmarks" / "gpu_check.sh")
+    env = {k: v for k, v in offline_env().items() if k not in ("PYTHON", "OUT")}
+    proc = subprocess.run(["sh", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr == "bench: error: gpu-check: no CUDA GPU is visible here\n"
+    bare = tmp_path / "python"  # a python without its site-packages: no torch
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n')
+    bare.chmod(0o755)
+    proc = subprocess.run(["sh", script], cwd=tmp_path, env={**env, "PYTHON": str(bare)}, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("bench: error: gpu-check: ") and "cannot import torch" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not list(tmp_path.glob("outputs"))
+
+
 def test_ctrl_c_on_gpu_check_stops_the_running_part_at_once_and_lets_it_finish_writing(tmp_path: Path) -> None:
     # Each part runs under timeout, in a process group of its own, which the terminal's Ctrl-C does not reach:
     # the check waited for the part's limit (minutes), then went on to the next part. The script's own
