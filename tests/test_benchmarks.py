@@ -342,20 +342,27 @@ def test_a_step_options_ratio_within_its_runs_noise_says_so(
     assert [row["within_noise"] for row in rows] == [False, True, True, False]
 
 
-@pytest.mark.slow
-def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) -> None:
-    args = ["--device", "cpu", "--configs", "small:64:fp32", "--train-size", "256", "--rounds", "500"]
+def _terminated(script: str, args: list[str], cwd: Path, once: str) -> tuple[int, str, str]:
+    """A benchmark script run as a user would, sent SIGTERM (a time limit's) once a line of its progress on stderr
+    starts with ``once``: its exit status, stdout and stderr."""
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "benchmarks" / "harness.py"), *args], cwd=tmp_path, env=offline_env(),
+        [sys.executable, str(REPO / "benchmarks" / script), *args], cwd=cwd, env=offline_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
     for line in proc.stderr:
-        if line.startswith("  round 8/500"):
+        if line.startswith(once):
             break
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    return proc.returncode, out, err
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) -> None:
+    args = ["--device", "cpu", "--configs", "small:64:fp32", "--train-size", "256", "--rounds", "500"]
+    returncode, out, err = _terminated("harness.py", args, tmp_path, once="  round 8/500")
+    assert returncode == 143, err
     finished = int(re.search(r"the median of (\d+) alternated rounds", out)[1])  # type: ignore[index]
     assert finished >= 8 and f"· {finished} rounds" in out and "Cut short by SIGTERM: 0 of 1 configs done." in out
     assert err.strip().splitlines()[-1] == "bench: interrupted by SIGTERM: the rounds that finished are judged above"
@@ -429,17 +436,9 @@ def test_out_never_replaces_an_earlier_runs_results(script_main, tmp_path: Path,
 @pytest.mark.slow
 def test_sigterm_ends_a_benchmark_with_what_it_measured(tmp_path: Path) -> None:
     args = ["--device", "cpu", "--configs", "small:64:fp32:rd", "small:32:fp32:rd", "--train-size", "2048"]
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "benchmarks" / "pipelines.py"), *args], cwd=tmp_path, env=offline_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    for line in proc.stderr:  # the first config's table is out once the second config starts
-        if line.startswith("small:32:fp32:rd"):
-            break
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    # The first config's table is out once the second config starts.
+    returncode, out, err = _terminated("pipelines.py", args, tmp_path, once="small:32:fp32:rd")
+    assert returncode == 143, err
     assert "| (r) resident |" in out and "Cut short by SIGTERM: 1 of 2 configs ran to the end" in out
     assert err.strip().splitlines()[-1].startswith("bench: interrupted by SIGTERM: 1 of 2 configs ran to the end")
     assert err.strip().endswith("the figures are above")
@@ -450,17 +449,8 @@ def test_a_config_cut_short_keeps_the_variants_that_finished(tmp_path: Path) -> 
     # gpu-check stops the pipelines part with SIGTERM at its time limit: a cut during (d) lost (a) and (r) too,
     # and the closing line said "their figures are above" over no table at all.
     args = ["--device", "cpu", "--configs", "small:64:fp32:rd", "--train-size", "2048", "--out", "o"]
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO / "benchmarks" / "pipelines.py"), *args], cwd=tmp_path, env=offline_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    for line in proc.stderr:  # (r) has finished once (d) starts
-        if line.strip().startswith("(d) bare"):
-            break
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    returncode, out, err = _terminated("pipelines.py", args, tmp_path, once="  (d) bare")  # (r) has finished
+    assert returncode == 143, err
     assert "| (r) resident |" in out and "| (d) bare |" not in out
     assert "- cut short by SIGTERM: the variants above finished; no verdict on an unfinished config" in out
     assert err.strip().splitlines()[-1] == ("bench: interrupted by SIGTERM: 0 of 1 configs ran to the end; "
