@@ -152,15 +152,16 @@ def check_specs(parser: argparse.ArgumentParser, specs: list[str], train_size: i
         parts = spec.split(":")
         if not 3 <= len(parts) <= 3 + variants or not parts[1].isdigit():
             parser.error(f"--configs {spec!r}: write {form}, e.g. medium:256:fp32")
+        if len(parts) == 4 and (wrong := _unknown_variants(parts[3])):  # else the config would run nothing
+            parser.error(f"--configs {spec!r}: {wrong}")
+        # The config's own values first: batch 99,999,999,999 had been blamed on the --train-size never typed.
+        try:
+            validate(compose([f"model={parts[0]}", f"batch_size={int(parts[1])}", f"precision={parts[2]}"]))
+        except Exception as err:  # an unknown model or precision, a batch size out of range
+            parser.error(f"--configs {spec!r}: {describe(err)}")
         if train_size < int(parts[1]):  # the epoch would be one partial batch: a figure for another batch size
             parser.error(f"--train-size {train_size:,}: smaller than {spec}'s batch of {int(parts[1]):,}; an epoch "
                          "needs a full batch")  # fmt: skip
-        if len(parts) == 4 and (wrong := _unknown_variants(parts[3])):  # else the config would run nothing
-            parser.error(f"--configs {spec!r}: {wrong}")
-        try:
-            validate(compose([f"model={parts[0]}", f"batch_size={parts[1]}", f"precision={parts[2]}"]))
-        except Exception as err:  # an unknown model or precision, a batch size out of range
-            parser.error(f"--configs {spec!r}: {describe(err)}")
 
 
 def machine(env: dict) -> str:

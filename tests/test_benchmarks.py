@@ -397,6 +397,9 @@ def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) ->
         # An epoch of one partial batch of 256 was timed and judged as batch 512, PASS included.
         ("pipelines.py", ["--train-size", "256", "--configs", "small:512:fp32:rd"],
          "--train-size 256: smaller than small:512:fp32:rd's batch of 512"),
+        # A batch out of range is the config's fault: it was blamed on the --train-size (its default) never typed.
+        ("pipelines.py", ["--configs", "small:99999999999:fp32"],
+         "--configs 'small:99999999999:fp32': batch_size=99999999999 is out of range"),
         ("pipelines.py", ["--configs", "small:64:fp32:rd", "--variants", "a"],
          "--variants a: small:64:fp32:rd runs none of them"),
         # Options were checked only when their turn came, after the baseline's minutes: a `failed` row, exit 0
