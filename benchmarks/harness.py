@@ -179,6 +179,18 @@ def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch
     model, batch_size, precision = spec.split(":")
     cfg = compose([f"model={model}", f"batch_size={batch_size}", f"precision={precision}", f"device={device.type}",
                    f"dataset.train_size={train_size}", f"seed={seed}", *PLAIN])  # fmt: skip
+    started = time.monotonic()
+
+    def out_of_time() -> bool:
+        """Whether the deadline passed before any round: said, rather than 0 rounds with no word of why. The
+        data and the warm-up ran on past it (a large config at --seconds 6 took 16 s)."""
+        if until is None or time.monotonic() < until:
+            return False
+        into.not_started = (f"its share of --seconds ended in its data and warm-up epochs "
+                            f"({time.monotonic() - started:.0f} s); give it more --seconds, or fewer --train-size "
+                            "images")  # fmt: skip
+        return True
+
     with math_mode(cfg.precision):  # TF32 on or off as in bench's runs, for both loops
         r_epoch = bare_loop(cfg, device) if into.control else bench_loop(cfg, device)  # built first, either way
         d_epoch = bare_loop(cfg, device)
@@ -187,8 +199,15 @@ def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch
         # round's first epoch follows an epoch of its own loop, round 0's too. Then a full collection, as a
         # run makes before its epochs (measure.reset_peak_memory), so none lands in a timed epoch.
         began = time.monotonic()
-        d_epoch(), r_epoch()
+        if out_of_time():
+            return
+        d_epoch()
+        if out_of_time():
+            return
+        r_epoch()
         measure.collect_garbage()
+        if out_of_time():  # an epoch is not cut: the deadline is overrun by one at most
+            return
         # A round takes about as long as the last one (at first, the warm-up's, which is longer): one starts
         # only if that much, and a quarter more, is left.
         last = time.monotonic() - began
@@ -207,6 +226,10 @@ def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch
             left = f", {until - time.monotonic():.0f} s left" if until is not None else ""
             print(f"  round {i + 1}/{rounds}: ({first}) {times[first]:.3f} s, then ({second}) {times[second]:.3f} s"
                   f"{left}", file=sys.stderr, flush=True)  # fmt: skip
+        if not into.pairs and until is not None:  # the warm-up ended in time, but no round fits what is left
+            took = time.monotonic() - started
+            into.not_started = (f"after its data and warm-up epochs ({took:.0f} s) no round fitted in its share of "
+                                "--seconds; give it more, or fewer --train-size images")  # fmt: skip
 
 
 def report(rounds: Rounds) -> list[str]:
