@@ -91,6 +91,33 @@ def test_a_gpu_target_whose_configs_did_not_run_shows_no_figure(monkeypatch: pyt
     assert lines[2] == "- FAIL: LargeNet, any batch and precision: no figure (not run, or failed) (target ≥ 250,000)"
 
 
+def test_a_cpu_targets_line_is_undecided_where_the_epochs_varied_more_than_its_margin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On a loaded box (epochs 118% apart) "FAIL: (c) is 1.31× (a)" read as firm beside the (r)/(d) line's UNDECIDED
+    # from the same epochs; a quiet rerun gave PASS at 3.18×.
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from pipelines import Figure, verdicts
+
+    def figure(variant: str, epochs: list[float]) -> Figure:
+        median = statistics.median(epochs)
+        return Figure(variant, variant, median, 1000 / median, epochs, None)
+
+    cpu = torch.device("cpu")
+    noisy = [figure("a", [1.0, 1.0, 1.0]), figure("c", [0.4, 0.76, 1.3]), figure("d", [0.7, 0.7, 0.7])]
+    lines = verdicts("small:128:fp32:acd", noisy, cpu)
+    assert lines[0].startswith(
+        "- UNDECIDED: (c) is 1.32× (a) (target ≥ 2×; their epochs varied by up to 118.4%, "
+        "more than the 34.2% between the ratio and the target, so this run cannot tell)"
+    )
+    assert lines[1].startswith("- UNDECIDED: (c) runs at 0.92× the bare loop's speed (target ≥ 0.90; ")
+    steady = [figure("a", [1.0, 1.01, 1.0]), figure("c", [0.4, 0.41, 0.4]), figure("d", [0.38, 0.38, 0.39])]
+    assert verdicts("small:128:fp32:acd", steady, cpu)[:2] == [
+        "- PASS: (c) is 2.50× (a) (target ≥ 2×)",
+        "- PASS: (c) runs at 0.95× the bare loop's speed (target ≥ 0.90)",
+    ]
+
+
 def test_the_harness_verdict_says_when_one_run_cannot_judge_3_percent(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     from pipelines import Figure, pooled, verdicts
