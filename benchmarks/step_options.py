@@ -37,6 +37,9 @@ OPTIONS = {
              "step.compile=cudagraph step.adam=fused step.channels_last=true",
              "step.compile=max step.adam=fused", "step.compile=max step.adam=fused step.channels_last=true"],
 }  # fmt: skip
+#: keys (or groups) of what is timed, not of how the step runs: an option may not set them
+NOT_OPTIONS = ("model", "batch_size", "precision", "dataset", "loader", "recipe", "experiment", "task", "epochs",
+               "warmup_steps", "evaluate", "repeat", "seed", "profile")  # fmt: skip
 #: the shapes and precisions of the pipelines benchmark's fast paths, so their compiled graphs are shared
 DEFAULT_CONFIGS = {
     "cpu": ["small:128:fp32", "medium:64:fp32"],
@@ -68,6 +71,13 @@ def check_options(parser: OneLineParser, options: list[str], specs: list[str], c
         # the baseline's minutes, on a machine without CUDA).
         if any(w.lstrip("+~").split("=")[0].split(".")[0] == "device" for w in words):
             parser.error(f"--options {option!r}: the device is --device's, for the baseline and every option alike")
+        # An option that changes what is timed (model=large ran a row of LargeNet, "× plain" against MediumNet's
+        # baseline; loader=dataloader under a header saying resident) is no step option.
+        fixed = next((w for w in words if w.lstrip("+~").split("=")[0].split(".")[0] in NOT_OPTIONS), None)
+        if fixed is not None:
+            key = fixed.split("=")[0]
+            parser.error(f"--options {option!r}: {key} is the run's, not a step option: every row is timed against "
+                         "the same plain run (--configs model:batch:precision, --train-size)")  # fmt: skip
         for spec in specs:
             try:
                 validate(compose([*common[spec], *words]))

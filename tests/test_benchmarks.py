@@ -444,6 +444,9 @@ def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) ->
         ("step_options.py", ["--options", "lr=nan"], "lr=nan is out of range"),
         ("step_options.py", ["--options", "hydra.run.dir=/tmp/x"], "not hydra.*"),
         ("step_options.py", ["--options", "device=cuda"], "the device is --device's"),
+        # A row of LargeNet was timed "× plain" against the config's own model.
+        ("step_options.py", ["--options", "model=large"], "model is the run's, not a step option"),
+        ("step_options.py", ["--options", "step.adam=fused loader=dataloader"], "loader is the run's, not a step"),
         # Each failed after the other pipelines' minutes: exit 1 with a failed row.
         ("pipelines.py", ["--train-size", "256", "--configs", "small:128:fp32:g"],
          "--configs small:128:fp32:g: (g) fast, captured only: step.compile=cudagraph needs CUDA"),
