@@ -223,8 +223,10 @@ def run_config(spec: str, rounds: int, train_size: int, seed: int, device: torch
             first, second = (into.arm, "d") if i % 2 == 0 else ("d", into.arm)
             times = {into.arm: r, "d": d}
             last = time.monotonic() - began
-            left = f", {until - time.monotonic():.0f} s left" if until is not None else ""
-            print(f"  round {i + 1}/{rounds}: ({first}) {times[first]:.3f} s, then ({second}) {times[second]:.3f} s"
+            # With --seconds, the rounds that fit and the time left ("round 11/10000", "-0 s left" said neither).
+            left = f", {max(until - time.monotonic(), 0):.0f} s left" if until is not None else ""
+            of = f"/{rounds}" if until is None else ""
+            print(f"  round {i + 1}{of}: ({first}) {times[first]:.3f} s, then ({second}) {times[second]:.3f} s"
                   f"{left}", file=sys.stderr, flush=True)  # fmt: skip
         if not into.pairs and until is not None:  # the warm-up ended in time, but no round fits what is left
             took = time.monotonic() - started
@@ -316,9 +318,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--configs", nargs="+", metavar="MODEL:BATCH:PRECISION",
-        help="e.g. small:128:fp32 (default: per device, see DEFAULT_CONFIGS in the source)",
+        help="e.g. small:128:fp32 (default: "
+        + "; ".join(f"{device}: {' '.join(specs)}" for device, specs in DEFAULT_CONFIGS.items()) + ")",
     )  # fmt: skip
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where to run (default: auto, a CUDA GPU where there is one)")  # fmt: skip
     parser.add_argument("--rounds", type=int,
                         help=f"rounds of one (r) and one (d) epoch each, from {min_rounds()} to {MAX_ROUNDS:,} "
                              f"(default {DEFAULT_ROUNDS}; with --seconds, as many as fit)")  # fmt: skip
@@ -326,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="end within about this many seconds, the start included: rounds stop where the next "
                              "would not fit, configs sharing the time left")  # fmt: skip
     parser.add_argument("--train-size", type=int, help="images per epoch (default: 5,000 on the CPU, 20,000 on a GPU)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the runs' seed (default: 0)")
     parser.add_argument("--control", action="store_true",
                         help="a second bare loop (d′) in place of bench's loop (r): what the method itself reads "
                              "for two identical loops (shown, not judged)")  # fmt: skip
