@@ -521,8 +521,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{spec}:", file=sys.stderr, flush=True)
                 runs, failed = {}, []
                 run_config(spec, args, device, Path(tmp), runs, failed)
-                record(spec, runs, failed)
-                failures, whole, runs = failures + len(failed), whole + 1, {}
+                with interrupts.deferred():  # a signal here would record the config twice, once as cut short
+                    record(spec, runs, failed)
+                    failures, whole, runs = failures + len(failed), whole + 1, {}
         except Interrupted as err:
             stop = err
             if runs:
