@@ -496,6 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(header), flush=True)
     lines = list(header)
     results = {}
+    verdict_lines: dict[str, list[str]] = {}  # each config's verdicts, for results.json
     failures = whole = 0  # whole: the configs that ran to their end
     started = time.monotonic()
     stop: Interrupted | None = None
@@ -513,6 +514,7 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(block), flush=True)
         lines.extend(block)
         results[spec] = figures
+        verdict_lines[spec] = [line for line in judged if line]
 
     with tempfile.TemporaryDirectory() as tmp, interrupts.entry_point():
         runs: dict[str, list[Figure]] = {}
@@ -536,7 +538,13 @@ def main(argv: list[str] | None = None) -> None:
                         time.monotonic() - started, device)  # fmt: skip
                 if args.out:
                     serial = {spec: [f.__dict__ for f in figs] for spec, figs in results.items()}
-                    written = write_results(args.out, RESULT_FILES, lines, {"env": env, "results": serial})
+                    # With the settings and verdicts, as harness.json has them: the figures alone did not say.
+                    settings = {"device": device.type, "configs": specs, "variants": args.variants,
+                                "epochs": args.epochs, "warmup_steps": args.warmup_steps, "pairs": args.pairs,
+                                "train_size": args.train_size or DEFAULT_TRAIN_SIZE, "seed": args.seed,
+                                "interrupted": stop.name if stop is not None else None}  # fmt: skip
+                    data = {"env": env, "settings": settings, "results": serial, "verdicts": verdict_lines}
+                    written = write_results(args.out, RESULT_FILES, lines, data)
                     print(f"wrote {written}", file=sys.stderr)
         except Interrupted as err:  # held while writing, raised after
             stop = stop or err

@@ -65,7 +65,21 @@ def test_pipelines_prints_each_pipeline_and_judges_the_median_of_interleaved_pai
     md = (tmp_path / "out" / "results.md").read_text()
     assert all(row in md for row in ("| (r) resident |", "| (c) fast |", "| (d) bare |"))
     assert "Benchmark time:" in md
-    results = json.loads((tmp_path / "out" / "results.json").read_text())["results"]["small:64:fp32:rcd"]
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    # The settings and verdicts beside the figures, as harness.json has them: the figures alone did not say.
+    assert saved["settings"] == {
+        "device": "cpu",
+        "configs": ["small:64:fp32:rcd"],
+        "variants": "abrgcd",
+        "epochs": 3,
+        "warmup_steps": 10,
+        "pairs": 3,
+        "train_size": 256,
+        "seed": 0,
+        "interrupted": None,
+    }
+    assert saved["verdicts"]["small:64:fp32:rcd"][0].startswith(("- PASS: ", "- FAIL: ", "- UNDECIDED: "))
+    results = saved["results"]["small:64:fp32:rcd"]
     assert [f["variant"] for f in results] == ["r", "d", "c"]
     assert all(f["samples_per_s"] > 0 for f in results)
     figures = {f["variant"]: f for f in results}
@@ -337,7 +351,11 @@ def test_a_step_option_that_fails_at_run_time_is_a_failed_row_and_exit_1(
                            "--out", str(tmp_path / "out")])  # fmt: skip
     assert ended.value.code == 1
     out, err = capsys.readouterr()
-    rows = json.loads((tmp_path / "out" / "step_options.json").read_text())["rows"]
+    saved = json.loads((tmp_path / "out" / "step_options.json").read_text())
+    assert saved["settings"] == {"device": "cpu", "configs": ["small:32:fp32", "small:16:fp32"], "epochs": 1,
+                                 "train_size": 64, "warmup_steps": 10,
+                                 "options": ["step.adam=fused", "step.adam=foreach"]}  # fmt: skip
+    rows = saved["rows"]
     assert [(r["config"], r["option"], r["samples_per_s"] is None, r["ratio"] is None) for r in rows] == [
         ("small:32:fp32", "plain", False, False), ("small:32:fp32", "step.adam=fused", True, True),
         ("small:32:fp32", "step.adam=foreach", False, False), ("small:16:fp32", "plain", True, True),
