@@ -478,7 +478,9 @@ def main(argv: list[str] | None = None) -> None:
     check_specs(parser, specs, args.train_size or DEFAULT_TRAIN_SIZE)
     for spec in specs:  # else it would print an empty table, exit 0
         if not variants_of(spec, args.variants):
-            parser.error(f"--variants {args.variants}: {spec} runs none of them; name one of its variants")
+            own = spec.split(":")[3] if spec.count(":") == 3 else "abrcd"
+            parser.error(f"--variants {args.variants}: {spec} runs none of them; name one of its variants ({own}), "
+                         "or give the config its own, as model:batch:precision:VARIANTS")  # fmt: skip
     check_setting(parser, "--warmup-steps", "warmup_steps", args.warmup_steps)
     check_setting(parser, "--seed", "seed", args.seed)
     check_variants(parser, specs, args, device)

@@ -68,7 +68,10 @@ def check_options(parser: OneLineParser, options: list[str], specs: list[str], c
     exit 2 (it was a `failed` row after the baseline's minutes, exit 0)."""
     for option in options:
         words = option.split()
-        if not words or any(w.lstrip("+~").startswith("hydra.") for w in words):
+        if not words:  # --options '': it read as "not hydra.*"
+            parser.error(f"--options {option!r}: an empty option; give each as one quoted argument of overrides, "
+                         "e.g. 'step.adam=fused'")  # fmt: skip
+        if any(w.lstrip("+~").startswith("hydra.") for w in words):
             parser.error(f"--options {option!r}: an option is bench settings (e.g. step.adam=fused), not hydra.*")
         # Every row is timed against the baseline on one device: --device's (device=cuda here failed only after
         # the baseline's minutes, on a machine without CUDA).

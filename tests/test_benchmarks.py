@@ -453,7 +453,7 @@ def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) ->
         ("pipelines.py", ["--configs", "small:99999999999:fp32"],
          "--configs 'small:99999999999:fp32': batch_size=99999999999 is out of range"),
         ("pipelines.py", ["--configs", "small:64:fp32:rd", "--variants", "a"],
-         "--variants a: small:64:fp32:rd runs none of them"),
+         "--variants a: small:64:fp32:rd runs none of them; name one of its variants (rd), or give the config"),
         # Options were checked only when their turn came, after the baseline's minutes: a `failed` row, exit 0
         # (hydra.* was not even that: ignored, and "timed" as noise).
         ("step_options.py", ["--options", "step.compile=cudagraph"],
@@ -462,6 +462,7 @@ def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) ->
         ("step_options.py", ["--options", "lr=nan"], "lr=nan is out of range"),
         ("step_options.py", ["--options", "hydra.run.dir=/tmp/x"], "not hydra.*"),
         ("step_options.py", ["--options", "device=cuda"], "the device is --device's"),
+        ("step_options.py", ["--options", ""], "--options '': an empty option; give each as one quoted argument"),
         # A row of LargeNet was timed "× plain" against the config's own model.
         ("step_options.py", ["--options", "model=large"], "model is the run's, not a step option"),
         ("step_options.py", ["--options", "step.adam=fused loader=dataloader"], "loader is the run's, not a step"),
