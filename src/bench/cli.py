@@ -259,19 +259,18 @@ def _preset_jobs(overrides: list[str]) -> list[list[str]]:
     """The jobs of the sweep a preset makes (``hydra.mode: MULTIRUN`` with ``hydra.sweeper.params``), each as the
     command's overrides followed by the job's own; [] for a single run. As Hydra's basic sweeper expands it: the
     preset's values, then the command's, a value typed once replacing the preset's list."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from bench.resume import sweep_jobs
     from bench.schema import compose
 
     cfg = compose(overrides, return_hydra_config=True)
     params = cfg.hydra.sweeper.get("params") or {}
     if cfg.hydra.mode != RunMode.MULTIRUN or not params:
         return []
-    parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in params.items()), *overrides])
     typed = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)}
-    jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-    jobs = [[*overrides, *(o for o in job if o.split("=", 1)[0].lstrip("+~") not in typed)] for job in jobs]
+    jobs = [[*overrides, *(o for o in job if o.split("=", 1)[0].lstrip("+~") not in typed)]
+            for job in sweep_jobs(params, overrides)]  # fmt: skip
     # experiment=batch_size batch_size=32 (or ++batch_size=32, which Hydra's split keeps apart from the preset's
     # key, four times the same job): one run, and the print is its config
     return [] if all(job == overrides for job in jobs) else jobs

@@ -84,20 +84,25 @@ class Plan:
 def planned_overrides(sweep_dir: Path) -> list[list[str]]:
     """Each job's overrides in the sweep's first plan (its ``multirun.yaml``, which a resume leaves as it is),
     in job order, as Hydra's basic sweeper expands them; [] when there is none to read (another sweeper)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     try:
         saved = OmegaConf.load(sweep_dir / SWEEP_FILE)
         sweeper = str(OmegaConf.select(saved, "hydra.sweeper._target_", default=""))
         if not sweeper.endswith(("BasicSweeper", "BenchSweeper")):  # another sweeper plans its own way
             return []
         params = OmegaConf.select(saved, "hydra.sweeper.params") or {}
-        task = list(OmegaConf.select(saved, "hydra.overrides.task") or [])
-        overrides = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()] + task)
-        return [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        return sweep_jobs(params, list(OmegaConf.select(saved, "hydra.overrides.task") or []))
     except Exception:  # an unreadable plan only costs a new job its planned number
         return []
+
+
+def sweep_jobs(params: Any, overrides: Sequence[str]) -> list[list[str]]:
+    """Each job's overrides, in job order, as Hydra's basic sweeper expands a sweep: the config's
+    ``hydra.sweeper.params`` (a preset's), then the command's overrides."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in params.items()), *overrides])
+    return [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
 def _what_it_runs(overrides: Sequence[str]) -> tuple[str, ...]:
