@@ -257,8 +257,7 @@ def _step_time_sentence(ok: pd.DataFrame, x: str) -> str:
     # A ratio of two noisy ends is that uncertain: 0.90x the time for 4x the images on a loaded CPU, an end at
     # CV 41%, had read as "a cost paid once a step sets it" beside a verdict of compute-bound.
     cv = pd.to_numeric(ok["samples_per_s_cv"], errors="coerce").where(known)
-    along = pd.to_numeric(ok[x], errors="coerce")
-    worst = cv[along.isin([lo.value, hi.value])].max()
+    worst = cv[batch.isin([lo.value, hi.value])].max()
     if pd.notna(worst) and worst > NOISY_CV:
         return text + (f"; a run at an end varied by CV {worst:.0%} from epoch to epoch (or repeat), so this ratio "
                        "is that uncertain and says nothing of what sets a step's time.")  # fmt: skip
