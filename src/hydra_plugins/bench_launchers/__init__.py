@@ -80,11 +80,8 @@ def _lost_jobs_recorded(launcher: Any) -> Iterator[None]:
         say_done(sweep_dir, job, found)
         return found
 
-    core.Job.results = results  # type: ignore[method-assign]
-    try:
+    with _replaced(core.Job, "results", results):
         yield
-    finally:
-        core.Job.results = wait  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -104,11 +101,20 @@ def quiet_submission() -> Iterator[None]:
         folders.submitted()
         return job
 
-    core.PicklingExecutor._submit_command = quiet_submit  # type: ignore[method-assign]
+    with _replaced(core.PicklingExecutor, "_submit_command", quiet_submit):
+        yield
+
+
+@contextlib.contextmanager
+def _replaced(owner: type, name: str, replacement: Any) -> Iterator[None]:
+    """``owner.name`` is ``replacement`` inside the block, and what it was after it, however the block ends: the
+    plugin offers no hooks, so bench's launchers wrap submitit's methods for as long as they need them."""
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
     try:
         yield
     finally:
-        core.PicklingExecutor._submit_command = submit  # type: ignore[method-assign]
+        setattr(owner, name, original)
 
 
 def say_done(sweep_dir: Path, job: Any, found: Sequence[Any] = ()) -> None:
