@@ -23,7 +23,7 @@ import torch
 from bench import interrupts
 from bench.environment import environment
 from bench.errors import EXIT_RUN_FAILED, Interrupted, OneLineParser, describe, exit_interrupted, fail
-from bench.schema import compose, validate
+from bench.schema import compose, override_key, validate
 from pipelines import PLAIN, check_out, check_setting, check_specs, device_for, through_bench, write_results
 
 OPTIONS = {
@@ -75,11 +75,11 @@ def check_options(parser: OneLineParser, options: list[str], specs: list[str], c
             parser.error(f"--options {option!r}: an option is bench settings (e.g. step.adam=fused), not hydra.*")
         # Every row is timed against the baseline on one device: --device's (device=cuda here failed only after
         # the baseline's minutes, on a machine without CUDA).
-        if any(w.lstrip("+~").split("=")[0].split(".")[0] == "device" for w in words):
+        if any(override_key(w).split(".")[0] == "device" for w in words):
             parser.error(f"--options {option!r}: the device is --device's, for the baseline and every option alike")
         # An option that changes what is timed (model=large ran a row of LargeNet, "× plain" against MediumNet's
         # baseline; loader=dataloader under a header saying resident) is no step option.
-        fixed = next((w for w in words if w.lstrip("+~").split("=")[0].split(".")[0] in NOT_OPTIONS), None)
+        fixed = next((w for w in words if override_key(w).split(".")[0] in NOT_OPTIONS), None)
         if fixed is not None:
             key = fixed.split("=")[0]
             parser.error(f"--options {option!r}: {key} is the run's, not a step option: every row is timed against "

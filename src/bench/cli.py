@@ -269,7 +269,7 @@ def _preset_jobs(overrides: list[str]) -> list[list[str]]:
     if cfg.hydra.mode != RunMode.MULTIRUN or not params:
         return []
     typed = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)}
-    jobs = [[*overrides, *(o for o in job if o.split("=", 1)[0].lstrip("+~") not in typed)]
+    jobs = [[*overrides, *(o for o in job if schema.override_key(o) not in typed)]
             for job in sweep_jobs(params, overrides)]  # fmt: skip
     # experiment=batch_size batch_size=32 (or ++batch_size=32, which Hydra's split keeps apart from the preset's
     # key, four times the same job): one run, and the print is its config
@@ -425,7 +425,7 @@ def _check_arguments(argv: list[str], parser: argparse.ArgumentParser) -> argpar
             fail(f"{arg}: an override needs a key before '=' (key=value)", EXIT_USAGE)
         # Without the guard, Hydra writes a new .hydra/ over a finished run's before any check of bench's runs:
         # refused whether it is named (hydra.callbacks.folders...) or replaced with the node above it.
-        key = arg.lstrip("+~").split("=")[0]
+        key = schema.override_key(arg)
         if key in ("hydra", "hydra.callbacks") or _names(key, "hydra.callbacks.folders"):
             fail(f"{arg}: the folder guard stays; it keeps finished runs from being overwritten", EXIT_USAGE)
         # A component's setting removed: its class's default would run where the records show none (or the

@@ -85,7 +85,7 @@ def plan(source: Source, extra: Sequence[str]) -> Plan:
         raise UsageError(f"{hydra_keys[0]}: hydra settings do not apply here; reproduce runs one job itself")
     # A lab preset is a sweep and resume picks a sweep's jobs: neither means anything for one job, and both
     # would be silently ignored.
-    sweep_keys = [o for o in extra if o.lstrip("+~").split("=")[0] in ("experiment", "resume")]
+    sweep_keys = [o for o in extra if schema.override_key(o) in ("experiment", "resume")]
     if sweep_keys:
         raise UsageError(f"{sweep_keys[0]}: a sweep setting; reproduce runs the one saved job (override its keys)")
     renamed = [o for o in extra if o.lstrip("+").split("=")[0] in (f"{g}.name" for g in schema.FIXED_NAMES)]

@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from bench.folders import CONFIG_FILE, CONFIG_SUBDIR, METRICS_FILE, SWEEP_FILE, job_number
+from bench.schema import override_key
 
 #: keys that do not define a job: how it was started, not what it runs
 NOT_THE_JOB = ("hydra", "resume")
@@ -107,7 +108,7 @@ def sweep_jobs(params: Any, overrides: Sequence[str]) -> list[list[str]]:
 
 def _what_it_runs(overrides: Sequence[str]) -> tuple[str, ...]:
     """A job's overrides without those that do not define it (resume=true), in any order."""
-    return tuple(sorted(o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] not in NOT_THE_JOB))
+    return tuple(sorted(o for o in overrides if override_key(o).split(".")[0] not in NOT_THE_JOB))
 
 
 def plan(jobs: Sequence[tuple[list[str], str]], existing: Sequence[Existing],

@@ -296,8 +296,9 @@ def validate(cfg: DictConfig, *, this_machine: bool = True) -> None:
             typed = set_by_the_command()
             if value is None and typed is not None and key not in typed:  # an option's YAML file without name:
                 group = key.split(".", 1)[0]
-                raise ConfigError(f"{key} is not set: the YAML file of {group}={_chosen(group)} needs a name: line, "
-                                  f"its label in every table (name: {_chosen(group)})")  # fmt: skip
+                chosen = _choices().get(group) or "..."
+                raise ConfigError(f"{key} is not set: the YAML file of {group}={chosen} needs a name: line, its "
+                                  f"label in every table (name: {chosen})")  # fmt: skip
             raise ConfigError(f"{key}={value} is not a name; write a word, e.g. {key}=mine")
     _check_fixed_names(cfg)
     lab = OmegaConf.to_container(cfg.lab) if isinstance(cfg.get("lab"), DictConfig | ListConfig) else cfg.get("lab")
@@ -352,23 +353,20 @@ def _check_ranges(cfg: DictConfig, this_machine: bool, keys: list[str]) -> None:
             raise ConfigError(f"{key}={value} is out of range; it must be an integer {bound}")
 
 
-def _chosen(group: str) -> str:
-    """The option of ``group`` Hydra chose (its file's name), or "..." where no Hydra run says."""
+def _choices() -> Any:
+    """The option Hydra chose for each config group (its file's name), by group; empty where no Hydra run says
+    (bench.compose() in a benchmark, or a reproduction)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
-        return "..."
-    return str(OmegaConf.select(HydraConfig.get(), f"runtime.choices.{group}", default=None) or "...")
+        return {}
+    return OmegaConf.select(HydraConfig.get(), "runtime.choices", default=None) or {}
 
 
 def _check_fixed_names(cfg: DictConfig) -> None:
     """``precision.name=amp_bf16`` on fp32 ran fp32 and recorded amp_bf16, which every report and comparison
     then matched on. Where Hydra says which option was chosen, its name must be that option's."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():  # bench.compose() in a benchmark, or a reproduction: no choices to read
-        return
-    choices = OmegaConf.select(HydraConfig.get(), "runtime.choices", default=None) or {}
+    choices = _choices()
     for group in FIXED_NAMES:
         chosen, name = choices.get(group), OmegaConf.select(cfg, f"{group}.name", default=None)
         if chosen is not None and name != chosen:
@@ -401,6 +399,11 @@ def _precision_states(name: str) -> dict[str, Any]:
         for key in defined
         if key not in ("name", "defaults") and not OmegaConf.is_interpolation(defined, str(key))
     }
+
+
+def override_key(override: str) -> str:
+    """The key an override sets, as typed: ``+model.width=2`` and ``~lab`` set ``model.width`` and ``lab``."""
+    return override.split("=", 1)[0].lstrip("+~")
 
 
 def as_override(value: Any) -> str:
@@ -574,7 +577,7 @@ def set_by_the_command() -> set[str] | None:
     if not HydraConfig.initialized():
         return None
     task = OmegaConf.select(HydraConfig.get(), "overrides.task", default=None)
-    return None if task is None else {str(o).split("=", 1)[0].lstrip("+~") for o in task}
+    return None if task is None else {override_key(str(o)) for o in task}
 
 
 def _check_component(group: str, node: DictConfig) -> None:

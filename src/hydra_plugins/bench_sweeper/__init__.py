@@ -162,9 +162,10 @@ def _listed(
 def _check_one_experiment(jobs: Any) -> None:
     """Several lab parts (``-m experiment=a,b``) in one sweep: exit 2 (bench.errors.several_experiments says why)."""
     from bench.errors import UsageError, several_experiments
+    from bench.schema import override_key
 
     chosen = [o.split("=", 1)[1] for job in jobs for o in job
-              if "=" in o and o.split("=", 1)[0].lstrip("+~") == "experiment"]  # fmt: skip
+              if "=" in o and override_key(o) == "experiment"]  # fmt: skip
     # experiment=[a,b] composes both parts into one sweep (the last one's lab node): several parts too.
     parts = list(dict.fromkeys(p.strip() for value in chosen for p in value.strip("[]").split(",") if p.strip()))
     if len(parts) > 1:
