@@ -169,6 +169,12 @@ def test_the_config_check_before_a_run_leaves_hydras_config_as_it_found_it(tmp_p
     HydraConfig.instance().cfg = None
     assert run_cli(tmp_path, *TINY, "precision=amp_bf16").returncode == 0
     assert HydraConfig.instance().cfg is None
+    # Hydra's --help, --info and --cfg left theirs set: a benchmark's checks later in the process read its
+    # loader=dataloader as the choice of their own loader=resident config, and refused it.
+    for option in ("--help", "--info", "--cfg"):
+        args = ["--cfg", "job", "experiment=amp"] if option == "--cfg" else [option]
+        assert run_cli(tmp_path, *args).returncode == 0
+        assert HydraConfig.instance().cfg is None, option
 
 
 def test_a_missing_device_is_still_recorded(tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ def main() -> None:
     args = _check_arguments(sys.argv[1:], parser)
     sys.argv[1:] = with_callbacks(sys.argv[1:], args)
     _register_sweeper()
-    with folders.session(), interrupts.entry_point(), warnings.catch_warnings():
+    with folders.session(), interrupts.entry_point(), warnings.catch_warnings(), _hydra_config_kept():
         # A search path given on the command line that is not there (a typo, or a folder relative to elsewhere) is
         # bad input: Hydra's two-line warning, then "unknown model 'medium_x2'", pointed away from the cause.
         warnings.filterwarnings("error", SEARCHPATH_MISSING, UserWarning)
@@ -193,6 +193,18 @@ def main() -> None:
                 fail(f"{_one_line(err)}; the sweep stopped: {_stop_the_jobs(signal.SIGTERM)}{_what_is_kept()}",
                      EXIT_RUN_FAILED)  # fmt: skip
             fail(_one_line(err), EXIT_RUN_FAILED)
+
+
+@contextlib.contextmanager
+def _hydra_config_kept() -> Iterator[None]:
+    """Hydra's global config as the command found it, when it ends: Hydra's --help, --info and --cfg left theirs
+    set, and a later compose in the same process (a benchmark's checks after a test's command) read its choices as
+    its own (loader=dataloader against the benchmark's loader=resident)."""
+    held = HydraConfig.instance().cfg
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = held
 
 
 def _check_single_run(overrides: list[str]) -> None:
