@@ -52,10 +52,12 @@ from bench.step import build_step, math_mode
 from pipelines import (
     HARNESS_TARGET,
     PLAIN,
+    STRICT_HELP,
     BareLoop,
     check_out,
     check_setting,
     check_specs,
+    check_strict,
     device_for,
     machine,
     write_results,
@@ -335,7 +337,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="a second bare loop (d′) in place of bench's loop (r): what the method itself reads "
                              "for two identical loops (shown, not judged)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="write harness.md and harness.json here")
+    parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
     args = parser.parse_args(argv)
+    if args.strict and args.control:
+        parser.error("--strict with --control: the control is shown, never judged; drop one of them")
     if args.rounds is None:
         args.rounds = DEFAULT_ROUNDS if args.seconds is None else MAX_ROUNDS
     if args.seconds is not None and not 0 < args.seconds <= 86_400:
@@ -405,6 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     failed = [r.spec for r in done if r.error]
     if failed:  # a script or a CI job must not read a config that stopped as a pass
         fail(f"{', '.join(failed)} stopped before its rounds finished; see its line above", EXIT_RUN_FAILED)
+    if args.strict:
+        check_strict([line for rounds in done for line in report(rounds)])
 
 
 def _how_many(args: Namespace) -> str:

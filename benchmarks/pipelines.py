@@ -433,6 +433,23 @@ def _mark(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+#: --strict's help, the same in both benchmarks
+STRICT_HELP = ("exit 1 unless every target line is PASS (a FAIL or UNDECIDED line, or none at all, fails): for CI, "
+               "where the default exit 0 on a missed target would read as a pass")  # fmt: skip
+
+
+def check_strict(lines: list[str]) -> None:
+    """--strict's end: one line and exit 1 where a target line is FAIL or UNDECIDED, or where none was judged
+    (a run that judged nothing has shown nothing). A benchmark's run-time failures exit 1 before this anyway."""
+    marks = [line.split(":", 1)[0][2:] for line in lines if line.startswith(("- PASS:", "- FAIL:", "- UNDECIDED:"))]
+    if not marks:
+        fail("--strict: no target line was judged (no config ran the variants a target needs)", EXIT_RUN_FAILED)
+    unmet = {mark: marks.count(mark) for mark in ("FAIL", "UNDECIDED") if mark in marks}
+    if unmet:
+        said = " and ".join(f"{n} {mark}" for mark, n in unmet.items())
+        fail(f"--strict: {said} of {len(marks)} target line(s); see them above", EXIT_RUN_FAILED)
+
+
 def main(argv: list[str] | None = None) -> None:
     # The variants' table from the docstring under the options: "--variants rd" means nothing without it.
     variants = __doc__.split("\n\n")[2]
@@ -462,6 +479,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="the runs' seed (default: 0)")
     parser.add_argument("--out", type=Path, help="write results.md and results.json here (default: print only)")
+    parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
     args = parser.parse_args(argv)
     if args.epochs < 3:
         parser.error("--epochs must be at least 3: the figure is a median over timed epochs")
@@ -554,6 +572,8 @@ def main(argv: list[str] | None = None) -> None:
         exit_interrupted(stop, f"{whole} of {len(specs)} configs ran to the end{cut}; the figures are above")
     if failures:  # a script or a CI job must not read a missing pipeline as a pass
         fail(f"{failures} pipeline run(s) failed; their lines and the others' figures are above", EXIT_RUN_FAILED)
+    if args.strict:
+        check_strict(lines)
 
 
 def _finish(lines: list[str], results: dict[str, list[Figure]], ran: str, stop: Interrupted | None,

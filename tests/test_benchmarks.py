@@ -261,6 +261,30 @@ def test_the_harness_verdict_reads_the_median_ratios_confidence_interval(monkeyp
     assert noisy.endswith(": more rounds would narrow it (--rounds N, or --seconds S for as many as fit)")
 
 
+@pytest.mark.parametrize(("target", "code"), [(0.01, 0), (100.0, 1)])
+def test_strict_exits_1_unless_every_target_line_passes(
+    script_main, monkeypatch: pytest.MonkeyPatch, target: float, code: int
+) -> None:
+    # For CI: without --strict a missed target exits 0 (a benchmark's figures are its result). A target the loop
+    # cannot miss, then one it cannot meet: the same real rounds, judged PASS and FAIL.
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import harness
+
+    monkeypatch.setattr(harness, "HARNESS_TARGET", target)
+    args = ("--device", "cpu", "--configs", "small:64:fp32", "--train-size", "128", "--rounds", "6")
+    proc = script_main("harness.py", *args, "--strict")
+    assert proc.returncode == code, proc.stderr
+    assert ("- PASS: bench's loop" if code == 0 else "- FAIL: bench's loop") in proc.stdout
+    if code:
+        assert proc.stderr.splitlines()[-1] == "bench: error: --strict: 1 FAIL of 1 target line(s); see them above"
+    # A run whose variants judge nothing has shown nothing: under --strict that is no pass either.
+    proc = script_main("pipelines.py", "--device", "cpu", "--configs", "small:64:fp32:d", "--train-size", "128",
+                       "--strict")  # fmt: skip
+    assert proc.returncode == 1 and "| (d) bare" in proc.stdout
+    assert proc.stderr.splitlines()[-1] == ("bench: error: --strict: no target line was judged (no config ran the "
+                                            "variants a target needs)")  # fmt: skip
+
+
 def test_harness_seconds_fits_as_many_rounds_as_the_time_allows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -460,6 +484,7 @@ def test_sigterm_ends_the_harness_with_the_rounds_it_finished(tmp_path: Path) ->
          "--options 'step.compile=cudagraph': step.compile=cudagraph needs CUDA"),
         ("step_options.py", ["--options", "step.adam=fused", "garbage"], "--options 'garbage': "),
         ("step_options.py", ["--options", "lr=nan"], "lr=nan is out of range"),
+        ("harness.py", ["--strict", "--control"], "--strict with --control: the control is shown, never judged"),
         ("step_options.py", ["--options", "hydra.run.dir=/tmp/x"], "not hydra.*"),
         ("step_options.py", ["--options", "device=cuda"], "the device is --device's"),
         ("step_options.py", ["--options", ""], "--options '': an empty option; give each as one quoted argument"),
