@@ -206,6 +206,47 @@ def test_a_loss_above_a_uniform_guesss_is_no_learning_either() -> None:
     assert check(4.7404e28)[1].startswith("did not learn: final loss 4.74e+28 is above ln(10)")
 
 
+def test_unequal_classes_are_judged_against_a_guess_that_knows_their_shares(tmp_path: Path) -> None:
+    # Noise images, 90% of them one class: the run scored 90% and a loss of 0.34 and read as learned, which is
+    # what always guessing the larger class scores (its loss: the shares' entropy, 0.325).
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, counts in (("train", {"a": 45, "b": 5}), ("test", {"a": 18, "b": 2})):
+        for name, n in counts.items():
+            (tmp_path / "imgs" / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    tmp_path / "imgs" / split / name / f"{i}.png")  # fmt: skip
+    proc = run_cli(tmp_path, "dataset=imagefolder", "dataset.root=imgs", "dataset.train_size=null",
+                   "dataset.test_size=null", "batch_size=10", "epochs=2", "warmup_steps=1",
+                   "hydra.run.dir=R")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "R" / "metrics.json").read_text())
+    entropy = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    assert metrics["prior_loss"] == pytest.approx(entropy) and metrics["prior_accuracy"] == pytest.approx(0.9)
+    assert metrics["diagnosis"]["learned"] is False, metrics["diagnosis"]
+    assert metrics["diagnosis"]["learning"].endswith(
+        f"{entropy:.3f}, the loss of a guess that knows only the classes' shares (unequal here: the largest is 90% "
+        "of the test images)")  # fmt: skip
+
+    # The same thresholds against that guess: fewer errors than it makes, by the factors a uniform guess's
+    # accuracy is multiplied by (90% × 1.5 is out of reach).
+    def check(loss: float, accuracy: float) -> tuple[bool | None, str | None]:
+        run = {"final_loss": loss, "test_accuracy": accuracy, "classes": 2, "test_samples": 2000,
+               "prior_loss": entropy, "prior_accuracy": 0.9}  # fmt: skip
+        found = diagnosis.diagnose(run)
+        return found["learned"], found["learning"]
+
+    assert check(0.34, 0.9)[0] is False
+    assert check(0.2, 0.92) == (False, "did not learn: test accuracy 92.0% is under 1.5× chance, 93.3% (chance: 90%)")
+    assert check(0.2, 0.94) == (True, None)
+    assert check(0.5, 0.96) == (True, None)  # clearly above: 2.5 times fewer errors, 9 standard errors
+    # Random labels of nearly equal shares keep the uniform guess and its words.
+    near = diagnosis.diagnose({"final_loss": 2.29, "classes": 10, "prior_loss": 2.29, "prior_accuracy": 0.11})
+    assert near["learning"].endswith("ln(10) = 2.303, the loss of a uniform guess")
+
+
 def test_a_test_accuracy_clearly_above_chance_outranks_a_guesss_loss() -> None:
     # On an H200, one epoch of 10,000 images at batch 256: the epoch's mean loss 2.283 (within 2% of ln 10, most
     # of the epoch on the plateau), and the model tested after it scored 22.1% of 2,000 images, 18 standard

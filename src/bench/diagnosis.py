@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from bench.metrics import finite, loss_text, significant
 
@@ -174,27 +176,77 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
     return "compute-bound", evidence, None
 
 
-def clear_accuracy(classes: int, tested: object) -> float:
+def chance(run: Mapping[str, Any]) -> tuple[float, float, str]:
+    """The guess a run has to beat: (its loss, its test accuracy, what it is). A uniform guess (ln(classes),
+    1 / classes) where the classes have about equal shares; where they do not (an image folder of 450 and 50),
+    the guess that knows their shares, whose loss is their entropy (``prior_loss``) and which scores the
+    largest class's share of the test images (``prior_accuracy``): 90% on 90/10 is no learning. "About equal":
+    within NEAR_CHANCE_LOSS of ln(classes), the margin the loss is judged by, so random labels stay uniform."""
+    classes = run.get("classes") or 10
+    uniform = math.log(classes)
+    prior, top = _share(run, "prior_loss"), _share(run, "prior_accuracy")
+    if prior is None or top is None or prior >= (1 - NEAR_CHANCE_LOSS) * uniform:
+        return uniform, 1 / classes, f"ln({classes}) = {uniform:.3f}, the loss of a uniform guess"
+    return prior, top, (f"{prior:.3f}, the loss of a guess that knows only the classes' shares (unequal here: the "
+                        f"largest is {top:.0%} of the test images)")  # fmt: skip
+
+
+def class_prior(train_y: Sequence[int] | np.ndarray, test_y: Sequence[int] | np.ndarray | None,
+                classes: int) -> tuple[float | None, float | None]:  # fmt: skip
+    """The guess that knows only the training classes' shares: its loss (their entropy, in nats, as the
+    training loss is) and its test accuracy (the largest class's share of ``test_y``; None without a test)."""
+    counts = np.bincount(np.asarray(train_y, dtype=np.int64), minlength=classes)
+    if counts.sum() == 0:
+        return None, None
+    shares = counts[counts > 0] / counts.sum()
+    loss = float(-(shares * np.log(shares)).sum())
+    if test_y is None or len(test_y) == 0:
+        return loss, None
+    return loss, float(np.mean(np.asarray(test_y) == int(counts.argmax())))
+
+
+def times_chance(factor: float, classes: int, accuracy: float | None = None) -> float:
+    """``factor`` × a guess's test accuracy (1 / classes, else ``accuracy``), or, where that is out of reach (a
+    guess at 90%, or 2 classes), ``factor`` times fewer errors than the guess makes. (Factor / classes for a
+    uniform guess: 1.5 × (1 / 10) is 0.15000000000000002.)"""
+    guess = 1 / classes if accuracy is None else accuracy
+    scaled = factor / classes if accuracy is None else factor * accuracy
+    return min(scaled, 1 - (1 - guess) / factor)
+
+
+def clear_accuracy(classes: int, tested: object, accuracy: float | None = None) -> float:
     """The test accuracy from which a run learned, whatever its loss: CLEAR_ACCURACY_FLOOR x chance and
     CLEAR_ACCURACY_SES standard errors above it over ``tested`` images; CLEAR_ACCURACY_FACTOR x chance where the
-    image count is unknown. (Factor / classes, as the other thresholds: 1.5 × (1 / 10) is 0.15000000000000002.)"""
+    image count is unknown. Chance is 1 / classes, or a guess's ``accuracy`` where the classes' shares differ."""
     if isinstance(tested, bool) or not isinstance(tested, numbers.Integral) or tested <= 0:  # numpy's ints too
-        return CLEAR_ACCURACY_FACTOR / classes
-    chance = 1 / classes
-    standard_error = math.sqrt(chance * (1 - chance) / tested)
-    return max(CLEAR_ACCURACY_FLOOR / classes, chance + CLEAR_ACCURACY_SES * standard_error)
+        return times_chance(CLEAR_ACCURACY_FACTOR, classes, accuracy)
+    guess = 1 / classes if accuracy is None else accuracy
+    standard_error = math.sqrt(guess * (1 - guess) / tested)
+    return max(times_chance(CLEAR_ACCURACY_FLOOR, classes, accuracy), guess + CLEAR_ACCURACY_SES * standard_error)
 
 
 def learned_check(run: Mapping[str, Any]) -> tuple[bool | None, str | None]:
     """Whether the run learned: False when its final loss is no better than chance's (or worse), or its
-    accuracy is near chance; True whatever the loss where its accuracy is clearly above chance (clear_accuracy)."""
+    accuracy is near chance; True whatever the loss where its accuracy is clearly above chance (clear_accuracy).
+    Chance is the guess of :func:`chance`."""
     classes = run.get("classes") or 10
     loss, accuracy = _share(run, "final_loss"), _share(run, "test_accuracy")
     if loss is None:
         return None, None
-    chance_loss = math.log(classes)
-    if accuracy is not None and accuracy >= clear_accuracy(classes, run.get("test_samples")):
+    chance_loss, guess, what = chance(run)
+    shares = None if guess == 1 / classes else guess  # the classes' shares differ: the guess's own accuracy
+    if accuracy is not None and accuracy >= clear_accuracy(classes, run.get("test_samples"), shares):
         return True, None
+    if loss >= (1 - NEAR_CHANCE_LOSS) * chance_loss:  # a loss above a guess's is no learning either
+        how = f"within {NEAR_CHANCE_LOSS:.0%} of" if loss <= (1 + NEAR_CHANCE_LOSS) * chance_loss else "above"
+        return False, f"{DID_NOT_LEARN}: final loss {loss_text(loss)} is {how} {what}"
+    floor = times_chance(CHANCE_ACCURACY_FACTOR, classes, shares)
+    if accuracy is not None and accuracy < floor:
+        return False, (
+            f"{DID_NOT_LEARN}: test accuracy {accuracy:.1%} is under {CHANCE_ACCURACY_FACTOR:g}× chance, "
+            f"{100 * floor:.3g}% (chance: {100 * guess:.3g}%)"  # 15%, 1.5%, 0.15%
+        )
+    return True, None
     if loss >= (1 - NEAR_CHANCE_LOSS) * chance_loss:  # a loss above a guess's is no learning either
         how = f"within {NEAR_CHANCE_LOSS:.0%} of" if loss <= (1 + NEAR_CHANCE_LOSS) * chance_loss else "above"
         return False, (f"{DID_NOT_LEARN}: final loss {loss_text(loss)} is {how} ln({classes}) = {chance_loss:.3f}, the "

@@ -130,6 +130,10 @@ class RunResult:
     warmup_steps: int | None = None
     params: int | None = None
     classes: int | None = None
+    #: the loss (the train labels' entropy, nats) and test accuracy (the largest train class's share of the test
+    #: labels) of a guess that knows only the classes' shares: the learning check's chance where they differ
+    prior_loss: float | None = None
+    prior_accuracy: float | None = None
     cudnn_benchmark: bool | None = None
     train_samples: int | None = None
     test_samples: int | None = None

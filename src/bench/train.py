@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bench import capacity, interrupts, measure, memory
 from bench.datasets import Arrays, load_arrays
 from bench.device import device_type, resolve_device, synchronize
-from bench.diagnosis import diagnose
+from bench.diagnosis import class_prior, diagnose
 from bench.energy import EnergyMeter, short_window_note
 from bench.environment import cpu_name, environment, usable_cores
 from bench.errors import ConfigError, DeviceUnavailable, Interrupted, UsageError, one_line
@@ -248,6 +248,8 @@ def _train(cfg: DictConfig, device: torch.device, result: RunResult, run_dir: Pa
     # Test images only where the run tests on them: with evaluate=false none is used.
     result.train_samples, result.test_samples = len(arrays.train_y), len(arrays.test_y) if cfg.evaluate else None
     result.classes = len(arrays.classes)
+    result.prior_loss, result.prior_accuracy = class_prior(arrays.train_y, arrays.test_y if cfg.evaluate else None,
+                                                           result.classes)  # fmt: skip
     if result.train_samples < cfg.batch_size:  # a dataset's own size (an image folder), which no config states
         raise ConfigError(batch_exceeds_data(cfg.batch_size, result.train_samples, whole_dataset=True))
 
