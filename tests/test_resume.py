@@ -122,6 +122,13 @@ def test_a_job_whose_folder_was_removed_takes_back_its_first_number_in_any_order
     assert "Jobs 0, 2 of S are not in this command: kept as they are, and in the report" in said
     assert "new to" not in said
     assert list(pd.read_csv(tmp_path / "S" / "summary.csv")["batch_size"]) == [32, 64, 128]
+    # A job a resume added is in the sweep's plan from then on: its folder gone (a resume stopped before it
+    # started), the report has its missing row; it had none ("3 ok", no resume hint).
+    assert (tmp_path / "S" / "added_jobs.yaml").is_file()
+    shutil.rmtree(tmp_path / "S" / "2")
+    assert run_cli(tmp_path, "S", module="bench.report").returncode == 0
+    runs = pd.read_csv(tmp_path / "S" / "summary.csv")
+    assert list(runs["status"]) == ["ok", "ok", "missing"] and list(runs["batch_size"]) == [32, 64, 128]
     # The first plan's number, where that folder is free; a config new to the sweep never takes another planned
     # job's number (1 stays x=c's, which never ran and is the report's missing row): it had, and the row was lost.
     plan = resume.plan([(["x=b", "resume=true"], "b"), (["x=a", "resume=true"], "a")], [], planned=[["x=a"], ["x=c"]])

@@ -525,4 +525,5 @@ def _what_is_kept() -> str:
         # How to finish it, where a job is left to run: the partial report alone did not say.
         unfinished = bool(report.runs["status"].isin(["interrupted", *NOT_RECORDED]).any())
         resume = f"; to finish it: the same command with hydra.sweep.dir={sweep_dir} resume=true" * unfinished
-        return f"{done}; partial report: {sweep_dir / folders.REPORT_FILE}{resume}"
+        # A signal after the last job ended (in the report's own writing) leaves no job to finish: not "partial".
+        return f"{done}; {'partial ' * unfinished}report: {sweep_dir / folders.REPORT_FILE}{resume}"

@@ -32,8 +32,10 @@ CONFIG_FILE, OVERRIDES_FILE = "config.yaml", "overrides.yaml"
 #: Hydra's own settings for the job, in its CONFIG_SUBDIR, and the key of the folder the command ran in (where a
 #: run's relative paths lead from), the one setting there that bench reads (and a reproduction writes)
 HYDRA_FILE, RAN_IN_KEY = "hydra.yaml", "hydra.runtime.cwd"
+#: the jobs a resume added to a sweep, beside its first plan (SWEEP_FILE, which a resume leaves as it is)
+ADDED_FILE = "added_jobs.yaml"
 #: files a sweep folder gets besides its job folders
-SWEEP_OUTPUTS = (SWEEP_FILE, SUMMARY_FILE, REPORT_FILE)
+SWEEP_OUTPUTS = (SWEEP_FILE, SUMMARY_FILE, REPORT_FILE, ADDED_FILE)
 #: a sweep's subdir: one folder per job, named by its number, which resume and the reports rely on
 JOB_SUBDIR = "${hydra.job.num}"
 #: where Hydra saves a run's config in its folder (``hydra.output_subdir``, which bench.callbacks holds to it):

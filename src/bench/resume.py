@@ -21,11 +21,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.folders import CONFIG_FILE, CONFIG_SUBDIR, METRICS_FILE, SWEEP_FILE, job_number
+from bench.folders import ADDED_FILE, CONFIG_FILE, CONFIG_SUBDIR, METRICS_FILE, SWEEP_FILE, job_number
 from bench.schema import override_key
 
 #: keys that do not define a job: how it was started, not what it runs
 NOT_THE_JOB = ("hydra", "resume")
+#: a job's statuses that are its result, kept by a resume: a run that diverged diverges again with its seed, and
+#: its rerun, stopped, had turned a finished "diverged" into "interrupted"
+FINISHED = ("ok", "diverged")
 
 
 def job_hash(config: DictConfig | dict[str, Any]) -> str:
@@ -84,16 +87,40 @@ class Plan:
 
 def planned_overrides(sweep_dir: Path) -> list[list[str]]:
     """Each job's overrides in the sweep's first plan (its ``multirun.yaml``, which a resume leaves as it is),
-    in job order, as Hydra's basic sweeper expands them; [] when there is none to read (another sweeper)."""
+    in job order, as Hydra's basic sweeper expands them, then the jobs resumes added (ADDED_FILE) at their
+    numbers ([] for a number neither gave); [] when there is none to read (another sweeper)."""
     try:
         saved = OmegaConf.load(sweep_dir / SWEEP_FILE)
         sweeper = str(OmegaConf.select(saved, "hydra.sweeper._target_", default=""))
         if not sweeper.endswith(("BasicSweeper", "BenchSweeper")):  # another sweeper plans its own way
             return []
         params = OmegaConf.select(saved, "hydra.sweeper.params") or {}
-        return sweep_jobs(params, list(OmegaConf.select(saved, "hydra.overrides.task") or []))
+        jobs = sweep_jobs(params, list(OmegaConf.select(saved, "hydra.overrides.task") or []))
     except Exception:  # an unreadable plan only costs a new job its planned number
         return []
+    for number, overrides in sorted(_added(sweep_dir).items()):
+        jobs += [[] for _ in range(number + 1 - len(jobs))]
+        jobs[number] = jobs[number] or overrides
+    return jobs
+
+
+def _added(sweep_dir: Path) -> dict[int, list[str]]:
+    """The jobs earlier resumes added (ADDED_FILE): {number: overrides}; {} where none did, or it is unreadable."""
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(sweep_dir / ADDED_FILE))
+        return {int(n): [str(o) for o in overrides] for n, overrides in saved.items()}  # type: ignore[union-attr]
+    except Exception:
+        return {}
+
+
+def record_added(sweep_dir: Path, jobs: dict[int, list[str]]) -> None:
+    """Record the jobs this resume adds to the sweep, before they run: stopped before one of them started, the
+    partial report had no row for it ("3 ok", not "3 ok, 1 missing") and the closing line no resume hint."""
+    merged = {**_added(sweep_dir), **{n: [o for o in overrides if override_key(o) != "resume"]
+                                      for n, overrides in jobs.items()}}  # fmt: skip
+    tmp = sweep_dir / f".{ADDED_FILE}.tmp"
+    OmegaConf.save(OmegaConf.create({str(n): merged[n] for n in sorted(merged)}), tmp)
+    tmp.replace(sweep_dir / ADDED_FILE)
 
 
 def sweep_jobs(params: Any, overrides: Sequence[str]) -> list[list[str]]:

@@ -114,6 +114,7 @@ class BenchSweeper(BasicSweeper):
                  sweep_dir, len(the_plan.skipped), len(jobs), len(the_plan.run))  # fmt: skip
         # Resuming with other values grows the sweep (its report covers every job): say so, in case it was a typo.
         if the_plan.added:
+            resume.record_added(sweep_dir, {n: overrides for n, overrides in the_plan.run if n in the_plan.added})
             one = len(the_plan.added) == 1
             log.warning("%s %s new to this sweep (not in its first plan): %s; the report shows %s beside the others",
                         _jobs(the_plan.added), "is" if one else "are",
