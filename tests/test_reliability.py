@@ -731,15 +731,22 @@ def test_every_swept_key_has_a_column_and_a_heading(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = pd.read_csv(tmp_path / "S" / "summary.csv")
     assert list(summary["lr"]) == [0.001, 1e30] and list(summary["status"]) == ["ok", "diverged"]
-    # The diverged run's timed epoch is recorded as such, and the report says what metrics.json says (it had
-    # re-derived a speed the file recorded as null).
+    # The epoch it diverged in ran on non-finite weights from its first step: no speed of it (its samples/s had
+    # stood beside the ok run's as comparable), in metrics.json as in the report, which says why.
     diverged = read_metrics(tmp_path / "S" / "1")
-    assert diverged["samples_per_s"] > 0 and summary["samples_per_s"][1] == pytest.approx(diverged["samples_per_s"])
-    assert "its figures are of the 1 timed epoch it finished before it stopped (diverged)" in diverged["notes"]
-    # Its compute too, as its speed's: the tables had its s/epoch and samples/s beside a TFLOP/s of n/a.
-    assert diverged["tflops"] == pytest.approx(diverged["flops_per_sample"] * diverged["samples_per_s"] / 1e12)
+    assert diverged["epochs_detail"][0]["loss"] is None and len(diverged["epochs_detail"]) == 1
+    assert diverged["samples_per_s"] is None and diverged["tflops"] is None and pd.isna(summary["samples_per_s"][1])
+    assert "no figures: it diverged in its first timed epoch, whose steps ran on non-finite weights from the step " \
+        "it blew up" in diverged["notes"]  # fmt: skip
     report = (tmp_path / "S" / "report.md").read_text()
     assert "Swept: **lr** = 0.001, 1e+30" in report and "## Sweep over lr" in report
+    # A resume keeps a diverged job as it keeps an ok one: it diverges again with its seed, and its rerun,
+    # stopped, had turned the finished "diverged" into "interrupted".
+    kept = _snapshot(tmp_path / "S" / "1")
+    again = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "lr=0.001,1e30", "resume=true")
+    assert again.returncode == 0, again.stderr
+    assert "2 of 2 jobs finished already (kept as they are), 0 to run" in again.stdout + again.stderr
+    assert _snapshot(tmp_path / "S" / "1") == kept
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
-"""Resume a sweep: run only the jobs whose folder has no ``ok`` metrics.json, never touching a finished one.
+"""Resume a sweep: run only the jobs whose folder has no ``ok`` (or ``diverged``) metrics.json, never touching a
+finished one.
 
 ``python -m bench -m <the same sweep> hydra.sweep.dir=D resume=true``. A job is identified by a hash of its
 composed config (not by its number, which Hydra reassigns from 0 in every sweep): a job whose config
-already finished ``ok`` in D is skipped; one that started but did not finish (``interrupted``, ``failed``,
-no metrics.json) runs again in its own folder; a job D has never seen gets the number the sweep's first plan
+already finished ``ok`` or ``diverged`` in D is skipped; one that started but did not finish (``interrupted``,
+``failed``, no metrics.json) runs again in its own folder; a job D has never seen gets the number the sweep's first plan
 (``multirun.yaml``) gave it, else its number in this sweep, where that folder is free and the first plan gave
 that number to no job, else the next such one. The
 sweeper (hydra_plugins.bench_sweeper.BenchSweeper, Hydra's basic sweeper otherwise) launches the jobs in
@@ -47,7 +48,7 @@ class Existing:
 
 
 def existing_jobs(sweep_dir: Path) -> list[Existing]:
-    """The numbered job folders of a sweep: each one's config hash and whether it finished ``ok``."""
+    """The numbered job folders of a sweep: each one's config hash and whether it finished (FINISHED)."""
     found = []
     for folder in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and job_number(p) is not None):
         try:
@@ -56,7 +57,7 @@ def existing_jobs(sweep_dir: Path) -> list[Existing]:
         except Exception:  # no saved config: the folder is a job that cannot be matched, never overwritten
             identity = None
         try:
-            finished = json.loads((folder / METRICS_FILE).read_text()).get("status") == "ok"
+            finished = json.loads((folder / METRICS_FILE).read_text()).get("status") in FINISHED
         except (OSError, ValueError, AttributeError):
             finished = False
         found.append(Existing(job_number(folder) or 0, identity, finished))

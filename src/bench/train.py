@@ -157,16 +157,24 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
     # (which may load libraries), for a run that stopped earlier; none for one skipped before any work.
     if result.metrics.get("peak_rss_mb") is None:
         result.metrics["peak_rss_mb"] = measure.peak_rss_mb() if result.status != "skipped" else None
-    if result.status != "ok" and result.epochs_detail and result.metrics.get("avg_epoch_time") is None:
-        # A run that stopped after some timed epochs (interrupted, oom, diverged): their figures, measured like
-        # any run's, are recorded as such, so metrics.json and the reports say the same.
-        done = len(result.epochs_detail)
-        result.metrics.update({k: v for k, v in summarize([asdict(e) for e in result.epochs_detail]).items()
+    # A run that stopped after some timed epochs (interrupted, oom, diverged): their figures, measured like any
+    # run's, are recorded as such, so metrics.json and the reports say the same. Not the epoch a run diverged in:
+    # its steps ran on non-finite weights from the step it blew up (its 316 samples/s stood beside an ok run's
+    # 285 as if comparable).
+    timed = [e for e in result.epochs_detail if result.status != "diverged" or math.isfinite(e.loss)]
+    if result.status != "ok" and timed and result.metrics.get("avg_epoch_time") is None:
+        done = len(timed)
+        result.metrics.update({k: v for k, v in summarize([asdict(e) for e in timed]).items()
                                if result.metrics.get(k) is None})  # fmt: skip
         if result.metrics.get("tflops") is None and device is not None:  # samples/s is given, so is its compute
             _utilization(result, device)
-        result.notes.append(f"its figures are of the {done} timed epoch{'s' * (done > 1)} it finished before it "
-                            f"stopped ({result.status})")  # fmt: skip
+        before = "before the one it diverged in, which is not counted" if result.status == "diverged" else (
+            "it finished before it stopped")  # fmt: skip
+        result.notes.append(f"its figures are of the {done} timed epoch{'s' * (done > 1)} {before} "
+                            f"({result.status})")  # fmt: skip
+    elif result.status == "diverged" and result.epochs_detail:
+        result.notes.append("no figures: it diverged in its first timed epoch, whose steps ran on non-finite "
+                            "weights from the step it blew up")  # fmt: skip
     try:
         # How far an OOM run got. Not for a max_batch search: its peak is its largest fitting attempt's, and
         # where none fitted the allocator's peak is the last attempt's, the one that ran out of memory.
