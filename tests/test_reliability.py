@@ -693,6 +693,22 @@ def test_values_that_cannot_run_are_refused_before_any_work(cfg_for, override: s
     assert expected in str(err.value)
 
 
+def test_the_resident_loaders_float_copy_counts_where_it_shares_the_machines_memory(cfg_for) -> None:
+    # 2,000,000 images passed the check at 6 GiB, and loader=resident's float copy then needed 31 on a box of 24.
+    from bench.errors import ConfigError
+    from bench.schema import validate
+
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    images = int(0.9 * total / (2 * 32 * 32 * 3))  # their uint8 fits; with four bytes a value more, not
+    sizes = (f"dataset.train_size={images}", "dataset.test_size=64", "device=cpu")
+    validate(cfg_for(*sizes, "loader=dataloader"))
+    validate(cfg_for(*sizes, "loader=resident", "loader.normalized=false"))
+    with pytest.raises(ConfigError) as err:
+        validate(cfg_for(*sizes, "loader=resident"))
+    assert f"and loader=resident's normalized float copy of the {images:,} training images" in str(err.value)
+    assert "(loader.normalized=false keeps them uint8); this machine has" in str(err.value)
+
+
 def test_a_dataset_named_synthetic_is_checked_as_what_it_builds(cfg_for, tmp_path: Path) -> None:
     from bench.schema import validate
 
