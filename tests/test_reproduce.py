@@ -116,6 +116,9 @@ def test_overrides_go_on_top_and_a_changed_commit_is_warned_about(original: Path
     assert "| epochs | 2 | 1 |" in md
     # Not "0.5× the total time": one epoch against two is no ratio of speed.
     assert "| total time of the timed epochs (s) |" in md and "| n/a (2 timed epochs, then 1) |" in md
+    # Nor the loss and accuracy at the end of one epoch against those at the end of two: not a difference.
+    assert re.search(r"\| final loss \| [\d.]+ \| [\d.]+ \| n/a \(2 timed epochs, then 1\) \|", md), md
+    assert re.search(r"\| test accuracy \| [\d.]+% \| [\d.]+% \| n/a \(2 timed epochs, then 1\) \|", md), md
     assert "| 2 | 2." in md and "| n/a |" in md  # epoch 2 exists only in the original
     assert yaml.safe_load((out / ".hydra" / "overrides.yaml").read_text())[-1] == "epochs=1"
     # The new folder is reproducible in turn: its saved config is what ran, with no differences.
@@ -141,7 +144,9 @@ def test_overrides_go_on_top_and_a_changed_commit_is_warned_about(original: Path
 
 @pytest.mark.slow
 def test_one_job_of_a_sweep_can_be_reproduced(tmp_path: Path) -> None:
-    sweep = run_cli(tmp_path, "-m", *TINY, "batch_size=16,32")
+    # loader=resident beside the default workers=2, which the sweep's command did not set: no note of it.
+    tiny = [t for t in TINY if t != "workers=0"]
+    sweep = run_cli(tmp_path, "-m", *tiny, "loader=resident", "batch_size=16,32")
     assert sweep.returncode == 0, sweep.stderr
     (sweep_dir,) = (tmp_path / "outputs" / "sweeps").iterdir()
     job = sweep_dir / "1"
@@ -151,6 +156,10 @@ def test_one_job_of_a_sweep_can_be_reproduced(tmp_path: Path) -> None:
     assert read_metrics(new_dir)["batch_size"] == read_metrics(job)["batch_size"] == 32
     assert losses(new_dir) == losses(job)
     assert "None: the same config ran." in (new_dir / "reproduce.md").read_text()
+    # Nor from its reproduction, which had said "Unused here: workers is ignored by loader=resident", recorded it
+    # and listed it in its report; reproduce.md names a note only one of the two runs has.
+    assert read_metrics(new_dir)["notes"] == read_metrics(job)["notes"] and "Unused here" not in proc.stdout
+    assert " run's note: " not in (new_dir / "reproduce.md").read_text()
 
     with pytest.raises(SystemExit) as exit_info:  # the sweep's own folder is not a run: name a job
         reproduce.main([str(sweep_dir)])
@@ -174,6 +183,8 @@ def test_a_failing_reproduction_exits_1_after_writing_the_comparison(original: P
     # Only a run that ended ok is judged, as in its report: the diverged run had read "input-bound".
     assert re.search(r"Verdict: original \S.* \(.*\); new none \(it ended diverged\)\.", md), md
     assert re.search(r"\| 1 \| [\d.]+ \| not finite \| no \|", md), md  # its loss, recorded as null: not "None"
+    # Why its figures are n/a: the run's own note, which only it has.
+    assert "- the new run's note: no figures: it diverged in its first timed epoch" in md
 
 
 @pytest.mark.parametrize(
@@ -344,6 +355,48 @@ def test_a_run_still_running_is_not_reproduced(original: Path, tmp_path: Path) -
         f"bench: error: {original} is still running (a live process holds it): reproduce it once it has finished"
     ), proc.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_a_reproduction_holds_its_folder_and_one_stopped_before_its_run_leaves_none(
+    original: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+    import os
+    import signal
+
+    from bench import train
+    from bench.folders import job_running
+
+    out = tmp_path / "new" / "run"
+    handlers = logging.root.handlers[:]  # the command configures logging as `python -m bench` does
+    real_files, real_run = reproduce.write_hydra_files, train.run
+    try:
+        # Ctrl-C as its first files are written: it said "the reproduction is recorded in DIR (reproduce.md)"
+        # of a folder holding only those, and the same command, run again, refused it as not empty.
+        def stopped(*args: object) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            real_files(*args)
+
+        monkeypatch.setattr(reproduce, "write_hydra_files", stopped)
+        with pytest.raises(SystemExit) as exit_info:
+            reproduce.main([str(original), "--out", str(out)])
+        assert exit_info.value.code == 130 and not (tmp_path / "new").exists()
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"bench: interrupted by SIGINT: the reproduction had not started; nothing was recorded ({out} is removed)"
+        )
+        # Run again, it runs; and while it runs it holds its folder, as a sweep's job does: a second reproduction
+        # of it trained beside it, and a report read it as unreadable rather than running.
+        monkeypatch.setattr(reproduce, "write_hydra_files", real_files)
+        held: list[bool] = []
+        monkeypatch.setattr(train, "run", lambda cfg, run_dir, **kw: held.append(job_running(run_dir))
+                            or real_run(cfg, run_dir, **kw))  # fmt: skip
+        reproduce.main([str(original), "--out", str(out), "epochs=1"])
+        assert held == [True] and not job_running(out) and (out / "reproduce.md").is_file()
+    finally:
+        for handler in [h for h in logging.root.handlers if h not in handlers]:
+            logging.root.removeHandler(handler)
+            handler.close()
 
 
 def test_a_difference_is_of_the_values_as_shown_beside_it() -> None:

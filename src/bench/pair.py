@@ -205,6 +205,9 @@ def _as_shown(m: Metric, value: float) -> float:
 
 #: metrics that add the timed epochs up: two runs of different epoch counts have no ratio of them
 SUMS_OF_EPOCHS = ("total_time",)
+#: metrics of where the training ended: two runs that stopped after different epochs ended at different points
+#: (a reproduction's third epoch's loss beside the original's first read as a difference of 0.0063)
+AT_THE_END = ("final_loss", "test_accuracy")
 
 
 def metric_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
@@ -214,7 +217,7 @@ def metric_table(old: dict[str, Any], new: dict[str, Any]) -> pd.DataFrame:
     counts = [len(run.get("epochs_detail") or []) for run in (old, new)]
 
     def compared(m: Metric) -> str:
-        if m.key in SUMS_OF_EPOCHS and all(counts) and counts[0] != counts[1]:  # 1 epoch against 2 read 0.526×
+        if m.key in (*SUMS_OF_EPOCHS, *AT_THE_END) and all(counts) and counts[0] != counts[1]:  # 1 against 2: 0.526×
             return f"n/a ({counts[0]} timed epoch{'s' * (counts[0] != 1)}, then {counts[1]})"
         return change(m, old.get(m.key), new.get(m.key))
 

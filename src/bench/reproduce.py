@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.config
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,13 +48,17 @@ from bench.folders import (
     CONFIG_FILE,
     CONFIG_SUBDIR,
     HYDRA_FILE,
+    METRICS_FILE,
     OVERRIDES_FILE,
     RAN_IN_KEY,
     REPRODUCE_FILE,
+    first_missing,
+    hold_job,
     job_running,
     make_writable,
     refuse_inside_results,
     refuse_the_working_folder,
+    remove_empty,
 )
 from bench.pair import ABSENT, CODE_CHANGED, change_text, code_notes, config_changes, render
 from bench.results import MetricsError, load_metrics, write_atomically
@@ -237,8 +242,9 @@ def _fits(config: dict) -> bool:
 # ----------------------------------------------------------------------------------------------- run
 
 
-def new_run_dir(out: Path | None, source: Path) -> Path:
-    """A folder that does not exist yet (or is empty), never the source run or inside it."""
+def new_run_dir(out: Path | None, source: Path) -> tuple[Path, Path | None]:
+    """A folder that does not exist yet (or is empty), never the source run or inside it, made; and the outermost
+    folder that making it created (first_missing), to be taken back if the reproduction never starts."""
     if out is None:
         out = Path("outputs") / "runs" / f"{datetime.now():%Y-%m-%d_%H-%M-%S_%f}_reproduce"
     src, dst = source.resolve(), out.resolve()
@@ -252,8 +258,9 @@ def new_run_dir(out: Path | None, source: Path) -> Path:
         raise UsageError(f"--out {out}: that is a file, not a folder; reproduce writes a run's folder there")
     if dst.exists() and any(dst.iterdir()):
         raise UsageError(f"--out {out}: already exists and is not empty; reproduce never overwrites")
+    made = first_missing(out)
     make_writable(out, "--out")
-    return out
+    return out, made
 
 
 def write_hydra_files(run_dir: Path, the_plan: Plan) -> None:
@@ -291,6 +298,10 @@ def report(source: Source, new_dir: Path, the_plan: Plan, new: dict[str, Any], a
         + (f" ({new.get('error')})" if new.get("error") else ""),
     ]
     notes = [f"note: {n}" for n in the_plan.notes] + code_notes(old.get("env"), new.get("env") or {})
+    # Each run's own notes where the other lacks them: "its figures are of the 1 timed epoch it finished before
+    # it stopped" says why a row below has no ratio, and a setting one run did not use why its figures differ.
+    for side, run, other in (("original", old, new), ("new", new, old)):
+        notes += [f"the {side} run's note: {n}" for n in run.get("notes") or [] if n not in (other.get("notes") or [])]
     if source.metrics_error:
         notes.insert(0, f"note: the original run's metrics are unreadable: {source.metrics_error}")
     if notes:
@@ -331,34 +342,67 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def prepare(args: argparse.Namespace) -> tuple[Source, Plan, Path]:
-    """Everything that can be wrong with the input, checked before any folder is made."""
+def prepare(args: argparse.Namespace) -> tuple[Source, Plan, Path, Path | None]:
+    """Everything that can be wrong with the input, checked before any folder is made; then the new folder, and
+    the outermost folder made for it (first_missing)."""
     source = load_source(args.run_dir)
     if job_running(Path(args.run_dir)):  # its timings would compete with the reproduction's, and it has none yet
         raise UsageError(f"{args.run_dir} is still running (a live process holds it): reproduce it once it has "
                          "finished")  # fmt: skip
-    return source, plan(source, args.overrides), new_run_dir(args.out, args.run_dir)
+    the_plan = plan(source, args.overrides)
+    return source, the_plan, *new_run_dir(args.out, args.run_dir)
 
 
-def reproduce(source: Source, the_plan: Plan, new_dir: Path, argv: Sequence[str]) -> dict[str, Any]:
-    """Train into ``new_dir`` and write reproduce.md; returns the new run's metrics."""
-    import torch  # here, so that --help and bad input do not wait for torch
+class NotStarted(Interrupted):
+    """A signal before the reproduction's run began: nothing was recorded, and its new folder is taken back."""
 
-    from bench import train
-    from bench.environment import environment
 
-    new_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(new_dir)
-    write_hydra_files(new_dir, the_plan)
-    log.info("Reproducing %s into %s", source.run_dir, new_dir)
-    if source.metrics_error:
-        log.warning("note: the original run's metrics are unreadable: %s", source.metrics_error)
-    for line in the_plan.notes:
-        log.warning("note: %s", line)
-    for line in code_notes((source.metrics or {}).get("env"), environment(torch.device("cpu"))):
-        log.warning("%s", line)  # before training, so that a long run does not hide it
+def reproduce(source: Source, the_plan: Plan, new_dir: Path, made: Path | None, argv: Sequence[str]) -> dict[str, Any]:
+    """Train into ``new_dir`` and write reproduce.md; returns the new run's metrics. ``made``: the outermost folder
+    new_run_dir created (first_missing), taken back with what this wrote where a signal comes before the run."""
     try:
-        train.run(the_plan.cfg, new_dir, raise_usage_errors=True)
+        with interrupts.deferred():  # whole: a signal halfway through torch's import leaves a half-made module
+            import torch  # here, so that --help and bad input do not wait for torch
+
+            from bench import train  # noqa: F401  (imported whole here; _run runs it)
+            from bench.environment import environment
+        # Held while it runs, as a sweep's job is: a second reproduction of it was accepted (an original
+        # "unknown", training beside this one) and a report read it as unreadable, not running.
+        with hold_job(new_dir):
+            setup_logging(new_dir)
+            write_hydra_files(new_dir, the_plan)
+            log.info("Reproducing %s into %s", source.run_dir, new_dir)
+            if source.metrics_error:
+                log.warning("note: the original run's metrics are unreadable: %s", source.metrics_error)
+            for line in the_plan.notes:
+                log.warning("note: %s", line)
+            for line in code_notes((source.metrics or {}).get("env"), environment(torch.device("cpu"))):
+                log.warning("%s", line)  # before training, so that a long run does not hide it
+            return _run(source, the_plan, new_dir, argv)
+    except Interrupted as stop:
+        if (new_dir / METRICS_FILE).is_file():
+            raise
+        # Stopped before its run began: "the reproduction is recorded in DIR (reproduce.md)" was said of a folder
+        # holding only its config, which the same command, run again, then refused as not empty.
+        with interrupts.deferred(reraise=False):
+            for handler in [h for h in logging.root.handlers if isinstance(h, logging.FileHandler)]:
+                logging.root.removeHandler(handler)  # its bench.log goes with the folder
+                handler.close()
+            for child in new_dir.iterdir() if new_dir.is_dir() else ():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            remove_empty(new_dir, made)
+        raise NotStarted(stop.signum) from stop
+
+
+def _run(source: Source, the_plan: Plan, new_dir: Path, argv: Sequence[str]) -> dict[str, Any]:
+    """The run itself, the keys its command set being the original's and this one's (an "Unused here" note of a
+    default the original's command never set had been said, recorded and listed in its report), and
+    reproduce.md however it ended."""
+    from bench import train
+
+    try:
+        with schema.command_overrides(the_plan.overrides):
+            train.run(the_plan.cfg, new_dir, raise_usage_errors=True)
     except UsageError as err:
         _finish(source, the_plan, new_dir, argv)
         fail(f"{err} (details in {new_dir})", EXIT_USAGE)  # e.g. a cuda run on a machine without one
@@ -384,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     with interrupts.entry_point():
         try:
-            source, the_plan, new_dir = prepare(args)
+            source, the_plan, new_dir, made = prepare(args)
         except UsageError as err:
             fail(str(err), EXIT_USAGE)
         except Interrupted as stop:
@@ -392,7 +436,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         except Exception as err:  # Hydra's parser and composition: the overrides were not valid
             fail(describe(err), EXIT_USAGE)
         try:
-            new = reproduce(source, the_plan, new_dir, argv)
+            new = reproduce(source, the_plan, new_dir, made, argv)
+        except NotStarted as stop:
+            exit_interrupted(stop, f"the reproduction had not started; nothing was recorded ({new_dir} is removed)")
         except Interrupted as stop:
             exit_interrupted(stop, f"the reproduction is recorded in {new_dir} ({REPRODUCE_FILE})")
         except (OSError, MetricsError) as err:  # a full disk, a folder removed under the run

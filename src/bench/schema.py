@@ -9,6 +9,7 @@ component does not take is refused before any work, in one line.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import functools
@@ -20,7 +21,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import MISSING as MISSING_FIELD
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -571,11 +572,29 @@ def target_of(node: DictConfig | dict) -> Any:
         raise ConfigError(f"_target_={path or '(none)'} cannot be imported ({err})") from None
 
 
+#: the overrides of a command that runs a job outside Hydra's run (bench.reproduce: the original's and its own)
+_command: list[str] | None = None
+
+
+@contextlib.contextmanager
+def command_overrides(overrides: Sequence[str]) -> Iterator[None]:
+    """Within it, :func:`set_by_the_command` reads ``overrides``: a reproduction said "Unused here: workers" of
+    a default the original's command never set, and its report listed it."""
+    global _command
+    held, _command = _command, list(overrides)
+    try:
+        yield
+    finally:
+        _command = held
+
+
 def set_by_the_command() -> set[str] | None:
-    """The config keys the running command set (a sweep's job: its own values too), as Hydra records them; None
-    where no Hydra run says (the compose API in a benchmark or a test)."""
+    """The config keys the running command set (a sweep's job: its own values too), as Hydra records them, or as
+    :func:`command_overrides` gives them; None where neither says (the compose API in a benchmark or a test)."""
     from hydra.core.hydra_config import HydraConfig
 
+    if _command is not None:
+        return {override_key(o) for o in _command}
     if not HydraConfig.initialized():
         return None
     task = OmegaConf.select(HydraConfig.get(), "overrides.task", default=None)
