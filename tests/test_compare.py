@@ -421,8 +421,11 @@ def test_a_comparison_into_an_earlier_ones_folder_leaves_none_of_its_figures(
     assert run_cli(tmp_path, str(base), str(cand), "--out", str(out), module="bench.compare").returncode == 0
     (out / "mine.png").write_bytes((out / "compare.png").read_bytes())
     failed = _sweep(tmp_path / "failed", "cuda", {32: 0}, status="failed")
-    proc = run_cli(tmp_path, str(base), str(failed), "--out", str(out), module="bench.compare")
+    # The folders before and after an option, as bench.reproduce takes its overrides anywhere; and the
+    # comparison it replaces said so ("wrote compare.md" alone).
+    proc = run_cli(tmp_path, str(base), "--out", str(out), str(failed), module="bench.compare")
     assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out / 'compare.md'} (in place of the comparison it held)" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == ["compare.md", "mine.png"]
     assert "compare.png" not in (out / "compare.md").read_text()
 

@@ -468,7 +468,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="exit 1 if a config is slower beyond the band, or broke or did not finish in the candidate (oom, "
         "failed, diverged, interrupted, missing) where the baseline ran it, or if no config could be judged at "
         "all: a CI guard")  # fmt: skip
-    args = parser.parse_args(argv)
+    # Folders after an option too (`A --band 0.1 B`), as bench.reproduce takes its overrides anywhere.
+    args = parser.parse_intermixed_args(argv)
     base, cand, rest = args.baseline or [], args.candidate or [], args.dirs
     if not base and not cand:  # BASELINE CANDIDATE; else the folders not after an option are the other side's
         base, cand, rest = rest[:1], rest[1:2], rest[2:]
@@ -541,11 +542,14 @@ def _instant(run: pd.Series) -> tuple[float, str] | None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: 0; 1 on a regression with --fail-on-regression; 2 on bad input; never a traceback."""
     args = parse_args(argv)
+    # An earlier comparison in --out is replaced (it is the folder's, as a report's is): said, not silent.
+    earlier = args.out is not None and (args.out / REPORT_FILE).is_file()
     with interrupts.command("compare"):
         c, text, files = run(args)
     print(text, end="", flush=True)
     for path in files:
-        print(f"wrote {path}")
+        replaced = earlier and path.name == REPORT_FILE
+        print(f"wrote {path}" + (" (in place of the comparison it held)" if replaced else ""))
     found = regressions(c)
     if args.fail_on_regression and found:
         fail(f"{len(found)} regression{'s' * (len(found) != 1)}: {'; '.join(found)}", EXIT_RUN_FAILED)
