@@ -138,6 +138,13 @@ def test_cifar10_reads_an_archive_put_in_data_dir(cfg_for, tmp_path: Path, monke
 def test_cifar10_without_archive_or_download_names_the_fix(cfg_for, tmp_path: Path) -> None:
     with pytest.raises(DatasetUnavailable, match="put cifar-10-python.tar.gz in .* or use dataset=synthetic"):
         load(cfg_for("dataset=cifar10", f"data_dir={tmp_path}", "dataset.download=false"))
+    # data_dir at the extracted folder itself: "put the archive in it" was the wrong fix.
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_text("x")
+    with pytest.raises(DatasetUnavailable) as err:
+        load(cfg_for("dataset=cifar10", f"data_dir={tmp_path / 'cifar-10-batches-py'}", "dataset.download=false"))
+    assert str(err.value) == (f"data_dir={tmp_path / 'cifar-10-batches-py'} is CIFAR-10's extracted folder itself; "
+                              f"set data_dir to the folder that holds it (data_dir={tmp_path})")  # fmt: skip
 
 
 def test_a_failed_cifar10_download_leaves_no_folders_behind(cfg_for, tmp_path: Path, monkeypatch) -> None:
@@ -211,14 +218,24 @@ def test_files_imagefolder_does_not_read_are_named(cfg_for, tmp_path: Path, capl
     Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(root / "train" / "dogs" / "b.gif")
     (root / "train" / "dogs" / "notes.txt").write_text("x")
     (root / "train" / "dogs" / ".DS_Store").write_text("x")  # a hidden file is nobody's image
+    # nor a hidden folder a class: a notebook's checkpoints had become a third class (chance 1/3), or, empty, a
+    # refusal naming no split
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(root / "train" / ".ipynb_checkpoints" / "0.png")
+    (root / "test" / ".ipynb_checkpoints").mkdir()
     cfg = cfg_for("dataset=imagefolder", f"dataset.root={root}", f"data_dir={tmp_path / 'data'}",
                   "dataset.train_size=null", "dataset.test_size=null")  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="bench.datasets"):
-        assert len(load(cfg).train_y) == 6
+        arrays = load(cfg)
+    assert len(arrays.train_y) == 6 and arrays.classes == ("cats", "dogs")
     said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
     assert said == [f"{root / 'train'}: 3 files left out, of extensions torchvision's ImageFolder does not read "
                     "(2 .gif, 1 .txt)"]  # fmt: skip
     assert list(load(cfg).notes) == said  # recorded by a run on it, from the cache too
+    (root / "test" / "birds").mkdir()  # a class folder without images: the refusal names its split
+    with pytest.raises(DatasetUnavailable, match=f"^cannot read images under {root / 'test'}: Found no valid file "
+                       "for the classes birds"):  # fmt: skip
+        load(cfg)
 
 
 def test_corrupt_extracted_cifar10_batches_are_named_not_fetched(tmp_path: Path) -> None:

@@ -134,6 +134,11 @@ def cifar10(root: str, download: bool = True, train_size: int | None = None, tes
                 f"{batches}/ is incomplete or corrupt (its files' checksums differ); delete it and put "
                 f"cifar-10-python.tar.gz in {root}/, or use dataset=synthetic"
             ) from err
+        if root.name == CIFAR10.base_folder:  # the extracted folder itself: torchvision looks for it inside root
+            raise DatasetUnavailable(
+                f"data_dir={root} is CIFAR-10's extracted folder itself; set data_dir to the folder that holds it "
+                f"(data_dir={root.parent})"
+            ) from err
         if not download:  # torchvision's "You can use download=True" names no bench setting
             raise DatasetUnavailable(
                 f"CIFAR-10 is not in {root}/ (and dataset.download=false); put cifar-10-python.tar.gz in {root}/ "
@@ -166,10 +171,24 @@ def imagefolder(root: str, cache_dir: str, train_size: int | None = None, test_s
         )
     for split in ("train", "test"):
         _refuse_link_loops(root / split)
-    try:
-        train, test = ImageFolder(str(root / "train")), ImageFolder(str(root / "test"))
-    except (FileNotFoundError, OSError) as err:
-        raise DatasetUnavailable(f"cannot read images under {root}: {err}") from err
+
+    class Visible(ImageFolder):
+        """ImageFolder without hidden folders: a notebook's .ipynb_checkpoints/ beside the class folders had
+        become a class of its own (3 outputs, chance 1/3), or, empty, a refusal naming no split."""
+
+        def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+            classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+            if not classes:
+                raise FileNotFoundError(f"no class folder in {directory}")
+            return classes, {name: i for i, name in enumerate(classes)}
+
+    splits = []
+    for split in ("train", "test"):
+        try:
+            splits.append(Visible(str(root / split)))
+        except (FileNotFoundError, OSError) as err:
+            raise DatasetUnavailable(f"cannot read images under {root / split}: {err}") from err
+    train, test = splits
     if len(train.classes) < 2:  # one class trains to a loss of 0 at once: a benchmark of nothing to learn
         raise DatasetUnavailable(f"dataset.root={root}: train/ has {len(train.classes)} class folder "
                                  f"({', '.join(train.classes)}); a classifier needs at least 2")  # fmt: skip
