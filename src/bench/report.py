@@ -112,7 +112,8 @@ MEANINGS = {
     "learning": (
         f"whether the run learned: it did not where its test accuracy is under {CHANCE_ACCURACY_FACTOR:g}× chance, "
         f"or where its final loss (the last timed epoch's mean) is within {NEAR_CHANCE_LOSS:.0%} of a uniform "
-        "guess's (ln of the classes) or above it and its test accuracy is not clearly above chance "
+        "guess's (ln of the classes; where their shares are unequal, the loss of the guess that knows them) or "
+        "above it and its test accuracy is not clearly above chance "
         f"({CLEAR_ACCURACY_FLOOR:g}× chance or more, and {CLEAR_ACCURACY_SES:g} standard errors above it over its "
         "test images); a run too short to learn is still timed right"
     ),
