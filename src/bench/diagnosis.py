@@ -247,13 +247,3 @@ def learned_check(run: Mapping[str, Any]) -> tuple[bool | None, str | None]:
             f"{100 * floor:.3g}% (chance: {100 * guess:.3g}%)"  # 15%, 1.5%, 0.15%
         )
     return True, None
-    if loss >= (1 - NEAR_CHANCE_LOSS) * chance_loss:  # a loss above a guess's is no learning either
-        how = f"within {NEAR_CHANCE_LOSS:.0%} of" if loss <= (1 + NEAR_CHANCE_LOSS) * chance_loss else "above"
-        return False, (f"{DID_NOT_LEARN}: final loss {loss_text(loss)} is {how} ln({classes}) = {chance_loss:.3f}, the "
-                       "loss of a uniform guess")  # fmt: skip
-    if accuracy is not None and accuracy < CHANCE_ACCURACY_FACTOR / classes:
-        return False, (
-            f"{DID_NOT_LEARN}: test accuracy {accuracy:.1%} is under {CHANCE_ACCURACY_FACTOR:g}× chance, "
-            f"{100 * CHANCE_ACCURACY_FACTOR / classes:.3g}% (chance: {100 / classes:.3g}%)"  # 15%, 1.5%, 0.15%
-        )
-    return True, None
