@@ -1159,6 +1159,26 @@ def test_the_bars_labels_do_not_run_into_each_other(tmp_path: Path, monkeypatch:
     assert "Where the time goes: Sweep over loader, batch_size" in titles and overlaps == [], overlaps
 
 
+def test_an_axis_writes_its_numbers_as_the_tables_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Samples/s of 1,000 to 4,000 read "2500" on the axis beside "2,500" in the table (and 1e6 in a corner).
+    from matplotlib.figure import Figure
+
+    save, ticks = Figure.savefig, {}
+
+    def checked(fig: Figure, path: object, *args: object, **kwargs: object) -> None:
+        fig.canvas.draw()
+        for ax in fig.axes:
+            ticks[ax.get_ylabel()] = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked)
+    for job, (batch, seconds) in enumerate(((16, 1.0), (64, 0.5), (256, 0.25))):
+        _fake_run(tmp_path / "s", job, "cpu", batch, seconds)
+    build_report([tmp_path / "s"])
+    assert "2,000" in ticks["Samples/s"] and "2000" not in ticks["Samples/s"], ticks
+    assert "0" in ticks["s"] and "0.0" not in ticks["s"], ticks
+
+
 def test_swept_whole_numbers_read_whole_beside_a_run_without_a_value(tmp_path: Path) -> None:
     # A run with no value for a swept number (a skipped max_batch search has no epochs) made the column one of
     # floats, and the header read "Swept: **batch_size** = 64.0, 128.0".

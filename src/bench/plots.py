@@ -189,8 +189,9 @@ def plot_experiment(
         if log_y:
             ax.set_yscale("log")
             # 0.1, 1, 10 as the tables write numbers, not 10⁻¹, 10⁰, 10¹; the minor ticks unlabelled.
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,g}"))
             ax.yaxis.set_minor_formatter(NullFormatter())
+        # 2,500 and 1,000,000 samples/s as the tables write them (matplotlib's own: 2500, and 1e6 in a corner).
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: tick(v)))
         # The axis gives the unit under a title that names the measure: "Peak RSS of the main process, workers
         # excluded (MB)" twice crowded the next panel. "s, log scale", not "(s) (log scale)".
         ax.set_ylabel(f"{unit}, log scale" if log_y else unit)
@@ -218,6 +219,11 @@ def plot_experiment(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def tick(value: float) -> str:
+    """An axis's number as the tables write it: thousands separated, no exponent below a trillion."""
+    return f"{value:,.0f}" if 1000 <= abs(value) < 1e12 else f"{value:,g}"
 
 
 def context(runs: pd.DataFrame, varied: list[str]) -> str:
