@@ -1118,6 +1118,25 @@ def test_steps_that_differ_say_whose_they_are(tmp_path: Path) -> None:
             "(precision=amp_fp16)") in text  # fmt: skip
 
 
+def test_precisions_that_ran_one_step_are_said_to_differ_in_noise_only(tmp_path: Path) -> None:
+    # precision=fp32,tf32 on a CPU: tf32 is fp32 there (its note says so), yet "precision=tf32 is the fastest, and
+    # the fastest runs at 4.48× its rate" ranked a loaded box's noise as an effect of the precision.
+    note = "precision=tf32 is fp32 here: TF32 is a GPU tensor-core format"
+    step = {"compile": "none", "adam": "fused", "channels_last": True, "grad_scaler": False, "math": "fp32"}
+    for job, (precision, seconds) in enumerate((("fp32", 4.0), ("tf32", 1.0))):
+        _fake_run(tmp_path / "S", job, "cpu", 64, seconds)
+        path = tmp_path / "S" / str(job) / "metrics.json"
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps({**data, "precision": precision, "step": step,
+                                    "notes": [note] if precision == "tf32" else []}))  # fmt: skip
+    text = " ".join((build_report([tmp_path / "S"]).out / "report.md").read_text().split())
+    assert (f"Every run computed the same step here, in fp32 ({note}): they differ in nothing else, so what follows "
+            "is run-to-run noise, not an effect of precision.") in text  # fmt: skip
+    # Steps that differ (fp16 autocast beside fp32) are ranked without it.
+    path.write_text(json.dumps({**json.loads(path.read_text()), "step": {**step, "math": "fp16"}}))
+    assert "computed the same step" not in (build_report([tmp_path / "S"]).out / "report.md").read_text()
+
+
 def test_a_swept_value_is_written_one_way_in_tables_sentences_and_plot_labels(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,6 +7,7 @@ peak memory grows, and what each run's verdict is (bench.diagnosis).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -72,6 +73,21 @@ def _ignored_sentence(ok: pd.DataFrame, x: str) -> str:
     )
 
 
+def _same_maths_sentence(ok: pd.DataFrame, x: str) -> str:
+    """Where the precisions swept ran one and the same step (precision=tf32 on a CPU is fp32: its note says so),
+    their ranking is noise: "tf32 is the fastest, 4.48× fp32" had come from a loaded box."""
+    if x != "precision" or "step" not in ok or ok[x].astype(str).nunique() < 2:
+        return ""
+    steps = [json.dumps(v, sort_keys=True) if isinstance(v, dict) else None for v in ok["step"]]
+    if None in steps or len(set(steps)) > 1:
+        return ""
+    notes = [n for v in ok.get("notes", []) if isinstance(v, list) for n in v]
+    why = next((n for n in notes if n.startswith("precision=") and " here" in n), None)
+    math = ok["step"].iloc[0].get("math")
+    return (f"Every run computed the same step here, in {math}{f' ({why})' if why else ''}: they differ in nothing "
+            f"else, so what follows is run-to-run noise, not an effect of {x}.")  # fmt: skip
+
+
 def sentences(runs: pd.DataFrame, x: str, sizes: bool = True) -> list[str]:
     """Two or three sentences about the finished runs of one experiment, along the swept variable ``x``; with
     ``sizes``, how the models' sizes rank where they do not agree (paragraphs says that once for all of them)."""
@@ -88,7 +104,7 @@ def sentences(runs: pd.DataFrame, x: str, sizes: bool = True) -> list[str]:
     if is_numeric(ok[x]):
         ok = ok.assign(_x=pd.to_numeric(ok[x])).sort_values("_x", kind="stable")
     best, worst = ok.loc[ok["samples_per_s"].idxmax()], ok.loc[ok["samples_per_s"].idxmin()]
-    out = [_ignored_sentence(ok, x)]
+    out = [_ignored_sentence(ok, x), _same_maths_sentence(ok, x)]
     if is_numeric(ok[x]) and ok["_x"].nunique() > 1:
         lo, hi = _ends(ok, x, ok["samples_per_s"])
         text = (
