@@ -1118,6 +1118,29 @@ def test_steps_that_differ_say_whose_they_are(tmp_path: Path) -> None:
             "(precision=amp_fp16)") in text  # fmt: skip
 
 
+def test_a_signal_while_a_figure_is_saved_leaves_the_earlier_figure_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C during savefig had left half a PNG in place of the earlier report's figure.
+    from matplotlib.figure import Figure
+
+    for job, batch in enumerate((16, 64)):
+        _fake_run(tmp_path / "s", job, "cpu", batch, 1.0 + job)
+    build_report([tmp_path / "s"])
+    before = {p.name: p.read_bytes() for p in (tmp_path / "s").glob("*.png")}
+    assert before
+
+    def cut(fig: Figure, path: object, *args: object, **kwargs: object) -> None:
+        Path(str(path)).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", cut)
+    with pytest.raises(KeyboardInterrupt):
+        build_report([tmp_path / "s"])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "s").glob("*.png")} == before
+    assert not [p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".")]
+
+
 def test_precisions_that_ran_one_step_are_said_to_differ_in_noise_only(tmp_path: Path) -> None:
     # precision=fp32,tf32 on a CPU: tf32 is fp32 there (its note says so), yet "precision=tf32 is the fastest, and
     # the fastest runs at 4.48× its rate" ranked a loaded box's noise as an effect of the precision.
@@ -1254,7 +1277,7 @@ def test_an_experiment_figures_legend_is_under_its_panels_and_names_what_varies_
     def checked(fig: Figure, path: object, *args: object, **kwargs: object) -> None:
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()
-        if Path(str(path)).name == "runs.png":
+        if Path(str(path)).name.lstrip(".").split(".")[0] == "runs":  # drawn as .runs.<pid>.tmp.png, then renamed
             boxes = [ax.get_window_extent(renderer) for ax in fig.axes]
             titles = [ax.title.get_window_extent(renderer) for ax in fig.axes]
             seen["panel legends"] = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]

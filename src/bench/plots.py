@@ -4,6 +4,7 @@ value of a second swept variable. Runs that did not finish are marked with their
 from __future__ import annotations
 
 import logging
+import os
 import textwrap
 import warnings
 from collections.abc import Callable
@@ -61,10 +62,15 @@ def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[b
     whole report lost. Warnings about the values (numpy's overflow, a crowded legend's "constrained_layout not
     applied") go to the log, not the console. A full disk (OSError) still stops the command, as any write does."""
     figure = next((a for a in args if isinstance(a, Path)), None)  # the file it is to write
+    # Drawn into a file of its own and renamed over the figure once whole: a signal during savefig had left half
+    # a PNG in place of the earlier report's figure.
+    tmp = None if figure is None else figure.with_name(f".{figure.stem}.{os.getpid()}.tmp{figure.suffix}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            made = plot(*args, **kwargs)
+            made = plot(*(tmp if a is figure else a for a in args), **kwargs)
+            if tmp is not None and tmp.exists():
+                os.replace(tmp, figure)  # type: ignore[arg-type]
         except NotDrawn as err:
             plt.close("all")
             return False, str(err)
@@ -79,6 +85,8 @@ def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[b
             log.debug("%s failed", plot.__name__, exc_info=True)  # a bug of bench's, not the values: in the log
             return False, f"{type(err).__name__}: {one_line(err)}"
         finally:
+            if tmp is not None:  # whatever stopped it (a signal too): no half-drawn file left beside the figures
+                tmp.unlink(missing_ok=True)
             for warning in caught:
                 log.debug("%s: %s", plot.__name__, warning.message)
     return made is not False, None
