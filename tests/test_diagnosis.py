@@ -227,8 +227,8 @@ def test_unequal_classes_are_judged_against_a_guess_that_knows_their_shares(tmp_
     assert metrics["prior_loss"] == pytest.approx(entropy) and metrics["prior_accuracy"] == pytest.approx(0.9)
     assert metrics["diagnosis"]["learned"] is False, metrics["diagnosis"]
     assert metrics["diagnosis"]["learning"].endswith(
-        f"{entropy:.3f}, the loss of a guess that knows only the classes' shares (unequal here: the largest is 90% "
-        "of the test images)")  # fmt: skip
+        f"{entropy:.3f}, the loss of a guess that knows only the classes' shares (unequal here: always naming the "
+        "largest training class, it scores 90% of the test images)")  # fmt: skip
 
     # The same thresholds against that guess: fewer errors than it makes, by the factors a uniform guess's
     # accuracy is multiplied by (90% × 1.5 is out of reach).
@@ -239,12 +239,26 @@ def test_unequal_classes_are_judged_against_a_guess_that_knows_their_shares(tmp_
         return found["learned"], found["learning"]
 
     assert check(0.34, 0.9)[0] is False
-    assert check(0.2, 0.92) == (False, "did not learn: test accuracy 92.0% is under 1.5× chance, 93.3% (chance: 90%)")
+    assert check(0.2, 0.92) == (False, "did not learn: test accuracy 92.0% is under 1.5 times fewer errors than "
+                                       "chance, 93.3% (chance: 90%)")  # fmt: skip
     assert check(0.2, 0.94) == (True, None)
     assert check(0.5, 0.96) == (True, None)  # clearly above: 2.5 times fewer errors, 9 standard errors
-    # Random labels of nearly equal shares keep the uniform guess and its words.
+    # Random labels of nearly equal shares keep the uniform guess and its words; 64 of them fall short of ln(10)
+    # by more than 2% by chance alone, and their test share of the largest class (3%) had set chance.
     near = diagnosis.diagnose({"final_loss": 2.29, "classes": 10, "prior_loss": 2.29, "prior_accuracy": 0.11})
     assert near["learning"].endswith("ln(10) = 2.303, the loss of a uniform guess")
+    few = {"final_loss": 2.1, "test_accuracy": 0.12, "classes": 10, "prior_loss": 2.2, "prior_accuracy": 0.031,
+           "train_samples": 64, "test_samples": 64}  # fmt: skip
+    assert diagnosis.diagnose(few)["learning"] == ("did not learn: test accuracy 12.0% is under 1.5× chance, 15% "
+                                                   "(chance: 10%)")  # fmt: skip
+    # A test set without the largest training class: the guess scores 0% there, which every accuracy beat.
+    absent = {"final_loss": 5.0, "test_accuracy": 0.0, "classes": 2, "test_samples": 20, "prior_loss": entropy,
+              "prior_accuracy": 0.0}  # fmt: skip
+    assert diagnosis.diagnose(absent)["learned"] is False
+    # evaluate=false: no test, and still the loss of the guess that knows the shares (0.466 is worse than it).
+    untested = {"final_loss": 0.466, "classes": 2, "prior_loss": entropy, "prior_accuracy": None, "train_samples": 50}
+    said = diagnosis.diagnose(untested)["learning"]
+    assert said.startswith(f"did not learn: final loss 0.466 is above {entropy:.3f}")
 
 
 def test_a_test_accuracy_clearly_above_chance_outranks_a_guesss_loss() -> None:

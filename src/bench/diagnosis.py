@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,6 +58,9 @@ CLEAR_ACCURACY_SES = 4.0
 #: ... and from this many times chance: between 1.5x and this, a guess's loss still says "did not learn"
 CLEAR_ACCURACY_FLOOR = 2.0
 DID_NOT_LEARN = "did not learn"
+#: a note that differs between runs in one figure only (the learning check's loss or accuracy): a report lists it
+#: once, with each run's figure beside its name, and a reproduction does not call it one run's alone
+PER_RUN_FIGURE = re.compile(rf"^({re.escape(DID_NOT_LEARN)}: (?:final loss|test accuracy)) (\S+) (is .*)$")
 #: timings whose coefficient of variation across repeats (or epochs) is above this are flagged noisy
 NOISY_CV = 0.05
 #: below this R², the max-batch fit of peak memory to batch is called rough in the report
@@ -176,19 +180,25 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
     return "compute-bound", evidence, None
 
 
-def chance(run: Mapping[str, Any]) -> tuple[float, float, str]:
-    """The guess a run has to beat: (its loss, its test accuracy, what it is). A uniform guess (ln(classes),
-    1 / classes) where the classes have about equal shares; where they do not (an image folder of 450 and 50),
-    the guess that knows their shares, whose loss is their entropy (``prior_loss``) and which scores the
-    largest class's share of the test images (``prior_accuracy``): 90% on 90/10 is no learning. "About equal":
-    within NEAR_CHANCE_LOSS of ln(classes), the margin the loss is judged by, so random labels stay uniform."""
+def chance(run: Mapping[str, Any]) -> tuple[float, float | None, str]:
+    """The guess a run has to beat: (its loss, its test accuracy where that is not 1 / classes, what it is). A
+    uniform guess (ln(classes), 1 / classes) where the classes have about equal shares; where they do not (an
+    image folder of 450 and 50), the guess that knows their shares: its loss is their entropy (``prior_loss``)
+    and it scores the test share of the largest training class (``prior_accuracy``): 90% on 90/10 is no
+    learning. "About equal": an entropy within NEAR_CHANCE_LOSS of ln(classes), the margin the loss is judged by,
+    or within three times what random labels fall short by ((classes - 1) / 2n nats over n images), so that 64
+    random labels keep the uniform guess."""
     classes = run.get("classes") or 10
     uniform = math.log(classes)
-    prior, top = _share(run, "prior_loss"), _share(run, "prior_accuracy")
-    if prior is None or top is None or prior >= (1 - NEAR_CHANCE_LOSS) * uniform:
-        return uniform, 1 / classes, f"ln({classes}) = {uniform:.3f}, the loss of a uniform guess"
-    return prior, top, (f"{prior:.3f}, the loss of a guess that knows only the classes' shares (unequal here: the "
-                        f"largest is {top:.0%} of the test images)")  # fmt: skip
+    prior, top, n = _share(run, "prior_loss"), _share(run, "prior_accuracy"), run.get("train_samples")
+    noise = 3 * (classes - 1) / (2 * n) if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n else 0
+    if prior is None or prior >= uniform - max(NEAR_CHANCE_LOSS * uniform, noise):
+        return uniform, None, f"ln({classes}) = {uniform:.3f}, the loss of a uniform guess"
+    # Its accuracy where it beats a uniform guess's: a test set without the largest training class gave it 0%,
+    # and every accuracy passed as "clearly above" it.
+    guess = top if top is not None and top > 1 / classes else None
+    scores = f": always naming the largest training class, it scores {top:.0%} of the test images" if guess else ""
+    return prior, guess, f"{prior:.3f}, the loss of a guess that knows only the classes' shares (unequal here{scores})"
 
 
 def class_prior(train_y: Sequence[int] | np.ndarray, test_y: Sequence[int] | np.ndarray | None,
@@ -205,24 +215,28 @@ def class_prior(train_y: Sequence[int] | np.ndarray, test_y: Sequence[int] | np.
     return loss, float(np.mean(np.asarray(test_y) == int(counts.argmax())))
 
 
-def times_chance(factor: float, classes: int, accuracy: float | None = None) -> float:
-    """``factor`` × a guess's test accuracy (1 / classes, else ``accuracy``), or, where that is out of reach (a
-    guess at 90%, or 2 classes), ``factor`` times fewer errors than the guess makes. (Factor / classes for a
-    uniform guess: 1.5 × (1 / 10) is 0.15000000000000002.)"""
-    guess = 1 / classes if accuracy is None else accuracy
-    scaled = factor / classes if accuracy is None else factor * accuracy
-    return min(scaled, 1 - (1 - guess) / factor)
+def times_chance(factor: float, classes: int, accuracy: float | None = None) -> tuple[float, str]:
+    """The accuracy ``factor`` times chance's, and its words. Chance is a uniform guess's 1 / classes, or a
+    guess's ``accuracy`` where the classes' shares are unequal; there ``factor`` × it may be out of reach (1.5
+    × 90%), and ``factor`` times fewer errors than the guess makes is the bar where it is lower. (Factor / classes
+    for a uniform guess: 1.5 × (1 / 10) is 0.15000000000000002.)"""
+    if accuracy is None:
+        return factor / classes, f"{factor:g}× chance"
+    fewer = 1 - (1 - accuracy) / factor
+    if fewer < factor * accuracy:
+        return fewer, f"{factor:g} times fewer errors than chance"
+    return factor * accuracy, f"{factor:g}× chance"
 
 
 def clear_accuracy(classes: int, tested: object, accuracy: float | None = None) -> float:
     """The test accuracy from which a run learned, whatever its loss: CLEAR_ACCURACY_FLOOR x chance and
     CLEAR_ACCURACY_SES standard errors above it over ``tested`` images; CLEAR_ACCURACY_FACTOR x chance where the
-    image count is unknown. Chance is 1 / classes, or a guess's ``accuracy`` where the classes' shares differ."""
+    image count is unknown. Chance is 1 / classes, or a guess's ``accuracy`` (times_chance)."""
     if isinstance(tested, bool) or not isinstance(tested, numbers.Integral) or tested <= 0:  # numpy's ints too
-        return times_chance(CLEAR_ACCURACY_FACTOR, classes, accuracy)
+        return times_chance(CLEAR_ACCURACY_FACTOR, classes, accuracy)[0]
     guess = 1 / classes if accuracy is None else accuracy
     standard_error = math.sqrt(guess * (1 - guess) / tested)
-    return max(times_chance(CLEAR_ACCURACY_FLOOR, classes, accuracy), guess + CLEAR_ACCURACY_SES * standard_error)
+    return max(times_chance(CLEAR_ACCURACY_FLOOR, classes, accuracy)[0], guess + CLEAR_ACCURACY_SES * standard_error)
 
 
 def learned_check(run: Mapping[str, Any]) -> tuple[bool | None, str | None]:
@@ -234,16 +248,15 @@ def learned_check(run: Mapping[str, Any]) -> tuple[bool | None, str | None]:
     if loss is None:
         return None, None
     chance_loss, guess, what = chance(run)
-    shares = None if guess == 1 / classes else guess  # the classes' shares differ: the guess's own accuracy
-    if accuracy is not None and accuracy >= clear_accuracy(classes, run.get("test_samples"), shares):
+    if accuracy is not None and accuracy >= clear_accuracy(classes, run.get("test_samples"), guess):
         return True, None
     if loss >= (1 - NEAR_CHANCE_LOSS) * chance_loss:  # a loss above a guess's is no learning either
         how = f"within {NEAR_CHANCE_LOSS:.0%} of" if loss <= (1 + NEAR_CHANCE_LOSS) * chance_loss else "above"
         return False, f"{DID_NOT_LEARN}: final loss {loss_text(loss)} is {how} {what}"
-    floor = times_chance(CHANCE_ACCURACY_FACTOR, classes, shares)
+    floor, bar = times_chance(CHANCE_ACCURACY_FACTOR, classes, guess)
     if accuracy is not None and accuracy < floor:
         return False, (
-            f"{DID_NOT_LEARN}: test accuracy {accuracy:.1%} is under {CHANCE_ACCURACY_FACTOR:g}× chance, "
-            f"{100 * floor:.3g}% (chance: {100 * guess:.3g}%)"  # 15%, 1.5%, 0.15%
+            f"{DID_NOT_LEARN}: test accuracy {accuracy:.1%} is under {bar}, {100 * floor:.3g}% (chance: "
+            f"{100 * (guess or 1 / classes):.3g}%)"  # 15%, 1.5%, 0.15%
         )
     return True, None
