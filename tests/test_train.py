@@ -176,6 +176,7 @@ def test_a_diverging_run_is_recorded_as_diverged(tmp_path: Path) -> None:
     assert "run diverged" in proc.stderr and "Traceback" not in proc.stderr
     metrics = read_metrics(only_run_dir(tmp_path))
     assert metrics["status"] == "diverged" and "loss is" in metrics["error"]
+    assert metrics["final_loss"] is None  # it ended non-finite, whatever an earlier epoch's loss was
     assert (proc.stdout + proc.stderr).count("diverged: loss is") == 1  # the error line alone
     # In a sweep, where the job's status is its end, a line says so as for a failed job (it had said nothing).
     proc = run_cli(tmp_path, "-m", *TINY, "lr=1e6", "epochs=2", "hydra.sweep.dir=S")

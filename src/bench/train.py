@@ -166,6 +166,8 @@ def _finish(result: RunResult, device: torch.device | None, run_dir: Path) -> No
         done = len(timed)
         result.metrics.update({k: v for k, v in summarize([asdict(e) for e in timed]).items()
                                if result.metrics.get(k) is None})  # fmt: skip
+        if result.status == "diverged":  # it ended on a non-finite loss, not on the last finite epoch's
+            result.metrics["final_loss"] = None
         if result.metrics.get("tflops") is None and device is not None:  # samples/s is given, so is its compute
             _utilization(result, device)
         before = "before the one it diverged in, which is not counted" if result.status == "diverged" else (
