@@ -7,8 +7,10 @@ import signal
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from bench import resume
+from bench.errors import UsageError
 from conftest import TINY, run_cli
 from test_reliability import _finish, _snapshot, _start, _wait_for
 
@@ -126,11 +128,25 @@ def test_a_job_whose_folder_was_removed_takes_back_its_first_number_in_any_order
     # started), the report has its missing row; it had none ("3 ok", no resume hint).
     assert (tmp_path / "S" / "added_jobs.yaml").is_file()
     shutil.rmtree(tmp_path / "S" / "2")
-    assert run_cli(tmp_path, "S", module="bench.report").returncode == 0
+    # A resume with the first plan's values runs nothing and says that the job it does not list stays missing:
+    # a typo that a stopped resume had recorded stayed in every report unnamed.
+    first = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", "epochs=1", "batch_size=32,64", "resume=true")
+    assert first.returncode == 0, first.stderr
+    said = " ".join((first.stdout + first.stderr).split())
+    assert (
+        "batch_size=128 of S's plan never started and is not in this command: it stays in the report as "
+        "missing (a job an earlier resume added is listed in S/added_jobs.yaml; remove its entry" in said
+    ), said
     runs = pd.read_csv(tmp_path / "S" / "summary.csv")
     assert list(runs["status"]) == ["ok", "ok", "missing"] and list(runs["batch_size"]) == [32, 64, 128]
     # The first plan's number, where that folder is free; a config new to the sweep never takes another planned
     # job's number (1 stays x=c's, which never ran and is the report's missing row): it had, and the row was lost.
+    # The record of added jobs is never written over when it cannot be read (the jobs it lists would be lost), nor
+    # left half-written: the resume stops with one line.
+    (tmp_path / "S" / "added_jobs.yaml").write_text("{{ not yaml")
+    with pytest.raises(UsageError, match=r"added_jobs.yaml cannot be read \(.*\): it lists the jobs earlier "):
+        resume.record_added(tmp_path / "S", {5: ["batch_size=8"]})
+    assert (tmp_path / "S" / "added_jobs.yaml").read_text() == "{{ not yaml"
     plan = resume.plan([(["x=b", "resume=true"], "b"), (["x=a", "resume=true"], "a")], [], planned=[["x=a"], ["x=c"]])
     assert sorted(plan.run) == [(0, ["x=a", "resume=true"]), (2, ["x=b", "resume=true"])] and plan.added == [2]
 

@@ -13,6 +13,7 @@ runs of consecutive numbers, so any launcher (local, submitit) places them in th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from bench.errors import UsageError, one_line, os_error_line
 from bench.folders import ADDED_FILE, CONFIG_FILE, CONFIG_SUBDIR, METRICS_FILE, SWEEP_FILE, job_number
 from bench.schema import override_key
 
@@ -74,6 +76,8 @@ class Plan:
     added: list[int] = field(default_factory=list)
     #: numbers of the folder's jobs that this command does not list: kept, and in the report
     absent: list[int] = field(default_factory=list)
+    #: numbers of planned jobs that never started and that this command does not list: missing in the report
+    unstarted: list[int] = field(default_factory=list)
 
     def batches(self) -> list[tuple[int, list[list[str]]]]:
         """The jobs to run as runs of consecutive numbers: (first number, their overrides)."""
@@ -105,23 +109,36 @@ def planned_overrides(sweep_dir: Path) -> list[list[str]]:
     return jobs
 
 
-def _added(sweep_dir: Path) -> dict[int, list[str]]:
-    """The jobs earlier resumes added (ADDED_FILE): {number: overrides}; {} where none did, or it is unreadable."""
+def _added(sweep_dir: Path, strict: bool = False) -> dict[int, list[str]]:
+    """The jobs earlier resumes added (ADDED_FILE): {number: overrides}; {} where none did. One that cannot be read
+    is {} too (a report then misses their rows), or, ``strict``, a UsageError (a resume would write over it)."""
+    path = sweep_dir / ADDED_FILE
+    if not path.exists():
+        return {}
     try:
-        saved = OmegaConf.to_container(OmegaConf.load(sweep_dir / ADDED_FILE))
+        saved = OmegaConf.to_container(OmegaConf.load(path))
         return {int(n): [str(o) for o in overrides] for n, overrides in saved.items()}  # type: ignore[union-attr]
-    except Exception:
+    except Exception as err:
+        if strict:
+            raise UsageError(f"{path} cannot be read ({one_line(err)}): it lists the jobs earlier resumes added "
+                             "to the sweep; mend or remove it") from None  # fmt: skip
         return {}
 
 
 def record_added(sweep_dir: Path, jobs: dict[int, list[str]]) -> None:
     """Record the jobs this resume adds to the sweep, before they run: stopped before one of them started, the
     partial report had no row for it ("3 ok", not "3 ok, 1 missing") and the closing line no resume hint."""
-    merged = {**_added(sweep_dir), **{n: [o for o in overrides if override_key(o) != "resume"]
-                                      for n, overrides in jobs.items()}}  # fmt: skip
+    merged = {**_added(sweep_dir, strict=True), **{n: [o for o in overrides if override_key(o) != "resume"]
+                                                   for n, overrides in jobs.items()}}  # fmt: skip
     tmp = sweep_dir / f".{ADDED_FILE}.tmp"
-    OmegaConf.save(OmegaConf.create({str(n): merged[n] for n in sorted(merged)}), tmp)
-    tmp.replace(sweep_dir / ADDED_FILE)
+    try:
+        OmegaConf.save(OmegaConf.create({str(n): merged[n] for n in sorted(merged)}), tmp)
+        tmp.replace(sweep_dir / ADDED_FILE)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UsageError(f"hydra.sweep.dir={sweep_dir}: cannot record the jobs this resume adds ({os_error_line(err)})"
+                         "; nothing was run") from None  # fmt: skip
 
 
 def sweep_jobs(params: Any, overrides: Sequence[str]) -> list[list[str]]:
@@ -185,4 +202,8 @@ def plan(jobs: Sequence[tuple[list[str], str]], existing: Sequence[Existing],
             result.added.append(placed[index])
         result.run.append((placed[index], overrides))
     result.absent = sorted(n for left in (*finished.values(), *unfinished.values()) for n in left)
+    # Planned (by the first plan or a resume) but never started, and not in this command: the report keeps them
+    # as missing, which a resume with the first plan's values had not said (a typo a stopped resume recorded).
+    running = {number for number, _ in result.run}
+    result.unstarted = [n for n, job in enumerate(planned) if job and n not in taken and n not in running]
     return result

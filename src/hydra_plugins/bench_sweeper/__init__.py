@@ -124,6 +124,13 @@ class BenchSweeper(BasicSweeper):
             one = len(the_plan.absent) == 1
             log.warning("%s of %s %s not in this command: kept as %s, and in the report", _jobs(the_plan.absent),
                         sweep_dir, "is" if one else "are", "it is" if one else "they are")  # fmt: skip
+        if the_plan.unstarted:
+            one = len(the_plan.unstarted) == 1
+            log.warning("%s of %s's plan never started and %s not in this command: %s in the report as missing "
+                        "(a job an earlier resume added is listed in %s; remove its entry there to drop it)",
+                        _listed(planned, list(enumerate(planned)), the_plan.unstarted, []), sweep_dir,
+                        "is" if one else "are", "it stays" if one else "they stay",
+                        sweep_dir / folders.ADDED_FILE)  # fmt: skip
         returns = []
         for first, batch in the_plan.batches():
             results = self.launcher.launch(batch, initial_job_idx=first)
