@@ -23,9 +23,9 @@ from bench.diagnosis import (
     CHANCE_ACCURACY_FACTOR,
     CLEAR_ACCURACY_FLOOR,
     CLEAR_ACCURACY_SES,
-    DID_NOT_LEARN,
     NEAR_CHANCE_LOSS,
     NOISY_CV,
+    PER_RUN_FIGURE,
 )
 from bench.errors import OneLineParser
 from bench.folders import (
@@ -477,10 +477,6 @@ def _legend(lines: list[str]) -> list[str]:
 #: tf32 on the CPU): what the tables' settings meant, apart from the notes that change how to read a result
 UNUSED_SETTING = re.compile(r"^\S+ is ignored( by |\b)|^precision=tf32 is fp32 here")
 
-
-#: a note that differs between runs in one figure only (the learning check's loss or accuracy): listed once, with
-#: each run's figure beside its name, not once a run
-PER_RUN_FIGURE = re.compile(rf"^({re.escape(DID_NOT_LEARN)}: (?:final loss|test accuracy)) (\S+) (is .*)$")
 
 #: the note for runs timed while another was busy on one machine (runs.timed_together)
 TOGETHER = ("timed while another run was busy on the same machine ({host}): they competed for it, so its figures "

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench import interrupts, schema
+from bench.diagnosis import PER_RUN_FIGURE
 from bench.errors import (
     EXIT_RUN_FAILED,
     EXIT_USAGE,
@@ -298,10 +299,15 @@ def report(source: Source, new_dir: Path, the_plan: Plan, new: dict[str, Any], a
         + (f" ({new.get('error')})" if new.get("error") else ""),
     ]
     notes = [f"note: {n}" for n in the_plan.notes] + code_notes(old.get("env"), new.get("env") or {})
+
     # Each run's own notes where the other lacks them: "its figures are of the 1 timed epoch it finished before
     # it stopped" says why a row below has no ratio, and a setting one run did not use why its figures differ.
+    def kinds(run: dict[str, Any]) -> set[str]:  # "did not learn: final loss 2.302 is ..." whatever the figure
+        return {PER_RUN_FIGURE.sub(r"\1 \3", n) for n in run.get("notes") or []}
+
     for side, run, other in (("original", old, new), ("new", new, old)):
-        notes += [f"the {side} run's note: {n}" for n in run.get("notes") or [] if n not in (other.get("notes") or [])]
+        notes += [f"the {side} run's note: {n}" for n in run.get("notes") or []
+                  if PER_RUN_FIGURE.sub(r"\1 \3", n) not in kinds(other)]  # fmt: skip
     if source.metrics_error:
         notes.insert(0, f"note: the original run's metrics are unreadable: {source.metrics_error}")
     if notes:
@@ -385,7 +391,8 @@ def reproduce(source: Source, the_plan: Plan, new_dir: Path, made: Path | None, 
         # Stopped before its run began: "the reproduction is recorded in DIR (reproduce.md)" was said of a folder
         # holding only its config, which the same command, run again, then refused as not empty.
         with interrupts.deferred(reraise=False):
-            for handler in [h for h in logging.root.handlers if isinstance(h, logging.FileHandler)]:
+            for handler in [h for h in logging.root.handlers if isinstance(h, logging.FileHandler)
+                            and Path(h.baseFilename).parent == new_dir.resolve()]:  # fmt: skip
                 logging.root.removeHandler(handler)  # its bench.log goes with the folder
                 handler.close()
             for child in new_dir.iterdir() if new_dir.is_dir() else ():
@@ -438,7 +445,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             new = reproduce(source, the_plan, new_dir, made, argv)
         except NotStarted as stop:
-            exit_interrupted(stop, f"the reproduction had not started; nothing was recorded ({new_dir} is removed)")
+            kept = "left empty, as it was" if new_dir.exists() else "removed"
+            exit_interrupted(stop, f"the reproduction had not started; nothing was recorded ({new_dir} is {kept})")
+        except UsageError as err:  # another process took the new folder between its check and its lock
+            fail(str(err), EXIT_USAGE)
         except Interrupted as stop:
             exit_interrupted(stop, f"the reproduction is recorded in {new_dir} ({REPRODUCE_FILE})")
         except (OSError, MetricsError) as err:  # a full disk, a folder removed under the run
