@@ -116,6 +116,11 @@ def cifar10(root: str, download: bool = True, train_size: int | None = None, tes
     root = Path(root)
     if root.exists() and not root.is_dir():  # "could not be fetched ([Errno 17] File exists)" said nothing of it
         raise DatasetUnavailable(f"data_dir={root} is a file, not a folder; CIFAR-10 goes in a folder")
+    extracted = root / CIFAR10.base_folder
+    if root.name == CIFAR10.base_folder and (root / "data_batch_1").exists() and not extracted.exists():
+        # The extracted folder itself: torchvision looks for it inside data_dir, and would fetch 170 MB into it.
+        raise DatasetUnavailable(f"data_dir={root} is CIFAR-10's extracted folder itself; set data_dir to the folder "
+                                 f"that holds it (data_dir={root.parent})")  # fmt: skip
     made = first_missing(root)  # the folder a download attempt creates, to be taken back if it fails
     try:
         train = CIFAR10(root=str(root), train=True, download=download)
@@ -133,11 +138,6 @@ def cifar10(root: str, download: bool = True, train_size: int | None = None, tes
             raise DatasetUnavailable(
                 f"{batches}/ is incomplete or corrupt (its files' checksums differ); delete it and put "
                 f"cifar-10-python.tar.gz in {root}/, or use dataset=synthetic"
-            ) from err
-        if root.name == CIFAR10.base_folder:  # the extracted folder itself: torchvision looks for it inside root
-            raise DatasetUnavailable(
-                f"data_dir={root} is CIFAR-10's extracted folder itself; set data_dir to the folder that holds it "
-                f"(data_dir={root.parent})"
             ) from err
         if not download:  # torchvision's "You can use download=True" names no bench setting
             raise DatasetUnavailable(
