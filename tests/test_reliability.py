@@ -705,7 +705,7 @@ def test_the_resident_loaders_float_copy_counts_where_it_shares_the_machines_mem
     validate(cfg_for(*sizes, "loader=resident", "loader.normalized=false"))
     with pytest.raises(ConfigError) as err:
         validate(cfg_for(*sizes, "loader=resident"))
-    assert f"and loader=resident's normalized float copy of the {images:,} training images" in str(err.value)
+    assert f"and loader=resident's normalized float copy of {images:,} of them" in str(err.value)
     assert "(loader.normalized=false keeps them uint8); this machine has" in str(err.value)
 
 

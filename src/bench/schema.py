@@ -677,10 +677,11 @@ def _check_combinations(cfg: DictConfig, this_machine: bool = True) -> None:
         and cfg.dataset.get("_target_") == "bench.datasets.synthetic"
         and all(isinstance(n, int) for n in sizes)
     ):
-        # The resident loader's normalized float copy of the training images is in this machine's memory too
-        # where it trains on the CPU: 2,000,000 images passed at 6 GiB and then needed 31 on a box of 24.
-        resident = cfg.loader.get("_target_") == "bench.loaders.ResidentSource" and cfg.loader.get("normalized")
-        _check_synthetic_fits(sum(sizes), sizes[0] if resident and not cuda() else 0)
+        # The resident loader's normalized float copy is in this machine's memory too where it trains on the CPU:
+        # 2,000,000 images passed at 6 GiB and then needed 31 on a box of 24. One split's at a time (the test
+        # set's is made once the training set's is freed), and normalized unless its YAML says otherwise.
+        resident = cfg.loader.get("_target_") == "bench.loaders.ResidentSource" and cfg.loader.get("normalized", True)
+        _check_synthetic_fits(sum(sizes), max(sizes) if resident and not cuda() else 0)
 
 
 def batch_exceeds_data(batch_size: int, images: int, *, whole_dataset: bool = False) -> str:
@@ -701,7 +702,7 @@ def _check_synthetic_fits(images: int, float_copies: int = 0) -> None:
     need = images * SYNTHETIC_BYTES_PER_IMAGE
     copy = float_copies * RESIDENT_FLOAT_BYTES_PER_IMAGE
     if need + copy > total:
-        also = (f", and loader=resident's normalized float copy of the {float_copies:,} training images "
+        also = (f", and loader=resident's normalized float copy of {float_copies:,} of them "
                 f"{copy / 2**30:,.1f} GiB more (loader.normalized=false keeps them uint8)") if copy else ""  # fmt: skip
         raise ConfigError(
             f"dataset.train_size/test_size: {images:,} synthetic images need {need / 2**30:,.1f} GiB of memory"
