@@ -447,6 +447,9 @@ def check_strict(lines: list[str]) -> None:
     unmet = {mark: marks.count(mark) for mark in ("FAIL", "UNDECIDED") if mark in marks}
     if unmet:
         said = " and ".join(f"{n} {mark}" for mark, n in unmet.items())
+        # A GPU target whose configs --configs left out is a FAIL with no figure: say it was not run, not missed.
+        unrun = sum(line.startswith("- FAIL:") and "no figure (not run" in line for line in lines)
+        said += f" ({unrun} of them with no figure: not run, or failed)" if unrun else ""
         fail(f"--strict: {said} of {len(marks)} target line(s); see them above", EXIT_RUN_FAILED)
 
 

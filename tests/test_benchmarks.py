@@ -92,7 +92,9 @@ def test_pipelines_prints_each_pipeline_and_judges_the_median_of_interleaved_pai
            f"({ratios[0]:.3f}–{ratios[-1]:.3f})" in md  # fmt: skip
 
 
-def test_a_gpu_target_whose_configs_did_not_run_shows_no_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gpu_target_whose_configs_did_not_run_shows_no_figure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # An H200 check cut the pipelines before LargeNet's config: its target read "0 samples/s, not run".
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     from pipelines import Figure, gpu_targets
@@ -103,6 +105,14 @@ def test_a_gpu_target_whose_configs_did_not_run_shows_no_figure(monkeypatch: pyt
                         "(target ≥ 1,000,000)")  # fmt: skip
     assert lines[1] == "- FAIL: MediumNet, batch 256, fp32 or tf32: no figure (not run, or failed) (target ≥ 450,000)"
     assert lines[2] == "- FAIL: LargeNet, any batch and precision: no figure (not run, or failed) (target ≥ 250,000)"
+    # --strict counts them apart: targets its --configs left out, not targets missed.
+    from pipelines import check_strict
+
+    with pytest.raises(SystemExit) as stop:
+        check_strict(lines)
+    assert stop.value.code == 1
+    assert capsys.readouterr().err.strip() == ("bench: error: --strict: 2 FAIL (2 of them with no figure: not run, or "
+                                               "failed) of 3 target line(s); see them above")  # fmt: skip
 
 
 def test_a_cpu_targets_line_is_undecided_where_the_epochs_varied_more_than_its_margin(
