@@ -362,6 +362,31 @@ def test_ctrl_c_stops_a_sweep_keeps_finished_jobs_and_reports(tmp_path: Path) ->
     assert list(summary["epochs"]) == [1, 50, 50]  # the job that never started is named by its overrides
 
 
+STOPPER = """
+import os, signal
+from hydra.experimental.callback import Callback
+
+class StopAtEnd(Callback):
+    def on_job_end(self, config, job_return, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+def test_ctrl_c_the_moment_a_run_ends_says_that_it_had_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Ctrl-C just after "Done:" read as any interruption ("the run is recorded in run"), and one after a sweep's
+    # last job as a partial report, though nothing was left to finish. A Hydra callback sends it at the job's end.
+    (tmp_path / "stopper.py").write_text(STOPPER)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m` puts the working folder first
+    stop = "+hydra.callbacks.stop._target_=stopper.StopAtEnd"
+    proc = run_cli(tmp_path, *TINY, "hydra.run.dir=run", stop)
+    _one_error_line(proc, 130, "interrupted by SIGINT: the run had finished (ok) and is recorded in run")
+    assert read_metrics(tmp_path / "run")["status"] == "ok"
+    proc = run_cli(tmp_path, "-m", *SWEEP, "hydra.sweep.dir=S", stop)
+    _one_error_line(proc, 130, "interrupted by SIGINT: 1 ok; report: S/report.md")
+
+
 def test_ctrl_c_mid_epoch_with_dataloader_workers_is_one_line(tmp_path: Path) -> None:
     # Each DataLoader worker (forked, so with bench's handlers) printed "bench: interrupted by SIGINT: nothing
     # was started" under the run's own line, and died with exit 130, which the main process then reported as a

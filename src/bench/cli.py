@@ -506,13 +506,27 @@ def as_typed(path: Path) -> str:
     return os.path.relpath(path, start) if Path(path).absolute().is_relative_to(start) else str(path)
 
 
+def _status(run_dir: Path) -> str | None:
+    """A run's recorded status, None where its metrics.json is absent or cannot be read."""
+    from bench.results import load_metrics
+
+    try:
+        return load_metrics(run_dir).get("status")
+    except Exception:
+        return None
+
+
 def _what_is_kept() -> str:
     """After a stop (a signal, or a sweep that cannot go on): write what can still be written (a sweep's
     partial report) and say where the results are."""
     sweep_dir = _sweep_dir()
     with interrupts.deferred(reraise=False):
         if sweep_dir is None:
-            return f"the run is recorded in {as_typed(SESSION.run_dir)}" if SESSION.run_dir else "nothing was started"
+            if not SESSION.run_dir:
+                return "nothing was started"
+            # A signal in the moment after the run ended: it had finished, which "recorded" alone did not say.
+            said = "had finished (ok) and is" if _status(Path(SESSION.run_dir)) == "ok" else "is"
+            return f"the run {said} recorded in {as_typed(SESSION.run_dir)}"
         from bench.report import build_report
         from bench.runs import NOT_RECORDED, status_counts
 
