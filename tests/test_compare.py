@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from bench.compare import compare, load_side, noise_band, verdict
+from bench.errors import UsageError
 from bench.metrics import summarize
 from bench.results import EpochStats, RunResult, write_metrics
 from conftest import TINY, read_metrics, run_cli
@@ -29,7 +30,8 @@ SAMPLES = 1000  # images per epoch of a made-up run
 def _fake_run(
     sweep: Path, job: int, device: str, batch_size: int, samples_per_s: float, *, status: str = "ok",
     memory_mb: float = 100.0, precision: str = "fp32", repeats: int | None = None, iqr: float | None = None,
-    config: dict[str, Any] | None = None, epoch_rates: tuple[float, ...] | None = None,
+    config: dict[str, Any] | None = None, epoch_rates: tuple[float, ...] | None = None, loader: str = "dataloader",
+    workers: int = 2,
 ) -> None:  # fmt: skip
     """A sweep job's folder with made-up timings, as test_report's: here so CPU and GPU runs can pair up."""
     run_dir, ok = sweep / str(job), status == "ok"
@@ -45,7 +47,7 @@ def _fake_run(
         run_dir,
         RunResult(
             status=status, model="medium", device=device, device_name="Test GPU" if cuda else "Test CPU",
-            precision=precision, dataset="synthetic", loader="dataloader", batch_size=batch_size, workers=2,
+            precision=precision, dataset="synthetic", loader=loader, batch_size=batch_size, workers=workers,
             epochs=2, seed=0, epochs_detail=epochs, metrics=measured,
             env={"torch": "2.x", "gpu": "Test GPU" if cuda else None, "hostname": "gpubox" if cuda else "laptop"},
         ),
@@ -80,6 +82,18 @@ def _table(base: list[Path], cand: list[Path], **kwargs: Any) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------ the numbers
+
+
+def test_workers_that_no_run_used_are_not_matched_on(tmp_path: Path) -> None:
+    # Resident-loader runs start no workers (their value is recorded, unused): runs that differed only in it were
+    # "different configs", and nothing paired.
+    base = _sweep(tmp_path / "a", "cpu", {64: 1000}, loader="resident", workers=2)
+    cand = _sweep(tmp_path / "b", "cpu", {64: 1100}, loader="resident", workers=0)
+    assert "workers" not in compare(load_side([base]), load_side([cand])).keys
+    assert len(_table([base], [cand])) == 1
+    loaders = _sweep(tmp_path / "c", "cpu", {64: 1100}, loader="dataloader", workers=0)  # which DataLoader did use
+    with pytest.raises(UsageError, match=r"they differ in loader resident vs dataloader; workers 2 vs 0"):
+        compare(load_side([base]), load_side([loaders]))
 
 
 def test_a_cpu_sweep_pairs_with_a_gpu_sweep_config_by_config(laptop_and_gpu: tuple[Path, Path]) -> None:

@@ -58,6 +58,8 @@ BAND = 0.05
 FASTER, SAME, SLOWER = "faster", "same", "slower"
 #: config keys that say where or how a run was measured, not what it trained: never matched on
 NOT_MATCHED = ("device", "data_dir", "repeat", "profile")
+#: settings that runs of these loaders record but do not use: not matched where every run on both sides is one
+UNUSED_BY_LOADER = {"workers": {"resident"}}
 #: a candidate status that is a regression where the baseline ran ok
 BROKEN = ("oom", "failed", "diverged")
 #: peak memory by what a side measured: CUDA allocated on a GPU, else the process's RSS
@@ -115,7 +117,10 @@ def match_keys(base: pd.DataFrame, cand: pd.DataFrame, ignore: Sequence[str] = (
     unset = set_by_some([(f, added_keys(Path(d))) for f, d in zip(sides["_flat"], sides["run_dir"], strict=True)])
     extra += sorted(k for k in unset if k not in extra and k not in CONFIG_COLUMNS and not skipped(k))
     recorded = [c for c in CONFIG_COLUMNS if base[c].notna().any() and cand[c].notna().any()]  # older runs lack some
-    return [c for c in recorded if not skipped(c)] + extra
+    # Settings no run on either side used: the resident loader starts no workers, and runs that differed only in
+    # workers (recorded, unused) were "different configs", never paired.
+    unused = {key for key, loaders in UNUSED_BY_LOADER.items() if set(sides["loader"].astype(str)) <= loaders}
+    return [c for c in recorded if not skipped(c) and c not in unused] + [k for k in extra if k not in unused]
 
 
 def _by_config(df: pd.DataFrame, keys: list[str]) -> dict[tuple, pd.DataFrame]:
