@@ -1022,7 +1022,8 @@ def test_values_a_figure_cannot_be_drawn_from_cost_that_figure_not_the_report(tm
     metrics_file.write_text(json.dumps({**record, "samples_per_s": 1.7e308}))
     out = tmp_path / "again"
     out.mkdir()
-    shutil.copy(tmp_path / "S" / "runs.png", out / "runs.png")  # an earlier report's: not to stand beside this one
+    for name in ("report.md", "runs.png"):  # an earlier report's figure: not to stand beside this one
+        shutil.copy(tmp_path / "S" / name, out / name)
     proc = run_cli(tmp_path, "S", "--out", str(out), module="bench.report")
     assert proc.returncode == 0, proc.stderr
     report = (out / "report.md").read_text()
@@ -1118,10 +1119,12 @@ def test_steps_that_differ_say_whose_they_are(tmp_path: Path) -> None:
             "(precision=amp_fp16)") in text  # fmt: skip
 
 
-def test_a_signal_while_a_figure_is_saved_leaves_the_earlier_figure_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(28, "No space left on device")])
+def test_a_signal_or_a_full_disk_while_a_figure_is_saved_leaves_the_earlier_figure_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: BaseException
 ) -> None:
-    # Ctrl-C during savefig had left half a PNG in place of the earlier report's figure.
+    # Ctrl-C during savefig had left half a PNG in place of the earlier report's figure; a full disk, then, no
+    # figure at all under the earlier report that links it.
     from matplotlib.figure import Figure
 
     for job, batch in enumerate((16, 64)):
@@ -1132,10 +1135,10 @@ def test_a_signal_while_a_figure_is_saved_leaves_the_earlier_figure_whole(
 
     def cut(fig: Figure, path: object, *args: object, **kwargs: object) -> None:
         Path(str(path)).write_bytes(b"\x89PNG half")
-        raise KeyboardInterrupt
+        raise stop
 
     monkeypatch.setattr(Figure, "savefig", cut)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(type(stop)):
         build_report([tmp_path / "s"])
     assert {p.name: p.read_bytes() for p in (tmp_path / "s").glob("*.png")} == before
     assert not [p.name for p in (tmp_path / "s").iterdir() if p.name.startswith(".")]

@@ -76,8 +76,9 @@ def draw(plot: Callable[..., bool | None], *args: Any, **kwargs: Any) -> tuple[b
             return False, str(err)
         except Exception as err:
             plt.close("all")
-            if figure is not None:  # neither a half-written figure, nor an earlier report's beside this one's text
-                figure.unlink(missing_ok=True)
+            # The earlier figure stays whole (this one was drawn apart): a full disk stops the command before the
+            # earlier report, which links it, is replaced; else the new report does not link it and
+            # remove_unlinked takes it away with the earlier text.
             if isinstance(err, OSError):  # a full disk stops the command, as any write does
                 raise
             # The figure is lost, not the report beside it.
@@ -230,8 +231,8 @@ def plot_experiment(
 
 
 def tick(value: float) -> str:
-    """An axis's number as the tables write it: thousands separated, no exponent below a trillion."""
-    return f"{value:,.0f}" if 1000 <= abs(value) < 1e12 else f"{value:,g}"
+    """An axis's number as the tables write it: thousands separated, no exponent below a trillion, 0 not -0."""
+    return f"{value:,.0f}" if 1000 <= abs(value) < 1e12 else f"{value + 0.0:,g}"
 
 
 def context(runs: pd.DataFrame, varied: list[str]) -> str:
@@ -435,6 +436,7 @@ def _stacked(
     if totals:
         ax.set_ylim(0, max(bottom.max(), 1e-9) * 1.1)  # room for them
     ax.set_xticks(range(len(labels)), labels, fontsize="small")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: tick(v)))  # 12,000 MB, as the memory table has it
     ax.set_ylabel(ylabel)
     # Wrapped: no title past the figure's edge. The context, smaller, says what every bar shares.
     fig.suptitle("\n".join(textwrap.wrap(title, int(8 * width))))
