@@ -244,13 +244,17 @@ def test_unequal_classes_are_judged_against_a_guess_that_knows_their_shares(tmp_
     assert check(0.2, 0.94) == (True, None)
     assert check(0.5, 0.96) == (True, None)  # clearly above: 2.5 times fewer errors, 9 standard errors
     # Random labels of nearly equal shares keep the uniform guess and its words; 64 of them fall short of ln(10)
-    # by more than 2% by chance alone, and their test share of the largest class (3%) had set chance.
+    # by more than 2% by chance alone, and their test share of the largest class (3%) had set chance: 1/10 stays.
     near = diagnosis.diagnose({"final_loss": 2.29, "classes": 10, "prior_loss": 2.29, "prior_accuracy": 0.11})
     assert near["learning"].endswith("ln(10) = 2.303, the loss of a uniform guess")
     few = {"final_loss": 2.1, "test_accuracy": 0.12, "classes": 10, "prior_loss": 2.2, "prior_accuracy": 0.031,
            "train_samples": 64, "test_samples": 64}  # fmt: skip
     assert diagnosis.diagnose(few)["learning"] == ("did not learn: test accuracy 12.0% is under 1.5× chance, 15% "
                                                    "(chance: 10%)")  # fmt: skip
+    # Their loss is still judged against the shares' entropy: a model that learned only the shares reaches it.
+    shares_only = {**few, "final_loss": 2.2, "test_accuracy": 0.16, "prior_accuracy": 0.16}
+    said = diagnosis.diagnose(shares_only)["learning"]
+    assert said.startswith("did not learn: final loss 2.200 is within 2% of 2.200, the loss of a guess that knows")
     # A test set without the largest training class: the guess scores 0% there, which every accuracy beat.
     absent = {"final_loss": 5.0, "test_accuracy": 0.0, "classes": 2, "test_samples": 20, "prior_loss": entropy,
               "prior_accuracy": 0.0}  # fmt: skip

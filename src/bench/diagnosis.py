@@ -181,22 +181,23 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
 
 
 def chance(run: Mapping[str, Any]) -> tuple[float, float | None, str]:
-    """The guess a run has to beat: (its loss, its test accuracy where that is not 1 / classes, what it is). A
-    uniform guess (ln(classes), 1 / classes) where the classes have about equal shares; where they do not (an
-    image folder of 450 and 50), the guess that knows their shares: its loss is their entropy (``prior_loss``)
-    and it scores the test share of the largest training class (``prior_accuracy``): 90% on 90/10 is no
-    learning. "About equal": an entropy within NEAR_CHANCE_LOSS of ln(classes), the margin the loss is judged by,
-    or within three times what random labels fall short by ((classes - 1) / 2n nats over n images), so that 64
-    random labels keep the uniform guess."""
+    """The guess a run has to beat: (its loss, its test accuracy where that is not 1 / classes, what it is).
+
+    A uniform guess (ln(classes), 1 / classes) where the classes have about equal shares: an entropy of the
+    training labels (``prior_loss``) within NEAR_CHANCE_LOSS of ln(classes), the margin the loss is judged by.
+    Where it is lower (an image folder of 450 and 50), the guess that knows the shares: its loss is that entropy,
+    which a model that learned only the shares reaches on those very labels. Its test accuracy, the test share of
+    the largest training class (``prior_accuracy``: 90% on 90/10), replaces 1 / classes only where it is higher
+    and the shares differ by more than three times what random labels fall short by ((classes - 1) / 2n nats over
+    n images): 64 random labels had made a 3% or an 18% "chance"."""
     classes = run.get("classes") or 10
     uniform = math.log(classes)
     prior, top, n = _share(run, "prior_loss"), _share(run, "prior_accuracy"), run.get("train_samples")
-    noise = 3 * (classes - 1) / (2 * n) if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n else 0
-    if prior is None or prior >= uniform - max(NEAR_CHANCE_LOSS * uniform, noise):
+    if prior is None or prior >= (1 - NEAR_CHANCE_LOSS) * uniform:
         return uniform, None, f"ln({classes}) = {uniform:.3f}, the loss of a uniform guess"
-    # Its accuracy where it beats a uniform guess's: a test set without the largest training class gave it 0%,
-    # and every accuracy passed as "clearly above" it.
-    guess = top if top is not None and top > 1 / classes else None
+    noise = 3 * (classes - 1) / (2 * n) if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n else 0
+    real = prior < uniform - noise
+    guess = top if real and top is not None and top > 1 / classes else None
     scores = f": always naming the largest training class, it scores {top:.0%} of the test images" if guess else ""
     return prior, guess, f"{prior:.3f}, the loss of a guess that knows only the classes' shares (unequal here{scores})"
 

@@ -112,10 +112,12 @@ MEANINGS = {
     "learning": (
         f"whether the run learned: it did not where its test accuracy is under {CHANCE_ACCURACY_FACTOR:g}× chance, "
         f"or where its final loss (the last timed epoch's mean) is within {NEAR_CHANCE_LOSS:.0%} of a uniform "
-        "guess's (ln of the classes; where their shares are unequal, the loss of the guess that knows them) or "
-        "above it and its test accuracy is not clearly above chance "
+        "guess's (ln of the classes) or above it and its test accuracy is not clearly above chance "
         f"({CLEAR_ACCURACY_FLOOR:g}× chance or more, and {CLEAR_ACCURACY_SES:g} standard errors above it over its "
-        "test images); a run too short to learn is still timed right"
+        "test images); where the classes' shares are unequal, the guess is the one that knows them (its loss the "
+        "shares' entropy; its accuracy the largest class's test share, where the shares differ beyond random "
+        "labels' chance, with a factor out of reach read as that many times fewer errors); a run too short to "
+        "learn is still timed right"
     ),
     SPREAD_REPEATS: "the median samples/s of the run's repeats (repeat=N), with their IQR",
     SPREAD_MIXED: "the median samples/s of the run's repeats (repeat=N), else of its epochs, with their IQR",
