@@ -183,6 +183,44 @@ def test_a_diverging_run_is_recorded_as_diverged(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "Run diverged: loss is " in proc.stdout + proc.stderr, proc.stdout
 
 
+BLOWS_UP = """
+from bench.models import MediumNet
+
+class BlowsUp(MediumNet):
+    \"\"\"MediumNet whose output turns infinite after ``steps`` forward passes: a run that diverges in its second
+    epoch, on every machine (no learning rate does that reliably).\"\"\"
+
+    def __init__(self, num_classes: int = 10, width: int = 1, steps: int = 0) -> None:
+        super().__init__(num_classes, width)
+        self.steps, self.calls = steps, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = super().forward(x)
+        return out * float("inf") if self.calls > self.steps else out
+"""
+
+
+def test_a_run_that_diverges_later_keeps_the_figures_of_the_epochs_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The epoch it diverged in ran on non-finite weights: not timed (its samples/s had stood beside ok runs'), and
+    # its final loss is none (the last finite epoch's had been brought in with the figures of the epochs before).
+    (tmp_path / "blowsup.py").write_text(BLOWS_UP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # 8 steps an epoch; the warm-up's 2 steps and the FLOP count's passes come first: it blows up in epoch 2.
+    proc = run_cli(tmp_path, *TINY, "epochs=3", "loader=resident", "model._target_=blowsup.BlowsUp",
+                   "+model.steps=14", "hydra.run.dir=R")  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    metrics = read_metrics(tmp_path / "R")
+    losses = [e["loss"] for e in metrics["epochs_detail"]]
+    assert metrics["status"] == "diverged" and len(losses) == 2 and losses[0] is not None and losses[1] is None
+    first = metrics["epochs_detail"][0]
+    assert metrics["avg_epoch_time"] == pytest.approx(first["time_s"]) and metrics["final_loss"] is None
+    assert ("its figures are of the 1 timed epoch before the one it diverged in, which is not counted (diverged)"
+            in metrics["notes"])  # fmt: skip
+
+
 def test_a_failing_run_still_writes_metrics(cfg_for, tmp_path: Path) -> None:
     root = tmp_path / "imgs"
     for split in ("train", "test"):
