@@ -134,8 +134,9 @@ def test_a_job_whose_folder_was_removed_takes_back_its_first_number_in_any_order
     assert first.returncode == 0, first.stderr
     said = " ".join((first.stdout + first.stderr).split())
     assert (
-        "batch_size=128 of S's plan never started and is not in this command: it stays in the report as "
-        "missing (a job an earlier resume added is listed in S/added_jobs.yaml; remove its entry" in said
+        "Job 2 (batch_size=128) of S's plan never started and is not in this command: it stays in the report as "
+        "missing (Job 2: added by an earlier resume; S/added_jobs.yaml lists the jobs resumes added, and an entry "
+        "removed there drops its job)" in said
     ), said
     runs = pd.read_csv(tmp_path / "S" / "summary.csv")
     assert list(runs["status"]) == ["ok", "ok", "missing"] and list(runs["batch_size"]) == [32, 64, 128]

@@ -125,6 +125,12 @@ def _added(sweep_dir: Path, strict: bool = False) -> dict[int, list[str]]:
         return {}
 
 
+def added_jobs(sweep_dir: Path) -> dict[int, list[str]]:
+    """The jobs earlier resumes added to the sweep, {number: overrides}; a UsageError where ADDED_FILE exists but
+    cannot be read (a resume refuses it: the jobs it lists would silently drop out of the plan and the report)."""
+    return _added(sweep_dir, strict=True)
+
+
 def record_added(sweep_dir: Path, jobs: dict[int, list[str]]) -> None:
     """Record the jobs this resume adds to the sweep, before they run: stopped before one of them started, the
     partial report had no row for it ("3 ok", not "3 ok, 1 missing") and the closing line no resume hint."""

@@ -108,6 +108,7 @@ class BenchSweeper(BasicSweeper):
         if running:
             raise UsageError(f"resume=true: job {', '.join(map(str, running))} of {sweep_dir} is still running in a "
                              "process of its own; wait for it to end (or stop it), then resume")  # fmt: skip
+        earlier = resume.added_jobs(sweep_dir)  # refused, one line, where unreadable: its jobs would drop out
         planned = resume.planned_overrides(sweep_dir)
         the_plan = resume.plan(list(zip(jobs, identities, strict=True)), existing, planned)
         log.info("Resuming %s: %d of %d jobs finished already (kept as they are), %d to run",
@@ -126,11 +127,12 @@ class BenchSweeper(BasicSweeper):
                         sweep_dir, "is" if one else "are", "it is" if one else "they are")  # fmt: skip
         if the_plan.unstarted:
             one = len(the_plan.unstarted) == 1
-            log.warning("%s of %s's plan never started and %s not in this command: %s in the report as missing "
-                        "(a job an earlier resume added is listed in %s; remove its entry there to drop it)",
-                        _listed(planned, list(enumerate(planned)), the_plan.unstarted, []), sweep_dir,
-                        "is" if one else "are", "it stays" if one else "they stay",
-                        sweep_dir / folders.ADDED_FILE)  # fmt: skip
+            added = [n for n in the_plan.unstarted if n in earlier]
+            how = (f" ({_jobs(added)}: added by an earlier resume; {sweep_dir / folders.ADDED_FILE} lists the jobs "
+                   "resumes added, and an entry removed there drops its job)") if added else ""  # fmt: skip
+            log.warning("%s of %s's plan never started and %s not in this command: %s in the report as missing%s",
+                        _unstarted(planned, the_plan.unstarted), sweep_dir, "is" if one else "are",
+                        "it stays" if one else "they stay", how)  # fmt: skip
         returns = []
         for first, batch in the_plan.batches():
             results = self.launcher.launch(batch, initial_job_idx=first)
@@ -165,6 +167,15 @@ def _listed(
     return "; ".join(f"#{n} " + " ".join(o for o in overrides if (o not in shared or o not in in_plan)
                                          and not o.startswith("resume="))
                      for n, overrides in sorted(run) if n in numbers)  # fmt: skip
+
+
+def _unstarted(planned: list[list[str]], numbers: list[int]) -> str:
+    """'Job 2 (batch_size=128)' or 'Jobs 2 (…), 3 (…)': each with the overrides that set it apart from the plan's
+    other jobs (every job's dataset.train_size=256 said nothing)."""
+    jobs = [set(job) for job in planned if job]
+    shared = set.intersection(*jobs) if len(jobs) > 1 else set()
+    said = [f"{n} ({' '.join(o for o in planned[n] if o not in shared) or 'as planned'})" for n in numbers]
+    return f"Job{'s' * (len(numbers) > 1)} {', '.join(said)}"
 
 
 def _check_one_experiment(jobs: Any) -> None:
