@@ -392,7 +392,7 @@ def reproduce(source: Source, the_plan: Plan, new_dir: Path, made: Path | None, 
         # holding only its config, which the same command, run again, then refused as not empty.
         with interrupts.deferred(reraise=False):
             for handler in [h for h in logging.root.handlers if isinstance(h, logging.FileHandler)
-                            and Path(h.baseFilename).parent == new_dir.resolve()]:  # fmt: skip
+                            and Path(h.baseFilename).resolve().parent == new_dir.resolve()]:  # fmt: skip
                 logging.root.removeHandler(handler)  # its bench.log goes with the folder
                 handler.close()
             for child in new_dir.iterdir() if new_dir.is_dir() else ():
