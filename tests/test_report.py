@@ -1158,8 +1158,11 @@ def test_precisions_that_ran_one_step_are_said_to_differ_in_noise_only(tmp_path:
     text = " ".join((build_report([tmp_path / "S"]).out / "report.md").read_text().split())
     assert (f"Every run computed the same step here, in fp32 ({note}): they differ in nothing else, so what follows "
             "is run-to-run noise, not an effect of precision.") in text  # fmt: skip
-    # Steps that differ (fp16 autocast beside fp32) are ranked without it.
-    path.write_text(json.dumps({**json.loads(path.read_text()), "step": {**step, "math": "fp16"}}))
+    # Steps that differ (fp16 autocast beside fp32), or runs of two machines, are ranked without it.
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "env": {**(data.get("env") or {}), "hostname": "elsewhere"}}))
+    assert "computed the same step" not in (build_report([tmp_path / "S"]).out / "report.md").read_text()
+    path.write_text(json.dumps({**data, "step": {**step, "math": "fp16"}}))
     assert "computed the same step" not in (build_report([tmp_path / "S"]).out / "report.md").read_text()
 
 

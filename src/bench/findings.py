@@ -79,7 +79,11 @@ def _same_maths_sentence(ok: pd.DataFrame, x: str) -> str:
     if x != "precision" or "step" not in ok or ok[x].astype(str).nunique() < 2:
         return ""
     steps = [json.dumps(v, sort_keys=True) if isinstance(v, dict) else None for v in ok["step"]]
-    if None in steps or len(set(steps)) > 1:
+    if None in steps or len(set(steps)) > 1 or "math" not in ok["step"].iloc[0]:
+        return ""
+    # On one machine: runs from two (a report of two folders) differ in it, not in noise alone.
+    machines = {(str(run.get("device_name")), str(run.get("env_hostname"))) for _, run in ok.iterrows()}
+    if len(machines) > 1:
         return ""
     notes = [n for v in ok.get("notes", []) if isinstance(v, list) for n in v]
     why = next((n for n in notes if n.startswith("precision=") and " here" in n), None)
