@@ -10,7 +10,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -104,6 +104,19 @@ def _in_process(cwd: Path, module: str, args: list[str]) -> subprocess.Completed
                 logging.root.addHandler(handler)
     returncode = code if isinstance(code, int) else (0 if code is None else 1)
     return subprocess.CompletedProcess([module, *args], returncode, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(autouse=True)
+def _no_signal_carried_over() -> Iterator[None]:
+    """A signal a test sends in this process (to a command run in-process) is remembered by bench.interrupts until
+    the next entry point, and keeps the unraisable hook it installed: a later test's train.run read its own
+    ValueError as "a signal came first" and stopped the whole session. Each test starts clean."""
+    from bench import interrupts
+
+    hook = sys.unraisablehook
+    yield
+    interrupts.reset()
+    sys.unraisablehook = hook
 
 
 def only_run_dir(root: Path) -> Path:
