@@ -119,7 +119,8 @@ def match_keys(base: pd.DataFrame, cand: pd.DataFrame, ignore: Sequence[str] = (
     recorded = [c for c in CONFIG_COLUMNS if base[c].notna().any() and cand[c].notna().any()]  # older runs lack some
     # Settings no run on either side used: the resident loader starts no workers, and runs that differed only in
     # workers (recorded, unused) were "different configs", never paired.
-    unused = {key for key, loaders in UNUSED_BY_LOADER.items() if set(sides["loader"].astype(str)) <= loaders}
+    recorded_loaders = {str(v) for v in sides["loader"] if isinstance(v, str)}  # an unreadable run records none
+    unused = {key for key, loaders in UNUSED_BY_LOADER.items() if recorded_loaders and recorded_loaders <= loaders}
     return [c for c in recorded if not skipped(c) and c not in unused] + [k for k in extra if k not in unused]
 
 

@@ -199,7 +199,8 @@ def chance(run: Mapping[str, Any]) -> tuple[float, float | None, str]:
     real = prior < uniform - noise
     guess = top if real and top is not None and top > 1 / classes else None
     scores = f": always naming the largest training class, it scores {top:.0%} of the test images" if guess else ""
-    return prior, guess, f"{prior:.3f}, the loss of a guess that knows only the classes' shares (unequal here{scores})"
+    how = "unequal here" if real else "a little unequal here, as random labels are"
+    return prior, guess, f"{prior:.3f}, the loss of a guess that knows only the classes' shares ({how}{scores})"
 
 
 def class_prior(train_y: Sequence[int] | np.ndarray, test_y: Sequence[int] | np.ndarray | None,

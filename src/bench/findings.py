@@ -81,9 +81,9 @@ def _same_maths_sentence(ok: pd.DataFrame, x: str) -> str:
     steps = [json.dumps(v, sort_keys=True) if isinstance(v, dict) else None for v in ok["step"]]
     if None in steps or len(set(steps)) > 1 or "math" not in ok["step"].iloc[0]:
         return ""
-    # On one machine: runs from two (a report of two folders) differ in it, not in noise alone.
+    # One sweep on one machine: a report of two folders (another host, torch or commit) differs in those too.
     machines = {(str(run.get("device_name")), str(run.get("env_hostname"))) for _, run in ok.iterrows()}
-    if len(machines) > 1:
+    if len(machines) > 1 or ("sweep" in ok and ok["sweep"].nunique() > 1):
         return ""
     notes = [n for v in ok.get("notes", []) if isinstance(v, list) for n in v]
     why = next((n for n in notes if n.startswith("precision=") and " here" in n), None)

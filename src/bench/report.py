@@ -448,9 +448,10 @@ def build_report(paths: Sequence[Path], out: Path | None = None) -> Report:
     drawn = " ".join(p.name for p in report.files if p.suffix == ".png")
     lines += [FIGURES_NOTE.format(drawn), ""] if drawn else []  # none drawn: nothing a later report need remove
     report_md = out / REPORT_FILE
-    write_atomically(report_md, "\n".join(lines))
-    report.files.append(report_md)
-    remove_unlinked(out, earlier, report.files)
+    with interrupts.deferred():  # the new text and the earlier figures it no longer draws go together, as compare's
+        write_atomically(report_md, "\n".join(lines))
+        report.files.append(report_md)
+        remove_unlinked(out, earlier, report.files)
     return report
 
 
