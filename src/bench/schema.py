@@ -694,7 +694,7 @@ def batch_exceeds_data(batch_size: int, images: int, *, whole_dataset: bool = Fa
 
 def _check_synthetic_fits(images: int, float_copies: int = 0) -> None:
     """The synthetic images are generated in memory: refuse a size this machine cannot hold at all, with the
-    resident loader's float copy of ``float_copies`` training images where it is in the same memory."""
+    resident loader's float copy of ``float_copies`` images (the larger split's) where it is in the same memory."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
