@@ -13,7 +13,6 @@ runs of consecutive numbers, so any launcher (local, submitit) places them in th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -90,10 +89,11 @@ class Plan:
         return out
 
 
-def planned_overrides(sweep_dir: Path) -> list[list[str]]:
+def planned_overrides(sweep_dir: Path, added: dict[int, list[str]] | None = None) -> list[list[str]]:
     """Each job's overrides in the sweep's first plan (its ``multirun.yaml``, which a resume leaves as it is),
-    in job order, as Hydra's basic sweeper expands them, then the jobs resumes added (ADDED_FILE) at their
-    numbers ([] for a number neither gave); [] when there is none to read (another sweeper)."""
+    in job order, as Hydra's basic sweeper expands them, then the jobs resumes added (``added``, as added_jobs
+    reads them; else read here) at their numbers ([] for a number neither gave); [] when there is none to read
+    (another sweeper)."""
     try:
         saved = OmegaConf.load(sweep_dir / SWEEP_FILE)
         sweeper = str(OmegaConf.select(saved, "hydra.sweeper._target_", default=""))
@@ -103,7 +103,7 @@ def planned_overrides(sweep_dir: Path) -> list[list[str]]:
         jobs = sweep_jobs(params, list(OmegaConf.select(saved, "hydra.overrides.task") or []))
     except Exception:  # an unreadable plan only costs a new job its planned number
         return []
-    for number, overrides in sorted(_added(sweep_dir).items()):
+    for number, overrides in sorted((_added(sweep_dir) if added is None else added).items()):
         jobs += [[] for _ in range(number + 1 - len(jobs))]
         jobs[number] = jobs[number] or overrides
     return jobs
@@ -131,18 +131,17 @@ def added_jobs(sweep_dir: Path) -> dict[int, list[str]]:
     return _added(sweep_dir, strict=True)
 
 
-def record_added(sweep_dir: Path, jobs: dict[int, list[str]]) -> None:
-    """Record the jobs this resume adds to the sweep, before they run: stopped before one of them started, the
-    partial report had no row for it ("3 ok", not "3 ok, 1 missing") and the closing line no resume hint."""
-    merged = {**_added(sweep_dir, strict=True), **{n: [o for o in overrides if override_key(o) != "resume"]
-                                                   for n, overrides in jobs.items()}}  # fmt: skip
-    tmp = sweep_dir / f".{ADDED_FILE}.tmp"
+def record_added(sweep_dir: Path, jobs: dict[int, list[str]], earlier: dict[int, list[str]] | None = None) -> None:
+    """Record the jobs this resume adds to the sweep (beside ``earlier``, as added_jobs read them; else read here),
+    before they run: stopped before one of them started, the partial report had no row for it ("3 ok", not "3 ok,
+    1 missing") and the closing line no resume hint."""
+    from bench.results import write_atomically
+
+    now = {n: [o for o in overrides if override_key(o) != "resume"] for n, overrides in jobs.items()}
+    merged = {**(added_jobs(sweep_dir) if earlier is None else earlier), **now}
     try:
-        OmegaConf.save(OmegaConf.create({str(n): merged[n] for n in sorted(merged)}), tmp)
-        tmp.replace(sweep_dir / ADDED_FILE)
+        write_atomically(sweep_dir / ADDED_FILE, OmegaConf.to_yaml({str(n): merged[n] for n in sorted(merged)}))
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise UsageError(f"hydra.sweep.dir={sweep_dir}: cannot record the jobs this resume adds ({os_error_line(err)})"
                          "; nothing was run") from None  # fmt: skip
 

@@ -109,13 +109,13 @@ class BenchSweeper(BasicSweeper):
             raise UsageError(f"resume=true: job {', '.join(map(str, running))} of {sweep_dir} is still running in a "
                              "process of its own; wait for it to end (or stop it), then resume")  # fmt: skip
         earlier = resume.added_jobs(sweep_dir)  # refused, one line, where unreadable: its jobs would drop out
-        planned = resume.planned_overrides(sweep_dir)
+        planned = resume.planned_overrides(sweep_dir, earlier)
         the_plan = resume.plan(list(zip(jobs, identities, strict=True)), existing, planned)
         log.info("Resuming %s: %d of %d jobs finished already (kept as they are), %d to run",
                  sweep_dir, len(the_plan.skipped), len(jobs), len(the_plan.run))  # fmt: skip
         # Resuming with other values grows the sweep (its report covers every job): say so, in case it was a typo.
         if the_plan.added:
-            resume.record_added(sweep_dir, {n: overrides for n, overrides in the_plan.run if n in the_plan.added})
+            resume.record_added(sweep_dir, {n: o for n, o in the_plan.run if n in the_plan.added}, earlier)
             one = len(the_plan.added) == 1
             log.warning("%s %s new to this sweep (not in its first plan): %s; the report shows %s beside the others",
                         _jobs(the_plan.added), "is" if one else "are",
