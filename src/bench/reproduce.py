@@ -302,12 +302,10 @@ def report(source: Source, new_dir: Path, the_plan: Plan, new: dict[str, Any], a
 
     # Each run's own notes where the other lacks them: "its figures are of the 1 timed epoch it finished before
     # it stopped" says why a row below has no ratio, and a setting one run did not use why its figures differ.
-    def kinds(run: dict[str, Any]) -> set[str]:  # "did not learn: final loss 2.302 is ..." whatever the figure
-        return {PER_RUN_FIGURE.sub(r"\1 \3", n) for n in run.get("notes") or []}
-
-    for side, run, other in (("original", old, new), ("new", new, old)):
-        notes += [f"the {side} run's note: {n}" for n in run.get("notes") or []
-                  if PER_RUN_FIGURE.sub(r"\1 \3", n) not in kinds(other)]  # fmt: skip
+    # Each note as its kind: "did not learn: final loss 2.302 is ..." whatever the figure.
+    kinds = [{n: PER_RUN_FIGURE.sub(r"\1 \3", n) for n in run.get("notes") or []} for run in (old, new)]
+    for side, mine, other in (("original", kinds[0], kinds[1]), ("new", kinds[1], kinds[0])):
+        notes += [f"the {side} run's note: {n}" for n, kind in mine.items() if kind not in other.values()]
     if source.metrics_error:
         notes.insert(0, f"note: the original run's metrics are unreadable: {source.metrics_error}")
     if notes:
