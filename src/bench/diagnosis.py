@@ -180,6 +180,11 @@ def _verdict(run: Mapping[str, Any]) -> tuple[str | None, str, str | None]:
     return "compute-bound", evidence, None
 
 
+def _count(value: object) -> bool:
+    """Whether a record's field is a count of images: a whole number above 0 (numpy's ints too; not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+
+
 def chance(run: Mapping[str, Any]) -> tuple[float, float | None, str]:
     """The guess a run has to beat: (its loss, its test accuracy where that is not 1 / classes, what it is).
 
@@ -195,7 +200,7 @@ def chance(run: Mapping[str, Any]) -> tuple[float, float | None, str]:
     prior, top, n = _share(run, "prior_loss"), _share(run, "prior_accuracy"), run.get("train_samples")
     if prior is None or prior >= (1 - NEAR_CHANCE_LOSS) * uniform:
         return uniform, None, f"ln({classes}) = {uniform:.3f}, the loss of a uniform guess"
-    noise = 3 * (classes - 1) / (2 * n) if isinstance(n, numbers.Integral) and not isinstance(n, bool) and n else 0
+    noise = 3 * (classes - 1) / (2 * n) if _count(n) else 0
     real = prior < uniform - noise
     guess = top if real and top is not None and top > 1 / classes else None
     scores = f": always naming the largest training class, it scores {top:.0%} of the test images" if guess else ""
@@ -234,7 +239,7 @@ def clear_accuracy(classes: int, tested: object, accuracy: float | None = None) 
     """The test accuracy from which a run learned, whatever its loss: CLEAR_ACCURACY_FLOOR x chance and
     CLEAR_ACCURACY_SES standard errors above it over ``tested`` images; CLEAR_ACCURACY_FACTOR x chance where the
     image count is unknown. Chance is 1 / classes, or a guess's ``accuracy`` (times_chance)."""
-    if isinstance(tested, bool) or not isinstance(tested, numbers.Integral) or tested <= 0:  # numpy's ints too
+    if not _count(tested):
         return times_chance(CLEAR_ACCURACY_FACTOR, classes, accuracy)[0]
     guess = 1 / classes if accuracy is None else accuracy
     standard_error = math.sqrt(guess * (1 - guess) / tested)
