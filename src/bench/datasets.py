@@ -116,8 +116,8 @@ def cifar10(root: str, download: bool = True, train_size: int | None = None, tes
     root = Path(root)
     if root.exists() and not root.is_dir():  # "could not be fetched ([Errno 17] File exists)" said nothing of it
         raise DatasetUnavailable(f"data_dir={root} is a file, not a folder; CIFAR-10 goes in a folder")
-    extracted = root / CIFAR10.base_folder
-    if root.name == CIFAR10.base_folder and (root / "data_batch_1").exists() and not extracted.exists():
+    batches = root / CIFAR10.base_folder  # where torchvision reads the extracted batches
+    if root.name == CIFAR10.base_folder and (root / "data_batch_1").exists() and not batches.exists():
         # The extracted folder itself: torchvision looks for it inside data_dir, and would fetch 170 MB into it.
         raise DatasetUnavailable(f"data_dir={root} is CIFAR-10's extracted folder itself; set data_dir to the folder "
                                  f"that holds it (data_dir={root.parent})")  # fmt: skip
@@ -133,7 +133,6 @@ def cifar10(root: str, download: bool = True, train_size: int | None = None, tes
                 f"{archive} is corrupt (not CIFAR-10's archive: its checksum differs); delete it and put the "
                 "real cifar-10-python.tar.gz there, or use dataset=synthetic"
             ) from err
-        batches = root / CIFAR10.base_folder
         if batches.is_dir() and not archive.is_file():  # extracted, but not all there: no fetch was the cause
             raise DatasetUnavailable(
                 f"{batches}/ is incomplete or corrupt (its files' checksums differ); delete it and put "
